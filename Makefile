@@ -1,0 +1,114 @@
+# pod-stats: `make test` and `make run` take a fresh Debian 12 machine to working.
+# Run as root (or with sudo): the dependencies come from apt, and BPF needs root.
+
+SHELL := /bin/bash
+ARCH ?= $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+BUILD := build
+VENV := .venv
+PYTHON ?= python3
+CLANG ?= clang-19
+LLVM_STRIP ?= llvm-strip-19
+BPFTOOL ?= bpftool
+# Root needs no sudo (and these machines have none); anyone else does.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+APT_PACKAGES := clang-19 llvm-19 bpftool libelf-dev zlib1g-dev pkg-config dpkg-dev \
+	gcc libc6-dev make python3 python3-venv python3-dev runc busybox-static
+
+# The libbpf we compile against is the one that runs (statically linked):
+# Debian bookworm's source package, upstream tarball pinned by hash.
+LIBBPF_VERSION := 1.1.2
+LIBBPF_ORIG_SHA256 := b50ab60637fb713db78aa98e6ca911ddf13c0799d498a1f6ec03ebffc7dca588
+LIBBPF_PREFIX := $(BUILD)/libbpf/usr
+LIBBPF_A := $(LIBBPF_PREFIX)/lib/libbpf.a
+DEB_SRC_LIST := /etc/apt/sources.list.d/pod-stats-deb-src.sources
+
+BPF_OBJ := $(BUILD)/pod_stats.bpf.o
+SKEL := $(BUILD)/pod_stats.skel.h
+FFI_EXT := pod_stats/_pod_stats_ffi.abi3.so
+WORKLOAD := pod_stats/_workload
+VENV_STAMP := $(VENV)/.installed
+
+.PHONY: all deps apt-deps venv bpf libbpf build test test-unit run demo vmlinux clean distclean
+
+all: build
+
+## deps: Debian packages + the Python virtualenv
+deps: apt-deps venv
+
+apt-deps:
+	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); }
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip==25.3
+	# build requirements too: the extension is built without isolation, against this venv
+	$(VENV)/bin/pip install -q setuptools==75.8.0 wheel==0.45.1 cffi==2.1.1
+	touch $@
+
+## libbpf: PIC static libbpf from Debian's source package
+libbpf: $(LIBBPF_A)
+
+$(LIBBPF_A):
+	@[ -f $(DEB_SRC_LIST) ] || { printf '%s\n' 'Types: deb-src' 'URIs: http://deb.debian.org/debian' \
+		'Suites: bookworm bookworm-updates' 'Components: main' \
+		'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' | $(SUDO) tee $(DEB_SRC_LIST) >/dev/null; \
+		$(SUDO) apt-get update -qq; }
+	rm -rf $(BUILD)/libbpf-src && mkdir -p $(BUILD)/libbpf-src
+	cd $(BUILD)/libbpf-src && apt-get source --download-only -qq libbpf 2>/dev/null
+	echo "$(LIBBPF_ORIG_SHA256)  $(BUILD)/libbpf-src/libbpf_$(LIBBPF_VERSION).orig.tar.gz" | sha256sum -c --quiet
+	tar -xzf $(BUILD)/libbpf-src/libbpf_$(LIBBPF_VERSION).orig.tar.gz -C $(BUILD)/libbpf-src
+	mkdir -p $(BUILD)/libbpf-obj
+	$(MAKE) -s -C $(BUILD)/libbpf-src/libbpf-$(LIBBPF_VERSION)/src BUILD_STATIC_ONLY=1 \
+		EXTRA_CFLAGS='-fPIC -O2' OBJDIR=$(abspath $(BUILD)/libbpf-obj) \
+		DESTDIR=$(abspath $(BUILD)/libbpf) PREFIX=/usr LIBDIR=/usr/lib install
+
+## bpf: the BPF object and its skeleton
+bpf: $(SKEL)
+
+$(BPF_OBJ): src/bpf/pod_stats.bpf.c src/bpf/pod_stats.h vmlinux/$(ARCH)/vmlinux.h $(LIBBPF_A)
+	@mkdir -p $(BUILD)
+	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
+		-I vmlinux/$(ARCH) -I src/bpf -I $(LIBBPF_PREFIX)/include -c $< -o $@
+	# keep BTF (CO-RE needs it), drop DWARF
+	$(LLVM_STRIP) -g $@
+
+$(SKEL): $(BPF_OBJ)
+	$(BPFTOOL) gen skeleton $< name pod_stats > $@
+
+## vmlinux: regenerate the checked-in vmlinux.h from this machine's BTF
+vmlinux:
+	@mkdir -p vmlinux/$(ARCH)
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h
+
+## build: the cffi extension (skeleton + libbpf) and the package, editable, in the venv
+build: $(FFI_EXT) $(WORKLOAD)
+
+$(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py $(VENV_STAMP)
+	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test]'
+	@touch $@
+
+# static test/demo workload run inside the miniature node's containers
+$(WORKLOAD): src/workload/workload.c
+	gcc -static -O2 -Wall -Wextra -o $@ $<
+
+## test: everything, BPF and container tests included (needs root)
+test: deps build
+	$(SUDO) $(VENV)/bin/pytest -q --require-bpf
+
+test-unit: deps build
+	$(VENV)/bin/pytest -q -m 'not bpf and not containers'
+
+## run: the live table of this node's pods
+run: deps build
+	$(SUDO) $(VENV)/bin/pod-stats run
+
+clean:
+	rm -rf $(BUILD)/pod_stats.* $(BUILD)/cffi $(FFI_EXT) $(WORKLOAD) pod_stats/_pod_stats_ffi.c
+
+distclean: clean
+	rm -rf $(BUILD) $(VENV) *.egg-info

@@ -1,0 +1,233 @@
+"""cffi API-mode builder: the bpftool skeleton + a static, PIC libbpf → pod_stats._pod_stats_ffi.
+
+The BPF object travels inside the skeleton header, so the extension is all a
+node needs: it depends at run time only on libc, libelf and zlib.
+
+Inputs (built by `make bpf libbpf`), overridable through the environment:
+  POD_STATS_BUILD_DIR   holds pod_stats.skel.h and libbpf/usr/{include,lib}
+"""
+
+import os
+import re
+from pathlib import Path
+
+from cffi import FFI
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = Path(os.environ.get("POD_STATS_BUILD_DIR", ROOT / "build"))
+SHARED_HEADER = ROOT / "src" / "bpf" / "pod_stats.h"
+LIBBPF_PREFIX = BUILD / "libbpf" / "usr"
+
+
+def shared_header_cdef() -> str:
+    """pod_stats.h without preprocessor lines, except plain integer #defines (which cffi takes)."""
+    lines = []
+    for line in SHARED_HEADER.read_text().splitlines():
+        if line.startswith("#") and not re.match(r"#define\s+\w+\s+\d+\s*$", line):
+            continue
+        lines.append(line)
+    return "\n".join(lines)
+
+
+CDEF = """
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+""" + shared_header_cdef() + """
+
+/* libbpf, only what pod_stats/bpf.py uses */
+struct bpf_object;
+struct bpf_program;
+struct bpf_map;
+struct bpf_link;
+
+struct bpf_object *pod_stats_object(struct pod_stats *skel);
+struct bpf_program *bpf_object__next_program(const struct bpf_object *obj, struct bpf_program *prog);
+const char *bpf_program__name(const struct bpf_program *prog);
+const char *bpf_program__section_name(const struct bpf_program *prog);
+int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
+bool bpf_program__autoload(const struct bpf_program *prog);
+int bpf_program__fd(const struct bpf_program *prog);
+struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
+int bpf_link__destroy(struct bpf_link *link);
+struct bpf_map *bpf_object__find_map_by_name(const struct bpf_object *obj, const char *name);
+int bpf_map__fd(const struct bpf_map *map);
+int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
+__u32 bpf_map__max_entries(const struct bpf_map *map);
+int bpf_map_lookup_elem(int fd, const void *key, void *value);
+int bpf_enable_stats(int type);
+int libbpf_num_possible_cpus(void);
+int libbpf_major_version(void);
+int libbpf_minor_version(void);
+
+#define BPF_STATS_RUN_TIME 0
+
+struct bpf_prog_info {
+    __u32 id;
+    __u64 run_time_ns;
+    __u64 run_cnt;
+    __u64 recursion_misses;
+    ...;
+};
+int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);
+
+int mount(const char *source, const char *target, const char *filesystemtype,
+          unsigned long mountflags, const void *data);
+
+/* helpers written below */
+struct pod_stats;
+struct pod_stats *pod_stats_open(const char *btf_custom_path);
+void pod_stats_set_config(struct pod_stats *skel, const struct pod_stats_config *config);
+int pod_stats_load(struct pod_stats *skel);
+void pod_stats_destroy(struct pod_stats *skel);
+int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 capacity,
+                            __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values);
+int pod_stats_delete_keys(int map_fd, const __u64 *keys, __u32 count);
+void pod_stats_route_libbpf_log(void);
+
+extern "Python" void pod_stats_libbpf_log_line(int level, const char *line);
+"""
+
+SOURCE = r"""
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <linux/types.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "pod_stats.h"
+#include "pod_stats.skel.h"
+
+_Static_assert(sizeof(struct pod_stats_counters) % sizeof(__u64) == 0,
+               "pod_stats_counters must hold only __u64 fields");
+
+static void pod_stats_libbpf_log_line(int level, const char *line);
+
+static int forward_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+    char line[1024];
+
+    vsnprintf(line, sizeof(line), fmt, args);
+    pod_stats_libbpf_log_line(level, line);
+    return 0;
+}
+
+static void pod_stats_route_libbpf_log(void)
+{
+    libbpf_set_print(forward_libbpf_print);
+}
+
+static struct pod_stats *pod_stats_open(const char *btf_custom_path)
+{
+    LIBBPF_OPTS(bpf_object_open_opts, opts, .btf_custom_path = btf_custom_path);
+
+    return pod_stats__open_opts(&opts);
+}
+
+static struct bpf_object *pod_stats_object(struct pod_stats *skel)
+{
+    return skel->obj;
+}
+
+static void pod_stats_set_config(struct pod_stats *skel, const struct pod_stats_config *config)
+{
+    skel->rodata->pod_stats_config = *config;
+}
+
+static int pod_stats_load(struct pod_stats *skel)
+{
+    return pod_stats__load(skel);
+}
+
+static void pod_stats_destroy(struct pod_stats *skel)
+{
+    pod_stats__destroy(skel);
+}
+
+/*
+ * Reads every entry of the per-CPU counters map into keys[] and sums[] (summed
+ * over CPUs); per_cpu_values is scratch space for capacity * ncpus values.
+ * Returns the number of entries or -errno; -ENOTSUP when use_batch is set and
+ * the kernel has no batch operations for this map (callers then retry without).
+ */
+static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 capacity,
+                                   __u64 *keys, struct pod_stats_counters *sums,
+                                   void *per_cpu_values)
+{
+    const size_t fields = sizeof(struct pod_stats_counters) / sizeof(__u64);
+    const size_t stride = sizeof(struct pod_stats_counters) * ncpus;
+    char *values = per_cpu_values;
+    __u32 total = 0;
+
+    if (use_batch) {
+        LIBBPF_OPTS(bpf_map_batch_opts, opts);
+        __u64 batch_token;
+        void *in_batch = NULL;
+
+        while (total < capacity) {
+            __u32 count = capacity - total;
+            int err = bpf_map_lookup_batch(map_fd, in_batch, &batch_token, keys + total,
+                                           values + (size_t)total * stride, &count, &opts);
+            total += count;  /* valid on success and at the end (ENOENT) */
+            if (err) {
+                if (errno == ENOENT)
+                    break;
+                if (errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP || errno == 524)
+                    return -ENOTSUP;
+                return -errno;
+            }
+            in_batch = &batch_token;
+        }
+    } else {
+        __u64 key, next;
+        void *prev = NULL;
+
+        while (total < capacity && bpf_map_get_next_key(map_fd, prev, &next) == 0) {
+            /* an entry deleted between the two calls is simply skipped */
+            if (bpf_map_lookup_elem(map_fd, &next, values + (size_t)total * stride) == 0)
+                keys[total++] = next;
+            key = next;
+            prev = &key;
+        }
+    }
+
+    for (__u32 i = 0; i < total; i++) {
+        __u64 *sum = (__u64 *)&sums[i];
+        const __u64 *cpu_value = (const __u64 *)(values + (size_t)i * stride);
+
+        memset(sum, 0, sizeof(sums[i]));
+        for (int cpu = 0; cpu < ncpus; cpu++, cpu_value += fields)
+            for (size_t f = 0; f < fields; f++)
+                sum[f] += cpu_value[f];
+    }
+    return total;
+}
+
+/* Deletes the given keys (dead cgroups); returns how many were present. */
+static int pod_stats_delete_keys(int map_fd, const __u64 *keys, __u32 count)
+{
+    int deleted = 0;
+
+    for (__u32 i = 0; i < count; i++)
+        deleted += bpf_map_delete_elem(map_fd, &keys[i]) == 0;
+    return deleted;
+}
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "pod_stats._pod_stats_ffi",
+    SOURCE,
+    include_dirs=[str(LIBBPF_PREFIX / "include"), str(SHARED_HEADER.parent), str(BUILD)],
+    extra_objects=[str(LIBBPF_PREFIX / "lib" / "libbpf.a")],
+    libraries=["elf", "z"],
+    # keep libbpf's symbols private to this extension
+    extra_link_args=["-Wl,--exclude-libs,ALL"],
+    extra_compile_args=["-O2", "-Wall"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(tmpdir=str(BUILD / "cffi"), verbose=False)

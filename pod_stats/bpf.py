@@ -1,0 +1,331 @@
+"""Load, attach and read pod-stats' BPF programs: libbpf through the cffi extension.
+
+The only module that touches libbpf. It hands out raw per-cgroup counters,
+summed over CPUs, keyed by (hierarchy, cgroup id); naming them is the
+collector's business.
+"""
+
+import contextlib
+import enum
+import errno
+import logging
+import os
+from collections import namedtuple
+from dataclasses import dataclass
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional
+
+try:
+    from pod_stats._pod_stats_ffi import ffi, lib
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        f"pod-stats' BPF extension is not built ({exc}); run `make build`"
+    ) from exc
+
+log = logging.getLogger(__name__)
+libbpf_log = logging.getLogger("pod_stats.libbpf")
+
+HIERARCHY_V2 = "v2"
+HIERARCHY_V1_MEMORY = "v1-memory"
+_V1_MEMORY_TAG = 1 << lib.POD_STATS_KEY_V1_MEMORY_BIT
+
+VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
+# Where libbpf 1.1 looks up tracepoint ids: debugfs' tracing dir if present, else tracefs.
+_DEBUGFS_TRACING = "/sys/kernel/debug/tracing"
+_TRACEFS = "/sys/kernel/tracing"
+
+# The counters' field names come from the struct in src/bpf/pod_stats.h.
+COUNTER_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_counters").fields)
+Counters = namedtuple("Counters", COUNTER_FIELDS)
+DROP_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_drops").fields)
+Drops = namedtuple("Drops", DROP_FIELDS)
+
+
+class CgroupKey(NamedTuple):
+    hierarchy: str  # HIERARCHY_V2 or HIERARCHY_V1_MEMORY
+    cgroup_id: int  # the cgroup directory's inode number
+
+
+class KeyMode(enum.IntEnum):
+    """Which cgroup a task's events are counted under (see pod_stats.h)."""
+
+    V2 = lib.POD_STATS_KEY_V2
+    V2_ELSE_V1_MEMORY = lib.POD_STATS_KEY_V2_ELSE_V1_MEMORY
+    V1_MEMORY = lib.POD_STATS_KEY_V1_MEMORY
+
+    @classmethod
+    def for_host(cls, v2_mounted: bool, memory_on_v2: bool) -> "KeyMode":
+        if memory_on_v2:
+            return cls.V2
+        if v2_mounted:
+            return cls.V2_ELSE_V1_MEMORY
+        return cls.V1_MEMORY
+
+
+class BpfError(Exception):
+    """A libbpf or kernel refusal, with the errno and what a user can do about it."""
+
+    def __init__(self, what: str, err: Optional[int] = None, hint: Optional[str] = None):
+        self.what = what
+        self.errno = err
+        self.hint = hint
+        message = what
+        if err:
+            message += f": {os.strerror(err)}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+_PRIVILEGE_HINT = "run as root, or grant CAP_BPF and CAP_PERFMON"
+_CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
+
+
+def missing_capabilities(status_path: str = "/proc/self/status") -> List[str]:
+    """Capabilities this process lacks for loading and attaching tracing programs.
+
+    CAP_SYS_ADMIN covers both on every kernel; CAP_BPF + CAP_PERFMON (5.8+) are the least.
+    """
+    with open(status_path) as status:
+        effective = next(int(line.split()[1], 16) for line in status if line.startswith("CapEff:"))
+    if effective & (1 << _CAP_SYS_ADMIN):
+        return []
+    return [name for bit, name in ((_CAP_BPF, "CAP_BPF"), (_CAP_PERFMON, "CAP_PERFMON"))
+            if not effective & (1 << bit)]
+
+
+def _hint_for(err: int) -> Optional[str]:
+    if err in (errno.EPERM, errno.EACCES):
+        return _PRIVILEGE_HINT
+    if err == errno.ENOMEM:
+        return "raise RLIMIT_MEMLOCK (ulimit -l) or use a kernel with memcg accounting of BPF memory"
+    return None
+
+
+@dataclass(frozen=True)
+class Probe:
+    program: str  # BPF program name
+    tracepoint: str  # category/name
+    attached: bool
+    reason: Optional[str] = None  # why it is not attached
+
+
+class ProgramStats(NamedTuple):
+    run_time_ns: int
+    run_count: int
+
+
+@ffi.def_extern()
+def pod_stats_libbpf_log_line(level: int, line) -> None:
+    text = ffi.string(line).decode(errors="replace").rstrip()
+    if text:
+        # libbpf: 0 = warn, 1 = info, 2 = debug
+        libbpf_log.log((logging.WARNING, logging.INFO, logging.DEBUG)[min(level, 2)], "%s", text)
+
+
+lib.pod_stats_route_libbpf_log()
+
+
+def tracing_dir() -> str:
+    """The tracing directory libbpf will read tracepoint ids from, mounting tracefs if needed."""
+    if os.path.isdir(_DEBUGFS_TRACING):
+        return _DEBUGFS_TRACING
+    if not os.path.isdir(os.path.join(_TRACEFS, "events")):
+        # Nodes without systemd may not mount it; libbpf needs it to attach tracepoints.
+        if lib.mount(b"tracefs", _TRACEFS.encode(), b"tracefs", 0, ffi.NULL) != 0:
+            err = ffi.errno
+            raise BpfError(f"tracefs is not mounted at {_TRACEFS} and mounting it failed", err,
+                           "mount it: mount -t tracefs tracefs /sys/kernel/tracing")
+        log.info("mounted tracefs at %s (libbpf reads tracepoint ids there)", _TRACEFS)
+    return _TRACEFS
+
+
+@contextlib.contextmanager
+def run_time_stats() -> Iterator[None]:
+    """Has the kernel measure BPF run time and count while the context lasts."""
+    fd = lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME)
+    if fd < 0:
+        raise BpfError("enabling BPF run-time statistics failed", -fd, _hint_for(-fd))
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+class PodStatsBpf:
+    """pod-stats' BPF programs, loaded and attached for the life of a `with` block.
+
+    Links belong to this process (nothing is pinned), so the kernel detaches
+    them when the block exits, or when the process dies, however it dies.
+    """
+
+    def __init__(
+        self,
+        key_mode: KeyMode,
+        v2_root_cgroup_id: int = 1,
+        max_cgroups: Optional[int] = None,
+        btf_path: Optional[str] = None,
+        use_batch: bool = True,
+    ):
+        self.key_mode = key_mode
+        self.v2_root_cgroup_id = v2_root_cgroup_id
+        self.max_cgroups = max_cgroups or lib.POD_STATS_DEFAULT_MAX_CGROUPS
+        self.btf_path = btf_path
+        self.use_batch = use_batch
+        self.probes: List[Probe] = []
+        self._skel = ffi.NULL
+        self._links: list = []
+        self._programs: Dict[str, object] = {}
+
+    # -- life cycle ---------------------------------------------------------
+
+    def __enter__(self) -> "PodStatsBpf":
+        try:
+            self._open_load_attach()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for link in self._links:
+            lib.bpf_link__destroy(link)
+        self._links = []
+        if self._skel != ffi.NULL:
+            lib.pod_stats_destroy(self._skel)
+            self._skel = ffi.NULL
+        self._programs = {}
+
+    def _open_load_attach(self) -> None:
+        missing = missing_capabilities()
+        if missing:
+            raise BpfError(f"missing capabilities {' and '.join(missing)}", errno.EPERM, _PRIVILEGE_HINT)
+        btf = self.btf_path or VMLINUX_BTF
+        if not os.path.exists(btf):
+            raise BpfError(
+                f"this kernel has no BTF at {btf}",
+                hint="CO-RE needs it: use a kernel built with CONFIG_DEBUG_INFO_BTF=y, or pass --btf PATH "
+                "(e.g. a BTFHub file for this kernel)",
+            )
+        events = os.path.join(tracing_dir(), "events")
+
+        self._skel = lib.pod_stats_open(self.btf_path.encode() if self.btf_path else ffi.NULL)
+        if self._skel == ffi.NULL:
+            err = ffi.errno
+            raise BpfError("opening the BPF object failed", err, _hint_for(err))
+        obj = lib.pod_stats_object(self._skel)
+
+        config = ffi.new("struct pod_stats_config *")
+        config.key_mode = int(self.key_mode)
+        config.v2_root_cgroup_id = self.v2_root_cgroup_id
+        lib.pod_stats_set_config(self._skel, config)
+
+        self._counters_map = lib.bpf_object__find_map_by_name(obj, b"counters")
+        self._drops_map = lib.bpf_object__find_map_by_name(obj, b"drops")
+        lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
+
+        # Optional probes: a tracepoint this kernel lacks (openat2 before 5.6,
+        # open/creat on arm64) is left out instead of failing the load.
+        prog = lib.bpf_object__next_program(obj, ffi.NULL)
+        while prog != ffi.NULL:
+            name = ffi.string(lib.bpf_program__name(prog)).decode()
+            section = ffi.string(lib.bpf_program__section_name(prog)).decode()
+            tracepoint = section.split("/", 1)[1]
+            if os.path.isdir(os.path.join(events, tracepoint)):
+                self._programs[name] = prog
+                self.probes.append(Probe(name, tracepoint, attached=True))
+            else:
+                lib.bpf_program__set_autoload(prog, False)
+                self.probes.append(Probe(name, tracepoint, attached=False,
+                                         reason="tracepoint not in this kernel"))
+                log.info("%s: tracepoint %s not in this kernel, skipped", name, tracepoint)
+            prog = lib.bpf_object__next_program(obj, prog)
+        if not self._programs:
+            raise BpfError("none of the open tracepoints exists in this kernel",
+                           hint=f"looked under {events}")
+
+        err = -lib.pod_stats_load(self._skel)
+        if err:
+            raise BpfError("loading the BPF programs failed", err,
+                           _hint_for(err) or "run with --log-level debug for libbpf's verifier log")
+
+        for name, prog in self._programs.items():
+            link = lib.bpf_program__attach(prog)
+            if link == ffi.NULL:
+                err = ffi.errno
+                raise BpfError(f"attaching {name} failed", err, _hint_for(err))
+            self._links.append(link)
+
+        self._ncpus = lib.libbpf_num_possible_cpus()
+        capacity = lib.bpf_map__max_entries(self._counters_map)
+        self._keys = ffi.new("__u64[]", capacity)
+        self._sums = ffi.new("struct pod_stats_counters[]", capacity)
+        self._per_cpu = ffi.new("char[]", capacity * self._ncpus * ffi.sizeof("struct pod_stats_counters"))
+        self._drops_per_cpu = ffi.new("struct pod_stats_drops[]", self._ncpus)
+
+    # -- reading ------------------------------------------------------------
+
+    def read_counters(self) -> Dict[CgroupKey, Counters]:
+        """Every cgroup's counters since attach, summed over CPUs, in one pass over the map."""
+        fd = lib.bpf_map__fd(self._counters_map)
+        capacity = len(self._keys)
+        n = lib.pod_stats_read_counters(fd, self._ncpus, self.use_batch, capacity,
+                                        self._keys, self._sums, self._per_cpu)
+        if n == -errno.ENOTSUP and self.use_batch:
+            log.info("kernel has no batch map lookups; reading the map key by key")
+            self.use_batch = False
+            return self.read_counters()
+        if n < 0:
+            raise BpfError("reading the counters map failed", -n, _hint_for(-n))
+        width = len(COUNTER_FIELDS)
+        flat = ffi.unpack(ffi.cast("__u64 *", self._sums), n * width)
+        return {
+            self._decode_key(raw): Counters._make(flat[i * width:(i + 1) * width])
+            for i, raw in enumerate(ffi.unpack(self._keys, n))
+        }
+
+    def drops(self) -> Drops:
+        key = ffi.new("__u32 *", 0)
+        if lib.bpf_map_lookup_elem(lib.bpf_map__fd(self._drops_map), key, self._drops_per_cpu) != 0:
+            raise BpfError("reading the drops map failed", ffi.errno)
+        return Drops._make(
+            sum(getattr(self._drops_per_cpu[cpu], field) for cpu in range(self._ncpus))
+            for field in DROP_FIELDS
+        )
+
+    def delete(self, keys: Iterable[CgroupKey]) -> int:
+        """Forgets the counters of cgroups that are gone; returns how many were in the map."""
+        raw = [self._encode_key(key) for key in keys]
+        if not raw:
+            return 0
+        return lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), ffi.new("__u64[]", raw), len(raw))
+
+    def program_ids(self) -> Dict[str, int]:
+        return {name: self._prog_info(prog).id for name, prog in self._programs.items()}
+
+    def program_stats(self) -> Dict[str, ProgramStats]:
+        """Kernel-measured run time and count per program (non-zero only under run_time_stats())."""
+        stats = {}
+        for name, prog in self._programs.items():
+            info = self._prog_info(prog)
+            stats[name] = ProgramStats(info.run_time_ns, info.run_cnt)
+        return stats
+
+    def _prog_info(self, prog):
+        info = ffi.new("struct bpf_prog_info *")
+        size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
+        if lib.bpf_obj_get_info_by_fd(lib.bpf_program__fd(prog), info, size) != 0:
+            raise BpfError("reading BPF program info failed", ffi.errno)
+        return info
+
+    @staticmethod
+    def _decode_key(raw: int) -> CgroupKey:
+        if raw & _V1_MEMORY_TAG:
+            return CgroupKey(HIERARCHY_V1_MEMORY, raw & ~_V1_MEMORY_TAG)
+        return CgroupKey(HIERARCHY_V2, raw)
+
+    @staticmethod
+    def _encode_key(key: CgroupKey) -> int:
+        return key.cgroup_id | (_V1_MEMORY_TAG if key.hierarchy == HIERARCHY_V1_MEMORY else 0)

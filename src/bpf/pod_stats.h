@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one definition of everything the BPF programs and user space share.
+ *
+ * pod_stats/_ffi_build.py feeds this file to cffi's cdef with the preprocessor
+ * lines removed, so keep it to plain structs, enums and integer #defines.
+ * Every field of struct pod_stats_counters is a __u64 counter: user space
+ * sums the per-CPU copies as an array of u64 and names them by field name,
+ * so a new counter needs nothing more than a new field here.
+ */
+#ifndef POD_STATS_H
+#define POD_STATS_H
+
+/* Default size of the counters map; the loader may change it. */
+#define POD_STATS_DEFAULT_MAX_CGROUPS 4096
+
+/*
+ * Keys taken from the v1 memory hierarchy carry this bit: ids of different
+ * cgroup hierarchies are inode numbers of different file systems and can
+ * collide. A kernfs id on a 64-bit kernel never has it set.
+ */
+#define POD_STATS_KEY_V1_MEMORY_BIT 63
+
+/* How a task's counter key is chosen (struct pod_stats_config.key_mode). */
+enum pod_stats_key_mode {
+	/* The task's cgroup v2 id (pure cgroup v2 hosts). */
+	POD_STATS_KEY_V2 = 0,
+	/* The v2 id, unless the task sits in the v2 root: then its v1 memory
+	 * cgroup id (hybrid hosts, where runtimes may use v1 only). */
+	POD_STATS_KEY_V2_ELSE_V1_MEMORY = 1,
+	/* The v1 memory cgroup id (legacy v1 hosts). */
+	POD_STATS_KEY_V1_MEMORY = 2,
+};
+
+/* Read-only configuration, set by the loader before the programs load. */
+struct pod_stats_config {
+	__u32 key_mode;
+	__u32 reserved;
+	__u64 v2_root_cgroup_id;
+};
+
+/* Per-cgroup counters (one per CPU in the map; all __u64, see above). */
+struct pod_stats_counters {
+	__u64 opens;		/* open/openat/openat2/creat calls that returned */
+	__u64 open_errors;	/* ... of which returned an error */
+};
+
+/* Events that could not be counted (one per CPU). */
+struct pod_stats_drops {
+	__u64 map_full;		/* a new cgroup found the counters map full */
+};
+
+#endif /* POD_STATS_H */

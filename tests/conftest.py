@@ -1,0 +1,82 @@
+"""Test session policy: BPF and container tests never skip silently.
+
+Tests marked `bpf` load real programs into the running kernel; tests marked
+`containers` start real runc containers. Where the machine cannot run them,
+the run says why in one line. With --require-bpf (what `make test` and CI
+use) that line is an error instead and the run fails.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pod_stats.bpf import VMLINUX_BTF
+
+_REASON_KEY = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--require-bpf",
+        action="store_true",
+        help="fail (instead of skipping) when the BPF or container tests cannot run here",
+    )
+
+
+def _why_bpf_cannot_run() -> str:
+    if os.geteuid() != 0:
+        return "BPF tests need root (run: sudo make test)"
+    if not os.path.exists(VMLINUX_BTF):
+        return f"BPF tests need a kernel with BTF ({VMLINUX_BTF} is missing)"
+    return ""
+
+
+def _why_containers_cannot_run() -> str:
+    why = _why_bpf_cannot_run()
+    if why:
+        return why.replace("BPF tests", "container tests")
+    if not shutil.which("runc"):
+        return "container tests need runc (apt-get install runc)"
+    if not (Path(__file__).parent.parent / "pod_stats" / "_workload").exists():
+        return "container tests need the workload binary (make build)"
+    return ""
+
+
+def pytest_collection_modifyitems(config, items):
+    reasons = {"bpf": _why_bpf_cannot_run(), "containers": _why_containers_cannot_run()}
+    wanted = {marker for marker in reasons if any(marker in item.keywords for item in items)}
+    blocking = sorted({reasons[m] for m in wanted if reasons[m]})
+    if not blocking:
+        return
+    if config.getoption("--require-bpf"):
+        raise pytest.UsageError("; ".join(blocking) + " — and --require-bpf was given")
+    config.stash[_REASON_KEY] = "; ".join(blocking)
+    for item in items:
+        for marker, reason in reasons.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_report_header(config):
+    return "bpf/container tests: " + ("required" if config.getoption("--require-bpf") else "run where possible")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    reason = config.stash.get(_REASON_KEY, "")
+    if reason:
+        terminalreporter.write_line(f"NOT RUN: {reason}", yellow=True, bold=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # A required BPF test that skipped itself at run time is a failure too.
+    if not session.config.getoption("--require-bpf"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = [r for r in (reporter.stats.get("skipped", []) if reporter else [])
+               if {"bpf", "containers"} & set(r.keywords)]
+    if skipped:
+        reporter.write_line(f"FAILED: {len(skipped)} BPF/container test(s) skipped under --require-bpf",
+                            red=True, bold=True)
+        session.exitstatus = 1

@@ -1,0 +1,314 @@
+"""The real BPF object in the real kernel: exact per-cgroup open counts.
+
+Ground truth comes from forked children that move themselves into a fresh
+cgroup and then do exactly the opens the test asks for: the open of
+cgroup.procs happens before the move, so it is not counted in the new cgroup.
+"""
+
+import ctypes
+import errno
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pod_stats.bpf import (
+    HIERARCHY_V1_MEMORY,
+    HIERARCHY_V2,
+    BpfError,
+    CgroupKey,
+    KeyMode,
+    PodStatsBpf,
+    run_time_stats,
+)
+from pod_stats.cgroups import discover_mounts
+
+pytestmark = pytest.mark.bpf
+
+EXISTING = "/etc/hostname"
+MISSING = "/nonexistent/pod-stats-test"
+
+_libc = ctypes.CDLL(None, use_errno=True)  # resolved before any fork: no dlopen in children
+_SYS_OPENAT2 = 437
+_SYS_OPEN = 2
+_SYS_CREAT = 85
+_AT_FDCWD = -100
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_HOW = _OpenHow(os.O_RDONLY, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def mounts():
+    return discover_mounts()
+
+
+@pytest.fixture(scope="module")
+def probes(mounts):
+    root_id = os.stat(mounts.unified).st_ino
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, v2_root_cgroup_id=root_id) as bpf:
+        yield bpf
+
+
+def _make_cgroup(base: str) -> Path:
+    path = Path(base) / f"pod-stats-test-{uuid.uuid4().hex[:12]}"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def new_cgroup(mounts):
+    """Factory of fresh cgroup v2 directories, removed after the test."""
+    made = []
+
+    def make(base=None) -> Path:
+        made.append(_make_cgroup(base or mounts.unified))
+        return made[-1]
+
+    yield make
+    for path in reversed(made):
+        path.rmdir()
+
+
+def _run_in_cgroup(cgroup: Path, action, *, wait=True) -> int:
+    """Forks a child that joins `cgroup` and then runs `action`; returns its pid."""
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            with open(cgroup / "cgroup.procs", "w") as procs:
+                procs.write("0")
+            action()
+            status = 0
+        finally:
+            os._exit(status)
+    if wait:
+        _reap(pid)
+    return pid
+
+
+def _reap(pid: int) -> None:
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "test child failed"
+
+
+def _opens(path: str, n: int) -> None:
+    for _ in range(n):
+        try:
+            os.close(os.open(path, os.O_RDONLY))
+        except FileNotFoundError:
+            pass
+
+
+def _syscall_opens(n: int, number: int, *args) -> None:
+    """n raw open-family syscalls with the arguments in the syscall's own order."""
+    for _ in range(n):
+        fd = _libc.syscall(number, *args)
+        if fd >= 0:
+            os.close(fd)
+
+
+def _key(cgroup: Path) -> CgroupKey:
+    return CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino)
+
+
+def test_exact_opens_and_failures(probes, new_cgroup):
+    cgroup = new_cgroup()
+    _run_in_cgroup(cgroup, lambda: (_opens(EXISTING, 25), _opens(MISSING, 13)))
+    counters = probes.read_counters()[_key(cgroup)]
+    assert (counters.opens, counters.open_errors) == (38, 13)
+
+
+def test_openat2_counted(probes, new_cgroup):
+    if not any(p.tracepoint.endswith("openat2") and p.attached for p in probes.probes):
+        pytest.fail("this kernel has openat2; its probe should be attached")
+    cgroup = new_cgroup()
+    how = ctypes.byref(_HOW)
+    size = ctypes.sizeof(_HOW)
+    _run_in_cgroup(cgroup, lambda: (_syscall_opens(6, _SYS_OPENAT2, _AT_FDCWD, EXISTING.encode(), how, size),
+                                    _syscall_opens(4, _SYS_OPENAT2, _AT_FDCWD, MISSING.encode(), how, size)))
+    counters = probes.read_counters()[_key(cgroup)]
+    assert (counters.opens, counters.open_errors) == (10, 4)
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="open(2) and creat(2) exist on x86_64 only")
+def test_legacy_open_and_creat_counted(probes, new_cgroup, tmp_path):
+    cgroup = new_cgroup()
+    created = str(tmp_path / "created").encode()
+    _run_in_cgroup(cgroup, lambda: (_syscall_opens(3, _SYS_OPEN, EXISTING.encode(), os.O_RDONLY),
+                                    _syscall_opens(2, _SYS_CREAT, created, 0o600),
+                                    _syscall_opens(1, _SYS_CREAT, MISSING.encode(), 0o600)))
+    counters = probes.read_counters()[_key(cgroup)]
+    assert (counters.opens, counters.open_errors) == (6, 1)
+
+
+def test_two_cgroups_at_once_no_crosstalk(probes, new_cgroup):
+    first, second = new_cgroup(), new_cgroup()
+    go_read, go_write = os.pipe()
+
+    def after_go(existing, missing):
+        def action():
+            os.read(go_read, 1)
+            _opens(EXISTING, existing)
+            _opens(MISSING, missing)
+        return action
+
+    children = [_run_in_cgroup(first, after_go(300, 7), wait=False),
+                _run_in_cgroup(second, after_go(111, 222), wait=False)]
+    os.write(go_write, b"xx")  # both start together
+    for pid in children:
+        _reap(pid)
+    os.close(go_read)
+    os.close(go_write)
+    counters = probes.read_counters()
+    assert (counters[_key(first)].opens, counters[_key(first)].open_errors) == (307, 7)
+    assert (counters[_key(second)].opens, counters[_key(second)].open_errors) == (333, 222)
+
+
+def test_short_lived_processes_all_counted(probes, new_cgroup):
+    cgroup = new_cgroup()
+
+    def spawn_200():
+        for _ in range(200):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(os.open(EXISTING, os.O_RDONLY))
+                finally:
+                    os._exit(0)
+            os.waitpid(pid, 0)
+
+    _run_in_cgroup(cgroup, spawn_200)
+    assert probes.read_counters()[_key(cgroup)].opens == 200
+
+
+def test_batch_and_key_by_key_reads_agree(mounts, new_cgroup):
+    cgroup = new_cgroup()
+    root_id = os.stat(mounts.unified).st_ino
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id) as batched, \
+            PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, use_batch=False) as one_by_one:
+        _run_in_cgroup(cgroup, lambda: _opens(MISSING, 17))
+        assert batched.read_counters()[_key(cgroup)] == one_by_one.read_counters()[_key(cgroup)]
+        assert batched.use_batch and not one_by_one.use_batch
+
+
+def test_deleted_entry_starts_again_from_zero(probes, new_cgroup):
+    cgroup = new_cgroup()
+    _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 5))
+    assert probes.delete([_key(cgroup)]) == 1
+    assert _key(cgroup) not in probes.read_counters()
+    _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 2))
+    assert probes.read_counters()[_key(cgroup)].opens == 2
+
+
+def test_full_map_counts_drops_and_keeps_working(mounts, new_cgroup):
+    cgroups = [new_cgroup() for _ in range(3)]
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, max_cgroups=2) as bpf:
+        for cgroup in cgroups:
+            _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 50))
+        counters = bpf.read_counters()
+        assert len(counters) == 2
+        # every open of a cgroup that found no room was counted as dropped
+        left_out = [c for c in cgroups if _key(c) not in counters]
+        assert left_out, "two slots cannot hold three new cgroups"
+        assert bpf.drops().map_full >= 50 * len(left_out)
+
+
+def test_hybrid_task_in_v2_root_is_keyed_by_its_v1_memory_cgroup(probes, mounts, new_cgroup):
+    memory_root = mounts.v1.get("memory")
+    if not memory_root:
+        pytest.skip("memory controller is not on cgroup v1 here")
+    v1_cgroup = new_cgroup(memory_root)
+
+    def in_v2_root_then_v1_memory():
+        Path(mounts.unified, "cgroup.procs").write_text("0")
+        with open(v1_cgroup / "cgroup.procs", "w") as procs:
+            procs.write("0")
+        _opens(MISSING, 9)
+
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            in_v2_root_then_v1_memory()
+            status = 0
+        finally:
+            os._exit(status)
+    _reap(pid)
+    counters = probes.read_counters()[CgroupKey(HIERARCHY_V1_MEMORY, v1_cgroup.stat().st_ino)]
+    assert (counters.opens, counters.open_errors) == (9, 9)
+
+
+def test_v2_only_mode_keeps_the_v2_id(mounts, new_cgroup):
+    cgroup = new_cgroup()
+    with PodStatsBpf(KeyMode.V2) as bpf:
+        _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 4))
+        assert bpf.read_counters()[_key(cgroup)].opens == 4
+        assert all(key.hierarchy == HIERARCHY_V2 for key in bpf.read_counters())
+
+
+def test_nothing_stays_attached_after_exit(mounts):
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino) as bpf:
+        ids = bpf.program_ids()
+        assert len(ids) == sum(p.attached for p in bpf.probes)
+        for prog_id in ids.values():
+            assert _kernel_has_program(prog_id)
+    for prog_id in ids.values():
+        assert not _kernel_has_program(prog_id), f"program id {prog_id} still loaded"
+
+
+def _kernel_has_program(prog_id: int) -> bool:
+    result = subprocess.run(["bpftool", "prog", "show", "id", str(prog_id)], capture_output=True)
+    return result.returncode == 0
+
+
+def test_run_time_stats_count_every_open(probes, new_cgroup):
+    cgroup = new_cgroup()
+    with run_time_stats():
+        before = probes.program_stats()["on_exit_openat"]
+        _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 1000))
+        after = probes.program_stats()["on_exit_openat"]
+    runs = after.run_count - before.run_count
+    assert runs >= 1000  # other processes open files too
+    ns_per_run = (after.run_time_ns - before.run_time_ns) / runs
+    print(f"\nin-program cost: {ns_per_run:.0f} ns per open over {runs} runs")
+    assert 0 < ns_per_run < 100_000
+
+
+def test_missing_btf_is_one_clear_error(tmp_path):
+    with pytest.raises(BpfError) as raised:
+        with PodStatsBpf(KeyMode.V2, btf_path=str(tmp_path / "no-such-btf")):
+            pass
+    assert "no BTF" in str(raised.value) and "--btf" in str(raised.value)
+
+
+def test_unprivileged_load_names_the_capabilities(tmp_path):
+    """A child that dropped every capability gets EPERM and the hint."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)  # nobody: no capabilities left
+            try:
+                with PodStatsBpf(KeyMode.V2):
+                    message = "loaded"
+            except BpfError as error:
+                message = f"{error.errno}|{error}"
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    _reap(pid)
+    message = os.read(read_end, 4096).decode()
+    os.close(read_end)
+    err, text = message.split("|", 1)
+    assert int(err) in (errno.EPERM, errno.EACCES)
+    assert "CAP_BPF" in text

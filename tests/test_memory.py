@@ -1,0 +1,86 @@
+"""cgroupfs readers over real file formats (copied from nodes) and over garbage."""
+
+import shutil
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pod_stats.memory import count_processes, parse_flat_keyed, read_cpu_seconds, read_memory
+
+FIXTURES = Path(__file__).parent / "fixtures" / "cgroupfs"
+# from fixtures/cgroupfs/v1-memory.stat
+RSS, INACTIVE_FILE = 1175552, 34713600
+
+
+def _cgroup_dir(tmp_path, files):
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    return str(tmp_path)
+
+
+def test_v1_memory_uses_total_rss_and_total_inactive_file(tmp_path):
+    shutil.copy(FIXTURES / "v1-memory.stat", tmp_path / "memory.stat")
+    cgroup = _cgroup_dir(tmp_path, {"memory.usage_in_bytes": "63123456\n", "memory.max_usage_in_bytes": "102117376\n"})
+    figures = read_memory(cgroup, 1)
+    assert figures.rss_bytes == RSS
+    assert figures.working_set_bytes == 63123456 - INACTIVE_FILE
+    assert figures.usage_bytes == 63123456
+    assert figures.peak_bytes == 102117376
+
+
+def test_v2_memory_uses_anon_and_inactive_file(tmp_path):
+    shutil.copy(FIXTURES / "v2-memory.stat", tmp_path / "memory.stat")
+    cgroup = _cgroup_dir(tmp_path, {"memory.current": "170000000\n"})
+    figures = read_memory(cgroup, 2)
+    assert figures.rss_bytes == 44040192
+    assert figures.working_set_bytes == 170000000 - 67076096
+    assert figures.peak_bytes is None  # kernels before 5.19 have no memory.peak
+
+
+def test_working_set_is_floored_at_zero(tmp_path):
+    cgroup = _cgroup_dir(tmp_path, {"memory.current": "10\n", "memory.stat": "anon 5\ninactive_file 99\n"})
+    assert read_memory(cgroup, 2).working_set_bytes == 0
+
+
+def test_vanished_cgroup_reads_as_none(tmp_path):
+    gone = str(tmp_path / "gone")
+    assert read_memory(gone, 1) is None
+    assert read_memory(gone, 2) is None
+    assert read_cpu_seconds(gone, 1) is None
+    assert read_cpu_seconds(gone, 2) is None
+    assert count_processes(gone) is None
+
+
+def test_truncated_memory_stat_reads_as_none(tmp_path):
+    cgroup = _cgroup_dir(tmp_path, {"memory.current": "10\n", "memory.stat": "ano"})
+    assert read_memory(cgroup, 2) is None
+
+
+def test_cpu_seconds_v2_and_v1(tmp_path):
+    shutil.copy(FIXTURES / "v2-cpu.stat", tmp_path / "cpu.stat")
+    assert read_cpu_seconds(str(tmp_path), 2) == 64889239 / 1e6
+    (tmp_path / "cpuacct.usage").write_text("64471760245\n")
+    assert read_cpu_seconds(str(tmp_path), 1) == 64471760245 / 1e9
+
+
+def test_count_processes(tmp_path):
+    assert count_processes(_cgroup_dir(tmp_path, {"cgroup.procs": "1\n22\n333\n"})) == 3
+
+
+@given(st.text())
+def test_parse_flat_keyed_never_raises(text):
+    for key, value in parse_flat_keyed(text).items():
+        assert isinstance(key, str) and isinstance(value, int)
+
+
+@given(st.binary(max_size=300))
+def test_readers_never_raise_on_garbage_files(tmp_path_factory, content):
+    directory = tmp_path_factory.mktemp("garbage")
+    for name in ("memory.stat", "memory.current", "memory.usage_in_bytes", "cpu.stat", "cpuacct.usage", "cgroup.procs"):
+        (directory / name).write_bytes(content)
+    read_memory(str(directory), 1)
+    read_memory(str(directory), 2)
+    read_cpu_seconds(str(directory), 1)
+    read_cpu_seconds(str(directory), 2)
+    count_processes(str(directory))
