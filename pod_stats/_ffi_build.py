@@ -56,6 +56,7 @@ __u32 bpf_map__max_entries(const struct bpf_map *map);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
 int bpf_enable_stats(int type);
 int libbpf_num_possible_cpus(void);
+int libbpf_strerror(int err, char *buf, size_t size);
 int libbpf_major_version(void);
 int libbpf_minor_version(void);
 

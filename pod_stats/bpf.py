@@ -70,10 +70,19 @@ class BpfError(Exception):
         self.hint = hint
         message = what
         if err:
-            message += f": {os.strerror(err)}"
+            message += f": {_strerror(err)}"
         if hint:
             message += f" ({hint})"
         super().__init__(message)
+
+
+def _strerror(err: int) -> str:
+    """errno text, or libbpf's own text for its error codes (4000 and up)."""
+    if err < 4000:
+        return os.strerror(err)
+    buf = ffi.new("char[]", 128)
+    lib.libbpf_strerror(-err, buf, len(buf))
+    return ffi.string(buf).decode(errors="replace")
 
 
 _PRIVILEGE_HINT = "run as root, or grant CAP_BPF and CAP_PERFMON"
@@ -118,8 +127,9 @@ class ProgramStats(NamedTuple):
 def pod_stats_libbpf_log_line(level: int, line) -> None:
     text = ffi.string(line).decode(errors="replace").rstrip()
     if text:
-        # libbpf: 0 = warn, 1 = info, 2 = debug
-        libbpf_log.log((logging.WARNING, logging.INFO, logging.DEBUG)[min(level, 2)], "%s", text)
+        # libbpf: 0 = warn, 1 = info, 2 = debug. Its warnings explain a failure that
+        # pod-stats reports in one line of its own, so they are details (--log-level info).
+        libbpf_log.log((logging.INFO, logging.DEBUG, logging.DEBUG)[min(level, 2)], "%s", text)
 
 
 lib.pod_stats_route_libbpf_log()
@@ -248,8 +258,11 @@ class PodStatsBpf:
 
         err = -lib.pod_stats_load(self._skel)
         if err:
-            raise BpfError("loading the BPF programs failed", err,
-                           _hint_for(err) or "run with --log-level debug for libbpf's verifier log")
+            if self.btf_path and err >= 4000:
+                hint = f"is {self.btf_path} the BTF of this kernel?"
+            else:
+                hint = _hint_for(err) or "--log-level info shows libbpf's log"
+            raise BpfError("loading the BPF programs failed", err, hint)
 
         for name, prog in self._programs.items():
             link = lib.bpf_program__attach(prog)

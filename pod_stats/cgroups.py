@@ -1,0 +1,460 @@
+"""cgroup mounts, cgroup id ↔ path index, and kubelet cgroup path → pod/container.
+
+The kernel's cgroup id is the inode number of the cgroup's directory (kernfs node
+id), so ids from BPF are resolved by walking the hierarchy and keying every
+directory by its inode.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, FrozenSet, Iterator, List, Mapping, Optional, Set, Tuple
+
+V2 = "v2"
+V1_MEMORY = "v1-memory"
+
+QOS_GUARANTEED = "guaranteed"
+QOS_BURSTABLE = "burstable"
+QOS_BESTEFFORT = "besteffort"
+
+MOUNTINFO_PATH = "/proc/self/mountinfo"
+
+# Tokens in a v1 cgroup mount's super options that are not controller names
+# (see cgroup1_show_options in the kernel); "name=…" and "release_agent=…"
+# are filtered by their "=".
+_V1_NON_CONTROLLER_OPTIONS = frozenset(
+    {"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods"}
+)
+
+# Directory inspection (--cgroup-root) has no super options to read, so v1
+# hierarchies are recognised by directory name against the known controllers.
+_V1_CONTROLLERS = frozenset(
+    {
+        "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory",
+        "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma",
+    }
+)
+
+
+class CgroupLayoutError(Exception):
+    """The host has no cgroup hierarchy pod-stats can read memory from."""
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy, as used to read a controller's files."""
+
+    name: str  # "v2" or "v1-<controller>"
+    mount: str
+    version: int  # 1 or 2
+
+    def directory(self, cgroup_path: str) -> str:
+        """Absolute directory of `cgroup_path` ("/kubepods/…", root is "/")."""
+        relative = cgroup_path.strip("/")
+        return os.path.join(self.mount, relative) if relative else self.mount
+
+
+def read_v2_controllers(unified_mount: str) -> FrozenSet[str]:
+    """Controllers enabled on a cgroup2 mount; empty if unreadable."""
+    try:
+        with open(os.path.join(unified_mount, "cgroup.controllers")) as controllers_file:
+            return frozenset(controllers_file.read().split())
+    except OSError:
+        return frozenset()
+
+
+@dataclass(frozen=True)
+class CgroupMounts:
+    unified: Optional[str]
+    v1: Mapping[str, str]  # controller → mount point; "cpu" and "cpuacct" may share one
+    unified_controllers: FrozenSet[str] = frozenset()
+
+    @property
+    def layout(self) -> str:
+        if self.unified is None:
+            return "v1"
+        return "hybrid" if self.v1 else "v2"
+
+    def memory_hierarchy(self) -> Hierarchy:
+        if self.unified is not None and "memory" in self.unified_controllers:
+            return Hierarchy(V2, self.unified, 2)
+        if "memory" in self.v1:
+            return Hierarchy(V1_MEMORY, self.v1["memory"], 1)
+        raise CgroupLayoutError(
+            "No cgroup memory controller is mounted (neither on cgroup v2 nor on a v1 hierarchy)."
+        )
+
+    def cpu_hierarchy(self, cgroup_path: str = "/") -> Optional[Hierarchy]:
+        """Where `cgroup_path`'s CPU usage is kept: v2 `cpu.stat`, else v1 cpuacct.
+
+        v2 `cpu.stat` is a core file (no controller needed), but on a hybrid host
+        a container's cgroup may exist only in the v1 hierarchies, hence the
+        per-cgroup check.
+        """
+        if self.unified is not None:
+            v2 = Hierarchy(V2, self.unified, 2)
+            if os.path.exists(os.path.join(v2.directory(cgroup_path), "cpu.stat")):
+                return v2
+        if "cpuacct" in self.v1:
+            return Hierarchy("v1-cpuacct", self.v1["cpuacct"], 1)
+        return None
+
+    def pids_hierarchy(self) -> Optional[Hierarchy]:
+        """Hierarchy with the pids controller (`pids.current` counts tasks).
+
+        Processes can also be counted from `cgroup.procs`, which every cgroup
+        of every hierarchy has (e.g. the memory hierarchy's).
+        """
+        if self.unified is not None and "pids" in self.unified_controllers:
+            return Hierarchy(V2, self.unified, 2)
+        if "pids" in self.v1:
+            return Hierarchy("v1-pids", self.v1["pids"], 1)
+        return None
+
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape_mountinfo(field_text: str) -> str:
+    # The kernel escapes space, tab, newline and backslash as \ooo.
+    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field_text)
+
+
+def parse_mountinfo(
+    text: str, read_controllers: Callable[[str], FrozenSet[str]] = read_v2_controllers
+) -> CgroupMounts:
+    """Cgroup mounts listed in a /proc/<pid>/mountinfo text.
+
+    `read_controllers` reads the controllers of the cgroup2 mount found (tests
+    inject a fixed set). When a hierarchy is mounted more than once, a mount of
+    the hierarchy's root ("/") wins over a mount of a subtree.
+    """
+    unified: Optional[Tuple[str, str]] = None  # (mount root, mount point)
+    v1: Dict[str, Tuple[str, str]] = {}
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            separator = fields.index("-", 6)
+            fs_type, super_options = fields[separator + 1], fields[separator + 3]
+        except (ValueError, IndexError):
+            continue
+        mount = (_unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4]))
+        if fs_type == "cgroup2":
+            if unified is None or _better_mount(mount, unified):
+                unified = mount
+        elif fs_type == "cgroup":
+            for option in super_options.split(","):
+                if option in _V1_NON_CONTROLLER_OPTIONS or "=" in option:
+                    continue
+                if option not in v1 or _better_mount(mount, v1[option]):
+                    v1[option] = mount
+    unified_mount = unified[1] if unified is not None else None
+    return _checked(
+        CgroupMounts(
+            unified=unified_mount,
+            v1={controller: point for controller, (_, point) in v1.items()},
+            unified_controllers=(
+                read_controllers(unified_mount) if unified_mount is not None else frozenset()
+            ),
+        ),
+        "mountinfo",
+    )
+
+
+def _better_mount(candidate: Tuple[str, str], current: Tuple[str, str]) -> bool:
+    return candidate[0] == "/" and current[0] != "/"
+
+
+def inspect_cgroup_root(
+    cgroup_root: str, read_controllers: Callable[[str], FrozenSet[str]] = read_v2_controllers
+) -> CgroupMounts:
+    """Cgroup mounts under a directory holding a host's /sys/fs/cgroup.
+
+    Pure v2 when the directory itself is a cgroup2 root; otherwise `unified/`
+    is v2 and each subdirectory with a v1 `tasks` file is a v1 hierarchy whose
+    name lists its controllers ("memory", "cpu,cpuacct", symlinks like "cpu").
+    """
+    if not os.path.isdir(cgroup_root):
+        raise CgroupLayoutError(f"The cgroup root {cgroup_root} is not a directory.")
+    if os.path.exists(os.path.join(cgroup_root, "cgroup.controllers")):
+        return CgroupMounts(cgroup_root, {}, read_controllers(cgroup_root))
+    unified_dir = os.path.join(cgroup_root, "unified")
+    unified = unified_dir if os.path.exists(os.path.join(unified_dir, "cgroup.controllers")) else None
+    v1: Dict[str, str] = {}
+    try:
+        entries = sorted(os.scandir(cgroup_root), key=lambda entry: (entry.is_symlink(), entry.name))
+    except OSError as error:
+        raise CgroupLayoutError(f"Cannot list the cgroup root {cgroup_root}: {error.strerror}.")
+    for entry in entries:  # real directories before symlinks to them
+        if not os.path.exists(os.path.join(entry.path, "tasks")):
+            continue
+        for controller in entry.name.split(","):
+            if controller in _V1_CONTROLLERS:
+                v1.setdefault(controller, entry.path)
+    return _checked(
+        CgroupMounts(unified, v1, read_controllers(unified) if unified is not None else frozenset()),
+        cgroup_root,
+    )
+
+
+def _checked(mounts: CgroupMounts, source: str) -> CgroupMounts:
+    if mounts.unified is None and "memory" not in mounts.v1:
+        raise CgroupLayoutError(
+            f"No cgroup v2 hierarchy and no cgroup v1 memory controller found in {source}."
+        )
+    return mounts
+
+
+def discover_mounts(
+    mountinfo_path: str = MOUNTINFO_PATH, cgroup_root: Optional[str] = None
+) -> CgroupMounts:
+    """The host's cgroup mounts: from `cgroup_root` when given, else from mountinfo."""
+    if cgroup_root is not None:
+        return inspect_cgroup_root(cgroup_root)
+    try:
+        with open(mountinfo_path, encoding="utf-8", errors="surrogateescape") as mountinfo:
+            text = mountinfo.read()
+    except OSError as error:
+        raise CgroupLayoutError(f"Cannot read {mountinfo_path}: {error.strerror}.")
+    return parse_mountinfo(text)
+
+
+@dataclass(frozen=True)
+class PodRef:
+    pod_uid: str
+    container_id: Optional[str]  # None for the pod-level cgroup
+    runtime: Optional[str]  # "containerd" | "cri-o" | "docker" | None when the path does not tell
+    qos: str  # "guaranteed" | "burstable" | "besteffort"
+
+
+# A Kubernetes pod uid is a UUID; static pods' uids are a 32-hex-digit hash.
+# The systemd driver writes the UUID's dashes as underscores.
+_UID = r"(?P<uid>[0-9a-f]{8}(?P<sep>[-_])[0-9a-f]{4}(?P=sep)[0-9a-f]{4}(?P=sep)[0-9a-f]{4}(?P=sep)[0-9a-f]{12}|[0-9a-f]{32})"
+_CONTAINER_ID = "[0-9a-f]{64}"
+_SCOPE_RUNTIMES = {"cri-containerd": "containerd", "crio": "cri-o", "docker": "docker"}
+_SCOPE_PREFIX = "|".join(_SCOPE_RUNTIMES)
+
+_CGROUPFS_POD = re.compile("pod" + _UID)
+_SYSTEMD_POD_SLICE_SUFFIX = re.compile(_UID + r"\.slice")
+_SYSTEMD_SCOPE = re.compile(rf"(?P<runtime>{_SCOPE_PREFIX})-(?P<id>{_CONTAINER_ID})\.scope")
+# Also found below systemd pod slices: runtimes using cgroupfs names inside them.
+_CGROUPFS_CONTAINER = re.compile(rf"(?P<crio>crio-)?(?P<id>{_CONTAINER_ID})")
+# runc's cgroupfs driver, handed kubelet's systemd-style "slice:prefix:id", uses it
+# as one literal name: /system.slice/containerd.service/kubepods-…-pod<uid>.slice:cri-containerd:<id>.
+_UNEXPANDED_SYSTEMD_CONTAINER = re.compile(
+    rf"(?:.*-)?kubepods(?:-(?P<qos>burstable|besteffort))?-pod{_UID}\.slice"
+    rf":(?P<runtime>{_SCOPE_PREFIX}):(?P<id>{_CONTAINER_ID})"
+)
+_SYSTEMD_ROOT = "kubepods.slice"
+
+
+def parse_kubelet_path(path: str) -> Optional[PodRef]:
+    """The pod (and container) a kubelet-created cgroup path belongs to, or None.
+
+    Anchors on the first kubepods component, so prefixes such as a kind node's
+    /kubelet.slice/kubelet-kubepods.slice or a nested /docker/<id>/kubepods
+    are fine. Cgroups below a container's (crun's `container` subgroup,
+    nested cgroups) belong to that container.
+    """
+    components = [component for component in path.split("/") if component]
+    for index, component in enumerate(components):
+        below = components[index + 1 :]
+        if component == "kubepods":
+            return _parse_cgroupfs(below)
+        if component == _SYSTEMD_ROOT or component.endswith("-" + _SYSTEMD_ROOT):
+            return _parse_systemd(component[: -len(_SYSTEMD_ROOT)], below)
+        unexpanded = _UNEXPANDED_SYSTEMD_CONTAINER.fullmatch(component)
+        if unexpanded is not None:
+            return PodRef(
+                _canonical_uid(unexpanded.group("uid")),
+                unexpanded.group("id"),
+                _SCOPE_RUNTIMES[unexpanded.group("runtime")],
+                unexpanded.group("qos") or QOS_GUARANTEED,
+            )
+    return None
+
+
+def _canonical_uid(uid: str) -> str:
+    return uid.replace("_", "-")
+
+
+def _split_qos(components: List[str], burstable: str, besteffort: str) -> Tuple[str, List[str]]:
+    if components and components[0] == burstable:
+        return QOS_BURSTABLE, components[1:]
+    if components and components[0] == besteffort:
+        return QOS_BESTEFFORT, components[1:]
+    return QOS_GUARANTEED, components
+
+
+def _parse_cgroupfs(components: List[str]) -> Optional[PodRef]:
+    qos, components = _split_qos(components, "burstable", "besteffort")
+    pod = _CGROUPFS_POD.fullmatch(components[0]) if components else None
+    if pod is None:
+        return None
+    return _pod_ref(pod.group("uid"), qos, components[1:])
+
+
+def _parse_systemd(prefix: str, components: List[str]) -> Optional[PodRef]:
+    # Slice names spell out their ancestry: <prefix>kubepods-burstable-pod<uid>.slice
+    # lives in <prefix>kubepods-burstable.slice, Guaranteed pods directly in the root.
+    root = prefix + "kubepods"
+    qos, components = _split_qos(components, root + "-burstable.slice", root + "-besteffort.slice")
+    pod_slice_prefix = root + ("-pod" if qos == QOS_GUARANTEED else f"-{qos}-pod")
+    if not components or not components[0].startswith(pod_slice_prefix):
+        return None
+    pod = _SYSTEMD_POD_SLICE_SUFFIX.fullmatch(components[0][len(pod_slice_prefix) :])
+    if pod is None:
+        return None
+    return _pod_ref(pod.group("uid"), qos, components[1:])
+
+
+def _pod_ref(uid: str, qos: str, below_pod: List[str]) -> Optional[PodRef]:
+    if not below_pod:
+        return PodRef(_canonical_uid(uid), None, None, qos)
+    scope = _SYSTEMD_SCOPE.fullmatch(below_pod[0])
+    if scope is not None:
+        return PodRef(_canonical_uid(uid), scope.group("id"), _SCOPE_RUNTIMES[scope.group("runtime")], qos)
+    container = _CGROUPFS_CONTAINER.fullmatch(below_pod[0])
+    if container is not None:
+        runtime = "cri-o" if container.group("crio") else None
+        return PodRef(_canonical_uid(uid), container.group("id"), runtime, qos)
+    return None  # not a container's, e.g. CRI-O's crio-conmon-<id>[.scope]
+
+
+@dataclass(frozen=True)
+class CgroupInfo:
+    hierarchy: str  # "v2" or "v1-memory"
+    cgroup_id: int  # inode number of the cgroup's directory
+    path: str  # relative to the hierarchy root, "/" for the root
+    pod: Optional[PodRef]
+
+
+@dataclass
+class _Entry:
+    info: CgroupInfo
+    dead: bool = False
+
+
+class CgroupIndex:
+    """Resolves (hierarchy, cgroup id) → CgroupInfo for the v2 and v1 memory hierarchies.
+
+    Keyed by hierarchy too because inode numbers of different hierarchies
+    can collide. A cgroup that disappears stays resolvable as dead while the
+    collector may still hold samples for it, until `release`.
+    """
+
+    def __init__(
+        self,
+        mounts: CgroupMounts,
+        min_refresh_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._roots: Dict[str, str] = {}
+        if mounts.unified is not None:
+            self._roots[V2] = mounts.unified
+        if "memory" in mounts.v1:
+            self._roots[V1_MEMORY] = mounts.v1["memory"]
+        self._min_refresh_interval = min_refresh_interval
+        self._clock = clock
+        self._entries: Dict[Tuple[str, int], _Entry] = {}
+        # Only cgroups the collector has looked up can have pending samples, so
+        # only those are kept after they vanish; others are forgotten at once.
+        self._looked_up: Set[Tuple[str, int]] = set()
+        self._last_refresh: float
+        self.refresh()
+
+    @property
+    def hierarchies(self) -> Tuple[str, ...]:
+        return tuple(self._roots)
+
+    @property
+    def last_refresh(self) -> float:
+        """When the index last walked the hierarchies (its clock's time)."""
+        return self._last_refresh
+
+    def refresh(self) -> None:
+        self._last_refresh = self._clock()
+        seen: Dict[Tuple[str, int], CgroupInfo] = {}
+        for hierarchy, mount in self._roots.items():
+            for cgroup_id, path in _walk_cgroups(mount):
+                key = (hierarchy, cgroup_id)
+                known = self._entries.get(key)
+                if known is not None and known.info.path == path:
+                    seen[key] = known.info  # parsed once
+                else:
+                    seen[key] = CgroupInfo(hierarchy, cgroup_id, path, parse_kubelet_path(path))
+        for key, entry in list(self._entries.items()):
+            if key in seen:
+                continue
+            if key in self._looked_up:
+                entry.dead = True
+            else:
+                del self._entries[key]
+        for key, info in seen.items():
+            self._entries[key] = _Entry(info)
+
+    def lookup(self, hierarchy: str, cgroup_id: int) -> Optional[CgroupInfo]:
+        key = (hierarchy, cgroup_id)
+        entry = self._entries.get(key)
+        if entry is None and self._clock() - self._last_refresh >= self._min_refresh_interval:
+            self.refresh()
+            entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._looked_up.add(key)
+        return entry.info
+
+    def is_dead(self, hierarchy: str, cgroup_id: int) -> bool:
+        entry = self._entries.get((hierarchy, cgroup_id))
+        return entry is not None and entry.dead
+
+    def release(self, hierarchy: str, cgroup_id: int) -> None:
+        """The collector is done with this cgroup: forget it if dead, else stop pinning it."""
+        key = (hierarchy, cgroup_id)
+        self._looked_up.discard(key)
+        entry = self._entries.get(key)
+        if entry is not None and entry.dead:
+            del self._entries[key]
+
+    def live_cgroups(self, hierarchy: str) -> Iterator[CgroupInfo]:
+        return (
+            entry.info
+            for (entry_hierarchy, _), entry in self._entries.items()
+            if entry_hierarchy == hierarchy and not entry.dead
+        )
+
+    @property
+    def live_count(self) -> int:
+        return sum(1 for entry in self._entries.values() if not entry.dead)
+
+    @property
+    def dead_count(self) -> int:
+        return sum(1 for entry in self._entries.values() if entry.dead)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _walk_cgroups(mount: str) -> Iterator[Tuple[int, str]]:
+    """(inode, relative path) of every cgroup directory; vanished or unreadable ones are skipped."""
+    try:
+        yield os.stat(mount).st_ino, "/"
+    except OSError:
+        return
+    pending = [(mount, "")]
+    while pending:
+        directory, relative = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if not entry.is_dir(follow_symlinks=False):
+                        continue
+                    child = f"{relative}/{entry.name}"
+                    # readdir's d_ino is the kernfs node id, so no stat per cgroup.
+                    yield entry.inode(), child
+                    pending.append((entry.path, child))
+        except OSError:  # removed mid-walk, or unreadable
+            continue

@@ -1,0 +1,231 @@
+"""The `pod-stats` command line (click)."""
+
+import contextlib
+import json
+import logging
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import click
+
+from pod_stats import __version__
+
+log = logging.getLogger("pod_stats")
+
+# Errors a user can cause end in one line and a non-zero exit, never a traceback.
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class _Stop(Exception):
+    """SIGTERM: leave the sampling loop the way Ctrl-C does."""
+
+
+def _raise_stop(signum, frame):
+    raise _Stop()
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> None:
+    click.echo(f"pod-stats: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _libbpf_version() -> str:
+    from pod_stats._pod_stats_ffi import lib
+
+    return f"{lib.libbpf_major_version()}.{lib.libbpf_minor_version()}"
+
+
+def _version_message() -> str:
+    return f"pod-stats {__version__} (libbpf {_libbpf_version()}, BPF object built in)"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", message=_version_message())
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
+              show_default=True, help="Diagnostics on stderr (debug includes libbpf's log).")
+def cli(log_level: str) -> None:
+    """Which pod is doing what, right now: per-pod kernel activity (CO-RE eBPF) with memory and CPU.
+
+    Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF. Names pods and
+    containers from kubelet's log directory; no API-server credentials needed.
+    """
+    logging.basicConfig(level=log_level.upper(), format="pod-stats: %(levelname)s: %(name)s: %(message)s")
+
+
+def _collector_options(command: Callable) -> Callable:
+    """Options every sampling command shares."""
+    options = [
+        click.option("--log-dir", default="/var/log", show_default=True, type=click.Path(file_okay=False),
+                     help="Where kubelet writes pods/ and containers/ (names pods and containers)."),
+        click.option("--cgroup-root", default=None, type=click.Path(exists=True, file_okay=False),
+                     help="The host's cgroup filesystem, if mounted elsewhere (e.g. /host/sys/fs/cgroup)."),
+        click.option("--btf", "btf_path", default=None, type=click.Path(exists=True, dir_okay=False),
+                     help="Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux (e.g. from BTFHub)."),
+        click.option("--all", "include_non_pods", is_flag=True,
+                     help="Also show cgroups that are not a pod's but did something."),
+        click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
+                     help="Only pods of this namespace (repeatable)."),
+        click.option("--pod", "pod_glob", default=None, metavar="GLOB", help="Only pods whose name matches."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _sort_option(command: Callable) -> Callable:
+    from pod_stats.output import DEFAULT_SORT, SORT_FIELDS
+
+    return click.option("--sort", default=DEFAULT_SORT, show_default=True, type=click.Choice(SORT_FIELDS),
+                        metavar="FIELD", help="Order pods by this JSON field (figures: largest first).")(command)
+
+
+@cli.command()
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds between samples.")
+@click.option("--count", default=None, type=click.IntRange(min=1), help="Stop after this many samples.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per sample, one per line (NDJSON).")
+@_sort_option
+@_collector_options
+def run(interval, count, as_json, sort, **collector_options) -> None:
+    """Live table of every pod on this node (or NDJSON with --json). Ctrl-C prints the final sample."""
+    _sample_loop(interval, count, as_json, sort, **collector_options)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document (schema pod-stats/v1).")
+@click.option("--duration", default=1.0, show_default=True, type=click.FloatRange(min=0.0),
+              help="Seconds to count for before printing.")
+@_sort_option
+@_collector_options
+def dump(as_json, duration, sort, namespaces, pod_glob, **collector_options) -> None:
+    """Count for --duration seconds, print one sample, exit: for cron and scripts."""
+    from pod_stats.collector import open_collector
+    from pod_stats.output import select
+
+    with _user_errors(), open_collector(**collector_options) as collector:
+        collector.sample()  # baseline: rates cover exactly the duration
+        time.sleep(duration)
+        snapshot = select(collector.sample(), namespaces, pod_glob)
+    _print_snapshot(snapshot, as_json, sort, live=None)
+
+
+@cli.command()
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--count", default=None, type=click.IntRange(min=1), help="Stop after this many samples.")
+@click.option("--json", "as_json", is_flag=True, help="NDJSON instead of the table.")
+def demo(interval, count, as_json) -> None:
+    """Start a miniature node of real runc containers in kubelet layouts and watch it.
+
+    Needs root, runc and busybox-static. Everything it starts is removed on exit.
+    """
+    from pod_stats.mininode import MiniNode, MiniNodeError
+
+    with tempfile.TemporaryDirectory(prefix="pod-stats-demo-") as log_dir:
+        try:
+            with _user_errors(), MiniNode(Path(log_dir)) as node:
+                _start_demo_pods(node)
+                _sample_loop(interval, count, as_json, "opens_per_second", log_dir=log_dir)
+        except MiniNodeError as error:
+            _fail(str(error))
+
+
+# (namespace, pod, qos, layout, [(container, loop args: opens, missing opens, CPU ms per tick, MiB)])
+DEMO_PODS = (
+    ("shop", "cart-5d9c7b6f4-x2x9z", "burstable", "systemd-containerd",
+     [("cart", "40 2 20", 48), ("envoy", "10 0 5", 16)]),
+    ("shop", "catalog-0", "guaranteed", "systemd-crio", [("catalog", "120 30 40", 96)]),
+    ("monitoring", "node-exporter-7kq2p", "besteffort", "cgroupfs", [("node-exporter", "5 0 2", 8)]),
+    ("kube-system", "coredns-5d78c9869d-abc12", "burstable", "systemd-docker", [("coredns", "20 60 10", 24)]),
+)
+
+
+def _start_demo_pods(node) -> None:
+    for namespace, name, qos, layout, containers in DEMO_PODS:
+        pod = node.add_pod(namespace, name, qos=qos, layout=layout)
+        for container_name, loop_args, mib in containers:
+            container = pod.add_container(container_name)
+            container.command(f"alloc {mib}")
+            container.send(f"loop {loop_args}")
+
+
+class _user_errors:
+    """Turns the errors a user can cause into one line and a non-zero exit."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        from pod_stats.bpf import BpfError
+        from pod_stats.cgroups import CgroupLayoutError
+
+        if exc_type is not None and issubclass(exc_type, (BpfError, CgroupLayoutError)):
+            _fail(str(exc))
+        return False
+
+
+def _print_snapshot(snapshot, as_json: bool, sort: str, live) -> None:
+    from pod_stats.output import render_table, to_json
+
+    if as_json:
+        sys.stdout.write(json.dumps(to_json(snapshot), separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    elif live is not None:
+        live.update(render_table(snapshot, sort), refresh=True)
+    else:
+        from rich.console import Console
+
+        # a pipe or file has no width: do not cut the table at rich's default 80 columns
+        Console(width=None if sys.stdout.isatty() else 160).print(render_table(snapshot, sort))
+
+
+def _sample_loop(interval: float, count: Optional[int], as_json: bool, sort: str,
+                 namespaces: Sequence[str] = (), pod_glob: Optional[str] = None, **collector_options) -> None:
+    """Samples every interval until --count, Ctrl-C or SIGTERM; the final sample is always printed."""
+    from rich.live import Live
+
+    from pod_stats.collector import open_collector
+    from pod_stats.output import select
+
+    previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        with _user_errors(), open_collector(**collector_options) as collector:
+            live = None if as_json or not sys.stdout.isatty() else Live(auto_refresh=False)
+            with live or contextlib.nullcontext():
+                taken = 0
+                deadline = time.monotonic()
+                try:
+                    while True:
+                        snapshot = select(collector.sample(), namespaces, pod_glob)
+                        taken += 1
+                        _print_snapshot(snapshot, as_json, sort, live)
+                        if count is not None and taken >= count:
+                            return
+                        deadline += interval
+                        time.sleep(max(0.0, deadline - time.monotonic()))
+                except (KeyboardInterrupt, _Stop):
+                    # what was counted since the last sample is not lost
+                    _print_snapshot(select(collector.sample(), namespaces, pod_glob), as_json, sort, live)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point: click's usage errors become one line, like every other user error."""
+    try:
+        cli.main(args=argv, prog_name="pod-stats", standalone_mode=False)
+    except click.UsageError as error:
+        hint = f" (see: {error.ctx.command_path} --help)" if error.ctx else ""
+        _fail(f"{error.format_message()}{hint}", EXIT_USAGE)
+    except click.ClickException as error:
+        _fail(error.format_message())
+    except click.Abort:
+        sys.exit(130)
+    except BrokenPipeError:
+        # `pod-stats run --json | head` is fine
+        sys.stderr.close()
+        sys.exit(0)

@@ -1,0 +1,301 @@
+"""One sample = BPF counters + cgroupfs figures + names → a Snapshot.
+
+The only place where the kernel's per-cgroup numbers meet pod identity.
+Everything below knows nothing of output; everything above reads Snapshots.
+"""
+
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+from pod_stats.bpf import COUNTER_FIELDS, CgroupKey, Counters, KeyMode, PodStatsBpf
+from pod_stats.cgroups import V2, CgroupIndex, CgroupInfo, CgroupMounts, Hierarchy, discover_mounts
+from pod_stats.memory import count_processes, read_cpu_seconds, read_memory
+from pod_stats.names import NameResolver
+
+# Figures every container, pod and non-pod cgroup carries, in JSON order. The
+# BPF counters come first and are cumulative since pod-stats attached.
+MEMORY_FIGURES = ("rss_bytes", "memory_working_set_bytes", "memory_usage_bytes", "memory_peak_bytes")
+FIGURES = COUNTER_FIELDS + MEMORY_FIGURES + ("cpu_seconds", "pids")
+# Per-second rates over the last interval, beside the cumulative figure they come from.
+RATES = {f"{name}_per_second": name for name in COUNTER_FIELDS}
+COUNTER_RATES = tuple(RATES)
+RATES["cpu_cores"] = "cpu_seconds"
+
+# How often idle new cgroups are looked for (busy ones are found as soon as they count something).
+RESCAN_SECONDS = 5.0
+
+Figures = Dict[str, Optional[float]]
+
+
+@dataclass
+class ContainerSample:
+    id: Optional[str]
+    name: Optional[str]
+    runtime: Optional[str]
+    cgroup_id: int
+    cgroup_path: str
+    figures: Figures
+
+
+@dataclass
+class PodSample:
+    uid: str
+    namespace: Optional[str]
+    name: Optional[str]
+    qos: str
+    figures: Figures
+    containers: List[ContainerSample]
+
+
+@dataclass
+class CgroupSample:
+    """A cgroup that is not a pod's (only collected when asked for)."""
+
+    cgroup_id: int
+    cgroup_path: str
+    figures: Figures
+
+
+@dataclass
+class AgentStats:
+    cgroups_in_map: int
+    map_full_drops: int
+    unresolved_cgroups: int
+    sample_seconds: float
+
+
+@dataclass
+class Snapshot:
+    node: str
+    time: datetime
+    interval_seconds: float
+    pods: List[PodSample]
+    cgroups: List[CgroupSample]
+    agent: AgentStats
+
+
+@dataclass
+class _Tracked:
+    """What the collector remembers of one cgroup path between samples."""
+
+    info: CgroupInfo
+    keys: Set[CgroupKey] = field(default_factory=set)
+    figures: Figures = field(default_factory=dict)
+
+
+def _sum_figures(parts: List[Figures]) -> Figures:
+    total: Figures = {}
+    for name in list(FIGURES) + list(RATES):
+        values = [part[name] for part in parts if part.get(name) is not None]
+        # rounded: summing rounded rates must not print float noise
+        total[name] = round(sum(values), 6) if values else None
+    return total
+
+
+class Collector:
+    def __init__(
+        self,
+        bpf: PodStatsBpf,
+        mounts: CgroupMounts,
+        index: CgroupIndex,
+        names: NameResolver,
+        include_non_pods: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._bpf = bpf
+        self._mounts = mounts
+        self._memory = mounts.memory_hierarchy()
+        self._index = index
+        self._names = names
+        self._include_non_pods = include_non_pods
+        self._clock = clock
+        self._node = socket.gethostname()
+        self._last_sample = clock()
+        self._last_rescan = self._last_sample
+        self._tracked: Dict[str, _Tracked] = {}
+        self._cpu_hierarchy: Dict[str, Optional[Hierarchy]] = {}
+        self._unknown_since: Dict[CgroupKey, float] = {}
+
+    def sample(self) -> Snapshot:
+        started = self._clock()
+        if started - self._last_rescan >= RESCAN_SECONDS:
+            self._index.refresh()
+            self._last_rescan = started
+        counters = self._bpf.read_counters()
+        drops = self._bpf.drops()
+        now = self._clock()
+        elapsed = max(now - self._last_sample, 1e-9)
+        self._last_sample = now
+
+        # A container can be counted under its v2 and its v1 memory cgroup (hybrid
+        # hosts): both have the same path, so counts are summed by path.
+        counts_by_path: Dict[str, List[Counters]] = {}
+        unknown: List[CgroupKey] = []
+        for key, value in counters.items():
+            info = self._index.lookup(key.hierarchy, key.cgroup_id)
+            if info is None:
+                unknown.append(key)
+                continue
+            if info.pod is None and not self._include_non_pods:
+                continue
+            self._track(info).keys.add(key)
+            counts_by_path.setdefault(info.path, []).append(value)
+        self._drop_unnamable(unknown, now)
+
+        pods: Dict[str, PodSample] = {}
+        pod_level: Dict[str, List[Figures]] = {}
+        non_pods: List[CgroupSample] = []
+        gone: List[str] = []
+        for hierarchy in self._index.hierarchies:
+            for info in self._index.live_cgroups(hierarchy):
+                if info.pod is not None and info.pod.container_id is not None:
+                    self._track(info)  # idle containers too: their memory still matters
+        for path, tracked in self._tracked.items():
+            info = tracked.info
+            figures, vanished = self._figures(tracked, counts_by_path.get(path, []), elapsed)
+            if vanished:
+                gone.append(path)
+            if info.pod is None:
+                non_pods.append(CgroupSample(info.cgroup_id, path, figures))
+                continue
+            pod = pods.get(info.pod.pod_uid)
+            if pod is None:
+                names = self._names.pod(info.pod.pod_uid)
+                pod = pods[info.pod.pod_uid] = PodSample(
+                    uid=info.pod.pod_uid,
+                    namespace=names.namespace if names else None,
+                    name=names.name if names else None,
+                    qos=info.pod.qos,
+                    figures={},
+                    containers=[],
+                )
+            if info.pod.container_id is None:
+                # Processes in the pod's own cgroup count in the pod's totals; its
+                # memory and CPU figures are not added: they include the containers'.
+                pod_level.setdefault(pod.uid, []).append(
+                    {name: figures[name] for name in COUNTER_FIELDS + COUNTER_RATES})
+                continue
+            pod.containers.append(ContainerSample(
+                id=info.pod.container_id,
+                name=self._names.container(info.pod.container_id),
+                runtime=info.pod.runtime,
+                cgroup_id=info.cgroup_id,
+                cgroup_path=path,
+                figures=figures,
+            ))
+        for pod in pods.values():
+            pod.containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
+            pod.figures = _sum_figures([c.figures for c in pod.containers] + pod_level.get(pod.uid, []))
+
+        self._forget(gone)
+        return Snapshot(
+            node=self._node,
+            time=datetime.now(timezone.utc),
+            interval_seconds=round(elapsed, 3),
+            pods=sorted(pods.values(), key=lambda p: (p.namespace or "", p.name or "", p.uid)),
+            cgroups=sorted(non_pods, key=lambda c: c.cgroup_path),
+            agent=AgentStats(
+                cgroups_in_map=len(counters),
+                map_full_drops=drops.map_full,
+                unresolved_cgroups=len(unknown),
+                sample_seconds=round(self._clock() - started, 6),
+            ),
+        )
+
+    def _track(self, info: CgroupInfo) -> _Tracked:
+        tracked = self._tracked.get(info.path)
+        if tracked is None:
+            tracked = self._tracked[info.path] = _Tracked(info)
+        return tracked
+
+    def _figures(self, tracked: _Tracked, bpf_counts: List[Counters], elapsed: float) -> Tuple[Figures, bool]:
+        """This cgroup's figures now, and whether it has vanished (then its last known ones)."""
+        info, previous = tracked.info, tracked.figures
+        figures: Figures = {name: sum(getattr(c, name) for c in bpf_counts) for name in COUNTER_FIELDS}
+        vanished = not os.path.isdir(self._own_directory(info))
+        if vanished:
+            for name in MEMORY_FIGURES + ("cpu_seconds", "pids"):
+                figures[name] = previous.get(name)
+        else:
+            memory_dir = self._memory.directory(info.path)
+            memory = read_memory(memory_dir, self._memory.version)
+            figures["rss_bytes"] = memory.rss_bytes if memory else None
+            figures["memory_working_set_bytes"] = memory.working_set_bytes if memory else None
+            figures["memory_usage_bytes"] = memory.usage_bytes if memory else None
+            figures["memory_peak_bytes"] = memory.peak_bytes if memory else None
+            cpu = self._cpu_hierarchy_of(info.path)
+            figures["cpu_seconds"] = read_cpu_seconds(cpu.directory(info.path), cpu.version) if cpu else None
+            figures["pids"] = count_processes(self._own_directory(info))
+
+        for rate, cumulative in RATES.items():
+            now, before = figures.get(cumulative), previous.get(cumulative)
+            # a cgroup first seen now did all it counted within this interval
+            figures[rate] = None if now is None else round((now - (before or 0)) / elapsed, 3)
+        tracked.figures = figures
+        return figures, vanished
+
+    def _own_directory(self, info: CgroupInfo) -> str:
+        mount = self._mounts.unified if info.hierarchy == V2 else self._mounts.v1["memory"]
+        return Hierarchy(info.hierarchy, mount, 2 if info.hierarchy == V2 else 1).directory(info.path)
+
+    def _cpu_hierarchy_of(self, path: str) -> Optional[Hierarchy]:
+        if path not in self._cpu_hierarchy:
+            self._cpu_hierarchy[path] = self._mounts.cpu_hierarchy(path)
+        return self._cpu_hierarchy[path]
+
+    def _forget(self, paths: List[str]) -> None:
+        """Cgroups whose final sample was just emitted: drop them everywhere."""
+        if not paths:
+            return
+        self._index.refresh()  # marks them dead, so that release() forgets them
+        for path in paths:
+            tracked = self._tracked.pop(path)
+            self._cpu_hierarchy.pop(path, None)
+            self._bpf.delete(tracked.keys)
+            for key in tracked.keys | {CgroupKey(tracked.info.hierarchy, tracked.info.cgroup_id)}:
+                self._index.release(key.hierarchy, key.cgroup_id)
+
+    def _drop_unnamable(self, unknown: List[CgroupKey], now: float) -> None:
+        """Map entries of cgroups that came and went between two index refreshes cannot be
+        named; once a refresh after their first sighting still does not know them, drop them."""
+        still_unknown = set(unknown)
+        for key in list(self._unknown_since):
+            if key not in still_unknown:
+                del self._unknown_since[key]
+        stale = []
+        for key in unknown:
+            first_seen = self._unknown_since.setdefault(key, now)
+            if self._index.last_refresh > first_seen:
+                stale.append(key)
+                del self._unknown_since[key]
+        self._bpf.delete(stale)
+
+
+def key_mode_for(mounts: CgroupMounts) -> KeyMode:
+    return KeyMode.for_host(
+        v2_mounted=mounts.unified is not None,
+        memory_on_v2=mounts.memory_hierarchy().version == 2,
+    )
+
+
+@contextlib.contextmanager
+def open_collector(
+    log_dir: str = "/var/log",
+    cgroup_root: Optional[str] = None,
+    include_non_pods: bool = False,
+    btf_path: Optional[str] = None,
+    max_cgroups: Optional[int] = None,
+) -> Iterator[Collector]:
+    """Discovers the host's cgroups, attaches the BPF programs and yields a Collector;
+    detaches on exit."""
+    mounts = discover_mounts(cgroup_root=cgroup_root)
+    key_mode = key_mode_for(mounts)
+    v2_root_id = os.stat(mounts.unified).st_ino if mounts.unified else 0
+    with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path) as bpf:
+        index = CgroupIndex(mounts)
+        yield Collector(bpf, mounts, index, NameResolver(log_dir), include_non_pods=include_non_pods)

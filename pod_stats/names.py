@@ -1,0 +1,370 @@
+"""Pod uid / container id → namespace, pod name and container name.
+
+The primary source needs no credentials: kubelet names every pod's log
+directory `<log_dir>/pods/<namespace>_<pod>_<uid>` and every container's log
+symlink `<log_dir>/containers/<pod>_<namespace>_<container>-<id>.log`. None of
+namespace, pod name or container name can contain "_", so the names split
+unambiguously. The Kubernetes API is an optional fallback when running in-cluster.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import re
+import ssl
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Type, TypeVar
+
+logger = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+_NAMESPACE = re.compile(_DNS_LABEL)
+_CONTAINER_NAME = re.compile(_DNS_LABEL)
+_POD_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_POD_NAME_MAX_LENGTH = 253
+# A UUID, or the 32-hex-digit hash kubelet gives static pods.
+_POD_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+_CONTAINER_ID_SCHEMES = ("containerd://", "cri-o://", "docker://")
+# Set by kubelet on a static pod's mirror in the API: the static pod's own uid,
+# which is what its cgroups and log directory carry.
+_MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+@dataclass(frozen=True)
+class PodNames:
+    namespace: str
+    name: str
+
+
+def _is_pod_name(name: str) -> bool:
+    return len(name) <= _POD_NAME_MAX_LENGTH and _POD_NAME.fullmatch(name) is not None
+
+
+def parse_pod_log_dir_name(name: str) -> Optional[Tuple[str, str, str]]:
+    """(namespace, pod, uid) from `<namespace>_<pod>_<uid>`, or None if malformed."""
+    parts = name.split("_")
+    if len(parts) != 3:
+        return None
+    namespace, pod, uid = parts
+    if _NAMESPACE.fullmatch(namespace) and _is_pod_name(pod) and _POD_UID.fullmatch(uid):
+        return namespace, pod, uid
+    return None
+
+
+def parse_container_log_link_name(name: str) -> Optional[Tuple[str, str, str, str]]:
+    """(pod, namespace, container, container id) from `<pod>_<namespace>_<container>-<id>.log`.
+
+    None if malformed, including names kubelet truncated to 255 characters
+    (very long pod names), which lose the end of the container id.
+    """
+    if not name.endswith(".log"):
+        return None
+    parts = name[: -len(".log")].split("_")
+    if len(parts) != 3:
+        return None
+    pod, namespace, container_and_id = parts
+    container, _, container_id = container_and_id.rpartition("-")
+    if (
+        _is_pod_name(pod)
+        and _NAMESPACE.fullmatch(namespace)
+        and _CONTAINER_NAME.fullmatch(container)
+        and _CONTAINER_ID.fullmatch(container_id)
+    ):
+        return pod, namespace, container, container_id
+    return None
+
+
+def _list_names(directory: str, directories_only: bool) -> Optional[List[str]]:
+    """Entry names of `directory` (None if unreadable), never following symlinks."""
+    try:
+        with os.scandir(directory) as entries:
+            return [
+                entry.name
+                for entry in entries
+                if not directories_only or entry.is_dir(follow_symlinks=False)
+            ]
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class _ContainerNames:
+    name: str
+    pod_uid: Optional[str]
+
+
+class KubeApiPods:
+    """The pods of one node from the Kubernetes API, as a fallback name source.
+
+    Lists `GET /api/v1/pods?fieldSelector=spec.nodeName=<node>` at most every
+    `refresh_interval` seconds, and only when asked about something unknown.
+    Failures keep the previous data and never reach the caller.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        node_name: str,
+        token_path: Optional[str] = os.path.join(SERVICE_ACCOUNT_DIR, "token"),
+        ca_path: Optional[str] = os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt"),
+        refresh_interval: float = 30.0,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.node_name = node_name
+        self._token_path = token_path
+        self._ca_path = ca_path
+        self._refresh_interval = refresh_interval
+        self._timeout = timeout
+        self._clock = clock
+        self._last_attempt: Optional[float] = None
+        self._failing = False
+        self._pods: Dict[str, PodNames] = {}
+        self._containers: Dict[str, _ContainerNames] = {}
+
+    @classmethod
+    def from_environment(
+        cls,
+        api_url: Optional[str] = None,
+        environ: Mapping[str, str] = os.environ,
+        service_account_dir: str = SERVICE_ACCOUNT_DIR,
+    ) -> Optional[KubeApiPods]:
+        """A source for this node, or None when not in-cluster and no `api_url` is given.
+
+        In-cluster means a service account token is mounted and NODE_NAME is set
+        (from the downward API). An explicit `api_url` (e.g. `kubectl proxy`)
+        works without either; the node name then defaults to the host name.
+        """
+        token_path = os.path.join(service_account_dir, "token")
+        node_name = environ.get("NODE_NAME")
+        if api_url is None:
+            host = environ.get("KUBERNETES_SERVICE_HOST")
+            if not (node_name and host and os.path.exists(token_path)):
+                return None
+            if ":" in host:  # IPv6 literal
+                host = f"[{host}]"
+            api_url = f"https://{host}:{environ.get('KUBERNETES_SERVICE_PORT', '443')}"
+        return cls(
+            api_url,
+            node_name or os.uname().nodename,
+            token_path=token_path,
+            ca_path=os.path.join(service_account_dir, "ca.crt"),
+        )
+
+    def pod(self, uid: str) -> Optional[PodNames]:
+        if uid not in self._pods:
+            self._refresh_if_due()
+        return self._pods.get(uid)
+
+    def container(self, container_id: str) -> Optional[str]:
+        names = self._container(container_id)
+        return names.name if names is not None else None
+
+    def container_pod_uid(self, container_id: str) -> Optional[str]:
+        names = self._container(container_id)
+        return names.pod_uid if names is not None else None
+
+    @property
+    def pod_count(self) -> int:
+        return len(self._pods)
+
+    @property
+    def container_count(self) -> int:
+        return len(self._containers)
+
+    def _container(self, container_id: str) -> Optional[_ContainerNames]:
+        if container_id not in self._containers:
+            self._refresh_if_due()
+        return self._containers.get(container_id)
+
+    def _refresh_if_due(self) -> None:
+        now = self._clock()
+        if self._last_attempt is not None and now - self._last_attempt < self._refresh_interval:
+            return
+        self._last_attempt = now
+        try:
+            self._pods, self._containers = _parse_pod_list(json.loads(self._fetch()))
+        # RecursionError: json.loads on absurdly nested garbage.
+        except (OSError, ValueError, RecursionError, http.client.HTTPException) as error:
+            if not self._failing:
+                logger.warning(
+                    "Listing pods from %s failed (%s); names come from the log directory only until it works again.",
+                    self.api_url,
+                    error,
+                )
+            self._failing = True
+            return
+        if self._failing:
+            logger.info("Listing pods from %s works again.", self.api_url)
+        self._failing = False
+
+    def _fetch(self) -> bytes:
+        query = urllib.parse.urlencode(
+            # resourceVersion=0 lets the API server answer from its watch cache
+            # instead of a quorum read from etcd, as kubelet-like agents should.
+            {"fieldSelector": f"spec.nodeName={self.node_name}", "resourceVersion": "0"}
+        )
+        request = urllib.request.Request(
+            f"{self.api_url}/api/v1/pods?{query}", headers={"Accept": "application/json"}
+        )
+        # Projected service account tokens rotate, so the file is re-read each time.
+        if self._token_path is not None and os.path.exists(self._token_path):
+            with open(self._token_path) as token_file:
+                request.add_header("Authorization", f"Bearer {token_file.read().strip()}")
+        context = None
+        if self.api_url.startswith("https:"):
+            ca_file = self._ca_path if self._ca_path and os.path.exists(self._ca_path) else None
+            context = ssl.create_default_context(cafile=ca_file)
+        with urllib.request.urlopen(request, timeout=self._timeout, context=context) as response:
+            return response.read()
+
+
+def _parse_pod_list(document: Any) -> Tuple[Dict[str, PodNames], Dict[str, _ContainerNames]]:
+    """uid → names and container id → names from a PodList; ValueError on any unexpected shape."""
+    pods: Dict[str, PodNames] = {}
+    containers: Dict[str, _ContainerNames] = {}
+    for item in _field(document, "items", list):
+        metadata = _field(item, "metadata", dict)
+        uid = _field(metadata, "uid", str)
+        names = PodNames(_field(metadata, "namespace", str), _field(metadata, "name", str))
+        pods[uid] = names
+        mirrored_uid = _field(metadata, "annotations", dict, {}).get(_MIRROR_POD_ANNOTATION)
+        if isinstance(mirrored_uid, str) and mirrored_uid:
+            pods[mirrored_uid] = names
+            uid = mirrored_uid
+        status = _field(item, "status", dict, {})
+        for statuses_key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+            for container_status in _field(status, statuses_key, list, []):
+                container_id = _strip_scheme(_field(container_status, "containerID", str, ""))
+                if container_id:  # empty until the container is created
+                    containers[container_id] = _ContainerNames(_field(container_status, "name", str), uid)
+    return pods, containers
+
+
+_FieldType = TypeVar("_FieldType")
+_REQUIRED: Any = object()
+
+
+def _field(
+    mapping: Any, key: str, expected_type: Type[_FieldType], default: _FieldType = _REQUIRED
+) -> _FieldType:
+    """mapping[key] checked against `expected_type`; absent or null gives `default` if there is one."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"expected an object holding {key!r}")
+    value = mapping.get(key)
+    if value is None and default is not _REQUIRED:
+        return default
+    if not isinstance(value, expected_type):
+        raise ValueError(f"{key!r} is missing or not a {expected_type.__name__}")
+    return value
+
+
+def _strip_scheme(container_id: str) -> str:
+    for scheme in _CONTAINER_ID_SCHEMES:
+        if container_id.startswith(scheme):
+            return container_id[len(scheme) :]
+    return container_id
+
+
+class NameResolver:
+    """Names pods and containers from kubelet's log directory, then the optional API source.
+
+    A miss rescans the two directories, at most once per `min_refresh_interval`
+    seconds; entries whose files disappeared are forgotten on rescan.
+    """
+
+    def __init__(
+        self,
+        log_dir: str = "/var/log",
+        min_refresh_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        api: Optional[KubeApiPods] = None,
+    ) -> None:
+        self._pods_dir = os.path.join(log_dir, "pods")
+        self._containers_dir = os.path.join(log_dir, "containers")
+        self._min_refresh_interval = min_refresh_interval
+        self._clock = clock
+        self._api = api
+        self._pods: Dict[str, PodNames] = {}
+        self._containers: Dict[str, _ContainerNames] = {}
+        self.unresolved_lookups = 0
+        self._last_refresh: float
+        self.refresh()
+
+    def pod(self, uid: str) -> Optional[PodNames]:
+        names = self._pods.get(uid)
+        if names is None and self._refresh_if_due():
+            names = self._pods.get(uid)
+        if names is None and self._api is not None:
+            names = self._api.pod(uid)
+        if names is None:
+            self.unresolved_lookups += 1
+        return names
+
+    def container(self, container_id: str) -> Optional[str]:
+        names = self._containers.get(container_id)
+        if names is None and self._refresh_if_due():
+            names = self._containers.get(container_id)
+        if names is not None:
+            return names.name
+        name = self._api.container(container_id) if self._api is not None else None
+        if name is None:
+            self.unresolved_lookups += 1
+        return name
+
+    def container_pod_uid(self, container_id: str) -> Optional[str]:
+        """The uid of a known container's pod, when the log directory or API tells it unambiguously."""
+        names = self._containers.get(container_id)
+        if names is not None and names.pod_uid is not None:
+            return names.pod_uid
+        return self._api.container_pod_uid(container_id) if self._api is not None else None
+
+    @property
+    def pod_count(self) -> int:
+        return len(self._pods)
+
+    @property
+    def container_count(self) -> int:
+        return len(self._containers)
+
+    def refresh(self) -> None:
+        self._last_refresh = self._clock()
+        pods: Dict[str, PodNames] = {}
+        uids_by_pod: Dict[Tuple[str, str], Set[str]] = {}
+        pod_dir_names = _list_names(self._pods_dir, directories_only=True)
+        for dir_name in pod_dir_names or ():
+            parsed = parse_pod_log_dir_name(dir_name)
+            if parsed is not None:
+                namespace, pod, uid = parsed
+                pods[uid] = PodNames(namespace, pod)
+                uids_by_pod.setdefault((namespace, pod), set()).add(uid)
+        containers: Dict[str, _ContainerNames] = {}
+        for link_name in _list_names(self._containers_dir, directories_only=False) or ():
+            parsed_link = parse_container_log_link_name(link_name)
+            if parsed_link is None:
+                continue
+            pod, namespace, container, container_id = parsed_link
+            uids = uids_by_pod.get((namespace, pod))
+            # kubelet creates the pod's directory before its containers' links,
+            # so a link without one is stale or not kubelet's.
+            if pod_dir_names is not None and not uids:
+                continue
+            pod_uid = next(iter(uids)) if uids and len(uids) == 1 else None
+            containers[container_id] = _ContainerNames(container, pod_uid)
+        self._pods, self._containers = pods, containers
+
+    def _refresh_if_due(self) -> bool:
+        if self._clock() - self._last_refresh < self._min_refresh_interval:
+            return False
+        self.refresh()
+        return True

@@ -1,0 +1,148 @@
+"""Snapshot → JSON document (schema pod-stats/v1) or a rich table; selection and sorting."""
+
+import fnmatch
+from dataclasses import replace
+from typing import Any, Dict, List, Optional, Sequence
+
+from rich.table import Table
+from rich.text import Text
+
+from pod_stats.collector import FIGURES, RATES, Figures, PodSample, Snapshot
+
+SCHEMA = "pod-stats/v1"
+SORT_FIELDS = ("namespace", "name") + FIGURES + tuple(RATES)
+DEFAULT_SORT = "opens_per_second"
+
+
+def select(snapshot: Snapshot, namespaces: Sequence[str] = (), pod_glob: Optional[str] = None) -> Snapshot:
+    """The pods a user asked for (all by default); non-pod cgroups go with an unfiltered view only."""
+    pods = [
+        pod for pod in snapshot.pods
+        if (not namespaces or pod.namespace in namespaces)
+        and (pod_glob is None or fnmatch.fnmatchcase(pod.name or pod.uid, pod_glob))
+    ]
+    filtered = bool(namespaces) or pod_glob is not None
+    return replace(snapshot, pods=pods, cgroups=[] if filtered else snapshot.cgroups)
+
+
+def sort_pods(pods: List[PodSample], field: str) -> List[PodSample]:
+    """Text fields ascending; figures descending (busiest first), unknown figures last."""
+    if field in ("namespace", "name"):
+        return sorted(pods, key=lambda p: (getattr(p, field) or "", p.name or "", p.uid))
+    return sorted(pods, key=lambda p: (p.figures.get(field) is None, -(p.figures.get(field) or 0), p.name or p.uid))
+
+
+def _figures_json(figures: Figures) -> Dict[str, Any]:
+    return {name: figures.get(name) for name in list(FIGURES) + list(RATES)}
+
+
+def to_json(snapshot: Snapshot) -> Dict[str, Any]:
+    document: Dict[str, Any] = {
+        "schema": SCHEMA,
+        "node": snapshot.node,
+        "time": snapshot.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "interval_seconds": snapshot.interval_seconds,
+        "pods": [
+            {
+                "uid": pod.uid,
+                "namespace": pod.namespace,
+                "name": pod.name,
+                "qos": pod.qos,
+                **_figures_json(pod.figures),
+                "containers": [
+                    {
+                        "id": container.id,
+                        "name": container.name,
+                        "runtime": container.runtime,
+                        "cgroup_id": container.cgroup_id,
+                        "cgroup_path": container.cgroup_path,
+                        **_figures_json(container.figures),
+                    }
+                    for container in pod.containers
+                ],
+            }
+            for pod in snapshot.pods
+        ],
+        "agent": {
+            "cgroups_in_map": snapshot.agent.cgroups_in_map,
+            "map_full_drops": snapshot.agent.map_full_drops,
+            "unresolved_cgroups": snapshot.agent.unresolved_cgroups,
+            "sample_seconds": snapshot.agent.sample_seconds,
+        },
+    }
+    if snapshot.cgroups:
+        document["cgroups"] = [
+            {"cgroup_id": c.cgroup_id, "cgroup_path": c.cgroup_path, **_figures_json(c.figures)}
+            for c in snapshot.cgroups
+        ]
+    return document
+
+
+def human_bytes(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return "-"  # pragma: no cover
+
+
+def _count(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _rate(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _cores(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+# (header, figure, formatter)
+_COLUMNS = (
+    ("OPENS", "opens", _count),
+    ("OPENS/s", "opens_per_second", _rate),
+    ("ERRORS", "open_errors", _count),
+    ("ERR/s", "open_errors_per_second", _rate),
+    ("RSS", "rss_bytes", human_bytes),
+    ("WORKING SET", "memory_working_set_bytes", human_bytes),
+    ("CPU", "cpu_cores", _cores),
+    ("PIDS", "pids", _count),
+)
+
+
+def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT) -> Table:
+    """One row per pod with its containers beneath."""
+    table = Table(
+        title=f"pod-stats · {snapshot.node} · {snapshot.time:%H:%M:%S} UTC · "
+              f"{len(snapshot.pods)} pods · over {snapshot.interval_seconds:.1f}s",
+        title_justify="left",
+        box=None,
+        header_style="bold",
+        pad_edge=False,
+    )
+    # Figures are never cut short: on a narrow terminal the names give way.
+    table.add_column("NAMESPACE", no_wrap=True, overflow="ellipsis", max_width=20)
+    table.add_column("POD / CONTAINER", no_wrap=True, overflow="ellipsis", min_width=16)
+    for header, _, _ in _COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True, min_width=max(len(header), 7))
+    for pod in sort_pods(snapshot.pods, sort):
+        table.add_row(
+            Text(pod.namespace or "?", style="cyan"),
+            Text(pod.name or pod.uid, style="bold"),
+            *(fmt(pod.figures.get(name)) for _, name, fmt in _COLUMNS),
+        )
+        for container in pod.containers:
+            label = container.name or f"({(container.id or '?')[:12]})"
+            table.add_row("", Text(f"  └ {label}", style="dim" if container.name is None else ""),
+                          *(fmt(container.figures.get(name)) for _, name, fmt in _COLUMNS))
+    for cgroup in snapshot.cgroups:
+        table.add_row(Text("-", style="dim"), Text(cgroup.cgroup_path, style="dim"),
+                      *(fmt(cgroup.figures.get(name)) for _, name, fmt in _COLUMNS))
+    if not snapshot.pods and not snapshot.cgroups:
+        table.caption = "no pods on this node (kubelet cgroups not found); try `pod-stats demo`"
+    if snapshot.agent.map_full_drops:
+        table.caption = f"warning: {snapshot.agent.map_full_drops} events dropped, the BPF map is full"
+    return table

@@ -1,0 +1,381 @@
+/*
+ * workload.c — the tiny process that runs inside pod-stats' test/demo containers.
+ *
+ * Static, no stdio: every answer is one write(2) to fd 1, so nothing sits in a
+ * buffer. The only files it opens are the ones a command names.
+ *
+ * Protocol: one command per line on stdin (fd 0), one answer line on stdout (fd 1).
+ * On start it prints "ready". Answers are "ok[ <values>]" or "err <message>".
+ *
+ *   open PATH N      N x open(PATH, O_RDONLY) + close      -> ok <succeeded> <failed>
+ *   openat2 PATH N   N x syscall(SYS_openat2, AT_FDCWD, PATH, {O_RDONLY}) + close
+ *                                                          -> ok <succeeded> <failed>
+ *                    (ENOSYS counts as failed)
+ *   alloc MIB        malloc MIB MiB, touch every page via a volatile pointer, keep it
+ *                    (cumulative)                          -> ok <total MiB held>
+ *   free             release everything alloc kept         -> ok
+ *   cpu MS           burn MS ms of this thread's CPU time  -> ok <cpu ns used>
+ *   spawn N          fork N children that _exit(0), reap   -> ok <reaped>
+ *   pid              getpid() as seen in the container     -> ok <pid>
+ *   loop [OPENS MISSING CPU_MS]
+ *                    demo mode, never answers: every ~200 ms, OPENS opens of
+ *                    /data/config.yaml, MISSING opens of /data/missing, and
+ *                    CPU_MS ms of CPU (defaults 5 2 10). Input is ignored from
+ *                    then on; EOF on stdin or a signal ends it.
+ *   exit             exit 0 (no answer)
+ * EOF on stdin -> exit 0. SIGTERM/SIGINT -> exit 0 (handlers installed, because a
+ * PID-namespace init ignores signals it has no handler for). Unknown or malformed
+ * command -> err <message>.
+ *
+ * Build: gcc -static -O2 -Wall -Wextra -o pod_stats/_workload src/workload/workload.c
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+/* linux/openat2.h may be missing: define our own layout-compatible struct. */
+struct wl_open_how {
+    uint64_t flags;
+    uint64_t mode;
+    uint64_t resolve;
+};
+
+#define MAX_CHUNKS 4096
+static void *chunks[MAX_CHUNKS];
+static size_t nchunks;
+static unsigned long held_mib;
+
+static void write_all(const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(1, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            _exit(1); /* the other side is gone */
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+static char *put_str(char *p, const char *s)
+{
+    while (*s)
+        *p++ = *s++;
+    return p;
+}
+
+static char *put_u64(char *p, unsigned long long v)
+{
+    char tmp[24];
+    int i = 0;
+    do {
+        tmp[i++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (i)
+        *p++ = tmp[--i];
+    return p;
+}
+
+static void reply(const char *s)
+{
+    write_all(s, strlen(s));
+}
+
+/* "ok" followed by n numbers */
+static void reply_ok(int n, unsigned long long a, unsigned long long b)
+{
+    char buf[64], *p = put_str(buf, "ok");
+    if (n >= 1) {
+        *p++ = ' ';
+        p = put_u64(p, a);
+    }
+    if (n >= 2) {
+        *p++ = ' ';
+        p = put_u64(p, b);
+    }
+    *p++ = '\n';
+    write_all(buf, (size_t)(p - buf));
+}
+
+/* Parse a non-negative decimal; returns -1 on error. */
+static long long parse_num(const char *s)
+{
+    long long v = 0;
+    if (!s || !*s)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+        if (v > (1LL << 40))
+            return -1;
+    }
+    return v;
+}
+
+static unsigned long long thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+}
+
+static unsigned long long burn_cpu(long long ms)
+{
+    unsigned long long start = thread_cpu_ns(), now = start;
+    unsigned long long want = (unsigned long long)ms * 1000000ULL;
+    volatile unsigned long sink = 0;
+    while (now - start < want) {
+        for (int i = 0; i < 10000; i++)
+            sink += (unsigned long)i;
+        now = thread_cpu_ns();
+    }
+    return now - start;
+}
+
+static void do_opens(const char *path, long long n, int use_openat2,
+                     unsigned long long *ok, unsigned long long *failed)
+{
+    *ok = *failed = 0;
+    for (long long i = 0; i < n; i++) {
+        int fd;
+        if (use_openat2) {
+            struct wl_open_how how;
+            memset(&how, 0, sizeof(how));
+            how.flags = O_RDONLY;
+            fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+        } else {
+            fd = open(path, O_RDONLY);
+        }
+        if (fd >= 0) {
+            close(fd);
+            (*ok)++;
+        } else {
+            (*failed)++;
+        }
+    }
+}
+
+static int do_alloc(long long mib)
+{
+    size_t len = (size_t)mib << 20;
+    long page = sysconf(_SC_PAGESIZE);
+    volatile unsigned char *p;
+    if (nchunks >= MAX_CHUNKS)
+        return -1;
+    p = malloc(len ? len : 1);
+    if (!p)
+        return -1;
+    for (size_t off = 0; off < len; off += (size_t)page)
+        p[off] = (unsigned char)(off >> 12 | 1);
+    chunks[nchunks++] = (void *)p;
+    held_mib += (unsigned long)mib;
+    return 0;
+}
+
+static void do_free(void)
+{
+    for (size_t i = 0; i < nchunks; i++)
+        free(chunks[i]);
+    nchunks = 0;
+    held_mib = 0;
+}
+
+static long long do_spawn(long long n)
+{
+    long long started = 0, reaped = 0;
+    for (long long i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(0);
+        if (pid > 0)
+            started++;
+    }
+    while (reaped < started) {
+        pid_t r = waitpid(-1, NULL, 0);
+        if (r > 0)
+            reaped++;
+        else if (errno != EINTR)
+            break;
+    }
+    return reaped;
+}
+
+/* Wait ~ms milliseconds while watching stdin: input is discarded, EOF exits,
+ * so a loop-mode workload still goes away when its controller does. */
+static void idle_ms(long ms)
+{
+    static char sink[4096];
+    struct pollfd pfd = { .fd = 0, .events = POLLIN };
+    if (poll(&pfd, 1, (int)ms) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t n = read(0, sink, sizeof(sink));
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            _exit(0);
+    }
+}
+
+static void do_loop(long long opens, long long missing, long long cpu_ms)
+{
+    unsigned long long a, b;
+    for (;;) {
+        do_opens("/data/config.yaml", opens, 0, &a, &b);
+        do_opens("/data/missing", missing, 0, &a, &b);
+        if (cpu_ms > 0)
+            burn_cpu(cpu_ms);
+        idle_ms(200);
+    }
+}
+
+/* Split line into at most 4 whitespace-separated words; returns count. */
+static int split(char *line, char **argv, int max)
+{
+    int n = 0;
+    char *p = line;
+    while (*p) {
+        while (*p == ' ' || *p == '\t')
+            *p++ = '\0';
+        if (!*p)
+            break;
+        if (n == max)
+            return max + 1;
+        argv[n++] = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+    }
+    return n;
+}
+
+static void handle(char *line)
+{
+    char *argv[4];
+    int argc = split(line, argv, 4);
+    long long n;
+
+    if (argc == 0) {
+        reply("err empty command\n");
+        return;
+    }
+    if (argc > 4) {
+        reply("err too many arguments\n");
+        return;
+    }
+    if (!strcmp(argv[0], "open") || !strcmp(argv[0], "openat2")) {
+        unsigned long long ok, failed;
+        if (argc != 3 || (n = parse_num(argv[2])) < 0) {
+            reply("err usage: open|openat2 PATH N\n");
+            return;
+        }
+        do_opens(argv[1], n, argv[0][4] == 'a', &ok, &failed);
+        reply_ok(2, ok, failed);
+    } else if (!strcmp(argv[0], "alloc")) {
+        if (argc != 2 || (n = parse_num(argv[1])) < 0) {
+            reply("err usage: alloc MIB\n");
+            return;
+        }
+        if (do_alloc(n) < 0)
+            reply("err alloc failed\n");
+        else
+            reply_ok(1, held_mib, 0);
+    } else if (!strcmp(argv[0], "free") && argc == 1) {
+        do_free();
+        reply_ok(0, 0, 0);
+    } else if (!strcmp(argv[0], "cpu")) {
+        if (argc != 2 || (n = parse_num(argv[1])) < 0) {
+            reply("err usage: cpu MS\n");
+            return;
+        }
+        reply_ok(1, burn_cpu(n), 0);
+    } else if (!strcmp(argv[0], "spawn")) {
+        if (argc != 2 || (n = parse_num(argv[1])) < 0) {
+            reply("err usage: spawn N\n");
+            return;
+        }
+        reply_ok(1, (unsigned long long)do_spawn(n), 0);
+    } else if (!strcmp(argv[0], "pid") && argc == 1) {
+        reply_ok(1, (unsigned long long)getpid(), 0);
+    } else if (!strcmp(argv[0], "loop")) {
+        long long o = 5, m = 2, c = 10;
+        if (argc != 1 && argc != 4) {
+            reply("err usage: loop [OPENS MISSING CPU_MS]\n");
+            return;
+        }
+        if (argc == 4) {
+            o = parse_num(argv[1]);
+            m = parse_num(argv[2]);
+            c = parse_num(argv[3]);
+            if (o < 0 || m < 0 || c < 0) {
+                reply("err usage: loop [OPENS MISSING CPU_MS]\n");
+                return;
+            }
+        }
+        do_loop(o, m, c);
+    } else if (!strcmp(argv[0], "exit") && argc == 1) {
+        _exit(0);
+    } else {
+        reply("err unknown command\n");
+    }
+}
+
+static void on_term(int sig)
+{
+    (void)sig;
+    _exit(0);
+}
+
+int main(void)
+{
+    static char buf[8192];
+    size_t len = 0;
+
+    /* As a container's pid 1, signals without a handler are ignored (even from
+     * the host), so SIGTERM/SIGINT need one to stop us, like pause has. */
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
+    signal(SIGPIPE, SIG_DFL);
+    reply("ready\n");
+    for (;;) {
+        ssize_t n = read(0, buf + len, sizeof(buf) - 1 - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            _exit(1);
+        }
+        if (n == 0)
+            _exit(0); /* EOF: the controlling side went away */
+        len += (size_t)n;
+        for (;;) {
+            char *nl = memchr(buf, '\n', len);
+            size_t linelen;
+            if (!nl) {
+                if (len == sizeof(buf) - 1) { /* overlong line: drop it */
+                    reply("err line too long\n");
+                    len = 0;
+                }
+                break;
+            }
+            *nl = '\0';
+            linelen = (size_t)(nl - buf) + 1;
+            if (nl > buf && nl[-1] == '\r')
+                nl[-1] = '\0';
+            handle(buf);
+            memmove(buf, buf + linelen, len - linelen);
+            len -= linelen;
+        }
+    }
+}

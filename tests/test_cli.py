@@ -1,0 +1,154 @@
+"""pod-stats as a user runs it: the installed command in a subprocess."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pod_stats import __version__
+from pod_stats.mininode import MiniNode
+
+POD_STATS = str(Path(sys.executable).parent / "pod-stats")
+CONTAINER_FIELDS = {"id", "name", "runtime", "cgroup_id", "cgroup_path", "opens", "open_errors", "rss_bytes",
+                    "memory_working_set_bytes", "cpu_seconds", "pids"}
+POD_FIELDS = {"uid", "namespace", "name", "qos", "opens", "open_errors", "rss_bytes", "memory_working_set_bytes",
+              "cpu_seconds", "pids", "containers"}
+
+
+def pod_stats(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([POD_STATS, *args], capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *phrases: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pod-stats: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0]
+
+
+def test_version():
+    result = pod_stats("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"pod-stats {__version__} (libbpf 1.1")
+
+
+def test_help_lists_the_commands():
+    result = pod_stats("--help")
+    assert result.returncode == 0
+    for command in ("run", "dump", "demo"):
+        assert f"  {command} " in result.stdout
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["run", "--bogus"], "--bogus"),
+    (["run", "--interval", "0"], "--interval"),
+    (["dump", "--sort", "nonsense"], "--sort"),
+    (["dump", "--btf", "/nonexistent/btf"], "--btf"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_bad_flags_are_one_line(args, phrase):
+    assert_one_line_error(pod_stats(*args), 2, phrase)
+
+
+@pytest.mark.bpf
+def test_without_capabilities_is_one_line():
+    result = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", POD_STATS, "dump", "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, 1, "CAP_BPF", "CAP_PERFMON")
+
+
+@pytest.mark.bpf
+def test_wrong_btf_file_is_one_line():
+    assert_one_line_error(pod_stats("dump", "--btf", "/etc/hostname"), 1, "/etc/hostname")
+
+
+@pytest.mark.bpf
+def test_unknown_cgroup_layout_is_one_line(tmp_path):
+    assert_one_line_error(pod_stats("dump", "--cgroup-root", str(tmp_path)), 1, "cgroup")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    with MiniNode(tmp_path_factory.mktemp("log")) as node:
+        web = node.add_pod("shop", "web-7d4b9c-k2x8p", layout="systemd-containerd").add_container("nginx")
+        web.send("loop 5 1 1")
+        node.add_pod("batch", "report.daily-0", qos="besteffort", layout="cgroupfs").add_container("report")
+        yield node
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_dump_json_follows_the_contract(node):
+    result = pod_stats("dump", "--json", "--duration", "0.5", "--log-dir", str(node.log_dir))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["schema"] == "pod-stats/v1"
+    assert document["time"].endswith("Z") and document["interval_seconds"] > 0.4
+    pods = {p["name"]: p for p in document["pods"]}
+    web = pods["web-7d4b9c-k2x8p"]
+    assert POD_FIELDS <= web.keys()
+    assert (web["namespace"], web["qos"]) == ("shop", "burstable")
+    nginx = next(c for c in web["containers"] if c["name"] == "nginx")
+    assert CONTAINER_FIELDS <= nginx.keys()
+    assert nginx["runtime"] == "containerd" and len(nginx["id"]) == 64
+    assert nginx["opens"] > 0 and nginx["open_errors"] > 0  # the loop opens a missing file too
+    assert pods["report.daily-0"]["namespace"] == "batch"
+    assert "cgroups" not in document
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_dump_filters_by_namespace_and_pod_glob(node):
+    result = pod_stats("dump", "--json", "--duration", "0", "--log-dir", str(node.log_dir), "-n", "batch")
+    assert [p["name"] for p in json.loads(result.stdout)["pods"]] == ["report.daily-0"]
+    result = pod_stats("dump", "--json", "--duration", "0", "--log-dir", str(node.log_dir), "--pod", "web-*")
+    assert [p["name"] for p in json.loads(result.stdout)["pods"]] == ["web-7d4b9c-k2x8p"]
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_dump_all_adds_busy_non_pod_cgroups(node):
+    result = pod_stats("dump", "--json", "--duration", "0.3", "--all", "--log-dir", str(node.log_dir))
+    cgroups = json.loads(result.stdout)["cgroups"]
+    assert cgroups and all({"cgroup_id", "cgroup_path", "opens"} <= c.keys() for c in cgroups)
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_run_json_streams_one_document_per_interval(node):
+    result = pod_stats("run", "--json", "--interval", "0.2", "--count", "3", "--log-dir", str(node.log_dir))
+    assert result.returncode == 0, result.stderr
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(documents) == 3
+    opens = [next(p for p in d["pods"] if p["name"] == "web-7d4b9c-k2x8p")["opens"] for d in documents]
+    assert opens == sorted(opens) and opens[-1] > opens[0]
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_sigterm_prints_the_final_sample_and_exits_0(node):
+    process = subprocess.Popen([POD_STATS, "run", "--json", "--interval", "30", "--log-dir", str(node.log_dir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = json.loads(process.stdout.readline())  # printed as soon as the probes are attached
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    rest, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors
+    final = json.loads(rest.strip().splitlines()[-1])
+    web = [next(p for p in d["pods"] if p["name"] == "web-7d4b9c-k2x8p") for d in (first, final)]
+    assert web[1]["opens"] > web[0]["opens"]  # what was counted after the last interval is not lost
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_table_names_pods_and_containers(node):
+    result = pod_stats("dump", "--duration", "0.2", "--log-dir", str(node.log_dir))
+    assert result.returncode == 0, result.stderr
+    for text in ("NAMESPACE", "web-7d4b9c-k2x8p", "└ nginx", "report.daily-0", "batch"):
+        assert text in result.stdout

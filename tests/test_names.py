@@ -1,0 +1,617 @@
+import json
+import logging
+import os
+import re
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pod_stats import names
+from pod_stats.names import (
+    KubeApiPods,
+    NameResolver,
+    PodNames,
+    parse_container_log_link_name,
+    parse_pod_log_dir_name,
+)
+
+COREDNS_UID = "5f3b2d1c-8a4e-4b6f-9c0d-1e2f3a4b5c6d"
+APP_UID = "0a1b2c3d-4e5f-4a7b-8c9d-0e1f2a3b4c5d"
+ETCD_UID = "8daa50c3a64c9ff60bb9eab7b44b56fd"  # static pod: kubelet's hash, no dashes
+COREDNS_ID = "2032491dcae31e6746f47daa0ac74564f2843a1bd847c5e6c4eb501ca132ac36"
+APP_ID = "7bd5db88ae6e5e52e941a2709ed9c18d7572f32db6ea44e8afe783227711151a"
+SIDECAR_ID = "ba64f7c0ec6c86df331a1a5daf464605c3a69c688ca7ebf156a7a067e8e75d09"
+ETCD_ID = "484b78324bb363a0cc93d136431e2005ceac970d035aaeec4ad6bfb6848a7b51"
+
+
+# --- name parsing ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        (f"kube-system_coredns-5d78c9869d-abc12_{COREDNS_UID}", ("kube-system", "coredns-5d78c9869d-abc12", COREDNS_UID)),
+        (f"default_my.app-0_{APP_UID}", ("default", "my.app-0", APP_UID)),
+        (f"kube-system_etcd-node-1_{ETCD_UID}", ("kube-system", "etcd-node-1", ETCD_UID)),
+        (f"a_b_{APP_UID}", ("a", "b", APP_UID)),
+    ],
+)
+def test_parse_pod_log_dir_name(name, expected):
+    assert parse_pod_log_dir_name(name) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "_",
+        "__",
+        f"default_my-app_{APP_UID}_extra",
+        f"default_{APP_UID}",
+        f"default__{APP_UID}",
+        f"_my-app_{APP_UID}",
+        f"Default_my-app_{APP_UID}",
+        f"default_My-app_{APP_UID}",
+        f"my.ns_my-app_{APP_UID}",  # namespaces are DNS labels: no dots
+        f"default_-my-app_{APP_UID}",
+        f"default_my-app-_{APP_UID}",
+        f"default_my..app_{APP_UID}",
+        f"default_my-app_{APP_UID.upper()}",
+        f"default_my-app_{APP_UID[:-1]}",
+        f"default_my-app_{APP_UID.replace('-', '_')}",
+        f"default_my-app_{APP_UID}.log",
+        f"{'n' * 64}_my-app_{APP_UID}",
+        f"default_{'p' * 254}_{APP_UID}",
+        f"default_my-app\u0663_{APP_UID}",  # Arabic-Indic digit
+        f"default_my-app\udcff_{APP_UID}",  # undecodable byte
+    ],
+)
+def test_parse_pod_log_dir_name_rejects(name):
+    assert parse_pod_log_dir_name(name) is None
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        (f"coredns-5d78c9869d-abc12_kube-system_coredns-{COREDNS_ID}.log", ("coredns-5d78c9869d-abc12", "kube-system", "coredns", COREDNS_ID)),
+        (f"my.app-0_default_app-{APP_ID}.log", ("my.app-0", "default", "app", APP_ID)),
+        (f"kube-proxy-x7k2p_kube-system_kube-proxy-{APP_ID}.log", ("kube-proxy-x7k2p", "kube-system", "kube-proxy", APP_ID)),
+    ],
+)
+def test_parse_container_log_link_name(name, expected):
+    assert parse_container_log_link_name(name) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        ".log",
+        f"my-app_default_app-{APP_ID}",
+        f"my-app_default_app-{APP_ID}.log.1",
+        f"my-app_default_app_{APP_ID}.log",
+        f"my-app_default_-{APP_ID}.log",
+        f"my-app_default_{APP_ID}.log",
+        f"my-app_default_app-{APP_ID[:-1]}.log",  # kubelet truncates names past 255 characters
+        f"my-app_default_app-{APP_ID.upper()}.log",
+        f"my-app_default_my.app-{APP_ID}.log",  # container names are DNS labels
+        f"my-app_my.ns_app-{APP_ID}.log",
+        f"my-app_default_extra_app-{APP_ID}.log",
+        f"My-app_default_app-{APP_ID}.log",
+        f"my-app_default_app\u00e9-{APP_ID}.log",
+    ],
+)
+def test_parse_container_log_link_name_rejects(name):
+    assert parse_container_log_link_name(name) is None
+
+
+NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+POD_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def assert_valid_pod_dir(parsed):
+    if parsed is not None:
+        namespace, pod, uid = parsed
+        assert NAMESPACE.fullmatch(namespace) and len(namespace) <= 63
+        assert POD_NAME.fullmatch(pod) and len(pod) <= 253
+        assert re.fullmatch(r"[0-9a-f-]{32,36}", uid)
+
+
+def assert_valid_link(parsed):
+    if parsed is not None:
+        pod, namespace, container, container_id = parsed
+        assert POD_NAME.fullmatch(pod) and NAMESPACE.fullmatch(namespace) and NAMESPACE.fullmatch(container)
+        assert re.fullmatch("[0-9a-f]{64}", container_id)
+
+
+arbitrary_names = st.one_of(
+    st.text(),
+    st.binary(max_size=300).map(os.fsdecode),  # what os.listdir gives for undecodable names
+    st.lists(st.sampled_from(["_", "-", ".", "a", "0", ".log", COREDNS_ID, APP_UID, "\u0663", "\udcff"]), max_size=20).map("".join),
+)
+
+
+@settings(max_examples=500)
+@given(arbitrary_names)
+def test_parsers_never_raise(name):
+    assert_valid_pod_dir(parse_pod_log_dir_name(name))
+    assert_valid_link(parse_container_log_link_name(name))
+
+
+dns_labels = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z")
+pod_names = st.lists(dns_labels, min_size=1, max_size=3).map(".".join)
+pod_uids = st.one_of(st.uuids().map(str), st.binary(min_size=16, max_size=16).map(bytes.hex))
+container_ids = st.binary(min_size=32, max_size=32).map(bytes.hex)
+
+
+@given(dns_labels, pod_names, pod_uids, dns_labels, container_ids)
+def test_round_trip(namespace, pod, uid, container, container_id):
+    assert parse_pod_log_dir_name(f"{namespace}_{pod}_{uid}") == (namespace, pod, uid)
+    link = f"{pod}_{namespace}_{container}-{container_id}.log"
+    assert parse_container_log_link_name(link) == (pod, namespace, container, container_id)
+
+
+# --- log directory resolver ------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@dataclass
+class LogDir:
+    """A node's /var/log as kubelet lays it out, with absolute links as on the host."""
+
+    root: Path
+
+    @property
+    def pods(self) -> Path:
+        return self.root / "pods"
+
+    @property
+    def containers(self) -> Path:
+        return self.root / "containers"
+
+    def add_pod(self, namespace: str, pod: str, uid: str, containers: Dict[str, str]) -> None:
+        pod_dir = self.pods / f"{namespace}_{pod}_{uid}"
+        for container, container_id in containers.items():
+            (pod_dir / container).mkdir(parents=True, exist_ok=True)
+            (pod_dir / container / "0.log").write_text("")
+            self.link(f"{pod}_{namespace}_{container}-{container_id}.log", f"/var/log/pods/{pod_dir.name}/{container}/0.log")
+        pod_dir.mkdir(parents=True, exist_ok=True)
+
+    def remove_pod(self, namespace: str, pod: str, uid: str) -> None:
+        pod_dir = self.pods / f"{namespace}_{pod}_{uid}"
+        for container_dir in pod_dir.iterdir():
+            (container_dir / "0.log").unlink()
+            container_dir.rmdir()
+        pod_dir.rmdir()
+        for link in self.containers.glob(f"{pod}_{namespace}_*.log"):
+            link.unlink()
+
+    def link(self, name: str, target: str) -> None:
+        self.containers.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, self.containers / name)
+
+
+@pytest.fixture
+def log_dir(tmp_path):
+    logs = LogDir(tmp_path / "log")
+    logs.add_pod("kube-system", "coredns-5d78c9869d-abc12", COREDNS_UID, {"coredns": COREDNS_ID})
+    logs.add_pod("default", "my.app-0", APP_UID, {"app": APP_ID, "log-shipper": SIDECAR_ID})
+    logs.add_pod("kube-system", "etcd-node-1", ETCD_UID, {"etcd": ETCD_ID})
+    return logs
+
+
+def test_resolves_pods_and_containers(log_dir):
+    resolver = NameResolver(str(log_dir.root), clock=FakeClock())
+
+    assert resolver.pod(COREDNS_UID) == PodNames("kube-system", "coredns-5d78c9869d-abc12")
+    assert resolver.pod(APP_UID) == PodNames("default", "my.app-0")
+    assert resolver.pod(ETCD_UID) == PodNames("kube-system", "etcd-node-1")
+    assert resolver.container(COREDNS_ID) == "coredns"
+    assert resolver.container(SIDECAR_ID) == "log-shipper"
+    assert resolver.container_pod_uid(SIDECAR_ID) == APP_UID
+    assert resolver.container_pod_uid(ETCD_ID) == ETCD_UID
+    assert (resolver.pod_count, resolver.container_count) == (3, 4)
+    assert resolver.unresolved_lookups == 0
+
+
+def test_miss_rescans_at_most_once_per_interval(log_dir):
+    clock = FakeClock()
+    resolver = NameResolver(str(log_dir.root), min_refresh_interval=1.0, clock=clock)
+    new_uid = "11111111-2222-4333-8444-555555555555"
+    new_id = "c" * 64
+    log_dir.add_pod("team-a", "web-7c9d8", new_uid, {"web": new_id})
+
+    clock.now += 0.5
+    assert resolver.pod(new_uid) is None
+    assert resolver.container(new_id) is None
+    assert resolver.unresolved_lookups == 2
+    clock.now += 0.5
+    assert resolver.pod(new_uid) == PodNames("team-a", "web-7c9d8")
+    assert resolver.container(new_id) == "web"
+    assert resolver.unresolved_lookups == 2
+
+
+def test_disappeared_pods_are_forgotten(log_dir):
+    clock = FakeClock()
+    resolver = NameResolver(str(log_dir.root), clock=clock)
+    baseline = (resolver.pod_count, resolver.container_count)
+    for number in range(5):
+        uid = f"{number:08x}-0000-4000-8000-000000000000"
+        log_dir.add_pod("churn", f"job-{number}", uid, {"main": f"{number:064x}"})
+    clock.now += 1
+    assert resolver.pod(f"{4:08x}-0000-4000-8000-000000000000") == PodNames("churn", "job-4")
+    assert resolver.pod_count == baseline[0] + 5
+
+    for number in range(5):
+        log_dir.remove_pod("churn", f"job-{number}", f"{number:08x}-0000-4000-8000-000000000000")
+    log_dir.remove_pod("kube-system", "coredns-5d78c9869d-abc12", COREDNS_UID)
+    clock.now += 1
+    assert resolver.pod(COREDNS_UID) is None
+    assert resolver.container(COREDNS_ID) is None
+    assert (resolver.pod_count, resolver.container_count) == (baseline[0] - 1, baseline[1] - 1)
+
+
+def test_symlinks_are_never_followed(log_dir, tmp_path, monkeypatch):
+    outside = tmp_path / "outside"
+    (outside / "real-pod-dir").mkdir(parents=True)
+    os.mkfifo(outside / "fifo")  # opening it would block the test
+    # Links named like kubelet's but pointing anywhere: the name alone counts.
+    log_dir.link(f"my.app-0_default_escape-{'d' * 64}.log", str(outside / "fifo"))
+    log_dir.link(f"my.app-0_default_etc-{'e' * 64}.log", "/etc/passwd")
+    log_dir.link(f"my.app-0_default_loop-{'f' * 64}.log", f"my.app-0_default_loop-{'f' * 64}.log")
+    log_dir.link(f"my.app-0_default_broken-{'0' * 64}.log", "/nonexistent/0.log")
+    # A pods/ entry must be a directory itself, not a link to one.
+    os.symlink(outside / "real-pod-dir", log_dir.pods / f"linked_pod_{'1' * 32}")
+    os.symlink("loop-a", log_dir.pods / "loop-b")
+    os.symlink("loop-b", log_dir.pods / "loop-a")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a symlink was followed or read")
+
+    monkeypatch.setattr(names.os, "readlink", forbidden)
+    monkeypatch.setattr(names.os, "stat", forbidden)
+    resolver = NameResolver(str(log_dir.root), clock=FakeClock())
+
+    assert resolver.container("d" * 64) == "escape"
+    assert resolver.container("e" * 64) == "etc"
+    assert resolver.container("f" * 64) == "loop"
+    assert resolver.container("0" * 64) == "broken"
+    assert resolver.pod("1" * 32) is None
+    assert resolver.pod_count == 3
+
+
+def test_garbage_names_are_ignored(log_dir):
+    garbage = [
+        "README", "_", "a_b", "x_y_z_w", "\u00e9t\u00e9_caf\u00e9_" + APP_UID, "kube-system_coredns_" + APP_UID.upper(),
+        "\U0001f600_\U0001f600_\U0001f600", "has space_pod_" + APP_UID,
+    ]
+    for name in garbage:
+        (log_dir.pods / name).mkdir()
+        (log_dir.containers / (name + ".log")).write_text("")
+    raw = os.fsencode(str(log_dir.containers)) + b"/bad\xff\xfe_name_x-" + b"a" * 64 + b".log"
+    os.close(os.open(raw, os.O_CREAT | os.O_WRONLY))
+    os.mkdir(os.fsencode(str(log_dir.pods)) + b"/ns_pod\xff_" + APP_UID.encode())
+
+    resolver = NameResolver(str(log_dir.root), clock=FakeClock())
+    assert (resolver.pod_count, resolver.container_count) == (3, 4)
+
+
+def test_stale_link_without_pod_dir_is_ignored(log_dir):
+    log_dir.link(f"gone-0_default_app-{'9' * 64}.log", "/var/log/pods/default_gone-0_x/app/0.log")
+    resolver = NameResolver(str(log_dir.root), clock=FakeClock())
+    assert resolver.container("9" * 64) is None
+
+
+def test_without_pods_dir_links_alone_name_containers(tmp_path):
+    logs = LogDir(tmp_path)
+    logs.link(f"my.app-0_default_app-{APP_ID}.log", "/elsewhere/0.log")
+    resolver = NameResolver(str(tmp_path), clock=FakeClock())
+    assert resolver.container(APP_ID) == "app"
+    assert resolver.container_pod_uid(APP_ID) is None
+
+
+def test_recreated_pod_with_the_same_name_leaves_the_container_uid_unknown(log_dir):
+    # A StatefulSet pod recreated while its old log directory still exists.
+    new_uid = "99999999-8888-4777-8666-555555555555"
+    (log_dir.pods / f"default_my.app-0_{new_uid}").mkdir()
+    resolver = NameResolver(str(log_dir.root), clock=FakeClock())
+    assert resolver.pod(new_uid) == resolver.pod(APP_UID) == PodNames("default", "my.app-0")
+    assert resolver.container(APP_ID) == "app"
+    assert resolver.container_pod_uid(APP_ID) is None
+
+
+def test_missing_log_dir(tmp_path):
+    resolver = NameResolver(str(tmp_path / "missing"), clock=FakeClock())
+    assert resolver.pod(APP_UID) is None
+    assert resolver.container(APP_ID) is None
+    assert resolver.unresolved_lookups == 2
+
+
+# --- Kubernetes API source -------------------------------------------------
+
+
+def api_pod(namespace, name, uid, statuses=None, annotations=None, **more_statuses):
+    pod = {"metadata": {"namespace": namespace, "name": name, "uid": uid}, "status": {}}
+    if annotations is not None:
+        pod["metadata"]["annotations"] = annotations
+    if statuses is not None:
+        pod["status"]["containerStatuses"] = statuses
+    pod["status"].update(more_statuses)
+    return pod
+
+
+API_UID = "abcdef01-2345-4678-9abc-def012345678"
+MIRROR_UID = "fedcba98-7654-4321-8fed-cba987654321"
+API_IDS = {name: name[0] * 64 for name in ("web", "init", "debugger", "crio", "docker", "etcd")}
+
+POD_LIST = {
+    "kind": "PodList",
+    "apiVersion": "v1",
+    "metadata": {"resourceVersion": "123"},
+    "items": [
+        api_pod(
+            "shop", "web-5f7d9-xk2lp", API_UID,
+            statuses=[
+                {"name": "web", "containerID": f"containerd://{API_IDS['web']}"},
+                {"name": "crio", "containerID": f"cri-o://{API_IDS['crio']}"},
+                {"name": "docker", "containerID": f"docker://{API_IDS['docker']}"},
+                {"name": "waiting", "containerID": ""},
+                {"name": "not-started"},
+            ],
+            initContainerStatuses=[{"name": "init", "containerID": f"containerd://{API_IDS['init']}"}],
+            ephemeralContainerStatuses=[{"name": "debugger", "containerID": f"containerd://{API_IDS['debugger']}"}],
+        ),
+        api_pod(
+            "kube-system", "etcd-node-1", MIRROR_UID,
+            statuses=[{"name": "etcd", "containerID": f"containerd://{API_IDS['etcd']}"}],
+            annotations={"kubernetes.io/config.mirror": ETCD_UID, "kubernetes.io/config.source": "file"},
+        ),
+        api_pod("default", "pending", "12345678-1234-4234-8234-123456789abc", annotations=None),
+    ],
+}
+
+
+@dataclass
+class ApiServer:
+    url: str
+    requests: List[Tuple[str, Dict[str, str]]] = field(default_factory=list)
+    status: int = 200
+    body: bytes = json.dumps(POD_LIST).encode()
+    delay: Optional[threading.Event] = None
+
+    @property
+    def request_count(self) -> int:
+        return len(self.requests)
+
+
+@pytest.fixture
+def api_server(monkeypatch):
+    monkeypatch.setenv("no_proxy", "*")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            state.requests.append((self.path, dict(self.headers)))
+            if state.delay is not None:
+                state.delay.wait(5)
+            try:
+                self.send_response(state.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(state.body)))
+                self.end_headers()
+                self.wfile.write(state.body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client timed out and left
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state = ApiServer(url=f"http://127.0.0.1:{server.server_address[1]}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    if state.delay is not None:
+        state.delay.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def token(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("s3cr3t-token\n")
+    return str(path)
+
+
+def make_api(api_server, token, clock=None, timeout=5.0):
+    return KubeApiPods(
+        api_server.url, "node-1", token_path=token, ca_path=None,
+        refresh_interval=30.0, timeout=timeout, clock=clock or FakeClock(),
+    )
+
+
+def test_api_lists_this_nodes_pods_with_the_token(api_server, token):
+    api = make_api(api_server, token)
+
+    assert api.pod(API_UID) == PodNames("shop", "web-5f7d9-xk2lp")
+    path, headers = api_server.requests[0]
+    url = urllib.parse.urlsplit(path)
+    assert url.path == "/api/v1/pods"
+    assert urllib.parse.parse_qs(url.query) == {"fieldSelector": ["spec.nodeName=node-1"], "resourceVersion": ["0"]}
+    assert headers["Authorization"] == "Bearer s3cr3t-token"
+
+    for name in ("web", "init", "debugger", "crio", "docker"):
+        assert api.container(API_IDS[name]) == name
+        assert api.container_pod_uid(API_IDS[name]) == API_UID
+    # The static pod's cgroups and logs carry its own uid, which the mirror names.
+    assert api.pod(ETCD_UID) == api.pod(MIRROR_UID) == PodNames("kube-system", "etcd-node-1")
+    assert api.container_pod_uid(API_IDS["etcd"]) == ETCD_UID
+    assert (api.pod_count, api.container_count) == (4, 6)
+    assert api_server.request_count == 1
+
+
+def test_api_refreshes_at_most_every_interval(api_server, token):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock)
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert api.pod(unknown) is None
+    clock.now += 29
+    assert api.pod(unknown) is None
+    assert api.container("1" * 64) is None
+    assert api.pod(API_UID) is not None
+    assert api_server.request_count == 1
+    clock.now += 1
+    assert api.pod(unknown) is None
+    assert api_server.request_count == 2
+
+
+def test_api_without_token_sends_no_authorization(api_server, tmp_path):
+    api = KubeApiPods(api_server.url, "node-1", token_path=str(tmp_path / "none"), ca_path=None, clock=FakeClock())
+    assert api.pod(API_UID) is not None
+    assert "Authorization" not in api_server.requests[0][1]
+
+
+WRONG_SHAPES = [
+    b"<html>502 Bad Gateway</html>",
+    b"",
+    b"\xff\xfe garbage",
+    b"[" * 100000,
+    b"null",
+    b"[]",
+    b'{"items": {}}',
+    b'{"items": [42]}',
+    b'{"items": [{"metadata": []}]}',
+    b'{"items": [{"metadata": {"uid": 1, "name": "a", "namespace": "b"}}]}',
+    b'{"items": [{"metadata": {"uid": "u", "name": "a", "namespace": "b", "annotations": []}}]}',
+    b'{"items": [{"metadata": {"uid": "u", "name": "a", "namespace": "b"}, "status": "Running"}]}',
+    b'{"items": [{"metadata": {"uid": "u", "name": "a", "namespace": "b"}, "status": {"containerStatuses": "x"}}]}',
+    b'{"items": [{"metadata": {"uid": "u", "name": "a", "namespace": "b"}, "status": {"containerStatuses": [7]}}]}',
+    b'{"items": [{"metadata": {"uid": "u", "name": "a", "namespace": "b"}, "status": {"containerStatuses": [{"containerID": "containerd://x"}]}}]}',
+]
+
+
+@pytest.mark.parametrize("body", WRONG_SHAPES)
+def test_api_garbage_keeps_previous_data_and_warns_once(api_server, token, body, caplog):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock)
+    assert api.pod(API_UID) is not None
+
+    api_server.body = body
+    with caplog.at_level(logging.DEBUG, logger="pod_stats.names"):
+        for _ in range(3):
+            clock.now += 30
+            assert api.pod("00000000-0000-4000-8000-000000000000") is None
+    assert api_server.request_count == 4
+    assert api.pod(API_UID) == PodNames("shop", "web-5f7d9-xk2lp")
+    assert api.container(API_IDS["web"]) == "web"
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and api_server.url in warnings[0].getMessage()
+
+
+def test_api_http_error_and_recovery(api_server, token, caplog):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock)
+    api_server.status = 403
+    with caplog.at_level(logging.INFO, logger="pod_stats.names"):
+        assert api.pod(API_UID) is None
+        clock.now += 30
+        api_server.status = 200
+        assert api.pod(API_UID) == PodNames("shop", "web-5f7d9-xk2lp")
+    levels = [record.levelno for record in caplog.records]
+    assert levels == [logging.WARNING, logging.INFO]
+
+
+def test_api_timeout_is_bounded(api_server, token):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock, timeout=0.2)
+    assert api.pod(API_UID) is not None
+
+    api_server.delay = threading.Event()
+    started = time.monotonic()
+    clock.now += 30
+    assert api.pod("00000000-0000-4000-8000-000000000000") is None
+    assert time.monotonic() - started < 2
+    assert api.pod(API_UID) == PodNames("shop", "web-5f7d9-xk2lp")
+
+
+def test_api_unreachable(token):
+    api = KubeApiPods("http://127.0.0.1:9", "node-1", token_path=token, ca_path=None, timeout=0.5, clock=FakeClock())
+    assert api.pod(API_UID) is None
+    assert api.container(API_IDS["web"]) is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["items", "metadata", "uid", "name", "namespace", "annotations", "status",
+                         "containerStatuses", "initContainerStatuses", "containerID", "kubernetes.io/config.mirror"]),
+        children, max_size=5,
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500)
+@given(json_values)
+def test_pod_list_parser_rejects_wrong_shapes_only_with_value_error(document):
+    try:
+        names._parse_pod_list(document)
+    except ValueError:
+        pass
+
+
+def test_resolver_falls_back_to_the_api(log_dir, api_server, token):
+    clock = FakeClock()
+    resolver = NameResolver(str(log_dir.root), clock=clock, api=make_api(api_server, token, clock))
+
+    assert resolver.pod(COREDNS_UID) == PodNames("kube-system", "coredns-5d78c9869d-abc12")
+    assert api_server.request_count == 0  # the log directory sufficed
+    assert resolver.pod(API_UID) == PodNames("shop", "web-5f7d9-xk2lp")
+    assert resolver.container(API_IDS["web"]) == "web"
+    assert resolver.container_pod_uid(API_IDS["web"]) == API_UID
+    assert resolver.pod("00000000-0000-4000-8000-000000000000") is None
+    assert resolver.unresolved_lookups == 1
+    assert api_server.request_count == 1
+
+
+def test_from_environment_in_cluster(tmp_path):
+    (tmp_path / "token").write_text("t")
+    environ = {"NODE_NAME": "node-1", "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    api = KubeApiPods.from_environment(environ=environ, service_account_dir=str(tmp_path))
+    assert api is not None and (api.api_url, api.node_name) == ("https://10.96.0.1:443", "node-1")
+
+    ipv6 = KubeApiPods.from_environment(
+        environ={**environ, "KUBERNETES_SERVICE_HOST": "fd00:10:96::1"}, service_account_dir=str(tmp_path)
+    )
+    assert ipv6.api_url == "https://[fd00:10:96::1]:443"
+
+
+@pytest.mark.parametrize("drop", ["NODE_NAME", "KUBERNETES_SERVICE_HOST", "token"])
+def test_from_environment_outside_a_cluster(tmp_path, drop):
+    if drop != "token":
+        (tmp_path / "token").write_text("t")
+    environ = {"NODE_NAME": "node-1", "KUBERNETES_SERVICE_HOST": "10.96.0.1"}
+    environ.pop(drop, None)
+    assert KubeApiPods.from_environment(environ=environ, service_account_dir=str(tmp_path)) is None
+
+
+def test_from_environment_with_explicit_url(tmp_path):
+    api = KubeApiPods.from_environment("http://127.0.0.1:8001/", environ={}, service_account_dir=str(tmp_path))
+    assert api is not None
+    assert (api.api_url, api.node_name) == ("http://127.0.0.1:8001", os.uname().nodename)

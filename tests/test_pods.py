@@ -1,0 +1,124 @@
+"""A node in miniature — real runc containers in kubelet layouts, real log dir —
+seen through the collector: exact per-container counts, names, memory, lifecycle."""
+
+import pytest
+
+from pod_stats.collector import open_collector
+from pod_stats.mininode import MiniNode
+
+pytestmark = [pytest.mark.bpf, pytest.mark.containers]
+
+MIB = 1024 * 1024
+
+# (namespace, pod, qos, layout, expected runtime, containers)
+PODS = (
+    ("shop", "cart-5d9c7b6f4-x2x9z", "burstable", "systemd-containerd", "containerd", ("cart", "envoy")),
+    ("shop", "catalog-0", "besteffort", "systemd-crio", "cri-o", ("catalog",)),
+    ("kube-system", "coredns-5d78c9869d-abc12", "guaranteed", "cgroupfs", None, ("coredns",)),
+    ("monitoring", "node.exporter-7kq2p", "burstable", "systemd-docker", "docker", ("exporter",)),
+)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("log")
+    with MiniNode(log_dir) as node:
+        for namespace, name, qos, layout, _, containers in PODS:
+            pod = node.add_pod(namespace, name, qos=qos, layout=layout)
+            for container in containers:
+                pod.add_container(container)
+        yield node
+
+
+@pytest.fixture(scope="module")
+def collector(node):
+    with open_collector(log_dir=str(node.log_dir)) as collector:
+        yield collector
+
+
+def _containers(snapshot):
+    return {c.id: (pod, c) for pod in snapshot.pods for c in pod.containers}
+
+
+def _workload(node):
+    return [c for pod in node.pods for c in pod.containers]
+
+
+def test_exact_opens_per_container_with_names(node, collector):
+    before = _containers(collector.sample())
+    expected = {}
+    for i, container in enumerate(_workload(node)):
+        existing, missing = 10 + 7 * i, 3 * i
+        assert container.command(f"open /data/config.yaml {existing}") == f"ok {existing} 0"
+        assert container.command(f"open /data/missing {missing}") == f"ok 0 {missing}"
+        expected[container.id] = (existing + missing, missing)
+    after = _containers(collector.sample())
+
+    for namespace, name, qos, layout, runtime, names in PODS:
+        pod = next(p for p in node.pods if p.name == name)
+        for container in pod.containers:
+            sampled_pod, sampled = after[container.id]
+            assert (sampled_pod.namespace, sampled_pod.name, sampled_pod.uid, sampled_pod.qos) == \
+                (namespace, name, pod.uid, qos)
+            assert sampled.name == container.name
+            assert sampled.runtime == runtime
+            assert sampled.cgroup_path == container.cgroup_path
+            opens = sampled.figures["opens"] - before[container.id][1].figures["opens"]
+            errors = sampled.figures["open_errors"] - before[container.id][1].figures["open_errors"]
+            assert (opens, errors) == expected[container.id], f"{layout} {container.name}"
+        # the sandbox is a container of the pod too, unnamed (kubelet writes no logs for it)
+        assert after[pod.sandbox.id][0].uid == pod.uid
+        assert after[pod.sandbox.id][1].name is None
+
+
+def test_pod_figures_are_the_sum_of_its_containers(node, collector):
+    snapshot = collector.sample()
+    for pod in snapshot.pods:
+        for figure in ("opens", "open_errors", "rss_bytes", "memory_working_set_bytes", "pids"):
+            assert pod.figures[figure] == sum(c.figures[figure] for c in pod.containers), figure
+        # sandbox + the app containers, one process each
+        assert pod.figures["pids"] == len(pod.containers)
+
+
+def test_rss_covers_what_the_workload_touched(node, collector):
+    container = _workload(node)[0]
+    base = _containers(collector.sample())[container.id][1].figures["rss_bytes"]
+    assert container.command("alloc 64").startswith("ok")
+    figures = _containers(collector.sample())[container.id][1].figures
+    assert figures["rss_bytes"] - base >= 64 * MIB - 512 * 1024  # per-CPU charge batching
+    assert figures["memory_working_set_bytes"] >= figures["rss_bytes"]
+    assert figures["memory_usage_bytes"] >= figures["memory_working_set_bytes"]
+    assert figures["memory_peak_bytes"] >= figures["memory_usage_bytes"]
+    assert container.command("free") == "ok"
+
+
+def test_cpu_seconds_grow_with_the_work_done(node, collector):
+    container = _workload(node)[0]
+    before = _containers(collector.sample())[container.id][1].figures["cpu_seconds"]
+    assert container.command("cpu 300").startswith("ok")
+    after = _containers(collector.sample())[container.id][1].figures["cpu_seconds"]
+    assert after - before >= 0.29
+
+
+def test_stopped_container_keeps_its_last_figures_then_disappears(node, collector):
+    pod = node.add_pod("shop", "short-lived-1", layout="systemd-containerd")
+    container = pod.add_container("job")
+    collector.sample()
+    collector._index.refresh()  # the pod is idle, so it would otherwise appear within the rescan period
+    before = _containers(collector.sample())[container.id][1].figures["opens"]
+    assert container.command("open /data/config.yaml 42") == "ok 42 0"
+    container.stop()
+
+    last = _containers(collector.sample())
+    assert container.id in last, "the final figures of a container stopped mid-interval are owed"
+    assert last[container.id][1].figures["opens"] - before == 42
+
+    gone = _containers(collector.sample())
+    assert container.id not in gone
+    pod.stop()
+
+
+def test_pods_that_are_not_running_here_are_not_invented(node, collector):
+    snapshot = collector.sample()
+    assert {p.uid for p in snapshot.pods} == {p.uid for p in node.pods if p.containers}
+    assert snapshot.cgroups == []  # non-pod cgroups only with include_non_pods
