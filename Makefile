@@ -59,7 +59,7 @@ $(LIBBPF_A):
 		'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' | $(SUDO) tee $(DEB_SRC_LIST) >/dev/null; \
 		$(SUDO) apt-get update -qq; }
 	rm -rf $(BUILD)/libbpf-src && mkdir -p $(BUILD)/libbpf-src
-	cd $(BUILD)/libbpf-src && apt-get source --download-only -qq libbpf 2>/dev/null
+	cd $(BUILD)/libbpf-src && apt-get source --download-only -qq libbpf
 	echo "$(LIBBPF_ORIG_SHA256)  $(BUILD)/libbpf-src/libbpf_$(LIBBPF_VERSION).orig.tar.gz" | sha256sum -c --quiet
 	tar -xzf $(BUILD)/libbpf-src/libbpf_$(LIBBPF_VERSION).orig.tar.gz -C $(BUILD)/libbpf-src
 	mkdir -p $(BUILD)/libbpf-obj
@@ -103,9 +103,17 @@ test: deps build
 test-unit: deps build
 	$(VENV)/bin/pytest -q -m 'not bpf and not containers'
 
-## run: the live table of this node's pods
+## run: the live table of this node's pods; a miniature node of real containers where there are none
 run: deps build
-	$(SUDO) $(VENV)/bin/pod-stats run
+	@if ls -d /sys/fs/cgroup/kubepods* /sys/fs/cgroup/*/kubepods* >/dev/null 2>&1; then \
+		$(SUDO) $(VENV)/bin/pod-stats run; \
+	else \
+		echo "no kubelet pods on this machine: starting pod-stats demo (real runc containers, removed on exit)"; \
+		$(SUDO) $(VENV)/bin/pod-stats demo; \
+	fi
+
+demo: deps build
+	$(SUDO) $(VENV)/bin/pod-stats demo
 
 clean:
 	rm -rf $(BUILD)/pod_stats.* $(BUILD)/cffi $(FFI_EXT) $(WORKLOAD) pod_stats/_pod_stats_ffi.c
