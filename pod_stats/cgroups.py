@@ -182,7 +182,8 @@ def inspect_cgroup_root(
     if os.path.exists(os.path.join(cgroup_root, "cgroup.controllers")):
         return CgroupMounts(cgroup_root, {}, read_controllers(cgroup_root))
     unified_dir = os.path.join(cgroup_root, "unified")
-    unified = unified_dir if os.path.exists(os.path.join(unified_dir, "cgroup.controllers")) else None
+    has_unified = os.path.exists(os.path.join(unified_dir, "cgroup.controllers"))
+    unified = unified_dir if has_unified else None
     v1: Dict[str, str] = {}
     try:
         entries = sorted(os.scandir(cgroup_root), key=lambda entry: (entry.is_symlink(), entry.name))
@@ -232,7 +233,10 @@ class PodRef:
 
 # A Kubernetes pod uid is a UUID; static pods' uids are a 32-hex-digit hash.
 # The systemd driver writes the UUID's dashes as underscores.
-_UID = r"(?P<uid>[0-9a-f]{8}(?P<sep>[-_])[0-9a-f]{4}(?P=sep)[0-9a-f]{4}(?P=sep)[0-9a-f]{4}(?P=sep)[0-9a-f]{12}|[0-9a-f]{32})"
+_UID = (
+    r"(?P<uid>[0-9a-f]{8}(?P<sep>[-_])[0-9a-f]{4}(?P=sep)[0-9a-f]{4}(?P=sep)[0-9a-f]{4}(?P=sep)[0-9a-f]{12}"
+    r"|[0-9a-f]{32})"
+)
 _CONTAINER_ID = "[0-9a-f]{64}"
 _SCOPE_RUNTIMES = {"cri-containerd": "containerd", "crio": "cri-o", "docker": "docker"}
 _SCOPE_PREFIX = "|".join(_SCOPE_RUNTIMES)
@@ -316,7 +320,8 @@ def _pod_ref(uid: str, qos: str, below_pod: List[str]) -> Optional[PodRef]:
         return PodRef(_canonical_uid(uid), None, None, qos)
     scope = _SYSTEMD_SCOPE.fullmatch(below_pod[0])
     if scope is not None:
-        return PodRef(_canonical_uid(uid), scope.group("id"), _SCOPE_RUNTIMES[scope.group("runtime")], qos)
+        runtime = _SCOPE_RUNTIMES[scope.group("runtime")]
+        return PodRef(_canonical_uid(uid), scope.group("id"), runtime, qos)
     container = _CGROUPFS_CONTAINER.fullmatch(below_pod[0])
     if container is not None:
         runtime = "cri-o" if container.group("crio") else None
@@ -419,12 +424,12 @@ class CgroupIndex:
         if entry is not None and entry.dead:
             del self._entries[key]
 
-    def live_cgroups(self, hierarchy: str) -> Iterator[CgroupInfo]:
-        return (
+    def live_cgroups(self, hierarchy: str) -> List[CgroupInfo]:
+        return [
             entry.info
             for (entry_hierarchy, _), entry in self._entries.items()
             if entry_hierarchy == hierarchy and not entry.dead
-        )
+        ]
 
     @property
     def live_count(self) -> int:

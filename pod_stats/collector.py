@@ -234,8 +234,9 @@ class Collector:
 
         for rate, cumulative in RATES.items():
             now, before = figures.get(cumulative), previous.get(cumulative)
-            # a cgroup first seen now did all it counted within this interval
-            figures[rate] = None if now is None else round((now - (before or 0)) / elapsed, 3)
+            if before is None and cumulative in COUNTER_FIELDS:
+                before = 0  # BPF counters start at attach: all they hold was counted since
+            figures[rate] = None if now is None or before is None else round((now - before) / elapsed, 3)
         tracked.figures = figures
         return figures, vanished
 

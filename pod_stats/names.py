@@ -198,7 +198,8 @@ class KubeApiPods:
         except (OSError, ValueError, RecursionError, http.client.HTTPException) as error:
             if not self._failing:
                 logger.warning(
-                    "Listing pods from %s failed (%s); names come from the log directory only until it works again.",
+                    "Listing pods from %s failed (%s); until it works again, names come "
+                    "from the log directory only.",
                     self.api_url,
                     error,
                 )
@@ -247,7 +248,8 @@ def _parse_pod_list(document: Any) -> Tuple[Dict[str, PodNames], Dict[str, _Cont
             for container_status in _field(status, statuses_key, list, []):
                 container_id = _strip_scheme(_field(container_status, "containerID", str, ""))
                 if container_id:  # empty until the container is created
-                    containers[container_id] = _ContainerNames(_field(container_status, "name", str), uid)
+                    name = _field(container_status, "name", str)
+                    containers[container_id] = _ContainerNames(name, uid)
     return pods, containers
 
 
@@ -323,7 +325,7 @@ class NameResolver:
         return name
 
     def container_pod_uid(self, container_id: str) -> Optional[str]:
-        """The uid of a known container's pod, when the log directory or API tells it unambiguously."""
+        """The uid of a known container's pod, if the log directory or API tells it unambiguously."""
         names = self._containers.get(container_id)
         if names is not None and names.pod_uid is not None:
             return names.pod_uid

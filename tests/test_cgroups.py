@@ -542,6 +542,7 @@ def test_unknown_id_refreshes_at_most_once_per_interval(tree):
     assert index.lookup(V2, first_id) is None  # too soon after the initial scan
     clock.now += 0.5
     assert index.lookup(V2, first_id).path == "/kubepods.slice/new-1"
+    assert index.last_refresh == clock.now
 
     second = Path(tree.unified, "kubepods.slice", "new-2")
     second.mkdir()

@@ -261,9 +261,10 @@ def test_disappeared_pods_are_forgotten(log_dir):
         log_dir.remove_pod("churn", f"job-{number}", f"{number:08x}-0000-4000-8000-000000000000")
     log_dir.remove_pod("kube-system", "coredns-5d78c9869d-abc12", COREDNS_UID)
     clock.now += 1
+    assert resolver.pod("00000000-0000-4000-8000-00000000000f") is None  # a miss rescans
+    assert (resolver.pod_count, resolver.container_count) == (baseline[0] - 1, baseline[1] - 1)
     assert resolver.pod(COREDNS_UID) is None
     assert resolver.container(COREDNS_ID) is None
-    assert (resolver.pod_count, resolver.container_count) == (baseline[0] - 1, baseline[1] - 1)
 
 
 def test_symlinks_are_never_followed(log_dir, tmp_path, monkeypatch):
@@ -357,7 +358,7 @@ def api_pod(namespace, name, uid, statuses=None, annotations=None, **more_status
 
 API_UID = "abcdef01-2345-4678-9abc-def012345678"
 MIRROR_UID = "fedcba98-7654-4321-8fed-cba987654321"
-API_IDS = {name: name[0] * 64 for name in ("web", "init", "debugger", "crio", "docker", "etcd")}
+API_IDS = {name: digit * 64 for name, digit in zip(("web", "init", "debugger", "crio", "docker", "etcd"), "abcdef")}
 
 POD_LIST = {
     "kind": "PodList",
@@ -423,7 +424,7 @@ def api_server(monkeypatch):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     state = ApiServer(url=f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield state
     if state.delay is not None:

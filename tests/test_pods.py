@@ -1,6 +1,8 @@
 """A node in miniature — real runc containers in kubelet layouts, real log dir —
 seen through the collector: exact per-container counts, names, memory, lifecycle."""
 
+from pathlib import Path
+
 import pytest
 
 from pod_stats.collector import open_collector
@@ -118,7 +120,23 @@ def test_stopped_container_keeps_its_last_figures_then_disappears(node, collecto
     pod.stop()
 
 
-def test_pods_that_are_not_running_here_are_not_invented(node, collector):
+def test_only_pods_that_exist_are_reported(node, collector):
+    collector.sample()  # owes the final figures of containers stopped by earlier tests
     snapshot = collector.sample()
-    assert {p.uid for p in snapshot.pods} == {p.uid for p in node.pods if p.containers}
+    running = {p.uid for p in node.pods if any(c.running for c in p.containers)}
+    assert running <= {p.uid for p in snapshot.pods}
+    memory_root = Path(collector._memory.mount)
+    for pod in snapshot.pods:  # other pods may run on this machine; none may be invented
+        assert all((memory_root / c.cgroup_path.lstrip("/")).is_dir() for c in pod.containers), pod.uid
+    assert "short-lived-1" not in {p.name for p in snapshot.pods}
     assert snapshot.cgroups == []  # non-pod cgroups only with include_non_pods
+
+
+def test_first_sample_has_no_cpu_rate_but_counter_rates(node):
+    """cpu_seconds counts since the container started, BPF counters since attach."""
+    with open_collector(log_dir=str(node.log_dir)) as fresh:
+        first = fresh.sample()
+    for pod in first.pods:
+        assert pod.figures["cpu_seconds"] > 0
+        assert pod.figures["cpu_cores"] is None
+        assert pod.figures["opens_per_second"] is not None
