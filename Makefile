@@ -29,7 +29,7 @@ FFI_EXT := pod_stats/_pod_stats_ffi.abi3.so
 WORKLOAD := pod_stats/_workload
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: all deps apt-deps venv bpf libbpf build test test-unit run demo vmlinux clean distclean
+.PHONY: all deps apt-deps venv bpf libbpf build test test-unit lint run demo vmlinux clean distclean
 
 all: build
 
@@ -96,9 +96,12 @@ $(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py $(VENV_STAMP)
 $(WORKLOAD): src/workload/workload.c
 	gcc -static -O2 -Wall -Wextra -o $@ $<
 
-## test: everything, BPF and container tests included (needs root)
-test: deps build
+## test: lint, then everything, BPF and container tests included (needs root)
+test: deps build lint
 	$(SUDO) $(VENV)/bin/pytest -q --require-bpf
+
+lint: build
+	$(VENV)/bin/ruff check -q pod_stats tests
 
 test-unit: deps build
 	$(VENV)/bin/pytest -q -m 'not bpf and not containers'

@@ -21,11 +21,12 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         f"pod-stats' BPF extension is not built ({exc}); run `make build`"
     ) from exc
 
+from pod_stats.cgroups import V1_MEMORY as HIERARCHY_V1_MEMORY
+from pod_stats.cgroups import V2 as HIERARCHY_V2
+
 log = logging.getLogger(__name__)
 libbpf_log = logging.getLogger("pod_stats.libbpf")
 
-HIERARCHY_V2 = "v2"
-HIERARCHY_V1_MEMORY = "v1-memory"
 _V1_MEMORY_TAG = 1 << lib.POD_STATS_KEY_V1_MEMORY_BIT
 
 VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
@@ -41,7 +42,7 @@ Drops = namedtuple("Drops", DROP_FIELDS)
 
 
 class CgroupKey(NamedTuple):
-    hierarchy: str  # HIERARCHY_V2 or HIERARCHY_V1_MEMORY
+    hierarchy: str  # cgroups.V2 or cgroups.V1_MEMORY
     cgroup_id: int  # the cgroup directory's inode number
 
 

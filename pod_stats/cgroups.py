@@ -102,6 +102,15 @@ class CgroupMounts:
             return Hierarchy("v1-cpuacct", self.v1["cpuacct"], 1)
         return None
 
+    def keyed_hierarchies(self) -> Dict[str, Hierarchy]:
+        """The hierarchies whose cgroup ids the BPF programs count under (bpf.KeyMode)."""
+        keyed = {}
+        if self.unified is not None:
+            keyed[V2] = Hierarchy(V2, self.unified, 2)
+        if "memory" in self.v1:
+            keyed[V1_MEMORY] = Hierarchy(V1_MEMORY, self.v1["memory"], 1)
+        return keyed
+
     def pids_hierarchy(self) -> Optional[Hierarchy]:
         """Hierarchy with the pids controller (`pids.current` counts tasks).
 
@@ -188,7 +197,7 @@ def inspect_cgroup_root(
     try:
         entries = sorted(os.scandir(cgroup_root), key=lambda entry: (entry.is_symlink(), entry.name))
     except OSError as error:
-        raise CgroupLayoutError(f"Cannot list the cgroup root {cgroup_root}: {error.strerror}.")
+        raise CgroupLayoutError(f"Cannot list the cgroup root {cgroup_root}: {error.strerror}.") from None
     for entry in entries:  # real directories before symlinks to them
         if not os.path.exists(os.path.join(entry.path, "tasks")):
             continue
@@ -219,7 +228,7 @@ def discover_mounts(
         with open(mountinfo_path, encoding="utf-8", errors="surrogateescape") as mountinfo:
             text = mountinfo.read()
     except OSError as error:
-        raise CgroupLayoutError(f"Cannot read {mountinfo_path}: {error.strerror}.")
+        raise CgroupLayoutError(f"Cannot read {mountinfo_path}: {error.strerror}.") from None
     return parse_mountinfo(text)
 
 
@@ -357,11 +366,7 @@ class CgroupIndex:
         min_refresh_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._roots: Dict[str, str] = {}
-        if mounts.unified is not None:
-            self._roots[V2] = mounts.unified
-        if "memory" in mounts.v1:
-            self._roots[V1_MEMORY] = mounts.v1["memory"]
+        self._roots = {name: hierarchy.mount for name, hierarchy in mounts.keyed_hierarchies().items()}
         self._min_refresh_interval = min_refresh_interval
         self._clock = clock
         self._entries: Dict[Tuple[str, int], _Entry] = {}

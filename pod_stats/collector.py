@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from pod_stats.bpf import COUNTER_FIELDS, CgroupKey, Counters, KeyMode, PodStatsBpf
-from pod_stats.cgroups import V2, CgroupIndex, CgroupInfo, CgroupMounts, Hierarchy, discover_mounts
+from pod_stats.cgroups import CgroupIndex, CgroupInfo, CgroupMounts, Hierarchy, discover_mounts
 from pod_stats.memory import count_processes, read_cpu_seconds, read_memory
 from pod_stats.names import NameResolver
 
@@ -110,6 +110,7 @@ class Collector:
         self._bpf = bpf
         self._mounts = mounts
         self._memory = mounts.memory_hierarchy()
+        self._keyed = mounts.keyed_hierarchies()
         self._index = index
         self._names = names
         self._include_non_pods = include_non_pods
@@ -241,8 +242,7 @@ class Collector:
         return figures, vanished
 
     def _own_directory(self, info: CgroupInfo) -> str:
-        mount = self._mounts.unified if info.hierarchy == V2 else self._mounts.v1["memory"]
-        return Hierarchy(info.hierarchy, mount, 2 if info.hierarchy == V2 else 1).directory(info.path)
+        return self._keyed[info.hierarchy].directory(info.path)
 
     def _cpu_hierarchy_of(self, path: str) -> Optional[Hierarchy]:
         if path not in self._cpu_hierarchy:

@@ -69,7 +69,7 @@ def _pods(node):
 
 def test_containers_are_in_kubelet_shaped_cgroups(node):
     v2 = node.hierarchies.get("")
-    for pod, (ns, name, layout, qos, names, pattern) in _pods(node):
+    for pod, (_ns, _name, _layout, _qos, names, pattern) in _pods(node):
         assert [c.name for c in pod.containers] == names
         assert pod.sandbox is not None and pod.sandbox.id not in {c.id for c in pod.containers}
         for c in [pod.sandbox] + pod.containers:

@@ -56,7 +56,7 @@ def test_exact_opens_per_container_with_names(node, collector):
         expected[container.id] = (existing + missing, missing)
     after = _containers(collector.sample())
 
-    for namespace, name, qos, layout, runtime, names in PODS:
+    for namespace, name, qos, layout, runtime, _ in PODS:
         pod = next(p for p in node.pods if p.name == name)
         for container in pod.containers:
             sampled_pod, sampled = after[container.id]
