@@ -66,6 +66,9 @@ def _collector_options(command: Callable) -> Callable:
                      help="The host's cgroup filesystem, if mounted elsewhere (e.g. /host/sys/fs/cgroup)."),
         click.option("--btf", "btf_path", default=None, type=click.Path(exists=True, dir_okay=False),
                      help="Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux (e.g. from BTFHub)."),
+        click.option("--kube-api", default=None, metavar="URL",
+                     help="Also name pods from this API server (e.g. http://127.0.0.1:8001 from "
+                     "`kubectl proxy`); automatic in-cluster (service account + NODE_NAME)."),
         click.option("--all", "include_non_pods", is_flag=True,
                      help="Also show cgroups that are not a pod's but did something."),
         click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",

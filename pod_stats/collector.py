@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 from pod_stats.bpf import COUNTER_FIELDS, CgroupKey, Counters, KeyMode, PodStatsBpf
 from pod_stats.cgroups import CgroupIndex, CgroupInfo, CgroupMounts, Hierarchy, discover_mounts
 from pod_stats.memory import count_processes, read_cpu_seconds, read_memory
-from pod_stats.names import NameResolver
+from pod_stats.names import KubeApiPods, NameResolver
 
 # Figures every container, pod and non-pod cgroup carries, in JSON order. The
 # BPF counters come first and are cumulative since pod-stats attached.
@@ -291,12 +291,15 @@ def open_collector(
     include_non_pods: bool = False,
     btf_path: Optional[str] = None,
     max_cgroups: Optional[int] = None,
+    kube_api: Optional[str] = None,
 ) -> Iterator[Collector]:
     """Discovers the host's cgroups, attaches the BPF programs and yields a Collector;
-    detaches on exit."""
+    detaches on exit. Names come from kubelet's log dir, and from the API server when
+    running in-cluster or when `kube_api` is given."""
     mounts = discover_mounts(cgroup_root=cgroup_root)
     key_mode = key_mode_for(mounts)
     v2_root_id = os.stat(mounts.unified).st_ino if mounts.unified else 0
     with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path) as bpf:
         index = CgroupIndex(mounts)
-        yield Collector(bpf, mounts, index, NameResolver(log_dir), include_non_pods=include_non_pods)
+        names = NameResolver(log_dir, api=KubeApiPods.from_environment(api_url=kube_api))
+        yield Collector(bpf, mounts, index, names, include_non_pods=include_non_pods)

@@ -152,3 +152,43 @@ def test_table_names_pods_and_containers(node):
     assert result.returncode == 0, result.stderr
     for text in ("NAMESPACE", "web-7d4b9c-k2x8p", "└ nginx", "report.daily-0", "batch"):
         assert text in result.stdout
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_names_from_the_api_server_when_the_log_dir_has_none(node, tmp_path):
+    """--kube-api: a real HTTP server on loopback answers the pod list kubelet's logs would have named."""
+    import http.server
+    import threading
+
+    pod = next(p for p in node.pods if p.name == "web-7d4b9c-k2x8p")
+    container = pod.containers[0]
+    pod_list = json.dumps({"kind": "PodList", "items": [{
+        "metadata": {"uid": pod.uid, "name": "web-from-api", "namespace": "api-ns"},
+        "status": {"containerStatuses": [{"name": "nginx-from-api", "containerID": f"containerd://{container.id}"}]},
+    }]}).encode()
+    asked = []
+
+    class PodListHandler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(pod_list)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PodListHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = pod_stats("dump", "--json", "--duration", "0", "--log-dir", str(tmp_path),
+                           "--kube-api", f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    sampled = next(p for p in json.loads(result.stdout)["pods"] if p["uid"] == pod.uid)
+    assert (sampled["namespace"], sampled["name"]) == ("api-ns", "web-from-api")
+    assert next(c for c in sampled["containers"] if c["id"] == container.id)["name"] == "nginx-from-api"
+    assert asked and "fieldSelector=spec.nodeName" in asked[0]
