@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
-from pod_stats.bpf import COUNTER_FIELDS, CgroupKey, Counters, KeyMode, PodStatsBpf
+from pod_stats.bpf import COUNTER_FIELDS, CgroupKey, Counters, KeyMode, PodStatsBpf, Probe, ProgramStats
 from pod_stats.cgroups import CgroupIndex, CgroupInfo, CgroupMounts, Hierarchy, discover_mounts
-from pod_stats.memory import count_processes, read_cpu_seconds, read_memory
+from pod_stats.memory import count_processes, read_cpu_seconds, read_memory, read_memory_limit
 from pod_stats.names import KubeApiPods, NameResolver
 
 # Figures every container, pod and non-pod cgroup carries, in JSON order. The
 # BPF counters come first and are cumulative since pod-stats attached.
-MEMORY_FIGURES = ("rss_bytes", "memory_working_set_bytes", "memory_usage_bytes", "memory_peak_bytes")
+MEMORY_FIGURES = ("rss_bytes", "memory_working_set_bytes", "memory_usage_bytes", "memory_peak_bytes",
+                  "memory_limit_bytes")
 FIGURES = COUNTER_FIELDS + MEMORY_FIGURES + ("cpu_seconds", "pids")
 # Per-second rates over the last interval, beside the cumulative figure they come from.
 RATES = {f"{name}_per_second": name for name in COUNTER_FIELDS}
@@ -28,6 +29,8 @@ RATES["cpu_cores"] = "cpu_seconds"
 
 # How often idle new cgroups are looked for (busy ones are found as soon as they count something).
 RESCAN_SECONDS = 5.0
+# Limits rarely change (in-place resize); reading them every sample would cost a file read each.
+LIMIT_REFRESH_SECONDS = 30.0
 
 Figures = Dict[str, Optional[float]]
 
@@ -64,9 +67,12 @@ class CgroupSample:
 @dataclass
 class AgentStats:
     cgroups_in_map: int
+    map_max_entries: int
     map_full_drops: int
     unresolved_cgroups: int
     sample_seconds: float
+    probes: List[Probe]
+    programs: Dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
 
 
 @dataclass
@@ -86,11 +92,14 @@ class _Tracked:
     info: CgroupInfo
     keys: Set[CgroupKey] = field(default_factory=set)
     figures: Figures = field(default_factory=dict)
+    limit_read_at: Optional[float] = None
 
 
 def _sum_figures(parts: List[Figures]) -> Figures:
     total: Figures = {}
     for name in list(FIGURES) + list(RATES):
+        if name == "memory_limit_bytes":
+            continue  # the pod's own cgroup holds the pod's limit
         values = [part[name] for part in parts if part.get(name) is not None]
         # rounded: summing rounded rates must not print float noise
         total[name] = round(sum(values), 6) if values else None
@@ -121,6 +130,7 @@ class Collector:
         self._tracked: Dict[str, _Tracked] = {}
         self._cpu_hierarchy: Dict[str, Optional[Hierarchy]] = {}
         self._unknown_since: Dict[CgroupKey, float] = {}
+        self._pod_limits: Dict[str, Tuple[Optional[float], Optional[int]]] = {}
 
     def sample(self) -> Snapshot:
         started = self._clock()
@@ -158,7 +168,7 @@ class Collector:
                     self._track(info)  # idle containers too: their memory still matters
         for path, tracked in self._tracked.items():
             info = tracked.info
-            figures, vanished = self._figures(tracked, counts_by_path.get(path, []), elapsed)
+            figures, vanished = self._figures(tracked, counts_by_path.get(path, []), elapsed, now)
             if vanished:
                 gone.append(path)
             if info.pod is None:
@@ -192,6 +202,7 @@ class Collector:
         for pod in pods.values():
             pod.containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
             pod.figures = _sum_figures([c.figures for c in pod.containers] + pod_level.get(pod.uid, []))
+            pod.figures["memory_limit_bytes"] = self._pod_limit(pod, now)
 
         self._forget(gone)
         return Snapshot(
@@ -202,9 +213,12 @@ class Collector:
             cgroups=sorted(non_pods, key=lambda c: c.cgroup_path),
             agent=AgentStats(
                 cgroups_in_map=len(counters),
+                map_max_entries=self._bpf.max_cgroups,
                 map_full_drops=drops.map_full,
                 unresolved_cgroups=len(unknown),
                 sample_seconds=round(self._clock() - started, 6),
+                probes=self._bpf.probes,
+                programs=self._bpf.program_stats(),
             ),
         )
 
@@ -214,7 +228,8 @@ class Collector:
             tracked = self._tracked[info.path] = _Tracked(info)
         return tracked
 
-    def _figures(self, tracked: _Tracked, bpf_counts: List[Counters], elapsed: float) -> Tuple[Figures, bool]:
+    def _figures(self, tracked: _Tracked, bpf_counts: List[Counters], elapsed: float,
+                 now: float) -> Tuple[Figures, bool]:
         """This cgroup's figures now, and whether it has vanished (then its last known ones)."""
         info, previous = tracked.info, tracked.figures
         figures: Figures = {name: sum(getattr(c, name) for c in bpf_counts) for name in COUNTER_FIELDS}
@@ -229,17 +244,33 @@ class Collector:
             figures["memory_working_set_bytes"] = memory.working_set_bytes if memory else None
             figures["memory_usage_bytes"] = memory.usage_bytes if memory else None
             figures["memory_peak_bytes"] = memory.peak_bytes if memory else None
+            if tracked.limit_read_at is None or now - tracked.limit_read_at >= LIMIT_REFRESH_SECONDS:
+                figures["memory_limit_bytes"] = read_memory_limit(memory_dir, self._memory.version)
+                tracked.limit_read_at = now
+            else:
+                figures["memory_limit_bytes"] = previous.get("memory_limit_bytes")
             cpu = self._cpu_hierarchy_of(info.path)
             figures["cpu_seconds"] = read_cpu_seconds(cpu.directory(info.path), cpu.version) if cpu else None
             figures["pids"] = count_processes(self._own_directory(info))
 
         for rate, cumulative in RATES.items():
-            now, before = figures.get(cumulative), previous.get(cumulative)
+            current, before = figures.get(cumulative), previous.get(cumulative)
             if before is None and cumulative in COUNTER_FIELDS:
                 before = 0  # BPF counters start at attach: all they hold was counted since
-            figures[rate] = None if now is None or before is None else round((now - before) / elapsed, 3)
+            figures[rate] = None if current is None or before is None else round((current - before) / elapsed, 3)
         tracked.figures = figures
         return figures, vanished
+
+    def _pod_limit(self, pod: PodSample, now: float) -> Optional[int]:
+        """The memory limit of the pod's cgroup (every kubelet layout nests containers in it)."""
+        if not pod.containers:
+            return None
+        read_at, limit = self._pod_limits.get(pod.uid, (None, None))
+        if read_at is None or now - read_at >= LIMIT_REFRESH_SECONDS:
+            pod_dir = self._memory.directory(os.path.dirname(pod.containers[0].cgroup_path))
+            limit = read_memory_limit(pod_dir, self._memory.version)
+            self._pod_limits[pod.uid] = (now, limit)
+        return limit
 
     def _own_directory(self, info: CgroupInfo) -> str:
         return self._keyed[info.hierarchy].directory(info.path)
@@ -260,6 +291,9 @@ class Collector:
             self._bpf.delete(tracked.keys)
             for key in tracked.keys | {CgroupKey(tracked.info.hierarchy, tracked.info.cgroup_id)}:
                 self._index.release(key.hierarchy, key.cgroup_id)
+        live_pods = {t.info.pod.pod_uid for t in self._tracked.values() if t.info.pod is not None}
+        for uid in set(self._pod_limits) - live_pods:
+            del self._pod_limits[uid]
 
     def _drop_unnamable(self, unknown: List[CgroupKey], now: float) -> None:
         """Map entries of cgroups that came and went between two index refreshes cannot be

@@ -71,6 +71,24 @@ def read_memory(cgroup_dir: str, version: int) -> Optional[MemoryFigures]:
     )
 
 
+# v1 reports "no limit" as the largest page-aligned signed 64-bit value
+_V1_UNLIMITED = 0x7FFFFFFFFFFFF000
+
+
+def read_memory_limit(cgroup_dir: str, version: int) -> Optional[int]:
+    """The cgroup's memory limit in bytes; None when unlimited or unreadable."""
+    if version == 2:
+        text = _read_text(f"{cgroup_dir}/memory.max")
+        if text is None or text.strip() == "max":
+            return None
+        try:
+            return int(text.strip())
+        except ValueError:
+            return None
+    limit = _read_int(f"{cgroup_dir}/memory.limit_in_bytes")
+    return None if limit is None or limit >= _V1_UNLIMITED else limit
+
+
 def read_cpu_seconds(cgroup_dir: str, version: int) -> Optional[float]:
     """CPU time of every task in the cgroup, ever: v2 cpu.stat usage_usec, v1 cpuacct.usage (ns)."""
     if version == 2:

@@ -84,3 +84,17 @@ def test_readers_never_raise_on_garbage_files(tmp_path_factory, content):
     read_cpu_seconds(str(directory), 1)
     read_cpu_seconds(str(directory), 2)
     count_processes(str(directory))
+
+
+def test_memory_limit_v1_and_v2(tmp_path):
+    from pod_stats.memory import read_memory_limit
+
+    (tmp_path / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1 "unlimited"
+    assert read_memory_limit(str(tmp_path), 1) is None
+    (tmp_path / "memory.limit_in_bytes").write_text("536870912\n")
+    assert read_memory_limit(str(tmp_path), 1) == 536870912
+    (tmp_path / "memory.max").write_text("max\n")
+    assert read_memory_limit(str(tmp_path), 2) is None
+    (tmp_path / "memory.max").write_text("268435456\n")
+    assert read_memory_limit(str(tmp_path), 2) == 268435456
+    assert read_memory_limit(str(tmp_path / "gone"), 2) is None

@@ -140,3 +140,14 @@ def test_first_sample_has_no_cpu_rate_but_counter_rates(node):
         assert pod.figures["cpu_seconds"] > 0
         assert pod.figures["cpu_cores"] is None
         assert pod.figures["opens_per_second"] is not None
+
+
+def test_memory_limit_is_the_containers_own(node, collector):
+    pod = node.add_pod("shop", "limited-0", layout="cgroupfs", qos="guaranteed")
+    limited = pod.add_container("limited", memory_limit_bytes=256 * MIB)
+    collector._index.refresh()
+    sampled = _containers(collector.sample())
+    assert sampled[limited.id][1].figures["memory_limit_bytes"] == 256 * MIB
+    assert sampled[pod.sandbox.id][1].figures["memory_limit_bytes"] is None  # runc sets none for it
+    pod.stop()
+    collector.sample()  # the final figures of the stopped pod
