@@ -4,8 +4,10 @@ import contextlib
 import json
 import logging
 import signal
+import ssl
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -57,8 +59,8 @@ def cli(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="pod-stats: %(levelname)s: %(name)s: %(message)s")
 
 
-def _collector_options(command: Callable) -> Callable:
-    """Options every sampling command shares."""
+def _source_options(command: Callable) -> Callable:
+    """Where the figures come from: options of every sampling command."""
     options = [
         click.option("--log-dir", default="/var/log", show_default=True, type=click.Path(file_okay=False),
                      help="Where kubelet writes pods/ and containers/ (names pods and containers)."),
@@ -69,6 +71,17 @@ def _collector_options(command: Callable) -> Callable:
         click.option("--kube-api", default=None, metavar="URL",
                      help="Also name pods from this API server (e.g. http://127.0.0.1:8001 from "
                      "`kubectl proxy`); automatic in-cluster (service account + NODE_NAME)."),
+        click.option("--max-cgroups", default=None, type=click.IntRange(min=1), metavar="N",
+                     help="Capacity of the BPF counters map (default 4096 cgroups)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _view_options(command: Callable) -> Callable:
+    """What a table or JSON document shows."""
+    options = [
         click.option("--all", "include_non_pods", is_flag=True,
                      help="Also show cgroups that are not a pod's but did something."),
         click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
@@ -93,7 +106,8 @@ def _sort_option(command: Callable) -> Callable:
 @click.option("--count", default=None, type=click.IntRange(min=1), help="Stop after this many samples.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document per sample, one per line (NDJSON).")
 @_sort_option
-@_collector_options
+@_view_options
+@_source_options
 def run(interval, count, as_json, sort, **collector_options) -> None:
     """Live table of every pod on this node (or NDJSON with --json). Ctrl-C prints the final sample."""
     _sample_loop(interval, count, as_json, sort, **collector_options)
@@ -104,7 +118,8 @@ def run(interval, count, as_json, sort, **collector_options) -> None:
 @click.option("--duration", default=1.0, show_default=True, type=click.FloatRange(min=0.0),
               help="Seconds to count for before printing.")
 @_sort_option
-@_collector_options
+@_view_options
+@_source_options
 def dump(as_json, duration, sort, namespaces, pod_glob, **collector_options) -> None:
     """Count for --duration seconds, print one sample, exit: for cron and scripts."""
     from pod_stats.collector import open_collector
@@ -115,6 +130,58 @@ def dump(as_json, duration, sort, namespaces, pod_glob, **collector_options) -> 
         time.sleep(duration)
         snapshot = select(collector.sample(), namespaces, pod_glob)
     _print_snapshot(snapshot, as_json, sort, live=None)
+
+
+@cli.command()
+@click.option("--listen-address", default=":9808", show_default=True, metavar="HOST:PORT",
+              help="Where to serve /metrics and /healthz (`:PORT` is every interface).")
+@click.option("--interval", default=15.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds between samples (scrapes read the latest sample, never the kernel).")
+@click.option("--web-config-file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="TLS and basic auth, in the Prometheus exporter-toolkit web-config format.")
+@click.option("--bpf-stats/--no-bpf-stats", default=True, show_default=True,
+              help="Have the kernel measure BPF run time while serving (needs CAP_SYS_ADMIN; "
+                   "without it, only when kernel.bpf_stats_enabled=1).")
+@_source_options
+def serve(listen_address, interval, web_config_file, bpf_stats, **source_options) -> None:
+    """Prometheus exporter: sample every --interval, serve the latest sample on /metrics."""
+    from pod_stats.bpf import BpfError, run_time_stats
+    from pod_stats.collector import open_collector
+    from pod_stats.exporter import (SnapshotMetrics, WebConfig, WebConfigError, load_web_config, make_app,
+                                    parse_listen_address, sample_forever, start_http)
+
+    try:
+        parse_listen_address(listen_address)
+        web_config = load_web_config(web_config_file) if web_config_file else WebConfig()
+    except (ValueError, WebConfigError) as error:
+        _fail(str(error), EXIT_USAGE)
+    metrics = SnapshotMetrics(_libbpf_version())
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def healthy() -> bool:
+        _, sampled_at = metrics.latest()
+        return sampled_at is not None and time.time() - sampled_at < 3 * interval + 5
+
+    try:
+        with _user_errors(), open_collector(**source_options) as collector, contextlib.ExitStack() as stack:
+            if bpf_stats:
+                try:
+                    stack.enter_context(run_time_stats())
+                except BpfError as error:
+                    log.warning("BPF run-time statistics are off: %s", error)
+            try:
+                server = start_http(listen_address, make_app(metrics, healthy, web_config), web_config)
+            except (OSError, ssl.SSLError) as error:
+                _fail(f"cannot serve on {listen_address}: {error}")
+            host, port = server.server_address[:2]
+            click.echo(f"pod-stats: serving http{'s' if web_config.cert_file else ''}://{host}:{port}/metrics",
+                       err=True)
+            sample_forever(collector.sample, metrics, interval, stop)
+            server.shutdown()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @cli.command()

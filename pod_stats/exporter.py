@@ -1,0 +1,283 @@
+"""Prometheus exporter over the latest Snapshot.
+
+A background loop samples every interval; a scrape only renders the newest
+Snapshot (never a kernel or cgroupfs read), so scrapes cost the same however
+often they come and cannot slow sampling down. Series of a container that is
+gone disappear after its last sample, because every scrape is built from the
+latest Snapshot alone.
+"""
+
+import base64
+import binascii
+import logging
+import socket
+import socketserver
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from pod_stats import __version__
+from pod_stats.collector import Figures, Snapshot
+
+log = logging.getLogger(__name__)
+
+# (metric name, JSON figure, help, counter?) — meanings follow cAdvisor where they overlap.
+CONTAINER_METRICS = (
+    ("pod_stats_file_opens", "opens", "open/openat/openat2/creat calls that returned, since pod-stats started.", True),
+    ("pod_stats_file_open_errors", "open_errors", "Opens that failed, since pod-stats started.", True),
+    ("pod_stats_memory_rss_bytes", "rss_bytes", "Anonymous memory (cAdvisor's RSS).", False),
+    ("pod_stats_memory_working_set_bytes", "memory_working_set_bytes",
+     "Memory usage minus inactive file cache (cAdvisor's working set).", False),
+    ("pod_stats_memory_usage_bytes", "memory_usage_bytes", "Memory usage, page cache included.", False),
+    ("pod_stats_memory_limit_bytes", "memory_limit_bytes", "Memory limit of the container's cgroup.", False),
+    ("pod_stats_cpu_seconds", "cpu_seconds", "CPU time consumed by the container.", True),
+    ("pod_stats_processes", "pids", "Processes in the container.", False),
+)
+CONTAINER_LABELS = ("namespace", "pod", "container")
+
+
+class SnapshotMetrics(Collector):
+    """prometheus_client collector rendering whatever Snapshot it was given last."""
+
+    def __init__(self, libbpf_version: str):
+        self._libbpf_version = libbpf_version
+        self._lock = threading.Lock()
+        self._snapshot: Optional[Snapshot] = None
+        self._sampled_at: Optional[float] = None  # time.time() of the last sample
+
+    def update(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._snapshot = snapshot
+            self._sampled_at = time.time()
+
+    def latest(self) -> Tuple[Optional[Snapshot], Optional[float]]:
+        with self._lock:
+            return self._snapshot, self._sampled_at
+
+    def collect(self) -> Iterator:
+        snapshot, sampled_at = self.latest()
+        info = InfoMetricFamily("pod_stats_build", "pod-stats build information.")
+        info.add_metric([], {"version": __version__, "libbpf": self._libbpf_version})
+        yield info
+        if snapshot is None:
+            return
+        yield from self._container_metrics(snapshot)
+        yield from self._agent_metrics(snapshot, sampled_at)
+
+    @staticmethod
+    def _container_metrics(snapshot: Snapshot) -> Iterator:
+        rows: List[Tuple[Dict[str, str], Figures]] = []
+        for pod in snapshot.pods:
+            for container in pod.containers:
+                labels = {"namespace": pod.namespace or "", "pod": pod.name or "",
+                          "container": container.name or ""}
+                # Unresolved names would make series collide: tell them apart by
+                # identity, one extra label value per container (bounded).
+                if pod.name is None:
+                    labels["uid"] = pod.uid
+                if container.name is None:
+                    labels["id"] = (container.id or "")[:12]
+                rows.append((labels, container.figures))
+        label_names = CONTAINER_LABELS + tuple(
+            extra for extra in ("uid", "id") if any(extra in labels for labels, _ in rows))
+        for name, figure, help_text, is_counter in CONTAINER_METRICS:
+            family_type = CounterMetricFamily if is_counter else GaugeMetricFamily
+            family = family_type(name, help_text, labels=label_names)
+            for labels, figures in rows:
+                value = figures.get(figure)
+                if value is not None:
+                    family.add_metric([labels.get(label, "") for label in label_names], value)
+            yield family
+
+    @staticmethod
+    def _agent_metrics(snapshot: Snapshot, sampled_at: Optional[float]) -> Iterator:
+        agent = snapshot.agent
+        run_time = CounterMetricFamily("pod_stats_bpf_program_run_seconds",
+                                       "Kernel-measured run time of each BPF program (needs kernel.bpf_stats_enabled"
+                                       " or BPF stats enabled by pod-stats).", labels=["program"])
+        runs = CounterMetricFamily("pod_stats_bpf_program_runs", "Runs of each BPF program (same condition).",
+                                   labels=["program"])
+        for program, stats in sorted(agent.programs.items()):
+            run_time.add_metric([program], stats.run_time_ns / 1e9)
+            runs.add_metric([program], stats.run_count)
+        yield run_time
+        yield runs
+        attached = GaugeMetricFamily("pod_stats_probe_attached",
+                                     "1 if the probe is attached, 0 if this kernel lacks it.",
+                                     labels=["program", "tracepoint"])
+        for probe in agent.probes:
+            attached.add_metric([probe.program, probe.tracepoint], 1 if probe.attached else 0)
+        yield attached
+        yield _gauge("pod_stats_bpf_map_entries", "Entries in the BPF map (cgroups counted).",
+                     agent.cgroups_in_map, {"map": "counters"})
+        yield _gauge("pod_stats_bpf_map_max_entries", "Capacity of the BPF map.",
+                     agent.map_max_entries, {"map": "counters"})
+        drops = CounterMetricFamily("pod_stats_bpf_map_full_drops", "Events not counted because the BPF map was full.")
+        drops.add_metric([], agent.map_full_drops)
+        yield drops
+        yield _gauge("pod_stats_sample_duration_seconds", "Time the last sample took.", agent.sample_seconds)
+        yield _gauge("pod_stats_last_sample_timestamp_seconds", "When the last sample was taken (Unix time).",
+                     sampled_at)
+        yield _gauge("pod_stats_unresolved_cgroups", "Counted cgroups that could not be named in the last sample.",
+                     agent.unresolved_cgroups)
+
+
+def _gauge(name: str, help_text: str, value: Optional[float], labels: Optional[Dict[str, str]] = None):
+    family = GaugeMetricFamily(name, help_text, labels=list(labels or {}))
+    if value is not None:
+        family.add_metric(list((labels or {}).values()), value)
+    return family
+
+
+# -- HTTP -------------------------------------------------------------------
+
+INDEX_HTML = b"""<!doctype html>
+<html><head><title>pod-stats</title></head>
+<body><h1>pod-stats</h1><p>Per-pod kernel activity, memory and CPU of this node.</p>
+<ul><li><a href="metrics">/metrics</a></li><li><a href="healthz">/healthz</a></li></ul></body></html>
+"""
+
+
+@dataclass
+class WebConfig:
+    """The Prometheus exporter-toolkit web config: TLS and basic auth (bcrypt hashes)."""
+
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    basic_auth_users: Dict[str, bytes] = field(default_factory=dict)
+
+
+class WebConfigError(Exception):
+    pass
+
+
+def load_web_config(path: str) -> WebConfig:
+    try:
+        import bcrypt  # noqa: F401  (checked here so a missing extra fails at start, not at the first scrape)
+        import yaml
+    except ImportError:
+        raise WebConfigError("--web-config-file needs the web extra: pip install 'pod-stats[web]'") from None
+    try:
+        with open(path) as handle:
+            document = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise WebConfigError(f"cannot read web config {path}: {error}") from None
+    if not isinstance(document, dict):
+        raise WebConfigError(f"web config {path} is not a mapping")
+    tls = document.get("tls_server_config") or {}
+    users = document.get("basic_auth_users") or {}
+    if not isinstance(tls, dict) or not isinstance(users, dict):
+        raise WebConfigError(f"web config {path}: tls_server_config and basic_auth_users must be mappings")
+    if bool(tls.get("cert_file")) != bool(tls.get("key_file")):
+        raise WebConfigError(f"web config {path}: tls_server_config needs both cert_file and key_file")
+    return WebConfig(tls.get("cert_file"), tls.get("key_file"),
+                     {str(user): str(hashed).encode() for user, hashed in users.items()})
+
+
+def make_app(metrics: SnapshotMetrics, healthy: Callable[[], bool], web_config: WebConfig):
+    """WSGI app: /metrics, /healthz and / — and nothing else."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics)
+    metrics_app = make_wsgi_app(registry)
+
+    def authorized(environ) -> bool:
+        if not web_config.basic_auth_users:
+            return True
+        import bcrypt
+
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        hashed = web_config.basic_auth_users.get(user)
+        try:
+            return hashed is not None and bcrypt.checkpw(password.encode(), hashed)
+        except ValueError:  # a malformed hash in the config
+            return False
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")])
+            return [b"method not allowed\n"]
+        if path == "/healthz":
+            ok = healthy()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ok\n" if ok else b"not sampling\n"]
+        if path not in ("/", "/metrics"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        if not authorized(environ):
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="pod-stats"'),
+                                                ("Content-Type", "text/plain")])
+            return [b"unauthorized\n"]
+        if path == "/":
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [INDEX_HTML]
+        return metrics_app(environ, start_response)
+
+    return app
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class' name
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def parse_listen_address(address: str) -> Tuple[str, int]:
+    """`HOST:PORT`, `:PORT` (all interfaces) or `[IPv6]:PORT`."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen address {address!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def start_http(address: str, app, web_config: WebConfig) -> WSGIServer:
+    """Serves `app` from a background thread; returns the server (for its port and shutdown)."""
+    host, port = parse_listen_address(address)
+    server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
+    server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
+    if web_config.cert_file:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(web_config.cert_file, web_config.key_file)
+        # the handshake runs in the connection's own thread, so a slow client cannot stall accept()
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    threading.Thread(target=server.serve_forever, name="pod-stats-http", daemon=True).start()
+    return server
+
+
+def sample_forever(sample: Callable[[], Snapshot], metrics: SnapshotMetrics, interval: float,
+                   stop: threading.Event, on_sample: Iterable[Callable[[Snapshot], None]] = ()) -> None:
+    """Samples every interval until `stop` is set; a failed sample is logged, never fatal."""
+    deadline = time.monotonic()
+    while not stop.is_set():
+        try:
+            snapshot = sample()
+        except Exception:  # keep serving the last good sample; the log says what broke
+            log.exception("sampling failed")
+        else:
+            metrics.update(snapshot)
+            for callback in on_sample:
+                callback(snapshot)
+        deadline += interval
+        stop.wait(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,259 @@
+"""`pod-stats serve` scraped by a real Prometheus (Debian's package, loopback only) while a
+miniature node runs; plus the HTTP surface under load, TLS and basic auth."""
+
+import base64
+import json
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pod_stats.exporter import parse_listen_address
+from pod_stats.mininode import MiniNode
+
+POD_STATS = str(Path(sys.executable).parent / "pod-stats")
+INTERVAL = 0.5
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 5.0, **kwargs):
+    with urllib.request.urlopen(url, timeout=timeout, **kwargs) as response:
+        return response.status, response.read().decode()
+
+
+def _wait_for(what: str, check, timeout: float = 20.0, step: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except (OSError, urllib.error.URLError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(step)
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen, url: str):
+        self.process, self.url = process, url
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=20)
+
+
+def _serve(log_dir: Path, *extra: str, scheme: str = "http") -> Served:
+    port = _free_port()
+    process = subprocess.Popen([POD_STATS, "serve", "--listen-address", f"127.0.0.1:{port}", "--interval",
+                                str(INTERVAL), "--log-dir", str(log_dir), *extra],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    served = Served(process, f"{scheme}://127.0.0.1:{port}")
+    return served
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    with MiniNode(tmp_path_factory.mktemp("log")) as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
+def exporter(node):
+    served = _serve(node.log_dir)
+    _wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
+    yield served
+    assert served.stop() == 0, served.process.stderr.read()
+
+
+@pytest.fixture(scope="module")
+def prometheus(exporter, tmp_path_factory):
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed (apt-get install prometheus; make deps does it)")
+    workdir = tmp_path_factory.mktemp("prometheus")
+    target = urllib.parse.urlparse(exporter.url).netloc
+    (workdir / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: pod-stats\n    static_configs: [{{targets: ['{target}']}}]\n")
+    port = _free_port()
+    process = subprocess.Popen([binary, f"--config.file={workdir / 'prometheus.yml'}",
+                                f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for("prometheus ready", lambda: _get(url + "/-/ready")[0] == 200, timeout=60)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _query(prometheus: str, promql: str):
+    _, body = _get(prometheus + "/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+    return json.loads(body)["data"]["result"]
+
+
+pytestmark = [pytest.mark.bpf, pytest.mark.containers]
+
+
+def test_prometheus_scrapes_exact_open_counts_with_names(node, prometheus):
+    pod = node.add_pod("shop", "cart-5d9c7b6f4-x2x9z", layout="systemd-containerd")
+    cart = pod.add_container("cart")
+    series = 'pod_stats_file_opens_total{namespace="shop",pod="cart-5d9c7b6f4-x2x9z",container="cart"}'
+    first = _wait_for("the cart series", lambda: _query(prometheus, series))
+    assert first[0]["metric"]["job"] == "pod-stats"
+    time.sleep(3 * INTERVAL + 2)  # idle container: the value is settled
+    before = float(_query(prometheus, series)[0]["value"][1])
+
+    assert cart.command("open /data/config.yaml 37") == "ok 37 0"
+    assert cart.command("open /data/missing 5") == "ok 0 5"
+    _wait_for("the new count", lambda: float(_query(prometheus, series)[0]["value"][1]) != before)
+    time.sleep(3 * INTERVAL + 2)
+    assert float(_query(prometheus, series)[0]["value"][1]) - before == 42
+    errors = _query(prometheus, series.replace("file_opens_total", "file_open_errors_total"))
+    assert float(errors[0]["value"][1]) >= 5
+    rss = _query(prometheus, series.replace("file_opens_total", "memory_rss_bytes"))
+    assert float(rss[0]["value"][1]) > 0
+
+    cart.stop()
+    _wait_for("the stopped container's series to go", lambda: _query(prometheus, series) == [])
+    pod.stop()
+
+
+def test_sandbox_series_carry_the_container_id_not_a_colliding_empty_name(node, exporter):
+    pod = node.add_pod("shop", "web-0", layout="cgroupfs")
+    pod.add_container("nginx")
+    sandbox_id = pod.sandbox.id[:12]
+
+    def sandbox_series():
+        families = text_string_to_metric_families(_get(exporter.url + "/metrics")[1])
+        opens = next(f for f in families if f.name == "pod_stats_file_opens")
+        # named once kubelet's log dir has the pod (the sandbox starts before it does)
+        return [s for s in opens.samples if s.labels.get("id") == sandbox_id and s.labels["pod"] == "web-0"]
+
+    series = _wait_for("the named sandbox series", sandbox_series)
+    assert series[0].labels["container"] == "" and series[0].labels.get("uid", "") == ""  # empty = absent
+    pod.stop()
+
+
+def test_http_surface(exporter):
+    assert _get(exporter.url + "/")[0] == 200
+    for path in ("/nope", "/metrics/../etc/passwd"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get(exporter.url + path)
+        assert refused.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(exporter.url + "/metrics", data=b"x", method="POST"))
+    assert refused.value.code == 405
+
+
+def test_fifty_concurrent_scrapers_for_ten_seconds(node, exporter):
+    pod = node.add_pod("load", "busy-0", layout="systemd-crio")
+    pod.add_container("busy").send("loop 20 5 2")
+    _wait_for("the busy pod", lambda: 'pod="busy-0"' in _get(exporter.url + "/metrics")[1])
+    failures, sample_times, scrapes = [], [], [0]
+    stop_at = time.monotonic() + 10
+
+    def scrape():
+        while time.monotonic() < stop_at:
+            try:
+                status, body = _get(exporter.url + "/metrics", timeout=10)
+                families = {f.name: f for f in text_string_to_metric_families(body)}
+                assert status == 200 and "pod_stats_build_info" in families
+                assert any(s.labels.get("pod") == "busy-0" for s in families["pod_stats_file_opens"].samples)
+                sample_times.append(families["pod_stats_last_sample_timestamp_seconds"].samples[0].value)
+                scrapes[0] += 1
+            except Exception as error:  # every failure is reported below
+                failures.append(repr(error))
+
+    threads = [threading.Thread(target=scrape) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    pod.stop()
+    assert not failures, failures[:3]
+    assert scrapes[0] >= 50
+    # sampling went on every interval while 50 scrapers hammered /metrics
+    distinct = sorted(set(sample_times))
+    gaps = [b - a for a, b in zip(distinct, distinct[1:])]
+    assert len(distinct) >= 10 / INTERVAL * 0.6 and max(gaps) < 4 * INTERVAL, (len(distinct), max(gaps))
+
+
+def _self_signed(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_and_basic_auth_from_a_web_config(node, tmp_path):
+    import bcrypt
+
+    cert, key = _self_signed(tmp_path)
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    config = tmp_path / "web.yml"
+    config.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+                      f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    served = _serve(node.log_dir, "--web-config-file", str(config), scheme="https")
+    context = ssl.create_default_context(cafile=str(cert))
+    try:
+        _wait_for("https /healthz", lambda: _get(served.url + "/healthz", context=context)[0] == 200)
+        for credentials in (None, b"prometheus:wrong", b"nobody:s3cret"):
+            request = urllib.request.Request(served.url + "/metrics")
+            if credentials:
+                request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, context=context, timeout=5)
+            assert refused.value.code == 401
+        request = urllib.request.Request(served.url + "/metrics")
+        request.add_header("Authorization", "Basic " + base64.b64encode(b"prometheus:s3cret").decode())
+        with urllib.request.urlopen(request, context=context, timeout=5) as response:
+            assert response.status == 200 and b"pod_stats_build_info" in response.read()
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP on the TLS port gets nothing
+            _get(served.url.replace("https", "http") + "/metrics", timeout=3)
+    finally:
+        assert served.stop() == 0
+
+
+@pytest.mark.parametrize("content, phrase", [
+    ("tls_server_config:\n  cert_file: /x\n", "key_file"),
+    ("- not\n- a mapping\n", "mapping"),
+    ("basic_auth_users: [1, 2]\n", "mappings"),
+])
+def test_bad_web_config_is_one_line(tmp_path, content, phrase):
+    config = tmp_path / "web.yml"
+    config.write_text(content)
+    result = subprocess.run([POD_STATS, "serve", "--web-config-file", str(config)], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and phrase in result.stderr and "Traceback" not in result.stderr
+
+
+def test_listen_address_forms():
+    assert parse_listen_address(":9808") == ("0.0.0.0", 9808)
+    assert parse_listen_address("127.0.0.1:80") == ("127.0.0.1", 80)
+    assert parse_listen_address("[::1]:9808") == ("::1", 9808)
+    for bad in ("9808", "host:", "host:99999", "host:x"):
+        with pytest.raises(ValueError):
+            parse_listen_address(bad)
