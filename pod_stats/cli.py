@@ -21,6 +21,7 @@ log = logging.getLogger("pod_stats")
 # Errors a user can cause end in one line and a non-zero exit, never a traceback.
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_ALERT = 2  # dump: an --alert fired
 
 
 class _Stop(Exception):
@@ -79,9 +80,22 @@ def _source_options(command: Callable) -> Callable:
     return command
 
 
+def _parse_alerts(ctx, param, values):
+    from pod_stats.alerts import parse_rule
+
+    try:
+        return [parse_rule(value) for value in values]
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
 def _view_options(command: Callable) -> Callable:
     """What a table or JSON document shows."""
     options = [
+        click.option("--alert", "alert_rules", multiple=True, metavar="EXPR", callback=_parse_alerts,
+                     help="Threshold on any JSON field, per pod and per container, e.g. 'rss_bytes>512Mi' or "
+                          "'open_errors_per_second>100' (repeatable). Firing alerts go to stderr and the JSON "
+                          "document; dump exits 2."),
         click.option("--all", "include_non_pods", is_flag=True,
                      help="Also show cgroups that are not a pod's but did something."),
         click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
@@ -120,8 +134,11 @@ def run(interval, count, as_json, sort, **collector_options) -> None:
 @_sort_option
 @_view_options
 @_source_options
-def dump(as_json, duration, sort, namespaces, pod_glob, **collector_options) -> None:
-    """Count for --duration seconds, print one sample, exit: for cron and scripts."""
+def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **collector_options) -> None:
+    """Count for --duration seconds, print one sample, exit: for cron and scripts.
+
+    Exits 2 when an --alert fired, so cron jobs and monitoring scripts can act on it.
+    """
     from pod_stats.collector import open_collector
     from pod_stats.output import select
 
@@ -129,7 +146,8 @@ def dump(as_json, duration, sort, namespaces, pod_glob, **collector_options) -> 
         collector.sample()  # baseline: rates cover exactly the duration
         time.sleep(duration)
         snapshot = select(collector.sample(), namespaces, pod_glob)
-    _print_snapshot(snapshot, as_json, sort, live=None)
+    if _print_snapshot(snapshot, as_json, sort, None, alert_rules):
+        sys.exit(EXIT_ALERT)
 
 
 @cli.command()
@@ -238,23 +256,34 @@ class _user_errors:
         return False
 
 
-def _print_snapshot(snapshot, as_json: bool, sort: str, live) -> None:
+def _print_snapshot(snapshot, as_json: bool, sort: str, live, alert_rules=()) -> list:
+    """Prints one sample (and its firing alerts, one line each); returns the alerts."""
+    from pod_stats.alerts import evaluate
     from pod_stats.output import render_table, to_json
 
+    alerts = evaluate(alert_rules, snapshot)
+    if live is not None:  # stderr lines would tear the live table: alerts go in its caption
+        live.update(render_table(snapshot, sort, alerts), refresh=True)
+        return alerts
+    for alert in alerts:
+        click.echo(f"pod-stats: {alert.line()}", err=True)
     if as_json:
-        sys.stdout.write(json.dumps(to_json(snapshot), separators=(",", ":")) + "\n")
+        document = to_json(snapshot)
+        if alert_rules:
+            document["alerts"] = [alert.to_json() for alert in alerts]
+        sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
         sys.stdout.flush()
-    elif live is not None:
-        live.update(render_table(snapshot, sort), refresh=True)
     else:
         from rich.console import Console
 
         # a pipe or file has no width: do not cut the table at rich's default 80 columns
         Console(width=None if sys.stdout.isatty() else 160).print(render_table(snapshot, sort))
+    return alerts
 
 
 def _sample_loop(interval: float, count: Optional[int], as_json: bool, sort: str,
-                 namespaces: Sequence[str] = (), pod_glob: Optional[str] = None, **collector_options) -> None:
+                 namespaces: Sequence[str] = (), pod_glob: Optional[str] = None, alert_rules=(),
+                 **collector_options) -> None:
     """Samples every interval until --count, Ctrl-C or SIGTERM; the final sample is always printed."""
     from rich.live import Live
 
@@ -272,14 +301,15 @@ def _sample_loop(interval: float, count: Optional[int], as_json: bool, sort: str
                     while True:
                         snapshot = select(collector.sample(), namespaces, pod_glob)
                         taken += 1
-                        _print_snapshot(snapshot, as_json, sort, live)
+                        _print_snapshot(snapshot, as_json, sort, live, alert_rules)
                         if count is not None and taken >= count:
                             return
                         deadline += interval
                         time.sleep(max(0.0, deadline - time.monotonic()))
                 except (KeyboardInterrupt, _Stop):
                     # what was counted since the last sample is not lost
-                    _print_snapshot(select(collector.sample(), namespaces, pod_glob), as_json, sort, live)
+                    _print_snapshot(select(collector.sample(), namespaces, pod_glob), as_json, sort, live,
+                                    alert_rules)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
 

@@ -113,8 +113,8 @@ _COLUMNS = (
 )
 
 
-def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT) -> Table:
-    """One row per pod with its containers beneath."""
+def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence = ()) -> Table:
+    """One row per pod with its containers beneath; firing alerts in the caption."""
     table = Table(
         title=f"pod-stats · {snapshot.node} · {snapshot.time:%H:%M:%S} UTC · "
               f"{len(snapshot.pods)} pods · over {snapshot.interval_seconds:.1f}s",
@@ -143,6 +143,10 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT) -> Table:
                       *(fmt(cgroup.figures.get(name)) for _, name, fmt in _COLUMNS))
     if not snapshot.pods and not snapshot.cgroups:
         table.caption = "no pods on this node (kubelet cgroups not found); try `pod-stats demo`"
-    if snapshot.agent.map_full_drops:
-        table.caption = f"warning: {snapshot.agent.map_full_drops} events dropped, the BPF map is full"
+    notes = [f"warning: {snapshot.agent.map_full_drops} events dropped, the BPF map is full"
+             ] if snapshot.agent.map_full_drops else []
+    notes += [alert.line() for alert in alerts]
+    if notes:
+        table.caption = Text("\n".join(notes), style="bold red")
+        table.caption_justify = "left"
     return table

@@ -192,3 +192,25 @@ def test_names_from_the_api_server_when_the_log_dir_has_none(node, tmp_path):
     assert (sampled["namespace"], sampled["name"]) == ("api-ns", "web-from-api")
     assert next(c for c in sampled["containers"] if c["id"] == container.id)["name"] == "nginx-from-api"
     assert asked and "fieldSelector=spec.nodeName" in asked[0]
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_dump_alert_exits_2_with_one_line_each_and_json(node):
+    result = pod_stats("dump", "--json", "--duration", "0.3", "--log-dir", str(node.log_dir), "--pod", "web-*",
+                       "--alert", "opens>0", "--alert", "rss_bytes>1Ti")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(line.startswith("pod-stats: ALERT opens>0: shop/web-7d4b9c-k2x8p") for line in lines)
+    alerts = json.loads(result.stdout)["alerts"]
+    assert {a["alert"] for a in alerts} == {"opens>0"} and len(alerts) == len(lines)
+    assert {"pod": "web-7d4b9c-k2x8p", "container": "nginx"}.items() <= next(
+        a for a in alerts if a["container"] == "nginx").items()
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_dump_quiet_alert_exits_0_with_empty_alerts(node):
+    result = pod_stats("dump", "--json", "--duration", "0", "--log-dir", str(node.log_dir), "--alert", "pids>1000")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["alerts"] == [] and result.stderr == ""
