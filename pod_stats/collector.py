@@ -106,6 +106,18 @@ def _sum_figures(parts: List[Figures]) -> Figures:
     return total
 
 
+def _merge_nested(first: ContainerSample, second: ContainerSample) -> ContainerSample:
+    """One container in two cgroups, one inside the other (crun puts the payload in
+    `<container scope>/container`): the outer cgroup's memory and CPU already include the
+    inner one's; what is counted per cgroup — BPF counters, processes — adds up."""
+    outer, inner = sorted((first, second), key=lambda c: len(c.cgroup_path))
+    figures = dict(outer.figures)
+    for name in COUNTER_FIELDS + COUNTER_RATES + ("pids",):
+        values = [v for v in (outer.figures.get(name), inner.figures.get(name)) if v is not None]
+        figures[name] = sum(values) if values else None
+    return ContainerSample(outer.id, outer.name, outer.runtime, outer.cgroup_id, outer.cgroup_path, figures)
+
+
 class Collector:
     def __init__(
         self,
@@ -191,14 +203,19 @@ class Collector:
                 pod_level.setdefault(pod.uid, []).append(
                     {name: figures[name] for name in COUNTER_FIELDS + COUNTER_RATES})
                 continue
-            pod.containers.append(ContainerSample(
+            sample = ContainerSample(
                 id=info.pod.container_id,
                 name=self._names.container(info.pod.container_id),
                 runtime=info.pod.runtime,
                 cgroup_id=info.cgroup_id,
                 cgroup_path=path,
                 figures=figures,
-            ))
+            )
+            same = next((c for c in pod.containers if c.id == sample.id), None)
+            if same is None:
+                pod.containers.append(sample)
+            else:
+                pod.containers[pod.containers.index(same)] = _merge_nested(same, sample)
         for pod in pods.values():
             pod.containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
             pod.figures = _sum_figures([c.figures for c in pod.containers] + pod_level.get(pod.uid, []))

@@ -151,3 +151,29 @@ def test_memory_limit_is_the_containers_own(node, collector):
     assert sampled[pod.sandbox.id][1].figures["memory_limit_bytes"] is None  # runc sets none for it
     pod.stop()
     collector.sample()  # the final figures of the stopped pod
+
+
+def test_payload_in_a_nested_cgroup_is_one_container(node, collector):
+    """crun on cgroup v2 runs the payload in `<container scope>/container`."""
+    if collector._mounts.unified is None:
+        pytest.skip("needs a cgroup v2 hierarchy")
+    pod = node.add_pod("shop", "crun-0", layout="systemd-crio")
+    container = pod.add_container("app")
+    nested = Path(collector._mounts.unified) / container.cgroup_path.lstrip("/") / "container"
+    nested.mkdir()
+    try:
+        (nested / "cgroup.procs").write_text(str(container.pid))
+        collector._index.refresh()
+        before = _containers(collector.sample())[container.id][1].figures["opens"]
+        assert container.command("open /data/config.yaml 9") == "ok 9 0"
+        snapshot = collector.sample()
+        sampled_pod = next(p for p in snapshot.pods if p.uid == pod.uid)
+        same_id = [c for c in sampled_pod.containers if c.id == container.id]
+        assert len(same_id) == 1 and same_id[0].cgroup_path == container.cgroup_path
+        assert same_id[0].figures["opens"] - before == 9
+        assert same_id[0].figures["pids"] == 1 and same_id[0].figures["rss_bytes"] > 0
+    finally:  # back to the scope, so that the scope can be removed with the container
+        (nested.parent / "cgroup.procs").write_text(str(container.pid))
+        nested.rmdir()
+        pod.stop()
+        collector.sample()
