@@ -282,7 +282,10 @@ class NameResolver:
     """Names pods and containers from kubelet's log directory, then the optional API source.
 
     A miss rescans the two directories, at most once per `min_refresh_interval`
-    seconds; entries whose files disappeared are forgotten on rescan.
+    seconds and only if one of them changed since the last scan (their mtimes change
+    exactly when entries come or go): the sandbox of every pod is a miss in every
+    sample, since kubelet writes no logs for it. Entries whose files disappeared are
+    forgotten on rescan.
     """
 
     def __init__(
@@ -301,6 +304,7 @@ class NameResolver:
         self._containers: Dict[str, _ContainerNames] = {}
         self.unresolved_lookups = 0
         self._last_refresh: float
+        self._scanned_versions: Tuple[Optional[Tuple[int, int]], ...] = ()
         self.refresh()
 
     def pod(self, uid: str) -> Optional[PodNames]:
@@ -341,6 +345,7 @@ class NameResolver:
 
     def refresh(self) -> None:
         self._last_refresh = self._clock()
+        self._scanned_versions = self._directory_versions()
         pods: Dict[str, PodNames] = {}
         uids_by_pod: Dict[Tuple[str, str], Set[str]] = {}
         pod_dir_names = _list_names(self._pods_dir, directories_only=True)
@@ -368,5 +373,19 @@ class NameResolver:
     def _refresh_if_due(self) -> bool:
         if self._clock() - self._last_refresh < self._min_refresh_interval:
             return False
+        if self._directory_versions() == self._scanned_versions:
+            self._last_refresh = self._clock()
+            return False
         self.refresh()
         return True
+
+    def _directory_versions(self) -> Tuple[Optional[Tuple[int, int]], ...]:
+        """(inode, mtime) of both directories: a directory replaced or changed has a new one."""
+        versions = []
+        for directory in (self._pods_dir, self._containers_dir):
+            try:
+                stat = os.stat(directory)
+                versions.append((stat.st_ino, stat.st_mtime_ns))
+            except OSError:
+                versions.append(None)
+        return tuple(versions)

@@ -284,8 +284,15 @@ def test_symlinks_are_never_followed(log_dir, tmp_path, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a symlink was followed or read")
 
+    real_stat = os.stat
+    directories = {str(log_dir.pods), str(log_dir.containers)}
+
+    def stat_directories_only(path, *args, **kwargs):
+        # the two directories themselves may be stat'ed (to see whether they changed)
+        return real_stat(path, *args, **kwargs) if str(path) in directories else forbidden()
+
     monkeypatch.setattr(names.os, "readlink", forbidden)
-    monkeypatch.setattr(names.os, "stat", forbidden)
+    monkeypatch.setattr(names.os, "stat", stat_directories_only)
     resolver = NameResolver(str(log_dir.root), clock=FakeClock())
 
     assert resolver.container("d" * 64) == "escape"
@@ -616,3 +623,23 @@ def test_from_environment_with_explicit_url(tmp_path):
     api = KubeApiPods.from_environment("http://127.0.0.1:8001/", environ={}, service_account_dir=str(tmp_path))
     assert api is not None
     assert (api.api_url, api.node_name) == ("http://127.0.0.1:8001", os.uname().nodename)
+
+
+def test_misses_do_not_rescan_unchanged_directories(log_dir, monkeypatch):
+    """Every pod's sandbox is a miss in every sample: unchanged directories are not listed again."""
+    clock = FakeClock()
+    resolver = NameResolver(str(log_dir.root), clock=clock)
+    listings = []
+    real_list_names = names._list_names
+    monkeypatch.setattr(names, "_list_names", lambda *args, **kw: listings.append(args) or
+                        real_list_names(*args, **kw))
+    sandbox_id = "e" * 64
+    for _ in range(5):
+        clock.now += 2
+        assert resolver.container(sandbox_id) is None
+    assert listings == []
+    new_uid = "11111111-2222-4333-8444-555555555555"
+    log_dir.add_pod("team-a", "web-7c9d8", new_uid, {"web": "c" * 64})
+    clock.now += 2
+    assert resolver.container("c" * 64) == "web"  # the changed directories are scanned
+    assert len(listings) == 2
