@@ -12,8 +12,12 @@ BPFTOOL ?= bpftool
 # Root needs no sudo (and these machines have none); anyone else does.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# prometheus is here for promtool (tests/test_deploy.py checks and unit-tests deploy/'s rules).
+# On a host run by systemd its package also enables and starts a Prometheus server on :9090;
+# no test uses that server (`systemctl disable --now prometheus` if you do not want it).
 APT_PACKAGES := clang-19 llvm-19 bpftool libelf-dev zlib1g-dev pkg-config dpkg-dev \
-	gcc libc6-dev make python3 python3-venv python3-dev runc busybox-static
+	gcc libc6-dev make python3 python3-venv python3-dev runc busybox-static \
+	prometheus openssl
 
 # The libbpf we compile against is the one that runs (statically linked):
 # Debian bookworm's source package, upstream tarball pinned by hash.
@@ -119,7 +123,22 @@ demo: deps build
 	$(SUDO) $(VENV)/bin/pod-stats demo
 
 clean:
-	rm -rf $(BUILD)/pod_stats.* $(BUILD)/cffi $(FFI_EXT) $(WORKLOAD) pod_stats/_pod_stats_ffi.c
+	rm -rf $(BUILD)/pod_stats.* $(BUILD)/cffi $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.* \
+		$(FFI_EXT) $(WORKLOAD) pod_stats/_pod_stats_ffi.c
 
 distclean: clean
 	rm -rf $(BUILD) $(VENV) *.egg-info
+
+## bench: benchmarks of issue #7 → bench/results.json and a table (needs root; < 10 min)
+BENCH_APT_PACKAGES := bpftrace libbpf-tools
+BENCH_BIN := $(BUILD)/bench
+.PHONY: bench
+bench: deps build
+	@dpkg -s $(BENCH_APT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(BENCH_APT_PACKAGES); }
+	@mkdir -p $(BENCH_BIN)
+	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I vmlinux/$(ARCH) \
+		-I $(LIBBPF_PREFIX)/include -c bench/empty.bpf.c -o $(BENCH_BIN)/empty.bpf.o
+	gcc -O2 -Wall -I $(LIBBPF_PREFIX)/include -o $(BENCH_BIN)/attach bench/attach.c $(LIBBPF_A) -lelf -lz
+	for tool in sysloop podfarm cgfloor storm; do gcc -static -O2 -Wall -o $(BENCH_BIN)/$$tool bench/$$tool.c || exit 1; done
+	$(SUDO) $(VENV)/bin/python bench/run.py --bin-dir $(BENCH_BIN)

@@ -155,7 +155,9 @@ def run_time_stats() -> Iterator[None]:
     """Has the kernel measure BPF run time and count while the context lasts."""
     fd = lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME)
     if fd < 0:
-        raise BpfError("enabling BPF run-time statistics failed", -fd, _hint_for(-fd))
+        hint = ("it needs CAP_SYS_ADMIN; or set sysctl kernel.bpf_stats_enabled=1"
+                if -fd in (errno.EPERM, errno.EACCES) else None)
+        raise BpfError("enabling BPF run-time statistics failed", -fd, hint)
     try:
         yield
     finally:
