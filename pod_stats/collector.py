@@ -6,6 +6,7 @@ Everything below knows nothing of output; everything above reads Snapshots.
 
 import contextlib
 import os
+import resource
 import socket
 import time
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from pod_stats.bpf import COUNTER_FIELDS, CgroupKey, Counters, KeyMode, PodStatsBpf, Probe, ProgramStats
 from pod_stats.cgroups import CgroupIndex, CgroupInfo, CgroupMounts, Hierarchy, discover_mounts
-from pod_stats.memory import count_processes, read_cpu_seconds, read_memory, read_memory_limit
+from pod_stats.memory import OpenFiles, count_processes, read_cpu_seconds, read_memory, read_memory_limit
 from pod_stats.names import KubeApiPods, NameResolver
 
 # Figures every container, pod and non-pod cgroup carries, in JSON order. The
@@ -127,6 +128,7 @@ class Collector:
         names: NameResolver,
         include_non_pods: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        max_open_files: int = 0,
     ):
         self._bpf = bpf
         self._mounts = mounts
@@ -143,6 +145,7 @@ class Collector:
         self._cpu_hierarchy: Dict[str, Optional[Hierarchy]] = {}
         self._unknown_since: Dict[CgroupKey, float] = {}
         self._pod_limits: Dict[str, Tuple[Optional[float], Optional[int]]] = {}
+        self._files = OpenFiles(max_open_files)
 
     def sample(self) -> Snapshot:
         started = self._clock()
@@ -250,13 +253,15 @@ class Collector:
         """This cgroup's figures now, and whether it has vanished (then its last known ones)."""
         info, previous = tracked.info, tracked.figures
         figures: Figures = {name: sum(getattr(c, name) for c in bpf_counts) for name in COUNTER_FIELDS}
-        vanished = not os.path.isdir(self._own_directory(info))
+        read = self._files.read_text
+        memory_dir = self._memory.directory(info.path)
+        memory = read_memory(memory_dir, self._memory.version, read)
+        # a failed read is how a removed cgroup shows (ENODEV on the open file)
+        vanished = memory is None and not os.path.isdir(self._own_directory(info))
         if vanished:
             for name in MEMORY_FIGURES + ("cpu_seconds", "pids"):
                 figures[name] = previous.get(name)
         else:
-            memory_dir = self._memory.directory(info.path)
-            memory = read_memory(memory_dir, self._memory.version)
             figures["rss_bytes"] = memory.rss_bytes if memory else None
             figures["memory_working_set_bytes"] = memory.working_set_bytes if memory else None
             figures["memory_usage_bytes"] = memory.usage_bytes if memory else None
@@ -267,8 +272,8 @@ class Collector:
             else:
                 figures["memory_limit_bytes"] = previous.get("memory_limit_bytes")
             cpu = self._cpu_hierarchy_of(info.path)
-            figures["cpu_seconds"] = read_cpu_seconds(cpu.directory(info.path), cpu.version) if cpu else None
-            figures["pids"] = count_processes(self._own_directory(info))
+            figures["cpu_seconds"] = read_cpu_seconds(cpu.directory(info.path), cpu.version, read) if cpu else None
+            figures["pids"] = count_processes(self._own_directory(info), read)
 
         for rate, cumulative in RATES.items():
             current, before = figures.get(cumulative), previous.get(cumulative)
@@ -277,6 +282,13 @@ class Collector:
             figures[rate] = None if current is None or before is None else round((current - before) / elapsed, 3)
         tracked.figures = figures
         return figures, vanished
+
+    def close(self) -> None:
+        self._files.close()
+
+    @property
+    def open_files(self) -> int:
+        return len(self._files)
 
     def _pod_limit(self, pod: PodSample, now: float) -> Optional[int]:
         """The memory limit of the pod's cgroup (every kubelet layout nests containers in it)."""
@@ -304,7 +316,10 @@ class Collector:
         self._index.refresh()  # marks them dead, so that release() forgets them
         for path in paths:
             tracked = self._tracked.pop(path)
-            self._cpu_hierarchy.pop(path, None)
+            cpu = self._cpu_hierarchy.pop(path, None)
+            for directory in {self._memory.directory(path), self._own_directory(tracked.info),
+                              cpu.directory(path) if cpu else ""} - {""}:
+                self._files.close_directory(directory)
             self._bpf.delete(tracked.keys)
             for key in tracked.keys | {CgroupKey(tracked.info.hierarchy, tracked.info.cgroup_id)}:
                 self._index.release(key.hierarchy, key.cgroup_id)
@@ -353,4 +368,22 @@ def open_collector(
     with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path) as bpf:
         index = CgroupIndex(mounts)
         names = NameResolver(log_dir, api=KubeApiPods.from_environment(api_url=kube_api))
-        yield Collector(bpf, mounts, index, names, include_non_pods=include_non_pods)
+        collector = Collector(bpf, mounts, index, names, include_non_pods=include_non_pods,
+                              max_open_files=_open_file_budget())
+        try:
+            yield collector
+        finally:
+            collector.close()
+
+
+def _open_file_budget() -> int:
+    """How many cgroupfs files the collector may keep open: the soft RLIMIT_NOFILE, raised to
+    the hard limit, less room for everything else the process opens."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return max(0, min(soft, 1 << 20) - 512)

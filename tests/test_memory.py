@@ -1,8 +1,10 @@
 """cgroupfs readers over real file formats (copied from nodes) and over garbage."""
 
+import os
 import shutil
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -98,3 +100,49 @@ def test_memory_limit_v1_and_v2(tmp_path):
     (tmp_path / "memory.max").write_text("268435456\n")
     assert read_memory_limit(str(tmp_path), 2) == 268435456
     assert read_memory_limit(str(tmp_path / "gone"), 2) is None
+
+
+def test_open_files_reread_fresh_content(tmp_path):
+    from pod_stats.memory import OpenFiles
+
+    path = tmp_path / "memory.usage_in_bytes"
+    path.write_text("100\n")
+    files = OpenFiles(max_open=10)
+    assert files.read_text(str(path)) == "100\n"
+    path.write_text("200\n")  # same inode, new content
+    assert files.read_text(str(path)) == "200\n" and len(files) == 1
+    long_text = "".join(f"{pid}\n" for pid in range(10_000))  # a big cgroup.procs
+    (tmp_path / "cgroup.procs").write_text(long_text)
+    assert files.read_text(str(tmp_path / "cgroup.procs")) == long_text
+    files.close_directory(str(tmp_path))
+    assert len(files) == 0
+
+
+def test_open_files_beyond_the_budget_are_read_the_plain_way(tmp_path):
+    from pod_stats.memory import OpenFiles
+
+    files = OpenFiles(max_open=1)
+    for name in ("a", "b"):
+        (tmp_path / name).write_text(name)
+    assert files.read_text(str(tmp_path / "a")) == "a"
+    assert files.read_text(str(tmp_path / "b")) == "b"
+    assert len(files) == 1
+    assert files.read_text(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.bpf  # root: makes a real cgroup
+def test_a_removed_cgroups_open_file_reads_as_gone():
+    from pod_stats.cgroups import discover_mounts
+    from pod_stats.memory import OpenFiles
+
+    memory = discover_mounts().memory_hierarchy()
+    cgroup = Path(memory.mount) / f"pod-stats-test-{os.getpid()}"
+    cgroup.mkdir()
+    files = OpenFiles(max_open=10)
+    assert read_memory(str(cgroup), memory.version, files.read_text) is not None
+    opened = len(files)
+    cgroup.rmdir()
+    assert read_memory(str(cgroup), memory.version, files.read_text) is None
+    assert len(files) < opened  # the files that answered ENODEV were closed
+    files.close_directory(str(cgroup))  # what the collector does for a vanished cgroup
+    assert len(files) == 0

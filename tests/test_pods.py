@@ -103,6 +103,8 @@ def test_cpu_seconds_grow_with_the_work_done(node, collector):
 
 
 def test_stopped_container_keeps_its_last_figures_then_disappears(node, collector):
+    collector.sample()
+    open_files = collector.open_files
     pod = node.add_pod("shop", "short-lived-1", layout="systemd-containerd")
     container = pod.add_container("job")
     collector.sample()
@@ -118,6 +120,9 @@ def test_stopped_container_keeps_its_last_figures_then_disappears(node, collecto
     gone = _containers(collector.sample())
     assert container.id not in gone
     pod.stop()
+    collector.sample()  # the sandbox's final figures
+    collector.sample()
+    assert collector.open_files == open_files  # the gone cgroups' files were closed
 
 
 def test_only_pods_that_exist_are_reported(node, collector):
