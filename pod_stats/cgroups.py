@@ -374,6 +374,7 @@ class CgroupIndex:
         # only those are kept after they vanish; others are forgotten at once.
         self._looked_up: Set[Tuple[str, int]] = set()
         self._last_refresh: float
+        self.generation = 0  # +1 per refresh: what the index holds may have changed
         self.refresh()
 
     @property
@@ -387,6 +388,7 @@ class CgroupIndex:
 
     def refresh(self) -> None:
         self._last_refresh = self._clock()
+        self.generation += 1
         seen: Dict[Tuple[str, int], CgroupInfo] = {}
         for hierarchy, mount in self._roots.items():
             for cgroup_id, path in _walk_cgroups(mount):

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from pod_stats.bpf import COUNTER_FIELDS, CgroupKey, Counters, KeyMode, PodStatsBpf, Probe, ProgramStats
-from pod_stats.cgroups import CgroupIndex, CgroupInfo, CgroupMounts, Hierarchy, discover_mounts
-from pod_stats.memory import OpenFiles, count_processes, read_cpu_seconds, read_memory, read_memory_limit
+from pod_stats.cgroups import CgroupIndex, CgroupInfo, CgroupMounts, discover_mounts
+from pod_stats.memory import CgroupFiles, OpenFiles, read_memory_limit
 from pod_stats.names import KubeApiPods, NameResolver
 
 # Figures every container, pod and non-pod cgroup carries, in JSON order. The
@@ -91,19 +91,27 @@ class _Tracked:
     """What the collector remembers of one cgroup path between samples."""
 
     info: CgroupInfo
+    files: CgroupFiles
     keys: Set[CgroupKey] = field(default_factory=set)
     figures: Figures = field(default_factory=dict)
     limit_read_at: Optional[float] = None
 
 
+# What a pod sums of its containers: not the limit, which the pod's own cgroup holds.
+_SUMMED = tuple(name for name in FIGURES + tuple(RATES) if name != "memory_limit_bytes")
+_LIVE_FIGURES = MEMORY_FIGURES + ("cpu_seconds", "pids")
+
+
 def _sum_figures(parts: List[Figures]) -> Figures:
     total: Figures = {}
-    for name in list(FIGURES) + list(RATES):
-        if name == "memory_limit_bytes":
-            continue  # the pod's own cgroup holds the pod's limit
-        values = [part[name] for part in parts if part.get(name) is not None]
+    for name in _SUMMED:
+        value = None
+        for part in parts:
+            figure = part.get(name)
+            if figure is not None:
+                value = figure if value is None else value + figure
         # rounded: summing rounded rates must not print float noise
-        total[name] = round(sum(values), 6) if values else None
+        total[name] = None if value is None else round(value, 6)
     return total
 
 
@@ -142,10 +150,10 @@ class Collector:
         self._last_sample = clock()
         self._last_rescan = self._last_sample
         self._tracked: Dict[str, _Tracked] = {}
-        self._cpu_hierarchy: Dict[str, Optional[Hierarchy]] = {}
         self._unknown_since: Dict[CgroupKey, float] = {}
         self._pod_limits: Dict[str, Tuple[Optional[float], Optional[int]]] = {}
         self._files = OpenFiles(max_open_files)
+        self._tracked_generation = -1
 
     def sample(self) -> Snapshot:
         started = self._clock()
@@ -177,10 +185,13 @@ class Collector:
         pod_level: Dict[str, List[Figures]] = {}
         non_pods: List[CgroupSample] = []
         gone: List[str] = []
-        for hierarchy in self._index.hierarchies:
-            for info in self._index.live_cgroups(hierarchy):
-                if info.pod is not None and info.pod.container_id is not None:
-                    self._track(info)  # idle containers too: their memory still matters
+        if self._index.generation != self._tracked_generation:
+            # idle containers too: their memory still matters
+            self._tracked_generation = self._index.generation
+            for hierarchy in self._index.hierarchies:
+                for info in self._index.live_cgroups(hierarchy):
+                    if info.pod is not None and info.pod.container_id is not None:
+                        self._track(info)
         for path, tracked in self._tracked.items():
             info = tracked.info
             figures, vanished = self._figures(tracked, counts_by_path.get(path, []), elapsed, now)
@@ -245,38 +256,45 @@ class Collector:
     def _track(self, info: CgroupInfo) -> _Tracked:
         tracked = self._tracked.get(info.path)
         if tracked is None:
-            tracked = self._tracked[info.path] = _Tracked(info)
+            cpu = self._mounts.cpu_hierarchy(info.path)
+            files = CgroupFiles(self._memory.directory(info.path), self._memory.version,
+                                cpu.directory(info.path) if cpu else None, cpu.version if cpu else 1,
+                                self._own_directory(info))
+            tracked = self._tracked[info.path] = _Tracked(info, files)
         return tracked
 
     def _figures(self, tracked: _Tracked, bpf_counts: List[Counters], elapsed: float,
                  now: float) -> Tuple[Figures, bool]:
         """This cgroup's figures now, and whether it has vanished (then its last known ones)."""
-        info, previous = tracked.info, tracked.figures
-        figures: Figures = {name: sum(getattr(c, name) for c in bpf_counts) for name in COUNTER_FIELDS}
-        read = self._files.read_text
-        memory_dir = self._memory.directory(info.path)
-        memory = read_memory(memory_dir, self._memory.version, read)
+        files, previous = tracked.files, tracked.figures
+        if len(bpf_counts) == 1:
+            figures: Figures = dict(zip(COUNTER_FIELDS, bpf_counts[0]))
+        else:
+            figures = {name: sum(getattr(c, name) for c in bpf_counts) for name in COUNTER_FIELDS}
+        read = self._files.read_bytes
+        memory = files.memory(read)
         # a failed read is how a removed cgroup shows (ENODEV on the open file)
-        vanished = memory is None and not os.path.isdir(self._own_directory(info))
+        vanished = memory is None and not os.path.isdir(self._own_directory(tracked.info))
         if vanished:
-            for name in MEMORY_FIGURES + ("cpu_seconds", "pids"):
+            for name in _LIVE_FIGURES:
                 figures[name] = previous.get(name)
         else:
-            figures["rss_bytes"] = memory.rss_bytes if memory else None
-            figures["memory_working_set_bytes"] = memory.working_set_bytes if memory else None
-            figures["memory_usage_bytes"] = memory.usage_bytes if memory else None
-            figures["memory_peak_bytes"] = memory.peak_bytes if memory else None
+            if memory is None:
+                figures["rss_bytes"] = figures["memory_working_set_bytes"] = None
+                figures["memory_usage_bytes"] = figures["memory_peak_bytes"] = None
+            else:
+                (figures["rss_bytes"], figures["memory_working_set_bytes"], figures["memory_usage_bytes"],
+                 figures["memory_peak_bytes"]) = memory
             if tracked.limit_read_at is None or now - tracked.limit_read_at >= LIMIT_REFRESH_SECONDS:
-                figures["memory_limit_bytes"] = read_memory_limit(memory_dir, self._memory.version)
+                figures["memory_limit_bytes"] = files.memory_limit(read)
                 tracked.limit_read_at = now
             else:
                 figures["memory_limit_bytes"] = previous.get("memory_limit_bytes")
-            cpu = self._cpu_hierarchy_of(info.path)
-            figures["cpu_seconds"] = read_cpu_seconds(cpu.directory(info.path), cpu.version, read) if cpu else None
-            figures["pids"] = count_processes(self._own_directory(info), read)
+            figures["cpu_seconds"] = files.cpu_seconds(read)
+            figures["pids"] = files.processes(read)
 
         for rate, cumulative in RATES.items():
-            current, before = figures.get(cumulative), previous.get(cumulative)
+            current, before = figures[cumulative], previous.get(cumulative)
             if before is None and cumulative in COUNTER_FIELDS:
                 before = 0  # BPF counters start at attach: all they hold was counted since
             figures[rate] = None if current is None or before is None else round((current - before) / elapsed, 3)
@@ -297,17 +315,12 @@ class Collector:
         read_at, limit = self._pod_limits.get(pod.uid, (None, None))
         if read_at is None or now - read_at >= LIMIT_REFRESH_SECONDS:
             pod_dir = self._memory.directory(os.path.dirname(pod.containers[0].cgroup_path))
-            limit = read_memory_limit(pod_dir, self._memory.version)
+            limit = read_memory_limit(pod_dir, self._memory.version)  # rare: not kept open
             self._pod_limits[pod.uid] = (now, limit)
         return limit
 
     def _own_directory(self, info: CgroupInfo) -> str:
         return self._keyed[info.hierarchy].directory(info.path)
-
-    def _cpu_hierarchy_of(self, path: str) -> Optional[Hierarchy]:
-        if path not in self._cpu_hierarchy:
-            self._cpu_hierarchy[path] = self._mounts.cpu_hierarchy(path)
-        return self._cpu_hierarchy[path]
 
     def _forget(self, paths: List[str]) -> None:
         """Cgroups whose final sample was just emitted: drop them everywhere."""
@@ -316,9 +329,7 @@ class Collector:
         self._index.refresh()  # marks them dead, so that release() forgets them
         for path in paths:
             tracked = self._tracked.pop(path)
-            cpu = self._cpu_hierarchy.pop(path, None)
-            for directory in {self._memory.directory(path), self._own_directory(tracked.info),
-                              cpu.directory(path) if cpu else ""} - {""}:
+            for directory in tracked.files.directories:
                 self._files.close_directory(directory)
             self._bpf.delete(tracked.keys)
             for key in tracked.keys | {CgroupKey(tracked.info.hierarchy, tracked.info.cgroup_id)}:

@@ -3,19 +3,21 @@
 A cgroup can vanish between listing and reading: every reader returns None
 for a figure it could not read instead of raising, and malformed lines are
 skipped. Readers take the function that reads a file, so that a sampler can
-pass OpenFiles.read_text and keep its files open between samples.
+pass OpenFiles.read_bytes and keep its files open between samples.
+
+They work on bytes and look up only the keys they need: a v1 memory.stat has
+some 40 lines, and splitting all of them every sample cost more than reading
+the file.
 """
 
 import errno
 import os
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, NamedTuple, Optional
 
-ReadText = Callable[[str], Optional[str]]
+ReadBytes = Callable[[str], Optional[bytes]]
 
 
-@dataclass(frozen=True)
-class MemoryFigures:
+class MemoryFigures(NamedTuple):
     rss_bytes: int  # anonymous memory: v2 `anon`, v1 `total_rss`
     working_set_bytes: int  # usage − inactive file cache, floored at 0
     usage_bytes: int
@@ -27,27 +29,34 @@ _MEMORY_FILES = {
     2: ("memory.current", "memory.peak", "anon", "inactive_file"),
     1: ("memory.usage_in_bytes", "memory.max_usage_in_bytes", "total_rss", "total_inactive_file"),
 }
+_MEMORY_STAT_NEEDLES = {version: (f"\n{rss} ".encode(), f"\n{inactive} ".encode())
+                        for version, (_, _, rss, inactive) in _MEMORY_FILES.items()}
 
 
-def parse_flat_keyed(text: str) -> Dict[str, int]:
-    """`key value` lines (memory.stat, cpu.stat); malformed lines are skipped."""
-    values = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            try:
-                values[parts[0]] = int(parts[1])
-            except ValueError:
-                continue
-    return values
+def flat_keyed_value(data: bytes, needle: bytes) -> Optional[int]:
+    """The value of one key of a `key value` file, `needle` being b"\\n<key> "; None when the
+    key is missing or its value is not an integer. Same answer as parse_flat_keyed for the
+    files the kernel writes (each key once), without splitting every line."""
+    if data.startswith(needle[1:]):
+        start = len(needle) - 1
+    else:
+        start = data.find(needle)
+        if start < 0:
+            return None
+        start += len(needle)
+    end = data.find(b"\n", start)
+    value = data[start:end] if end >= 0 else data[start:]
+    if not value.isdigit():  # also refuses what int() would forgive: spaces, signs, "1_0"
+        return None
+    return int(value)
 
 
-def read_text(path: str) -> Optional[str]:
-    """The file's text, or None if it cannot be read (gone, unreadable, not text)."""
+def read_bytes(path: str) -> Optional[bytes]:
+    """The file's content, or None if it cannot be read (gone, unreadable)."""
     try:
-        with open(path) as handle:
+        with open(path, "rb") as handle:
             return handle.read()
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         return None
 
 
@@ -64,11 +73,11 @@ class OpenFiles:
         self._max_open = max_open
         self._fds: Dict[str, int] = {}
 
-    def read_text(self, path: str) -> Optional[str]:
+    def read_bytes(self, path: str) -> Optional[bytes]:
         fd = self._fds.get(path)
         if fd is None:
             if len(self._fds) >= self._max_open:
-                return read_text(path)
+                return read_bytes(path)
             try:
                 fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
@@ -77,13 +86,11 @@ class OpenFiles:
             data = os.pread(fd, 16384, 0)
             if len(data) == 16384:  # long (cgroup.procs of a big cgroup): read it whole
                 data = self._read_whole(fd)
-            return data.decode()
-        except UnicodeDecodeError:
-            return None
+            return data
         except OSError as error:
             self.close_file(path)
             if error.errno != errno.ENODEV:  # ENODEV: the cgroup is gone
-                return read_text(path)
+                return read_bytes(path)
             return None
 
     @staticmethod
@@ -115,61 +122,89 @@ class OpenFiles:
         return len(self._fds)
 
 
-def _read_int(path: str, read: ReadText) -> Optional[int]:
-    text = read(path)
-    try:
-        return int(text.strip()) if text is not None else None
-    except ValueError:
+def _read_int(path: str, read: ReadBytes) -> Optional[int]:
+    data = read(path)
+    if data is None:
         return None
+    data = data.strip()
+    return int(data) if data.isdigit() else None
 
 
-def read_memory(cgroup_dir: str, version: int, read: ReadText = read_text) -> Optional[MemoryFigures]:
+def read_memory(cgroup_dir: str, version: int, read: ReadBytes = read_bytes) -> Optional[MemoryFigures]:
     """Memory figures of the cgroup at `cgroup_dir` in a hierarchy of cgroup `version` (1 or 2)."""
-    usage_file, peak_file, rss_key, inactive_file_key = _MEMORY_FILES[version]
-    usage = _read_int(f"{cgroup_dir}/{usage_file}", read)
-    stat_text = read(f"{cgroup_dir}/memory.stat")
-    if usage is None or stat_text is None:
-        return None
-    stat = parse_flat_keyed(stat_text)
-    if rss_key not in stat:
-        return None
-    return MemoryFigures(
-        rss_bytes=stat[rss_key],
-        working_set_bytes=max(0, usage - stat.get(inactive_file_key, 0)),
-        usage_bytes=usage,
-        peak_bytes=_read_int(f"{cgroup_dir}/{peak_file}", read),
-    )
+    return CgroupFiles(cgroup_dir, version, cgroup_dir, version, cgroup_dir).memory(read)
 
 
 # v1 reports "no limit" as the largest page-aligned signed 64-bit value
 _V1_UNLIMITED = 0x7FFFFFFFFFFFF000
 
 
-def read_memory_limit(cgroup_dir: str, version: int, read: ReadText = read_text) -> Optional[int]:
-    """The cgroup's memory limit in bytes; None when unlimited or unreadable."""
-    if version == 2:
-        text = read(f"{cgroup_dir}/memory.max")
-        if text is None or text.strip() == "max":
-            return None
-        try:
-            return int(text.strip())
-        except ValueError:
-            return None
-    limit = _read_int(f"{cgroup_dir}/memory.limit_in_bytes", read)
-    return None if limit is None or limit >= _V1_UNLIMITED else limit
+def read_memory_limit(cgroup_dir: str, version: int, read: ReadBytes = read_bytes) -> Optional[int]:
+    """The cgroup's memory limit in bytes; None when unlimited or unreadable ("max" in v2)."""
+    return CgroupFiles(cgroup_dir, version, None, 1, cgroup_dir).memory_limit(read)
 
 
-def read_cpu_seconds(cgroup_dir: str, version: int, read: ReadText = read_text) -> Optional[float]:
+def read_cpu_seconds(cgroup_dir: str, version: int, read: ReadBytes = read_bytes) -> Optional[float]:
     """CPU time of every task in the cgroup, ever: v2 cpu.stat usage_usec, v1 cpuacct.usage (ns)."""
-    if version == 2:
-        text = read(f"{cgroup_dir}/cpu.stat")
-        usec = parse_flat_keyed(text).get("usage_usec") if text is not None else None
-        return usec / 1e6 if usec is not None else None
-    nsec = _read_int(f"{cgroup_dir}/cpuacct.usage", read)
-    return nsec / 1e9 if nsec is not None else None
+    return CgroupFiles(cgroup_dir, 1, cgroup_dir, version, cgroup_dir).cpu_seconds(read)
 
 
-def count_processes(cgroup_dir: str, read: ReadText = read_text) -> Optional[int]:
-    """Processes (thread-group leaders) in the cgroup itself."""
-    text = read(f"{cgroup_dir}/cgroup.procs")
-    return None if text is None else sum(1 for line in text.splitlines() if line.strip())
+def count_processes(cgroup_dir: str, read: ReadBytes = read_bytes) -> Optional[int]:
+    """Processes (thread-group leaders) in the cgroup itself: one pid per line."""
+    return CgroupFiles(cgroup_dir, 1, cgroup_dir, 1, cgroup_dir).processes(read)
+
+
+class CgroupFiles:
+    """The files a sample reads of one cgroup, their paths worked out once.
+
+    A cgroup's memory, CPU and process figures may come from three hierarchies on
+    a hybrid host (v1 memory, v2 or v1 cpuacct, the hierarchy it is keyed in).
+    """
+
+    __slots__ = ("usage", "stat", "peak", "limit", "needles", "memory_version", "cpu", "cpu_version",
+                 "procs", "directories")
+
+    def __init__(self, memory_dir: str, memory_version: int, cpu_dir: Optional[str], cpu_version: int,
+                 procs_dir: str):
+        usage_file, peak_file, _, _ = _MEMORY_FILES[memory_version]
+        self.usage = f"{memory_dir}/{usage_file}"
+        self.stat = f"{memory_dir}/memory.stat"
+        self.peak = f"{memory_dir}/{peak_file}"
+        self.limit = f"{memory_dir}/{'memory.max' if memory_version == 2 else 'memory.limit_in_bytes'}"
+        self.needles = _MEMORY_STAT_NEEDLES[memory_version]
+        self.memory_version = memory_version
+        self.cpu = None if cpu_dir is None else f"{cpu_dir}/{'cpu.stat' if cpu_version == 2 else 'cpuacct.usage'}"
+        self.cpu_version = cpu_version
+        self.procs = f"{procs_dir}/cgroup.procs"
+        self.directories = frozenset(d for d in (memory_dir, cpu_dir, procs_dir) if d is not None)
+
+    def memory(self, read: ReadBytes) -> Optional[MemoryFigures]:
+        usage = _read_int(self.usage, read)
+        stat = read(self.stat)
+        if usage is None or stat is None:
+            return None
+        rss_needle, inactive_file_needle = self.needles
+        rss = flat_keyed_value(stat, rss_needle)
+        if rss is None:
+            return None
+        inactive_file = flat_keyed_value(stat, inactive_file_needle) or 0
+        return MemoryFigures(rss, max(0, usage - inactive_file), usage, _read_int(self.peak, read))
+
+    def memory_limit(self, read: ReadBytes) -> Optional[int]:
+        """None when unlimited ("max" in v2, the largest page-aligned value in v1) or unreadable."""
+        limit = _read_int(self.limit, read)
+        return None if limit is None or limit >= _V1_UNLIMITED else limit
+
+    def cpu_seconds(self, read: ReadBytes) -> Optional[float]:
+        if self.cpu is None:
+            return None
+        if self.cpu_version == 2:
+            data = read(self.cpu)
+            usec = flat_keyed_value(data, b"\nusage_usec ") if data is not None else None
+            return usec / 1e6 if usec is not None else None
+        nsec = _read_int(self.cpu, read)
+        return nsec / 1e9 if nsec is not None else None
+
+    def processes(self, read: ReadBytes) -> Optional[int]:
+        data = read(self.procs)
+        return None if data is None else len(data.split())

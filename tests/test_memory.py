@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pod_stats.memory import count_processes, parse_flat_keyed, read_cpu_seconds, read_memory
+from pod_stats.memory import count_processes, flat_keyed_value, read_cpu_seconds, read_memory
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cgroupfs"
 # from fixtures/cgroupfs/v1-memory.stat
@@ -70,10 +70,33 @@ def test_count_processes(tmp_path):
     assert count_processes(_cgroup_dir(tmp_path, {"cgroup.procs": "1\n22\n333\n"})) == 3
 
 
-@given(st.text())
-def test_parse_flat_keyed_never_raises(text):
-    for key, value in parse_flat_keyed(text).items():
-        assert isinstance(key, str) and isinstance(value, int)
+def test_flat_keyed_value_finds_whole_keys_only():
+    data = (FIXTURES / "v2-memory.stat").read_bytes()
+    assert flat_keyed_value(data, b"\nanon ") == 44040192  # not anon_thp, which follows it
+    assert flat_keyed_value(data, b"\ninactive_file ") == 67076096
+    assert flat_keyed_value(b"anon 7\nfile 9", b"\nanon ") == 7  # first line
+    assert flat_keyed_value(b"anon 7\nfile 9", b"\nfile ") == 9  # last line, no newline
+    assert flat_keyed_value(b"anon 7\n", b"\nfile ") is None
+    assert flat_keyed_value(b"anon -7\n", b"\nanon ") is None
+    assert flat_keyed_value(b"anon 7 8\n", b"\nanon ") is None
+
+
+_KEYS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+
+
+@given(st.dictionaries(_KEYS, st.integers(min_value=0, max_value=2**64)), st.data())
+def test_flat_keyed_value_reads_every_key_of_a_well_formed_file(values, data):
+    text = "".join(f"{key} {value}\n" for key, value in values.items()).encode()
+    for key, value in values.items():
+        assert flat_keyed_value(text, f"\n{key} ".encode()) == value
+    missing = data.draw(_KEYS.filter(lambda key: key not in values))
+    assert flat_keyed_value(text, f"\n{missing} ".encode()) is None
+
+
+@given(st.binary(max_size=300), _KEYS)
+def test_flat_keyed_value_never_raises(content, key):
+    value = flat_keyed_value(content, f"\n{key} ".encode())
+    assert value is None or (isinstance(value, int) and value >= 0)
 
 
 @given(st.binary(max_size=300))
@@ -108,12 +131,12 @@ def test_open_files_reread_fresh_content(tmp_path):
     path = tmp_path / "memory.usage_in_bytes"
     path.write_text("100\n")
     files = OpenFiles(max_open=10)
-    assert files.read_text(str(path)) == "100\n"
+    assert files.read_bytes(str(path)) == b"100\n"
     path.write_text("200\n")  # same inode, new content
-    assert files.read_text(str(path)) == "200\n" and len(files) == 1
+    assert files.read_bytes(str(path)) == b"200\n" and len(files) == 1
     long_text = "".join(f"{pid}\n" for pid in range(10_000))  # a big cgroup.procs
     (tmp_path / "cgroup.procs").write_text(long_text)
-    assert files.read_text(str(tmp_path / "cgroup.procs")) == long_text
+    assert files.read_bytes(str(tmp_path / "cgroup.procs")) == long_text.encode()
     files.close_directory(str(tmp_path))
     assert len(files) == 0
 
@@ -124,10 +147,10 @@ def test_open_files_beyond_the_budget_are_read_the_plain_way(tmp_path):
     files = OpenFiles(max_open=1)
     for name in ("a", "b"):
         (tmp_path / name).write_text(name)
-    assert files.read_text(str(tmp_path / "a")) == "a"
-    assert files.read_text(str(tmp_path / "b")) == "b"
+    assert files.read_bytes(str(tmp_path / "a")) == b"a"
+    assert files.read_bytes(str(tmp_path / "b")) == b"b"
     assert len(files) == 1
-    assert files.read_text(str(tmp_path / "missing")) is None
+    assert files.read_bytes(str(tmp_path / "missing")) is None
 
 
 @pytest.mark.bpf  # root: makes a real cgroup
@@ -139,10 +162,10 @@ def test_a_removed_cgroups_open_file_reads_as_gone():
     cgroup = Path(memory.mount) / f"pod-stats-test-{os.getpid()}"
     cgroup.mkdir()
     files = OpenFiles(max_open=10)
-    assert read_memory(str(cgroup), memory.version, files.read_text) is not None
+    assert read_memory(str(cgroup), memory.version, files.read_bytes) is not None
     opened = len(files)
     cgroup.rmdir()
-    assert read_memory(str(cgroup), memory.version, files.read_text) is None
+    assert read_memory(str(cgroup), memory.version, files.read_bytes) is None
     assert len(files) < opened  # the files that answered ENODEV were closed
     files.close_directory(str(cgroup))  # what the collector does for a vanished cgroup
     assert len(files) == 0
