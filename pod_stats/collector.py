@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from pod_stats.bpf import COUNTER_FIELDS, CgroupKey, Counters, KeyMode, PodStatsBpf, Probe, ProgramStats
-from pod_stats.cgroups import CgroupIndex, CgroupInfo, CgroupMounts, discover_mounts
+from pod_stats.cgroups import V2, CgroupIndex, CgroupInfo, CgroupMounts, discover_mounts
 from pod_stats.memory import CgroupFiles, OpenFiles, read_memory_limit
 from pod_stats.names import KubeApiPods, NameResolver
 
@@ -259,7 +259,7 @@ class Collector:
             cpu = self._mounts.cpu_hierarchy(info.path)
             files = CgroupFiles(self._memory.directory(info.path), self._memory.version,
                                 cpu.directory(info.path) if cpu else None, cpu.version if cpu else 1,
-                                self._own_directory(info))
+                                self._processes_directory(info))
             tracked = self._tracked[info.path] = _Tracked(info, files)
         return tracked
 
@@ -318,6 +318,16 @@ class Collector:
             limit = read_memory_limit(pod_dir, self._memory.version)  # rare: not kept open
             self._pod_limits[pod.uid] = (now, limit)
         return limit
+
+    def _processes_directory(self, info: CgroupInfo) -> str:
+        """Where the cgroup's processes are listed. On a hybrid host a path can exist in v2 and
+        in v1 memory with different members (a payload moved to a v2-only nested cgroup): v2's
+        list wins, whichever hierarchy the cgroup was first seen in, so that nested cgroups
+        add up the same way every time."""
+        v2 = self._keyed.get(V2)
+        if v2 is not None and info.hierarchy != V2 and os.path.isdir(v2.directory(info.path)):
+            return v2.directory(info.path)
+        return self._own_directory(info)
 
     def _own_directory(self, info: CgroupInfo) -> str:
         return self._keyed[info.hierarchy].directory(info.path)
