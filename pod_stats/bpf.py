@@ -39,6 +39,15 @@ COUNTER_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_counters
 Counters = namedtuple("Counters", COUNTER_FIELDS)
 DROP_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_drops").fields)
 Drops = namedtuple("Drops", DROP_FIELDS)
+CHANGE_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_changes").fields)
+Changes = namedtuple("Changes", CHANGE_FIELDS)
+
+# Probe groups a user can switch (--probes); a program's group is the first word of its
+# name in src/bpf/pod_stats.bpf.c. "changes" (cgroups created or removed, tasks moved)
+# only tells the collector when to look again, and is always on.
+PROBE_GROUPS = ("opens", "proc", "net", "oom")
+DEFAULT_PROBES = frozenset(PROBE_GROUPS)
+_ALWAYS_ON = "changes"
 
 
 class CgroupKey(NamedTuple):
@@ -118,6 +127,35 @@ class Probe:
     attached: bool
     reason: Optional[str] = None  # why it is not attached
 
+    @property
+    def group(self) -> str:
+        return self.program.split("_", 1)[0]
+
+
+def _tracepoint_of(section: str, events: str) -> Optional[str]:
+    """category/name of a program's tracepoint ("tracepoint/sched/x" or "tp_btf/x"), None if the
+    kernel has no such tracepoint."""
+    kind, _, name = section.partition("/")
+    if kind == "tp_btf":
+        with contextlib.suppress(OSError):
+            for category in sorted(os.listdir(events)):
+                if os.path.isdir(os.path.join(events, category, name)):
+                    return f"{category}/{name}"
+        return None
+    return name if os.path.isdir(os.path.join(events, name)) else None
+
+
+def _unsupported(program: str, tracepoint: str, events: str) -> Optional[str]:
+    """Why this kernel's version of a tracepoint cannot take the program, if it cannot."""
+    if tracepoint == "oom/mark_victim":
+        # Before Linux 6.8 mark_victim passed only a pid, not the task (whose cgroup is counted);
+        # the task-based version is the one that also records the victim's uid.
+        with contextlib.suppress(OSError), open(os.path.join(events, tracepoint, "format")) as fmt:
+            if " uid;" in fmt.read():
+                return None
+        return "this kernel's oom/mark_victim does not pass the victim task (Linux 6.8+)"
+    return None
+
 
 class ProgramStats(NamedTuple):
     run_time_ns: int
@@ -178,7 +216,12 @@ class PodStatsBpf:
         max_cgroups: Optional[int] = None,
         btf_path: Optional[str] = None,
         use_batch: bool = True,
+        probes: Iterable[str] = DEFAULT_PROBES,
     ):
+        self.wanted = frozenset(probes) | {_ALWAYS_ON}
+        unknown = self.wanted - set(PROBE_GROUPS) - {_ALWAYS_ON}
+        if unknown:
+            raise ValueError(f"unknown probe group {', '.join(sorted(unknown))} (known: {', '.join(PROBE_GROUPS)})")
         self.key_mode = key_mode
         self.v2_root_cgroup_id = v2_root_cgroup_id
         self.max_cgroups = max_cgroups or lib.POD_STATS_DEFAULT_MAX_CGROUPS
@@ -237,26 +280,36 @@ class PodStatsBpf:
 
         self._counters_map = lib.bpf_object__find_map_by_name(obj, b"counters")
         self._drops_map = lib.bpf_object__find_map_by_name(obj, b"drops")
+        self._changes_map = lib.bpf_object__find_map_by_name(obj, b"changes")
         lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
 
-        # Optional probes: a tracepoint this kernel lacks (openat2 before 5.6,
-        # open/creat on arm64) is left out instead of failing the load.
+        # Optional probes: a group not asked for, or a tracepoint this kernel lacks
+        # (openat2 before 5.6, open/creat on arm64, sock_*_length before 6.3) is left
+        # out instead of failing the load.
         prog = lib.bpf_object__next_program(obj, ffi.NULL)
         while prog != ffi.NULL:
             name = ffi.string(lib.bpf_program__name(prog)).decode()
             section = ffi.string(lib.bpf_program__section_name(prog)).decode()
-            tracepoint = section.split("/", 1)[1]
-            if os.path.isdir(os.path.join(events, tracepoint)):
+            tracepoint = _tracepoint_of(section, events)
+            shown = tracepoint or section.split("/", 1)[1]
+            reason = None
+            if name.split("_", 1)[0] not in self.wanted:
+                reason = "not asked for (--probes)"
+            elif tracepoint is None:
+                reason = "tracepoint not in this kernel"
+            else:
+                reason = _unsupported(name, tracepoint, events)
+            if reason is None:
                 self._programs[name] = prog
-                self.probes.append(Probe(name, tracepoint, attached=True))
+                self.probes.append(Probe(name, shown, attached=True))
             else:
                 lib.bpf_program__set_autoload(prog, False)
-                self.probes.append(Probe(name, tracepoint, attached=False,
-                                         reason="tracepoint not in this kernel"))
-                log.info("%s: tracepoint %s not in this kernel, skipped", name, tracepoint)
+                self.probes.append(Probe(name, shown, attached=False, reason=reason))
+                if not reason.startswith("not asked"):
+                    log.info("%s: %s, skipped", name, reason)
             prog = lib.bpf_object__next_program(obj, prog)
-        if not self._programs:
-            raise BpfError("none of the open tracepoints exists in this kernel",
+        if not any(p.attached and p.group != _ALWAYS_ON for p in self.probes):
+            raise BpfError("none of the asked-for probes' tracepoints exists in this kernel",
                            hint=f"looked under {events}")
 
         err = -lib.pod_stats_load(self._skel)
@@ -280,6 +333,7 @@ class PodStatsBpf:
         self._sums = ffi.new("struct pod_stats_counters[]", capacity)
         self._per_cpu = ffi.new("char[]", capacity * self._ncpus * ffi.sizeof("struct pod_stats_counters"))
         self._drops_per_cpu = ffi.new("struct pod_stats_drops[]", self._ncpus)
+        self._changes_per_cpu = ffi.new("struct pod_stats_changes[]", self._ncpus)
 
     # -- reading ------------------------------------------------------------
 
@@ -303,13 +357,23 @@ class PodStatsBpf:
         }
 
     def drops(self) -> Drops:
+        """Events that could not be counted, since attach."""
+        return Drops._make(self._sum_per_cpu(self._drops_map, self._drops_per_cpu, DROP_FIELDS))
+
+    def changes(self) -> Changes:
+        """Cgroups created/removed and tasks moved, since attach (zero if those probes are missing)."""
+        return Changes._make(self._sum_per_cpu(self._changes_map, self._changes_per_cpu, CHANGE_FIELDS))
+
+    def attached(self, group: str) -> bool:
+        """Whether every program of a probe group is attached (a group counts exactly only whole)."""
+        programs = [p for p in self.probes if p.group == group]
+        return bool(programs) and all(p.attached for p in programs)
+
+    def _sum_per_cpu(self, bpf_map, per_cpu, fields):
         key = ffi.new("__u32 *", 0)
-        if lib.bpf_map_lookup_elem(lib.bpf_map__fd(self._drops_map), key, self._drops_per_cpu) != 0:
-            raise BpfError("reading the drops map failed", ffi.errno)
-        return Drops._make(
-            sum(getattr(self._drops_per_cpu[cpu], field) for cpu in range(self._ncpus))
-            for field in DROP_FIELDS
-        )
+        if lib.bpf_map_lookup_elem(lib.bpf_map__fd(bpf_map), key, per_cpu) != 0:
+            raise BpfError("reading a BPF map failed", ffi.errno)
+        return (sum(getattr(per_cpu[cpu], field) for cpu in range(self._ncpus)) for field in fields)
 
     def delete(self, keys: Iterable[CgroupKey]) -> int:
         """Forgets the counters of cgroups that are gone; returns how many were in the map."""

@@ -271,9 +271,9 @@ def _kernel_has_program(prog_id: int) -> bool:
 def test_run_time_stats_count_every_open(probes, new_cgroup):
     cgroup = new_cgroup()
     with run_time_stats():
-        before = probes.program_stats()["on_exit_openat"]
+        before = probes.program_stats()["opens_openat"]
         _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 1000))
-        after = probes.program_stats()["on_exit_openat"]
+        after = probes.program_stats()["opens_openat"]
     runs = after.run_count - before.run_count
     assert runs >= 1000  # other processes open files too
     ns_per_run = (after.run_time_ns - before.run_time_ns) / runs

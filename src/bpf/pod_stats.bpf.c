@@ -6,9 +6,11 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "pod_stats.h"
 
 #define EEXIST 17
+#define MSG_PEEK 2
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -28,6 +30,13 @@ struct {
 	__type(value, struct pod_stats_drops);
 } drops SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pod_stats_changes);
+} changes SEC(".maps");
+
 /*
  * Helper calls are what a counting program pays most for here: measured on the
  * development VM (kernel BPF stats, per open), bpf_get_current_cgroup_id() costs
@@ -41,55 +50,65 @@ static __always_inline bool have_task_btf(void)
 	return bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf);
 }
 
-/* The current task's cgroup in the v1 memory hierarchy, tagged as such. */
-static __always_inline __u64 v1_memory_cgroup_key(void)
+/* A task's cgroup in the v1 memory hierarchy, tagged as such (task: a BTF pointer). */
+static __always_inline __u64 v1_memory_key_of(struct task_struct *task)
 {
-	struct cgroup_subsys_state *css;
-	struct task_struct *task;
 	int memory_id;
-	__u64 id;
 
 	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
 		return 0;
 	memory_id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
-	if (have_task_btf()) {
-		task = bpf_get_current_task_btf();
-		id = task->cgroups->subsys[memory_id]->cgroup->kn->id;
-	} else {
-		task = (void *)bpf_get_current_task();
-		css = BPF_CORE_READ(task, cgroups, subsys[memory_id]);
-		id = BPF_CORE_READ(css, cgroup, kn, id);
-	}
-	return id | (1ULL << POD_STATS_KEY_V1_MEMORY_BIT);
+	return task->cgroups->subsys[memory_id]->cgroup->kn->id |
+	       (1ULL << POD_STATS_KEY_V1_MEMORY_BIT);
 }
 
-/* The current task's cgroup v2 id (what bpf_get_current_cgroup_id() returns). */
-static __always_inline __u64 v2_cgroup_id(void)
-{
-	if (have_task_btf())
-		return bpf_get_current_task_btf()->cgroups->dfl_cgrp->kn->id;
-	return bpf_get_current_cgroup_id();
-}
-
-static __always_inline __u64 current_cgroup_key(void)
+/* Where a task's events are counted (key_mode), read by direct loads. */
+static __always_inline __u64 cgroup_key_of(struct task_struct *task)
 {
 	__u64 id;
 
 	if (pod_stats_config.key_mode == POD_STATS_KEY_V1_MEMORY)
-		return v1_memory_cgroup_key();
-	id = v2_cgroup_id();
+		return v1_memory_key_of(task);
+	id = task->cgroups->dfl_cgrp->kn->id;
 	if (pod_stats_config.key_mode == POD_STATS_KEY_V2_ELSE_V1_MEMORY &&
 	    id == pod_stats_config.v2_root_cgroup_id)
-		return v1_memory_cgroup_key();
+		return v1_memory_key_of(task);
 	return id;
 }
 
-/* This CPU's counters of the current cgroup, created on first use. */
-static __always_inline struct pod_stats_counters *current_counters(void)
+/* The same for the current task on kernels before 5.11: helper calls and probe reads. */
+static __always_inline __u64 current_cgroup_key_by_helpers(void)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct cgroup_subsys_state *css;
+	int memory_id;
+	__u64 id = 0;
+
+	if (pod_stats_config.key_mode != POD_STATS_KEY_V1_MEMORY) {
+		id = bpf_get_current_cgroup_id();
+		if (pod_stats_config.key_mode == POD_STATS_KEY_V2 ||
+		    id != pod_stats_config.v2_root_cgroup_id)
+			return id;
+	}
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return 0;
+	memory_id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	css = BPF_CORE_READ(task, cgroups, subsys[memory_id]);
+	return BPF_CORE_READ(css, cgroup, kn, id) | (1ULL << POD_STATS_KEY_V1_MEMORY_BIT);
+}
+
+static __always_inline __u64 current_cgroup_key(void)
+{
+	if (have_task_btf())
+		return cgroup_key_of(bpf_get_current_task_btf());
+	return current_cgroup_key_by_helpers();
+}
+
+/* This CPU's counters of a cgroup, created on first use. */
+static __always_inline struct pod_stats_counters *counters_of(__u64 key)
 {
 	struct pod_stats_counters zero = {}, *c;
 	struct pod_stats_drops *d;
-	__u64 key = current_cgroup_key();
 	__u32 drops_key = 0;
 	long err;
 
@@ -104,6 +123,11 @@ static __always_inline struct pod_stats_counters *current_counters(void)
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&counters, &key);
+}
+
+static __always_inline struct pod_stats_counters *current_counters(void)
+{
+	return counters_of(current_cgroup_key());
 }
 
 /*
@@ -125,12 +149,120 @@ static __always_inline int count_open_return(long ret)
 
 #define COUNT_OPEN_ON_EXIT(syscall)                                        \
 	SEC("tracepoint/syscalls/sys_exit_" #syscall)                      \
-	int on_exit_##syscall(struct trace_event_raw_sys_exit *ctx)          \
+	int opens_##syscall(struct trace_event_raw_sys_exit *ctx)          \
 	{                                                                  \
-		return count_open_return(ctx->ret);                               \
+		return count_open_return(ctx->ret);                        \
 	}
 
 COUNT_OPEN_ON_EXIT(openat)
 COUNT_OPEN_ON_EXIT(openat2)
 COUNT_OPEN_ON_EXIT(open)
 COUNT_OPEN_ON_EXIT(creat)
+
+/*
+ * proc: process life cycle. A fork is counted in the new task's cgroup, read
+ * from the child (tp_btf gives the task): with clone3(CLONE_INTO_CGROUP) it is
+ * not the parent's.
+ */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct pod_stats_counters *c = counters_of(cgroup_key_of(child));
+
+	if (c)
+		c->forks++;
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int proc_exec(void *ctx)
+{
+	struct pod_stats_counters *c = current_counters();
+
+	if (c)
+		c->execs++;
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int proc_exit(void *ctx)
+{
+	struct pod_stats_counters *c = current_counters();
+
+	if (c)
+		c->exits++;
+	return 0;
+}
+
+/* net: socket payload, in the process that sends or receives it. */
+static __always_inline int count_socket_bytes(struct trace_event_raw_sock_msg_length *ctx, bool tx)
+{
+	struct pod_stats_counters *c;
+
+	if (ctx->ret <= 0 || (ctx->flags & MSG_PEEK))
+		return 0;
+	c = current_counters();
+	if (!c)
+		return 0;
+	if (tx)
+		c->net_tx_bytes += ctx->ret;
+	else
+		c->net_rx_bytes += ctx->ret;
+	return 0;
+}
+
+SEC("tracepoint/sock/sock_send_length")
+int net_send(struct trace_event_raw_sock_msg_length *ctx)
+{
+	return count_socket_bytes(ctx, true);
+}
+
+SEC("tracepoint/sock/sock_recv_length")
+int net_recv(struct trace_event_raw_sock_msg_length *ctx)
+{
+	return count_socket_bytes(ctx, false);
+}
+
+/*
+ * oom: the OOM killer runs in whichever task ran out (often another container
+ * of the pod, or none of its own), so the kill is counted in the victim's cgroup.
+ */
+SEC("tp_btf/mark_victim")
+int BPF_PROG(oom_victim, struct task_struct *victim)
+{
+	struct pod_stats_counters *c = counters_of(cgroup_key_of(victim));
+
+	if (c)
+		c->oom_kills++;
+	return 0;
+}
+
+/* changes: what tells user space to look again (see pod_stats.h). */
+static __always_inline int count_change(bool migration)
+{
+	__u32 key = 0;
+	struct pod_stats_changes *ch = bpf_map_lookup_elem(&changes, &key);
+
+	if (ch) {
+		if (migration)
+			ch->migrations++;
+		else
+			ch->cgroups++;
+	}
+	return 0;
+}
+
+SEC("tracepoint/cgroup/cgroup_mkdir")
+int changes_mkdir(void *ctx) { return count_change(false); }
+
+SEC("tracepoint/cgroup/cgroup_rmdir")
+int changes_rmdir(void *ctx) { return count_change(false); }
+
+SEC("tracepoint/cgroup/cgroup_rename")
+int changes_rename(void *ctx) { return count_change(false); }
+
+SEC("tracepoint/cgroup/cgroup_attach_task")
+int changes_attach(void *ctx) { return count_change(true); }
+
+SEC("tracepoint/cgroup/cgroup_transfer_tasks")
+int changes_transfer(void *ctx) { return count_change(true); }

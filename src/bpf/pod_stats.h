@@ -39,10 +39,30 @@ struct pod_stats_config {
 	__u64 v2_root_cgroup_id;
 };
 
-/* Per-cgroup counters (one per CPU in the map; all __u64, see above). */
+/*
+ * Per-cgroup counters (one per CPU in the map; all __u64, see above). Each is
+ * counted by one probe group (bpf.py: a program's group is its name's first
+ * word); a group that is off or missing leaves its fields at zero.
+ */
 struct pod_stats_counters {
-	__u64 opens;		/* open/openat/openat2/creat calls that returned */
-	__u64 open_errors;	/* ... of which returned an error */
+	__u64 opens;		/* opens: open/openat/openat2/creat calls that returned */
+	__u64 open_errors;	/* opens: ... of which returned an error */
+	__u64 forks;		/* proc: tasks created (processes and threads), in the new task's cgroup */
+	__u64 execs;		/* proc: successful execve/execveat */
+	__u64 exits;		/* proc: tasks that exited */
+	__u64 net_tx_bytes;	/* net: payload bytes handed to sockets (sendmsg and friends) */
+	__u64 net_rx_bytes;	/* net: payload bytes read from sockets, MSG_PEEK not counted */
+	__u64 oom_kills;	/* oom: tasks the OOM killer chose, in the victim's cgroup */
+};
+
+/*
+ * Host-wide changes that tell user space when to look again (one per CPU): a
+ * new or removed cgroup means re-reading the cgroup index, a moved task means
+ * re-reading processes; without them it would have to poll.
+ */
+struct pod_stats_changes {
+	__u64 cgroups;		/* cgroups created, removed or renamed, in any hierarchy */
+	__u64 migrations;	/* tasks moved between cgroups */
 };
 
 /* Events that could not be counted (one per CPU). */
