@@ -83,6 +83,9 @@ void pod_stats_destroy(struct pod_stats *skel);
 int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 capacity,
                             __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values);
 int pod_stats_delete_keys(int map_fd, const __u64 *keys, __u32 count);
+int pod_stats_read_errnos(int map_fd, int ncpus, __u32 capacity, struct pod_stats_errno_key *keys,
+                          __u64 *sums, __u64 *per_cpu_scratch);
+int pod_stats_delete_errno_keys(int map_fd, const struct pod_stats_errno_key *keys, __u32 count);
 void pod_stats_route_libbpf_log(void);
 
 extern "Python" void pod_stats_libbpf_log_line(int level, const char *line);
@@ -204,6 +207,46 @@ static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 
                 sum[f] += cpu_value[f];
     }
     return total;
+}
+
+/*
+ * Reads the failed-opens-by-errno map (few entries: only cgroups whose opens
+ * failed) key by key, summed over CPUs. Returns the number of entries or -errno.
+ */
+static int pod_stats_read_errnos(int map_fd, int ncpus, __u32 capacity, struct pod_stats_errno_key *keys,
+                                 __u64 *sums, __u64 *per_cpu_scratch)
+{
+    struct pod_stats_errno_key key, next;
+    void *prev = NULL;
+    __u32 total = 0;
+
+    while (total < capacity) {
+        if (bpf_map_get_next_key(map_fd, prev, &next) != 0) {
+            if (errno != ENOENT)
+                return -errno;
+            break;
+        }
+        /* an entry deleted between the two calls is simply skipped */
+        if (bpf_map_lookup_elem(map_fd, &next, per_cpu_scratch) == 0) {
+            keys[total] = next;
+            sums[total] = 0;
+            for (int cpu = 0; cpu < ncpus; cpu++)
+                sums[total] += per_cpu_scratch[cpu];
+            total++;
+        }
+        key = next;
+        prev = &key;
+    }
+    return total;
+}
+
+static int pod_stats_delete_errno_keys(int map_fd, const struct pod_stats_errno_key *keys, __u32 count)
+{
+    int deleted = 0;
+
+    for (__u32 i = 0; i < count; i++)
+        deleted += bpf_map_delete_elem(map_fd, &keys[i]) == 0;
+    return deleted;
 }
 
 /* Deletes the given keys (dead cgroups); returns how many were present. */

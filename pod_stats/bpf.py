@@ -43,11 +43,23 @@ CHANGE_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_changes")
 Changes = namedtuple("Changes", CHANGE_FIELDS)
 
 # Probe groups a user can switch (--probes); a program's group is the first word of its
-# name in src/bpf/pod_stats.bpf.c. "changes" (cgroups created or removed, tasks moved)
-# only tells the collector when to look again, and is always on.
-PROBE_GROUPS = ("opens", "proc", "net", "oom")
+# name in src/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
+# programs also count failures by errno. "changes" (cgroups created or removed, tasks
+# moved) only tells the collector when to look again, and is always on.
+PROBE_GROUPS = ("opens", "errno", "proc", "net", "oom")
 DEFAULT_PROBES = frozenset(PROBE_GROUPS)
 _ALWAYS_ON = "changes"
+_PROGRAMLESS = {"errno": "opens"}  # group -> the group whose programs do its counting
+
+# The probe group that counts each field of struct pod_stats_counters (its comment there
+# says the same); a group that is off or missing leaves its fields unknown (null).
+FIELD_GROUPS = {
+    "opens": "opens", "open_errors": "opens",
+    "forks": "proc", "execs": "proc", "exits": "proc",
+    "net_tx_bytes": "net", "net_rx_bytes": "net",
+    "oom_kills": "oom",
+}
+assert set(FIELD_GROUPS) == set(COUNTER_FIELDS), "every counter needs its probe group"
 
 
 class CgroupKey(NamedTuple):
@@ -276,11 +288,13 @@ class PodStatsBpf:
         config = ffi.new("struct pod_stats_config *")
         config.key_mode = int(self.key_mode)
         config.v2_root_cgroup_id = self.v2_root_cgroup_id
+        config.count_open_errnos = int("errno" in self.wanted)
         lib.pod_stats_set_config(self._skel, config)
 
         self._counters_map = lib.bpf_object__find_map_by_name(obj, b"counters")
         self._drops_map = lib.bpf_object__find_map_by_name(obj, b"drops")
         self._changes_map = lib.bpf_object__find_map_by_name(obj, b"changes")
+        self._errnos_map = lib.bpf_object__find_map_by_name(obj, b"open_errnos")
         lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
 
         # Optional probes: a group not asked for, or a tracepoint this kernel lacks
@@ -308,6 +322,11 @@ class PodStatsBpf:
                 if not reason.startswith("not asked"):
                     log.info("%s: %s, skipped", name, reason)
             prog = lib.bpf_object__next_program(obj, prog)
+        for group in sorted(self.wanted - {_ALWAYS_ON} - set(_PROGRAMLESS)):
+            if not self.attached(group):
+                reasons = sorted({p.reason for p in self.probes if p.group == group and p.reason})
+                log.warning("probe group %s is unavailable on this kernel (%s): its figures are null",
+                            group, "; ".join(reasons) or "no programs")
         if not any(p.attached and p.group != _ALWAYS_ON for p in self.probes):
             raise BpfError("none of the asked-for probes' tracepoints exists in this kernel",
                            hint=f"looked under {events}")
@@ -334,6 +353,12 @@ class PodStatsBpf:
         self._per_cpu = ffi.new("char[]", capacity * self._ncpus * ffi.sizeof("struct pod_stats_counters"))
         self._drops_per_cpu = ffi.new("struct pod_stats_drops[]", self._ncpus)
         self._changes_per_cpu = ffi.new("struct pod_stats_changes[]", self._ncpus)
+        errno_capacity = lib.bpf_map__max_entries(self._errnos_map)
+        self._errno_keys = ffi.new("struct pod_stats_errno_key[]", errno_capacity)
+        self._errno_sums = ffi.new("__u64[]", errno_capacity)
+        self._errno_scratch = ffi.new("__u64[]", self._ncpus)
+        # errno entries per cgroup key as last read, so that a dead cgroup's go with it
+        self._errno_entries: Dict[int, List[int]] = {}
 
     # -- reading ------------------------------------------------------------
 
@@ -356,6 +381,22 @@ class PodStatsBpf:
             for i, raw in enumerate(ffi.unpack(self._keys, n))
         }
 
+    def read_open_errnos(self) -> Dict[CgroupKey, Dict[int, int]]:
+        """Failed opens by errno per cgroup since attach: {key: {errno: count}}."""
+        fd = lib.bpf_map__fd(self._errnos_map)
+        n = lib.pod_stats_read_errnos(fd, self._ncpus, len(self._errno_sums), self._errno_keys,
+                                      self._errno_sums, self._errno_scratch)
+        if n < 0:
+            raise BpfError("reading the open errnos map failed", -n, _hint_for(-n))
+        by_key: Dict[CgroupKey, Dict[int, int]] = {}
+        entries: Dict[int, List[int]] = {}
+        for i in range(n):
+            raw, error = self._errno_keys[i].cgroup, self._errno_keys[i].error
+            by_key.setdefault(self._decode_key(raw), {})[error] = self._errno_sums[i]
+            entries.setdefault(raw, []).append(error)
+        self._errno_entries = entries
+        return by_key
+
     def drops(self) -> Drops:
         """Events that could not be counted, since attach."""
         return Drops._make(self._sum_per_cpu(self._drops_map, self._drops_per_cpu, DROP_FIELDS))
@@ -365,9 +406,13 @@ class PodStatsBpf:
         return Changes._make(self._sum_per_cpu(self._changes_map, self._changes_per_cpu, CHANGE_FIELDS))
 
     def attached(self, group: str) -> bool:
-        """Whether every program of a probe group is attached (a group counts exactly only whole)."""
+        """Whether a probe group counts. A program whose tracepoint is missing is missing because
+        the kernel lacks what it counts (openat2 before 5.6, open/creat on arm64), so one attached
+        program is enough."""
+        if group in _PROGRAMLESS:
+            return group in self.wanted and self.attached(_PROGRAMLESS[group])
         programs = [p for p in self.probes if p.group == group]
-        return bool(programs) and all(p.attached for p in programs)
+        return any(p.attached for p in programs)
 
     def _sum_per_cpu(self, bpf_map, per_cpu, fields):
         key = ffi.new("__u32 *", 0)
@@ -380,6 +425,10 @@ class PodStatsBpf:
         raw = [self._encode_key(key) for key in keys]
         if not raw:
             return 0
+        errno_keys = [(cgroup, error) for cgroup in raw for error in self._errno_entries.pop(cgroup, ())]
+        if errno_keys:
+            lib.pod_stats_delete_errno_keys(lib.bpf_map__fd(self._errnos_map),
+                                            ffi.new("struct pod_stats_errno_key[]", errno_keys), len(errno_keys))
         return lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), ffi.new("__u64[]", raw), len(raw))
 
     def program_ids(self) -> Dict[str, int]:

@@ -60,9 +60,27 @@ def cli(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="pod-stats: %(levelname)s: %(name)s: %(message)s")
 
 
+def _parse_probes(ctx, param, value):
+    from pod_stats.bpf import PROBE_GROUPS
+
+    groups = [group.strip() for group in value.split(",") if group.strip()]
+    unknown = [group for group in groups if group not in PROBE_GROUPS]
+    if unknown or not groups:
+        raise click.BadParameter(f"{', '.join(unknown) or 'none given'}: choose from {','.join(PROBE_GROUPS)}",
+                                 ctx=ctx, param=param)
+    return frozenset(groups)
+
+
 def _source_options(command: Callable) -> Callable:
     """Where the figures come from: options of every sampling command."""
+    from pod_stats.bpf import PROBE_GROUPS
+
     options = [
+        click.option("--probes", default=",".join(PROBE_GROUPS), show_default=True, callback=_parse_probes,
+                     metavar="GROUP,...",
+                     help="Kernel probe groups to attach: opens (opens and failed opens), errno (failed opens by "
+                          "errno), proc (forks, execs, exits), net (socket bytes), oom (OOM kills). Figures of a "
+                          "group that is off are null."),
         click.option("--log-dir", default="/var/log", show_default=True, type=click.Path(file_okay=False),
                      help="Where kubelet writes pods/ and containers/ (names pods and containers)."),
         click.option("--cgroup-root", default=None, type=click.Path(exists=True, file_okay=False),

@@ -11,9 +11,10 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
-from pod_stats.bpf import COUNTER_FIELDS, CgroupKey, Counters, KeyMode, PodStatsBpf, Probe, ProgramStats
+from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_GROUPS, CgroupKey, Counters, KeyMode,
+                           PodStatsBpf, Probe, ProgramStats)
 from pod_stats.cgroups import V2, CgroupIndex, CgroupInfo, CgroupMounts, discover_mounts
 from pod_stats.memory import CgroupFiles, OpenFiles, read_memory_limit
 from pod_stats.names import KubeApiPods, NameResolver
@@ -34,6 +35,16 @@ RESCAN_SECONDS = 5.0
 LIMIT_REFRESH_SECONDS = 30.0
 
 Figures = Dict[str, Optional[float]]
+# Failed opens by errno number, cumulative like the counters (empty when the errno probe is off).
+Errnos = Dict[int, int]
+
+
+def _add_errnos(parts: List[Errnos]) -> Errnos:
+    total: Errnos = {}
+    for part in parts:
+        for error, count in part.items():
+            total[error] = total.get(error, 0) + count
+    return total
 
 
 @dataclass
@@ -44,6 +55,7 @@ class ContainerSample:
     cgroup_id: int
     cgroup_path: str
     figures: Figures
+    open_errors_by_errno: Errnos = field(default_factory=dict)
 
 
 @dataclass
@@ -54,6 +66,7 @@ class PodSample:
     qos: str
     figures: Figures
     containers: List[ContainerSample]
+    open_errors_by_errno: Errnos = field(default_factory=dict)
 
 
 @dataclass
@@ -63,6 +76,7 @@ class CgroupSample:
     cgroup_id: int
     cgroup_path: str
     figures: Figures
+    open_errors_by_errno: Errnos = field(default_factory=dict)
 
 
 @dataclass
@@ -70,9 +84,11 @@ class AgentStats:
     cgroups_in_map: int
     map_max_entries: int
     map_full_drops: int
+    errno_map_full_drops: int
     unresolved_cgroups: int
     sample_seconds: float
     probes: List[Probe]
+    probe_groups: Dict[str, bool]  # probe group -> counting (asked for and attached)
     programs: Dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
 
 
@@ -94,6 +110,7 @@ class _Tracked:
     files: CgroupFiles
     keys: Set[CgroupKey] = field(default_factory=set)
     figures: Figures = field(default_factory=dict)
+    errnos: Errnos = field(default_factory=dict)
     limit_read_at: Optional[float] = None
 
 
@@ -124,7 +141,8 @@ def _merge_nested(first: ContainerSample, second: ContainerSample) -> ContainerS
     for name in COUNTER_FIELDS + COUNTER_RATES + ("pids",):
         values = [v for v in (outer.figures.get(name), inner.figures.get(name)) if v is not None]
         figures[name] = sum(values) if values else None
-    return ContainerSample(outer.id, outer.name, outer.runtime, outer.cgroup_id, outer.cgroup_path, figures)
+    return ContainerSample(outer.id, outer.name, outer.runtime, outer.cgroup_id, outer.cgroup_path, figures,
+                           _add_errnos([outer.open_errors_by_errno, inner.open_errors_by_errno]))
 
 
 class Collector:
@@ -154,6 +172,9 @@ class Collector:
         self._pod_limits: Dict[str, Tuple[Optional[float], Optional[int]]] = {}
         self._files = OpenFiles(max_open_files)
         self._tracked_generation = -1
+        # counters of probe groups that are off or missing are unknown, not zero
+        self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
+        self._count_errnos = bpf.attached("errno")
 
     def sample(self) -> Snapshot:
         started = self._clock()
@@ -161,6 +182,7 @@ class Collector:
             self._index.refresh()
             self._last_rescan = started
         counters = self._bpf.read_counters()
+        errnos = self._bpf.read_open_errnos() if self._count_errnos else {}
         drops = self._bpf.drops()
         now = self._clock()
         elapsed = max(now - self._last_sample, 1e-9)
@@ -169,6 +191,7 @@ class Collector:
         # A container can be counted under its v2 and its v1 memory cgroup (hybrid
         # hosts): both have the same path, so counts are summed by path.
         counts_by_path: Dict[str, List[Counters]] = {}
+        errnos_by_path: Dict[str, List[Errnos]] = {}
         unknown: List[CgroupKey] = []
         for key, value in counters.items():
             info = self._index.lookup(key.hierarchy, key.cgroup_id)
@@ -179,10 +202,13 @@ class Collector:
                 continue
             self._track(info).keys.add(key)
             counts_by_path.setdefault(info.path, []).append(value)
+            if key in errnos:
+                errnos_by_path.setdefault(info.path, []).append(errnos[key])
         self._drop_unnamable(unknown, now)
 
         pods: Dict[str, PodSample] = {}
         pod_level: Dict[str, List[Figures]] = {}
+        pod_level_errnos: Dict[str, List[Errnos]] = {}
         non_pods: List[CgroupSample] = []
         gone: List[str] = []
         if self._index.generation != self._tracked_generation:
@@ -195,10 +221,12 @@ class Collector:
         for path, tracked in self._tracked.items():
             info = tracked.info
             figures, vanished = self._figures(tracked, counts_by_path.get(path, []), elapsed, now)
+            if path in errnos_by_path:
+                tracked.errnos = _add_errnos(errnos_by_path[path])
             if vanished:
                 gone.append(path)
             if info.pod is None:
-                non_pods.append(CgroupSample(info.cgroup_id, path, figures))
+                non_pods.append(CgroupSample(info.cgroup_id, path, figures, tracked.errnos))
                 continue
             pod = pods.get(info.pod.pod_uid)
             if pod is None:
@@ -216,6 +244,7 @@ class Collector:
                 # memory and CPU figures are not added: they include the containers'.
                 pod_level.setdefault(pod.uid, []).append(
                     {name: figures[name] for name in COUNTER_FIELDS + COUNTER_RATES})
+                pod_level_errnos.setdefault(pod.uid, []).append(tracked.errnos)
                 continue
             sample = ContainerSample(
                 id=info.pod.container_id,
@@ -224,6 +253,7 @@ class Collector:
                 cgroup_id=info.cgroup_id,
                 cgroup_path=path,
                 figures=figures,
+                open_errors_by_errno=tracked.errnos,
             )
             same = next((c for c in pod.containers if c.id == sample.id), None)
             if same is None:
@@ -234,6 +264,8 @@ class Collector:
             pod.containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
             pod.figures = _sum_figures([c.figures for c in pod.containers] + pod_level.get(pod.uid, []))
             pod.figures["memory_limit_bytes"] = self._pod_limit(pod, now)
+            pod.open_errors_by_errno = _add_errnos([c.open_errors_by_errno for c in pod.containers]
+                                                   + pod_level_errnos.get(pod.uid, []))
 
         self._forget(gone)
         return Snapshot(
@@ -246,9 +278,11 @@ class Collector:
                 cgroups_in_map=len(counters),
                 map_max_entries=self._bpf.max_cgroups,
                 map_full_drops=drops.map_full,
+                errno_map_full_drops=drops.errno_map_full,
                 unresolved_cgroups=len(unknown),
                 sample_seconds=round(self._clock() - started, 6),
                 probes=self._bpf.probes,
+                probe_groups={group: self._bpf.attached(group) for group in PROBE_GROUPS},
                 programs=self._bpf.program_stats(),
             ),
         )
@@ -271,6 +305,8 @@ class Collector:
             figures: Figures = dict(zip(COUNTER_FIELDS, bpf_counts[0]))
         else:
             figures = {name: sum(getattr(c, name) for c in bpf_counts) for name in COUNTER_FIELDS}
+        for name in self._unknown_counters:
+            figures[name] = None
         read = self._files.read_bytes
         memory = files.memory(read)
         # a failed read is how a removed cgroup shows (ENODEV on the open file)
@@ -379,6 +415,7 @@ def open_collector(
     btf_path: Optional[str] = None,
     max_cgroups: Optional[int] = None,
     kube_api: Optional[str] = None,
+    probes: Iterable[str] = DEFAULT_PROBES,
 ) -> Iterator[Collector]:
     """Discovers the host's cgroups, attaches the BPF programs and yields a Collector;
     detaches on exit. Names come from kubelet's log dir, and from the API server when
@@ -386,7 +423,7 @@ def open_collector(
     mounts = discover_mounts(cgroup_root=cgroup_root)
     key_mode = key_mode_for(mounts)
     v2_root_id = os.stat(mounts.unified).st_ino if mounts.unified else 0
-    with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path) as bpf:
+    with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path, probes=probes) as bpf:
         index = CgroupIndex(mounts)
         names = NameResolver(log_dir, api=KubeApiPods.from_environment(api_url=kube_api))
         collector = Collector(bpf, mounts, index, names, include_non_pods=include_non_pods,

@@ -24,7 +24,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from pod_stats import __version__
-from pod_stats.collector import Figures, Snapshot
+from pod_stats.collector import ContainerSample, Snapshot
+from pod_stats.output import errno_name
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,12 @@ CONTAINER_METRICS = (
     ("pod_stats_memory_limit_bytes", "memory_limit_bytes", "Memory limit of the container's cgroup.", False),
     ("pod_stats_cpu_seconds", "cpu_seconds", "CPU time consumed by the container.", True),
     ("pod_stats_processes", "pids", "Processes in the container.", False),
+    ("pod_stats_process_forks", "forks", "Tasks (processes and threads) created in the container.", True),
+    ("pod_stats_process_execs", "execs", "Successful execve/execveat calls in the container.", True),
+    ("pod_stats_process_exits", "exits", "Tasks (processes and threads) that exited in the container.", True),
+    ("pod_stats_network_transmit_bytes", "net_tx_bytes", "Socket payload bytes sent by the container.", True),
+    ("pod_stats_network_receive_bytes", "net_rx_bytes", "Socket payload bytes received by the container.", True),
+    ("pod_stats_oom_kills", "oom_kills", "Tasks of the container killed by the OOM killer.", True),
 )
 CONTAINER_LABELS = ("namespace", "pod", "container")
 
@@ -73,7 +80,7 @@ class SnapshotMetrics(Collector):
 
     @staticmethod
     def _container_metrics(snapshot: Snapshot) -> Iterator:
-        rows: List[Tuple[Dict[str, str], Figures]] = []
+        rows: List[Tuple[Dict[str, str], ContainerSample]] = []
         for pod in snapshot.pods:
             for container in pod.containers:
                 labels = {"namespace": pod.namespace or "", "pod": pod.name or "",
@@ -84,17 +91,25 @@ class SnapshotMetrics(Collector):
                     labels["uid"] = pod.uid
                 if container.name is None:
                     labels["id"] = (container.id or "")[:12]
-                rows.append((labels, container.figures))
+                rows.append((labels, container))
         label_names = CONTAINER_LABELS + tuple(
             extra for extra in ("uid", "id") if any(extra in labels for labels, _ in rows))
         for name, figure, help_text, is_counter in CONTAINER_METRICS:
             family_type = CounterMetricFamily if is_counter else GaugeMetricFamily
             family = family_type(name, help_text, labels=label_names)
-            for labels, figures in rows:
-                value = figures.get(figure)
+            for labels, container in rows:
+                value = container.figures.get(figure)
                 if value is not None:
                     family.add_metric([labels.get(label, "") for label in label_names], value)
             yield family
+        if snapshot.agent.probe_groups.get("errno"):
+            by_errno = CounterMetricFamily("pod_stats_file_open_errors_by_errno",
+                                           "Failed opens by errno, since pod-stats started.",
+                                           labels=label_names + ("errno",))
+            for labels, container in rows:
+                for number, count in sorted(container.open_errors_by_errno.items()):
+                    by_errno.add_metric([labels.get(label, "") for label in label_names] + [errno_name(number)], count)
+            yield by_errno
 
     @staticmethod
     def _agent_metrics(snapshot: Snapshot, sampled_at: Optional[float]) -> Iterator:
@@ -115,12 +130,19 @@ class SnapshotMetrics(Collector):
         for probe in agent.probes:
             attached.add_metric([probe.program, probe.tracepoint], 1 if probe.attached else 0)
         yield attached
+        groups = GaugeMetricFamily("pod_stats_probe_group_enabled",
+                                   "1 if the probe group counts (asked for and attached), else 0.", labels=["group"])
+        for group, on in agent.probe_groups.items():
+            groups.add_metric([group], 1 if on else 0)
+        yield groups
         yield _gauge("pod_stats_bpf_map_entries", "Entries in the BPF map (cgroups counted).",
                      agent.cgroups_in_map, {"map": "counters"})
         yield _gauge("pod_stats_bpf_map_max_entries", "Capacity of the BPF map.",
                      agent.map_max_entries, {"map": "counters"})
-        drops = CounterMetricFamily("pod_stats_bpf_map_full_drops", "Events not counted because the BPF map was full.")
-        drops.add_metric([], agent.map_full_drops)
+        drops = CounterMetricFamily("pod_stats_bpf_map_full_drops", "Events not counted because the BPF map was full.",
+                                    labels=["map"])
+        drops.add_metric(["counters"], agent.map_full_drops)
+        drops.add_metric(["open_errnos"], agent.errno_map_full_drops)
         yield drops
         yield _gauge("pod_stats_sample_duration_seconds", "Time the last sample took.", agent.sample_seconds)
         yield _gauge("pod_stats_last_sample_timestamp_seconds", "When the last sample was taken (Unix time).",

@@ -464,6 +464,11 @@ class Container:
         except BrokenPipeError:
             raise self._error("container is gone (broken pipe)") from None
 
+    def answer(self, timeout: float = COMMAND_TIMEOUT) -> str:
+        """The answer to a command given with `send`: for commands that wait on another
+        container (send → recv) and must not block the caller."""
+        return self._read_line(timeout, "answer")
+
     def command(self, line: str, timeout: float = COMMAND_TIMEOUT) -> str:
         """Send one workload command and return its answer line (without newline)."""
         if not self.speaks_protocol:

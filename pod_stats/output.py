@@ -1,5 +1,6 @@
 """Snapshot → JSON document (schema pod-stats/v1) or a rich table; selection and sorting."""
 
+import errno
 import fnmatch
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence
@@ -7,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from rich.table import Table
 from rich.text import Text
 
-from pod_stats.collector import FIGURES, RATES, Figures, PodSample, Snapshot
+from pod_stats.collector import FIGURES, RATES, Errnos, Figures, PodSample, Snapshot
 
 SCHEMA = "pod-stats/v1"
 SORT_FIELDS = ("namespace", "name") + FIGURES + tuple(RATES)
@@ -32,11 +33,25 @@ def sort_pods(pods: List[PodSample], field: str) -> List[PodSample]:
     return sorted(pods, key=lambda p: (p.figures.get(field) is None, -(p.figures.get(field) or 0), p.name or p.uid))
 
 
-def _figures_json(figures: Figures) -> Dict[str, Any]:
-    return {name: figures.get(name) for name in list(FIGURES) + list(RATES)}
+def errno_name(number: int) -> str:
+    return errno.errorcode.get(number, str(number))
+
+
+def errnos_json(errnos: Errnos, counted: bool) -> Optional[Dict[str, int]]:
+    """{"ENOENT": 13, ...}, most frequent first; null when the errno probe is off."""
+    if not counted:
+        return None
+    return {errno_name(n): count for n, count in sorted(errnos.items(), key=lambda item: (-item[1], item[0]))}
+
+
+def _figures_json(figures: Figures, errnos: Errnos, errnos_counted: bool) -> Dict[str, Any]:
+    document = {name: figures.get(name) for name in list(FIGURES) + list(RATES)}
+    document["open_errors_by_errno"] = errnos_json(errnos, errnos_counted)
+    return document
 
 
 def to_json(snapshot: Snapshot) -> Dict[str, Any]:
+    counted = snapshot.agent.probe_groups.get("errno", False)
     document: Dict[str, Any] = {
         "schema": SCHEMA,
         "node": snapshot.node,
@@ -48,7 +63,7 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
                 "namespace": pod.namespace,
                 "name": pod.name,
                 "qos": pod.qos,
-                **_figures_json(pod.figures),
+                **_figures_json(pod.figures, pod.open_errors_by_errno, counted),
                 "containers": [
                     {
                         "id": container.id,
@@ -56,7 +71,7 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
                         "runtime": container.runtime,
                         "cgroup_id": container.cgroup_id,
                         "cgroup_path": container.cgroup_path,
-                        **_figures_json(container.figures),
+                        **_figures_json(container.figures, container.open_errors_by_errno, counted),
                     }
                     for container in pod.containers
                 ],
@@ -66,13 +81,16 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
         "agent": {
             "cgroups_in_map": snapshot.agent.cgroups_in_map,
             "map_full_drops": snapshot.agent.map_full_drops,
+            "errno_map_full_drops": snapshot.agent.errno_map_full_drops,
+            "probes": {group: "on" if on else "off" for group, on in snapshot.agent.probe_groups.items()},
             "unresolved_cgroups": snapshot.agent.unresolved_cgroups,
             "sample_seconds": snapshot.agent.sample_seconds,
         },
     }
     if snapshot.cgroups:
         document["cgroups"] = [
-            {"cgroup_id": c.cgroup_id, "cgroup_path": c.cgroup_path, **_figures_json(c.figures)}
+            {"cgroup_id": c.cgroup_id, "cgroup_path": c.cgroup_path,
+             **_figures_json(c.figures, c.open_errors_by_errno, counted)}
             for c in snapshot.cgroups
         ]
     return document
@@ -110,7 +128,19 @@ _COLUMNS = (
     ("WORKING SET", "memory_working_set_bytes", human_bytes),
     ("CPU", "cpu_cores", _cores),
     ("PIDS", "pids", _count),
+    ("FORKS/s", "forks_per_second", _rate),
+    ("NET TX/s", "net_tx_bytes_per_second", human_bytes),
+    ("NET RX/s", "net_rx_bytes_per_second", human_bytes),
+    ("OOM", "oom_kills", _count),
 )
+
+
+def top_errno(errnos: Errnos) -> str:
+    """The most frequent reason opens failed, with its share: 'ENOENT 92%'."""
+    if not errnos:
+        return ""
+    number, count = max(errnos.items(), key=lambda item: (item[1], -item[0]))
+    return f"{errno_name(number)} {100 * count / sum(errnos.values()):.0f}%"
 
 
 def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence = ()) -> Table:
@@ -128,19 +158,23 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
     table.add_column("POD / CONTAINER", no_wrap=True, overflow="ellipsis", min_width=16)
     for header, _, _ in _COLUMNS:
         table.add_column(header, justify="right", no_wrap=True, min_width=max(len(header), 7))
+    table.add_column("TOP ERRNO", no_wrap=True, min_width=9)
     for pod in sort_pods(snapshot.pods, sort):
         table.add_row(
             Text(pod.namespace or "?", style="cyan"),
             Text(pod.name or pod.uid, style="bold"),
             *(fmt(pod.figures.get(name)) for _, name, fmt in _COLUMNS),
+            top_errno(pod.open_errors_by_errno),
         )
         for container in pod.containers:
             label = container.name or f"({(container.id or '?')[:12]})"
             table.add_row("", Text(f"  └ {label}", style="dim" if container.name is None else ""),
-                          *(fmt(container.figures.get(name)) for _, name, fmt in _COLUMNS))
+                          *(fmt(container.figures.get(name)) for _, name, fmt in _COLUMNS),
+                          top_errno(container.open_errors_by_errno))
     for cgroup in snapshot.cgroups:
         table.add_row(Text("-", style="dim"), Text(cgroup.cgroup_path, style="dim"),
-                      *(fmt(cgroup.figures.get(name)) for _, name, fmt in _COLUMNS))
+                      *(fmt(cgroup.figures.get(name)) for _, name, fmt in _COLUMNS),
+                      top_errno(cgroup.open_errors_by_errno))
     if not snapshot.pods and not snapshot.cgroups:
         table.caption = "no pods on this node (kubelet cgroups not found); try `pod-stats demo`"
     notes = [f"warning: {snapshot.agent.map_full_drops} events dropped, the BPF map is full"

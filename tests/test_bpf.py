@@ -5,9 +5,13 @@ cgroup and then do exactly the opens the test asks for: the open of
 cgroup.procs happens before the move, so it is not counted in the new cgroup.
 """
 
+import contextlib
 import ctypes
 import errno
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -312,3 +316,132 @@ def test_unprivileged_load_names_the_capabilities(tmp_path):
     err, text = message.split("|", 1)
     assert int(err) in (errno.EPERM, errno.EACCES)
     assert "CAP_BPF" in text
+
+
+# -- more of what a cgroup does: failed-open reasons, process life cycle, socket bytes, OOM kills
+
+def test_failed_opens_counted_by_errno(probes, new_cgroup, tmp_path):
+    cgroup = new_cgroup()
+    directory = str(tmp_path)
+
+    def fail_three_ways():
+        _opens(MISSING, 5)  # ENOENT
+        for _ in range(3):
+            with contextlib.suppress(NotADirectoryError):
+                os.open(EXISTING + "/x", os.O_RDONLY)  # ENOTDIR
+        for _ in range(2):
+            with contextlib.suppress(IsADirectoryError):
+                os.open(directory, os.O_WRONLY)  # EISDIR
+        _opens(EXISTING, 4)
+
+    _run_in_cgroup(cgroup, fail_three_ways)
+    counters = probes.read_counters()[_key(cgroup)]
+    assert (counters.opens, counters.open_errors) == (14, 10)
+    assert probes.read_open_errnos()[_key(cgroup)] == {errno.ENOENT: 5, errno.ENOTDIR: 3, errno.EISDIR: 2}
+
+
+def test_errno_entries_go_with_their_cgroup(probes, new_cgroup):
+    cgroup = new_cgroup()
+    _run_in_cgroup(cgroup, lambda: _opens(MISSING, 1))
+    assert _key(cgroup) in probes.read_open_errnos()
+    assert probes.delete([_key(cgroup)]) == 1
+    assert _key(cgroup) not in probes.read_open_errnos()
+    assert _key(cgroup) not in probes.read_counters()
+
+
+def test_process_life_cycle_counted_exactly(probes, new_cgroup):
+    cgroup = new_cgroup()
+    true = shutil.which("true")
+
+    def forks_and_execs():
+        for _ in range(7):  # 7 forks that exit
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+        for _ in range(3):  # 3 forks that exec, then exit
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.execv(true, [true])
+                finally:
+                    os._exit(127)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+
+    _run_in_cgroup(cgroup, forks_and_execs)
+    counters = probes.read_counters()[_key(cgroup)]
+    # the child that ran this joined the cgroup after its own fork, and exited in it
+    assert (counters.forks, counters.execs, counters.exits) == (10, 3, 11)
+
+
+def test_socket_payload_counted_at_both_ends(probes, new_cgroup):
+    sender, receiver = new_cgroup(), new_cgroup()
+    payload = 300_001  # more than one write and one read
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def receive():
+        connection, _ = listener.accept()
+        got = 0
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+        assert got == payload
+
+    def send():
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(b"x" * payload)
+
+    receiving = _run_in_cgroup(receiver, receive, wait=False)
+    _run_in_cgroup(sender, send)
+    _reap(receiving)
+    listener.close()
+    counters = probes.read_counters()
+    assert (counters[_key(sender)].net_tx_bytes, counters[_key(sender)].net_rx_bytes) == (payload, 0)
+    assert (counters[_key(receiver)].net_tx_bytes, counters[_key(receiver)].net_rx_bytes) == (0, payload)
+
+
+def test_oom_kill_counted_in_the_victims_cgroup(probes, mounts, new_cgroup):
+    if not probes.attached("oom"):
+        pytest.fail("this kernel's oom/mark_victim passes the victim task; the oom probe should be attached")
+    cgroup = new_cgroup()
+    memory = mounts.memory_hierarchy()
+    limited = cgroup if memory.version == 2 else _make_cgroup(memory.mount)
+    try:
+        limit_file = "memory.max" if memory.version == 2 else "memory.limit_in_bytes"
+        (limited / limit_file).write_text(str(32 * 1024 * 1024))
+        pid = os.fork()
+        if pid == 0:
+            try:
+                (limited / "cgroup.procs").write_text("0")
+                if limited != cgroup:
+                    (cgroup / "cgroup.procs").write_text("0")
+                hog = []
+                for _ in range(256):  # touched 1 MiB at a time, far past the limit
+                    hog.append(bytearray(b"\1" * (1024 * 1024)))
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "the OOM killer did not fire"
+        assert probes.read_counters()[_key(cgroup)].oom_kills == 1
+    finally:
+        if limited != cgroup:
+            limited.rmdir()
+
+
+def test_probe_groups_left_out_count_nothing(mounts, new_cgroup):
+    cgroup = new_cgroup()
+    root_id = os.stat(mounts.unified).st_ino
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"proc"}) as only_proc:
+        assert only_proc.attached("proc") and not only_proc.attached("opens") and not only_proc.attached("errno")
+        _run_in_cgroup(cgroup, lambda: _opens(MISSING, 5))
+        counters = only_proc.read_counters()[_key(cgroup)]
+        assert (counters.opens, counters.exits) == (0, 1)
+        assert only_proc.read_open_errnos() == {}
+    with pytest.raises(ValueError, match="unknown probe group"):
+        PodStatsBpf(KeyMode.V2, probes={"opens", "sched-typo"})

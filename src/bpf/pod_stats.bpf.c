@@ -24,6 +24,13 @@ struct {
 } counters SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, POD_STATS_MAX_ERRNO_KEYS);
+	__type(key, struct pod_stats_errno_key);
+	__type(value, __u64);
+} open_errnos SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -104,12 +111,24 @@ static __always_inline __u64 current_cgroup_key(void)
 	return current_cgroup_key_by_helpers();
 }
 
+/* Events that could not be counted (map full). */
+static __always_inline void count_drop(bool errno_map)
+{
+	__u32 key = 0;
+	struct pod_stats_drops *d = bpf_map_lookup_elem(&drops, &key);
+
+	if (!d)
+		return;
+	if (errno_map)
+		d->errno_map_full++;
+	else
+		d->map_full++;
+}
+
 /* This CPU's counters of a cgroup, created on first use. */
 static __always_inline struct pod_stats_counters *counters_of(__u64 key)
 {
 	struct pod_stats_counters zero = {}, *c;
-	struct pod_stats_drops *d;
-	__u32 drops_key = 0;
 	long err;
 
 	c = bpf_map_lookup_elem(&counters, &key);
@@ -117,9 +136,7 @@ static __always_inline struct pod_stats_counters *counters_of(__u64 key)
 		return c;
 	err = bpf_map_update_elem(&counters, &key, &zero, BPF_NOEXIST);
 	if (err && err != -EEXIST) {
-		d = bpf_map_lookup_elem(&drops, &drops_key);
-		if (d)
-			d->map_full++;
+		count_drop(false);
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&counters, &key);
@@ -130,6 +147,27 @@ static __always_inline struct pod_stats_counters *current_counters(void)
 	return counters_of(current_cgroup_key());
 }
 
+/* The failing path only: one more map entry per (cgroup, errno). */
+static __always_inline void count_open_errno(__u64 cgroup, long ret)
+{
+	struct pod_stats_errno_key key = { .cgroup = cgroup, .error = (__u32)-ret };
+	__u64 zero = 0, *n;
+	long err;
+
+	n = bpf_map_lookup_elem(&open_errnos, &key);
+	if (!n) {
+		err = bpf_map_update_elem(&open_errnos, &key, &zero, BPF_NOEXIST);
+		if (err && err != -EEXIST) {
+			count_drop(true);
+			return;
+		}
+		n = bpf_map_lookup_elem(&open_errnos, &key);
+		if (!n)
+			return;
+	}
+	(*n)++;
+}
+
 /*
  * Opens are counted where they return: one program run per open instead of
  * two, and the same event tells whether it failed. Per-CPU values need no
@@ -137,13 +175,17 @@ static __always_inline struct pod_stats_counters *current_counters(void)
  */
 static __always_inline int count_open_return(long ret)
 {
-	struct pod_stats_counters *c = current_counters();
+	__u64 key = current_cgroup_key();
+	struct pod_stats_counters *c = counters_of(key);
 
 	if (!c)
 		return 0;
 	c->opens++;
-	if (ret < 0)
+	if (ret < 0) {
 		c->open_errors++;
+		if (pod_stats_config.count_open_errnos)
+			count_open_errno(key, ret);
+	}
 	return 0;
 }
 

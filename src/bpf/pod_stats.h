@@ -13,6 +13,8 @@
 
 /* Default size of the counters map; the loader may change it. */
 #define POD_STATS_DEFAULT_MAX_CGROUPS 4096
+/* Size of the failed-opens-by-errno map: (cgroup, errno) pairs; a cgroup sees a few errnos. */
+#define POD_STATS_MAX_ERRNO_KEYS 16384
 
 /*
  * Keys taken from the v1 memory hierarchy carry this bit: ids of different
@@ -35,7 +37,7 @@ enum pod_stats_key_mode {
 /* Read-only configuration, set by the loader before the programs load. */
 struct pod_stats_config {
 	__u32 key_mode;
-	__u32 reserved;
+	__u32 count_open_errnos;	/* 1: failed opens are also counted by errno (probe group errno) */
 	__u64 v2_root_cgroup_id;
 };
 
@@ -65,9 +67,20 @@ struct pod_stats_changes {
 	__u64 migrations;	/* tasks moved between cgroups */
 };
 
+/*
+ * Failed opens by errno (opens group), in their own map: only failing opens
+ * pay for it, and a cgroup has as many entries as distinct errnos it saw.
+ */
+struct pod_stats_errno_key {
+	__u64 cgroup;		/* the same key as the counters map's */
+	__u32 error;		/* errno, positive */
+	__u32 reserved;
+};
+
 /* Events that could not be counted (one per CPU). */
 struct pod_stats_drops {
 	__u64 map_full;		/* a new cgroup found the counters map full */
+	__u64 errno_map_full;	/* a failed open's (cgroup, errno) found its map full */
 };
 
 #endif /* POD_STATS_H */

@@ -17,6 +17,16 @@
  *   cpu MS           burn MS ms of this thread's CPU time  -> ok <cpu ns used>
  *   spawn N          fork N children that _exit(0), reap   -> ok <reaped>
  *   pid              getpid() as seen in the container     -> ok <pid>
+ *   exec N           fork N children that execve this binary, which exits at
+ *                    once (argv[1] "exit"), reap           -> ok <exited 0>
+ *   oom MIB          fork a child that touches MIB MiB, reap it
+ *                                                          -> ok <1 if SIGKILLed, else 0>
+ *   listen PORT      TCP listen on 127.0.0.1:PORT (one at a time)
+ *                                                          -> ok
+ *   send PORT BYTES  connect to 127.0.0.1:PORT, write BYTES bytes, close
+ *                                                          -> ok <written>
+ *   recv             accept one connection on the listening socket, read to EOF
+ *                                                          -> ok <read>
  *   loop [OPENS MISSING CPU_MS]
  *                    demo mode, never answers: every ~200 ms, OPENS opens of
  *                    /data/config.yaml, MISSING opens of /data/missing, and
@@ -32,11 +42,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -217,6 +230,117 @@ static long long do_spawn(long long n)
     return reaped;
 }
 
+/* Children that execve this binary (argv[1] "exit"), so each is one exec. */
+static long long do_exec(long long n)
+{
+    long long exited_ok = 0;
+    for (long long i = 0; i < n; i++) {
+        int status;
+        pid_t pid = fork();
+        if (pid == 0) {
+            char *args[] = { "workload", "exit", NULL };
+            char *env[] = { NULL };
+            execve("/proc/self/exe", args, env);
+            _exit(127);
+        }
+        if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            exited_ok++;
+    }
+    return exited_ok;
+}
+
+/* A child that allocates past the cgroup's memory limit: 1 if the OOM killer took it. */
+static int do_oom(long long mib)
+{
+    int status;
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (long long i = 0; i < mib; i++)
+            if (do_alloc(1) < 0)
+                _exit(1);
+        _exit(0);
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+static int listen_fd = -1;
+
+static struct sockaddr_in loopback(long long port)
+{
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((unsigned short)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return addr;
+}
+
+static int do_listen(long long port)
+{
+    struct sockaddr_in addr = loopback(port);
+    int one = 1;
+    if (listen_fd >= 0)
+        close(listen_fd);
+    listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (listen_fd < 0)
+        return -1;
+    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(listen_fd, 4) < 0)
+        return -1;
+    return 0;
+}
+
+static long long do_send(long long port, long long bytes)
+{
+    static char chunk[16384];
+    struct sockaddr_in addr = loopback(port);
+    long long sent = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        close(fd);
+        return -1;
+    }
+    memset(chunk, 'x', sizeof(chunk));
+    while (sent < bytes) {
+        size_t want = bytes - sent < (long long)sizeof(chunk) ? (size_t)(bytes - sent) : sizeof(chunk);
+        ssize_t n = write(fd, chunk, want);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        sent += n;
+    }
+    close(fd);
+    return sent;
+}
+
+static long long do_recv(void)
+{
+    static char chunk[16384];
+    long long got = 0;
+    int fd;
+    if (listen_fd < 0)
+        return -1;
+    fd = accept(listen_fd, NULL, NULL);
+    if (fd < 0)
+        return -1;
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += n;
+    }
+    close(fd);
+    return got;
+}
+
 /* Wait ~ms milliseconds while watching stdin: input is discarded, EOF exits,
  * so a loop-mode workload still goes away when its controller does. */
 static void idle_ms(long ms)
@@ -307,6 +431,49 @@ static void handle(char *line)
             return;
         }
         reply_ok(1, (unsigned long long)do_spawn(n), 0);
+    } else if (!strcmp(argv[0], "exec")) {
+        if (argc != 2 || (n = parse_num(argv[1])) < 0) {
+            reply("err usage: exec N\n");
+            return;
+        }
+        reply_ok(1, (unsigned long long)do_exec(n), 0);
+    } else if (!strcmp(argv[0], "oom")) {
+        int killed;
+        if (argc != 2 || (n = parse_num(argv[1])) < 0) {
+            reply("err usage: oom MIB\n");
+            return;
+        }
+        killed = do_oom(n);
+        if (killed < 0)
+            reply("err fork failed\n");
+        else
+            reply_ok(1, (unsigned long long)killed, 0);
+    } else if (!strcmp(argv[0], "listen")) {
+        if (argc != 2 || (n = parse_num(argv[1])) <= 0 || n > 65535) {
+            reply("err usage: listen PORT\n");
+            return;
+        }
+        if (do_listen(n) < 0)
+            reply("err listen failed\n");
+        else
+            reply_ok(0, 0, 0);
+    } else if (!strcmp(argv[0], "send")) {
+        long long bytes, sent;
+        if (argc != 3 || (n = parse_num(argv[1])) <= 0 || n > 65535 || (bytes = parse_num(argv[2])) < 0) {
+            reply("err usage: send PORT BYTES\n");
+            return;
+        }
+        sent = do_send(n, bytes);
+        if (sent < 0)
+            reply("err connect failed\n");
+        else
+            reply_ok(1, (unsigned long long)sent, 0);
+    } else if (!strcmp(argv[0], "recv") && argc == 1) {
+        long long got = do_recv();
+        if (got < 0)
+            reply("err accept failed\n");
+        else
+            reply_ok(1, (unsigned long long)got, 0);
     } else if (!strcmp(argv[0], "pid") && argc == 1) {
         reply_ok(1, (unsigned long long)getpid(), 0);
     } else if (!strcmp(argv[0], "loop")) {
@@ -338,10 +505,13 @@ static void on_term(int sig)
     _exit(0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static char buf[8192];
     size_t len = 0;
+
+    if (argc > 1 && !strcmp(argv[1], "exit"))
+        _exit(0); /* an exec child of the "exec" command */
 
     /* As a container's pid 1, signals without a handler are ignored (even from
      * the host), so SIGTERM/SIGINT need one to stop us, like pause has. */
