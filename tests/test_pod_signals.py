@@ -1,0 +1,138 @@
+"""Kernel signals beyond opens, per container in a node in miniature: socket bytes between
+two containers, process life cycle, OOM kills, failed-open reasons — exact deltas, and the
+same figures in the JSON document, the table and /metrics."""
+
+import json
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+
+from pod_stats.collector import open_collector
+from pod_stats.exporter import SnapshotMetrics
+from pod_stats.mininode import MiniNode
+from pod_stats.output import render_table, to_json
+
+pytestmark = [pytest.mark.bpf, pytest.mark.containers]
+
+MIB = 1024 * 1024
+PORT = 8080
+PAYLOAD = 200_003  # more than the socket buffers take at once: the sender waits for the receiver
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    with MiniNode(tmp_path_factory.mktemp("log")) as node:
+        shop = node.add_pod("shop", "cart-7d4f8b9c6-q2w3e", layout="systemd-containerd")
+        shop.add_container("server")
+        shop.add_container("client")
+        batch = node.add_pod("batch", "report-28934-abcde", layout="cgroupfs", qos="guaranteed")
+        batch.add_container("report", memory_limit_bytes=64 * MIB)
+        yield node
+
+
+@pytest.fixture(scope="module")
+def collector(node):
+    with open_collector(log_dir=str(node.log_dir)) as collector:
+        collector._index.refresh()
+        yield collector
+
+
+def _container(node, name):
+    return next(c for pod in node.pods for c in pod.containers if c.name == name)
+
+
+def _sampled(snapshot, container):
+    return next(c for pod in snapshot.pods for c in pod.containers if c.id == container.id)
+
+
+def _deltas(before, after, fields):
+    return tuple(_sampled(after, c).figures[f] - _sampled(before, c).figures[f] for c, f in fields)
+
+
+def test_socket_bytes_between_two_containers(node, collector):
+    server, client = _container(node, "server"), _container(node, "client")
+    assert server.command(f"listen {PORT}") == "ok"
+    before = collector.sample()
+    client.send(f"send {PORT} {PAYLOAD}")  # blocks until the server reads
+    assert server.command("recv") == f"ok {PAYLOAD}"
+    assert client.answer() == f"ok {PAYLOAD}"
+    after = collector.sample()
+    assert _deltas(before, after, [(client, "net_tx_bytes"), (client, "net_rx_bytes"),
+                                   (server, "net_tx_bytes"), (server, "net_rx_bytes")]) == (PAYLOAD, 0, 0, PAYLOAD)
+    pod = next(p for p in after.pods if p.name == "cart-7d4f8b9c6-q2w3e")
+    old_pod = next(p for p in before.pods if p.uid == pod.uid)
+    assert pod.figures["net_tx_bytes"] - old_pod.figures["net_tx_bytes"] == PAYLOAD
+    assert _sampled(after, client).figures["net_tx_bytes_per_second"] > 0
+
+
+def test_forks_execs_exits(node, collector):
+    client = _container(node, "client")
+    before = collector.sample()
+    assert client.command("spawn 5") == "ok 5"
+    assert client.command("exec 3") == "ok 3"
+    after = collector.sample()
+    assert _deltas(before, after, [(client, "forks"), (client, "execs"), (client, "exits")]) == (8, 3, 8)
+
+
+def test_oom_kill_in_a_limited_container(node, collector):
+    report = _container(node, "report")
+    before = collector.sample()
+    assert report.command("oom 256") == "ok 1", "the OOM killer should have taken the child"
+    after = collector.sample()
+    assert _deltas(before, after, [(report, "oom_kills")]) == (1,)
+    assert report.command("pid") == "ok 1"  # the container itself lives on
+
+
+def test_failed_opens_by_errno_everywhere(node, collector):
+    client = _container(node, "client")
+    before = _sampled(collector.sample(), client).open_errors_by_errno.get(2, 0)
+    assert client.command("open /data/missing 6") == "ok 0 6"
+    snapshot = collector.sample()
+    sampled = _sampled(snapshot, client)
+    assert sampled.open_errors_by_errno[2] - before == 6  # ENOENT
+
+    document = json.loads(json.dumps(to_json(snapshot)))
+    pod = next(p for p in document["pods"] if p["name"] == "cart-7d4f8b9c6-q2w3e")
+    container = next(c for c in pod["containers"] if c["name"] == "client")
+    assert container["open_errors_by_errno"]["ENOENT"] == sampled.open_errors_by_errno[2]
+    assert pod["open_errors_by_errno"]["ENOENT"] >= container["open_errors_by_errno"]["ENOENT"]
+    assert container["net_tx_bytes"] >= PAYLOAD and container["forks"] >= 8
+    assert document["agent"]["probes"] == {"opens": "on", "errno": "on", "proc": "on", "net": "on", "oom": "on"}
+
+    console = Console(width=250, record=True)
+    console.print(render_table(snapshot))
+    text = console.export_text()
+    assert "ENOENT" in text and "NET TX/s" in text and "OOM" in text
+
+    metrics = SnapshotMetrics("1.1")
+    metrics.update(snapshot)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics)
+    samples = [sample for family in text_string_to_metric_families(generate_latest(registry).decode())
+               for sample in family.samples]
+
+    def value(name, **labels):
+        found = [s.value for s in samples if s.name == name and labels.items() <= s.labels.items()]
+        assert len(found) == 1, (name, labels, found)
+        return found[0]
+
+    client_labels = {"namespace": "shop", "pod": "cart-7d4f8b9c6-q2w3e", "container": "client"}
+    assert value("pod_stats_file_open_errors_by_errno_total", errno="ENOENT", **client_labels) \
+        == sampled.open_errors_by_errno[2]
+    assert value("pod_stats_network_transmit_bytes_total", **client_labels) == container["net_tx_bytes"]
+    assert value("pod_stats_process_execs_total", **client_labels) == container["execs"]
+    assert value("pod_stats_oom_kills_total", namespace="batch", container="report") == 1
+    assert value("pod_stats_probe_group_enabled", group="net") == 1
+
+
+def test_probe_groups_switched_off_are_null(node):
+    with open_collector(log_dir=str(node.log_dir), probes={"opens"}) as only_opens:
+        only_opens._index.refresh()
+        document = to_json(only_opens.sample())
+    container = next(c for p in document["pods"] for c in p["containers"] if c["name"] == "client")
+    assert container["opens"] is not None
+    assert container["net_tx_bytes"] is None and container["forks"] is None and container["oom_kills"] is None
+    assert container["open_errors_by_errno"] is None
+    assert document["agent"]["probes"]["net"] == "off"
