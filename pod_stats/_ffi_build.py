@@ -23,7 +23,10 @@ def shared_header_cdef() -> str:
     """pod_stats.h without preprocessor lines, except plain integer #defines (which cffi takes)."""
     lines = []
     for line in SHARED_HEADER.read_text().splitlines():
-        if line.startswith("#") and not re.match(r"#define\s+\w+\s+\d+\s*$", line):
+        if line.startswith("#"):
+            define = re.match(r"#define\s+(\w+)\s+(\d+)\s*(/\*.*\*/)?\s*$", line)
+            if define:
+                lines.append(f"#define {define.group(1)} {define.group(2)}")
             continue
         lines.append(line)
     return "\n".join(lines)
@@ -54,6 +57,7 @@ int bpf_map__fd(const struct bpf_map *map);
 int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
 __u32 bpf_map__max_entries(const struct bpf_map *map);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
+int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 int bpf_enable_stats(int type);
 int libbpf_num_possible_cpus(void);
 int libbpf_strerror(int err, char *buf, size_t size);

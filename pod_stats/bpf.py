@@ -50,6 +50,12 @@ PROBE_GROUPS = ("opens", "errno", "proc", "net", "oom")
 DEFAULT_PROBES = frozenset(PROBE_GROUPS)
 _ALWAYS_ON = "changes"
 _PROGRAMLESS = {"errno": "opens"}  # group -> the group whose programs do its counting
+# Groups of the on-demand commands (`pod-stats files`, `pod-stats procs`): never in the
+# always-on path, attached only while such a command runs.
+ON_DEMAND_GROUPS = ("files", "procs")
+# Maps only a group's programs use: shrunk to one entry when the group is off, so that an
+# always-on agent does not carry the on-demand commands' memory.
+_GROUP_MAPS = {"errno": (b"open_errnos",), "files": (b"files", b"files_in_flight"), "procs": (b"process_opens",)}
 
 # The probe group that counts each field of struct pod_stats_counters (its comment there
 # says the same); a group that is off or missing leaves its fields unknown (null).
@@ -169,6 +175,20 @@ def _unsupported(program: str, tracepoint: str, events: str) -> Optional[str]:
     return None
 
 
+class FileCounts(NamedTuple):
+    path: str  # as the process passed it; cut at POD_STATS_PATH_MAX - 1 bytes (truncated then)
+    truncated: bool
+    opens: int
+    errors: int
+
+
+class ProcessCounts(NamedTuple):
+    pid: int  # the process (thread group) id
+    cgroup: "CgroupKey"
+    opens: int
+    errors: int
+
+
 class ProgramStats(NamedTuple):
     run_time_ns: int
     run_count: int
@@ -231,7 +251,7 @@ class PodStatsBpf:
         probes: Iterable[str] = DEFAULT_PROBES,
     ):
         self.wanted = frozenset(probes) | {_ALWAYS_ON}
-        unknown = self.wanted - set(PROBE_GROUPS) - {_ALWAYS_ON}
+        unknown = self.wanted - set(PROBE_GROUPS) - set(ON_DEMAND_GROUPS) - {_ALWAYS_ON}
         if unknown:
             raise ValueError(f"unknown probe group {', '.join(sorted(unknown))} (known: {', '.join(PROBE_GROUPS)})")
         self.key_mode = key_mode
@@ -295,7 +315,13 @@ class PodStatsBpf:
         self._drops_map = lib.bpf_object__find_map_by_name(obj, b"drops")
         self._changes_map = lib.bpf_object__find_map_by_name(obj, b"changes")
         self._errnos_map = lib.bpf_object__find_map_by_name(obj, b"open_errnos")
+        self._files_map = lib.bpf_object__find_map_by_name(obj, b"files")
+        self._processes_map = lib.bpf_object__find_map_by_name(obj, b"process_opens")
         lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
+        for group, maps in _GROUP_MAPS.items():
+            if group not in self.wanted:
+                for map_name in maps:
+                    lib.bpf_map__set_max_entries(lib.bpf_object__find_map_by_name(obj, map_name), 1)
 
         # Optional probes: a group not asked for, or a tracepoint this kernel lacks
         # (openat2 before 5.6, open/creat on arm64, sock_*_length before 6.3) is left
@@ -396,6 +422,42 @@ class PodStatsBpf:
             entries.setdefault(raw, []).append(error)
         self._errno_entries = entries
         return by_key
+
+    def read_files(self) -> Dict[CgroupKey, List[FileCounts]]:
+        """On demand (group "files"): opens per (cgroup, path) since attach, most opened first."""
+        by_cgroup: Dict[CgroupKey, List[FileCounts]] = {}
+        value = ffi.new("struct pod_stats_file_counts *")
+        limit = lib.POD_STATS_PATH_MAX - 1
+        for key in self._keys_of(self._files_map, "struct pod_stats_file_key *"):
+            if lib.bpf_map_lookup_elem(lib.bpf_map__fd(self._files_map), key, value) != 0:
+                continue  # evicted meanwhile
+            raw = ffi.string(key.path, lib.POD_STATS_PATH_MAX)
+            by_cgroup.setdefault(self._decode_key(key.cgroup), []).append(
+                FileCounts(raw.decode(errors="replace"), len(raw) >= limit, value.opens, value.errors))
+        for files in by_cgroup.values():
+            files.sort(key=lambda f: (-f.opens, f.path))
+        return by_cgroup
+
+    def read_process_opens(self) -> Dict[int, ProcessCounts]:
+        """On demand (group "procs"): opens per process since attach, by pid."""
+        processes = {}
+        value = ffi.new("struct pod_stats_process_counts *")
+        for key in self._keys_of(self._processes_map, "__u32 *"):
+            if lib.bpf_map_lookup_elem(lib.bpf_map__fd(self._processes_map), key, value) == 0:
+                processes[key[0]] = ProcessCounts(key[0], self._decode_key(value.cgroup), value.opens, value.errors)
+        return processes
+
+    @staticmethod
+    def _keys_of(bpf_map, key_type: str) -> List:
+        """Every key of a (small, on-demand) map, one syscall each."""
+        fd = lib.bpf_map__fd(bpf_map)
+        keys, previous = [], ffi.NULL
+        while True:
+            key = ffi.new(key_type)
+            if lib.bpf_map_get_next_key(fd, previous, key) != 0:
+                return keys
+            keys.append(key)
+            previous = key
 
     def drops(self) -> Drops:
         """Events that could not be counted, since attach."""

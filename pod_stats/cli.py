@@ -71,6 +71,24 @@ def _parse_probes(ctx, param, value):
     return frozenset(groups)
 
 
+def _identity_options(command: Callable) -> Callable:
+    """Where pods are found and named: options of every command that attaches."""
+    options = [
+        click.option("--log-dir", default="/var/log", show_default=True, type=click.Path(file_okay=False),
+                     help="Where kubelet writes pods/ and containers/ (names pods and containers)."),
+        click.option("--cgroup-root", default=None, type=click.Path(exists=True, file_okay=False),
+                     help="The host's cgroup filesystem, if mounted elsewhere (e.g. /host/sys/fs/cgroup)."),
+        click.option("--btf", "btf_path", default=None, type=click.Path(exists=True, dir_okay=False),
+                     help="Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux (e.g. from BTFHub)."),
+        click.option("--kube-api", default=None, metavar="URL",
+                     help="Also name pods from this API server (e.g. http://127.0.0.1:8001 from "
+                     "`kubectl proxy`); automatic in-cluster (service account + NODE_NAME)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _source_options(command: Callable) -> Callable:
     """Where the figures come from: options of every sampling command."""
     from pod_stats.bpf import PROBE_GROUPS
@@ -81,17 +99,9 @@ def _source_options(command: Callable) -> Callable:
                      help="Kernel probe groups to attach: opens (opens and failed opens), errno (failed opens by "
                           "errno), proc (forks, execs, exits), net (socket bytes), oom (OOM kills). Figures of a "
                           "group that is off are null."),
-        click.option("--log-dir", default="/var/log", show_default=True, type=click.Path(file_okay=False),
-                     help="Where kubelet writes pods/ and containers/ (names pods and containers)."),
-        click.option("--cgroup-root", default=None, type=click.Path(exists=True, file_okay=False),
-                     help="The host's cgroup filesystem, if mounted elsewhere (e.g. /host/sys/fs/cgroup)."),
-        click.option("--btf", "btf_path", default=None, type=click.Path(exists=True, dir_okay=False),
-                     help="Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux (e.g. from BTFHub)."),
-        click.option("--kube-api", default=None, metavar="URL",
-                     help="Also name pods from this API server (e.g. http://127.0.0.1:8001 from "
-                     "`kubectl proxy`); automatic in-cluster (service account + NODE_NAME)."),
         click.option("--max-cgroups", default=None, type=click.IntRange(min=1), metavar="N",
                      help="Capacity of the BPF counters map (default 4096 cgroups)."),
+        _identity_options,
     ]
     for option in reversed(options):
         command = option(command)
@@ -218,6 +228,83 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _selection_options(command: Callable) -> Callable:
+    options = [
+        click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
+                     help="Only pods of this namespace (repeatable)."),
+        click.option("--pod", "pod_glob", default=None, metavar="GLOB", help="Only pods whose name matches."),
+        click.option("--duration", default=5.0, show_default=True, type=click.FloatRange(min=0.0),
+                     help="Seconds to watch."),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of the table."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _watch_window(group: str, duration: float, namespaces, pod_glob, **identity_options):
+    """Attaches `group`'s on-demand probes for `duration` seconds; yields (collector, snapshot)
+    at the end of the window, the probes still attached."""
+    from pod_stats.collector import open_collector
+    from pod_stats.output import select
+
+    with _user_errors(), open_collector(probes={group}, **identity_options) as collector:
+        collector.sample()  # finds the pods' cgroups before the window closes
+        try:
+            time.sleep(duration)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C ends the window early; what was counted is shown
+        yield collector, select(collector.sample(), namespaces, pod_glob)
+
+
+def _print_document_or_table(document, table, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    else:
+        from rich.console import Console
+
+        Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+@cli.command()
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Paths shown per container.")
+@_selection_options
+@_identity_options
+def files(top, duration, as_json, namespaces, pod_glob, **identity_options) -> None:
+    """The most-opened paths of each container over --duration seconds (on demand).
+
+    Paths are as the processes passed them; ones longer than 255 bytes are cut (…).
+    """
+    from pod_stats.drilldown import hottest_files
+    from pod_stats.output import files_json, render_files
+
+    started = time.monotonic()
+    for collector, snapshot in _watch_window("files", duration, namespaces, pod_glob, **identity_options):
+        rows = hottest_files(collector, snapshot, collector.bpf.read_files(), top)
+        window = time.monotonic() - started
+        _print_document_or_table(files_json(rows, snapshot, window), render_files(rows, snapshot, window), as_json)
+
+
+@cli.command()
+@click.option("--sort", default="rss", show_default=True, type=click.Choice(["rss", "opens"]),
+              help="Largest first.")
+@_selection_options
+@_identity_options
+def procs(sort, duration, as_json, namespaces, pod_glob, **identity_options) -> None:
+    """Every process of each container: pid, command, RSS now, opens over --duration seconds."""
+    from pod_stats.drilldown import process_rows, sort_processes
+    from pod_stats.output import processes_json, render_processes
+
+    started = time.monotonic()
+    for collector, snapshot in _watch_window("procs", duration, namespaces, pod_glob, **identity_options):
+        rows = sort_processes(process_rows(collector, snapshot, collector.bpf.read_process_opens()), sort)
+        window = time.monotonic() - started
+        _print_document_or_table(processes_json(rows, snapshot, window), render_processes(rows, snapshot, window),
+                                 as_json)
 
 
 @cli.command()

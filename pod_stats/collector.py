@@ -355,6 +355,27 @@ class Collector:
             self._pod_limits[pod.uid] = (now, limit)
         return limit
 
+    # -- for the on-demand commands (drilldown.py) ---------------------------
+
+    @property
+    def bpf(self) -> PodStatsBpf:
+        return self._bpf
+
+    def owner(self, key: CgroupKey) -> Optional[CgroupInfo]:
+        """The cgroup behind a BPF key (None if it is unknown even after a rate-limited refresh)."""
+        return self._index.lookup(key.hierarchy, key.cgroup_id)
+
+    def process_ids(self, cgroup_path: str) -> List[int]:
+        """The processes in a tracked cgroup now (empty if it is gone or unknown)."""
+        tracked = self._tracked.get(cgroup_path)
+        if tracked is None:
+            return []
+        try:
+            with open(os.path.join(self._processes_directory(tracked.info), "cgroup.procs")) as procs:
+                return [int(line) for line in procs.read().split()]
+        except (OSError, ValueError):
+            return []
+
     def _processes_directory(self, info: CgroupInfo) -> str:
         """Where the cgroup's processes are listed. On a hybrid host a path can exist in v2 and
         in v1 memory with different members (a payload moved to a v2-only nested cgroup): v2's

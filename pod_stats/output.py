@@ -184,3 +184,82 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
         table.caption = Text("\n".join(notes), style="bold red")
         table.caption_justify = "left"
     return table
+
+
+# -- the on-demand views (drilldown.py) ------------------------------------------------
+
+def _where_json(where) -> Dict[str, Any]:
+    return {"namespace": where.namespace, "pod": where.pod, "uid": where.pod_uid,
+            "container": where.container, "container_id": where.container_id}
+
+
+def _window_json(schema: str, snapshot: Snapshot, duration: float) -> Dict[str, Any]:
+    return {"schema": schema, "node": snapshot.node,
+            "time": snapshot.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "duration_seconds": round(duration, 3)}
+
+
+def files_json(rows: Sequence, snapshot: Snapshot, duration: float) -> Dict[str, Any]:
+    document = _window_json("pod-stats/files/v1", snapshot, duration)
+    document["files"] = [
+        {**_where_json(row.where), "path": row.path, "truncated": row.truncated, "opens": row.opens,
+         "open_errors": row.errors, "opens_per_second": round(row.opens / max(duration, 1e-9), 3)}
+        for row in rows
+    ]
+    return document
+
+
+def processes_json(rows: Sequence, snapshot: Snapshot, duration: float) -> Dict[str, Any]:
+    document = _window_json("pod-stats/procs/v1", snapshot, duration)
+    document["processes"] = [
+        {**_where_json(row.where), "pid": row.pid, "command": row.command, "rss_bytes": row.rss_bytes,
+         "opens": row.opens, "open_errors": row.errors,
+         "opens_per_second": round(row.opens / max(duration, 1e-9), 3)}
+        for row in rows
+    ]
+    return document
+
+
+def _window_table(title: str, snapshot: Snapshot, duration: float) -> Table:
+    table = Table(title=f"{title} · {snapshot.node} · {snapshot.time:%H:%M:%S} UTC · over {duration:.1f}s",
+                  title_justify="left", box=None, header_style="bold", pad_edge=False)
+    table.add_column("NAMESPACE", no_wrap=True, overflow="ellipsis", max_width=20)
+    table.add_column("POD", no_wrap=True, overflow="ellipsis", max_width=40)
+    table.add_column("CONTAINER", no_wrap=True, overflow="ellipsis", max_width=24)
+    return table
+
+
+def _container_label(where) -> str:
+    if where.container_id is None:
+        return "(pod)"
+    return where.container or f"({where.container_id[:12]})"
+
+
+def render_files(rows: Sequence, snapshot: Snapshot, duration: float) -> Table:
+    table = _window_table("pod-stats files", snapshot, duration)
+    for header in ("OPENS", "OPENS/s", "ERRORS"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("PATH", overflow="fold")
+    for row in rows:
+        path = Text(row.path + ("…" if row.truncated else ""))
+        table.add_row(row.where.namespace or "?", row.where.pod or row.where.pod_uid, _container_label(row.where),
+                      _count(row.opens), _rate(row.opens / max(duration, 1e-9)), _count(row.errors), path)
+    if not rows:
+        table.caption = "no opens in the selected pods during the window"
+    return table
+
+
+def render_processes(rows: Sequence, snapshot: Snapshot, duration: float) -> Table:
+    table = _window_table("pod-stats procs", snapshot, duration)
+    table.add_column("PID", justify="right", no_wrap=True)
+    table.add_column("COMMAND", no_wrap=True, overflow="ellipsis", max_width=24)
+    for header in ("RSS", "OPENS", "OPENS/s", "ERRORS"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(row.where.namespace or "?", row.where.pod or row.where.pod_uid, _container_label(row.where),
+                      str(row.pid), row.command if row.command is not None else Text("(exited)", style="dim"),
+                      human_bytes(row.rss_bytes), _count(row.opens), _rate(row.opens / max(duration, 1e-9)),
+                      _count(row.errors))
+    if not rows:
+        table.caption = "no processes in the selected pods"
+    return table

@@ -3,6 +3,9 @@ two containers, process life cycle, OOM kills, failed-open reasons — exact del
 same figures in the JSON document, the table and /metrics."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -10,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from pod_stats.collector import open_collector
+from pod_stats.drilldown import hottest_files, process_rows, sort_processes
 from pod_stats.exporter import SnapshotMetrics
 from pod_stats.mininode import MiniNode
 from pod_stats.output import render_table, to_json
@@ -136,3 +140,65 @@ def test_probe_groups_switched_off_are_null(node):
     assert container["net_tx_bytes"] is None and container["forks"] is None and container["oom_kills"] is None
     assert container["open_errors_by_errno"] is None
     assert document["agent"]["probes"]["net"] == "off"
+
+
+# -- on-demand views: hottest files and processes inside containers
+
+def test_hottest_files_per_container(node):
+    client, server = _container(node, "client"), _container(node, "server")
+    with open_collector(log_dir=str(node.log_dir), probes={"files"}) as collector:
+        snapshot = collector.sample()
+        assert client.command("open /data/config.yaml 11") == "ok 11 0"
+        assert client.command("open /data/missing 4") == "ok 0 4"
+        assert server.command("open /data/config.yaml 2") == "ok 2 0"
+        long_path = "/data/" + "d" * 400
+        assert client.command(f"open {long_path} 1") == "ok 0 1"
+        rows = hottest_files(collector, snapshot, collector.bpf.read_files(), top=2)
+    seen = {(r.where.container, r.path): (r.opens, r.errors) for r in rows}
+    assert seen[("client", "/data/config.yaml")] == (11, 0)
+    assert seen[("client", "/data/missing")] == (4, 4)
+    assert seen[("server", "/data/config.yaml")] == (2, 0)
+    assert sum(1 for r in rows if r.where.container == "client") == 2  # --top 2: the long path is cut off
+    assert all(r.where.pod == "cart-7d4f8b9c6-q2w3e" and r.where.namespace == "shop" for r in rows)
+
+
+def test_long_paths_are_cut_safely(node):
+    client = _container(node, "client")
+    long_path = "/data/" + "é" * 300  # multi-byte: the cut may fall inside a character
+    with open_collector(log_dir=str(node.log_dir), probes={"files"}) as collector:
+        snapshot = collector.sample()
+        assert client.command(f"open {long_path} 3") == "ok 0 3"
+        rows = hottest_files(collector, snapshot, collector.bpf.read_files(), top=5)
+    cut = [r for r in rows if r.truncated]
+    assert len(cut) == 1 and cut[0].opens == 3 and cut[0].errors == 3
+    assert long_path.startswith(cut[0].path.rstrip("\ufffd")) and len(cut[0].path.encode()) <= 255 + 3
+
+
+def test_processes_inside_a_container_told_apart(node):
+    report = _container(node, "report")
+    with open_collector(log_dir=str(node.log_dir), probes={"procs"}) as collector:
+        snapshot = collector.sample()
+        assert report.command("hold 24 7").startswith("ok ")  # a second process: 24 MiB, 7 opens
+        assert report.command("alloc 8") == "ok 8"
+        assert report.command("open /data/config.yaml 5") == "ok 5 0"
+        rows = process_rows(collector, snapshot, collector.bpf.read_process_opens())
+    mine = sorted((r for r in rows if r.where.container == "report"), key=lambda r: r.opens)
+    assert [r.opens for r in mine] == [5, 7]
+    parent, child = mine
+    assert child.rss_bytes >= 24 * MIB > parent.rss_bytes >= 8 * MIB
+    assert parent.command == child.command == "workload"
+    assert {r.where.pod for r in mine} == {"report-28934-abcde"}
+    assert sort_processes(mine, "rss")[0] is child and sort_processes(mine, "opens")[0] is child
+
+
+@pytest.mark.parametrize("command, key", [("files", "files"), ("procs", "processes")])
+def test_on_demand_commands_print_their_documents(node, command, key):
+    out = subprocess.run([str(Path(sys.executable).parent / "pod-stats"), command, "--duration", "0.3", "--json",
+                          "--log-dir", str(node.log_dir), "--namespace", "batch"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    document = json.loads(out.stdout)
+    assert document["schema"] == f"pod-stats/{command}/v1" and isinstance(document[key], list)
+    assert all(row["namespace"] == "batch" for row in document[key])
+    if command == "procs":
+        assert {row["container"] for row in document[key]} >= {"report"}

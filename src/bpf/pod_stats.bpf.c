@@ -112,15 +112,19 @@ static __always_inline __u64 current_cgroup_key(void)
 }
 
 /* Events that could not be counted (map full). */
-static __always_inline void count_drop(bool errno_map)
+enum drop { DROP_COUNTERS, DROP_ERRNOS, DROP_PROCESSES };
+
+static __always_inline void count_drop(enum drop which)
 {
 	__u32 key = 0;
 	struct pod_stats_drops *d = bpf_map_lookup_elem(&drops, &key);
 
 	if (!d)
 		return;
-	if (errno_map)
+	if (which == DROP_ERRNOS)
 		d->errno_map_full++;
+	else if (which == DROP_PROCESSES)
+		d->process_map_full++;
 	else
 		d->map_full++;
 }
@@ -136,7 +140,7 @@ static __always_inline struct pod_stats_counters *counters_of(__u64 key)
 		return c;
 	err = bpf_map_update_elem(&counters, &key, &zero, BPF_NOEXIST);
 	if (err && err != -EEXIST) {
-		count_drop(false);
+		count_drop(DROP_COUNTERS);
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&counters, &key);
@@ -158,7 +162,7 @@ static __always_inline void count_open_errno(__u64 cgroup, long ret)
 	if (!n) {
 		err = bpf_map_update_elem(&open_errnos, &key, &zero, BPF_NOEXIST);
 		if (err && err != -EEXIST) {
-			count_drop(true);
+			count_drop(DROP_ERRNOS);
 			return;
 		}
 		n = bpf_map_lookup_elem(&open_errnos, &key);
@@ -278,6 +282,127 @@ int BPF_PROG(oom_victim, struct task_struct *victim)
 		c->oom_kills++;
 	return 0;
 }
+
+/*
+ * files (on demand): the most-opened paths per cgroup. The path is read where
+ * the open starts and counted where it returns, so failures are told apart.
+ * An LRU map bounds memory whatever a workload opens.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);			/* pid_tgid: one open in flight per thread */
+	__type(value, struct pod_stats_file_key);
+} files_in_flight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, POD_STATS_MAX_FILES);
+	__type(key, struct pod_stats_file_key);
+	__type(value, struct pod_stats_file_counts);
+} files SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pod_stats_file_key);
+} files_scratch SEC(".maps");
+
+static __always_inline int remember_path(const char *user_path)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 zero = 0;
+	struct pod_stats_file_key *key = bpf_map_lookup_elem(&files_scratch, &zero);
+
+	if (!key)
+		return 0;
+	key->cgroup = current_cgroup_key();
+	if (bpf_probe_read_user_str(key->path, sizeof(key->path), user_path) < 0)
+		key->path[0] = 0;
+	bpf_map_update_elem(&files_in_flight, &pid_tgid, key, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int count_path(long ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct pod_stats_file_key *key = bpf_map_lookup_elem(&files_in_flight, &pid_tgid);
+	struct pod_stats_file_counts zero = {}, *counts;
+
+	if (!key)
+		return 0;
+	counts = bpf_map_lookup_elem(&files, key);
+	if (!counts) {
+		bpf_map_update_elem(&files, key, &zero, BPF_NOEXIST);
+		counts = bpf_map_lookup_elem(&files, key);
+	}
+	if (counts) {
+		__sync_fetch_and_add(&counts->opens, 1);
+		if (ret < 0)
+			__sync_fetch_and_add(&counts->errors, 1);
+	}
+	bpf_map_delete_elem(&files_in_flight, &pid_tgid);
+	return 0;
+}
+
+#define FILES_ON(syscall, path_arg)                                          \
+	SEC("tracepoint/syscalls/sys_enter_" #syscall)                       \
+	int files_enter_##syscall(struct trace_event_raw_sys_enter *ctx)     \
+	{                                                                    \
+		return remember_path((const char *)ctx->args[path_arg]);      \
+	}                                                                    \
+	SEC("tracepoint/syscalls/sys_exit_" #syscall)                        \
+	int files_exit_##syscall(struct trace_event_raw_sys_exit *ctx)       \
+	{                                                                    \
+		return count_path(ctx->ret);                                  \
+	}
+
+FILES_ON(openat, 1)
+FILES_ON(openat2, 1)
+FILES_ON(open, 0)
+FILES_ON(creat, 0)
+
+/* procs (on demand): opens per process, to tell a container's processes apart. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, POD_STATS_MAX_PROCESSES);
+	__type(key, __u32);			/* tgid */
+	__type(value, struct pod_stats_process_counts);
+} process_opens SEC(".maps");
+
+static __always_inline int count_process_open(long ret)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct pod_stats_process_counts zero = {}, *counts;
+
+	counts = bpf_map_lookup_elem(&process_opens, &tgid);
+	if (!counts) {
+		bpf_map_update_elem(&process_opens, &tgid, &zero, BPF_NOEXIST);
+		counts = bpf_map_lookup_elem(&process_opens, &tgid);
+		if (!counts) {
+			count_drop(DROP_PROCESSES);
+			return 0;
+		}
+	}
+	counts->cgroup = current_cgroup_key();
+	__sync_fetch_and_add(&counts->opens, 1);
+	if (ret < 0)
+		__sync_fetch_and_add(&counts->errors, 1);
+	return 0;
+}
+
+#define PROCS_ON(syscall)                                                    \
+	SEC("tracepoint/syscalls/sys_exit_" #syscall)                        \
+	int procs_##syscall(struct trace_event_raw_sys_exit *ctx)            \
+	{                                                                    \
+		return count_process_open(ctx->ret);                          \
+	}
+
+PROCS_ON(openat)
+PROCS_ON(openat2)
+PROCS_ON(open)
+PROCS_ON(creat)
 
 /* changes: what tells user space to look again (see pod_stats.h). */
 static __always_inline int count_change(bool migration)

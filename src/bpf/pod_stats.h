@@ -77,10 +77,35 @@ struct pod_stats_errno_key {
 	__u32 reserved;
 };
 
+/*
+ * On demand only (`pod-stats files`, `pod-stats procs`): programs of the groups
+ * "files" and "procs" load only while such a command runs.
+ */
+#define POD_STATS_PATH_MAX 256		/* bytes of a path kept, NUL included; longer ones are cut */
+#define POD_STATS_MAX_FILES 8192	/* (cgroup, path) pairs kept, least recently opened evicted */
+#define POD_STATS_MAX_PROCESSES 32768	/* processes whose opens are counted */
+
+struct pod_stats_file_key {
+	__u64 cgroup;			/* the same key as the counters map's */
+	char path[POD_STATS_PATH_MAX];	/* as the process passed it (relative paths stay relative) */
+};
+
+struct pod_stats_file_counts {
+	__u64 opens;			/* opens of the path that returned */
+	__u64 errors;			/* ... of which failed */
+};
+
+struct pod_stats_process_counts {
+	__u64 cgroup;			/* where the process was counted last */
+	__u64 opens;
+	__u64 errors;
+};
+
 /* Events that could not be counted (one per CPU). */
 struct pod_stats_drops {
 	__u64 map_full;		/* a new cgroup found the counters map full */
 	__u64 errno_map_full;	/* a failed open's (cgroup, errno) found its map full */
+	__u64 process_map_full;	/* on demand (procs): a process found its map full */
 };
 
 #endif /* POD_STATS_H */

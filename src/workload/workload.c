@@ -21,6 +21,9 @@
  *                    once (argv[1] "exit"), reap           -> ok <exited 0>
  *   oom MIB          fork a child that touches MIB MiB, reap it
  *                                                          -> ok <1 if SIGKILLed, else 0>
+ *   hold MIB N       fork a child that touches MIB MiB, does N opens of
+ *                    /data/config.yaml and then waits (until the container
+ *                    stops)                                -> ok <child pid>
  *   listen PORT      TCP listen on 127.0.0.1:PORT (one at a time)
  *                                                          -> ok
  *   send PORT BYTES  connect to 127.0.0.1:PORT, write BYTES bytes, close
@@ -265,6 +268,36 @@ static int do_oom(long long mib)
     return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
 }
 
+/* A second process in the container, with its own memory and opens. */
+static long long do_hold(long long mib, long long opens)
+{
+    int ready[2];
+    char c;
+    pid_t pid;
+    if (pipe(ready) < 0)
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        unsigned long long ok, failed;
+        close(ready[0]);
+        close(0);  /* the protocol stays the parent's */
+        if (do_alloc(mib) < 0)
+            _exit(1);
+        do_opens("/data/config.yaml", opens, 0, &ok, &failed);
+        if (write(ready[1], "r", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(ready[1]);
+    if (pid < 0 || read(ready[0], &c, 1) != 1) {
+        close(ready[0]);
+        return -1;
+    }
+    close(ready[0]);
+    return pid;
+}
+
 static int listen_fd = -1;
 
 static struct sockaddr_in loopback(long long port)
@@ -448,6 +481,17 @@ static void handle(char *line)
             reply("err fork failed\n");
         else
             reply_ok(1, (unsigned long long)killed, 0);
+    } else if (!strcmp(argv[0], "hold")) {
+        long long opens, pid;
+        if (argc != 3 || (n = parse_num(argv[1])) < 0 || (opens = parse_num(argv[2])) < 0) {
+            reply("err usage: hold MIB N\n");
+            return;
+        }
+        pid = do_hold(n, opens);
+        if (pid < 0)
+            reply("err hold failed\n");
+        else
+            reply_ok(1, (unsigned long long)pid, 0);
     } else if (!strcmp(argv[0], "listen")) {
         if (argc != 2 || (n = parse_num(argv[1])) <= 0 || n > 65535) {
             reply("err usage: listen PORT\n");

@@ -1,0 +1,137 @@
+"""On-demand views of one window: the most-opened files of each container (`pod-stats files`)
+and the processes inside each container (`pod-stats procs`).
+
+Their probes (groups "files" and "procs") attach only while such a command runs, so the
+always-on path never pays for them; their maps are bounded (an LRU map of paths, a map of
+processes), so a busy node cannot make them cost unbounded memory.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from pod_stats.bpf import ProcessCounts
+from pod_stats.collector import Collector, ContainerSample, PodSample, Snapshot
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Where:
+    """The pod and container a row belongs to (names null when unresolved)."""
+
+    namespace: Optional[str]
+    pod: Optional[str]
+    pod_uid: str
+    container: Optional[str]
+    container_id: Optional[str]  # None: the pod's own cgroup
+
+
+@dataclass
+class FileRow:
+    where: Where
+    path: str
+    truncated: bool  # the path was longer than the kernel side keeps
+    opens: int
+    errors: int
+
+
+@dataclass
+class ProcessRow:
+    where: Where
+    pid: int
+    command: Optional[str]  # None: the process exited during the window
+    rss_bytes: Optional[int]  # resident pages (statm), None once exited
+    opens: int
+    errors: int
+
+
+def _containers(snapshot: Snapshot) -> Dict[Tuple[str, Optional[str]], Tuple[PodSample, Optional[ContainerSample]]]:
+    by_id: Dict[Tuple[str, Optional[str]], Tuple[PodSample, Optional[ContainerSample]]] = {}
+    for pod in snapshot.pods:
+        by_id[(pod.uid, None)] = (pod, None)
+        for container in pod.containers:
+            by_id[(pod.uid, container.id)] = (pod, container)
+    return by_id
+
+
+def _where(pod: PodSample, container: Optional[ContainerSample]) -> Where:
+    return Where(pod.namespace, pod.name, pod.uid, container.name if container else None,
+                 container.id if container else None)
+
+
+def hottest_files(collector: Collector, snapshot: Snapshot, files: Dict, top: int) -> List[FileRow]:
+    """The `top` most-opened paths of each container of the snapshot's pods, busiest first."""
+    known = _containers(snapshot)
+    rows: Dict[Tuple[str, Optional[str]], List[FileRow]] = {}
+    for key, counted in files.items():
+        info = collector.owner(key)
+        if info is None or info.pod is None:
+            continue
+        found = known.get((info.pod.pod_uid, info.pod.container_id))
+        if found is None:  # a pod the user filtered out
+            continue
+        where = _where(*found)
+        merged = rows.setdefault((where.pod_uid, where.container_id), [])
+        merged.extend(FileRow(where, f.path, f.truncated, f.opens, f.errors) for f in counted)
+    result: List[FileRow] = []
+    for merged in rows.values():
+        # a container counted under two hierarchies (hybrid hosts) may list a path twice
+        by_path: Dict[str, FileRow] = {}
+        for row in merged:
+            same = by_path.get(row.path)
+            if same is None:
+                by_path[row.path] = row
+            else:
+                same.opens += row.opens
+                same.errors += row.errors
+        result.extend(sorted(by_path.values(), key=lambda r: (-r.opens, r.path))[:top])
+    result.sort(key=lambda r: (r.where.namespace or "", r.where.pod or r.where.pod_uid, r.where.container or "",
+                               -r.opens, r.path))
+    return result
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None  # the process is gone: normal, not an error
+
+
+def process_rows(collector: Collector, snapshot: Snapshot, opens: Dict[int, ProcessCounts],
+                 proc_root: str = "/proc") -> List[ProcessRow]:
+    """Every process of the snapshot's containers, with RSS now and its opens over the window;
+    processes that opened files and exited during the window are listed too."""
+    rows: List[ProcessRow] = []
+    seen = set()
+    for pod in snapshot.pods:
+        for container in pod.containers:
+            for pid in collector.process_ids(container.cgroup_path):
+                comm, statm = _read(f"{proc_root}/{pid}/comm"), _read(f"{proc_root}/{pid}/statm")
+                if comm is None or statm is None:
+                    continue  # vanished between listing and reading
+                fields = statm.split()
+                rss = int(fields[1]) * _PAGE_SIZE if len(fields) > 1 and fields[1].isdigit() else None
+                counted = opens.get(pid)
+                rows.append(ProcessRow(_where(pod, container), pid, comm.strip(), rss,
+                                       counted.opens if counted else 0, counted.errors if counted else 0))
+                seen.add(pid)
+    known = _containers(snapshot)
+    for pid, counted in opens.items():
+        if pid in seen:
+            continue
+        info = collector.owner(counted.cgroup)
+        if info is None or info.pod is None or (info.pod.pod_uid, info.pod.container_id) not in known:
+            continue
+        rows.append(ProcessRow(_where(*known[(info.pod.pod_uid, info.pod.container_id)]), pid, None, None,
+                               counted.opens, counted.errors))
+    return rows
+
+
+def sort_processes(rows: List[ProcessRow], field: str) -> List[ProcessRow]:
+    """Largest first by `rss` or `opens` (the busiest process on the node on top)."""
+    def value(row: ProcessRow) -> int:
+        return (row.rss_bytes or 0) if field == "rss" else row.opens
+
+    return sorted(rows, key=lambda r: (-value(r), r.pid))
