@@ -55,6 +55,7 @@ int bpf_link__destroy(struct bpf_link *link);
 struct bpf_map *bpf_object__find_map_by_name(const struct bpf_object *obj, const char *name);
 int bpf_map__fd(const struct bpf_map *map);
 int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
+int bpf_map__set_autocreate(struct bpf_map *map, bool autocreate);
 __u32 bpf_map__max_entries(const struct bpf_map *map);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
 int bpf_map_get_next_key(int fd, const void *key, void *next_key);
@@ -90,6 +91,8 @@ int pod_stats_delete_keys(int map_fd, const __u64 *keys, __u32 count);
 int pod_stats_read_errnos(int map_fd, int ncpus, __u32 capacity, struct pod_stats_errno_key *keys,
                           __u64 *sums, __u64 *per_cpu_scratch);
 int pod_stats_delete_errno_keys(int map_fd, const struct pod_stats_errno_key *keys, __u32 count);
+int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *keys, struct pod_stats_sched *sums,
+                         struct pod_stats_sched *per_cpu_scratch);
 void pod_stats_route_libbpf_log(void);
 
 extern "Python" void pod_stats_libbpf_log_line(int level, const char *line);
@@ -251,6 +254,45 @@ static int pod_stats_delete_errno_keys(int map_fd, const struct pod_stats_errno_
     for (__u32 i = 0; i < count; i++)
         deleted += bpf_map_delete_elem(map_fd, &keys[i]) == 0;
     return deleted;
+}
+
+/*
+ * Reads the sched map key by key (opt-in probe), summed over CPUs, except the
+ * last time a task ran, where the latest CPU's wins. Returns entries or -errno.
+ */
+static int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *keys, struct pod_stats_sched *sums,
+                                struct pod_stats_sched *per_cpu_scratch)
+{
+    __u64 key, next;
+    void *prev = NULL;
+    __u32 total = 0;
+
+    while (total < capacity) {
+        if (bpf_map_get_next_key(map_fd, prev, &next) != 0) {
+            if (errno != ENOENT)
+                return -errno;
+            break;
+        }
+        if (bpf_map_lookup_elem(map_fd, &next, per_cpu_scratch) == 0) {
+            struct pod_stats_sched *sum = &sums[total];
+
+            memset(sum, 0, sizeof(*sum));
+            for (int cpu = 0; cpu < ncpus; cpu++) {
+                const struct pod_stats_sched *one = &per_cpu_scratch[cpu];
+
+                sum->runq_wait_ns += one->runq_wait_ns;
+                sum->runq_waits += one->runq_waits;
+                if (one->last_active_ns > sum->last_active_ns)
+                    sum->last_active_ns = one->last_active_ns;
+                for (int slot = 0; slot < POD_STATS_RUNQ_SLOTS; slot++)
+                    sum->runq_wait_slots[slot] += one->runq_wait_slots[slot];
+            }
+            keys[total++] = next;
+        }
+        key = next;
+        prev = &key;
+    }
+    return total;
 }
 
 /* Deletes the given keys (dead cgroups); returns how many were present. */

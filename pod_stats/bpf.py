@@ -12,7 +12,7 @@ import logging
 import os
 from collections import namedtuple
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 try:
     from pod_stats._pod_stats_ffi import ffi, lib
@@ -46,8 +46,9 @@ Changes = namedtuple("Changes", CHANGE_FIELDS)
 # name in src/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
 # programs also count failures by errno. "changes" (cgroups created or removed, tasks
 # moved) only tells the collector when to look again, and is always on.
-PROBE_GROUPS = ("opens", "errno", "proc", "net", "oom")
-DEFAULT_PROBES = frozenset(PROBE_GROUPS)
+PROBE_GROUPS = ("opens", "errno", "proc", "net", "oom", "sched")
+# sched runs on every context switch, the hottest path in the kernel: opt-in.
+DEFAULT_PROBES = frozenset(PROBE_GROUPS) - {"sched"}
 _ALWAYS_ON = "changes"
 _PROGRAMLESS = {"errno": "opens"}  # group -> the group whose programs do its counting
 # Groups of the on-demand commands (`pod-stats files`, `pod-stats procs`): never in the
@@ -55,7 +56,11 @@ _PROGRAMLESS = {"errno": "opens"}  # group -> the group whose programs do its co
 ON_DEMAND_GROUPS = ("files", "procs")
 # Maps only a group's programs use: shrunk to one entry when the group is off, so that an
 # always-on agent does not carry the on-demand commands' memory.
-_GROUP_MAPS = {"errno": (b"open_errnos",), "files": (b"files", b"files_in_flight"), "procs": (b"process_opens",)}
+_SHRUNK_WHEN_OFF = {"errno": (b"open_errnos",)}  # referenced by always-loaded programs
+# Maps only an optional group's programs use: not created at all when the group is off
+# (task storage, for one, does not exist before Linux 5.11).
+_CREATED_WHEN_ON = {"files": (b"files", b"files_in_flight", b"files_scratch"), "procs": (b"process_opens",),
+                    "sched": (b"sched", b"sched_runnable_since")}
 
 # The probe group that counts each field of struct pod_stats_counters (its comment there
 # says the same); a group that is off or missing leaves its fields unknown (null).
@@ -189,6 +194,16 @@ class ProcessCounts(NamedTuple):
     errors: int
 
 
+RUNQ_SLOTS = lib.POD_STATS_RUNQ_SLOTS
+
+
+class SchedCounts(NamedTuple):
+    runq_wait_ns: int
+    runq_waits: int
+    last_active_ns: int  # CLOCK_MONOTONIC (time.monotonic_ns()) when a task of the cgroup last ran
+    runq_wait_slots: Tuple[int, ...]  # slot k: waits shorter than 2**k µs (and not shorter than 2**(k-1))
+
+
 class ProgramStats(NamedTuple):
     run_time_ns: int
     run_count: int
@@ -318,10 +333,17 @@ class PodStatsBpf:
         self._files_map = lib.bpf_object__find_map_by_name(obj, b"files")
         self._processes_map = lib.bpf_object__find_map_by_name(obj, b"process_opens")
         lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
-        for group, maps in _GROUP_MAPS.items():
+        for group, maps in _SHRUNK_WHEN_OFF.items():
             if group not in self.wanted:
                 for map_name in maps:
                     lib.bpf_map__set_max_entries(lib.bpf_object__find_map_by_name(obj, map_name), 1)
+        for group, maps in _CREATED_WHEN_ON.items():
+            if group not in self.wanted:
+                for map_name in maps:
+                    lib.bpf_map__set_autocreate(lib.bpf_object__find_map_by_name(obj, map_name), False)
+        self._sched_map = lib.bpf_object__find_map_by_name(obj, b"sched")
+        if "sched" in self.wanted:
+            lib.bpf_map__set_max_entries(self._sched_map, self.max_cgroups)
 
         # Optional probes: a group not asked for, or a tracepoint this kernel lacks
         # (openat2 before 5.6, open/creat on arm64, sock_*_length before 6.3) is left
@@ -385,6 +407,11 @@ class PodStatsBpf:
         self._errno_scratch = ffi.new("__u64[]", self._ncpus)
         # errno entries per cgroup key as last read, so that a dead cgroup's go with it
         self._errno_entries: Dict[int, List[int]] = {}
+        self._sched_keys = self._sched_sums = self._sched_scratch = None
+        if self.attached("sched"):
+            self._sched_keys = ffi.new("__u64[]", self.max_cgroups)
+            self._sched_sums = ffi.new("struct pod_stats_sched[]", self.max_cgroups)
+            self._sched_scratch = ffi.new("struct pod_stats_sched[]", self._ncpus)
 
     # -- reading ------------------------------------------------------------
 
@@ -422,6 +449,21 @@ class PodStatsBpf:
             entries.setdefault(raw, []).append(error)
         self._errno_entries = entries
         return by_key
+
+    def read_sched(self) -> Dict[CgroupKey, SchedCounts]:
+        """Opt-in (group "sched"): run-queue waits per cgroup since attach."""
+        if self._sched_keys is None:
+            return {}
+        n = lib.pod_stats_read_sched(lib.bpf_map__fd(self._sched_map), self._ncpus, len(self._sched_keys),
+                                     self._sched_keys, self._sched_sums, self._sched_scratch)
+        if n < 0:
+            raise BpfError("reading the sched map failed", -n, _hint_for(-n))
+        result = {}
+        for i in range(n):
+            sums = self._sched_sums[i]
+            result[self._decode_key(self._sched_keys[i])] = SchedCounts(
+                sums.runq_wait_ns, sums.runq_waits, sums.last_active_ns, tuple(sums.runq_wait_slots))
+        return result
 
     def read_files(self) -> Dict[CgroupKey, List[FileCounts]]:
         """On demand (group "files"): opens per (cgroup, path) since attach, most opened first."""
@@ -491,7 +533,10 @@ class PodStatsBpf:
         if errno_keys:
             lib.pod_stats_delete_errno_keys(lib.bpf_map__fd(self._errnos_map),
                                             ffi.new("struct pod_stats_errno_key[]", errno_keys), len(errno_keys))
-        return lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), ffi.new("__u64[]", raw), len(raw))
+        keys_array = ffi.new("__u64[]", raw)
+        if self._sched_keys is not None:
+            lib.pod_stats_delete_keys(lib.bpf_map__fd(self._sched_map), keys_array, len(raw))
+        return lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), keys_array, len(raw))
 
     def program_ids(self) -> Dict[str, int]:
         return {name: self._prog_info(prog).id for name, prog in self._programs.items()}

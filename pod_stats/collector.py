@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
-from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_GROUPS, CgroupKey, Counters, KeyMode,
-                           PodStatsBpf, Probe, ProgramStats)
+from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_GROUPS, RUNQ_SLOTS, CgroupKey, Counters,
+                           KeyMode, PodStatsBpf, Probe, ProgramStats, SchedCounts)
 from pod_stats.cgroups import V2, CgroupIndex, CgroupInfo, CgroupMounts, discover_mounts
 from pod_stats.memory import CgroupFiles, OpenFiles, read_memory_limit
 from pod_stats.names import KubeApiPods, NameResolver
@@ -23,11 +23,17 @@ from pod_stats.names import KubeApiPods, NameResolver
 # BPF counters come first and are cumulative since pod-stats attached.
 MEMORY_FIGURES = ("rss_bytes", "memory_working_set_bytes", "memory_usage_bytes", "memory_peak_bytes",
                   "memory_limit_bytes")
-FIGURES = COUNTER_FIELDS + MEMORY_FIGURES + ("cpu_seconds", "pids")
+# Run-queue figures (opt-in sched probe): wait and waits cumulative since attach like the
+# counters; when a task of the cgroup last got a CPU (Unix time).
+SCHED_COUNTERS = ("runq_wait_seconds", "runq_waits")
+LAST_ACTIVE = "last_active_timestamp_seconds"
+FIGURES = COUNTER_FIELDS + MEMORY_FIGURES + ("cpu_seconds", "pids") + SCHED_COUNTERS + (LAST_ACTIVE,)
 # Per-second rates over the last interval, beside the cumulative figure they come from.
-RATES = {f"{name}_per_second": name for name in COUNTER_FIELDS}
+RATES = {f"{name}_per_second": name for name in COUNTER_FIELDS + SCHED_COUNTERS}
 COUNTER_RATES = tuple(RATES)
 RATES["cpu_cores"] = "cpu_seconds"
+# What is counted per cgroup since attach (a nested cgroup's add up; so do a pod cgroup's own).
+_SINCE_ATTACH = COUNTER_FIELDS + SCHED_COUNTERS
 
 # How often idle new cgroups are looked for (busy ones are found as soon as they count something).
 RESCAN_SECONDS = 5.0
@@ -56,6 +62,7 @@ class ContainerSample:
     cgroup_path: str
     figures: Figures
     open_errors_by_errno: Errnos = field(default_factory=dict)
+    runq_wait_slots: Optional[Tuple[int, ...]] = None  # log2 µs histogram; None without the sched probe
 
 
 @dataclass
@@ -67,6 +74,7 @@ class PodSample:
     figures: Figures
     containers: List[ContainerSample]
     open_errors_by_errno: Errnos = field(default_factory=dict)
+    runq_wait_slots: Optional[Tuple[int, ...]] = None
 
 
 @dataclass
@@ -111,11 +119,12 @@ class _Tracked:
     keys: Set[CgroupKey] = field(default_factory=set)
     figures: Figures = field(default_factory=dict)
     errnos: Errnos = field(default_factory=dict)
+    runq_wait_slots: Optional[Tuple[int, ...]] = None
     limit_read_at: Optional[float] = None
 
 
 # What a pod sums of its containers: not the limit, which the pod's own cgroup holds.
-_SUMMED = tuple(name for name in FIGURES + tuple(RATES) if name != "memory_limit_bytes")
+_SUMMED = tuple(name for name in FIGURES + tuple(RATES) if name not in ("memory_limit_bytes", LAST_ACTIVE))
 _LIVE_FIGURES = MEMORY_FIGURES + ("cpu_seconds", "pids")
 
 
@@ -129,7 +138,18 @@ def _sum_figures(parts: List[Figures]) -> Figures:
                 value = figure if value is None else value + figure
         # rounded: summing rounded rates must not print float noise
         total[name] = None if value is None else round(value, 6)
+    total[LAST_ACTIVE] = _latest(part.get(LAST_ACTIVE) for part in parts)
     return total
+
+
+def _latest(times) -> Optional[float]:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+def _add_slots(parts: List[Optional[Tuple[int, ...]]]) -> Optional[Tuple[int, ...]]:
+    known = [p for p in parts if p is not None]
+    return tuple(map(sum, zip(*known))) if known else None
 
 
 def _merge_nested(first: ContainerSample, second: ContainerSample) -> ContainerSample:
@@ -138,11 +158,13 @@ def _merge_nested(first: ContainerSample, second: ContainerSample) -> ContainerS
     inner one's; what is counted per cgroup — BPF counters, processes — adds up."""
     outer, inner = sorted((first, second), key=lambda c: len(c.cgroup_path))
     figures = dict(outer.figures)
-    for name in COUNTER_FIELDS + COUNTER_RATES + ("pids",):
+    for name in _SINCE_ATTACH + COUNTER_RATES + ("pids",):
         values = [v for v in (outer.figures.get(name), inner.figures.get(name)) if v is not None]
         figures[name] = sum(values) if values else None
+    figures[LAST_ACTIVE] = _latest([outer.figures.get(LAST_ACTIVE), inner.figures.get(LAST_ACTIVE)])
     return ContainerSample(outer.id, outer.name, outer.runtime, outer.cgroup_id, outer.cgroup_path, figures,
-                           _add_errnos([outer.open_errors_by_errno, inner.open_errors_by_errno]))
+                           _add_errnos([outer.open_errors_by_errno, inner.open_errors_by_errno]),
+                           _add_slots([outer.runq_wait_slots, inner.runq_wait_slots]))
 
 
 class Collector:
@@ -175,6 +197,7 @@ class Collector:
         # counters of probe groups that are off or missing are unknown, not zero
         self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
         self._count_errnos = bpf.attached("errno")
+        self._sched_on = bpf.attached("sched")
 
     def sample(self) -> Snapshot:
         started = self._clock()
@@ -183,6 +206,8 @@ class Collector:
             self._last_rescan = started
         counters = self._bpf.read_counters()
         errnos = self._bpf.read_open_errnos() if self._count_errnos else {}
+        sched = self._bpf.read_sched() if self._sched_on else {}
+        wall_minus_monotonic = time.time() - time.monotonic()
         drops = self._bpf.drops()
         now = self._clock()
         elapsed = max(now - self._last_sample, 1e-9)
@@ -192,6 +217,7 @@ class Collector:
         # hosts): both have the same path, so counts are summed by path.
         counts_by_path: Dict[str, List[Counters]] = {}
         errnos_by_path: Dict[str, List[Errnos]] = {}
+        sched_by_path: Dict[str, List[SchedCounts]] = {}
         unknown: List[CgroupKey] = []
         for key, value in counters.items():
             info = self._index.lookup(key.hierarchy, key.cgroup_id)
@@ -204,11 +230,18 @@ class Collector:
             counts_by_path.setdefault(info.path, []).append(value)
             if key in errnos:
                 errnos_by_path.setdefault(info.path, []).append(errnos[key])
+        for key, value in sched.items():  # a cgroup can run without counting anything else
+            info = self._index.lookup(key.hierarchy, key.cgroup_id)
+            if info is None or (info.pod is None and not self._include_non_pods):
+                continue
+            self._track(info).keys.add(key)
+            sched_by_path.setdefault(info.path, []).append(value)
         self._drop_unnamable(unknown, now)
 
         pods: Dict[str, PodSample] = {}
         pod_level: Dict[str, List[Figures]] = {}
         pod_level_errnos: Dict[str, List[Errnos]] = {}
+        pod_level_slots: Dict[str, List[Optional[Tuple[int, ...]]]] = {}
         non_pods: List[CgroupSample] = []
         gone: List[str] = []
         if self._index.generation != self._tracked_generation:
@@ -220,9 +253,11 @@ class Collector:
                         self._track(info)
         for path, tracked in self._tracked.items():
             info = tracked.info
-            figures, vanished = self._figures(tracked, counts_by_path.get(path, []), elapsed, now)
+            figures, vanished = self._figures(tracked, counts_by_path.get(path, []), elapsed, now,
+                                              sched_by_path.get(path, []), wall_minus_monotonic)
             if path in errnos_by_path:
                 tracked.errnos = _add_errnos(errnos_by_path[path])
+
             if vanished:
                 gone.append(path)
             if info.pod is None:
@@ -243,8 +278,9 @@ class Collector:
                 # Processes in the pod's own cgroup count in the pod's totals; its
                 # memory and CPU figures are not added: they include the containers'.
                 pod_level.setdefault(pod.uid, []).append(
-                    {name: figures[name] for name in COUNTER_FIELDS + COUNTER_RATES})
+                    {name: figures[name] for name in _SINCE_ATTACH + COUNTER_RATES + (LAST_ACTIVE,)})
                 pod_level_errnos.setdefault(pod.uid, []).append(tracked.errnos)
+                pod_level_slots.setdefault(pod.uid, []).append(tracked.runq_wait_slots)
                 continue
             sample = ContainerSample(
                 id=info.pod.container_id,
@@ -254,6 +290,7 @@ class Collector:
                 cgroup_path=path,
                 figures=figures,
                 open_errors_by_errno=tracked.errnos,
+                runq_wait_slots=tracked.runq_wait_slots,
             )
             same = next((c for c in pod.containers if c.id == sample.id), None)
             if same is None:
@@ -266,6 +303,8 @@ class Collector:
             pod.figures["memory_limit_bytes"] = self._pod_limit(pod, now)
             pod.open_errors_by_errno = _add_errnos([c.open_errors_by_errno for c in pod.containers]
                                                    + pod_level_errnos.get(pod.uid, []))
+            pod.runq_wait_slots = _add_slots([c.runq_wait_slots for c in pod.containers]
+                                             + pod_level_slots.get(pod.uid, []))
 
         self._forget(gone)
         return Snapshot(
@@ -297,8 +336,8 @@ class Collector:
             tracked = self._tracked[info.path] = _Tracked(info, files)
         return tracked
 
-    def _figures(self, tracked: _Tracked, bpf_counts: List[Counters], elapsed: float,
-                 now: float) -> Tuple[Figures, bool]:
+    def _figures(self, tracked: _Tracked, bpf_counts: List[Counters], elapsed: float, now: float,
+                 sched_counts: List[SchedCounts], wall_offset: float) -> Tuple[Figures, bool]:
         """This cgroup's figures now, and whether it has vanished (then its last known ones)."""
         files, previous = tracked.files, tracked.figures
         if len(bpf_counts) == 1:
@@ -307,6 +346,10 @@ class Collector:
             figures = {name: sum(getattr(c, name) for c in bpf_counts) for name in COUNTER_FIELDS}
         for name in self._unknown_counters:
             figures[name] = None
+        for name in SCHED_COUNTERS + (LAST_ACTIVE,):
+            figures[name] = None
+        if self._sched_on:
+            self._sched_figures(tracked, figures, sched_counts, wall_offset)
         read = self._files.read_bytes
         memory = files.memory(read)
         # a failed read is how a removed cgroup shows (ENODEV on the open file)
@@ -331,11 +374,20 @@ class Collector:
 
         for rate, cumulative in RATES.items():
             current, before = figures[cumulative], previous.get(cumulative)
-            if before is None and cumulative in COUNTER_FIELDS:
+            if before is None and cumulative in _SINCE_ATTACH:
                 before = 0  # BPF counters start at attach: all they hold was counted since
             figures[rate] = None if current is None or before is None else round((current - before) / elapsed, 3)
         tracked.figures = figures
         return figures, vanished
+
+    @staticmethod
+    def _sched_figures(tracked: _Tracked, figures: Figures, counted: List[SchedCounts], wall_offset: float) -> None:
+        """Run-queue figures of one cgroup (from the map when its tasks ran since attach)."""
+        figures["runq_wait_seconds"] = round(sum(c.runq_wait_ns for c in counted) / 1e9, 9)
+        figures["runq_waits"] = sum(c.runq_waits for c in counted)
+        last = max((c.last_active_ns for c in counted), default=0)
+        figures[LAST_ACTIVE] = round(last / 1e9 + wall_offset, 3) if last else tracked.figures.get(LAST_ACTIVE)
+        tracked.runq_wait_slots = _add_slots([c.runq_wait_slots for c in counted]) or (0,) * RUNQ_SLOTS
 
     def close(self) -> None:
         self._files.close()

@@ -20,7 +20,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from pod_stats import __version__
@@ -46,6 +46,8 @@ CONTAINER_METRICS = (
     ("pod_stats_network_transmit_bytes", "net_tx_bytes", "Socket payload bytes sent by the container.", True),
     ("pod_stats_network_receive_bytes", "net_rx_bytes", "Socket payload bytes received by the container.", True),
     ("pod_stats_oom_kills", "oom_kills", "Tasks of the container killed by the OOM killer.", True),
+    ("pod_stats_last_active_timestamp_seconds", "last_active_timestamp_seconds",
+     "When a task of the container last got a CPU (Unix time; sched probe).", False),
 )
 CONTAINER_LABELS = ("namespace", "pod", "container")
 
@@ -110,6 +112,21 @@ class SnapshotMetrics(Collector):
                 for number, count in sorted(container.open_errors_by_errno.items()):
                     by_errno.add_metric([labels.get(label, "") for label in label_names] + [errno_name(number)], count)
             yield by_errno
+        if snapshot.agent.probe_groups.get("sched"):
+            runq = HistogramMetricFamily("pod_stats_runq_wait_seconds",
+                                         "Time the container's tasks waited runnable for a CPU (sched probe).",
+                                         labels=label_names)
+            for labels, container in rows:
+                slots, total = container.runq_wait_slots, container.figures.get("runq_wait_seconds")
+                if slots is None or total is None:
+                    continue
+                buckets, cumulative = [], 0
+                for k, count in enumerate(slots[:-1]):
+                    cumulative += count
+                    buckets.append((f"{2 ** k / 1e6:g}", cumulative))
+                buckets.append(("+Inf", cumulative + slots[-1]))
+                runq.add_metric([labels.get(label, "") for label in label_names], buckets, total)
+            yield runq
 
     @staticmethod
     def _agent_metrics(snapshot: Snapshot, sampled_at: Optional[float]) -> Iterator:

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from rich.table import Table
 from rich.text import Text
 
-from pod_stats.collector import FIGURES, RATES, Errnos, Figures, PodSample, Snapshot
+from pod_stats.collector import FIGURES, RATES, Errnos, PodSample, Snapshot
 
 SCHEMA = "pod-stats/v1"
 SORT_FIELDS = ("namespace", "name") + FIGURES + tuple(RATES)
@@ -44,9 +44,18 @@ def errnos_json(errnos: Errnos, counted: bool) -> Optional[Dict[str, int]]:
     return {errno_name(n): count for n, count in sorted(errnos.items(), key=lambda item: (-item[1], item[0]))}
 
 
-def _figures_json(figures: Figures, errnos: Errnos, errnos_counted: bool) -> Dict[str, Any]:
-    document = {name: figures.get(name) for name in list(FIGURES) + list(RATES)}
-    document["open_errors_by_errno"] = errnos_json(errnos, errnos_counted)
+def runq_histogram_json(slots: Optional[Sequence[int]]) -> Optional[Dict[str, int]]:
+    """Run-queue waits by upper bound in µs ({"4": 9, "8": 8, ..., "+Inf": 0}): slot k holds
+    waits shorter than 2**k µs; the last one everything longer. Empty slots left out."""
+    if slots is None:
+        return None
+    return {("+Inf" if k == len(slots) - 1 else str(2 ** k)): count for k, count in enumerate(slots) if count}
+
+
+def _figures_json(sample, errnos_counted: bool) -> Dict[str, Any]:
+    document = {name: sample.figures.get(name) for name in list(FIGURES) + list(RATES)}
+    document["open_errors_by_errno"] = errnos_json(sample.open_errors_by_errno, errnos_counted)
+    document["runq_wait_histogram_us"] = runq_histogram_json(sample.runq_wait_slots)
     return document
 
 
@@ -63,7 +72,7 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
                 "namespace": pod.namespace,
                 "name": pod.name,
                 "qos": pod.qos,
-                **_figures_json(pod.figures, pod.open_errors_by_errno, counted),
+                **_figures_json(pod, counted),
                 "containers": [
                     {
                         "id": container.id,
@@ -71,7 +80,7 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
                         "runtime": container.runtime,
                         "cgroup_id": container.cgroup_id,
                         "cgroup_path": container.cgroup_path,
-                        **_figures_json(container.figures, container.open_errors_by_errno, counted),
+                        **_figures_json(container, counted),
                     }
                     for container in pod.containers
                 ],
@@ -90,7 +99,7 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
     if snapshot.cgroups:
         document["cgroups"] = [
             {"cgroup_id": c.cgroup_id, "cgroup_path": c.cgroup_path,
-             **_figures_json(c.figures, c.open_errors_by_errno, counted)}
+             **_figures_json(c, counted)}
             for c in snapshot.cgroups
         ]
     return document
@@ -156,25 +165,24 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
     # Figures are never cut short: on a narrow terminal the names give way.
     table.add_column("NAMESPACE", no_wrap=True, overflow="ellipsis", max_width=20)
     table.add_column("POD / CONTAINER", no_wrap=True, overflow="ellipsis", min_width=16)
-    for header, _, _ in _COLUMNS:
+    columns = _COLUMNS
+    if snapshot.agent.probe_groups.get("sched"):
+        # seconds waited for a CPU per second: how many of the cgroup's tasks wait, on average
+        columns += (("RUNQ WAIT", "runq_wait_seconds_per_second", _cores),)
+    for header, _, _ in columns:
         table.add_column(header, justify="right", no_wrap=True, min_width=max(len(header), 7))
     table.add_column("TOP ERRNO", no_wrap=True, min_width=9)
+
+    def cells(sample) -> list:
+        return [fmt(sample.figures.get(name)) for _, name, fmt in columns] + [top_errno(sample.open_errors_by_errno)]
+
     for pod in sort_pods(snapshot.pods, sort):
-        table.add_row(
-            Text(pod.namespace or "?", style="cyan"),
-            Text(pod.name or pod.uid, style="bold"),
-            *(fmt(pod.figures.get(name)) for _, name, fmt in _COLUMNS),
-            top_errno(pod.open_errors_by_errno),
-        )
+        table.add_row(Text(pod.namespace or "?", style="cyan"), Text(pod.name or pod.uid, style="bold"), *cells(pod))
         for container in pod.containers:
             label = container.name or f"({(container.id or '?')[:12]})"
-            table.add_row("", Text(f"  └ {label}", style="dim" if container.name is None else ""),
-                          *(fmt(container.figures.get(name)) for _, name, fmt in _COLUMNS),
-                          top_errno(container.open_errors_by_errno))
+            table.add_row("", Text(f"  └ {label}", style="dim" if container.name is None else ""), *cells(container))
     for cgroup in snapshot.cgroups:
-        table.add_row(Text("-", style="dim"), Text(cgroup.cgroup_path, style="dim"),
-                      *(fmt(cgroup.figures.get(name)) for _, name, fmt in _COLUMNS),
-                      top_errno(cgroup.open_errors_by_errno))
+        table.add_row(Text("-", style="dim"), Text(cgroup.cgroup_path, style="dim"), *cells(cgroup))
     if not snapshot.pods and not snapshot.cgroups:
         table.caption = "no pods on this node (kubelet cgroups not found); try `pod-stats demo`"
     notes = [f"warning: {snapshot.agent.map_full_drops} events dropped, the BPF map is full"

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -445,3 +446,45 @@ def test_probe_groups_left_out_count_nothing(mounts, new_cgroup):
         assert only_proc.read_open_errnos() == {}
     with pytest.raises(ValueError, match="unknown probe group"):
         PodStatsBpf(KeyMode.V2, probes={"opens", "sched-typo"})
+
+
+def _spin(seconds: float, cpu: int, report=None) -> None:
+    """Runs on `cpu` for `seconds` of wall time; reports (wall, own CPU time) through a pipe."""
+    os.sched_setaffinity(0, {cpu})
+    wall0, cpu0 = time.monotonic(), time.thread_time()
+    while time.monotonic() - wall0 < seconds:
+        pass
+    if report is not None:
+        os.write(report, f"{time.monotonic() - wall0} {time.thread_time() - cpu0}".encode())
+
+
+def test_run_queue_wait_of_a_crowded_cgroup(mounts, new_cgroup):
+    crowded, busy, idle = new_cgroup(), new_cgroup(), new_cgroup()
+    cpu = max(os.sched_getaffinity(0))
+    root_id = os.stat(mounts.unified).st_ino
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"opens", "sched"}) as bpf:
+        assert bpf.attached("sched")
+        read_end, write_end = os.pipe()
+        hog = _run_in_cgroup(busy, lambda: _spin(2.0, cpu), wait=False)
+        _run_in_cgroup(crowded, lambda: _spin(1.0, cpu, write_end))
+        _reap(hog)
+
+        def sleeper():
+            for _ in range(20):
+                time.sleep(0.01)
+
+        _run_in_cgroup(idle, sleeper)
+        wall, own_cpu = map(float, os.read(read_end, 100).split())
+        os.close(read_end)
+        os.close(write_end)
+        sched = bpf.read_sched()
+    # a task that never sleeps is, when not running, waiting for the CPU
+    waited = wall - own_cpu
+    assert waited > 0.3, "the two spinners should have shared the CPU"
+    crowded_wait = sched[_key(crowded)].runq_wait_ns / 1e9
+    assert 0.8 * waited <= crowded_wait <= waited + 0.05
+    assert sched[_key(crowded)].runq_waits == sum(sched[_key(crowded)].runq_wait_slots)
+    assert sched[_key(idle)].runq_wait_ns / 1e9 < 0.02  # woke 20 times on an idle CPU
+    assert sched[_key(idle)].runq_waits >= 20
+    assert sched[_key(idle)].last_active_ns <= time.monotonic_ns()
+    assert sched[_key(crowded)].last_active_ns < sched[_key(idle)].last_active_ns

@@ -3,8 +3,10 @@ two containers, process life cycle, OOM kills, failed-open reasons — exact del
 same figures in the JSON document, the table and /metrics."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,7 +105,8 @@ def test_failed_opens_by_errno_everywhere(node, collector):
     assert container["open_errors_by_errno"]["ENOENT"] == sampled.open_errors_by_errno[2]
     assert pod["open_errors_by_errno"]["ENOENT"] >= container["open_errors_by_errno"]["ENOENT"]
     assert container["net_tx_bytes"] >= PAYLOAD and container["forks"] >= 8
-    assert document["agent"]["probes"] == {"opens": "on", "errno": "on", "proc": "on", "net": "on", "oom": "on"}
+    assert document["agent"]["probes"] == {"opens": "on", "errno": "on", "proc": "on", "net": "on", "oom": "on",
+                                           "sched": "off"}  # opt-in
 
     console = Console(width=250, record=True)
     console.print(render_table(snapshot))
@@ -202,3 +205,31 @@ def test_on_demand_commands_print_their_documents(node, command, key):
     assert all(row["namespace"] == "batch" for row in document[key])
     if command == "procs":
         assert {row["container"] for row in document[key]} >= {"report"}
+
+
+def test_run_queue_wait_of_a_container_beside_a_busy_one(node):
+    cpu = max(os.sched_getaffinity(0))
+    server, client, report = _container(node, "server"), _container(node, "client"), _container(node, "report")
+    with open_collector(log_dir=str(node.log_dir), probes={"opens", "sched"}) as collector:
+        collector._index.refresh()
+        before = collector.sample()
+        assert server.command(f"pin {cpu}") == "ok" and client.command(f"pin {cpu}") == "ok"
+        server.send("cpu 1500")  # the busy neighbour
+        started = time.monotonic()
+        cpu_ns = int(client.command("cpu 400").split()[1])
+        wall = time.monotonic() - started
+        assert server.answer(timeout=30).startswith("ok ")
+        assert report.command("pid") == "ok 1"  # the idle one: wakes, runs briefly
+        after = collector.sample()
+    waited = wall - cpu_ns / 1e9  # never slept: not running was waiting (or talking to us, briefly)
+    assert waited > 0.2, "the two containers should have shared the CPU"
+    client_wait, report_wait = _deltas(before, after, [(client, "runq_wait_seconds"), (report, "runq_wait_seconds")])
+    assert 0.7 * waited - 0.01 <= client_wait <= waited + 0.05
+    assert report_wait < 0.02
+    sampled = _sampled(after, client)
+    assert sampled.figures["runq_wait_seconds_per_second"] > 0
+    assert sampled.figures["last_active_timestamp_seconds"] >= time.time() - 60
+    assert sum(sampled.runq_wait_slots) == sampled.figures["runq_waits"]
+    document = to_json(after)
+    container = next(c for p in document["pods"] for c in p["containers"] if c["name"] == "client")
+    assert sum(container["runq_wait_histogram_us"].values()) == container["runq_waits"]

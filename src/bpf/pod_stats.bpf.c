@@ -112,7 +112,7 @@ static __always_inline __u64 current_cgroup_key(void)
 }
 
 /* Events that could not be counted (map full). */
-enum drop { DROP_COUNTERS, DROP_ERRNOS, DROP_PROCESSES };
+enum drop { DROP_COUNTERS, DROP_ERRNOS, DROP_PROCESSES, DROP_SCHED };
 
 static __always_inline void count_drop(enum drop which)
 {
@@ -125,6 +125,8 @@ static __always_inline void count_drop(enum drop which)
 		d->errno_map_full++;
 	else if (which == DROP_PROCESSES)
 		d->process_map_full++;
+	else if (which == DROP_SCHED)
+		d->sched_map_full++;
 	else
 		d->map_full++;
 }
@@ -280,6 +282,112 @@ int BPF_PROG(oom_victim, struct task_struct *victim)
 
 	if (c)
 		c->oom_kills++;
+	return 0;
+}
+
+/*
+ * sched (opt-in): run-queue wait per cgroup. When a task becomes runnable its
+ * time is kept in task storage (no hash churn, freed with the task); the
+ * switch that runs it turns that into a wait of its cgroup.
+ */
+#define TASK_RUNNING 0
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} sched_runnable_since SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, POD_STATS_DEFAULT_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct pod_stats_sched);
+} sched SEC(".maps");
+
+/* task_struct.state became __state in Linux 5.14 */
+struct task_struct___before_5_14 {
+	long state;
+} __attribute__((preserve_access_index));
+
+static __always_inline bool is_runnable(struct task_struct *task)
+{
+	if (bpf_core_field_exists(task->__state))
+		return task->__state == TASK_RUNNING;
+	return BPF_CORE_READ((struct task_struct___before_5_14 *)task, state) == TASK_RUNNING;
+}
+
+static __always_inline void mark_runnable(struct task_struct *task)
+{
+	__u64 *since = bpf_task_storage_get(&sched_runnable_since, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (since)
+		*since = bpf_ktime_get_ns();
+}
+
+static __always_inline __u32 log2_slot(__u64 us)
+{
+	__u32 slot = 0;
+
+	/* bounded: the verifier needs a fixed trip count */
+	for (int i = 0; i < POD_STATS_RUNQ_SLOTS - 1; i++) {
+		if (us == 0)
+			break;
+		us >>= 1;
+		slot++;
+	}
+	return slot;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(sched_wakeup, struct task_struct *task)
+{
+	mark_runnable(task);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(sched_wakeup_new, struct task_struct *task)
+{
+	mark_runnable(task);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct pod_stats_sched zero = {}, *counts;
+	__u64 now = bpf_ktime_get_ns(), key, *since, wait;
+	__u32 slot;
+
+	/* preempted, still runnable: it waits from now on */
+	if (prev->pid != 0 && is_runnable(prev))
+		mark_runnable(prev);
+	if (next->pid == 0)
+		return 0;  /* the idle task */
+	key = cgroup_key_of(next);
+	counts = bpf_map_lookup_elem(&sched, &key);
+	if (!counts) {
+		if (bpf_map_update_elem(&sched, &key, &zero, BPF_NOEXIST) && !bpf_map_lookup_elem(&sched, &key)) {
+			count_drop(DROP_SCHED);
+			return 0;
+		}
+		counts = bpf_map_lookup_elem(&sched, &key);
+		if (!counts)
+			return 0;
+	}
+	counts->last_active_ns = now;
+	since = bpf_task_storage_get(&sched_runnable_since, next, 0, 0);
+	if (!since || !*since)
+		return 0;
+	wait = now - *since;
+	*since = 0;
+	counts->runq_wait_ns += wait;
+	counts->runq_waits++;
+	slot = log2_slot(wait / 1000);
+	if (slot < POD_STATS_RUNQ_SLOTS)
+		counts->runq_wait_slots[slot]++;
 	return 0;
 }
 

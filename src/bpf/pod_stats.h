@@ -78,6 +78,21 @@ struct pod_stats_errno_key {
 };
 
 /*
+ * Scheduling (probe group sched, opt-in: it runs on every context switch).
+ * Run-queue wait is the time a task spent runnable but not running, from its
+ * wakeup (or preemption) to the switch that ran it. Per cgroup, one per CPU:
+ * user space sums the CPUs, except last_active_ns, where it takes the latest.
+ */
+#define POD_STATS_RUNQ_SLOTS 24		/* log2 buckets of wait in µs: slot k holds waits < 2^k µs */
+
+struct pod_stats_sched {
+	__u64 runq_wait_ns;		/* total run-queue wait of the cgroup's tasks */
+	__u64 runq_waits;		/* waits that ended (the task got a CPU) */
+	__u64 last_active_ns;		/* CLOCK_MONOTONIC when a task of the cgroup last got a CPU */
+	__u64 runq_wait_slots[POD_STATS_RUNQ_SLOTS];
+};
+
+/*
  * On demand only (`pod-stats files`, `pod-stats procs`): programs of the groups
  * "files" and "procs" load only while such a command runs.
  */
@@ -106,6 +121,7 @@ struct pod_stats_drops {
 	__u64 map_full;		/* a new cgroup found the counters map full */
 	__u64 errno_map_full;	/* a failed open's (cgroup, errno) found its map full */
 	__u64 process_map_full;	/* on demand (procs): a process found its map full */
+	__u64 sched_map_full;	/* sched: a cgroup found the sched map full */
 };
 
 #endif /* POD_STATS_H */

@@ -15,6 +15,8 @@
  *                    (cumulative)                          -> ok <total MiB held>
  *   free             release everything alloc kept         -> ok
  *   cpu MS           burn MS ms of this thread's CPU time  -> ok <cpu ns used>
+ *   pin CPU          run only on CPU from now on (sched_setaffinity)
+ *                                                          -> ok
  *   spawn N          fork N children that _exit(0), reap   -> ok <reaped>
  *   pid              getpid() as seen in the container     -> ok <pid>
  *   exec N           fork N children that execve this binary, which exits at
@@ -48,6 +50,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -481,6 +484,18 @@ static void handle(char *line)
             reply("err fork failed\n");
         else
             reply_ok(1, (unsigned long long)killed, 0);
+    } else if (!strcmp(argv[0], "pin")) {
+        cpu_set_t set;
+        if (argc != 2 || (n = parse_num(argv[1])) < 0 || n >= CPU_SETSIZE) {
+            reply("err usage: pin CPU\n");
+            return;
+        }
+        CPU_ZERO(&set);
+        CPU_SET((int)n, &set);
+        if (sched_setaffinity(0, sizeof(set), &set) < 0)
+            reply("err sched_setaffinity failed\n");
+        else
+            reply_ok(0, 0, 0);
     } else if (!strcmp(argv[0], "hold")) {
         long long opens, pid;
         if (argc != 3 || (n = parse_num(argv[1])) < 0 || (opens = parse_num(argv[2])) < 0) {
