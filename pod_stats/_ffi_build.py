@@ -51,6 +51,7 @@ int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
 bool bpf_program__autoload(const struct bpf_program *prog);
 int bpf_program__fd(const struct bpf_program *prog);
 struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
+struct bpf_link *bpf_program__attach_cgroup(const struct bpf_program *prog, int cgroup_fd);
 int bpf_link__destroy(struct bpf_link *link);
 struct bpf_map *bpf_object__find_map_by_name(const struct bpf_object *obj, const char *name);
 int bpf_map__fd(const struct bpf_map *map);

@@ -195,6 +195,9 @@ class ProcessCounts(NamedTuple):
 
 
 RUNQ_SLOTS = lib.POD_STATS_RUNQ_SLOTS
+# Where net bytes come from (PodStatsBpf.net_source).
+NET_SOCKET = "socket payload (sock_send_length, sock_recv_length)"
+NET_PACKETS = "packets (cgroup_skb at the cgroup v2 root)"
 
 
 class SchedCounts(NamedTuple):
@@ -264,12 +267,19 @@ class PodStatsBpf:
         btf_path: Optional[str] = None,
         use_batch: bool = True,
         probes: Iterable[str] = DEFAULT_PROBES,
+        v2_root: Optional[str] = None,
+        net_source: Optional[str] = None,
     ):
         self.wanted = frozenset(probes) | {_ALWAYS_ON}
         unknown = self.wanted - set(PROBE_GROUPS) - set(ON_DEMAND_GROUPS) - {_ALWAYS_ON}
         if unknown:
             raise ValueError(f"unknown probe group {', '.join(sorted(unknown))} (known: {', '.join(PROBE_GROUPS)})")
+        if net_source not in (None, NET_SOCKET, NET_PACKETS):
+            raise ValueError(f"unknown net source {net_source!r}")
         self.key_mode = key_mode
+        self.v2_root = v2_root  # the cgroup v2 mount: where the cgroup_skb fallback attaches
+        self._net_source_asked = net_source
+        self.net_source: Optional[str] = None  # what counts net bytes once attached
         self.v2_root_cgroup_id = v2_root_cgroup_id
         self.max_cgroups = max_cgroups or lib.POD_STATS_DEFAULT_MAX_CGROUPS
         self.btf_path = btf_path
@@ -348,15 +358,20 @@ class PodStatsBpf:
         # Optional probes: a group not asked for, or a tracepoint this kernel lacks
         # (openat2 before 5.6, open/creat on arm64, sock_*_length before 6.3) is left
         # out instead of failing the load.
+        self.net_source = self._choose_net_source(events)
         prog = lib.bpf_object__next_program(obj, ffi.NULL)
         while prog != ffi.NULL:
             name = ffi.string(lib.bpf_program__name(prog)).decode()
             section = ffi.string(lib.bpf_program__section_name(prog)).decode()
-            tracepoint = _tracepoint_of(section, events)
-            shown = tracepoint or section.split("/", 1)[1]
+            packets = section.startswith("cgroup_skb/")
+            tracepoint = None if packets else _tracepoint_of(section, events)
+            shown = f"{section} (cgroup v2 root)" if packets else tracepoint or section.split("/", 1)[1]
             reason = None
             if name.split("_", 1)[0] not in self.wanted:
                 reason = "not asked for (--probes)"
+            elif name.startswith("net_"):
+                if (self.net_source == NET_PACKETS) != packets:
+                    reason = f"net bytes come from {self.net_source or 'nowhere'}"
             elif tracepoint is None:
                 reason = "tracepoint not in this kernel"
             else:
@@ -388,7 +403,10 @@ class PodStatsBpf:
             raise BpfError("loading the BPF programs failed", err, hint)
 
         for name, prog in self._programs.items():
-            link = lib.bpf_program__attach(prog)
+            if ffi.string(lib.bpf_program__section_name(prog)).startswith(b"cgroup_skb/"):
+                link = self._attach_to_v2_root(prog)
+            else:
+                link = lib.bpf_program__attach(prog)
             if link == ffi.NULL:
                 err = ffi.errno
                 raise BpfError(f"attaching {name} failed", err, _hint_for(err))
@@ -412,6 +430,28 @@ class PodStatsBpf:
             self._sched_keys = ffi.new("__u64[]", self.max_cgroups)
             self._sched_sums = ffi.new("struct pod_stats_sched[]", self.max_cgroups)
             self._sched_scratch = ffi.new("struct pod_stats_sched[]", self._ncpus)
+
+    def _choose_net_source(self, events: str) -> Optional[str]:
+        """Socket payload from the sock tracepoints (Linux 6.3+), else packets at the cgroup v2 root."""
+        if "net" not in self.wanted:
+            return None
+        have_tracepoints = all(os.path.isdir(os.path.join(events, "sock", t))
+                               for t in ("sock_send_length", "sock_recv_length"))
+        if self._net_source_asked != NET_PACKETS and have_tracepoints:
+            return NET_SOCKET
+        if self.v2_root is None:
+            return None  # no cgroup v2 hierarchy to attach to: net figures unknown
+        return NET_PACKETS
+
+    def _attach_to_v2_root(self, prog):
+        try:
+            fd = os.open(self.v2_root, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as error:
+            raise BpfError(f"opening the cgroup v2 root {self.v2_root} failed", error.errno) from None
+        try:
+            return lib.bpf_program__attach_cgroup(prog, fd)  # the link keeps the cgroup
+        finally:
+            os.close(fd)
 
     # -- reading ------------------------------------------------------------
 

@@ -91,14 +91,16 @@ def _identity_options(command: Callable) -> Callable:
 
 def _source_options(command: Callable) -> Callable:
     """Where the figures come from: options of every sampling command."""
-    from pod_stats.bpf import PROBE_GROUPS
+    from pod_stats.bpf import DEFAULT_PROBES, PROBE_GROUPS
 
     options = [
-        click.option("--probes", default=",".join(PROBE_GROUPS), show_default=True, callback=_parse_probes,
+        click.option("--probes", default=",".join(g for g in PROBE_GROUPS if g in DEFAULT_PROBES), show_default=True,
+                     callback=_parse_probes,
                      metavar="GROUP,...",
                      help="Kernel probe groups to attach: opens (opens and failed opens), errno (failed opens by "
-                          "errno), proc (forks, execs, exits), net (socket bytes), oom (OOM kills). Figures of a "
-                          "group that is off are null."),
+                          "errno), proc (forks, execs, exits), net (socket bytes), oom (OOM kills), sched "
+                          "(run-queue wait; opt-in, it runs on every context switch). Figures of a group that is "
+                          "off are null."),
         click.option("--max-cgroups", default=None, type=click.IntRange(min=1), metavar="N",
                      help="Capacity of the BPF counters map (default 4096 cgroups)."),
         _identity_options,

@@ -97,6 +97,7 @@ class AgentStats:
     sample_seconds: float
     probes: List[Probe]
     probe_groups: Dict[str, bool]  # probe group -> counting (asked for and attached)
+    net_source: Optional[str]  # what net bytes are (bpf.NET_SOCKET / NET_PACKETS), None when net is off
     programs: Dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
 
 
@@ -322,6 +323,7 @@ class Collector:
                 sample_seconds=round(self._clock() - started, 6),
                 probes=self._bpf.probes,
                 probe_groups={group: self._bpf.attached(group) for group in PROBE_GROUPS},
+                net_source=self._bpf.net_source if self._bpf.attached("net") else None,
                 programs=self._bpf.program_stats(),
             ),
         )
@@ -496,7 +498,8 @@ def open_collector(
     mounts = discover_mounts(cgroup_root=cgroup_root)
     key_mode = key_mode_for(mounts)
     v2_root_id = os.stat(mounts.unified).st_ino if mounts.unified else 0
-    with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path, probes=probes) as bpf:
+    with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path, probes=probes,
+                     v2_root=mounts.unified) as bpf:
         index = CgroupIndex(mounts)
         names = NameResolver(log_dir, api=KubeApiPods.from_environment(api_url=kube_api))
         collector = Collector(bpf, mounts, index, names, include_non_pods=include_non_pods,

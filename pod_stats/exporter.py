@@ -152,6 +152,9 @@ class SnapshotMetrics(Collector):
         for group, on in agent.probe_groups.items():
             groups.add_metric([group], 1 if on else 0)
         yield groups
+        if agent.net_source:
+            yield _gauge("pod_stats_network_source", "What the network byte counters count (1 for the source in use).",
+                         1, {"source": agent.net_source})
         yield _gauge("pod_stats_bpf_map_entries", "Entries in the BPF map (cgroups counted).",
                      agent.cgroups_in_map, {"map": "counters"})
         yield _gauge("pod_stats_bpf_map_max_entries", "Capacity of the BPF map.",

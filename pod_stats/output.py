@@ -92,6 +92,7 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
             "map_full_drops": snapshot.agent.map_full_drops,
             "errno_map_full_drops": snapshot.agent.errno_map_full_drops,
             "probes": {group: "on" if on else "off" for group, on in snapshot.agent.probe_groups.items()},
+            "net_source": snapshot.agent.net_source,
             "unresolved_cgroups": snapshot.agent.unresolved_cgroups,
             "sample_seconds": snapshot.agent.sample_seconds,
         },

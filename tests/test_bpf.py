@@ -22,6 +22,8 @@ import pytest
 from pod_stats.bpf import (
     HIERARCHY_V1_MEMORY,
     HIERARCHY_V2,
+    NET_PACKETS,
+    NET_SOCKET,
     BpfError,
     CgroupKey,
     KeyMode,
@@ -488,3 +490,49 @@ def test_run_queue_wait_of_a_crowded_cgroup(mounts, new_cgroup):
     assert sched[_key(idle)].runq_waits >= 20
     assert sched[_key(idle)].last_active_ns <= time.monotonic_ns()
     assert sched[_key(crowded)].last_active_ns < sched[_key(idle)].last_active_ns
+
+
+def test_packet_bytes_fallback_counts_both_ends(mounts, new_cgroup):
+    """Kernels before 6.3 have no sock_*_length tracepoints: net bytes come from cgroup_skb
+    programs at the cgroup v2 root (packets, headers included), per socket's cgroup."""
+    sender, receiver = new_cgroup(), new_cgroup()
+    payload = 400_000
+    root_id = os.stat(mounts.unified).st_ino
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"net"}, v2_root=mounts.unified,
+                     net_source=NET_PACKETS) as bpf:
+        assert bpf.net_source == NET_PACKETS and bpf.attached("net")
+        assert {p.program for p in bpf.probes if p.attached} >= {"net_skb_egress", "net_skb_ingress"}
+        port_read, port_write = os.pipe()
+
+        def receive():  # the listening socket is the receiver's: accepted sockets inherit its cgroup
+            with socket.socket() as listener:
+                listener.bind(("127.0.0.1", 0))
+                listener.listen(1)
+                os.write(port_write, str(listener.getsockname()[1]).encode())
+                connection, _ = listener.accept()
+                with connection:
+                    while connection.recv(65536):
+                        pass
+
+        receiving = _run_in_cgroup(receiver, receive, wait=False)
+        port = int(os.read(port_read, 16))
+
+        def send():
+            with socket.create_connection(("127.0.0.1", port)) as connection:
+                connection.sendall(b"x" * payload)
+
+        _run_in_cgroup(sender, send)
+        _reap(receiving)
+        os.close(port_read)
+        os.close(port_write)
+        counters = bpf.read_counters()
+    sent, received = counters[_key(sender)], counters[_key(receiver)]
+    overhead = 0.05 * payload + 4096  # TCP/IP headers of the segments, the handshake and the ACKs
+    assert payload <= sent.net_tx_bytes <= payload + overhead
+    assert payload <= received.net_rx_bytes <= payload + overhead
+    assert sent.net_rx_bytes <= overhead and received.net_tx_bytes <= overhead  # ACKs only
+
+
+def test_fallback_programs_are_not_attached_where_the_tracepoints_are(probes):
+    assert probes.net_source == NET_SOCKET
+    assert not any(p.attached for p in probes.probes if p.program.startswith("net_skb"))

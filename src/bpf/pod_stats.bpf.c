@@ -272,6 +272,38 @@ int net_recv(struct trace_event_raw_sock_msg_length *ctx)
 }
 
 /*
+ * net fallback for kernels without sock_send_length (before 6.3): packets
+ * (headers included) at the cgroup v2 root, counted under the v2 cgroup of the
+ * socket they belong to. Attached only where the tracepoints are missing.
+ * (Ingress runs in softirq and may, rarely, interleave with a process-context
+ * update of the same per-CPU value: the fallback is approximate anyway.)
+ */
+static __always_inline int count_packet(struct __sk_buff *skb, bool tx)
+{
+	struct pod_stats_counters *c = counters_of(bpf_skb_cgroup_id(skb));
+
+	if (c) {
+		if (tx)
+			c->net_tx_bytes += skb->len;
+		else
+			c->net_rx_bytes += skb->len;
+	}
+	return 1;  /* count, never drop */
+}
+
+SEC("cgroup_skb/egress")
+int net_skb_egress(struct __sk_buff *skb)
+{
+	return count_packet(skb, true);
+}
+
+SEC("cgroup_skb/ingress")
+int net_skb_ingress(struct __sk_buff *skb)
+{
+	return count_packet(skb, false);
+}
+
+/*
  * oom: the OOM killer runs in whichever task ran out (often another container
  * of the pod, or none of its own), so the kill is counted in the victim's cgroup.
  */
