@@ -380,6 +380,80 @@ def overhead_rounds(bins: Path, log_dir: str, rounds: int, open_iters: int, ppid
     return result
 
 
+# ------------------------------------------------------------------ the other probe groups
+
+# group -> (probeloop mode, iterations, the floor's empty object, pod-stats --probes)
+GROUP_LOOPS = {
+    "proc": ("forkexit", 2_000, "empty_proc.bpf.o", "proc"),
+    "net": ("socketpair", 100_000, "empty_net.bpf.o", "net"),
+    "sched": ("pingpong", 50_000, "empty_sched.bpf.o", "sched"),
+    "errno": ("openmissing", 100_000, "empty.bpf.o", "opens,errno"),  # failing opens: counters + errno
+}
+
+
+def probeloop(bins: Path, loop: str, iterations: int, reps: int, cgroup: str) -> float:
+    argv = [str(bins / "probeloop"), loop, str(iterations), str(reps), str(LOOP_CPU), cgroup]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return statistics.median(float(x) for x in out.split())
+
+
+@contextlib.contextmanager
+def group_arm(name: str, bins: Path, log_dir: str, empty_object: str, probes: str) -> Iterator[Optional[Tool]]:
+    """(a) nothing, (b) empty programs on one group's hooks, (c) pod-stats with that group only."""
+    if name == "none":
+        yield None
+        return
+    if name == "empty":
+        tool = Tool([str(bins / "attach"), str(bins / empty_object)], "attach", stdout=subprocess.PIPE)
+        _, line = LineReader(tool.proc.stdout).wait_first(tool, 30)
+        if not line.startswith("attached"):
+            raise RuntimeError(f"attach: {line}")
+    else:
+        tool = Tool([POD_STATS, "run", "--json", "--interval", "1", "--log-dir", log_dir, "--probes", probes],
+                    "pod-stats", stdout=subprocess.PIPE)
+        tool.reader = LineReader(tool.proc.stdout)
+        tool.reader.wait_first(tool, 60)
+    try:
+        yield tool
+        tool.check_alive()
+    finally:
+        tool.stop()
+
+
+def probe_group_rounds(bins: Path, log_dir: str, rounds: int, rng: random.Random, pod_cgroup: str) -> dict:
+    """Each optional probe group on the loop that pays for it, against the empty-program floor
+    on the same hooks: rounds of (a), then (b) and (c) in random order, each followed by (a)."""
+    result: dict = {}
+    for group, (loop, iterations, empty_object, probes) in GROUP_LOOPS.items():
+        added: Dict[str, List[float]] = {"empty": [], "podstats": []}
+        baseline: List[float] = []
+        for _ in range(rounds):
+            settle(set())
+            before = probeloop(bins, loop, iterations, 3, pod_cgroup)
+            baseline.append(before)
+            for name in rng.sample(list(added), len(added)):
+                with group_arm(name, bins, log_dir, empty_object, probes) as tool:
+                    settle(set(bpf_fd_ids(tool.pid, "bpf-prog")))
+                    measured = probeloop(bins, loop, iterations, 3, pod_cgroup)
+                settle(set())
+                after = probeloop(bins, loop, iterations, 3, pod_cgroup)
+                baseline.append(after)
+                added[name].append(measured - (before + after) / 2)
+                before = after
+        floor, ours = median(added["empty"]), median(added["podstats"])
+        resolved = floor is not None and floor > max(5.0, 3 * mad(added["empty"]))
+        result[group] = {
+            "loop": loop, "probes": probes, "iterations": iterations,
+            "ns_per_iteration_none": rnd(median(baseline), 1),
+            "added_ns_floor": rnd(floor, 1), "added_ns_podstats": rnd(ours, 1),
+            "vs_floor": rnd(ours / floor) if resolved else None,
+            "added_ns_raw": {a: [round(x, 1) for x in v] for a, v in added.items()},
+        }
+        log(f"probe group {group} ({loop}): (a)={median(baseline):.0f} ns, floor +{floor:.0f}, "
+            f"pod-stats +{ours:.0f} ns" + (f" = {ours / floor:.2f}× the floor" if resolved else ""))
+    return result
+
+
 def bpf_stats_phase(bins: Path, log_dir: str, iterations: int, reps: int, pod_cgroup: str) -> dict:
     """In-program cost from the kernel's BPF stats, all tools attached at once."""
     out: dict = {}
@@ -783,6 +857,10 @@ GOALS = [
     ("agent_rss_mib", "≤ 60 MiB", lambda v: v <= 60, "MiB"),
     ("lost_opens", "= 0", lambda v: v == 0, ""),
     ("map_full_drops", "= 0", lambda v: v == 0, ""),
+    ("proc_overhead_vs_floor", "(info)", None, "×"),
+    ("net_overhead_vs_floor", "(info)", None, "×"),
+    ("sched_overhead_vs_floor", "(info)", None, "×"),
+    ("errno_overhead_vs_floor", "(info)", None, "×"),
 ]
 
 
@@ -831,6 +909,15 @@ def print_table(results: dict) -> None:
           f"{ov['getppid']['floor_noise_ns']:.0f} ns of noise over {floor_g:.0f} ns.")
     print(f"  {ov['rounds_used']} rounds used ({ov['rounds_set_aside']} set aside: a foreign tracing program was "
           "loaded meanwhile).")
+    groups = results["raw"].get("probe_groups", {})
+    if groups:
+        print()
+        print("the other probe groups, each alone, on the loop that pays for it (ns per iteration; added = arm − (a)):")
+        print(f"  {'group':<7} {'loop':<12} {'(a) none':>9} {'+ floor':>8} {'+ pod-stats':>11} {'vs floor':>9}")
+        for group, g in groups.items():
+            ratio = "—" if g["vs_floor"] is None else f"{g['vs_floor']:.2f}×"
+            print(f"  {group:<7} {g['loop']:<12} {g['ns_per_iteration_none']:>9.0f} {g['added_ns_floor']:>8.0f} "
+                  f"{g['added_ns_podstats']:>11.0f} {ratio:>9}")
     if ov["contaminated"] or ov["preexisting_tracing_programs"]:
         print(f"  WARNING: another tracer ran on this machine ({ov['preexisting_tracing_programs']} tracing programs "
               "loaded before the benchmark; rounds kept although contaminated: "
@@ -865,7 +952,8 @@ def main() -> int:
         print("bench: needs root (BPF, cgroups)", file=sys.stderr)
         return 1
     bins = Path(args.bin_dir)
-    for needed in ("attach", "empty.bpf.o", "sysloop", "podfarm", "cgfloor", "storm"):
+    for needed in ("attach", "empty.bpf.o", "sysloop", "podfarm", "cgfloor", "storm", "probeloop",
+                   "empty_proc.bpf.o", "empty_net.bpf.o", "empty_sched.bpf.o"):
         if not (bins / needed).exists():
             print(f"bench: {bins / needed} missing: run `make bench`", file=sys.stderr)
             return 1
@@ -899,6 +987,8 @@ def main() -> int:
             loop_cgroup = farm.loop_cgroup()
             raw["overhead"] = overhead_rounds(bins, str(log_dir), rounds, args.open_iterations,
                                               args.getppid_iterations, 3, rng, loop_cgroup)
+            log(f"the other probe groups on the loops that pay for them, {max(3, rounds - 2)} rounds")
+            raw["probe_groups"] = probe_group_rounds(bins, str(log_dir), max(3, rounds - 2), rng, loop_cgroup)
             log("1: in-program cost from kernel BPF stats")
             raw["bpf_stats"] = bpf_stats_phase(bins, str(log_dir), args.open_iterations, 3, loop_cgroup)
             log("5: zero loss, 8 cgroups × 250,000 opens")
@@ -940,6 +1030,10 @@ def main() -> int:
         "first_sample_ms": rnd(median(raw["first_sample_ms_raw"]), 1),
         "agent_rss_mib": agent["rss_mib"],
         "lost_opens": raw["zero_loss"]["lost_opens"],
+        # the other probe groups: added ns per loop iteration, and that against the empty-program floor
+        **{f"{group}_overhead_vs_floor": raw["probe_groups"][group]["vs_floor"] for group in GROUP_LOOPS},
+        **{f"{group}_added_ns_{arm}": raw["probe_groups"][group][f"added_ns_{arm}"]
+           for group in GROUP_LOOPS for arm in ("floor", "podstats")},
         # extras
         "map_full_drops": raw["zero_loss"]["map_full_drops"],
         "open_added_ns_floor": ov["open"]["added_ns_median"]["empty"],

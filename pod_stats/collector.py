@@ -85,6 +85,7 @@ class CgroupSample:
     cgroup_path: str
     figures: Figures
     open_errors_by_errno: Errnos = field(default_factory=dict)
+    runq_wait_slots: Optional[Tuple[int, ...]] = None
 
 
 @dataclass
@@ -262,7 +263,7 @@ class Collector:
             if vanished:
                 gone.append(path)
             if info.pod is None:
-                non_pods.append(CgroupSample(info.cgroup_id, path, figures, tracked.errnos))
+                non_pods.append(CgroupSample(info.cgroup_id, path, figures, tracked.errnos, tracked.runq_wait_slots))
                 continue
             pod = pods.get(info.pod.pod_uid)
             if pod is None:

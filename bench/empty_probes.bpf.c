@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The floor of each optional probe group: EMPTY programs on exactly the hooks
+ * pod-stats uses for it (same SEC names as src/bpf/pod_stats.bpf.c). Built once
+ * per group, -DGROUP_PROC, -DGROUP_NET or -DGROUP_SCHED.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#ifdef GROUP_PROC
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(empty_fork, struct task_struct *parent, struct task_struct *child) { return 0; }
+SEC("tracepoint/sched/sched_process_exec")
+int empty_exec(void *ctx) { return 0; }
+SEC("tracepoint/sched/sched_process_exit")
+int empty_exit(void *ctx) { return 0; }
+#endif
+
+#ifdef GROUP_NET
+SEC("tracepoint/sock/sock_send_length")
+int empty_send(void *ctx) { return 0; }
+SEC("tracepoint/sock/sock_recv_length")
+int empty_recv(void *ctx) { return 0; }
+#endif
+
+#ifdef GROUP_SCHED
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(empty_wakeup, struct task_struct *task) { return 0; }
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(empty_wakeup_new, struct task_struct *task) { return 0; }
+SEC("tp_btf/sched_switch")
+int BPF_PROG(empty_switch, bool preempt, struct task_struct *prev, struct task_struct *next) { return 0; }
+#endif
