@@ -119,7 +119,13 @@ def _strerror(err: int) -> str:
 
 
 _PRIVILEGE_HINT = "run as root, or grant CAP_BPF and CAP_PERFMON"
-_CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
+_CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 12, 21, 38, 39
+
+
+def _has_capability(bit: int, status_path: str = "/proc/self/status") -> bool:
+    with open(status_path) as status:
+        effective = next(int(line.split()[1], 16) for line in status if line.startswith("CapEff:"))
+    return bool(effective & (1 << bit))
 
 
 def missing_capabilities(status_path: str = "/proc/self/status") -> List[str]:
@@ -440,7 +446,12 @@ class PodStatsBpf:
         if self._net_source_asked != NET_PACKETS and have_tracepoints:
             return NET_SOCKET
         if self.v2_root is None:
-            return None  # no cgroup v2 hierarchy to attach to: net figures unknown
+            log.warning("net: no sock_*_length tracepoints and no cgroup v2 hierarchy for the packet fallback")
+            return None  # net figures unknown
+        if not (_has_capability(_CAP_NET_ADMIN) or _has_capability(_CAP_SYS_ADMIN)):
+            # cgroup_skb programs need it; without, the whole object would fail to load
+            log.warning("net: the packet fallback (no sock_*_length tracepoints) needs CAP_NET_ADMIN")
+            return None
         return NET_PACKETS
 
     def _attach_to_v2_root(self, prog):

@@ -43,6 +43,7 @@ POD_METRICS = {
     "pod_stats_memory_limit_bytes",
     "pod_stats_cpu_seconds_total",
     "pod_stats_processes",
+    "pod_stats_oom_kills_total",
 }
 AGENT_METRICS = {
     "pod_stats_bpf_program_run_seconds_total",
