@@ -665,7 +665,7 @@ def sample_rounds(farm: PodFarm, bins: Path, rounds: int, rng: random.Random) ->
     """pod-stats' sample vs the kernel floor vs the naive /proc walk, interleaved, ~1 s apart
     (the agent's cadence: its once-a-second and every-5-s work is in there as in real life)."""
     from pod_stats.collector import open_collector
-    from pod_stats.output import to_json
+    from pod_stats.output import encode, to_json
 
     npods = len(farm.pods)
     with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as listing:
@@ -676,7 +676,7 @@ def sample_rounds(farm: PodFarm, bins: Path, rounds: int, rng: random.Random) ->
         with open_collector(log_dir=str(farm.log_dir)) as collector:
             # warm-up: the first sample tracks every container
             for _ in range(2):
-                json.dumps(to_json(collector.sample()))
+                encode(to_json(collector.sample()))
                 time.sleep(0.5)
             document = None
             next_sample = time.monotonic()
@@ -688,7 +688,7 @@ def sample_rounds(farm: PodFarm, bins: Path, rounds: int, rng: random.Random) ->
                         time.sleep(max(0.0, next_sample - time.monotonic()))
                         next_sample = time.monotonic() + 1.0
                         t0 = time.perf_counter()
-                        text = json.dumps(to_json(collector.sample()), separators=(",", ":"))
+                        text = encode(to_json(collector.sample()))  # as `pod-stats run --json` does
                         raw["podstats"].append((time.perf_counter() - t0) * 1e3)
                         document = json.loads(text)
                     elif what == "floor":

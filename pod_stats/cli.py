@@ -1,7 +1,6 @@
 """The `pod-stats` command line (click)."""
 
 import contextlib
-import json
 import logging
 import signal
 import ssl
@@ -262,8 +261,10 @@ def _watch_window(group: str, duration: float, namespaces, pod_glob, **identity_
 
 
 def _print_document_or_table(document, table, as_json: bool) -> None:
+    from pod_stats.output import encode
+
     if as_json:
-        sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
+        sys.stdout.write(encode(document) + "\n")
         sys.stdout.flush()
     else:
         from rich.console import Console
@@ -366,7 +367,7 @@ class _user_errors:
 def _print_snapshot(snapshot, as_json: bool, sort: str, live, alert_rules=()) -> list:
     """Prints one sample (and its firing alerts, one line each); returns the alerts."""
     from pod_stats.alerts import evaluate
-    from pod_stats.output import render_table, to_json
+    from pod_stats.output import encode, render_table, to_json
 
     alerts = evaluate(alert_rules, snapshot)
     if live is not None:  # stderr lines would tear the live table: alerts go in its caption
@@ -378,7 +379,7 @@ def _print_snapshot(snapshot, as_json: bool, sort: str, live, alert_rules=()) ->
         document = to_json(snapshot)
         if alert_rules:
             document["alerts"] = [alert.to_json() for alert in alerts]
-        sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
+        sys.stdout.write(encode(document) + "\n")
         sys.stdout.flush()
     else:
         from rich.console import Console

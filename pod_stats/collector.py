@@ -35,8 +35,11 @@ RATES["cpu_cores"] = "cpu_seconds"
 # What is counted per cgroup since attach (a nested cgroup's add up; so do a pod cgroup's own).
 _SINCE_ATTACH = COUNTER_FIELDS + SCHED_COUNTERS
 
-# How often idle new cgroups are looked for (busy ones are found as soon as they count something).
+# How often idle new cgroups are looked for (busy ones are found as soon as they count something):
+# every RESCAN_SECONDS when the kernel says a cgroup was created or removed since the last look,
+# and every FULL_RESCAN_SECONDS anyway (in case the cgroup tracepoints are missing).
 RESCAN_SECONDS = 5.0
+FULL_RESCAN_SECONDS = 60.0
 # Limits rarely change (in-place resize); reading them every sample would cost a file read each.
 LIMIT_REFRESH_SECONDS = 30.0
 
@@ -123,23 +126,41 @@ class _Tracked:
     errnos: Errnos = field(default_factory=dict)
     runq_wait_slots: Optional[Tuple[int, ...]] = None
     limit_read_at: Optional[float] = None
+    # (forks, exits) when cgroup.procs was last read, and how many samples since reused the count
+    procs_read_at: Optional[Tuple[int, int]] = None
+    procs_reused: int = 0
 
 
 # What a pod sums of its containers: not the limit, which the pod's own cgroup holds.
 _SUMMED = tuple(name for name in FIGURES + tuple(RATES) if name not in ("memory_limit_bytes", LAST_ACTIVE))
+_SUMMED_SET = frozenset(_SUMMED)
+_FLOAT_SUMS = frozenset(RATES) | {"cpu_seconds", "runq_wait_seconds"}  # rounded: no float noise in sums
+_NO_SCHED = dict.fromkeys(SCHED_COUNTERS + (LAST_ACTIVE,))
 _LIVE_FIGURES = MEMORY_FIGURES + ("cpu_seconds", "pids")
 
 
 def _sum_figures(parts: List[Figures]) -> Figures:
-    total: Figures = {}
-    for name in _SUMMED:
-        value = None
-        for part in parts:
-            figure = part.get(name)
-            if figure is not None:
-                value = figure if value is None else value + figure
-        # rounded: summing rounded rates must not print float noise
-        total[name] = None if value is None else round(value, 6)
+    """A pod's figures: its containers' (and its own cgroup's counters) added up; a figure no
+    part knows stays unknown. Pods are mostly a sandbox and a container, most of their
+    counters zero: the first part is copied, the others add only what they can change."""
+    if not parts:
+        return dict.fromkeys(_SUMMED + (LAST_ACTIVE,))
+    total: Figures = dict.fromkeys(_SUMMED)
+    total.update(parts[0])
+    total.pop("memory_limit_bytes", None)  # the pod's own, set by the caller
+    for part in parts[1:]:
+        for name, value in part.items():
+            if value is None or name not in _SUMMED_SET:
+                continue
+            before = total[name]
+            if before is None:
+                total[name] = value
+            elif value:
+                total[name] = before + value
+    if len(parts) > 1:
+        for name in _FLOAT_SUMS:
+            if total[name] is not None:
+                total[name] = round(total[name], 6)  # summing rounded rates must not print float noise
     total[LAST_ACTIVE] = _latest(part.get(LAST_ACTIVE) for part in parts)
     return total
 
@@ -200,12 +221,25 @@ class Collector:
         self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
         self._count_errnos = bpf.attached("errno")
         self._sched_on = bpf.attached("sched")
+        # Process counts change only by a fork, an exit or a move between cgroups, which the
+        # kernel counts (proc probes per cgroup, moves host-wide): cgroup.procs is re-read only
+        # then, and once more in the sample after (an exit is counted before the task leaves).
+        self._track_procs = bpf.attached("proc") and bpf.attached("changes")
+        self._changes = bpf.changes()
+        self._last_full_rescan = self._last_sample
 
     def sample(self) -> Snapshot:
         started = self._clock()
+        changes = self._bpf.changes()
+        moved = changes.migrations != self._changes.migrations
         if started - self._last_rescan >= RESCAN_SECONDS:
-            self._index.refresh()
+            if changes.cgroups != self._changes.cgroups or started - self._last_full_rescan >= FULL_RESCAN_SECONDS:
+                self._index.refresh()
+                self._last_full_rescan = started
             self._last_rescan = started
+            self._changes = changes
+        else:
+            self._changes = self._changes._replace(migrations=changes.migrations)
         counters = self._bpf.read_counters()
         errnos = self._bpf.read_open_errnos() if self._count_errnos else {}
         sched = self._bpf.read_sched() if self._sched_on else {}
@@ -256,7 +290,7 @@ class Collector:
         for path, tracked in self._tracked.items():
             info = tracked.info
             figures, vanished = self._figures(tracked, counts_by_path.get(path, []), elapsed, now,
-                                              sched_by_path.get(path, []), wall_minus_monotonic)
+                                              sched_by_path.get(path, []), wall_minus_monotonic, moved)
             if path in errnos_by_path:
                 tracked.errnos = _add_errnos(errnos_by_path[path])
 
@@ -340,19 +374,21 @@ class Collector:
         return tracked
 
     def _figures(self, tracked: _Tracked, bpf_counts: List[Counters], elapsed: float, now: float,
-                 sched_counts: List[SchedCounts], wall_offset: float) -> Tuple[Figures, bool]:
+                 sched_counts: List[SchedCounts], wall_offset: float, moved: bool) -> Tuple[Figures, bool]:
         """This cgroup's figures now, and whether it has vanished (then its last known ones)."""
         files, previous = tracked.files, tracked.figures
         if len(bpf_counts) == 1:
             figures: Figures = dict(zip(COUNTER_FIELDS, bpf_counts[0]))
+        elif bpf_counts:
+            figures = dict(zip(COUNTER_FIELDS, map(sum, zip(*bpf_counts))))
         else:
-            figures = {name: sum(getattr(c, name) for c in bpf_counts) for name in COUNTER_FIELDS}
+            figures = dict.fromkeys(COUNTER_FIELDS, 0)
         for name in self._unknown_counters:
-            figures[name] = None
-        for name in SCHED_COUNTERS + (LAST_ACTIVE,):
             figures[name] = None
         if self._sched_on:
             self._sched_figures(tracked, figures, sched_counts, wall_offset)
+        else:
+            figures.update(_NO_SCHED)
         read = self._files.read_bytes
         memory = files.memory(read)
         # a failed read is how a removed cgroup shows (ENODEV on the open file)
@@ -373,15 +409,31 @@ class Collector:
             else:
                 figures["memory_limit_bytes"] = previous.get("memory_limit_bytes")
             figures["cpu_seconds"] = files.cpu_seconds(read)
-            figures["pids"] = files.processes(read)
+            figures["pids"] = self._processes(tracked, figures, read, moved)
 
         for rate, cumulative in RATES.items():
             current, before = figures[cumulative], previous.get(cumulative)
             if before is None and cumulative in _SINCE_ATTACH:
                 before = 0  # BPF counters start at attach: all they hold was counted since
-            figures[rate] = None if current is None or before is None else round((current - before) / elapsed, 3)
+            if current is None or before is None:
+                figures[rate] = None
+            else:
+                figures[rate] = 0.0 if current == before else round((current - before) / elapsed, 3)
         tracked.figures = figures
         return figures, vanished
+
+    def _processes(self, tracked: _Tracked, figures: Figures, read, moved: bool) -> Optional[int]:
+        """The cgroup's process count: re-read only when the kernel saw it change (see __init__)."""
+        counted = (figures["forks"], figures["exits"])
+        previous = tracked.figures.get("pids")
+        if (self._track_procs and not moved and previous is not None and counted == tracked.procs_read_at
+                and tracked.procs_reused > 0):
+            return previous
+        if self._track_procs and not moved and counted == tracked.procs_read_at:
+            tracked.procs_reused += 1  # the sample after a change reads once more
+        else:
+            tracked.procs_read_at, tracked.procs_reused = counted, 0
+        return tracked.files.processes(read)
 
     @staticmethod
     def _sched_figures(tracked: _Tracked, figures: Figures, counted: List[SchedCounts], wall_offset: float) -> None:

@@ -5,6 +5,7 @@ import fnmatch
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence
 
+import orjson
 from rich.table import Table
 from rich.text import Text
 
@@ -12,6 +13,11 @@ from pod_stats.collector import FIGURES, RATES, Errnos, PodSample, Snapshot
 
 SCHEMA = "pod-stats/v1"
 SORT_FIELDS = ("namespace", "name") + FIGURES + tuple(RATES)
+
+
+def encode(document: Dict[str, Any]) -> str:
+    """One JSON document on one line (compact, UTF-8 as is)."""
+    return orjson.dumps(document).decode()
 DEFAULT_SORT = "opens_per_second"
 
 
@@ -41,6 +47,8 @@ def errnos_json(errnos: Errnos, counted: bool) -> Optional[Dict[str, int]]:
     """{"ENOENT": 13, ...}, most frequent first; null when the errno probe is off."""
     if not counted:
         return None
+    if not errnos:
+        return {}
     return {errno_name(n): count for n, count in sorted(errnos.items(), key=lambda item: (-item[1], item[0]))}
 
 
@@ -53,7 +61,8 @@ def runq_histogram_json(slots: Optional[Sequence[int]]) -> Optional[Dict[str, in
 
 
 def _figures_json(sample, errnos_counted: bool) -> Dict[str, Any]:
-    document = {name: sample.figures.get(name) for name in list(FIGURES) + list(RATES)}
+    # the collector fills in every figure of FIGURES and RATES, in that order: copied as they are
+    document = sample.figures.copy()
     document["open_errors_by_errno"] = errnos_json(sample.open_errors_by_errno, errnos_counted)
     document["runq_wait_histogram_us"] = runq_histogram_json(sample.runq_wait_slots)
     return document

@@ -44,6 +44,11 @@ POD_METRICS = {
     "pod_stats_cpu_seconds_total",
     "pod_stats_processes",
     "pod_stats_oom_kills_total",
+    "pod_stats_network_transmit_bytes_total",
+    "pod_stats_network_receive_bytes_total",
+    "pod_stats_process_forks_total",
+    "pod_stats_process_execs_total",
+    "pod_stats_file_open_errors_by_errno_total",
 }
 AGENT_METRICS = {
     "pod_stats_bpf_program_run_seconds_total",
