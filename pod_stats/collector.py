@@ -126,6 +126,7 @@ class _Tracked:
     errnos: Errnos = field(default_factory=dict)
     runq_wait_slots: Optional[Tuple[int, ...]] = None
     limit_read_at: Optional[float] = None
+    counts: Optional[Tuple[int, ...]] = None  # the BPF counters of the last sample
     # (forks, exits) when cgroup.procs was last read, and how many samples since reused the count
     procs_read_at: Optional[Tuple[int, int]] = None
     procs_reused: int = 0
@@ -136,6 +137,8 @@ _SUMMED = tuple(name for name in FIGURES + tuple(RATES) if name not in ("memory_
 _SUMMED_SET = frozenset(_SUMMED)
 _FLOAT_SUMS = frozenset(RATES) | {"cpu_seconds", "runq_wait_seconds"}  # rounded: no float noise in sums
 _NO_SCHED = dict.fromkeys(SCHED_COUNTERS + (LAST_ACTIVE,))
+_ZERO_COUNTS = (0,) * len(COUNTER_FIELDS)
+_CPU_RATE = (("cpu_cores", "cpu_seconds"),)
 _LIVE_FIGURES = MEMORY_FIGURES + ("cpu_seconds", "pids")
 
 
@@ -156,11 +159,8 @@ def _sum_figures(parts: List[Figures]) -> Figures:
             if before is None:
                 total[name] = value
             elif value:
-                total[name] = before + value
-    if len(parts) > 1:
-        for name in _FLOAT_SUMS:
-            if total[name] is not None:
-                total[name] = round(total[name], 6)  # summing rounded rates must not print float noise
+                # summing rounded rates must not print float noise
+                total[name] = round(before + value, 6) if name in _FLOAT_SUMS else before + value
     total[LAST_ACTIVE] = _latest(part.get(LAST_ACTIVE) for part in parts)
     return total
 
@@ -219,6 +219,7 @@ class Collector:
         self._tracked_generation = -1
         # counters of probe groups that are off or missing are unknown, not zero
         self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
+        self._idle_rates = {f"{name}_per_second": 0.0 for name in COUNTER_FIELDS if name not in self._unknown_counters}
         self._count_errnos = bpf.attached("errno")
         self._sched_on = bpf.attached("sched")
         # Process counts change only by a fork, an exit or a move between cgroups, which the
@@ -378,17 +379,26 @@ class Collector:
         """This cgroup's figures now, and whether it has vanished (then its last known ones)."""
         files, previous = tracked.files, tracked.figures
         if len(bpf_counts) == 1:
-            figures: Figures = dict(zip(COUNTER_FIELDS, bpf_counts[0]))
+            counts = tuple(bpf_counts[0])
         elif bpf_counts:
-            figures = dict(zip(COUNTER_FIELDS, map(sum, zip(*bpf_counts))))
+            counts = tuple(map(sum, zip(*bpf_counts)))
         else:
-            figures = dict.fromkeys(COUNTER_FIELDS, 0)
-        for name in self._unknown_counters:
-            figures[name] = None
-        if self._sched_on:
-            self._sched_figures(tracked, figures, sched_counts, wall_offset)
+            counts = _ZERO_COUNTS
+        # Most containers count nothing between two samples: their counters and rates are
+        # the last sample's (rates 0), only cgroupfs figures are new.
+        idle = counts == tracked.counts and previous and not self._sched_on
+        tracked.counts = counts
+        if idle:
+            figures: Figures = previous.copy()
+            figures.update(self._idle_rates)
         else:
-            figures.update(_NO_SCHED)
+            figures = dict(zip(COUNTER_FIELDS, counts))
+            for name in self._unknown_counters:
+                figures[name] = None
+            if self._sched_on:
+                self._sched_figures(tracked, figures, sched_counts, wall_offset)
+            else:
+                figures.update(_NO_SCHED)
         read = self._files.read_bytes
         memory = files.memory(read)
         # a failed read is how a removed cgroup shows (ENODEV on the open file)
@@ -411,7 +421,7 @@ class Collector:
             figures["cpu_seconds"] = files.cpu_seconds(read)
             figures["pids"] = self._processes(tracked, figures, read, moved)
 
-        for rate, cumulative in RATES.items():
+        for rate, cumulative in (_CPU_RATE if idle else RATES.items()):
             current, before = figures[cumulative], previous.get(cumulative)
             if before is None and cumulative in _SINCE_ATTACH:
                 before = 0  # BPF counters start at attach: all they hold was counted since
