@@ -269,7 +269,7 @@ def _print_document_or_table(document, table, as_json: bool) -> None:
     else:
         from rich.console import Console
 
-        Console(width=None if sys.stdout.isatty() else 160).print(table)
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @cli.command()
@@ -330,13 +330,14 @@ def demo(interval, count, as_json) -> None:
             _fail(str(error))
 
 
-# (namespace, pod, qos, layout, [(container, loop args: opens, missing opens, CPU ms per tick, MiB)])
+# (namespace, pod, qos, layout, [(container, loop args per ~200 ms tick: opens, missing opens,
+#  CPU ms, forks, socket bytes; MiB held)])
 DEMO_PODS = (
     ("shop", "cart-5d9c7b6f4-x2x9z", "burstable", "systemd-containerd",
-     [("cart", "40 2 20", 48), ("envoy", "10 0 5", 16)]),
-    ("shop", "catalog-0", "guaranteed", "systemd-crio", [("catalog", "120 30 40", 96)]),
-    ("monitoring", "node-exporter-7kq2p", "besteffort", "cgroupfs", [("node-exporter", "5 0 2", 8)]),
-    ("kube-system", "coredns-5d78c9869d-abc12", "burstable", "systemd-docker", [("coredns", "20 60 10", 24)]),
+     [("cart", "40 2 20 0 4096", 48), ("envoy", "10 0 5 0 65536", 16)]),
+    ("shop", "catalog-0", "guaranteed", "systemd-crio", [("catalog", "120 30 40 0 0", 96)]),
+    ("monitoring", "node-exporter-7kq2p", "besteffort", "cgroupfs", [("node-exporter", "5 0 2 2 1024", 8)]),
+    ("kube-system", "coredns-5d78c9869d-abc12", "burstable", "systemd-docker", [("coredns", "20 60 10 0 8192", 24)]),
 )
 
 
@@ -385,7 +386,7 @@ def _print_snapshot(snapshot, as_json: bool, sort: str, live, alert_rules=()) ->
         from rich.console import Console
 
         # a pipe or file has no width: do not cut the table at rich's default 80 columns
-        Console(width=None if sys.stdout.isatty() else 160).print(render_table(snapshot, sort))
+        Console(width=None if sys.stdout.isatty() else 200).print(render_table(snapshot, sort))
     return alerts
 
 

@@ -32,10 +32,12 @@
  *                                                          -> ok <written>
  *   recv             accept one connection on the listening socket, read to EOF
  *                                                          -> ok <read>
- *   loop [OPENS MISSING CPU_MS]
+ *   loop [OPENS MISSING CPU_MS [FORKS BYTES]]
  *                    demo mode, never answers: every ~200 ms, OPENS opens of
  *                    /data/config.yaml, MISSING opens of /data/missing, and
- *                    CPU_MS ms of CPU (defaults 5 2 10). Input is ignored from
+ *                    CPU_MS ms of CPU (defaults 5 2 10), FORKS children that
+ *                    exit at once and BYTES sent to and read back from a
+ *                    socket pair (defaults 0 0). Input is ignored from
  *                    then on; EOF on stdin or a signal ends it.
  *   exit             exit 0 (no answer)
  * EOF on stdin -> exit 0. SIGTERM/SIGINT -> exit 0 (handlers installed, because a
@@ -390,19 +392,38 @@ static void idle_ms(long ms)
     }
 }
 
-static void do_loop(long long opens, long long missing, long long cpu_ms)
+static void echo_bytes(int pair[2], long long bytes)
+{
+    static char chunk[4096];
+    while (bytes > 0) {
+        size_t want = bytes < (long long)sizeof(chunk) ? (size_t)bytes : sizeof(chunk);
+        ssize_t n = write(pair[0], chunk, want);
+        if (n <= 0 || read(pair[1], chunk, (size_t)n) != n)
+            return;
+        bytes -= n;
+    }
+}
+
+static void do_loop(long long opens, long long missing, long long cpu_ms, long long forks, long long bytes)
 {
     unsigned long long a, b;
+    int pair[2] = { -1, -1 };
+    if (bytes > 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0)
+        bytes = 0;
     for (;;) {
         do_opens("/data/config.yaml", opens, 0, &a, &b);
         do_opens("/data/missing", missing, 0, &a, &b);
         if (cpu_ms > 0)
             burn_cpu(cpu_ms);
+        if (forks > 0)
+            do_spawn(forks);
+        if (bytes > 0)
+            echo_bytes(pair, bytes);
         idle_ms(200);
     }
 }
 
-/* Split line into at most 4 whitespace-separated words; returns count. */
+/* Split line into at most max whitespace-separated words; returns count (max + 1: too many). */
 static int split(char *line, char **argv, int max)
 {
     int n = 0;
@@ -423,15 +444,15 @@ static int split(char *line, char **argv, int max)
 
 static void handle(char *line)
 {
-    char *argv[4];
-    int argc = split(line, argv, 4);
+    char *argv[6];
+    int argc = split(line, argv, 6);
     long long n;
 
     if (argc == 0) {
         reply("err empty command\n");
         return;
     }
-    if (argc > 4) {
+    if (argc > 6) {
         reply("err too many arguments\n");
         return;
     }
@@ -536,21 +557,25 @@ static void handle(char *line)
     } else if (!strcmp(argv[0], "pid") && argc == 1) {
         reply_ok(1, (unsigned long long)getpid(), 0);
     } else if (!strcmp(argv[0], "loop")) {
-        long long o = 5, m = 2, c = 10;
-        if (argc != 1 && argc != 4) {
-            reply("err usage: loop [OPENS MISSING CPU_MS]\n");
+        long long o = 5, m = 2, c = 10, f = 0, bytes = 0;
+        if (argc != 1 && argc != 4 && argc != 6) {
+            reply("err usage: loop [OPENS MISSING CPU_MS [FORKS BYTES]]\n");
             return;
         }
-        if (argc == 4) {
+        if (argc >= 4) {
             o = parse_num(argv[1]);
             m = parse_num(argv[2]);
             c = parse_num(argv[3]);
-            if (o < 0 || m < 0 || c < 0) {
-                reply("err usage: loop [OPENS MISSING CPU_MS]\n");
-                return;
-            }
         }
-        do_loop(o, m, c);
+        if (argc == 6) {
+            f = parse_num(argv[4]);
+            bytes = parse_num(argv[5]);
+        }
+        if (o < 0 || m < 0 || c < 0 || f < 0 || bytes < 0) {
+            reply("err usage: loop [OPENS MISSING CPU_MS [FORKS BYTES]]\n");
+            return;
+        }
+        do_loop(o, m, c, f, bytes);
     } else if (!strcmp(argv[0], "exit") && argc == 1) {
         _exit(0);
     } else {
