@@ -89,8 +89,7 @@ void pod_stats_destroy(struct pod_stats *skel);
 int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 capacity,
                             __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values);
 int pod_stats_delete_keys(int map_fd, const __u64 *keys, __u32 count);
-int pod_stats_read_errnos(int map_fd, int ncpus, __u32 capacity, struct pod_stats_errno_key *keys,
-                          __u64 *sums, __u64 *per_cpu_scratch);
+int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_errno_key *keys, __u64 *counts);
 int pod_stats_delete_errno_keys(int map_fd, const struct pod_stats_errno_key *keys, __u32 count);
 int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *keys, struct pod_stats_sched *sums,
                          struct pod_stats_sched *per_cpu_scratch);
@@ -219,10 +218,9 @@ static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 
 
 /*
  * Reads the failed-opens-by-errno map (few entries: only cgroups whose opens
- * failed) key by key, summed over CPUs. Returns the number of entries or -errno.
+ * failed) key by key. Returns the number of entries or -errno.
  */
-static int pod_stats_read_errnos(int map_fd, int ncpus, __u32 capacity, struct pod_stats_errno_key *keys,
-                                 __u64 *sums, __u64 *per_cpu_scratch)
+static int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_errno_key *keys, __u64 *counts)
 {
     struct pod_stats_errno_key key, next;
     void *prev = NULL;
@@ -235,13 +233,8 @@ static int pod_stats_read_errnos(int map_fd, int ncpus, __u32 capacity, struct p
             break;
         }
         /* an entry deleted between the two calls is simply skipped */
-        if (bpf_map_lookup_elem(map_fd, &next, per_cpu_scratch) == 0) {
-            keys[total] = next;
-            sums[total] = 0;
-            for (int cpu = 0; cpu < ncpus; cpu++)
-                sums[total] += per_cpu_scratch[cpu];
-            total++;
-        }
+        if (bpf_map_lookup_elem(map_fd, &next, &counts[total]) == 0)
+            keys[total++] = next;
         key = next;
         prev = &key;
     }

@@ -428,7 +428,6 @@ class PodStatsBpf:
         errno_capacity = lib.bpf_map__max_entries(self._errnos_map)
         self._errno_keys = ffi.new("struct pod_stats_errno_key[]", errno_capacity)
         self._errno_sums = ffi.new("__u64[]", errno_capacity)
-        self._errno_scratch = ffi.new("__u64[]", self._ncpus)
         # errno entries per cgroup key as last read, so that a dead cgroup's go with it
         self._errno_entries: Dict[int, List[int]] = {}
         self._sched_keys = self._sched_sums = self._sched_scratch = None
@@ -488,8 +487,7 @@ class PodStatsBpf:
     def read_open_errnos(self) -> Dict[CgroupKey, Dict[int, int]]:
         """Failed opens by errno per cgroup since attach: {key: {errno: count}}."""
         fd = lib.bpf_map__fd(self._errnos_map)
-        n = lib.pod_stats_read_errnos(fd, self._ncpus, len(self._errno_sums), self._errno_keys,
-                                      self._errno_sums, self._errno_scratch)
+        n = lib.pod_stats_read_errnos(fd, len(self._errno_sums), self._errno_keys, self._errno_sums)
         if n < 0:
             raise BpfError("reading the open errnos map failed", -n, _hint_for(-n))
         by_key: Dict[CgroupKey, Dict[int, int]] = {}

@@ -23,8 +23,10 @@ struct {
 	__type(value, struct pod_stats_counters);
 } counters SEC(".maps");
 
+/* Shared, not per-CPU: only failing opens touch it, and its memory then does not grow
+ * with the node's CPU count. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, POD_STATS_MAX_ERRNO_KEYS);
 	__type(key, struct pod_stats_errno_key);
 	__type(value, __u64);
@@ -171,7 +173,7 @@ static __always_inline void count_open_errno(__u64 cgroup, long ret)
 		if (!n)
 			return;
 	}
-	(*n)++;
+	__sync_fetch_and_add(n, 1);
 }
 
 /*

@@ -14,7 +14,7 @@
 /* Default size of the counters map; the loader may change it. */
 #define POD_STATS_DEFAULT_MAX_CGROUPS 4096
 /* Size of the failed-opens-by-errno map: (cgroup, errno) pairs; a cgroup sees a few errnos. */
-#define POD_STATS_MAX_ERRNO_KEYS 16384
+#define POD_STATS_MAX_ERRNO_KEYS 8192
 
 /*
  * Keys taken from the v1 memory hierarchy carry this bit: ids of different
