@@ -5,6 +5,7 @@ Everything below knows nothing of output; everything above reads Snapshots.
 """
 
 import contextlib
+import logging
 import os
 import resource
 import socket
@@ -18,6 +19,8 @@ from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_G
 from pod_stats.cgroups import V2, CgroupIndex, CgroupInfo, CgroupMounts, discover_mounts
 from pod_stats.memory import CgroupFiles, OpenFiles, read_memory_limit
 from pod_stats.names import KubeApiPods, NameResolver
+
+log = logging.getLogger(__name__)
 
 # Figures every container, pod and non-pod cgroup carries, in JSON order. The
 # BPF counters come first and are cumulative since pod-stats attached.
@@ -219,6 +222,7 @@ class Collector:
         self._tracked_generation = -1
         # counters of probe groups that are off or missing are unknown, not zero
         self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
+        self._warned_full = self._warned_errnos_full = False
         self._idle_rates = {f"{name}_per_second": 0.0 for name in COUNTER_FIELDS if name not in self._unknown_counters}
         self._count_errnos = bpf.attached("errno")
         self._sched_on = bpf.attached("sched")
@@ -246,6 +250,7 @@ class Collector:
         sched = self._bpf.read_sched() if self._sched_on else {}
         wall_minus_monotonic = time.time() - time.monotonic()
         drops = self._bpf.drops()
+        self._warn_once_when_full(drops)
         now = self._clock()
         elapsed = max(now - self._last_sample, 1e-9)
         self._last_sample = now
@@ -363,6 +368,16 @@ class Collector:
                 programs=self._bpf.program_stats(),
             ),
         )
+
+    def _warn_once_when_full(self, drops) -> None:
+        """A full map is counted in every sample (map_full_drops) and said once, here."""
+        if drops.map_full and not self._warned_full:
+            self._warned_full = True
+            log.warning("the BPF counters map is full (%d cgroups): events of further cgroups are not counted "
+                        "(map_full_drops); raise --max-cgroups", self._bpf.max_cgroups)
+        if drops.errno_map_full and not self._warned_errnos_full:
+            self._warned_errnos_full = True
+            log.warning("the failed-opens-by-errno map is full: some errnos are not counted (errno_map_full_drops)")
 
     def _track(self, info: CgroupInfo) -> _Tracked:
         tracked = self._tracked.get(info.path)

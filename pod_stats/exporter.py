@@ -281,6 +281,8 @@ class _ThreadingServer6(_ThreadingServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 10  # seconds a client may take to send a request: a stalled one frees its thread
+
     def log_message(self, format, *args):  # noqa: A002 - the base class' name
         log.debug("%s %s", self.address_string(), format % args)
 

@@ -8,6 +8,7 @@ cgroup.procs happens before the move, so it is not counted in the new cgroup.
 import contextlib
 import ctypes
 import errno
+import logging
 import os
 import shutil
 import signal
@@ -536,3 +537,23 @@ def test_packet_bytes_fallback_counts_both_ends(mounts, new_cgroup):
 def test_fallback_programs_are_not_attached_where_the_tracepoints_are(probes):
     assert probes.net_source == NET_SOCKET
     assert not any(p.attached for p in probes.probes if p.program.startswith("net_skb"))
+
+
+def test_a_full_map_is_counted_and_said_once(mounts, new_cgroup, caplog):
+    """--max-cgroups 3: cgroups beyond it are not counted, but counted as dropped; the
+    collector says so once; the cgroups that fit stay exact."""
+    from pod_stats.collector import open_collector
+
+    with open_collector(max_cgroups=3, include_non_pods=True) as collector, caplog.at_level(logging.WARNING):
+        collector.sample()
+        cgroups = [new_cgroup() for _ in range(6)]
+        for cgroup in cgroups:
+            _run_in_cgroup(cgroup, lambda: _opens(MISSING, 10))
+        first, second = collector.sample(), collector.sample()
+        counters = collector.bpf.read_counters()
+    counted = [c for c in cgroups if _key(c) in counters]
+    assert len(counters) == 3 and all(counters[_key(c)].opens == 10 for c in counted)
+    assert first.agent.map_full_drops >= 10 * (len(cgroups) - len(counted))
+    assert second.agent.map_full_drops >= first.agent.map_full_drops
+    warnings = [r for r in caplog.records if "map is full" in r.getMessage()]
+    assert len(warnings) == 1 and "--max-cgroups" in warnings[0].getMessage()

@@ -1,6 +1,8 @@
 """pod-stats as a user runs it: the installed command in a subprocess."""
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -143,6 +145,39 @@ def test_sigterm_prints_the_final_sample_and_exits_0(node):
     final = json.loads(rest.strip().splitlines()[-1])
     web = [next(p for p in d["pods"] if p["name"] == "web-7d4b9c-k2x8p") for d in (first, final)]
     assert web[1]["opens"] > web[0]["opens"]  # what was counted after the last interval is not lost
+
+
+def _bpf_program_ids(pid: int) -> set:
+    """The BPF programs a process holds, from its file descriptors."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                ids.update(int(line.split()[1]) for line in info if line.startswith("prog_id:"))
+    return ids
+
+
+def _loaded_program_ids() -> set:
+    listing = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
+    return {program["id"] for program in json.loads(listing.stdout)}
+
+
+@pytest.mark.bpf
+def test_after_sigkill_no_program_stays_attached(tmp_path):
+    """Links belong to the process, nothing is pinned: the kernel detaches them however it dies."""
+    process = subprocess.Popen([POD_STATS, "run", "--json", "--interval", "30", "--log-dir", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        json.loads(process.stdout.readline())  # attached
+        held = _bpf_program_ids(process.pid)
+        assert len(held) >= 5 and held <= _loaded_program_ids()
+    finally:
+        process.kill()
+        process.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while held & _loaded_program_ids() and time.monotonic() < deadline:
+        time.sleep(0.1)  # programs are freed after an RCU grace period
+    assert not held & _loaded_program_ids()
 
 
 @pytest.mark.containers

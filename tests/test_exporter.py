@@ -2,7 +2,9 @@
 miniature node runs; plus the HTTP surface under load, TLS and basic auth."""
 
 import base64
+import contextlib
 import json
+import random
 import shutil
 import signal
 import socket
@@ -257,3 +259,94 @@ def test_listen_address_forms():
     for bad in ("9808", "host:", "host:99999", "host:x"):
         with pytest.raises(ValueError):
             parse_listen_address(bad)
+
+
+def _daemonset_capabilities() -> list:
+    """The capabilities deploy/daemonset.yaml grants the agent (lower case, as setpriv takes them)."""
+    import yaml
+
+    documents = yaml.safe_load_all((Path(__file__).parent.parent / "deploy" / "daemonset.yaml").read_text())
+    daemonset = next(d for d in documents if d and d.get("kind") == "DaemonSet")
+    (container,) = daemonset["spec"]["template"]["spec"]["containers"]
+    return [c.lower() for c in container["securityContext"]["capabilities"]["add"]]
+
+
+def _with_only(capabilities: list) -> list:
+    caps = ",".join(["-all"] + [f"+{c}" for c in capabilities])
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", f"--ambient-caps={caps}", "--"]
+
+
+def test_serves_with_only_the_daemonsets_capabilities(node):
+    """Least privilege, as deployed: uid 0 (tracefs is root's) holding only what the DaemonSet adds."""
+    capabilities = _daemonset_capabilities()
+    assert set(capabilities) == {"bpf", "perfmon"}
+    port = _free_port()
+    process = subprocess.Popen(_with_only(capabilities) + [
+        POD_STATS, "serve", "--listen-address", f"127.0.0.1:{port}", "--interval", str(INTERVAL),
+        "--log-dir", str(node.log_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    served = Served(process, f"http://127.0.0.1:{port}")
+    try:
+        _wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
+        _, metrics = _get(served.url + "/metrics")
+        for group in ("opens", "errno", "proc", "net", "oom"):  # every default probe attached
+            assert f'pod_stats_probe_group_enabled{{group="{group}"}} 1.0' in metrics
+    finally:
+        assert served.stop() == 0
+    # BPF run-time statistics need CAP_SYS_ADMIN: one warning, not a failure
+    assert "BPF run-time statistics are off" in process.stderr.read()
+
+
+@pytest.mark.parametrize("granted, missing", [(["bpf"], "CAP_PERFMON"), (["perfmon"], "CAP_BPF")])
+def test_with_fewer_capabilities_serve_says_which_one_line(granted, missing):
+    result = subprocess.run(_with_only(granted) + [POD_STATS, "serve", "--listen-address", f"127.0.0.1:{_free_port()}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pod-stats: error: ") and missing in lines[0], result.stderr
+
+
+def _raw_request(port: int, payload: bytes, read: bool = True) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        with contextlib.suppress(OSError):
+            connection.sendall(payload)
+            if read:
+                connection.shutdown(socket.SHUT_WR)
+                return connection.recv(65536)
+    return b""
+
+
+def test_survives_malformed_http(exporter):
+    """A bounded fuzz on loopback: garbage, truncated and oversized requests, then the exporter
+    still serves metrics and health, and nothing but them."""
+    port = int(exporter.url.rsplit(":", 1)[1])
+    crafted = [
+        b"", b"\r\n\r\n", b"GET\r\n\r\n", b"GET /\r\n", b"GET / HTTP/1.1\r\n", b"\x00\xff" * 512,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"POST /metrics HTTP/1.1\r\nContent-Length: 99999999\r\n\r\nabc",
+        b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(500)) + b"\r\n",
+        b"BREW /coffee HTCPCP/1.0\r\n\r\n", b"GET /../../etc/passwd HTTP/1.1\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello to a plain-HTTP port
+    ]
+    rng = random.Random(7)
+    deadline = time.monotonic() + 8
+    sent = 0
+    for payload in crafted:
+        _raw_request(port, payload)
+        sent += 1
+    while time.monotonic() < deadline and sent < 400:
+        length = rng.choice((1, 16, 300, 5000))
+        payload = bytes(rng.getrandbits(8) for _ in range(length))
+        if rng.random() < 0.5:  # something that starts like HTTP
+            payload = rng.choice((b"GET /", b"POST /metrics HTTP/1.1\r\n", b"HEAD / HTTP/1.0\r\n")) + payload
+        _raw_request(port, payload, read=rng.random() < 0.8)
+        sent += 1
+    assert exporter.process.poll() is None, "the exporter died"
+    assert _get(exporter.url + "/healthz")[0] == 200
+    status, metrics = _get(exporter.url + "/metrics")
+    assert status == 200 and "pod_stats_build_info" in metrics
+    for path in ("/etc/passwd", "/../metrics", "/metrics/x", "/debug"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get(exporter.url + path)
+        assert refused.value.code == 404, path
