@@ -33,7 +33,7 @@ FFI_EXT := pod_stats/_pod_stats_ffi.abi3.so
 WORKLOAD := pod_stats/_workload
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: all deps apt-deps venv bpf libbpf build test test-unit lint run demo vmlinux clean distclean
+.PHONY: all deps apt-deps venv bpf libbpf build test test-unit test-wheel wheel lint run demo vmlinux clean distclean
 
 all: build
 
@@ -100,9 +100,21 @@ $(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py $(VENV_STAMP)
 $(WORKLOAD): src/workload/workload.c
 	gcc -static -O2 -Wall -Wextra -o $@ $<
 
-## test: lint, then everything, BPF and container tests included (needs root)
+## test: lint, the wheel on a bare node, then every test, BPF and container tests included (needs root)
 test: deps build lint
+	$(MAKE) test-wheel
 	$(SUDO) $(VENV)/bin/pytest -q --require-bpf
+
+## wheel: dist/pod_stats-<version>-*.whl: the BPF object, skeleton and static libbpf in the extension
+wheel: deps bpf
+	rm -rf dist
+	$(VENV)/bin/pip wheel -q --no-deps --no-build-isolation -w dist .
+
+## test-wheel: that wheel installed offline into a debootstrap'd Debian chroot with no compiler, run as root
+test-wheel: wheel
+	@dpkg -s debootstrap >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends debootstrap; }
+	$(SUDO) tests/wheel_in_chroot.sh dist/pod_stats-*.whl
 
 lint: build
 	$(VENV)/bin/ruff check -q pod_stats tests
@@ -123,11 +135,17 @@ demo: deps build
 	$(SUDO) $(VENV)/bin/pod-stats demo
 
 clean:
-	rm -rf $(BUILD)/pod_stats.* $(BUILD)/cffi $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.* \
+	rm -rf $(BUILD)/pod_stats.* $(BUILD)/cffi $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.* dist \
 		$(FFI_EXT) $(WORKLOAD) pod_stats/_pod_stats_ffi.c
 
 distclean: clean
 	rm -rf $(BUILD) $(VENV) *.egg-info
+
+## soak: 2,000 pods created and removed over 2 minutes under serve and run --json; the
+## agent's map, index, name cache and RSS must be back at baseline (CI runs a short form)
+.PHONY: soak
+soak: deps build
+	$(SUDO) env POD_STATS_SOAK_PODS=2000 POD_STATS_SOAK_SECONDS=120 $(VENV)/bin/pytest -q -s tests/test_soak.py
 
 ## bench: benchmarks of issue #7 → bench/results.json and a table (needs root; < 10 min)
 BENCH_APT_PACKAGES := bpftrace libbpf-tools

@@ -102,6 +102,9 @@ class AgentStats:
     errno_map_full_drops: int
     unresolved_cgroups: int
     sample_seconds: float
+    cgroup_index_entries: int  # what the agent remembers: back to baseline after pod churn
+    tracked_cgroups: int
+    name_cache_entries: int
     probes: List[Probe]
     probe_groups: Dict[str, bool]  # probe group -> counting (asked for and attached)
     net_source: Optional[str]  # what net bytes are (bpf.NET_SOCKET / NET_PACKETS), None when net is off
@@ -241,6 +244,7 @@ class Collector:
             if changes.cgroups != self._changes.cgroups or started - self._last_full_rescan >= FULL_RESCAN_SECONDS:
                 self._index.refresh()
                 self._last_full_rescan = started
+            self._names.sync()
             self._last_rescan = started
             self._changes = changes
         else:
@@ -362,6 +366,9 @@ class Collector:
                 errno_map_full_drops=drops.errno_map_full,
                 unresolved_cgroups=len(unknown),
                 sample_seconds=round(self._clock() - started, 6),
+                cgroup_index_entries=len(self._index),
+                tracked_cgroups=len(self._tracked),
+                name_cache_entries=self._names.pod_count + self._names.container_count,
                 probes=self._bpf.probes,
                 probe_groups={group: self._bpf.attached(group) for group in PROBE_GROUPS},
                 net_source=self._bpf.net_source if self._bpf.attached("net") else None,
@@ -548,8 +555,11 @@ class Collector:
         for key in unknown:
             first_seen = self._unknown_since.setdefault(key, now)
             if self._index.last_refresh > first_seen:
-                stale.append(key)
                 del self._unknown_since[key]
+                # a refresh set off by a later key of this sample may have found it: then its
+                # counts are the next sample's, not to be dropped
+                if self._index.lookup(key.hierarchy, key.cgroup_id) is None:
+                    stale.append(key)
         self._bpf.delete(stale)
 
 

@@ -169,6 +169,12 @@ class SnapshotMetrics(Collector):
                      sampled_at)
         yield _gauge("pod_stats_unresolved_cgroups", "Counted cgroups that could not be named in the last sample.",
                      agent.unresolved_cgroups)
+        yield _gauge("pod_stats_cgroup_index_entries", "Cgroups the agent's id-to-path index holds.",
+                     agent.cgroup_index_entries)
+        yield _gauge("pod_stats_tracked_cgroups", "Cgroups whose figures the agent reads each sample.",
+                     agent.tracked_cgroups)
+        yield _gauge("pod_stats_name_cache_entries", "Pods and containers the agent has names for.",
+                     agent.name_cache_entries)
 
 
 def _gauge(name: str, help_text: str, value: Optional[float], labels: Optional[Dict[str, str]] = None):

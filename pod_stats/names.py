@@ -370,6 +370,11 @@ class NameResolver:
             containers[container_id] = _ContainerNames(container, pod_uid)
         self._pods, self._containers = pods, containers
 
+    def sync(self) -> None:
+        """Rescans if the log directories changed (and the last scan is not too recent), so that
+        names of removed pods are forgotten even when no lookup misses."""
+        self._refresh_if_due()
+
     def _refresh_if_due(self) -> bool:
         if self._clock() - self._last_refresh < self._min_refresh_interval:
             return False

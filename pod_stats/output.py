@@ -104,6 +104,9 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
             "net_source": snapshot.agent.net_source,
             "unresolved_cgroups": snapshot.agent.unresolved_cgroups,
             "sample_seconds": snapshot.agent.sample_seconds,
+            "cgroup_index_entries": snapshot.agent.cgroup_index_entries,
+            "tracked_cgroups": snapshot.agent.tracked_cgroups,
+            "name_cache_entries": snapshot.agent.name_cache_entries,
         },
     }
     if snapshot.cgroups:
