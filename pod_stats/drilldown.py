@@ -93,10 +93,26 @@ def hottest_files(collector: Collector, snapshot: Snapshot, files: Dict, top: in
 
 def _read(path: str) -> Optional[str]:
     try:
-        with open(path) as handle:
+        with open(path, errors="replace") as handle:
             return handle.read()
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         return None  # the process is gone: normal, not an error
+
+
+def statm_rss_bytes(statm: str) -> Optional[int]:
+    """Resident set size from /proc/<pid>/statm ("size resident shared ..." in pages)."""
+    fields = statm.split()
+    if len(fields) < 2 or not fields[1].isascii() or not fields[1].isdigit():
+        return None
+    return int(fields[1]) * _PAGE_SIZE
+
+
+def read_process(proc_root: str, pid: int) -> Optional[Tuple[str, Optional[int]]]:
+    """(command, RSS bytes) of a live process; None when it vanished mid-read."""
+    comm, statm = _read(f"{proc_root}/{pid}/comm"), _read(f"{proc_root}/{pid}/statm")
+    if comm is None or statm is None:
+        return None
+    return comm.strip(), statm_rss_bytes(statm)
 
 
 def process_rows(collector: Collector, snapshot: Snapshot, opens: Dict[int, ProcessCounts],
@@ -108,13 +124,11 @@ def process_rows(collector: Collector, snapshot: Snapshot, opens: Dict[int, Proc
     for pod in snapshot.pods:
         for container in pod.containers:
             for pid in collector.process_ids(container.cgroup_path):
-                comm, statm = _read(f"{proc_root}/{pid}/comm"), _read(f"{proc_root}/{pid}/statm")
-                if comm is None or statm is None:
+                process = read_process(proc_root, pid)
+                if process is None:
                     continue  # vanished between listing and reading
-                fields = statm.split()
-                rss = int(fields[1]) * _PAGE_SIZE if len(fields) > 1 and fields[1].isdigit() else None
                 counted = opens.get(pid)
-                rows.append(ProcessRow(_where(pod, container), pid, comm.strip(), rss,
+                rows.append(ProcessRow(_where(pod, container), pid, process[0], process[1],
                                        counted.opens if counted else 0, counted.errors if counted else 0))
                 seen.add(pid)
     known = _containers(snapshot)
