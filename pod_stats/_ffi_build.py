@@ -93,7 +93,7 @@ int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_errno_key
 int pod_stats_delete_errno_keys(int map_fd, const struct pod_stats_errno_key *keys, __u32 count);
 int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *keys, struct pod_stats_sched *sums,
                          struct pod_stats_sched *per_cpu_scratch);
-void pod_stats_route_libbpf_log(void);
+void pod_stats_route_libbpf_log(int max_level);
 
 extern "Python" void pod_stats_libbpf_log_line(int level, const char *line);
 """
@@ -116,17 +116,23 @@ _Static_assert(sizeof(struct pod_stats_counters) % sizeof(__u64) == 0,
 
 static void pod_stats_libbpf_log_line(int level, const char *line);
 
+/* Lines above this level are not even formatted: a load logs ~1,300 debug lines. */
+static int forwarded_max_level = LIBBPF_DEBUG;
+
 static int forward_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
     char line[1024];
 
+    if ((int)level > forwarded_max_level)
+        return 0;
     vsnprintf(line, sizeof(line), fmt, args);
     pod_stats_libbpf_log_line(level, line);
     return 0;
 }
 
-static void pod_stats_route_libbpf_log(void)
+static void pod_stats_route_libbpf_log(int max_level)
 {
+    forwarded_max_level = max_level;
     libbpf_set_print(forward_libbpf_print);
 }
 

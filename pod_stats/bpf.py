@@ -166,6 +166,9 @@ def _tracepoint_of(section: str, events: str) -> Optional[str]:
     kernel has no such tracepoint."""
     kind, _, name = section.partition("/")
     if kind == "tp_btf":
+        for category in ("sched", "oom"):  # where ours are: no need to look through every category
+            if os.path.isdir(os.path.join(events, category, name)):
+                return f"{category}/{name}"
         with contextlib.suppress(OSError):
             for category in sorted(os.listdir(events)):
                 if os.path.isdir(os.path.join(events, category, name)):
@@ -227,7 +230,15 @@ def pod_stats_libbpf_log_line(level: int, line) -> None:
         libbpf_log.log((logging.INFO, logging.DEBUG, logging.DEBUG)[min(level, 2)], "%s", text)
 
 
-lib.pod_stats_route_libbpf_log()
+def _route_libbpf_log() -> None:
+    """Forwards only the libbpf levels Python logging would show (see above for the mapping)."""
+    if libbpf_log.isEnabledFor(logging.DEBUG):
+        lib.pod_stats_route_libbpf_log(2)
+    else:
+        lib.pod_stats_route_libbpf_log(0 if libbpf_log.isEnabledFor(logging.INFO) else -1)
+
+
+_route_libbpf_log()
 
 
 def tracing_dir() -> str:
@@ -329,6 +340,7 @@ class PodStatsBpf:
                 "(e.g. a BTFHub file for this kernel)",
             )
         events = os.path.join(tracing_dir(), "events")
+        _route_libbpf_log()  # logging may have been configured since import
 
         self._skel = lib.pod_stats_open(self.btf_path.encode() if self.btf_path else ffi.NULL)
         if self._skel == ffi.NULL:

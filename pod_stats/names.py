@@ -9,15 +9,11 @@ unambiguously. The Kubernetes API is an optional fallback when running in-cluste
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
 import re
-import ssl
 import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Type, TypeVar
 
@@ -192,6 +188,8 @@ class KubeApiPods:
         if self._last_attempt is not None and now - self._last_attempt < self._refresh_interval:
             return
         self._last_attempt = now
+        import http.client  # here, not at the top: most nodes never talk to an API server
+
         try:
             self._pods, self._containers = _parse_pod_list(json.loads(self._fetch()))
         # RecursionError: json.loads on absurdly nested garbage.
@@ -210,6 +208,10 @@ class KubeApiPods:
         self._failing = False
 
     def _fetch(self) -> bytes:
+        import ssl
+        import urllib.parse
+        import urllib.request
+
         query = urllib.parse.urlencode(
             # resourceVersion=0 lets the API server answer from its watch cache
             # instead of a quorum read from etcd, as kubelet-like agents should.
