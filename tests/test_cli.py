@@ -43,7 +43,7 @@ def test_version():
 def test_help_lists_the_commands():
     result = pod_stats("--help")
     assert result.returncode == 0
-    for command in ("run", "dump", "demo"):
+    for command in ("run", "dump", "serve", "files", "procs", "demo"):
         assert f"  {command} " in result.stdout
 
 
@@ -53,6 +53,10 @@ def test_help_lists_the_commands():
     (["dump", "--sort", "nonsense"], "--sort"),
     (["dump", "--btf", "/nonexistent/btf"], "--btf"),
     (["frobnicate"], "frobnicate"),
+    (["run", "--probes", "opens,bogus"], "bogus"),
+    (["serve", "--probes", ""], "--probes"),
+    (["files", "--top", "0"], "--top"),
+    (["procs", "--sort", "cpu"], "--sort"),
 ])
 def test_bad_flags_are_one_line(args, phrase):
     assert_one_line_error(pod_stats(*args), 2, phrase)
