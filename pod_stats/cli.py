@@ -245,6 +245,7 @@ def _selection_options(command: Callable) -> Callable:
     return command
 
 
+@contextlib.contextmanager
 def _watch_window(group: str, duration: float, namespaces, pod_glob, **identity_options):
     """Attaches `group`'s on-demand probes for `duration` seconds; yields (collector, snapshot)
     at the end of the window, the probes still attached."""
@@ -286,7 +287,7 @@ def files(top, duration, as_json, namespaces, pod_glob, **identity_options) -> N
     from pod_stats.output import files_json, render_files
 
     started = time.monotonic()
-    for collector, snapshot in _watch_window("files", duration, namespaces, pod_glob, **identity_options):
+    with _watch_window("files", duration, namespaces, pod_glob, **identity_options) as (collector, snapshot):
         rows = hottest_files(collector, snapshot, collector.bpf.read_files(), top)
         window = time.monotonic() - started
         _print_document_or_table(files_json(rows, snapshot, window), render_files(rows, snapshot, window), as_json)
@@ -303,7 +304,7 @@ def procs(sort, duration, as_json, namespaces, pod_glob, **identity_options) -> 
     from pod_stats.output import processes_json, render_processes
 
     started = time.monotonic()
-    for collector, snapshot in _watch_window("procs", duration, namespaces, pod_glob, **identity_options):
+    with _watch_window("procs", duration, namespaces, pod_glob, **identity_options) as (collector, snapshot):
         rows = sort_processes(process_rows(collector, snapshot, collector.bpf.read_process_opens()), sort)
         window = time.monotonic() - started
         _print_document_or_table(processes_json(rows, snapshot, window), render_processes(rows, snapshot, window),
