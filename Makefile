@@ -161,5 +161,5 @@ bench: deps build
 		-I vmlinux/$(ARCH) -I $(LIBBPF_PREFIX)/include -c bench/empty_probes.bpf.c \
 		-o $(BENCH_BIN)/empty_$$(echo $$group | tr A-Z a-z).bpf.o || exit 1; done
 	gcc -O2 -Wall -I $(LIBBPF_PREFIX)/include -o $(BENCH_BIN)/attach bench/attach.c $(LIBBPF_A) -lelf -lz
-	for tool in sysloop podfarm cgfloor storm probeloop; do gcc -static -O2 -Wall -o $(BENCH_BIN)/$$tool bench/$$tool.c || exit 1; done
+	for tool in sysloop podfarm cgfloor storm; do gcc -static -O2 -Wall -o $(BENCH_BIN)/$$tool bench/$$tool.c || exit 1; done
 	$(SUDO) $(VENV)/bin/python bench/run.py --bin-dir $(BENCH_BIN)

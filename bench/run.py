@@ -211,13 +211,15 @@ def tracing_programs() -> List[dict]:
 
 
 @contextlib.contextmanager
-def arm(name: str, bins: Path, log_dir: str, stats: bool = False) -> Iterator[Optional[Tool]]:
-    """One arm's tool, attached for the life of the block (None for 'none')."""
+def arm(name: str, bins: Path, log_dir: str, stats: bool = False, empty_object: str = "empty.bpf.o",
+        probes: Optional[str] = None) -> Iterator[Optional[Tool]]:
+    """One arm's tool, attached for the life of the block (None for 'none'): 'empty' attaches
+    `empty_object`, 'podstats' the `probes` groups (its defaults if None)."""
     if name == "none":
         yield None
         return
     if name == "empty":
-        argv = [str(bins / "attach")] + (["--stats"] if stats else []) + [str(bins / "empty.bpf.o")]
+        argv = [str(bins / "attach")] + (["--stats"] if stats else []) + [str(bins / empty_object)]
         tool = Tool(argv, "attach", stdout=subprocess.PIPE)
         reader = LineReader(tool.proc.stdout)
         _, line = reader.wait_first(tool, 30)
@@ -225,8 +227,8 @@ def arm(name: str, bins: Path, log_dir: str, stats: bool = False) -> Iterator[Op
             raise RuntimeError(f"attach: {line}")
         tool.reader = reader
     elif name == "podstats":
-        tool = Tool([POD_STATS, "run", "--json", "--interval", "1", "--log-dir", log_dir], "pod-stats",
-                    stdout=subprocess.PIPE)
+        tool = Tool([POD_STATS, "run", "--json", "--interval", "1", "--log-dir", log_dir]
+                    + (["--probes", probes] if probes else []), "pod-stats", stdout=subprocess.PIPE)
         reader = LineReader(tool.proc.stdout)
         when, _ = reader.wait_first(tool, 60)
         tool.first_line_ms = (when - tool.started) * 1e3
@@ -382,42 +384,13 @@ def overhead_rounds(bins: Path, log_dir: str, rounds: int, open_iters: int, ppid
 
 # ------------------------------------------------------------------ the other probe groups
 
-# group -> (probeloop mode, iterations, the floor's empty object, pod-stats --probes)
+# group -> (sysloop loop, iterations, the floor's empty object, pod-stats --probes)
 GROUP_LOOPS = {
     "proc": ("forkexit", 2_000, "empty_proc.bpf.o", "proc"),
     "net": ("socketpair", 100_000, "empty_net.bpf.o", "net"),
     "sched": ("pingpong", 50_000, "empty_sched.bpf.o", "sched"),
     "errno": ("openmissing", 100_000, "empty.bpf.o", "opens,errno"),  # failing opens: counters + errno
 }
-
-
-def probeloop(bins: Path, loop: str, iterations: int, reps: int, cgroup: str) -> float:
-    argv = [str(bins / "probeloop"), loop, str(iterations), str(reps), str(LOOP_CPU), cgroup]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    return statistics.median(float(x) for x in out.split())
-
-
-@contextlib.contextmanager
-def group_arm(name: str, bins: Path, log_dir: str, empty_object: str, probes: str) -> Iterator[Optional[Tool]]:
-    """(a) nothing, (b) empty programs on one group's hooks, (c) pod-stats with that group only."""
-    if name == "none":
-        yield None
-        return
-    if name == "empty":
-        tool = Tool([str(bins / "attach"), str(bins / empty_object)], "attach", stdout=subprocess.PIPE)
-        _, line = LineReader(tool.proc.stdout).wait_first(tool, 30)
-        if not line.startswith("attached"):
-            raise RuntimeError(f"attach: {line}")
-    else:
-        tool = Tool([POD_STATS, "run", "--json", "--interval", "1", "--log-dir", log_dir, "--probes", probes],
-                    "pod-stats", stdout=subprocess.PIPE)
-        tool.reader = LineReader(tool.proc.stdout)
-        tool.reader.wait_first(tool, 60)
-    try:
-        yield tool
-        tool.check_alive()
-    finally:
-        tool.stop()
 
 
 def probe_group_rounds(bins: Path, log_dir: str, rounds: int, rng: random.Random, pod_cgroup: str) -> dict:
@@ -429,14 +402,14 @@ def probe_group_rounds(bins: Path, log_dir: str, rounds: int, rng: random.Random
         baseline: List[float] = []
         for _ in range(rounds):
             settle(set())
-            before = probeloop(bins, loop, iterations, 3, pod_cgroup)
+            before = sysloop(bins, loop, iterations, 3, pod_cgroup)
             baseline.append(before)
             for name in rng.sample(list(added), len(added)):
-                with group_arm(name, bins, log_dir, empty_object, probes) as tool:
+                with arm(name, bins, log_dir, empty_object=empty_object, probes=probes) as tool:
                     settle(set(bpf_fd_ids(tool.pid, "bpf-prog")))
-                    measured = probeloop(bins, loop, iterations, 3, pod_cgroup)
+                    measured = sysloop(bins, loop, iterations, 3, pod_cgroup)
                 settle(set())
-                after = probeloop(bins, loop, iterations, 3, pod_cgroup)
+                after = sysloop(bins, loop, iterations, 3, pod_cgroup)
                 baseline.append(after)
                 added[name].append(measured - (before + after) / 2)
                 before = after
@@ -952,7 +925,7 @@ def main() -> int:
         print("bench: needs root (BPF, cgroups)", file=sys.stderr)
         return 1
     bins = Path(args.bin_dir)
-    for needed in ("attach", "empty.bpf.o", "sysloop", "podfarm", "cgfloor", "storm", "probeloop",
+    for needed in ("attach", "empty.bpf.o", "sysloop", "podfarm", "cgfloor", "storm",
                    "empty_proc.bpf.o", "empty_net.bpf.o", "empty_sched.bpf.o"):
         if not (bins / needed).exists():
             print(f"bench: {bins / needed} missing: run `make bench`", file=sys.stderr)

@@ -1,12 +1,19 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * sysloop open|getppid ITERATIONS REPS CPU [PROCS_FILE,PROCS_FILE...]
+ * sysloop LOOP ITERATIONS REPS CPU [PROCS_FILE,PROCS_FILE...]
  *
  * Joins the cgroups whose cgroup.procs files are given (a pod container's, in
- * v2 and the v1 hierarchies, as runc places it), then, pinned to CPU, runs REPS timed repetitions of ITERATIONS syscalls after a
- * warm-up, printing ns per iteration of each repetition on one line:
- *   open:    open("/dev/null", O_RDONLY) + close (one openat + one close)
- *   getppid: syscall(SYS_getppid)
+ * v2 and the v1 hierarchies, as runc places it), then, pinned to CPU, runs REPS
+ * timed repetitions of ITERATIONS iterations of LOOP after a warm-up, printing
+ * ns per iteration of each repetition on one line. The loops, each what one
+ * probe group pays on:
+ *   open:        open("/dev/null", O_RDONLY) + close (one openat + one close)  (opens)
+ *   getppid:     syscall(SYS_getppid): any other syscall
+ *   openmissing: open of a missing file, which fails with ENOENT             (errno)
+ *   forkexit:    fork + child _exit(0) + waitpid                              (proc)
+ *   socketpair:  64 bytes written to and read back from an AF_UNIX pair       (net)
+ *   pingpong:    one byte there and back between two processes over pipes,
+ *                both on CPU: two wakeups and two context switches            (sched)
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -14,9 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+static int pair[2], there[2], back[2];
 
 static double now_ns(void)
 {
@@ -26,15 +37,19 @@ static double now_ns(void)
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+static void die(const char *what)
+{
+	perror(what);
+	exit(1);
+}
+
 static void run_open(long n)
 {
 	for (long i = 0; i < n; i++) {
 		int fd = open("/dev/null", O_RDONLY);
 
-		if (fd < 0) {
-			perror("open /dev/null");
-			exit(1);
-		}
+		if (fd < 0)
+			die("open /dev/null");
 		close(fd);
 	}
 }
@@ -45,17 +60,83 @@ static void run_getppid(long n)
 		syscall(SYS_getppid);
 }
 
+static void run_openmissing(long n)
+{
+	for (long i = 0; i < n; i++)
+		if (open("/nonexistent/pod-stats-bench", O_RDONLY) >= 0)
+			die("open of a missing file succeeded");
+}
+
+static void run_forkexit(long n)
+{
+	for (long i = 0; i < n; i++) {
+		pid_t pid = fork();
+
+		if (pid == 0)
+			_exit(0);
+		if (pid < 0 || waitpid(pid, NULL, 0) != pid)
+			die("fork");
+	}
+}
+
+static void run_socketpair(long n)
+{
+	char buf[64] = {0};
+
+	for (long i = 0; i < n; i++)
+		if (write(pair[0], buf, sizeof(buf)) != sizeof(buf) || read(pair[1], buf, sizeof(buf)) != sizeof(buf))
+			die("socketpair");
+}
+
+static void run_pingpong(long n)
+{
+	char c = 0;
+
+	for (long i = 0; i < n; i++)
+		if (write(there[1], &c, 1) != 1 || read(back[0], &c, 1) != 1)
+			die("pingpong");
+}
+
+static const struct {
+	const char *name;
+	void (*run)(long);
+} loops[] = {
+	{"open", run_open}, {"getppid", run_getppid}, {"openmissing", run_openmissing},
+	{"forkexit", run_forkexit}, {"socketpair", run_socketpair}, {"pingpong", run_pingpong},
+};
+
+/* The other end of pingpong, on the same CPU (inherited affinity). */
+static void start_echo(void)
+{
+	pid_t echo = fork();
+	char c;
+
+	if (echo < 0)
+		die("fork");
+	if (echo > 0)
+		return;
+	close(there[1]);  /* so that the parent's close ends it */
+	close(back[0]);
+	while (read(there[0], &c, 1) == 1)
+		if (write(back[1], &c, 1) != 1)
+			break;
+	_exit(0);
+}
+
 int main(int argc, char **argv)
 {
-	void (*run)(long);
+	void (*run)(long) = NULL;
 	long n, reps;
 	cpu_set_t cpus;
 
 	if (argc != 5 && argc != 6) {
-		fprintf(stderr, "usage: %s open|getppid ITERATIONS REPS CPU [PROCS_FILE,...]\n", argv[0]);
+		fprintf(stderr, "usage: %s open|getppid|openmissing|forkexit|socketpair|pingpong ITERATIONS REPS CPU "
+			"[PROCS_FILE,...]\n", argv[0]);
 		return 2;
 	}
-	run = strcmp(argv[1], "open") == 0 ? run_open : strcmp(argv[1], "getppid") == 0 ? run_getppid : NULL;
+	for (size_t i = 0; i < sizeof(loops) / sizeof(loops[0]); i++)
+		if (strcmp(argv[1], loops[i].name) == 0)
+			run = loops[i].run;
 	if (!run) {
 		fprintf(stderr, "unknown loop %s\n", argv[1]);
 		return 2;
@@ -66,19 +147,22 @@ int main(int argc, char **argv)
 		for (file = strtok_r(argv[5], ",", &save); file; file = strtok_r(NULL, ",", &save)) {
 			FILE *procs = fopen(file, "w");
 
-			if (!procs || fprintf(procs, "%d\n", getpid()) < 0 || fclose(procs) != 0) {
-				perror(file);
-				return 1;
-			}
+			if (!procs || fprintf(procs, "%d\n", getpid()) < 0 || fclose(procs) != 0)
+				die(file);
 		}
 	}
 	n = atol(argv[2]);
 	reps = atol(argv[3]);
 	CPU_ZERO(&cpus);
 	CPU_SET(atoi(argv[4]), &cpus);
-	if (sched_setaffinity(0, sizeof(cpus), &cpus)) {
-		perror("sched_setaffinity");
-		return 1;
+	if (sched_setaffinity(0, sizeof(cpus), &cpus))
+		die("sched_setaffinity");
+	if (run == run_socketpair && socketpair(AF_UNIX, SOCK_STREAM, 0, pair))
+		die("socketpair");
+	if (run == run_pingpong) {
+		if (pipe(there) || pipe(back))
+			die("pipe");
+		start_echo();
 	}
 	run(n / 10 + 1); /* warm-up */
 	for (long r = 0; r < reps; r++) {
@@ -88,5 +172,11 @@ int main(int argc, char **argv)
 		printf("%s%.2f", r ? " " : "", (now_ns() - t0) / n);
 	}
 	printf("\n");
+	fflush(stdout);
+	if (run == run_pingpong) {
+		close(there[1]);  /* ends the echo process */
+		while (wait(NULL) > 0)
+			;
+	}
 	return 0;
 }

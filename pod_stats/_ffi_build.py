@@ -88,9 +88,8 @@ int pod_stats_load(struct pod_stats *skel);
 void pod_stats_destroy(struct pod_stats *skel);
 int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 capacity,
                             __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values);
-int pod_stats_delete_keys(int map_fd, const __u64 *keys, __u32 count);
+int pod_stats_delete_keys(int map_fd, const void *keys, size_t key_size, __u32 count);
 int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_errno_key *keys, __u64 *counts);
-int pod_stats_delete_errno_keys(int map_fd, const struct pod_stats_errno_key *keys, __u32 count);
 int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *keys, struct pod_stats_sched *sums,
                          struct pod_stats_sched *per_cpu_scratch);
 void pod_stats_route_libbpf_log(int max_level);
@@ -247,15 +246,6 @@ static int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_er
     return total;
 }
 
-static int pod_stats_delete_errno_keys(int map_fd, const struct pod_stats_errno_key *keys, __u32 count)
-{
-    int deleted = 0;
-
-    for (__u32 i = 0; i < count; i++)
-        deleted += bpf_map_delete_elem(map_fd, &keys[i]) == 0;
-    return deleted;
-}
-
 /*
  * Reads the sched map key by key (opt-in probe), summed over CPUs, except the
  * last time a task ran, where the latest CPU's wins. Returns entries or -errno.
@@ -295,13 +285,13 @@ static int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *ke
     return total;
 }
 
-/* Deletes the given keys (dead cgroups); returns how many were present. */
-static int pod_stats_delete_keys(int map_fd, const __u64 *keys, __u32 count)
+/* Deletes the given keys (count keys of key_size bytes each, of dead cgroups); returns how many were present. */
+static int pod_stats_delete_keys(int map_fd, const void *keys, size_t key_size, __u32 count)
 {
     int deleted = 0;
 
     for (__u32 i = 0; i < count; i++)
-        deleted += bpf_map_delete_elem(map_fd, &keys[i]) == 0;
+        deleted += bpf_map_delete_elem(map_fd, (const char *)keys + i * key_size) == 0;
     return deleted;
 }
 """

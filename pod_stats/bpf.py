@@ -122,10 +122,9 @@ _PRIVILEGE_HINT = "run as root, or grant CAP_BPF and CAP_PERFMON"
 _CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 12, 21, 38, 39
 
 
-def _has_capability(bit: int, status_path: str = "/proc/self/status") -> bool:
+def _effective_capabilities(status_path: str = "/proc/self/status") -> int:
     with open(status_path) as status:
-        effective = next(int(line.split()[1], 16) for line in status if line.startswith("CapEff:"))
-    return bool(effective & (1 << bit))
+        return next(int(line.split()[1], 16) for line in status if line.startswith("CapEff:"))
 
 
 def missing_capabilities(status_path: str = "/proc/self/status") -> List[str]:
@@ -133,8 +132,7 @@ def missing_capabilities(status_path: str = "/proc/self/status") -> List[str]:
 
     CAP_SYS_ADMIN covers both on every kernel; CAP_BPF + CAP_PERFMON (5.8+) are the least.
     """
-    with open(status_path) as status:
-        effective = next(int(line.split()[1], 16) for line in status if line.startswith("CapEff:"))
+    effective = _effective_capabilities(status_path)
     if effective & (1 << _CAP_SYS_ADMIN):
         return []
     return [name for bit, name in ((_CAP_BPF, "CAP_BPF"), (_CAP_PERFMON, "CAP_PERFMON"))
@@ -459,7 +457,7 @@ class PodStatsBpf:
         if self.v2_root is None:
             log.warning("net: no sock_*_length tracepoints and no cgroup v2 hierarchy for the packet fallback")
             return None  # net figures unknown
-        if not (_has_capability(_CAP_NET_ADMIN) or _has_capability(_CAP_SYS_ADMIN)):
+        if not _effective_capabilities() & (1 << _CAP_NET_ADMIN | 1 << _CAP_SYS_ADMIN):
             # cgroup_skb programs need it; without, the whole object would fail to load
             log.warning("net: the packet fallback (no sock_*_length tracepoints) needs CAP_NET_ADMIN")
             return None
@@ -592,12 +590,13 @@ class PodStatsBpf:
             return 0
         errno_keys = [(cgroup, error) for cgroup in raw for error in self._errno_entries.pop(cgroup, ())]
         if errno_keys:
-            lib.pod_stats_delete_errno_keys(lib.bpf_map__fd(self._errnos_map),
-                                            ffi.new("struct pod_stats_errno_key[]", errno_keys), len(errno_keys))
+            lib.pod_stats_delete_keys(lib.bpf_map__fd(self._errnos_map),
+                                      ffi.new("struct pod_stats_errno_key[]", errno_keys),
+                                      ffi.sizeof("struct pod_stats_errno_key"), len(errno_keys))
         keys_array = ffi.new("__u64[]", raw)
         if self._sched_keys is not None:
-            lib.pod_stats_delete_keys(lib.bpf_map__fd(self._sched_map), keys_array, len(raw))
-        return lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), keys_array, len(raw))
+            lib.pod_stats_delete_keys(lib.bpf_map__fd(self._sched_map), keys_array, ffi.sizeof("__u64"), len(raw))
+        return lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), keys_array, ffi.sizeof("__u64"), len(raw))
 
     def program_ids(self) -> Dict[str, int]:
         return {name: self._prog_info(prog).id for name, prog in self._programs.items()}

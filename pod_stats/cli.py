@@ -261,16 +261,19 @@ def _watch_window(group: str, duration: float, namespaces, pod_glob, **identity_
         yield collector, select(collector.sample(), namespaces, pod_glob)
 
 
-def _print_document_or_table(document, table, as_json: bool) -> None:
+def _print_json(document) -> None:
+    """One document on one line, flushed (NDJSON streams through pipes)."""
     from pod_stats.output import encode
 
-    if as_json:
-        sys.stdout.write(encode(document) + "\n")
-        sys.stdout.flush()
-    else:
-        from rich.console import Console
+    sys.stdout.write(encode(document) + "\n")
+    sys.stdout.flush()
 
-        Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+def _print_table(table) -> None:
+    from rich.console import Console
+
+    # a pipe or file has no width: do not cut the table at rich's default 80 columns
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @cli.command()
@@ -290,7 +293,10 @@ def files(top, duration, as_json, namespaces, pod_glob, **identity_options) -> N
     with _watch_window("files", duration, namespaces, pod_glob, **identity_options) as (collector, snapshot):
         rows = hottest_files(collector, snapshot, collector.bpf.read_files(), top)
         window = time.monotonic() - started
-        _print_document_or_table(files_json(rows, snapshot, window), render_files(rows, snapshot, window), as_json)
+        if as_json:
+            _print_json(files_json(rows, snapshot, window))
+        else:
+            _print_table(render_files(rows, snapshot, window))
 
 
 @cli.command()
@@ -307,8 +313,10 @@ def procs(sort, duration, as_json, namespaces, pod_glob, **identity_options) -> 
     with _watch_window("procs", duration, namespaces, pod_glob, **identity_options) as (collector, snapshot):
         rows = sort_processes(process_rows(collector, snapshot, collector.bpf.read_process_opens()), sort)
         window = time.monotonic() - started
-        _print_document_or_table(processes_json(rows, snapshot, window), render_processes(rows, snapshot, window),
-                                 as_json)
+        if as_json:
+            _print_json(processes_json(rows, snapshot, window))
+        else:
+            _print_table(render_processes(rows, snapshot, window))
 
 
 @cli.command()
@@ -369,7 +377,7 @@ class _user_errors:
 def _print_snapshot(snapshot, as_json: bool, sort: str, live, alert_rules=()) -> list:
     """Prints one sample (and its firing alerts, one line each); returns the alerts."""
     from pod_stats.alerts import evaluate
-    from pod_stats.output import encode, render_table, to_json
+    from pod_stats.output import render_table, to_json
 
     alerts = evaluate(alert_rules, snapshot)
     if live is not None:  # stderr lines would tear the live table: alerts go in its caption
@@ -381,13 +389,9 @@ def _print_snapshot(snapshot, as_json: bool, sort: str, live, alert_rules=()) ->
         document = to_json(snapshot)
         if alert_rules:
             document["alerts"] = [alert.to_json() for alert in alerts]
-        sys.stdout.write(encode(document) + "\n")
-        sys.stdout.flush()
+        _print_json(document)
     else:
-        from rich.console import Console
-
-        # a pipe or file has no width: do not cut the table at rich's default 80 columns
-        Console(width=None if sys.stdout.isatty() else 200).print(render_table(snapshot, sort))
+        _print_table(render_table(snapshot, sort))
     return alerts
 
 

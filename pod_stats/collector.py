@@ -133,9 +133,10 @@ class _Tracked:
     runq_wait_slots: Optional[Tuple[int, ...]] = None
     limit_read_at: Optional[float] = None
     counts: Optional[Tuple[int, ...]] = None  # the BPF counters of the last sample
-    # (forks, exits) when cgroup.procs was last read, and how many samples since reused the count
+    # (forks, exits) when cgroup.procs was last read for a change, and whether it was read once
+    # more in the sample after (then its count stands until the next change)
     procs_read_at: Optional[Tuple[int, int]] = None
-    procs_reused: int = 0
+    procs_settled: bool = False
 
 
 # What a pod sums of its containers: not the limit, which the pod's own cgroup holds.
@@ -457,14 +458,12 @@ class Collector:
     def _processes(self, tracked: _Tracked, figures: Figures, read, moved: bool) -> Optional[int]:
         """The cgroup's process count: re-read only when the kernel saw it change (see __init__)."""
         counted = (figures["forks"], figures["exits"])
-        previous = tracked.figures.get("pids")
-        if (self._track_procs and not moved and previous is not None and counted == tracked.procs_read_at
-                and tracked.procs_reused > 0):
-            return previous
-        if self._track_procs and not moved and counted == tracked.procs_read_at:
-            tracked.procs_reused += 1  # the sample after a change reads once more
-        else:
-            tracked.procs_read_at, tracked.procs_reused = counted, 0
+        if not self._track_procs or moved or counted != tracked.procs_read_at:
+            tracked.procs_read_at, tracked.procs_settled = counted, False
+        elif not tracked.procs_settled:
+            tracked.procs_settled = True  # the sample after a change reads once more
+        elif tracked.figures.get("pids") is not None:
+            return tracked.figures["pids"]
         return tracked.files.processes(read)
 
     @staticmethod
