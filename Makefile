@@ -92,7 +92,7 @@ vmlinux:
 ## build: the cffi extension (skeleton + libbpf) and the package, editable, in the venv
 build: $(FFI_EXT) $(WORKLOAD)
 
-$(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py $(VENV_STAMP)
+$(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py src/cgroupfs/cgroupfs_batch.c $(VENV_STAMP)
 	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test]'
 	@touch $@
 

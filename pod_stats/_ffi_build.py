@@ -16,6 +16,7 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("POD_STATS_BUILD_DIR", ROOT / "build"))
 SHARED_HEADER = ROOT / "src" / "bpf" / "pod_stats.h"
+CGROUPFS_SOURCE_DIR = ROOT / "src" / "cgroupfs"
 LIBBPF_PREFIX = BUILD / "libbpf" / "usr"
 
 
@@ -94,6 +95,11 @@ int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *keys, str
                          struct pod_stats_sched *per_cpu_scratch);
 void pod_stats_route_libbpf_log(int max_level);
 
+/* src/cgroupfs/cgroupfs_batch.c */
+enum { CGFS_INTEGER = 0, CGFS_MEMORY_STAT_V1 = 1, CGFS_MEMORY_STAT_V2 = 2, CGFS_CPU_STAT_V2 = 3 };
+enum { CGFS_MISSING = -1, CGFS_READ_FAILED = -2 };
+int cgfs_read_batch(const int *fds, const unsigned char *kinds, int count, int64_t *values);
+
 extern "Python" void pod_stats_libbpf_log_line(int level, const char *line);
 """
 
@@ -109,6 +115,7 @@ SOURCE = r"""
 #include <bpf/libbpf.h>
 #include "pod_stats.h"
 #include "pod_stats.skel.h"
+#include "cgroupfs_batch.c"
 
 _Static_assert(sizeof(struct pod_stats_counters) % sizeof(__u64) == 0,
                "pod_stats_counters must hold only __u64 fields");
@@ -301,7 +308,7 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "pod_stats._pod_stats_ffi",
     SOURCE,
-    include_dirs=[str(LIBBPF_PREFIX / "include"), str(SHARED_HEADER.parent), str(BUILD)],
+    include_dirs=[str(LIBBPF_PREFIX / "include"), str(SHARED_HEADER.parent), str(CGROUPFS_SOURCE_DIR), str(BUILD)],
     extra_objects=[str(LIBBPF_PREFIX / "lib" / "libbpf.a")],
     libraries=["elf", "z"],
     # keep libbpf's symbols private to this extension

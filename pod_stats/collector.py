@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tupl
 from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_GROUPS, RUNQ_SLOTS, CgroupKey, Counters,
                            KeyMode, PodStatsBpf, Probe, ProgramStats, SchedCounts)
 from pod_stats.cgroups import V2, CgroupIndex, CgroupInfo, CgroupMounts, discover_mounts
-from pod_stats.memory import CgroupFiles, OpenFiles, read_memory_limit
+from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles, read_memory_limit
 from pod_stats.names import KubeApiPods, NameResolver
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,7 @@ class Collector:
         self._unknown_since: Dict[CgroupKey, float] = {}
         self._pod_limits: Dict[str, Tuple[Optional[float], Optional[int]]] = {}
         self._files = OpenFiles(max_open_files)
+        self._batch = FigureBatch(self._files)
         self._tracked_generation = -1
         # counters of probe groups that are off or missing are unknown, not zero
         self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
@@ -298,10 +299,12 @@ class Collector:
                 for info in self._index.live_cgroups(hierarchy):
                     if info.pod is not None and info.pod.container_id is not None:
                         self._track(info)
-        for path, tracked in self._tracked.items():
+        live = self._batch.read([tracked.files for tracked in self._tracked.values()])
+        for (path, tracked), live_figures in zip(self._tracked.items(), live):
             info = tracked.info
             figures, vanished = self._figures(tracked, counts_by_path.get(path, []), elapsed, now,
-                                              sched_by_path.get(path, []), wall_minus_monotonic, moved)
+                                              sched_by_path.get(path, []), wall_minus_monotonic, moved,
+                                              live_figures)
             if path in errnos_by_path:
                 tracked.errnos = _add_errnos(errnos_by_path[path])
 
@@ -398,8 +401,10 @@ class Collector:
         return tracked
 
     def _figures(self, tracked: _Tracked, bpf_counts: List[Counters], elapsed: float, now: float,
-                 sched_counts: List[SchedCounts], wall_offset: float, moved: bool) -> Tuple[Figures, bool]:
-        """This cgroup's figures now, and whether it has vanished (then its last known ones)."""
+                 sched_counts: List[SchedCounts], wall_offset: float, moved: bool,
+                 live: Optional[LiveFigures]) -> Tuple[Figures, bool]:
+        """This cgroup's figures now, and whether it has vanished (then its last known ones).
+        `live` is its memory and CPU figures read in the sample's batch; None: read them here."""
         files, previous = tracked.files, tracked.figures
         if len(bpf_counts) == 1:
             counts = tuple(bpf_counts[0])
@@ -423,7 +428,7 @@ class Collector:
             else:
                 figures.update(_NO_SCHED)
         read = self._files.read_bytes
-        memory = files.memory(read)
+        memory = files.memory(read) if live is None else live[0]
         # a failed read is how a removed cgroup shows (ENODEV on the open file)
         vanished = memory is None and not os.path.isdir(self._own_directory(tracked.info))
         if vanished:
@@ -441,7 +446,7 @@ class Collector:
                 tracked.limit_read_at = now
             else:
                 figures["memory_limit_bytes"] = previous.get("memory_limit_bytes")
-            figures["cpu_seconds"] = files.cpu_seconds(read)
+            figures["cpu_seconds"] = files.cpu_seconds(read) if live is None else live[1]
             figures["pids"] = self._processes(tracked, figures, read, moved)
 
         for rate, cumulative in (_CPU_RATE if idle else RATES.items()):

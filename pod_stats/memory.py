@@ -12,7 +12,9 @@ the file.
 
 import errno
 import os
-from typing import Callable, Dict, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from pod_stats._pod_stats_ffi import ffi, lib
 
 ReadBytes = Callable[[str], Optional[bytes]]
 
@@ -72,6 +74,20 @@ class OpenFiles:
     def __init__(self, max_open: int):
         self._max_open = max_open
         self._fds: Dict[str, int] = {}
+        self.closed = 0  # files closed so far: a descriptor number kept elsewhere may be stale
+
+    def descriptor(self, path: str) -> Optional[int]:
+        """The open descriptor of `path` (opened now if need be): -1 when it cannot be opened,
+        None when the budget of open files is spent."""
+        fd = self._fds.get(path)
+        if fd is None:
+            if len(self._fds) >= self._max_open:
+                return None
+            try:
+                fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return -1
+        return fd
 
     def read_bytes(self, path: str) -> Optional[bytes]:
         fd = self._fds.get(path)
@@ -107,6 +123,7 @@ class OpenFiles:
         fd = self._fds.pop(path, None)
         if fd is not None:
             os.close(fd)
+            self.closed += 1
 
     def close_directory(self, directory: str) -> None:
         """Closes the files of a cgroup that is gone."""
@@ -208,3 +225,71 @@ class CgroupFiles:
     def processes(self, read: ReadBytes) -> Optional[int]:
         data = read(self.procs)
         return None if data is None else len(data.split())
+
+
+# How the batch reader parses the file in each of a cgroup's four slots.
+_STAT_KIND = {1: lib.CGFS_MEMORY_STAT_V1, 2: lib.CGFS_MEMORY_STAT_V2}
+_CPU_KIND = {1: lib.CGFS_INTEGER, 2: lib.CGFS_CPU_STAT_V2}
+_SLOTS = 4  # usage, memory.stat, peak, cpu
+_CPU_DIVISOR = {1: 1e9, 2: 1e6}  # v1 cpuacct.usage is ns, v2 usage_usec µs
+LiveFigures = Tuple[Optional[MemoryFigures], Optional[float]]
+
+
+class FigureBatch:
+    """Every tracked cgroup's memory and CPU figures in one C call (src/cgroupfs/cgroupfs_batch.c):
+    the same figures CgroupFiles.memory and .cpu_seconds give, read through OpenFiles'
+    descriptors. A cgroup whose file could not be read comes back as None: the caller reads
+    it the slow way, which also tells a vanished cgroup from a failed read."""
+
+    def __init__(self, files: OpenFiles):
+        self._files = files
+        self._order: List[CgroupFiles] = []
+        self._closed_at = -1
+        self._count = 0
+        self._fds = self._kinds = self._values = None
+        self._slow: List[bool] = []  # read the slow way every time (no descriptor to spare)
+        self._no_peak: List[bool] = []  # no peak file (memory.peak is Linux 5.19+)
+
+    def read(self, cgroups: Sequence[CgroupFiles]) -> List[Optional[LiveFigures]]:
+        if self._closed_at != self._files.closed or len(cgroups) != len(self._order) or cgroups != self._order:
+            self._prepare(cgroups)
+        if not self._count:
+            return []
+        lib.cgfs_read_batch(self._fds, self._kinds, self._count, self._values)
+        values = ffi.unpack(self._values, 2 * self._count)
+        failed = lib.CGFS_READ_FAILED
+        figures: List[Optional[LiveFigures]] = []
+        for i, cgroup in enumerate(self._order):
+            usage, _, rss, inactive_file, peak, _, cpu, _ = values[8 * i:8 * i + 8]
+            if (usage == failed or rss == failed or (peak == failed and not self._no_peak[i])
+                    or (cpu == failed and cgroup.cpu is not None) or self._slow[i]):
+                figures.append(None)
+                continue
+            if usage < 0 or rss < 0:
+                memory = None
+            else:
+                memory = MemoryFigures(rss, max(0, usage - max(inactive_file, 0)), usage, peak if peak >= 0 else None)
+            cpu_seconds = cpu / _CPU_DIVISOR[cgroup.cpu_version] if cpu >= 0 else None
+            figures.append((memory, cpu_seconds))
+        return figures
+
+    def _prepare(self, cgroups: Sequence[CgroupFiles]) -> None:
+        """Descriptors and kinds of every slot, worked out again when the cgroups or the open files changed."""
+        self._order = list(cgroups)
+        self._count = _SLOTS * len(self._order)
+        fds: List[int] = []
+        kinds: List[int] = []
+        self._slow, self._no_peak = [], []
+        descriptor = self._files.descriptor
+        for cgroup in self._order:
+            own = (descriptor(cgroup.usage), descriptor(cgroup.stat), descriptor(cgroup.peak),
+                   descriptor(cgroup.cpu) if cgroup.cpu is not None else -1)
+            self._slow.append(None in own)
+            self._no_peak.append(own[2] == -1)
+            fds += (-1 if fd is None else fd for fd in own)
+            kinds += (lib.CGFS_INTEGER, _STAT_KIND[cgroup.memory_version], lib.CGFS_INTEGER,
+                      _CPU_KIND[cgroup.cpu_version])
+        self._fds = ffi.new("int[]", fds or [0])
+        self._kinds = ffi.new("unsigned char[]", kinds or [0])
+        self._values = ffi.new("int64_t[]", max(1, 2 * self._count))
+        self._closed_at = self._files.closed

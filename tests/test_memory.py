@@ -169,3 +169,91 @@ def test_a_removed_cgroups_open_file_reads_as_gone():
     assert len(files) < opened  # the files that answered ENODEV were closed
     files.close_directory(str(cgroup))  # what the collector does for a vanished cgroup
     assert len(files) == 0
+
+
+# -- the batch reader (src/cgroupfs/cgroupfs_batch.c): the same figures as the readers above
+
+
+def _both_ways(directory: str, memory_version: int, cpu_version: int, files=None):
+    """(batch figures, slow-path figures) of one cgroup directory."""
+    from pod_stats.memory import CgroupFiles, FigureBatch, OpenFiles
+
+    files = OpenFiles(max_open=100) if files is None else files
+    cgroup = CgroupFiles(directory, memory_version, directory, cpu_version, directory)
+    [batch] = FigureBatch(files).read([cgroup])
+    return batch, (cgroup.memory(read_bytes_plain), cgroup.cpu_seconds(read_bytes_plain))
+
+
+def read_bytes_plain(path):
+    from pod_stats.memory import read_bytes
+
+    return read_bytes(path)
+
+
+def test_batch_reads_the_node_formats_like_the_readers(tmp_path):
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    v1.mkdir(), v2.mkdir()
+    shutil.copy(FIXTURES / "v1-memory.stat", v1 / "memory.stat")
+    _cgroup_dir(v1, {"memory.usage_in_bytes": "63123456\n", "memory.max_usage_in_bytes": "102117376\n",
+                     "cpuacct.usage": "64471760245\n"})
+    batch, slow = _both_ways(str(v1), 1, 1)
+    assert batch == slow == ((RSS, 63123456 - INACTIVE_FILE, 63123456, 102117376), 64471760245 / 1e9)
+    shutil.copy(FIXTURES / "v2-memory.stat", v2 / "memory.stat")
+    shutil.copy(FIXTURES / "v2-cpu.stat", v2 / "cpu.stat")
+    _cgroup_dir(v2, {"memory.current": "170000000\n"})  # no memory.peak before Linux 5.19
+    batch, slow = _both_ways(str(v2), 2, 2)
+    assert batch == slow == ((44040192, 170000000 - 67076096, 170000000, None), 64889239 / 1e6)
+
+
+_CONTENT = st.one_of(
+    st.binary(max_size=200),
+    st.integers(min_value=0, max_value=2**63 - 1).map(lambda n: f"{n}\n".encode()),
+    st.dictionaries(st.sampled_from(["anon", "anon_thp", "inactive_file", "total_rss", "total_inactive_file",
+                                     "usage_usec", "file", "rss"]),
+                    st.one_of(st.integers(min_value=0, max_value=2**62), st.just("max"), st.just(""))).map(
+        lambda d: "".join(f"{k} {v}\n" for k, v in d.items()).encode()),
+)
+
+
+@given(st.dictionaries(st.sampled_from(["memory.stat", "memory.current", "memory.peak", "memory.usage_in_bytes",
+                                        "memory.max_usage_in_bytes", "cpu.stat", "cpuacct.usage"]), _CONTENT),
+       st.sampled_from([1, 2]), st.sampled_from([1, 2]))
+def test_batch_agrees_with_the_readers_on_any_content(tmp_path_factory, contents, memory_version, cpu_version):
+    directory = tmp_path_factory.mktemp("cgroup")
+    for name, content in contents.items():
+        (directory / name).write_bytes(content)
+    batch, slow = _both_ways(str(directory), memory_version, cpu_version)
+    if batch is not None:  # None: a file is missing, the caller reads the slow way
+        assert batch == slow
+
+
+def test_batch_leaves_unreadable_cgroups_to_the_slow_path(tmp_path):
+    from pod_stats.memory import OpenFiles
+
+    _cgroup_dir(tmp_path, {"memory.current": "10\n", "memory.stat": "anon 5\n", "cpu.stat": "usage_usec 7\n"})
+    batch, slow = _both_ways(str(tmp_path), 2, 2)
+    assert batch == slow == ((5, 10, 10, None), 7e-06)
+    no_budget = OpenFiles(max_open=0)
+    assert _both_ways(str(tmp_path), 2, 2, no_budget)[0] is None  # no descriptors to keep: read by path
+    assert _both_ways(str(tmp_path / "gone"), 2, 2)[0] is None
+
+
+def test_batch_reopens_after_a_file_was_closed(tmp_path):
+    """A descriptor number closed (cgroup gone) may be reused by the next open: the batch
+    must not pread it as the old file."""
+    from pod_stats.memory import CgroupFiles, FigureBatch, OpenFiles
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for directory, usage in ((first, "111\n"), (second, "222\n")):
+        directory.mkdir()
+        _cgroup_dir(directory, {"memory.current": usage, "memory.stat": "anon 1\n", "cpu.stat": "usage_usec 1\n"})
+    files = OpenFiles(max_open=100)
+    batch = FigureBatch(files)
+    a = CgroupFiles(str(first), 2, str(first), 2, str(first))
+    b = CgroupFiles(str(second), 2, str(second), 2, str(second))
+    assert [m.usage_bytes for m, _ in batch.read([a])] == [111]
+    files.close_directory(str(first))
+    assert [m.usage_bytes for m, _ in batch.read([b])] == [222]
+    assert [m.usage_bytes for m, _ in batch.read([a, b])] == [111, 222]
+    (first / "memory.current").write_text("333\n")
+    assert [m.usage_bytes for m, _ in batch.read([a, b])] == [333, 222]
