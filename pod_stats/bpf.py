@@ -50,6 +50,10 @@ PROBE_GROUPS = ("opens", "errno", "proc", "net", "oom", "sched")
 # sched runs on every context switch, the hottest path in the kernel: opt-in.
 DEFAULT_PROBES = frozenset(PROBE_GROUPS) - {"sched"}
 _ALWAYS_ON = "changes"
+# How opens are counted: one fexit program on do_sys_openat2 where the kernel has BPF
+# trampolines (cheaper per open), else the syscall tracepoints; "auto" prefers fexit.
+OPEN_PROBES = ("auto", "fexit", "tracepoint")
+OPENS_FEXIT = "opens_fexit"
 _PROGRAMLESS = {"errno": "opens"}  # group -> the group whose programs do its counting
 # Groups of the on-demand commands (`pod-stats files`, `pod-stats procs`): never in the
 # always-on path, attached only while such a command runs.
@@ -205,6 +209,9 @@ RUNQ_SLOTS = lib.POD_STATS_RUNQ_SLOTS
 # Where net bytes come from (PodStatsBpf.net_source).
 NET_SOCKET = "socket payload (sock_send_length, sock_recv_length)"
 NET_PACKETS = "packets (cgroup_skb at the cgroup v2 root)"
+# Where opens are counted (PodStatsBpf.open_source).
+OPENS_BY_FEXIT = "fexit (do_sys_openat2)"
+OPENS_BY_TRACEPOINTS = "syscall tracepoints (sys_exit_open, openat, openat2, creat)"
 
 
 class SchedCounts(NamedTuple):
@@ -253,6 +260,25 @@ def tracing_dir() -> str:
     return _TRACEFS
 
 
+def trampolines_unavailable() -> Optional[str]:
+    """Why this kernel cannot attach fentry/fexit programs, as far as an open() can tell before
+    loading one (None: it likely can; if it then refuses, the load is retried without).
+    BPF trampolines are patched in through ftrace: a kernel without ftrace has none, and
+    one that will not show ftrace's function list to root has so far refused them too."""
+    if os.uname().machine != "x86_64":
+        return f"no BPF trampolines for fexit on {os.uname().machine} in the kernels pod-stats supports"
+    try:
+        path = os.path.join(tracing_dir(), "available_filter_functions")
+        os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+    except BpfError as error:
+        return str(error)
+    except FileNotFoundError:
+        return "this kernel has no BPF trampolines (built without ftrace)"
+    except OSError as error:
+        return f"ftrace's function list is not readable here ({error.strerror}): no BPF trampolines"
+    return None
+
+
 @contextlib.contextmanager
 def run_time_stats() -> Iterator[None]:
     """Has the kernel measure BPF run time and count while the context lasts."""
@@ -284,7 +310,12 @@ class PodStatsBpf:
         probes: Iterable[str] = DEFAULT_PROBES,
         v2_root: Optional[str] = None,
         net_source: Optional[str] = None,
+        open_probe: str = "auto",
     ):
+        if open_probe not in OPEN_PROBES:
+            raise ValueError(f"unknown open probe {open_probe!r} (known: {', '.join(OPEN_PROBES)})")
+        self.open_probe = open_probe
+        self._fexit_refused: Optional[str] = None  # why fexit could not be loaded (then retried without)
         self.wanted = frozenset(probes) | {_ALWAYS_ON}
         unknown = self.wanted - set(PROBE_GROUPS) - set(ON_DEMAND_GROUPS) - {_ALWAYS_ON}
         if unknown:
@@ -308,7 +339,19 @@ class PodStatsBpf:
 
     def __enter__(self) -> "PodStatsBpf":
         try:
-            self._open_load_attach()
+            try:
+                self._open_load_attach()
+            except BpfError as error:
+                # A kernel that lists the trampoline's function but refuses the program: count
+                # opens on the tracepoints instead of not at all.
+                if not (self.open_probe == "auto" and OPENS_FEXIT in self._programs):
+                    raise
+                log.info("%s: loading or attaching failed (%s): opens are counted on syscall tracepoints",
+                         OPENS_FEXIT, error)
+                self.close()
+                self.probes = []
+                self._fexit_refused = f"refused by this kernel ({error})"
+                self._open_load_attach()
         except BaseException:
             self.close()
             raise
@@ -375,19 +418,28 @@ class PodStatsBpf:
         # (openat2 before 5.6, open/creat on arm64, sock_*_length before 6.3) is left
         # out instead of failing the load.
         self.net_source = self._choose_net_source(events)
+        fexit_unusable = self._fexit_unusable()
         prog = lib.bpf_object__next_program(obj, ffi.NULL)
         while prog != ffi.NULL:
             name = ffi.string(lib.bpf_program__name(prog)).decode()
             section = ffi.string(lib.bpf_program__section_name(prog)).decode()
             packets = section.startswith("cgroup_skb/")
-            tracepoint = None if packets else _tracepoint_of(section, events)
-            shown = f"{section} (cgroup v2 root)" if packets else tracepoint or section.split("/", 1)[1]
+            fexit = section.startswith("fexit/")
+            tracepoint = None if packets or fexit else _tracepoint_of(section, events)
+            if packets:
+                shown = f"{section} (cgroup v2 root)"
+            else:
+                shown = section if fexit else tracepoint or section.split("/", 1)[1]
             reason = None
             if name.split("_", 1)[0] not in self.wanted:
                 reason = "not asked for (--probes)"
             elif name.startswith("net_"):
                 if (self.net_source == NET_PACKETS) != packets:
                     reason = f"net bytes come from {self.net_source or 'nowhere'}"
+            elif name == OPENS_FEXIT:
+                reason = fexit_unusable
+            elif name.startswith("opens_") and fexit_unusable is None:
+                reason = f"opens are counted by {OPENS_FEXIT}"
             elif tracepoint is None:
                 reason = "tracepoint not in this kernel"
             else:
@@ -445,6 +497,17 @@ class PodStatsBpf:
             self._sched_keys = ffi.new("__u64[]", self.max_cgroups)
             self._sched_sums = ffi.new("struct pod_stats_sched[]", self.max_cgroups)
             self._sched_scratch = ffi.new("struct pod_stats_sched[]", self._ncpus)
+
+    def _fexit_unusable(self) -> Optional[str]:
+        """Why opens cannot be counted by fexit here (None: they will be)."""
+        if "opens" not in self.wanted:
+            return "not asked for (--probes)"
+        if self.open_probe == "tracepoint":
+            return "syscall tracepoints asked for (--open-probe)"
+        reason = self._fexit_refused or trampolines_unavailable()
+        if reason and self.open_probe == "fexit":
+            raise BpfError(f"--open-probe fexit: {reason}", hint="use --open-probe auto or tracepoint")
+        return reason
 
     def _choose_net_source(self, events: str) -> Optional[str]:
         """Socket payload from the sock tracepoints (Linux 6.3+), else packets at the cgroup v2 root."""
@@ -567,6 +630,14 @@ class PodStatsBpf:
     def changes(self) -> Changes:
         """Cgroups created/removed and tasks moved, since attach (zero if those probes are missing)."""
         return Changes._make(self._sum_per_cpu(self._changes_map, self._changes_per_cpu, CHANGE_FIELDS))
+
+    @property
+    def open_source(self) -> Optional[str]:
+        """What counts opens (None when the opens group is off or missing)."""
+        if not self.attached("opens"):
+            return None
+        fexit = any(p.program == OPENS_FEXIT and p.attached for p in self.probes)
+        return OPENS_BY_FEXIT if fexit else OPENS_BY_TRACEPOINTS
 
     def attached(self, group: str) -> bool:
         """Whether a probe group counts. A program whose tracepoint is missing is missing because

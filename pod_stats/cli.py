@@ -90,7 +90,7 @@ def _identity_options(command: Callable) -> Callable:
 
 def _source_options(command: Callable) -> Callable:
     """Where the figures come from: options of every sampling command."""
-    from pod_stats.bpf import DEFAULT_PROBES, PROBE_GROUPS
+    from pod_stats.bpf import DEFAULT_PROBES, OPEN_PROBES, PROBE_GROUPS
 
     options = [
         click.option("--probes", default=",".join(g for g in PROBE_GROUPS if g in DEFAULT_PROBES), show_default=True,
@@ -100,6 +100,10 @@ def _source_options(command: Callable) -> Callable:
                           "errno), proc (forks, execs, exits), net (socket bytes), oom (OOM kills), sched "
                           "(run-queue wait; opt-in, it runs on every context switch). Figures of a group that is "
                           "off are null."),
+        click.option("--open-probe", type=click.Choice(OPEN_PROBES), default="auto", show_default=True,
+                     help="How opens are counted: fexit (one program on do_sys_openat2; needs BPF trampolines), "
+                          "tracepoint (the open syscalls' exit tracepoints), or auto: fexit where the kernel "
+                          "takes it, else tracepoints. The same counts either way."),
         click.option("--max-cgroups", default=None, type=click.IntRange(min=1), metavar="N",
                      help="Capacity of the BPF counters map (default 4096 cgroups)."),
         _identity_options,

@@ -108,6 +108,7 @@ class AgentStats:
     probes: List[Probe]
     probe_groups: Dict[str, bool]  # probe group -> counting (asked for and attached)
     net_source: Optional[str]  # what net bytes are (bpf.NET_SOCKET / NET_PACKETS), None when net is off
+    open_source: Optional[str]  # what counts opens (bpf.OPENS_BY_FEXIT / OPENS_BY_TRACEPOINTS)
     programs: Dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
 
 
@@ -376,6 +377,7 @@ class Collector:
                 probes=self._bpf.probes,
                 probe_groups={group: self._bpf.attached(group) for group in PROBE_GROUPS},
                 net_source=self._bpf.net_source if self._bpf.attached("net") else None,
+                open_source=self._bpf.open_source,
                 programs=self._bpf.program_stats(),
             ),
         )
@@ -583,6 +585,7 @@ def open_collector(
     max_cgroups: Optional[int] = None,
     kube_api: Optional[str] = None,
     probes: Iterable[str] = DEFAULT_PROBES,
+    open_probe: str = "auto",
 ) -> Iterator[Collector]:
     """Discovers the host's cgroups, attaches the BPF programs and yields a Collector;
     detaches on exit. Names come from kubelet's log dir, and from the API server when
@@ -591,7 +594,7 @@ def open_collector(
     key_mode = key_mode_for(mounts)
     v2_root_id = os.stat(mounts.unified).st_ino if mounts.unified else 0
     with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path, probes=probes,
-                     v2_root=mounts.unified) as bpf:
+                     v2_root=mounts.unified, open_probe=open_probe) as bpf:
         index = CgroupIndex(mounts)
         names = NameResolver(log_dir, api=KubeApiPods.from_environment(api_url=kube_api))
         collector = Collector(bpf, mounts, index, names, include_non_pods=include_non_pods,

@@ -155,6 +155,9 @@ class SnapshotMetrics(Collector):
         if agent.net_source:
             yield _gauge("pod_stats_network_source", "What the network byte counters count (1 for the source in use).",
                          1, {"source": agent.net_source})
+        if agent.open_source:
+            yield _gauge("pod_stats_open_source", "What counts opens (1 for the probe in use: fexit or tracepoints).",
+                         1, {"source": agent.open_source})
         yield _gauge("pod_stats_bpf_map_entries", "Entries in the BPF map (cgroups counted).",
                      agent.cgroups_in_map, {"map": "counters"})
         yield _gauge("pod_stats_bpf_map_max_entries", "Capacity of the BPF map.",

@@ -102,6 +102,7 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
             "errno_map_full_drops": snapshot.agent.errno_map_full_drops,
             "probes": {group: "on" if on else "off" for group, on in snapshot.agent.probe_groups.items()},
             "net_source": snapshot.agent.net_source,
+            "open_source": snapshot.agent.open_source,
             "unresolved_cgroups": snapshot.agent.unresolved_cgroups,
             "sample_seconds": snapshot.agent.sample_seconds,
             "cgroup_index_entries": snapshot.agent.cgroup_index_entries,

@@ -14,7 +14,7 @@ def _snapshot(pod_rss, container_rss):
     container = ContainerSample("a" * 64, "cart", "containerd", 7, "/kubepods/pod1/aaa", {"rss_bytes": container_rss})
     sandbox = ContainerSample("b" * 64, None, "containerd", 8, "/kubepods/pod1/bbb", {"rss_bytes": None})
     pod = PodSample("uid-1", "shop", "cart-0", "burstable", {"rss_bytes": pod_rss}, [container, sandbox])
-    agent = AgentStats(0, 4096, 0, 0, 0, 0.0, 0, 0, 0, [], {"errno": True}, None, {})
+    agent = AgentStats(0, 4096, 0, 0, 0, 0.0, 0, 0, 0, [], {"errno": True}, None, None, {})
     return Snapshot("node", datetime.now(timezone.utc), 1.0, [pod], [], agent)
 
 

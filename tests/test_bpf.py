@@ -25,11 +25,15 @@ from pod_stats.bpf import (
     HIERARCHY_V2,
     NET_PACKETS,
     NET_SOCKET,
+    OPENS_BY_FEXIT,
+    OPENS_BY_TRACEPOINTS,
+    OPENS_FEXIT,
     BpfError,
     CgroupKey,
     KeyMode,
     PodStatsBpf,
     run_time_stats,
+    trampolines_unavailable,
 )
 from pod_stats.cgroups import discover_mounts
 
@@ -154,6 +158,57 @@ def test_legacy_open_and_creat_counted(probes, new_cgroup, tmp_path):
                                     _syscall_opens(1, _SYS_CREAT, MISSING.encode(), 0o600)))
     counters = probes.read_counters()[_key(cgroup)]
     assert (counters.opens, counters.open_errors) == (6, 1)
+
+
+def _every_kind_of_open(tmp_path) -> None:
+    how, size = ctypes.byref(_HOW), ctypes.sizeof(_HOW)
+    _opens(EXISTING, 25), _opens(MISSING, 13)
+    _syscall_opens(6, _SYS_OPENAT2, _AT_FDCWD, EXISTING.encode(), how, size)
+    _syscall_opens(4, _SYS_OPENAT2, _AT_FDCWD, MISSING.encode(), how, size)
+    if os.uname().machine == "x86_64":
+        _syscall_opens(3, _SYS_OPEN, EXISTING.encode(), os.O_RDONLY)
+        _syscall_opens(2, _SYS_CREAT, str(tmp_path / "created").encode(), 0o600)
+
+
+_EVERY_KIND = (53, 17) if os.uname().machine == "x86_64" else (48, 17)  # see _every_kind_of_open
+
+
+def test_auto_open_probe_counts_exactly_whichever_it_gets(mounts, new_cgroup, tmp_path, monkeypatch):
+    """auto tries fexit even where the cheap check says no (patched out here): a kernel that
+    refuses it gets the tracepoints after one retry, and the counts are exact either way."""
+    import pod_stats.bpf
+
+    refused_here = trampolines_unavailable()
+    monkeypatch.setattr(pod_stats.bpf, "trampolines_unavailable", lambda: None)
+    with PodStatsBpf(KeyMode.V2, v2_root_cgroup_id=os.stat(mounts.unified).st_ino) as bpf:
+        cgroup = new_cgroup()
+        _run_in_cgroup(cgroup, lambda: _every_kind_of_open(tmp_path))
+        counters = bpf.read_counters()[_key(cgroup)]
+        fexit = next(p for p in bpf.probes if p.program == OPENS_FEXIT)
+        tracepoints = [p for p in bpf.probes if p.group == "opens" and p.program != OPENS_FEXIT]
+    assert (counters.opens, counters.open_errors) == _EVERY_KIND
+    if refused_here:  # this machine: the kernel refuses fexit programs
+        assert bpf.open_source == OPENS_BY_TRACEPOINTS
+        assert not fexit.attached and fexit.reason.startswith("refused by this kernel"), fexit
+        assert any(p.attached for p in tracepoints)
+    else:
+        assert bpf.open_source == OPENS_BY_FEXIT and fexit.attached
+        assert not any(p.attached for p in tracepoints)
+
+
+def test_open_probe_can_be_chosen(mounts, new_cgroup, tmp_path):
+    root_id = os.stat(mounts.unified).st_ino
+    with PodStatsBpf(KeyMode.V2, v2_root_cgroup_id=root_id, open_probe="tracepoint") as bpf:
+        cgroup = new_cgroup()
+        _run_in_cgroup(cgroup, lambda: _every_kind_of_open(tmp_path))
+        assert bpf.open_source == OPENS_BY_TRACEPOINTS
+        assert (bpf.read_counters()[_key(cgroup)].opens, bpf.read_counters()[_key(cgroup)].open_errors) == _EVERY_KIND
+    if trampolines_unavailable():  # fexit asked for where it cannot be: one clear error, nothing left loaded
+        with pytest.raises(BpfError, match="--open-probe fexit: "):
+            PodStatsBpf(KeyMode.V2, v2_root_cgroup_id=root_id, open_probe="fexit").__enter__()
+    else:
+        with PodStatsBpf(KeyMode.V2, v2_root_cgroup_id=root_id, open_probe="fexit") as bpf:
+            assert bpf.open_source == OPENS_BY_FEXIT
 
 
 def test_two_cgroups_at_once_no_crosstalk(probes, new_cgroup):

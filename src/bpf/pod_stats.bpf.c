@@ -210,6 +210,18 @@ COUNT_OPEN_ON_EXIT(open)
 COUNT_OPEN_ON_EXIT(creat)
 
 /*
+ * The same count from one fexit program on the function open, openat, openat2 and
+ * creat all return through: preferred where the kernel has BPF trampolines (x86-64,
+ * ftrace), since a trampoline call is cheaper than a tracepoint's dispatch; the
+ * tracepoints above count where it has not (pod_stats/bpf.py chooses).
+ */
+SEC("fexit/do_sys_openat2")
+int BPF_PROG(opens_fexit, int dfd, const char *filename, struct open_how *how, long ret)
+{
+	return count_open_return(ret);
+}
+
+/*
  * proc: process life cycle. A fork is counted in the new task's cgroup, read
  * from the child (tp_btf gives the task): with clone3(CLONE_INTO_CGROUP) it is
  * not the parent's.
