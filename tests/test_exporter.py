@@ -141,6 +141,17 @@ def test_prometheus_scrapes_exact_open_counts_with_names(node, prometheus):
     pod.stop()
 
 
+def test_self_metrics_say_what_counts_opens(exporter):
+    from pod_stats.bpf import OPENS_BY_FEXIT, OPENS_BY_TRACEPOINTS, trampolines_unavailable
+
+    families = {f.name: f for f in text_string_to_metric_families(_get(exporter.url + "/metrics")[1])}
+    [sample] = families["pod_stats_open_source"].samples
+    expected = OPENS_BY_TRACEPOINTS if trampolines_unavailable() else OPENS_BY_FEXIT
+    assert sample.labels == {"source": expected} and sample.value == 1
+    attached = {s.labels["program"]: s.value for s in families["pod_stats_probe_attached"].samples}
+    assert attached["opens_fexit"] == (expected == OPENS_BY_FEXIT)
+
+
 def test_sandbox_series_carry_the_container_id_not_a_colliding_empty_name(node, exporter):
     pod = node.add_pod("shop", "web-0", layout="cgroupfs")
     pod.add_container("nginx")
