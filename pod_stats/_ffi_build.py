@@ -63,6 +63,8 @@ int bpf_map_lookup_elem(int fd, const void *key, void *value);
 int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 int bpf_enable_stats(int type);
 int libbpf_num_possible_cpus(void);
+int libbpf_probe_bpf_map_type(int map_type, const void *opts);
+#define BPF_MAP_TYPE_TASK_STORAGE 29
 int libbpf_strerror(int err, char *buf, size_t size);
 int libbpf_major_version(void);
 int libbpf_minor_version(void);

@@ -406,12 +406,13 @@ class PodStatsBpf:
             if group not in self.wanted:
                 for map_name in maps:
                     lib.bpf_map__set_max_entries(lib.bpf_object__find_map_by_name(obj, map_name), 1)
+        lacking = self._kernel_lacks()
         for group, maps in _CREATED_WHEN_ON.items():
-            if group not in self.wanted:
+            if group not in self.wanted or group in lacking:
                 for map_name in maps:
                     lib.bpf_map__set_autocreate(lib.bpf_object__find_map_by_name(obj, map_name), False)
         self._sched_map = lib.bpf_object__find_map_by_name(obj, b"sched")
-        if "sched" in self.wanted:
+        if "sched" in self.wanted and "sched" not in lacking:
             lib.bpf_map__set_max_entries(self._sched_map, self.max_cgroups)
 
         # Optional probes: a group not asked for, or a tracepoint this kernel lacks
@@ -433,6 +434,8 @@ class PodStatsBpf:
             reason = None
             if name.split("_", 1)[0] not in self.wanted:
                 reason = "not asked for (--probes)"
+            elif name.split("_", 1)[0] in lacking:
+                reason = lacking[name.split("_", 1)[0]]
             elif name.startswith("net_"):
                 if (self.net_source == NET_PACKETS) != packets:
                     reason = f"net bytes come from {self.net_source or 'nowhere'}"
@@ -497,6 +500,14 @@ class PodStatsBpf:
             self._sched_keys = ffi.new("__u64[]", self.max_cgroups)
             self._sched_sums = ffi.new("struct pod_stats_sched[]", self.max_cgroups)
             self._sched_scratch = ffi.new("struct pod_stats_sched[]", self._ncpus)
+
+    def _kernel_lacks(self) -> Dict[str, str]:
+        """Asked-for groups whose maps this kernel cannot create (their programs would fail the
+        whole load), and why."""
+        lacking = {}
+        if "sched" in self.wanted and lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_TASK_STORAGE, ffi.NULL) != 1:
+            lacking["sched"] = "this kernel has no BPF task storage (Linux 5.11+)"
+        return lacking
 
     def _fexit_unusable(self) -> Optional[str]:
         """Why opens cannot be counted by fexit here (None: they will be)."""
