@@ -116,6 +116,13 @@ test-wheel: wheel
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends debootstrap; }
 	$(SUDO) tests/wheel_in_chroot.sh dist/pod_stats-*.whl
 
+## kernels: the VM smoke suite on each kernel of tests/kernels/matrix.tsv (Debian 5.10, 6.1 under
+## qemu) and this machine's, then the README's compatibility table from that run
+.PHONY: kernels
+kernels: test-wheel
+	$(SUDO) $(PYTHON) tests/kernels/run_matrix.py
+	$(PYTHON) tests/kernels/compat_table.py --readme README.md
+
 lint: build
 	$(VENV)/bin/ruff check -q pod_stats tests
 

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""The kernel × feature compatibility table (Markdown) from build/kernels/results.json, the
+output of tests/kernels/run_matrix.py: generated from a matrix run, not written by hand.
+
+    python3 tests/kernels/compat_table.py [--readme README.md] [results.json]
+
+With --readme, the table replaces what stands between the README's compat-table markers.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent.parent.parent / "build" / "kernels" / "results.json"
+# Probe groups first (pod-stats' own), then kernel capabilities, in a stable order.
+ORDER = ("opens", "errno", "proc", "net", "oom", "sched", "files", "procs", "memory_peak")
+HOST = "host"  # run_matrix.py's entry for the machine it ran on
+BEGIN, END = "<!-- compat-table:begin -->", "<!-- compat-table:end -->"
+
+
+def _version_key(name: str):
+    return [int(part) if part.isdigit() else part for part in re.split(r"[.-]", name)]
+
+
+def _point(where: str) -> str:
+    return where.replace("/", " ") if where.startswith("fexit/") else where.split("/")[-1]
+
+
+def cell(feature) -> str:
+    if feature is None:
+        return "–"
+    status, detail = feature["status"], feature["detail"]
+    if status == "attached":
+        attached = detail.split(" (not:")[0]
+        # a tracepoint by its name; fexit (a kernel function) as such
+        points = sorted({_point(part.split("=", 1)[1].split(" (")[0]) for part in attached.split(", ") if "=" in part})
+        refused = re.search(r"opens_fexit: ([^;(]*)", detail)  # why opens are not counted by fexit
+        return ("yes" + (f": {', '.join(points)}" if points else "")
+                + (f" (no fexit: {refused.group(1).strip()})" if refused else ""))
+    if status == "fallback":
+        return f"fallback: {detail.split(':')[0]}"
+    if status == "unavailable":
+        return "unavailable: " + re.sub(r"^\w+: ", "", detail.split("; ")[0])
+    libbpf = re.search(r"\[libbpf: (?:libbpf: )?([^|\]]*)", detail)
+    return "**fails to load**: " + (libbpf.group(1).strip() if libbpf else detail.split(" (")[0])
+
+
+def table(results) -> str:
+    kernels = sorted((k for k in results if k != HOST), key=_version_key) + ([HOST] if HOST in results else [])
+    features = sorted({f for k in kernels for f in results[k].get("features", {})},
+                      key=lambda f: (ORDER.index(f) if f in ORDER else len(ORDER), f))
+    def heading(kernel):
+        uname = results[kernel].get("uname") or "?"
+        return f"this machine (`{uname}`)" if kernel == HOST else f"{kernel} (`{uname}`, VM)"
+
+    rows = ["| feature | " + " | ".join(heading(k) for k in kernels) + " |",
+            "| --- | " + " | ".join("---" for _ in kernels) + " |"]
+    for feature in features:
+        rows.append(f"| {feature} | " + " | ".join(cell(results[k]["features"].get(feature)) for k in kernels) + " |")
+    checks = sorted({c for k in kernels for c in results[k].get("checks", {})})
+    for check in checks:
+        statuses = [results[k]["checks"].get(check, {}).get("status", "–") for k in kernels]
+        rows.append(f"| smoke: {check} | " + " | ".join(statuses) + " |")
+    return "\n".join(rows)
+
+
+def main(argv) -> int:
+    readme = None
+    if argv[:1] == ["--readme"]:
+        readme, argv = Path(argv[1]), argv[2:]
+    path = Path(argv[0]) if argv else RESULTS
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        print(f"compat-table: cannot read {path} ({error}); run tests/kernels/run_matrix.py first", file=sys.stderr)
+        return 1
+    text = table(results)
+    if readme is None:
+        print(text)
+        return 0
+    content = readme.read_text()
+    if BEGIN not in content or END not in content:
+        print(f"compat-table: {readme} has no {BEGIN} … {END} markers", file=sys.stderr)
+        return 1
+    before, rest = content.split(BEGIN, 1)
+    readme.write_text(before + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+    print(f"compat-table: {readme} updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""The kernel matrix: pod-stats' smoke suite in qemu (TCG) on each kernel of matrix.tsv.
+
+    python3 tests/kernels/run_matrix.py [NAME ...]     (as root; after `make test-wheel`)
+
+Each kernel is Debian's cloud kernel package, downloaded with a private apt configuration
+under build/kernels/apt (the host's apt sources stay as they are) and unpacked, never
+installed. The guest is build/chroot (the bookworm chroot with the wheel installed, made by
+`make test-wheel`) packed as an initramfs, plus tests/kernels/init and smoke.py. The smoke
+suite's `SMOKE <check> <status> <detail>` lines come back over the serial console.
+Writes build/kernels/results.json; exits non-zero if a check failed or a VM did not report.
+Stdlib only: runs with the system python3.
+"""
+
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+OUT = ROOT / "build" / "kernels"
+CHROOT = ROOT / "build" / "chroot"
+APT_DIR = OUT / "apt"
+APT_PACKAGES = ("qemu-system-x86", "cpio")
+MIRROR = "http://deb.debian.org/debian"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+# Under TCG a boot takes seconds and the suite about a minute; a hung guest must not hang CI.
+VM_TIMEOUT = int(os.environ.get("POD_STATS_VM_TIMEOUT", "420"))
+VM_MEMORY = os.environ.get("POD_STATS_VM_MEMORY", "2G")
+# Not needed in the guest: they only make the initramfs bigger and slower to unpack.
+EXCLUDED = ("./usr/share/doc", "./usr/share/man", "./usr/share/locale", "./usr/share/info",
+            "./usr/share/i18n", "./usr/share/zoneinfo", "./var/cache", "./var/lib/apt", "./var/log",
+            "./tmp", "./proc", "./sys", "./dev", "./run", "./opt/pod-stats/lib/python3.11/site-packages/pip",
+            "./opt/pod-stats/lib/python3.11/site-packages/setuptools",
+            "./opt/pod-stats/lib/python3.11/site-packages/pkg_resources",
+            "./opt/pod-stats/lib/python3.11/site-packages/_distutils_hack",
+            "./opt/pod-stats/lib/python3.11/site-packages/distutils-precedence.pth", "./usr/share/python-wheels",
+            "./usr/lib/x86_64-linux-gnu/gconv", "./usr/lib/x86_64-linux-gnu/perl-base", "./usr/share/perl5",
+            "./usr/share/common-licenses", "./var/lib/dpkg")
+
+
+HOST = "host"  # results.json's entry for this machine's kernel (smoke.py --host)
+
+
+class Failure(Exception):
+    """One line for the user; the run stops."""
+
+
+def say(message: str) -> None:
+    print(f"kernels: {message}", flush=True)
+
+
+def run(command, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise Failure(f"{' '.join(map(str, command[:3]))} … failed: {detail[-1] if detail else result.returncode}")
+    return result
+
+
+def read_matrix(names):
+    kernels = []
+    for line in (HERE / "matrix.tsv").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, suite, package = line.split()
+            kernels.append({"name": name, "suite": suite, "package": package})
+    unknown = set(names) - {k["name"] for k in kernels}
+    if unknown:
+        raise Failure(f"not in matrix.tsv: {', '.join(sorted(unknown))}")
+    return [k for k in kernels if not names or k["name"] in names]
+
+
+def install_host_packages() -> None:
+    if subprocess.run(["dpkg", "-s", *APT_PACKAGES], capture_output=True).returncode == 0:
+        return
+    say(f"apt-get install {' '.join(APT_PACKAGES)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], env=env)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES], env=env)
+
+
+def apt_options():
+    return ["-o", f"Dir::Etc::SourceList={APT_DIR}/sources.list",
+            "-o", f"Dir::Etc::SourceParts={APT_DIR}/sources.list.d",
+            "-o", f"Dir::State::Lists={APT_DIR}/lists",
+            "-o", f"Dir::Cache={APT_DIR}/cache",
+            # downloads land in root-owned build dirs; the _apt sandbox user could not write there
+            "-o", "APT::Sandbox::User=root",
+            "-o", "Debug::NoLocking=1", "-q"]
+
+
+def fetch_kernel(kernel, suites) -> Path:
+    """build/kernels/<name>/root: the kernel package unpacked (cached by package name)."""
+    target = OUT / kernel["name"]
+    stamp = target / ".package"
+    if stamp.exists() and stamp.read_text() == kernel["package"]:
+        return target / "root"
+    debs = OUT / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    cached = sorted(debs.glob(f"{kernel['package']}_*.deb"))
+    if not cached:
+        # Only the suites' own archives: every package in matrix.tsv is from a point release.
+        (APT_DIR / "sources.list.d").mkdir(parents=True, exist_ok=True)
+        (APT_DIR / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+        (APT_DIR / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+        (APT_DIR / "sources.list").write_text("")
+        (APT_DIR / "sources.list.d" / "kernels.sources").write_text(
+            f"Types: deb\nURIs: {MIRROR}\nSuites: {' '.join(sorted(suites))}\nComponents: main\n"
+            f"Signed-By: {KEYRING}\n")
+        say(f"{kernel['name']}: apt-get download {kernel['package']} ({kernel['suite']})")
+        run(["apt-get", *apt_options(), "update"])
+        try:
+            run(["apt-get", *apt_options(), "download", kernel["package"]], cwd=debs)
+        except Failure as failure:
+            raise Failure(f"{kernel['package']} is not in {kernel['suite']} any more? update matrix.tsv ({failure})") from None
+        cached = sorted(debs.glob(f"{kernel['package']}_*.deb"))
+    shutil.rmtree(target, ignore_errors=True)
+    (target / "root").mkdir(parents=True)
+    run(["dpkg-deb", "-x", str(cached[-1]), str(target / "root")])
+    configs = list((target / "root" / "boot").glob("config-*"))
+    if not configs or "CONFIG_DEBUG_INFO_BTF=y" not in configs[0].read_text().splitlines():
+        raise Failure(f"{kernel['package']} is not built with CONFIG_DEBUG_INFO_BTF=y: CO-RE cannot run on it")
+    for unused in ("lib", "usr"):  # modules: the guest runs on what is built in (initramfs, no disks)
+        shutil.rmtree(target / "root" / unused, ignore_errors=True)
+    stamp.write_text(kernel["package"])
+    return target / "root"
+
+
+def newest_mtime(top: Path) -> float:
+    newest = 0.0
+    for directory, subdirs, files in os.walk(top):
+        if directory == str(top):  # mount points: tests/wheel_in_chroot.sh may have /proc, /sys there now
+            subdirs[:] = [d for d in subdirs if d not in ("proc", "sys", "dev", "run", "tmp")]
+        for name in subdirs + files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(directory, name)).st_mtime)
+            except OSError:
+                pass
+    return newest
+
+
+def cpio(source: Path, paths, target: Path) -> None:
+    """An uncompressed newc archive: the kernel unpacks it faster than gzip under emulation."""
+    partial = target.with_suffix(".partial")
+    with open(partial, "wb") as out:
+        subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "--owner", "0:0"], input="\n".join(paths) + "\n",
+                       text=True, cwd=source, stdout=out, check=True)
+    partial.rename(target)
+
+
+def pack_initramfs() -> Path:
+    """build/kernels/initramfs.cpio: the chroot (cached until it changes) + init + smoke.py."""
+    if not (CHROOT / ".ready").exists() or not (CHROOT / "opt" / "pod-stats" / "bin" / "pod-stats").exists():
+        raise Failure("build/chroot with pod-stats in /opt/pod-stats is missing: run `make test-wheel` first")
+    base = OUT / "chroot.cpio"
+    if not base.exists() or base.stat().st_mtime < max(newest_mtime(CHROOT), Path(__file__).stat().st_mtime):
+        say("packing build/chroot into an initramfs")
+        listing = run(["find", ".", "(", *sum((["-path", p, "-o"] for p in EXCLUDED), [])[:-1], ")", "-prune",
+                       "-o", "-print"], cwd=CHROOT).stdout.splitlines()
+        listing += [p for p in ("./tmp", "./proc", "./sys", "./dev", "./run")]  # empty mount points
+        cpio(CHROOT, listing, base)
+    overlay_dir = OUT / "overlay"
+    shutil.rmtree(overlay_dir, ignore_errors=True)
+    overlay_dir.mkdir(parents=True)
+    shutil.copy(HERE / "init", overlay_dir / "init")
+    shutil.copy(HERE / "smoke.py", overlay_dir / "smoke.py")
+    os.chmod(overlay_dir / "init", 0o755)
+    overlay = OUT / "overlay.cpio"
+    cpio(overlay_dir, ["./init", "./smoke.py"], overlay)
+    # The kernel unpacks concatenated archives in order; later files win.
+    initramfs = OUT / "initramfs.cpio"
+    with open(initramfs, "wb") as out:
+        for part in (base, overlay):
+            with open(part, "rb") as source:
+                shutil.copyfileobj(source, out, 1 << 20)
+    return initramfs
+
+
+def boot(kernel, root: Path, initramfs: Path):
+    """Runs the VM; returns (console lines, seconds to SMOKE-BEGIN, seconds in all, how it ended)."""
+    vmlinuz = next((root / "boot").glob("vmlinuz-*"), None)
+    if vmlinuz is None:
+        raise Failure(f"{kernel['package']} has no /boot/vmlinuz-*")
+    log_path = OUT / kernel["name"] / "console.log"
+    smp = os.environ.get("POD_STATS_VM_SMP", "1")
+    command = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", VM_MEMORY, "-smp", smp,
+               "-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none", "-no-reboot",
+               "-kernel", str(vmlinuz), "-initrd", str(initramfs),
+               # panic=-1 + -no-reboot: a panic ends qemu at once instead of waiting for the timeout
+               "-append", os.environ.get("POD_STATS_VM_APPEND", "console=ttyS0 rdinit=/init panic=-1 quiet mitigations=off")]
+    start = time.monotonic()
+    began = None
+    lines = []
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    timer = threading.Timer(VM_TIMEOUT, process.kill)
+    timer.start()
+    with open(log_path, "wb") as log:
+        for raw in process.stdout:
+            log.write(f"{time.monotonic() - start:7.2f} ".encode() + raw)  # host-side time: where a boot spends it
+            line = raw.decode(errors="replace").replace("\r", "").rstrip("\n")
+            if began is None and "SMOKE-BEGIN" in line:
+                began = time.monotonic() - start
+            lines.append(line)
+    process.wait()
+    timed_out = not timer.is_alive() and process.returncode < 0
+    timer.cancel()
+    ended = f"timed out after {VM_TIMEOUT}s" if timed_out else f"qemu exited {process.returncode}"
+    return lines, began, time.monotonic() - start, ended
+
+
+def parse(lines):
+    """The suite's lines, wherever they start (kernel messages may share a console line)."""
+    result = {"uname": None, "checks": {}, "features": {}, "ended": False}
+    for line in lines:
+        for tag in ("SMOKE-BEGIN", "SMOKE-END", "SMOKE ", "FEATURE "):
+            at = line.find(tag)
+            if at < 0:
+                continue
+            words = line[at:].split(" ", 3)
+            if tag == "SMOKE-BEGIN":
+                result["uname"] = words[1] if len(words) > 1 else None
+            elif tag == "SMOKE-END":
+                result["ended"] = True
+            elif len(words) >= 3:
+                section = result["checks"] if tag == "SMOKE " else result["features"]
+                section[words[1]] = {"status": words[2], "detail": words[3] if len(words) > 3 else ""}
+            break
+    return result
+
+
+def panic_line(lines):
+    line = next((line for line in lines if "Kernel panic" in line or "BUG:" in line), None)
+    return line and line.split("] ", 1)[-1].strip()  # without the printk time
+
+
+def run_on_host():
+    """The smoke suite's host-safe checks on this machine's own kernel (--host), so that the
+    compatibility table has its column too; the full test suite covers the rest here."""
+    python = ROOT / ".venv" / "bin" / "python"
+    if not python.exists():
+        raise Failure("no .venv: run `make build` first")
+    started = time.monotonic()
+    result = subprocess.run([str(python), str(HERE / "smoke.py"), "--host"], capture_output=True, text=True,
+                            timeout=VM_TIMEOUT)
+    return result.stdout.splitlines() + result.stderr.splitlines()[-5:], time.monotonic() - started
+
+
+def main(argv) -> int:
+    if os.geteuid() != 0:
+        raise Failure("run as root (apt-get, and BPF in the guest as root)")
+    kernels = read_matrix(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    install_host_packages()
+    suites = {k["suite"] for k in read_matrix([])}
+    timings = {}
+    roots = {}
+    for kernel in kernels:
+        started = time.monotonic()
+        roots[kernel["name"]] = fetch_kernel(kernel, suites)
+        timings[kernel["name"]] = {"fetch_seconds": round(time.monotonic() - started, 1)}
+    started = time.monotonic()
+    initramfs = pack_initramfs()
+    pack_seconds = round(time.monotonic() - started, 1)
+    say(f"initramfs {initramfs.stat().st_size >> 20} MiB (packed in {pack_seconds}s)")
+
+    # A run of some kernels keeps the others' last results; kernels gone from the matrix go.
+    results_path = OUT / "results.json"
+    try:
+        results = json.loads(results_path.read_text())
+    except (OSError, ValueError):
+        results = {}
+    results = {name: result for name, result in results.items()
+               if name in {k["name"] for k in read_matrix([])} | {HOST}}
+    # One emulated CPU per VM and one VM per host CPU: TCG gains little from a second vCPU,
+    # the matrix gains a whole VM.
+    jobs = max(1, min(len(kernels), int(os.environ.get("POD_STATS_VM_JOBS", os.cpu_count() or 1))))
+    say(f"booting {len(kernels)} kernel(s), {jobs} at a time")
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        boots = list(pool.map(lambda kernel: boot(kernel, roots[kernel["name"]], initramfs), kernels))
+    failed = False
+    lines, seconds = run_on_host()
+    report = parse(lines)
+    for check, outcome in report["checks"].items():
+        print(f"kernel host: {check} {outcome['status']} {outcome['detail']}".rstrip(), flush=True)
+        failed |= outcome["status"] not in ("ok", "unavailable")
+    if not report["ended"]:
+        print(f"kernel host: the smoke suite did not finish: {' | '.join(lines[-3:])}", flush=True)
+        failed = True
+    results[HOST] = {"package": None, "uname": report["uname"], "checks": report["checks"],
+                     "features": report["features"], "complete": report["ended"],
+                     "timings": {"seconds": round(seconds, 1)}}
+    for kernel, (lines, began, seconds, ended) in zip(kernels, boots):
+        name = kernel["name"]
+        report = parse(lines)
+        timing = dict(timings[name], pack_seconds=pack_seconds,
+                      boot_to_smoke_seconds=round(began, 1) if began is not None else None,
+                      vm_seconds=round(seconds, 1))
+        for check, outcome in report["checks"].items():
+            print(f"kernel {name}: {check} {outcome['status']} {outcome['detail']}".rstrip(), flush=True)
+            failed |= outcome["status"] not in ("ok", "unavailable")
+        if not report["ended"]:
+            why = panic_line(lines) or ended
+            print(f"kernel {name}: VM did not report (SMOKE-END missing: {why}; "
+                  f"see {(OUT / name / 'console.log').relative_to(ROOT)})", flush=True)
+            failed = True
+        elif not report["checks"]:
+            print(f"kernel {name}: the smoke suite reported no checks", flush=True)
+            failed = True
+        booted = "never reached SMOKE-BEGIN" if began is None else f"boot to SMOKE-BEGIN {round(began, 1)}s"
+        say(f"{name}: {report['uname'] or kernel['package']}: {booted}, VM {timing['vm_seconds']}s, "
+            f"fetch {timing['fetch_seconds']}s")
+        results[name] = {"package": kernel["package"], "uname": report["uname"], "checks": report["checks"],
+                         "features": report["features"], "complete": report["ended"], "timings": timing}
+    results_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    say(f"results in {results_path.relative_to(ROOT)}: {'FAILED' if failed else 'all checks passed'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except Failure as failure:
+        say(f"FAILED: {failure}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
