@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * attach [--stats] OBJ.bpf.o
+ * attach [--stats|--toggle] OBJ.bpf.o
  *
  * Loads a BPF object with the static libbpf pod-stats uses, attaches every
  * program (SEC-name auto-attach; a tracepoint this kernel lacks is skipped, as
  * pod-stats does), prints "attached" and waits for SIGTERM/SIGINT. With
  * --stats it holds BPF_ENABLE_STATS(BPF_STATS_RUN_TIME) while attached and
- * prints "<prog> run_time_ns=N run_cnt=N" per program on exit.
+ * prints "<prog> run_time_ns=N run_cnt=N" per program on exit. With --toggle,
+ * SIGUSR1 detaches every program and SIGUSR2 attaches them again, each
+ * answered by a line ("off", "on") once done: the benchmark's short on/off
+ * windows, without reloading.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,22 +40,43 @@ static int tracepoint_exists(const char *section)
 	return access(path, F_OK) == 0;
 }
 
+static void *destroy_link(void *link)
+{
+	bpf_link__destroy(link);
+	return NULL;
+}
+
+/* A tracepoint link's detach waits for an RCU grace period (~60 ms here): all at once, in
+ * threads, so that the grace periods overlap. */
+static void destroy_links(struct bpf_link **links, int n)
+{
+	pthread_t threads[64];
+
+	for (int i = 0; i < n; i++)
+		if (pthread_create(&threads[i], NULL, destroy_link, links[i]))
+			destroy_link(links[i]), threads[i] = 0;
+	for (int i = 0; i < n; i++)
+		if (threads[i])
+			pthread_join(threads[i], NULL);
+}
+
 int main(int argc, char **argv)
 {
 	struct bpf_link *links[64];
 	struct bpf_program *prog;
 	struct bpf_object *obj;
-	int nlinks = 0, stats = 0, stats_fd = -1, sig, i;
+	int nlinks = 0, stats = 0, toggle = 0, stats_fd = -1, sig, i;
 	const char *path;
 	sigset_t set;
 
-	if (argc == 3 && strcmp(argv[1], "--stats") == 0) {
-		stats = 1;
+	if (argc == 3 && (strcmp(argv[1], "--stats") == 0 || strcmp(argv[1], "--toggle") == 0)) {
+		stats = strcmp(argv[1], "--stats") == 0;
+		toggle = !stats;
 		path = argv[2];
 	} else if (argc == 2) {
 		path = argv[1];
 	} else {
-		fprintf(stderr, "usage: %s [--stats] OBJ.bpf.o\n", argv[0]);
+		fprintf(stderr, "usage: %s [--stats|--toggle] OBJ.bpf.o\n", argv[0]);
 		return 2;
 	}
 	libbpf_set_print(quiet_print);
@@ -59,6 +84,8 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 
 	obj = bpf_object__open_file(path, NULL);
@@ -95,7 +122,30 @@ int main(int argc, char **argv)
 	printf("attached %d\n", nlinks);
 	fflush(stdout);
 
-	sigwait(&set, &sig);
+	for (;;) {
+		sigwait(&set, &sig);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (!toggle)
+			continue;
+		if (sig == SIGUSR1 && nlinks) {
+			destroy_links(links, nlinks);
+			nlinks = 0;
+		} else if (sig == SIGUSR2 && !nlinks) {
+			bpf_object__for_each_program(prog, obj) {
+				if (!bpf_program__autoload(prog) || nlinks == 64)
+					continue;
+				links[nlinks] = bpf_program__attach(prog);
+				if (!links[nlinks]) {
+					fprintf(stderr, "attach: attaching %s: %s\n", bpf_program__name(prog), strerror(errno));
+					return 1;
+				}
+				nlinks++;
+			}
+		}
+		printf("%s\n", nlinks ? "on" : "off");
+		fflush(stdout);
+	}
 
 	bpf_object__for_each_program(prog, obj) {
 		struct bpf_prog_info info;

@@ -19,9 +19,11 @@ Run as root from the Makefile (`make bench`), which builds the helpers into buil
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import datetime
 import json
+import math
 import os
 import platform
 import random
@@ -380,6 +382,140 @@ def overhead_rounds(bins: Path, log_dir: str, rounds: int, open_iters: int, ppid
         result[loop]["vs_floor"] = ratios
         result[loop]["floor_resolved"] = floor_resolved
     return result
+
+
+# ------------------------------------------------------------------ 1 + 2, in short windows
+
+# Rounds of whole runs leave the floor (a few hundred ns per open) inside the machine's drift
+# from one second to the next. Here the loop runs on without a break while the floor's programs
+# and pod-stats' are switched on and off in turn, a short window each, every tool window between
+# two windows with nothing attached: drift slower than a window cancels out.
+WINDOW_SECONDS = 0.2
+WINDOW_GUARD_NS = 3e6  # after a switch: batches that began before it settled are not used
+
+
+class ToggledEmpty:
+    """The empty programs (bench/attach --toggle), switched by signal, each switch acknowledged."""
+
+    def __init__(self, bins: Path):
+        self.tool = Tool([str(bins / "attach"), "--toggle", str(bins / "empty.bpf.o")], "attach",
+                         stdout=subprocess.PIPE)
+        self.lines = iter(self.tool.proc.stdout.readline, b"")
+        if not next(self.lines, b"").startswith(b"attached"):
+            raise RuntimeError(f"attach --toggle: {self.tool.stderr_text()}")
+        self.switch(False)
+
+    def switch(self, on: bool) -> None:
+        self.tool.proc.send_signal(signal.SIGUSR2 if on else signal.SIGUSR1)
+        answer = next(self.lines, b"").strip().decode()
+        if answer != ("on" if on else "off"):
+            raise RuntimeError(f"attach --toggle answered {answer!r}: {self.tool.stderr_text()}")
+
+    def close(self) -> None:
+        self.tool.stop()
+
+
+class ToggledPodStats:
+    """pod-stats' default programs loaded in this process as the agent loads them (its key mode,
+    cgroup v2 root, probe groups), their links destroyed and made again. Reaches into PodStatsBpf:
+    the product has no use for switching programs off."""
+
+    def __init__(self):
+        from pod_stats._pod_stats_ffi import ffi, lib
+        from pod_stats.bpf import PodStatsBpf
+        from pod_stats.cgroups import discover_mounts
+        from pod_stats.collector import key_mode_for
+
+        mounts = discover_mounts()
+        self.ffi, self.lib = ffi, lib
+        self.bpf = PodStatsBpf(key_mode_for(mounts), os.stat(mounts.unified).st_ino, v2_root=mounts.unified)
+        self.bpf.__enter__()
+        self.programs = {n: p for n, p in self.bpf._programs.items()
+                         if not self.ffi.string(lib.bpf_program__section_name(p)).startswith(b"cgroup_skb/")}
+        if len(self.programs) != len(self.bpf._programs):
+            raise RuntimeError("the cgroup_skb net fallback is attached: windows support tracepoints only")
+        self.switch(False)
+
+    def switch(self, on: bool) -> None:
+        # a tracepoint link's detach waits for an RCU grace period: in threads, overlapping
+        # (cffi lets go of the GIL during the call)
+        with concurrent.futures.ThreadPoolExecutor(len(self.bpf._links) or 1) as pool:
+            list(pool.map(self.lib.bpf_link__destroy, self.bpf._links))
+        self.bpf._links = []
+        if on:
+            for name, prog in self.programs.items():
+                link = self.lib.bpf_program__attach(prog)
+                if link == self.ffi.NULL:
+                    raise RuntimeError(f"attaching {name} again failed")
+                self.bpf._links.append(link)
+
+    def close(self) -> None:
+        self.bpf.close()
+
+
+def window_phase(bins: Path, loop: str, batch: int, seconds: float, rng: random.Random,
+                 pod_cgroup: str) -> dict:
+    """`loop` runs for `seconds` in batches of `batch`; meanwhile: nothing, a tool, nothing, the
+    other tool, ... (tool order random per cycle). Each tool window's added ns per iteration is
+    its median batch minus the mean of the two nothing-windows around it."""
+    tools = {"empty": ToggledEmpty(bins), "podstats": ToggledPodStats()}
+    windows: List[Tuple[str, int, int]] = []
+    try:
+        loop_proc = subprocess.Popen([str(bins / "sysloop"), "-t", str(seconds), loop, str(batch), str(LOOP_CPU),
+                                      pod_cgroup], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)  # its warm-up
+        stop_at = time.monotonic() + seconds - 0.5
+        order = list(tools)
+
+        def window(name: str) -> None:
+            if name != "none":
+                tools[name].switch(True)
+            start = time.monotonic_ns()
+            time.sleep(WINDOW_SECONDS)
+            windows.append((name, start, time.monotonic_ns()))
+            if name != "none":
+                tools[name].switch(False)
+
+        window("none")
+        while time.monotonic() < stop_at:
+            rng.shuffle(order)
+            for name in order:
+                window(name)
+                window("none")
+        out, _ = loop_proc.communicate(timeout=seconds + 30)
+    finally:
+        for tool in tools.values():
+            tool.close()
+    batches = [(float(end), float(per)) for end, per in (line.split() for line in out.splitlines() if line.strip())]
+    per_window = []
+    for name, start, end in windows:
+        inside = [per for finished, per in batches
+                  if finished - per * batch >= start + WINDOW_GUARD_NS and finished <= end]
+        per_window.append((name, median(inside) if inside else None))
+    added: Dict[str, List[float]] = {"empty": [], "podstats": []}
+    for i in range(1, len(per_window) - 1):
+        name, value = per_window[i]
+        before, after = per_window[i - 1][1], per_window[i + 1][1]
+        if name != "none" and None not in (value, before, after):
+            added[name].append(value - (before + after) / 2)
+    floor, ours = median(added["empty"]), median(added["podstats"])
+    none = [v for n, v in per_window if n == "none" and v is not None]
+    return {
+        "loop": loop, "batch": batch, "seconds": seconds, "window_seconds": WINDOW_SECONDS,
+        "windows": {name: len(values) for name, values in added.items()},
+        "ns_per_iteration_none_median": rnd(median(none), 2),
+        "added_ns_median": {"empty": rnd(floor, 2), "podstats": rnd(ours, 2)},
+        "added_ns_mad": {name: rnd(mad(values), 2) for name, values in added.items()},
+        # resolved when the floor's median stands three standard errors clear of zero
+        "vs_floor": rnd(ours / floor) if floor and floor > max(5.0, 3 * _median_error(added["empty"])) else None,
+        "floor_standard_error_ns": rnd(_median_error(added["empty"]), 2),
+        "podstats_standard_error_ns": rnd(_median_error(added["podstats"]), 2),
+    }
+
+
+def _median_error(values: List[float]) -> float:
+    """Standard error of a median of roughly normal values."""
+    return 1.2533 * mad(values) / math.sqrt(len(values)) if len(values) > 1 else float("inf")
 
 
 # ------------------------------------------------------------------ the other probe groups
@@ -837,6 +973,10 @@ GOALS = [
 ]
 
 
+def _first_known(*values):
+    return next((v for v in values if v is not None), None)
+
+
 def print_table(results: dict) -> None:
     rows = []
     for key, goal, check, unit in GOALS:
@@ -854,6 +994,14 @@ def print_table(results: dict) -> None:
     print(f"{'figure'.ljust(width)}  {'value':>12}  {'goal':<14}  verdict")
     for key, text, goal, verdict in rows:
         print(f"{key.ljust(width)}  {text:>12}  {goal:<14}  {verdict}")
+    print()
+    print(f"open storm and getppid in {WINDOW_SECONDS} s windows, on and off in turn while the loop runs on "
+          "(added ns per iteration, median ± standard error):")
+    for loop, w in results["raw"]["windows"].items():
+        ratio = "—" if w["vs_floor"] is None else f"{w['vs_floor']:.2f}×"
+        print(f"  {loop:<8} (a) {w['ns_per_iteration_none_median']:>7.1f}   floor +{w['added_ns_median']['empty']:.1f} "
+              f"±{w['floor_standard_error_ns']:.1f}   pod-stats +{w['added_ns_median']['podstats']:.1f} "
+              f"±{w['podstats_standard_error_ns']:.1f}   vs floor {ratio}   ({w['windows']['podstats']} windows each)")
     ov = results["raw"]["overhead"]
     print()
     print("per-arm medians, ns per iteration (added = arm − (a) of the same round); loops in a pod's container")
@@ -918,6 +1066,8 @@ def main() -> int:
     parser.add_argument("--open-iterations", type=int, default=100_000)
     parser.add_argument("--getppid-iterations", type=int, default=300_000)
     parser.add_argument("--agent-seconds", type=float, default=20.0)
+    parser.add_argument("--window-seconds", type=float, default=40.0,
+                        help="how long each loop runs under on/off windows")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer rounds and pods (a smoke test)")
     args = parser.parse_args()
@@ -960,6 +1110,15 @@ def main() -> int:
             loop_cgroup = farm.loop_cgroup()
             raw["overhead"] = overhead_rounds(bins, str(log_dir), rounds, args.open_iterations,
                                               args.getppid_iterations, 3, rng, loop_cgroup)
+            log(f"1+2: open storm and getppid in {WINDOW_SECONDS:.2f} s on/off windows, "
+                f"{args.window_seconds:.0f} s each")
+            raw["windows"] = {loop: window_phase(bins, loop, batch, args.window_seconds, rng, loop_cgroup)
+                              for loop, batch in (("open", 300), ("getppid", 3000))}
+            for loop, w in raw["windows"].items():
+                log(f"windows {loop}: (a)={w['ns_per_iteration_none_median']} ns, "
+                    f"+empty={w['added_ns_median']['empty']} ±{w['floor_standard_error_ns']}, "
+                    f"+podstats={w['added_ns_median']['podstats']}"
+                    f" ±{w['podstats_standard_error_ns']} ({w['windows']['podstats']} windows each)")
             log(f"the other probe groups on the loops that pay for them, {max(3, rounds - 2)} rounds")
             raw["probe_groups"] = probe_group_rounds(bins, str(log_dir), max(3, rounds - 2), rng, loop_cgroup)
             log("1: in-program cost from kernel BPF stats")
@@ -988,10 +1147,13 @@ def main() -> int:
     small, large = "sample_small", "sample_large"
     agent = raw["agent_small"]
     results.update({
-        "open_overhead_vs_floor": ov["open"]["vs_floor"]["podstats"]["ratio_of_medians"],
+        # windows where they resolve the floor; else the rounds' figure (null when neither does)
+        "open_overhead_vs_floor": _first_known(raw["windows"]["open"]["vs_floor"],
+                                               ov["open"]["vs_floor"]["podstats"]["ratio_of_medians"]),
         "bpftrace_vs_floor": ov["open"]["vs_floor"]["bpftrace"]["ratio_of_medians"],
         "opensnoop_vs_floor": ov["open"]["vs_floor"]["opensnoop"]["ratio_of_medians"],
-        "other_syscall_overhead_vs_floor": ov["getppid"]["vs_floor"]["podstats"]["ratio_of_medians"],
+        "other_syscall_overhead_vs_floor": _first_known(raw["windows"]["getppid"]["vs_floor"],
+                                                        ov["getppid"]["vs_floor"]["podstats"]["ratio_of_medians"]),
         "open_overhead_vs_floor_host_task": ov["open_host"]["vs_floor"]["podstats"]["ratio_of_medians"],
         "sample_ms_250_pods": raw[small]["ms_median"]["podstats"],
         "sample_ms_1000_pods": raw[large]["ms_median"]["podstats"],
@@ -1009,10 +1171,10 @@ def main() -> int:
            for group in GROUP_LOOPS for arm in ("floor", "podstats")},
         # extras
         "map_full_drops": raw["zero_loss"]["map_full_drops"],
-        "open_added_ns_floor": ov["open"]["added_ns_median"]["empty"],
-        "open_added_ns_podstats": ov["open"]["added_ns_median"]["podstats"],
-        "getppid_added_ns_floor": ov["getppid"]["added_ns_median"]["empty"],
-        "getppid_added_ns_podstats": ov["getppid"]["added_ns_median"]["podstats"],
+        "open_added_ns_floor": raw["windows"]["open"]["added_ns_median"]["empty"],
+        "open_added_ns_podstats": raw["windows"]["open"]["added_ns_median"]["podstats"],
+        "getppid_added_ns_floor": raw["windows"]["getppid"]["added_ns_median"]["empty"],
+        "getppid_added_ns_podstats": raw["windows"]["getppid"]["added_ns_median"]["podstats"],
         "in_program_ns_per_open": raw["bpf_stats"]["in_program_ns_per_open"],
         "in_program_ns_per_open_host_task": raw["bpf_stats"]["in_program_ns_per_open_host_task"],
         "bpf_map_memlock_bytes": agent["bpf_map_memlock_bytes"],
@@ -1051,6 +1213,14 @@ METHOD = {
                 "added = arm − mean of the (a) just before and after it; a round during which a foreign tracing "
                 "program was loaded is set aside and replaced. Figure = median added(arm) / median added(b) over "
                 "the rounds (median of per-round ratios kept in raw).",
+    "windows": "open_overhead_vs_floor and other_syscall_overhead_vs_floor (when resolved; else the rounds'): "
+               "sysloop -t runs the loop without a break in batches (300 open+close, 3,000 getppid) for "
+               "--window-seconds, in the loop cgroup, while this process switches on and off in turn, "
+               f"{WINDOW_SECONDS} s each, nothing / (b) the empty programs (bench/attach --toggle) / nothing / (c) "
+               "pod-stats' default programs (PodStatsBpf in this process, as the agent configures it), tool "
+               "order random per cycle; batches that began within 3 ms of a switch are not used. Added = the "
+               "window's median batch − the mean of the nothing-windows before and after it; figure = median "
+               "added(c) / median added(b), reported when median added(b) > 3 standard errors.",
     "bpf_stats": "all four tools attached at once with BPF_ENABLE_STATS held by bench/attach --stats; "
                  "run_time_ns delta of each tool's programs over the open loop / opens",
     "sample": "in this process: json.dumps(to_json(collector.sample())) of open_collector(), one sample per "

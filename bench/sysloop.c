@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * sysloop LOOP ITERATIONS REPS CPU [PROCS_FILE,PROCS_FILE...]
+ * sysloop -t SECONDS LOOP BATCH CPU [PROCS_FILE,...]
  *
  * Joins the cgroups whose cgroup.procs files are given (a pod container's, in
  * v2 and the v1 hierarchies, as runc places it), then, pinned to CPU, runs REPS
@@ -14,6 +15,10 @@
  *   socketpair:  64 bytes written to and read back from an AF_UNIX pair       (net)
  *   pingpong:    one byte there and back between two processes over pipes,
  *                both on CPU: two wakeups and two context switches            (sched)
+ *
+ * With -t, it runs batches of BATCH iterations for SECONDS and then prints one
+ * line per batch, "<CLOCK_MONOTONIC ns at its end> <ns per iteration>", for a
+ * controller that switches tools on and off meanwhile to tell apart.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -127,11 +132,22 @@ int main(int argc, char **argv)
 {
 	void (*run)(long) = NULL;
 	long n, reps;
+	double seconds = 0;
 	cpu_set_t cpus;
 
+	char *timed[7];
+
+	if (argc >= 6 && strcmp(argv[1], "-t") == 0) {
+		/* -t SECONDS LOOP BATCH CPU [PROCS]: the usual arguments, REPS unused */
+		seconds = atof(argv[2]);
+		timed[0] = argv[0], timed[1] = argv[3], timed[2] = argv[4], timed[3] = "0";
+		timed[4] = argv[5], timed[5] = argc > 6 ? argv[6] : NULL, timed[6] = NULL;
+		argc -= 1;
+		argv = timed;
+	}
 	if (argc != 5 && argc != 6) {
-		fprintf(stderr, "usage: %s open|getppid|openmissing|forkexit|socketpair|pingpong ITERATIONS REPS CPU "
-			"[PROCS_FILE,...]\n", argv[0]);
+		fprintf(stderr, "usage: %s [-t SECONDS] open|getppid|openmissing|forkexit|socketpair|pingpong "
+			"ITERATIONS REPS CPU [PROCS_FILE,...]\n", argv[0]);
 		return 2;
 	}
 	for (size_t i = 0; i < sizeof(loops) / sizeof(loops[0]); i++)
@@ -165,6 +181,24 @@ int main(int argc, char **argv)
 		start_echo();
 	}
 	run(n / 10 + 1); /* warm-up */
+	if (seconds > 0) {
+		long capacity = 1 << 20, count = 0;
+		double *ends = malloc(capacity * sizeof(double)), *per = malloc(capacity * sizeof(double));
+		double stop = now_ns() + seconds * 1e9, t0 = now_ns(), t1;
+
+		if (!ends || !per)
+			die("malloc");
+		while (count < capacity && (t1 = now_ns()) < stop) {
+			run(n);
+			t1 = now_ns();
+			ends[count] = t1;
+			per[count++] = (t1 - t0) / n;
+			t0 = t1;
+		}
+		for (long i = 0; i < count; i++)
+			printf("%.0f %.2f\n", ends[i], per[i]);
+		reps = 0;
+	}
 	for (long r = 0; r < reps; r++) {
 		double t0 = now_ns();
 

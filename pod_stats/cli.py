@@ -1,6 +1,7 @@
 """The `pod-stats` command line (click)."""
 
 import contextlib
+import gc
 import logging
 import signal
 import ssl
@@ -228,6 +229,7 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
             host, port = server.server_address[:2]
             click.echo(f"pod-stats: serving http{'s' if web_config.cert_file else ''}://{host}:{port}/metrics",
                        err=True)
+            _steady_heap()
             sample_forever(collector.sample, metrics, interval, stop)
             server.shutdown()
     finally:
@@ -411,6 +413,7 @@ def _sample_loop(interval: float, count: Optional[int], as_json: bool, sort: str
     previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
     try:
         with _user_errors(), open_collector(**collector_options) as collector:
+            _steady_heap()
             live = None if as_json or not sys.stdout.isatty() else Live(auto_refresh=False)
             with live or contextlib.nullcontext():
                 taken = 0
@@ -430,6 +433,16 @@ def _sample_loop(interval: float, count: Optional[int], as_json: bool, sort: str
                                     alert_rules)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _steady_heap() -> None:
+    """For the sampling loops. A sample makes thousands of short-lived dicts that reference
+    counting frees; with the default thresholds the cycle collector still scanned them, and
+    everything made at start-up, about four times a sample (1–2 ms of 30 at 250 pods).
+    Start-up's objects are frozen out of collections, and a collection waits for 20,000
+    more live containers instead of 700."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

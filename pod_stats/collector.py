@@ -12,7 +12,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_GROUPS, RUNQ_SLOTS, CgroupKey, Counters,
                            KeyMode, PodStatsBpf, Probe, ProgramStats, SchedCounts)
@@ -301,10 +301,11 @@ class Collector:
                     if info.pod is not None and info.pod.container_id is not None:
                         self._track(info)
         live = self._batch.read([tracked.files for tracked in self._tracked.values()])
+        seen_containers: Dict[Tuple[str, str], int] = {}  # (pod uid, container id) -> index in its pod
         for (path, tracked), live_figures in zip(self._tracked.items(), live):
             info = tracked.info
-            figures, vanished = self._figures(tracked, counts_by_path.get(path, []), elapsed, now,
-                                              sched_by_path.get(path, []), wall_minus_monotonic, moved,
+            figures, vanished = self._figures(tracked, counts_by_path.get(path, ()), elapsed, now,
+                                              sched_by_path.get(path, ()), wall_minus_monotonic, moved,
                                               live_figures)
             if path in errnos_by_path:
                 tracked.errnos = _add_errnos(errnos_by_path[path])
@@ -343,11 +344,11 @@ class Collector:
                 open_errors_by_errno=tracked.errnos,
                 runq_wait_slots=tracked.runq_wait_slots,
             )
-            same = next((c for c in pod.containers if c.id == sample.id), None)
-            if same is None:
+            at = seen_containers.setdefault((pod.uid, sample.id), len(pod.containers))
+            if at == len(pod.containers):
                 pod.containers.append(sample)
             else:
-                pod.containers[pod.containers.index(same)] = _merge_nested(same, sample)
+                pod.containers[at] = _merge_nested(pod.containers[at], sample)
         for pod in pods.values():
             pod.containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
             pod.figures = _sum_figures([c.figures for c in pod.containers] + pod_level.get(pod.uid, []))
@@ -402,8 +403,8 @@ class Collector:
             tracked = self._tracked[info.path] = _Tracked(info, files)
         return tracked
 
-    def _figures(self, tracked: _Tracked, bpf_counts: List[Counters], elapsed: float, now: float,
-                 sched_counts: List[SchedCounts], wall_offset: float, moved: bool,
+    def _figures(self, tracked: _Tracked, bpf_counts: Sequence[Counters], elapsed: float, now: float,
+                 sched_counts: Sequence[SchedCounts], wall_offset: float, moved: bool,
                  live: Optional[LiveFigures]) -> Tuple[Figures, bool]:
         """This cgroup's figures now, and whether it has vanished (then its last known ones).
         `live` is its memory and CPU figures read in the sample's batch; None: read them here."""

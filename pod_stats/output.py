@@ -60,11 +60,23 @@ def runq_histogram_json(slots: Optional[Sequence[int]]) -> Optional[Dict[str, in
     return {("+Inf" if k == len(slots) - 1 else str(2 ** k)): count for k, count in enumerate(slots) if count}
 
 
-def _figures_json(sample, errnos_counted: bool) -> Dict[str, Any]:
-    # the collector fills in every figure of FIGURES and RATES, in that order: copied as they are
-    document = sample.figures.copy()
+def _with_figures(document: Dict[str, Any], sample, errnos_counted: bool) -> Dict[str, Any]:
+    """`document` (its identity fields) followed by the sample's figures. The collector fills in
+    every figure of FIGURES and RATES, in that order: they are copied as they are."""
+    document.update(sample.figures)
     document["open_errors_by_errno"] = errnos_json(sample.open_errors_by_errno, errnos_counted)
     document["runq_wait_histogram_us"] = runq_histogram_json(sample.runq_wait_slots)
+    return document
+
+
+def _pod_json(pod, counted: bool) -> Dict[str, Any]:
+    document = _with_figures({"uid": pod.uid, "namespace": pod.namespace, "name": pod.name, "qos": pod.qos},
+                             pod, counted)
+    document["containers"] = [
+        _with_figures({"id": container.id, "name": container.name, "runtime": container.runtime,
+                       "cgroup_id": container.cgroup_id, "cgroup_path": container.cgroup_path}, container, counted)
+        for container in pod.containers
+    ]
     return document
 
 
@@ -75,27 +87,7 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
         "node": snapshot.node,
         "time": snapshot.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "interval_seconds": snapshot.interval_seconds,
-        "pods": [
-            {
-                "uid": pod.uid,
-                "namespace": pod.namespace,
-                "name": pod.name,
-                "qos": pod.qos,
-                **_figures_json(pod, counted),
-                "containers": [
-                    {
-                        "id": container.id,
-                        "name": container.name,
-                        "runtime": container.runtime,
-                        "cgroup_id": container.cgroup_id,
-                        "cgroup_path": container.cgroup_path,
-                        **_figures_json(container, counted),
-                    }
-                    for container in pod.containers
-                ],
-            }
-            for pod in snapshot.pods
-        ],
+        "pods": [_pod_json(pod, counted) for pod in snapshot.pods],
         "agent": {
             "cgroups_in_map": snapshot.agent.cgroups_in_map,
             "map_full_drops": snapshot.agent.map_full_drops,
@@ -111,11 +103,8 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
         },
     }
     if snapshot.cgroups:
-        document["cgroups"] = [
-            {"cgroup_id": c.cgroup_id, "cgroup_path": c.cgroup_path,
-             **_figures_json(c, counted)}
-            for c in snapshot.cgroups
-        ]
+        document["cgroups"] = [_with_figures({"cgroup_id": c.cgroup_id, "cgroup_path": c.cgroup_path}, c, counted)
+                               for c in snapshot.cgroups]
     return document
 
 
