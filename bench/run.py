@@ -1004,7 +1004,8 @@ def print_table(results: dict) -> None:
               f"±{w['podstats_standard_error_ns']:.1f}   vs floor {ratio}   ({w['windows']['podstats']} windows each)")
     ov = results["raw"]["overhead"]
     print()
-    print("per-arm medians, ns per iteration (added = arm − (a) of the same round); loops in a pod's container")
+    print("whole runs in rounds (the peers cannot be switched in windows): per-arm medians, ns per iteration")
+    print("(added = arm − (a) of the same round); loops in a pod's container")
     print("cgroup, and 'host' = in the v2 root (hybrid: pod-stats keys such tasks by their v1 memory cgroup):")
     print(f"  {'arm':<30} {'open+close':>10} {'added':>7}  {'getppid':>8} {'added':>6}  {'open host':>9} {'added':>7}")
 
@@ -1022,12 +1023,9 @@ def print_table(results: dict) -> None:
         if stats:
             print(f"  in-program ns per open ({label} loop; kernel BPF stats, all tools at once, stats overhead "
                   "included): " + ", ".join(f"{k} {v:.1f}" for k, v in stats.items() if v is not None))
-    if not ov["getppid"]["floor_resolved"]:
-        print("  note: on getppid the floor's added cost is within the noise: no ratio computed.")
-    floor_g = ov["getppid"]["added_ns_median"]["empty"]
-    print(f"  note: (b) on getppid (+{floor_g:.0f} ns) is the syscall slow path every task takes once any syscall "
-          "tracepoint\n        has a program; pod-stats adds nothing beyond it, so that ratio is ≈ 1 ± "
-          f"{ov['getppid']['floor_noise_ns']:.0f} ns of noise over {floor_g:.0f} ns.")
+    for loop in LOOPS:
+        if not ov[loop]["floor_resolved"]:
+            print(f"  note: in these rounds the floor's added cost on {loop} is within the noise: no ratio computed.")
     print(f"  {ov['rounds_used']} rounds used ({ov['rounds_set_aside']} set aside: a foreign tracing program was "
           "loaded meanwhile).")
     groups = results["raw"].get("probe_groups", {})
