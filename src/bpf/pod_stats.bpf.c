@@ -133,20 +133,34 @@ static __always_inline void count_drop(enum drop which)
 		d->map_full++;
 }
 
-/* This CPU's counters of a cgroup, created on first use. */
-static __always_inline struct pod_stats_counters *counters_of(__u64 key)
+/*
+ * A cgroup's first event: its entry is made here, out of line. Inlined, the zeroed
+ * value on the stack was built before every lookup, hit or miss (eight stores). In a
+ * minimal program (kernel BPF stats, development VM) that cost 146 ns per event against
+ * 115 ns out of line; in these programs the gain is within the measurement's noise.
+ */
+static __noinline int create_counters(__u64 key)
 {
-	struct pod_stats_counters zero = {}, *c;
+	struct pod_stats_counters zero = {};
 	long err;
 
-	c = bpf_map_lookup_elem(&counters, &key);
-	if (c)
-		return c;
 	err = bpf_map_update_elem(&counters, &key, &zero, BPF_NOEXIST);
 	if (err && err != -EEXIST) {
 		count_drop(DROP_COUNTERS);
-		return NULL;
+		return -1;
 	}
+	return 0;
+}
+
+/* This CPU's counters of a cgroup, created on first use. */
+static __always_inline struct pod_stats_counters *counters_of(__u64 key)
+{
+	struct pod_stats_counters *c = bpf_map_lookup_elem(&counters, &key);
+
+	if (c)
+		return c;
+	if (create_counters(key))
+		return NULL;
 	return bpf_map_lookup_elem(&counters, &key);
 }
 
