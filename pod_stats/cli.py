@@ -269,10 +269,11 @@ def _watch_window(group: str, duration: float, namespaces, pod_glob, **identity_
 
 def _print_json(document) -> None:
     """One document on one line, flushed (NDJSON streams through pipes)."""
-    from pod_stats.output import encode
+    from pod_stats.output import encode_line
 
-    sys.stdout.write(encode(document) + "\n")
-    sys.stdout.flush()
+    sys.stdout.flush()  # anything written as text goes first
+    sys.stdout.buffer.write(encode_line(document))
+    sys.stdout.buffer.flush()
 
 
 def _print_table(table) -> None:
