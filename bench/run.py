@@ -1128,8 +1128,11 @@ def main() -> int:
             log(f"3: {pods_small} pods (10 processes each)")
             farm.add_pods(pods_small)
             raw["sample_small"] = sample_rounds(farm, bins, rounds, rng)
-            log(f"3: agent CPU share at {pods_small} pods over {args.agent_seconds:.0f} s")
-            raw["agent_small"] = agent_run(str(log_dir), args.agent_seconds)
+            log(f"3: agent CPU share at {pods_small} pods, 3 agents × {args.agent_seconds / 2:.0f} s")
+            # three agents, the one with the median CPU share reported: one run of seconds swings by ±20 %
+            runs = sorted((agent_run(str(log_dir), args.agent_seconds / 2) for _ in range(3)),
+                          key=lambda run: run["cpu_percent"])
+            raw["agent_small"] = dict(runs[1], cpu_percent_runs=[run["cpu_percent"] for run in runs])
             raw["first_sample_ms_raw"] = [raw["agent_small"]["first_sample_ms"]] + \
                 [round(x, 1) for x in first_sample_times(str(log_dir), 4)]
             log(f"3: {pods_large} pods")
@@ -1226,7 +1229,8 @@ METHOD = {
               "cpu.stat once; naive: Python reading /proc/<pid>/cgroup + statm of every PID, grouped by pod "
               "uid, to JSON; interleaved, per-round ratios, median",
     "agent_cpu": "utime+stime of a real `pod-stats run --json --interval 1` from /proc/<pid>/stat over the "
-                 "measured seconds after a 3 s warm-up; RSS = VmRSS at the end",
+                 "measured seconds after a 3 s warm-up; at 250 pods three agents one after the other, the median "
+                 "reported; RSS = VmRSS at the end (of that agent)",
     "attach_ms": "spawn of a fresh venv python running bench/attach_time.py → its line printed right after "
                  "PodStatsBpf.__enter__ (interpreter start + imports + open/load/attach), median of 5",
     "first_sample_ms": "spawn of `pod-stats run --json --interval 1` → first NDJSON line, 250 pods present, "
