@@ -60,6 +60,25 @@ static void destroy_links(struct bpf_link **links, int n)
 			pthread_join(threads[i], NULL);
 }
 
+/* Every loaded program attached (at most 64): how many, or -1 after saying which failed. */
+static int attach_all(struct bpf_object *obj, struct bpf_link **links)
+{
+	struct bpf_program *prog;
+	int n = 0;
+
+	bpf_object__for_each_program(prog, obj) {
+		if (!bpf_program__autoload(prog) || n == 64)
+			continue;
+		links[n] = bpf_program__attach(prog);
+		if (!links[n]) {
+			fprintf(stderr, "attach: attaching %s: %s\n", bpf_program__name(prog), strerror(errno));
+			return -1;
+		}
+		n++;
+	}
+	return n;
+}
+
 int main(int argc, char **argv)
 {
 	struct bpf_link *links[64];
@@ -100,18 +119,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "attach: loading %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	bpf_object__for_each_program(prog, obj) {
-		if (!bpf_program__autoload(prog))
-			continue;
-		if (nlinks == 64)
-			break;
-		links[nlinks] = bpf_program__attach(prog);
-		if (!links[nlinks]) {
-			fprintf(stderr, "attach: attaching %s: %s\n", bpf_program__name(prog), strerror(errno));
-			return 1;
-		}
-		nlinks++;
-	}
+	nlinks = attach_all(obj, links);
+	if (nlinks < 0)
+		return 1;
 	if (stats) {
 		stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
 		if (stats_fd < 0) {
@@ -132,16 +142,9 @@ int main(int argc, char **argv)
 			destroy_links(links, nlinks);
 			nlinks = 0;
 		} else if (sig == SIGUSR2 && !nlinks) {
-			bpf_object__for_each_program(prog, obj) {
-				if (!bpf_program__autoload(prog) || nlinks == 64)
-					continue;
-				links[nlinks] = bpf_program__attach(prog);
-				if (!links[nlinks]) {
-					fprintf(stderr, "attach: attaching %s: %s\n", bpf_program__name(prog), strerror(errno));
-					return 1;
-				}
-				nlinks++;
-			}
+			nlinks = attach_all(obj, links);
+			if (nlinks < 0)
+				return 1;
 		}
 		printf("%s\n", nlinks ? "on" : "off");
 		fflush(stdout);
