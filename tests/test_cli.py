@@ -57,6 +57,7 @@ def test_help_lists_the_commands():
     (["serve", "--probes", ""], "--probes"),
     (["files", "--top", "0"], "--top"),
     (["procs", "--sort", "cpu"], "--sort"),
+    (["dump", "--open-probe", "kprobe"], "--open-probe"),
 ])
 def test_bad_flags_are_one_line(args, phrase):
     assert_one_line_error(pod_stats(*args), 2, phrase)
@@ -72,6 +73,17 @@ def test_without_capabilities_is_one_line():
 @pytest.mark.bpf
 def test_wrong_btf_file_is_one_line():
     assert_one_line_error(pod_stats("dump", "--btf", "/etc/hostname"), 1, "/etc/hostname")
+
+
+@pytest.mark.bpf
+def test_open_probe_fexit_where_the_kernel_has_none_is_one_line():
+    from pod_stats.bpf import trampolines_unavailable
+
+    result = pod_stats("dump", "--json", "--duration", "0.1", "--open-probe", "fexit")
+    if trampolines_unavailable():  # this machine's kernel
+        assert_one_line_error(result, 1, "--open-probe fexit", "--open-probe auto or tracepoint")
+    else:
+        assert result.returncode == 0 and json.loads(result.stdout)["agent"]["open_source"].startswith("fexit")
 
 
 @pytest.mark.bpf
