@@ -440,8 +440,8 @@ def _steady_heap() -> None:
     """For the sampling loops. A sample makes thousands of short-lived dicts that reference
     counting frees; with the default thresholds the cycle collector still scanned them, and
     everything made at start-up, about four times a sample (1–2 ms of 30 at 250 pods).
-    Start-up's objects are frozen out of collections, and a collection waits for 20,000
-    more live containers instead of 700."""
+    Start-up's objects are frozen out of collections, and a collection waits for 20,000 new
+    tracked objects (dicts, lists) instead of 700."""
     gc.freeze()
     gc.set_threshold(20_000, 20, 100)
 
