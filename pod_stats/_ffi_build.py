@@ -177,6 +177,21 @@ static void pod_stats_destroy(struct pod_stats *skel)
  * Returns the number of entries or -errno; -ENOTSUP when use_batch is set and
  * the kernel has no batch operations for this map (callers then retry without).
  */
+/*
+ * One step of a key-by-key walk over a map: `next` gets the first key (started false)
+ * or the one after the previous `next`, kept in `key` for the kernel to go on from.
+ * Returns 1, 0 at the end, or -errno.
+ */
+static int pod_stats_next_key(int map_fd, bool *started, void *key, void *next, size_t key_size)
+{
+    if (*started)
+        memcpy(key, next, key_size);
+    if (bpf_map_get_next_key(map_fd, *started ? key : NULL, next) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    *started = true;
+    return 1;
+}
+
 static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 capacity,
                                    __u64 *keys, struct pod_stats_counters *sums,
                                    void *per_cpu_values)
@@ -207,15 +222,13 @@ static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 
         }
     } else {
         __u64 key, next;
-        void *prev = NULL;
+        bool started = false;
 
-        while (total < capacity && bpf_map_get_next_key(map_fd, prev, &next) == 0) {
+        /* a failing step ends the walk: what was read stands */
+        while (total < capacity && pod_stats_next_key(map_fd, &started, &key, &next, sizeof(key)) > 0)
             /* an entry deleted between the two calls is simply skipped */
             if (bpf_map_lookup_elem(map_fd, &next, values + (size_t)total * stride) == 0)
                 keys[total++] = next;
-            key = next;
-            prev = &key;
-        }
     }
 
     for (__u32 i = 0; i < total; i++) {
@@ -237,22 +250,15 @@ static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 
 static int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_errno_key *keys, __u64 *counts)
 {
     struct pod_stats_errno_key key, next;
-    void *prev = NULL;
+    bool started = false;
     __u32 total = 0;
+    int more = 0;
 
-    while (total < capacity) {
-        if (bpf_map_get_next_key(map_fd, prev, &next) != 0) {
-            if (errno != ENOENT)
-                return -errno;
-            break;
-        }
+    while (total < capacity && (more = pod_stats_next_key(map_fd, &started, &key, &next, sizeof(key))) > 0)
         /* an entry deleted between the two calls is simply skipped */
         if (bpf_map_lookup_elem(map_fd, &next, &counts[total]) == 0)
             keys[total++] = next;
-        key = next;
-        prev = &key;
-    }
-    return total;
+    return more < 0 ? more : (int)total;
 }
 
 /*
@@ -263,15 +269,11 @@ static int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *ke
                                 struct pod_stats_sched *per_cpu_scratch)
 {
     __u64 key, next;
-    void *prev = NULL;
+    bool started = false;
     __u32 total = 0;
+    int more = 0;
 
-    while (total < capacity) {
-        if (bpf_map_get_next_key(map_fd, prev, &next) != 0) {
-            if (errno != ENOENT)
-                return -errno;
-            break;
-        }
+    while (total < capacity && (more = pod_stats_next_key(map_fd, &started, &key, &next, sizeof(key))) > 0) {
         if (bpf_map_lookup_elem(map_fd, &next, per_cpu_scratch) == 0) {
             struct pod_stats_sched *sum = &sums[total];
 
@@ -288,10 +290,8 @@ static int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *ke
             }
             keys[total++] = next;
         }
-        key = next;
-        prev = &key;
     }
-    return total;
+    return more < 0 ? more : (int)total;
 }
 
 /* Deletes the given keys (count keys of key_size bytes each, of dead cgroups); returns how many were present. */
