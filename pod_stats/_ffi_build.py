@@ -37,6 +37,7 @@ CDEF = """
 typedef uint32_t __u32;
 typedef uint64_t __u64;
 """ + shared_header_cdef() + """
+#define POD_STATS_SLOT_RETIRED ...  /* an expression in pod_stats.h: its value from the compiler */
 
 /* libbpf, only what pod_stats/bpf.py uses */
 struct bpf_object;
@@ -89,8 +90,15 @@ struct pod_stats *pod_stats_open(const char *btf_custom_path);
 void pod_stats_set_config(struct pod_stats *skel, const struct pod_stats_config *config);
 int pod_stats_load(struct pod_stats *skel);
 void pod_stats_destroy(struct pod_stats *skel);
-int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 capacity,
-                            __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values);
+int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 hash_capacity,
+                            __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values,
+                            const struct pod_stats_slot *slots, __u32 *slot_entries);
+struct pod_stats_slot *pod_stats_map_slots(int map_fd, size_t size);
+void pod_stats_unmap_slots(struct pod_stats_slot *slots, size_t size);
+__u32 pod_stats_slot_of(__u64 key);
+__u32 pod_stats_retire_slots(struct pod_stats_slot *slots, int ncpus, const __u64 *keys, __u32 count,
+                             __u32 *retired);
+void pod_stats_free_slots(struct pod_stats_slot *slots, const __u32 *indices, __u32 count);
 int pod_stats_delete_keys(int map_fd, const void *keys, size_t key_size, __u32 count);
 int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_errno_key *keys, __u64 *counts);
 int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *keys, struct pod_stats_sched *sums,
@@ -111,6 +119,7 @@ SOURCE = r"""
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <linux/types.h>
 #include <bpf/bpf.h>
@@ -172,12 +181,6 @@ static void pod_stats_destroy(struct pod_stats *skel)
 }
 
 /*
- * Reads every entry of the per-CPU counters map into keys[] and sums[] (summed
- * over CPUs); per_cpu_values is scratch space for capacity * ncpus values.
- * Returns the number of entries or -errno; -ENOTSUP when use_batch is set and
- * the kernel has no batch operations for this map (callers then retry without).
- */
-/*
  * One step of a key-by-key walk over a map: `next` gets the first key (started false)
  * or the one after the previous `next`, kept in `key` for the kernel to go on from.
  * Returns 1, 0 at the end, or -errno.
@@ -192,9 +195,13 @@ static int pod_stats_next_key(int map_fd, bool *started, void *key, void *next, 
     return 1;
 }
 
-static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 capacity,
-                                   __u64 *keys, struct pod_stats_counters *sums,
-                                   void *per_cpu_values)
+/*
+ * Every entry of the per-CPU counters hash map into keys[] and sums[] (summed over
+ * CPUs); per_cpu_values is scratch space for capacity * ncpus values. Returns the
+ * number of entries or -errno (-ENOTSUP: no batch operations, see below).
+ */
+static int pod_stats_read_hash(int map_fd, int ncpus, bool use_batch, __u32 capacity,
+                               __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values)
 {
     const size_t fields = sizeof(struct pod_stats_counters) / sizeof(__u64);
     const size_t stride = sizeof(struct pod_stats_counters) * ncpus;
@@ -241,6 +248,148 @@ static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 
                 sum[f] += cpu_value[f];
     }
     return total;
+}
+
+/* The slot table (pod_stats.h), shared with the programs: read and freed in place. */
+static struct pod_stats_slot *pod_stats_map_slots(int map_fd, size_t size)
+{
+    void *table = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
+
+    return table == MAP_FAILED ? NULL : table;
+}
+
+static void pod_stats_unmap_slots(struct pod_stats_slot *slots, size_t size)
+{
+    munmap(slots, size);
+}
+
+static __u32 pod_stats_slot_of(__u64 key)
+{
+    return POD_STATS_SLOT_OF(key);
+}
+
+static void pod_stats_add_counters(struct pod_stats_counters *sum, const struct pod_stats_counters *part)
+{
+    __u64 *to = (__u64 *)sum;
+    const __u64 *from = (const __u64 *)part;
+
+    for (size_t f = 0; f < sizeof(*sum) / sizeof(__u64); f++)
+        to[f] += from[f];
+}
+
+/*
+ * The slot table's live slots, summed by key over CPUs, into keys[] and sums[].
+ * A key sits only at its own index on every CPU, so each index's entries are
+ * contiguous: entries[i] .. entries[i + 1] - 1 (for the hash entries to join).
+ */
+static __u32 pod_stats_read_slots(const struct pod_stats_slot *slots, int ncpus, __u32 capacity,
+                                  __u64 *keys, struct pod_stats_counters *sums, __u32 *entries)
+{
+    __u32 total = 0;
+
+    for (__u32 i = 0; i < POD_STATS_SLOTS_PER_CPU; i++) {
+        entries[i] = total;
+        for (int cpu = 0; cpu < ncpus; cpu++) {
+            const struct pod_stats_slot *slot = &slots[(size_t)cpu * POD_STATS_SLOTS_PER_CPU + i];
+            /* acquire: a slot's counters are read after the key that owns them */
+            __u64 key = __atomic_load_n(&slot->key, __ATOMIC_ACQUIRE);
+            __u32 j = entries[i];
+
+            if (key == POD_STATS_SLOT_FREE || key == POD_STATS_SLOT_RETIRED)
+                continue;
+            while (j < total && keys[j] != key)
+                j++;
+            if (j == total) {
+                if (total == capacity)
+                    continue;
+                keys[total] = key;
+                memset(&sums[total], 0, sizeof(sums[total]));
+                total++;
+            }
+            pod_stats_add_counters(&sums[j], &slot->counters);
+        }
+    }
+    entries[POD_STATS_SLOTS_PER_CPU] = total;
+    return total;
+}
+
+/*
+ * Every cgroup's counters, summed over CPUs and over slot table and hash map:
+ * keys[] and sums[] (room for 2 * hash_capacity: a key holds slots only while it
+ * has a hash entry) get one entry per key. per_cpu_values is scratch space for
+ * hash_capacity * ncpus hash values; slot_entries for POD_STATS_SLOTS_PER_CPU + 1
+ * indices. Returns the number of entries or -errno; -ENOTSUP when use_batch is
+ * set and the kernel has no batch operations for the map (callers then retry
+ * without).
+ */
+static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 hash_capacity,
+                                   __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values,
+                                   const struct pod_stats_slot *slots, __u32 *slot_entries)
+{
+    __u32 in_slots = pod_stats_read_slots(slots, ncpus, hash_capacity, keys, sums, slot_entries);
+    int in_hash = pod_stats_read_hash(map_fd, ncpus, use_batch, hash_capacity, keys + in_slots,
+                                      sums + in_slots, per_cpu_values);
+    __u32 total = in_slots;
+
+    if (in_hash < 0)
+        return in_hash;
+    /* a hash entry whose key also holds slots is added to theirs, else kept */
+    for (__u32 h = in_slots; h < in_slots + (__u32)in_hash; h++) {
+        __u32 i = POD_STATS_SLOT_OF(keys[h]), j = slot_entries[i];
+
+        while (j < slot_entries[i + 1] && keys[j] != keys[h])
+            j++;
+        if (j < slot_entries[i + 1]) {
+            pod_stats_add_counters(&sums[j], &sums[h]);
+        } else {
+            keys[total] = keys[h];
+            sums[total] = sums[h];
+            total++;
+        }
+    }
+    return total;
+}
+
+/*
+ * First step of freeing dead cgroups' slots: each slot a key holds is marked
+ * retired (programs then count that key in the hash map, and nothing takes the
+ * slot). Its index goes to retired[] (room for count * ncpus). Returns how many.
+ */
+static __u32 pod_stats_retire_slots(struct pod_stats_slot *slots, int ncpus, const __u64 *keys, __u32 count,
+                                    __u32 *retired)
+{
+    __u32 n = 0;
+
+    for (__u32 k = 0; k < count; k++) {
+        if (keys[k] == POD_STATS_SLOT_FREE || keys[k] == POD_STATS_SLOT_RETIRED)
+            continue;
+        for (int cpu = 0; cpu < ncpus; cpu++) {
+            __u32 index = cpu * POD_STATS_SLOTS_PER_CPU + POD_STATS_SLOT_OF(keys[k]);
+
+            /* only the owning CPU's program writes a key, and only into a free slot */
+            if (__atomic_load_n(&slots[index].key, __ATOMIC_ACQUIRE) == keys[k]) {
+                __atomic_store_n(&slots[index].key, POD_STATS_SLOT_RETIRED, __ATOMIC_RELEASE);
+                retired[n++] = index;
+            }
+        }
+    }
+    return n;
+}
+
+/*
+ * Second step, once no program can still be counting into them (a program run
+ * takes microseconds; callers wait a second): counters zeroed, then the slot free.
+ */
+static void pod_stats_free_slots(struct pod_stats_slot *slots, const __u32 *indices, __u32 count)
+{
+    for (__u32 k = 0; k < count; k++) {
+        struct pod_stats_slot *slot = &slots[indices[k]];
+        __u64 *counter = (__u64 *)&slot->counters;
+
+        for (size_t f = 0; f < sizeof(slot->counters) / sizeof(__u64); f++)
+            __atomic_store_n(&counter[f], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&slot->key, POD_STATS_SLOT_FREE, __ATOMIC_RELEASE);
+    }
 }
 
 /*

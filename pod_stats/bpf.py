@@ -11,6 +11,7 @@ import enum
 import errno
 import logging
 import os
+import time
 from collections import namedtuple
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
@@ -207,6 +208,8 @@ class ProcessCounts(NamedTuple):
 
 
 RUNQ_SLOTS = lib.POD_STATS_RUNQ_SLOTS
+# How long a dead cgroup's slots stay retired before they are zeroed and free (pod_stats.h)
+SLOT_RETIREMENT_SECONDS = 1.0
 # Where net bytes come from (PodStatsBpf.net_source).
 NET_SOCKET = "socket payload (sock_send_length, sock_recv_length)"
 NET_PACKETS = "packets (cgroup_skb at the cgroup v2 root)"
@@ -333,6 +336,8 @@ class PodStatsBpf:
         self.use_batch = use_batch
         self.probes: List[Probe] = []
         self._skel = ffi.NULL
+        self._slots = ffi.NULL  # the slot table, mapped after load
+        self._retired_slots: List[Tuple[float, object, int]] = []  # (when, indices, count), oldest first
         self._links: list = []
         self._programs: Dict[str, object] = {}
 
@@ -368,6 +373,9 @@ class PodStatsBpf:
         # overlap (cffi lets go of the GIL during the call).
         with concurrent.futures.ThreadPoolExecutor(max(1, min(len(links), 16))) as pool:
             list(pool.map(lib.bpf_link__destroy, links))
+        if self._slots != ffi.NULL:
+            lib.pod_stats_unmap_slots(self._slots, self._slots_size)
+            self._slots = ffi.NULL
         if self._skel != ffi.NULL:
             lib.pod_stats_destroy(self._skel)
             self._skel = ffi.NULL
@@ -406,6 +414,9 @@ class PodStatsBpf:
         self._files_map = lib.bpf_object__find_map_by_name(obj, b"files")
         self._processes_map = lib.bpf_object__find_map_by_name(obj, b"process_opens")
         lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
+        self._ncpus = lib.libbpf_num_possible_cpus()
+        self._slots_map = lib.bpf_object__find_map_by_name(obj, b"slots")
+        lib.bpf_map__set_max_entries(self._slots_map, self._ncpus * lib.POD_STATS_SLOTS_PER_CPU)
         for group, maps in _SHRUNK_WHEN_OFF.items():
             if group not in self.wanted:
                 for map_name in maps:
@@ -487,10 +498,15 @@ class PodStatsBpf:
                 raise BpfError(f"attaching {name} failed", err, _hint_for(err))
             self._links.append(link)
 
-        self._ncpus = lib.libbpf_num_possible_cpus()
+        self._slots_size = self._ncpus * lib.POD_STATS_SLOTS_PER_CPU * ffi.sizeof("struct pod_stats_slot")
+        self._slots = lib.pod_stats_map_slots(lib.bpf_map__fd(self._slots_map), self._slots_size)
+        if self._slots == ffi.NULL:
+            err = ffi.errno
+            raise BpfError("mapping the slot table failed", err, _hint_for(err))
+        self._slot_entries = ffi.new("__u32[]", lib.POD_STATS_SLOTS_PER_CPU + 1)
         capacity = lib.bpf_map__max_entries(self._counters_map)
-        self._keys = ffi.new("__u64[]", capacity)
-        self._sums = ffi.new("struct pod_stats_counters[]", capacity)
+        self._keys = ffi.new("__u64[]", 2 * capacity)  # slot entries, then hash entries
+        self._sums = ffi.new("struct pod_stats_counters[]", 2 * capacity)
         self._per_cpu = ffi.new("char[]", capacity * self._ncpus * ffi.sizeof("struct pod_stats_counters"))
         self._drops_per_cpu = ffi.new("struct pod_stats_drops[]", self._ncpus)
         self._changes_per_cpu = ffi.new("struct pod_stats_changes[]", self._ncpus)
@@ -555,10 +571,10 @@ class PodStatsBpf:
 
     def read_counters(self) -> Dict[CgroupKey, Counters]:
         """Every cgroup's counters since attach, summed over CPUs, in one pass over the map."""
+        self._free_retired_slots()
         fd = lib.bpf_map__fd(self._counters_map)
-        capacity = len(self._keys)
-        n = lib.pod_stats_read_counters(fd, self._ncpus, self.use_batch, capacity,
-                                        self._keys, self._sums, self._per_cpu)
+        n = lib.pod_stats_read_counters(fd, self._ncpus, self.use_batch, len(self._keys) // 2,
+                                        self._keys, self._sums, self._per_cpu, self._slots, self._slot_entries)
         if n == -errno.ENOTSUP and self.use_batch:
             log.info("kernel has no batch map lookups; reading the map key by key")
             self.use_batch = False
@@ -680,9 +696,20 @@ class PodStatsBpf:
                                       ffi.new("struct pod_stats_errno_key[]", errno_keys),
                                       ffi.sizeof("struct pod_stats_errno_key"), len(errno_keys))
         keys_array = ffi.new("__u64[]", raw)
+        retired = ffi.new("__u32[]", len(raw) * self._ncpus)
+        count = lib.pod_stats_retire_slots(self._slots, self._ncpus, keys_array, len(raw), retired)
+        if count:
+            self._retired_slots.append((time.monotonic(), retired, count))
         if self._sched_keys is not None:
             lib.pod_stats_delete_keys(lib.bpf_map__fd(self._sched_map), keys_array, ffi.sizeof("__u64"), len(raw))
         return lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), keys_array, ffi.sizeof("__u64"), len(raw))
+
+    def _free_retired_slots(self) -> None:
+        """Slots retired a while ago are zeroed and free again: by now no program run that
+        saw them held can still be counting into them (a run takes microseconds)."""
+        while self._retired_slots and time.monotonic() - self._retired_slots[0][0] >= SLOT_RETIREMENT_SECONDS:
+            _, indices, count = self._retired_slots.pop(0)
+            lib.pod_stats_free_slots(self._slots, indices, count)
 
     def program_ids(self) -> Dict[str, int]:
         return {name: self._prog_info(prog).id for name, prog in self._programs.items()}

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+import pod_stats.bpf
+from pod_stats._pod_stats_ffi import lib
 from pod_stats.bpf import (
     HIERARCHY_V1_MEMORY,
     HIERARCHY_V2,
@@ -268,6 +270,70 @@ def test_deleted_entry_starts_again_from_zero(probes, new_cgroup):
     assert _key(cgroup) not in probes.read_counters()
     _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 2))
     assert probes.read_counters()[_key(cgroup)].opens == 2
+
+
+# The slot table in front of the counters hash map (pod_stats.h): direct-mapped per CPU.
+
+def _slot_index(bpf: PodStatsBpf, key: CgroupKey, cpu: int) -> int:
+    return cpu * lib.POD_STATS_SLOTS_PER_CPU + lib.pod_stats_slot_of(bpf._encode_key(key))
+
+
+def _colliding_key(raw: int) -> int:
+    """Another key (of no cgroup: v2 ids are far below 2^40) at the same slot index."""
+    candidate = 1 << 40
+    while lib.pod_stats_slot_of(candidate) != lib.pod_stats_slot_of(raw):
+        candidate += 1
+    return candidate
+
+
+def _in_cgroup_on_cpu(cgroup: Path, cpu: int, action) -> None:
+    def pinned():
+        os.sched_setaffinity(0, {cpu})
+        action()
+    _run_in_cgroup(cgroup, pinned)
+
+
+def test_slot_taken_by_another_key_counts_in_the_hash_map_and_reads_sum_both(mounts, new_cgroup):
+    """A cgroup holds its slot on CPU 0; on CPU 1 another key holds it first, so there the
+    cgroup is counted in the hash map: a read sums both, exactly."""
+    if os.cpu_count() < 2:
+        pytest.fail("this test needs two CPUs")
+    cgroup = new_cgroup()
+    key = _key(cgroup)
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino) as bpf:
+        occupant = _colliding_key(bpf._encode_key(key))
+        bpf._slots[_slot_index(bpf, key, 1)].key = occupant  # as a program on CPU 1 would have
+        _in_cgroup_on_cpu(cgroup, 0, lambda: _opens(EXISTING, 7))
+        _in_cgroup_on_cpu(cgroup, 1, lambda: (_opens(EXISTING, 5), _opens(MISSING, 3)))
+        assert bpf._slots[_slot_index(bpf, key, 0)].key == bpf._encode_key(key)
+        assert bpf._slots[_slot_index(bpf, key, 0)].counters.opens == 7
+        assert bpf._slots[_slot_index(bpf, key, 1)].key == occupant
+        counters = bpf.read_counters()
+        assert (counters[key].opens, counters[key].open_errors) == (15, 3)
+        assert bpf._decode_key(occupant) in counters  # the occupant's (empty) slot is read too
+        assert counters[bpf._decode_key(occupant)].opens == 0
+
+
+def test_dead_cgroups_slots_are_retired_then_freed_and_taken_again(mounts, new_cgroup, monkeypatch):
+    cgroup = new_cgroup()
+    key = _key(cgroup)
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino) as bpf:
+        _in_cgroup_on_cpu(cgroup, 0, lambda: _opens(EXISTING, 4))
+        slot = bpf._slots[_slot_index(bpf, key, 0)]
+        assert slot.key == bpf._encode_key(key)
+        assert bpf.delete([key]) == 1
+        assert slot.key == lib.POD_STATS_SLOT_RETIRED
+        # retired: no program counts there any more, nor takes it; the key counts in the hash map
+        _in_cgroup_on_cpu(cgroup, 0, lambda: _opens(EXISTING, 3))
+        assert bpf.read_counters()[key].opens == 3
+        assert (slot.key, slot.counters.opens) == (lib.POD_STATS_SLOT_RETIRED, 4)
+        assert bpf.delete([key]) == 1
+        monkeypatch.setattr(pod_stats.bpf, "SLOT_RETIREMENT_SECONDS", 0.0)
+        assert key not in bpf.read_counters()  # frees the slot: zeroed, then free
+        assert (slot.key, slot.counters.opens) == (lib.POD_STATS_SLOT_FREE, 0)
+        _in_cgroup_on_cpu(cgroup, 0, lambda: _opens(EXISTING, 2))
+        assert slot.key == bpf._encode_key(key)
+        assert bpf.read_counters()[key].opens == 2
 
 
 def test_full_map_counts_drops_and_keeps_working(mounts, new_cgroup):

@@ -58,6 +58,30 @@ struct pod_stats_counters {
 };
 
 /*
+ * The fast path in front of the counters hash map: a direct-mapped table of
+ * counters per CPU (an array map, POD_STATS_SLOTS_PER_CPU slots for CPU 0,
+ * then CPU 1's, ...), indexed by a multiplicative hash of the cgroup key. A
+ * cgroup that holds its slot on a CPU is counted there with one array lookup
+ * instead of a hash lookup; one that finds the slot held by another cgroup is
+ * counted in the hash map, as before. A cgroup takes a free slot only once it
+ * has its hash entry, so the hash map stays the register of counted cgroups
+ * (its size is --max-cgroups). The table is mmap()ed by user space, which
+ * reads it in place and frees the slots of dead cgroups in two steps: first
+ * retired (no program counts there any more), later zeroed and freed.
+ */
+#define POD_STATS_SLOT_BITS 11
+#define POD_STATS_SLOTS_PER_CPU 2048	/* 1 << POD_STATS_SLOT_BITS */
+#define POD_STATS_SLOT_OF(key) ((__u32)(((__u64)(key) * 0x9E3779B97F4A7C15ULL) >> (64 - POD_STATS_SLOT_BITS)))
+/* A slot's key: 0 while free; while being freed, the v1-memory tag on cgroup id 0 (no cgroup's). */
+#define POD_STATS_SLOT_FREE 0
+#define POD_STATS_SLOT_RETIRED (1ULL << POD_STATS_KEY_V1_MEMORY_BIT)
+
+struct pod_stats_slot {
+	__u64 key;				/* the cgroup key, or FREE or RETIRED */
+	struct pod_stats_counters counters;	/* that cgroup's counts on this CPU since it took the slot */
+};
+
+/*
  * Host-wide changes that tell user space when to look again (one per CPU): a
  * new or removed cgroup means re-reading the cgroup index, a moved task means
  * re-reading processes; without them it would have to poll.
