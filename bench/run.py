@@ -453,12 +453,38 @@ class ToggledPodStats:
         self.bpf.close()
 
 
+class ToggledPeer:
+    """A peer tool (bpftrace, opensnoop): no switch of its own, so started for each window (once
+    attached) and stopped after it. Slow to switch, which the windows' timestamps absorb."""
+
+    def __init__(self, name: str, bins: Path, log_dir: str):
+        self.name, self.bins, self.log_dir = name, bins, log_dir
+        self.running: Optional[contextlib.ExitStack] = None
+
+    def switch(self, on: bool) -> None:
+        if on:
+            self.running = contextlib.ExitStack()
+            self.running.enter_context(arm(self.name, self.bins, self.log_dir))
+        elif self.running is not None:
+            running, self.running = self.running, None
+            running.close()
+
+    def close(self) -> None:
+        self.switch(False)
+
+
 def window_phase(bins: Path, loop: str, batch: int, seconds: float, rng: random.Random,
-                 pod_cgroup: str) -> dict:
+                 pod_cgroup: str, arms: Tuple[str, ...] = ("empty", "podstats"), log_dir: str = "") -> dict:
     """`loop` runs for `seconds` in batches of `batch`; meanwhile: nothing, a tool, nothing, the
     other tool, ... (tool order random per cycle). Each tool window's added ns per iteration is
-    its median batch minus the mean of the two nothing-windows around it."""
-    tools = {"empty": ToggledEmpty(bins), "podstats": ToggledPodStats()}
+    its median batch minus the mean of the two nothing-windows around it. `arms`: "empty" (the
+    floor, always), "podstats", and the peers "bpftrace" and "opensnoop"."""
+    tools: dict = {"empty": ToggledEmpty(bins)}
+    for name in arms:
+        if name == "podstats":
+            tools[name] = ToggledPodStats()
+        elif name != "empty":
+            tools[name] = ToggledPeer(name, bins, log_dir)
     windows: List[Tuple[str, int, int]] = []
     try:
         loop_proc = subprocess.Popen([str(bins / "sysloop"), "-t", str(seconds), loop, str(batch), str(LOOP_CPU),
@@ -492,24 +518,26 @@ def window_phase(bins: Path, loop: str, batch: int, seconds: float, rng: random.
         inside = [per for finished, per in batches
                   if finished - per * batch >= start + WINDOW_GUARD_NS and finished <= end]
         per_window.append((name, median(inside) if inside else None))
-    added: Dict[str, List[float]] = {"empty": [], "podstats": []}
+    added: Dict[str, List[float]] = {name: [] for name in tools}
     for i in range(1, len(per_window) - 1):
         name, value = per_window[i]
         before, after = per_window[i - 1][1], per_window[i + 1][1]
         if name != "none" and None not in (value, before, after):
             added[name].append(value - (before + after) / 2)
-    floor, ours = median(added["empty"]), median(added["podstats"])
+    floor = median(added["empty"])
     none = [v for n, v in per_window if n == "none" and v is not None]
+    # resolved when the floor's median stands three standard errors clear of zero
+    resolved = bool(floor and floor > max(5.0, 3 * _median_error(added["empty"])))
     return {
         "loop": loop, "batch": batch, "seconds": seconds, "window_seconds": WINDOW_SECONDS,
         "windows": {name: len(values) for name, values in added.items()},
         "ns_per_iteration_none_median": rnd(median(none), 2),
-        "added_ns_median": {"empty": rnd(floor, 2), "podstats": rnd(ours, 2)},
+        "added_ns_median": {name: rnd(median(values), 2) for name, values in added.items()},
         "added_ns_mad": {name: rnd(mad(values), 2) for name, values in added.items()},
-        # resolved when the floor's median stands three standard errors clear of zero
-        "vs_floor": rnd(ours / floor) if floor and floor > max(5.0, 3 * _median_error(added["empty"])) else None,
-        "floor_standard_error_ns": rnd(_median_error(added["empty"]), 2),
-        "podstats_standard_error_ns": rnd(_median_error(added["podstats"]), 2),
+        "floor_resolved": resolved,
+        "vs_floor_by_arm": {name: rnd(median(values) / floor) if resolved and values else None
+                            for name, values in added.items() if name != "empty"},
+        "standard_error_ns": {name: rnd(_median_error(values), 2) for name, values in added.items()},
     }
 
 
@@ -973,6 +1001,10 @@ GOALS = [
 ]
 
 
+def _times(ratio: Optional[float]) -> str:
+    return "—" if ratio is None else f"{ratio:.2f}×"
+
+
 def _first_known(*values):
     return next((v for v in values if v is not None), None)
 
@@ -997,14 +1029,15 @@ def print_table(results: dict) -> None:
     print()
     print(f"open storm and getppid in {WINDOW_SECONDS} s windows, on and off in turn while the loop runs on "
           "(added ns per iteration, median ± standard error):")
-    for loop, w in results["raw"]["windows"].items():
-        ratio = "—" if w["vs_floor"] is None else f"{w['vs_floor']:.2f}×"
-        print(f"  {loop:<8} (a) {w['ns_per_iteration_none_median']:>7.1f}   floor +{w['added_ns_median']['empty']:.1f} "
-              f"±{w['floor_standard_error_ns']:.1f}   pod-stats +{w['added_ns_median']['podstats']:.1f} "
-              f"±{w['podstats_standard_error_ns']:.1f}   vs floor {ratio}   ({w['windows']['podstats']} windows each)")
+    for phase, w in results["raw"]["windows"].items():
+        arms = "   ".join(f"{name} +{w['added_ns_median'][name]:.1f} ±{w['standard_error_ns'][name]:.1f}"
+                          + ("" if name == "empty" else f" = {_times(w['vs_floor_by_arm'][name])} the floor")
+                          + f" ({w['windows'][name]} windows)" for name in w["windows"])
+        print(f"  {phase:<10} (a) {w['ns_per_iteration_none_median']:>7.1f}   {arms}")
+    print("  (the peers, bpftrace and opensnoop, are started for each window once attached, and stopped after it)")
     ov = results["raw"]["overhead"]
     print()
-    print("whole runs in rounds (the peers cannot be switched in windows): per-arm medians, ns per iteration")
+    print("whole runs in rounds: per-arm medians, ns per iteration")
     print("(added = arm − (a) of the same round); loops in a pod's container")
     print("cgroup, and 'host' = in the v2 root (hybrid: pod-stats keys such tasks by their v1 memory cgroup):")
     print(f"  {'arm':<30} {'open+close':>10} {'added':>7}  {'getppid':>8} {'added':>6}  {'open host':>9} {'added':>7}")
@@ -1112,11 +1145,14 @@ def main() -> int:
                 f"{args.window_seconds:.0f} s each")
             raw["windows"] = {loop: window_phase(bins, loop, batch, args.window_seconds, rng, loop_cgroup)
                               for loop, batch in (("open", 300), ("getppid", 3000))}
-            for loop, w in raw["windows"].items():
-                log(f"windows {loop}: (a)={w['ns_per_iteration_none_median']} ns, "
-                    f"+empty={w['added_ns_median']['empty']} ±{w['floor_standard_error_ns']}, "
-                    f"+podstats={w['added_ns_median']['podstats']}"
-                    f" ±{w['podstats_standard_error_ns']} ({w['windows']['podstats']} windows each)")
+            log(f"1: open storm, the peers (started and stopped) in windows, {args.window_seconds:.0f} s")
+            raw["windows"]["open_peers"] = window_phase(bins, "open", 300, args.window_seconds, rng, loop_cgroup,
+                                                        arms=("empty", "bpftrace", "opensnoop"),
+                                                        log_dir=str(log_dir))
+            for phase, w in raw["windows"].items():
+                log(f"windows {phase}: (a)={w['ns_per_iteration_none_median']} ns, " + ", ".join(
+                    f"+{name}={w['added_ns_median'][name]} ±{w['standard_error_ns'][name]} "
+                    f"({w['windows'][name]} windows)" for name in w["windows"]))
             log(f"the other probe groups on the loops that pay for them, {max(3, rounds - 2)} rounds")
             raw["probe_groups"] = probe_group_rounds(bins, str(log_dir), max(3, rounds - 2), rng, loop_cgroup)
             log("1: in-program cost from kernel BPF stats")
@@ -1149,11 +1185,13 @@ def main() -> int:
     agent = raw["agent_small"]
     results.update({
         # windows where they resolve the floor; else the rounds' figure (null when neither does)
-        "open_overhead_vs_floor": _first_known(raw["windows"]["open"]["vs_floor"],
+        "open_overhead_vs_floor": _first_known(raw["windows"]["open"]["vs_floor_by_arm"]["podstats"],
                                                ov["open"]["vs_floor"]["podstats"]["ratio_of_medians"]),
-        "bpftrace_vs_floor": ov["open"]["vs_floor"]["bpftrace"]["ratio_of_medians"],
-        "opensnoop_vs_floor": ov["open"]["vs_floor"]["opensnoop"]["ratio_of_medians"],
-        "other_syscall_overhead_vs_floor": _first_known(raw["windows"]["getppid"]["vs_floor"],
+        "bpftrace_vs_floor": _first_known(raw["windows"]["open_peers"]["vs_floor_by_arm"]["bpftrace"],
+                                          ov["open"]["vs_floor"]["bpftrace"]["ratio_of_medians"]),
+        "opensnoop_vs_floor": _first_known(raw["windows"]["open_peers"]["vs_floor_by_arm"]["opensnoop"],
+                                           ov["open"]["vs_floor"]["opensnoop"]["ratio_of_medians"]),
+        "other_syscall_overhead_vs_floor": _first_known(raw["windows"]["getppid"]["vs_floor_by_arm"]["podstats"],
                                                         ov["getppid"]["vs_floor"]["podstats"]["ratio_of_medians"]),
         "open_overhead_vs_floor_host_task": ov["open_host"]["vs_floor"]["podstats"]["ratio_of_medians"],
         "sample_ms_250_pods": raw[small]["ms_median"]["podstats"],
@@ -1221,7 +1259,10 @@ METHOD = {
                "pod-stats' default programs (PodStatsBpf in this process, as the agent configures it), tool "
                "order random per cycle; batches that began within 3 ms of a switch are not used. Added = the "
                "window's median batch − the mean of the nothing-windows before and after it; figure = median "
-               "added(c) / median added(b), reported when median added(b) > 3 standard errors.",
+               "added(c) / median added(b), reported when median added(b) > 3 standard errors. "
+               "bpftrace_vs_floor and opensnoop_vs_floor the same way in a loop of their own (phase open_peers: "
+               "nothing / (b) / nothing / (d) / nothing / (e)), the peers started for each window once attached "
+               "(their BPF fds all open) and stopped after it.",
     "bpf_stats": "all four tools attached at once with BPF_ENABLE_STATS held by bench/attach --stats; "
                  "run_time_ns delta of each tool's programs over the open loop / opens",
     "sample": "in this process: json.dumps(to_json(collector.sample())) of open_collector(), one sample per "
