@@ -138,6 +138,11 @@ class _Tracked:
     # more in the sample after (then its count stands until the next change)
     procs_read_at: Optional[Tuple[int, int]] = None
     procs_settled: bool = False
+    live: Optional["LiveFigures"] = None  # the cgroupfs figures of the last sample's batch
+    # at rest: the last sample's figures are what the same inputs give again (no counts, no CPU
+    # time, nothing re-read since): the next sample with the same inputs takes them as they are
+    at_rest: bool = False
+    sample: Optional[ContainerSample] = None  # the last sample's, taken again while nothing changed
 
 
 # What a pod sums of its containers: not the limit, which the pod's own cgroup holds.
@@ -223,6 +228,7 @@ class Collector:
         self._tracked: Dict[str, _Tracked] = {}
         self._unknown_since: Dict[CgroupKey, float] = {}
         self._pod_limits: Dict[str, Tuple[Optional[float], Optional[int]]] = {}
+        self._pods: Dict[str, PodSample] = {}  # the last sample's, by uid
         self._files = OpenFiles(max_open_files)
         self._batch = FigureBatch(self._files)
         self._tracked_generation = -1
@@ -334,16 +340,20 @@ class Collector:
                 pod_level_errnos.setdefault(pod.uid, []).append(tracked.errnos)
                 pod_level_slots.setdefault(pod.uid, []).append(tracked.runq_wait_slots)
                 continue
-            sample = ContainerSample(
-                id=info.pod.container_id,
-                name=self._names.container(info.pod.container_id),
-                runtime=info.pod.runtime,
-                cgroup_id=info.cgroup_id,
-                cgroup_path=path,
-                figures=figures,
-                open_errors_by_errno=tracked.errnos,
-                runq_wait_slots=tracked.runq_wait_slots,
-            )
+            name = self._names.container(info.pod.container_id)
+            sample = tracked.sample
+            if sample is None or sample.figures is not figures or sample.name != name \
+                    or sample.open_errors_by_errno != tracked.errnos:
+                sample = tracked.sample = ContainerSample(
+                    id=info.pod.container_id,
+                    name=name,
+                    runtime=info.pod.runtime,
+                    cgroup_id=info.cgroup_id,
+                    cgroup_path=path,
+                    figures=figures,
+                    open_errors_by_errno=tracked.errnos,
+                    runq_wait_slots=tracked.runq_wait_slots,
+                )
             at = seen_containers.setdefault((pod.uid, sample.id), len(pod.containers))
             if at == len(pod.containers):
                 pod.containers.append(sample)
@@ -351,13 +361,22 @@ class Collector:
                 pod.containers[at] = _merge_nested(pod.containers[at], sample)
         for pod in pods.values():
             pod.containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
+            limit = self._pod_limit(pod, now)
+            before = self._pods.get(pod.uid)
+            if (before is not None and pod.uid not in pod_level and before.name == pod.name
+                    and before.namespace == pod.namespace and before.figures["memory_limit_bytes"] == limit
+                    and len(before.containers) == len(pod.containers)
+                    and all(a is b for a, b in zip(before.containers, pod.containers))):
+                pods[pod.uid] = before  # every container's sample is the last one: so is the pod's
+                continue
             pod.figures = _sum_figures([c.figures for c in pod.containers] + pod_level.get(pod.uid, []))
-            pod.figures["memory_limit_bytes"] = self._pod_limit(pod, now)
+            pod.figures["memory_limit_bytes"] = limit
             pod.open_errors_by_errno = _add_errnos([c.open_errors_by_errno for c in pod.containers]
                                                    + pod_level_errnos.get(pod.uid, []))
             pod.runq_wait_slots = _add_slots([c.runq_wait_slots for c in pod.containers]
                                              + pod_level_slots.get(pod.uid, []))
 
+        self._pods = pods
         self._forget(gone)
         return Snapshot(
             node=self._node,
@@ -418,6 +437,9 @@ class Collector:
         # Most containers count nothing between two samples: their counters and rates are
         # the last sample's (rates 0), only cgroupfs figures are new.
         idle = counts == tracked.counts and previous and not self._sched_on
+        if (idle and tracked.at_rest and live is not None and live == tracked.live and not moved
+                and now - tracked.limit_read_at < LIMIT_REFRESH_SECONDS):
+            return previous, False  # and its processes' count stands (at rest: settled)
         tracked.counts = counts
         if idle:
             figures: Figures = previous.copy()
@@ -461,6 +483,9 @@ class Collector:
             else:
                 figures[rate] = 0.0 if current == before else round((current - before) / elapsed, 3)
         tracked.figures = figures
+        tracked.live = live
+        tracked.at_rest = bool(idle and live is not None and not vanished and figures["cpu_cores"] in (0.0, None)
+                               and self._track_procs and tracked.procs_settled and not moved)
         return figures, vanished
 
     def _processes(self, tracked: _Tracked, figures: Figures, read, moved: bool) -> Optional[int]:

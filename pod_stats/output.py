@@ -3,7 +3,7 @@
 import errno
 import fnmatch
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import orjson
 from rich.table import Table
@@ -86,14 +86,32 @@ def _pod_json(pod, counted: bool) -> Dict[str, Any]:
     return document
 
 
+# The last document's pod objects by the PodSample they were made of (held, so that its id stays
+# its own): the collector hands on a pod's sample unchanged while nothing in it changed.
+_last_pods: Dict[int, Tuple[PodSample, bool, Dict[str, Any]]] = {}
+
+
+def _pods_json(pods: List[PodSample], counted: bool) -> List[Dict[str, Any]]:
+    global _last_pods
+    last, made = _last_pods, {}
+    for pod in pods:
+        kept = last.get(id(pod))
+        made[id(pod)] = kept if kept is not None and kept[0] is pod and kept[1] == counted \
+            else (pod, counted, _pod_json(pod, counted))
+    _last_pods = made
+    return [made[id(pod)][2] for pod in pods]
+
+
 def to_json(snapshot: Snapshot) -> Dict[str, Any]:
+    """The JSON document of a snapshot. Its pod objects may be shared with the previous document's
+    (an unchanged pod's): treat them as read-only."""
     counted = snapshot.agent.probe_groups.get("errno", False)
     document: Dict[str, Any] = {
         "schema": SCHEMA,
         "node": snapshot.node,
         "time": snapshot.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "interval_seconds": snapshot.interval_seconds,
-        "pods": [_pod_json(pod, counted) for pod in snapshot.pods],
+        "pods": _pods_json(snapshot.pods, counted),
         "agent": {
             "cgroups_in_map": snapshot.agent.cgroups_in_map,
             "map_full_drops": snapshot.agent.map_full_drops,

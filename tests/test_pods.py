@@ -1,12 +1,14 @@
 """A node in miniature — real runc containers in kubelet layouts, real log dir —
 seen through the collector: exact per-container counts, names, memory, lifecycle."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from pod_stats.collector import open_collector
 from pod_stats.mininode import MiniNode
+from pod_stats.output import to_json
 
 pytestmark = [pytest.mark.bpf, pytest.mark.containers]
 
@@ -123,6 +125,87 @@ def test_stopped_container_keeps_its_last_figures_then_disappears(node, collecto
     collector.sample()  # the sandbox's final figures
     collector.sample()
     assert collector.open_files == open_files  # the gone cgroups' files were closed
+
+
+def _reclaim_from_outside(container) -> None:
+    """Memory taken from a container that does not run: its figures change, nothing it did does."""
+    memory = container.cgroup_dir("memory")
+    if (memory / "memory.force_empty").exists():
+        (memory / "memory.force_empty").write_text("0")  # v1
+    else:
+        try:
+            (memory / "memory.reclaim").write_text(str(64 * MIB))  # v2
+        except OSError:  # EAGAIN: less than asked for could be reclaimed
+            pass
+
+
+def _usage_file(container) -> Path:
+    memory = container.cgroup_dir("memory")
+    v1 = memory / "memory.usage_in_bytes"
+    return v1 if v1.exists() else memory / "memory.current"
+
+
+def test_an_unchanged_pod_is_handed_on_until_anything_in_it_changes(node, collector):
+    """A pod none of whose inputs changed (counters, cgroupfs figures, processes, limits, names)
+    comes back as the last sample's object, and its JSON object with it; memory reclaimed from
+    the outside, a process moved in, opens made each show in the very next sample."""
+    pod = node.add_pod("shop", "resting-0", layout="systemd-containerd")
+    container = pod.add_container("app")
+    collector._index.refresh()
+    sleeper = None
+
+    def sampled():
+        snapshot = collector.sample()
+        return snapshot, next(p for p in snapshot.pods if p.uid == pod.uid)
+
+    def settled():
+        """Samples until the pod is handed on: its start's CPU time and process count settle first."""
+        _, last = sampled()
+        for _ in range(8):
+            snapshot, now = sampled()
+            if now is last:
+                return snapshot, now
+            last = now
+        pytest.fail("an idle pod was never handed on")
+
+    try:
+        snapshot, resting = settled()
+        document = to_json(snapshot)["pods"]
+        again_snapshot, again = sampled()
+        if again is resting:  # (unless a background charge moved its memory meanwhile)
+            assert next(p for p in to_json(again_snapshot)["pods"] if p["uid"] == pod.uid) is \
+                next(p for p in document if p["uid"] == pod.uid)
+
+        snapshot, resting = settled()
+        before = _containers(snapshot)[container.id][1].figures
+        _reclaim_from_outside(container)
+        snapshot, now = sampled()
+        after = _containers(snapshot)[container.id][1].figures
+        assert after["memory_usage_bytes"] == int(_usage_file(container).read_text())
+        assert after["memory_usage_bytes"] < before["memory_usage_bytes"], "nothing was reclaimed: no test"
+        assert now is not resting
+        assert now.figures["memory_usage_bytes"] == sum(c.figures["memory_usage_bytes"] for c in now.containers)
+
+        snapshot, resting = settled()
+        sleeper = subprocess.Popen(["sleep", "60"])
+        for directory in container.cgroup_dirs():
+            (directory / "cgroup.procs").write_text(str(sleeper.pid))
+        snapshot, now = sampled()
+        assert _containers(snapshot)[container.id][1].figures["pids"] == 2
+        assert now.figures["pids"] == 3  # and the sandbox's
+
+        snapshot, resting = settled()
+        opens = _containers(snapshot)[container.id][1].figures["opens"]
+        assert container.command("open /data/config.yaml 11") == "ok 11 0"
+        snapshot, now = sampled()
+        assert _containers(snapshot)[container.id][1].figures["opens"] - opens == 11
+        assert now.figures["opens"] - resting.figures["opens"] == 11
+    finally:
+        if sleeper is not None:
+            sleeper.kill()
+            sleeper.wait()
+        pod.stop()
+        collector.sample()  # the final figures of the stopped pod
 
 
 def test_only_pods_that_exist_are_reported(node, collector):
