@@ -167,7 +167,9 @@ static __noinline int create_counters(__u64 key)
  * costs 83 ns in the program this way against 145 ns through the hash map);
  * else its hash entry, made on first use, and then the slot if it is free.
  * Only this CPU writes a key into its slots, and only into a free one: user
- * space frees a slot only after zeroing its counters.
+ * space frees a slot only after zeroing its counters. (The cgroup_skb fallback
+ * runs in softirq and may interrupt a claim on the same CPU; the packet counts
+ * of that moment may then land under the claimer: that fallback is approximate.)
  */
 static __always_inline struct pod_stats_counters *counters_of(__u64 key)
 {
