@@ -195,6 +195,15 @@ static int pod_stats_next_key(int map_fd, bool *started, void *key, void *next, 
     return 1;
 }
 
+static void pod_stats_add_counters(struct pod_stats_counters *sum, const struct pod_stats_counters *part)
+{
+    __u64 *to = (__u64 *)sum;
+    const __u64 *from = (const __u64 *)part;
+
+    for (size_t f = 0; f < sizeof(*sum) / sizeof(__u64); f++)
+        to[f] += from[f];
+}
+
 /*
  * Every entry of the per-CPU counters hash map into keys[] and sums[] (summed over
  * CPUs); per_cpu_values is scratch space for capacity * ncpus values. Returns the
@@ -203,7 +212,6 @@ static int pod_stats_next_key(int map_fd, bool *started, void *key, void *next, 
 static int pod_stats_read_hash(int map_fd, int ncpus, bool use_batch, __u32 capacity,
                                __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values)
 {
-    const size_t fields = sizeof(struct pod_stats_counters) / sizeof(__u64);
     const size_t stride = sizeof(struct pod_stats_counters) * ncpus;
     char *values = per_cpu_values;
     __u32 total = 0;
@@ -239,13 +247,11 @@ static int pod_stats_read_hash(int map_fd, int ncpus, bool use_batch, __u32 capa
     }
 
     for (__u32 i = 0; i < total; i++) {
-        __u64 *sum = (__u64 *)&sums[i];
-        const __u64 *cpu_value = (const __u64 *)(values + (size_t)i * stride);
+        const struct pod_stats_counters *cpu_value = (const void *)(values + (size_t)i * stride);
 
-        memset(sum, 0, sizeof(sums[i]));
-        for (int cpu = 0; cpu < ncpus; cpu++, cpu_value += fields)
-            for (size_t f = 0; f < fields; f++)
-                sum[f] += cpu_value[f];
+        memset(&sums[i], 0, sizeof(sums[i]));
+        for (int cpu = 0; cpu < ncpus; cpu++)
+            pod_stats_add_counters(&sums[i], &cpu_value[cpu]);
     }
     return total;
 }
@@ -266,15 +272,6 @@ static void pod_stats_unmap_slots(struct pod_stats_slot *slots, size_t size)
 static __u32 pod_stats_slot_of(__u64 key)
 {
     return POD_STATS_SLOT_OF(key);
-}
-
-static void pod_stats_add_counters(struct pod_stats_counters *sum, const struct pod_stats_counters *part)
-{
-    __u64 *to = (__u64 *)sum;
-    const __u64 *from = (const __u64 *)part;
-
-    for (size_t f = 0; f < sizeof(*sum) / sizeof(__u64); f++)
-        to[f] += from[f];
 }
 
 /*
