@@ -1067,9 +1067,8 @@ def print_table(results: dict) -> None:
         print("the other probe groups, each alone, on the loop that pays for it (ns per iteration; added = arm − (a)):")
         print(f"  {'group':<7} {'loop':<12} {'(a) none':>9} {'+ floor':>8} {'+ pod-stats':>11} {'vs floor':>9}")
         for group, g in groups.items():
-            ratio = "—" if g["vs_floor"] is None else f"{g['vs_floor']:.2f}×"
             print(f"  {group:<7} {g['loop']:<12} {g['ns_per_iteration_none']:>9.0f} {g['added_ns_floor']:>8.0f} "
-                  f"{g['added_ns_podstats']:>11.0f} {ratio:>9}")
+                  f"{g['added_ns_podstats']:>11.0f} {_times(g['vs_floor']):>9}")
     if ov["contaminated"] or ov["preexisting_tracing_programs"]:
         print(f"  WARNING: another tracer ran on this machine ({ov['preexisting_tracing_programs']} tracing programs "
               "loaded before the benchmark; rounds kept although contaminated: "
