@@ -504,7 +504,7 @@ class PodStatsBpf:
             err = ffi.errno
             raise BpfError("mapping the slot table failed", err, _hint_for(err))
         self._slot_entries = ffi.new("__u32[]", lib.POD_STATS_SLOTS_PER_CPU + 1)
-        capacity = lib.bpf_map__max_entries(self._counters_map)
+        self._hash_capacity = capacity = lib.bpf_map__max_entries(self._counters_map)
         self._keys = ffi.new("__u64[]", 2 * capacity)  # slot entries, then hash entries
         self._sums = ffi.new("struct pod_stats_counters[]", 2 * capacity)
         self._per_cpu = ffi.new("char[]", capacity * self._ncpus * ffi.sizeof("struct pod_stats_counters"))
@@ -573,7 +573,7 @@ class PodStatsBpf:
         """Every cgroup's counters since attach, summed over CPUs, in one pass over the map."""
         self._free_retired_slots()
         fd = lib.bpf_map__fd(self._counters_map)
-        n = lib.pod_stats_read_counters(fd, self._ncpus, self.use_batch, len(self._keys) // 2,
+        n = lib.pod_stats_read_counters(fd, self._ncpus, self.use_batch, self._hash_capacity,
                                         self._keys, self._sums, self._per_cpu, self._slots, self._slot_entries)
         if n == -errno.ENOTSUP and self.use_batch:
             log.info("kernel has no batch map lookups; reading the map key by key")
