@@ -38,6 +38,7 @@ from pod_stats.bpf import (
     trampolines_unavailable,
 )
 from pod_stats.cgroups import discover_mounts
+from kernels.cgroup_child import reap, run_in_cgroup
 
 pytestmark = pytest.mark.bpf
 
@@ -90,28 +91,6 @@ def new_cgroup(mounts):
         path.rmdir()
 
 
-def _run_in_cgroup(cgroup: Path, action, *, wait=True) -> int:
-    """Forks a child that joins `cgroup` and then runs `action`; returns its pid."""
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            with open(cgroup / "cgroup.procs", "w") as procs:
-                procs.write("0")
-            action()
-            status = 0
-        finally:
-            os._exit(status)
-    if wait:
-        _reap(pid)
-    return pid
-
-
-def _reap(pid: int) -> None:
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "test child failed"
-
-
 def _opens(path: str, n: int) -> None:
     for _ in range(n):
         try:
@@ -134,7 +113,7 @@ def _key(cgroup: Path) -> CgroupKey:
 
 def test_exact_opens_and_failures(probes, new_cgroup):
     cgroup = new_cgroup()
-    _run_in_cgroup(cgroup, lambda: (_opens(EXISTING, 25), _opens(MISSING, 13)))
+    run_in_cgroup(cgroup, lambda: (_opens(EXISTING, 25), _opens(MISSING, 13)))
     counters = probes.read_counters()[_key(cgroup)]
     assert (counters.opens, counters.open_errors) == (38, 13)
 
@@ -145,7 +124,7 @@ def test_openat2_counted(probes, new_cgroup):
     cgroup = new_cgroup()
     how = ctypes.byref(_HOW)
     size = ctypes.sizeof(_HOW)
-    _run_in_cgroup(cgroup, lambda: (_syscall_opens(6, _SYS_OPENAT2, _AT_FDCWD, EXISTING.encode(), how, size),
+    run_in_cgroup(cgroup, lambda: (_syscall_opens(6, _SYS_OPENAT2, _AT_FDCWD, EXISTING.encode(), how, size),
                                     _syscall_opens(4, _SYS_OPENAT2, _AT_FDCWD, MISSING.encode(), how, size)))
     counters = probes.read_counters()[_key(cgroup)]
     assert (counters.opens, counters.open_errors) == (10, 4)
@@ -155,7 +134,7 @@ def test_openat2_counted(probes, new_cgroup):
 def test_legacy_open_and_creat_counted(probes, new_cgroup, tmp_path):
     cgroup = new_cgroup()
     created = str(tmp_path / "created").encode()
-    _run_in_cgroup(cgroup, lambda: (_syscall_opens(3, _SYS_OPEN, EXISTING.encode(), os.O_RDONLY),
+    run_in_cgroup(cgroup, lambda: (_syscall_opens(3, _SYS_OPEN, EXISTING.encode(), os.O_RDONLY),
                                     _syscall_opens(2, _SYS_CREAT, created, 0o600),
                                     _syscall_opens(1, _SYS_CREAT, MISSING.encode(), 0o600)))
     counters = probes.read_counters()[_key(cgroup)]
@@ -184,7 +163,7 @@ def test_auto_open_probe_counts_exactly_whichever_it_gets(mounts, new_cgroup, tm
     monkeypatch.setattr(pod_stats.bpf, "trampolines_unavailable", lambda: None)
     with PodStatsBpf(KeyMode.V2, v2_root_cgroup_id=os.stat(mounts.unified).st_ino) as bpf:
         cgroup = new_cgroup()
-        _run_in_cgroup(cgroup, lambda: _every_kind_of_open(tmp_path))
+        run_in_cgroup(cgroup, lambda: _every_kind_of_open(tmp_path))
         counters = bpf.read_counters()[_key(cgroup)]
         fexit = next(p for p in bpf.probes if p.program == OPENS_FEXIT)
         tracepoints = [p for p in bpf.probes if p.group == "opens" and p.program != OPENS_FEXIT]
@@ -202,7 +181,7 @@ def test_open_probe_can_be_chosen(mounts, new_cgroup, tmp_path):
     root_id = os.stat(mounts.unified).st_ino
     with PodStatsBpf(KeyMode.V2, v2_root_cgroup_id=root_id, open_probe="tracepoint") as bpf:
         cgroup = new_cgroup()
-        _run_in_cgroup(cgroup, lambda: _every_kind_of_open(tmp_path))
+        run_in_cgroup(cgroup, lambda: _every_kind_of_open(tmp_path))
         assert bpf.open_source == OPENS_BY_TRACEPOINTS
         assert (bpf.read_counters()[_key(cgroup)].opens, bpf.read_counters()[_key(cgroup)].open_errors) == _EVERY_KIND
     if trampolines_unavailable():  # fexit asked for where it cannot be: one clear error, nothing left loaded
@@ -224,11 +203,11 @@ def test_two_cgroups_at_once_no_crosstalk(probes, new_cgroup):
             _opens(MISSING, missing)
         return action
 
-    children = [_run_in_cgroup(first, after_go(300, 7), wait=False),
-                _run_in_cgroup(second, after_go(111, 222), wait=False)]
+    children = [run_in_cgroup(first, after_go(300, 7), wait=False),
+                run_in_cgroup(second, after_go(111, 222), wait=False)]
     os.write(go_write, b"xx")  # both start together
     for pid in children:
-        _reap(pid)
+        reap(pid)
     os.close(go_read)
     os.close(go_write)
     counters = probes.read_counters()
@@ -249,7 +228,7 @@ def test_short_lived_processes_all_counted(probes, new_cgroup):
                     os._exit(0)
             os.waitpid(pid, 0)
 
-    _run_in_cgroup(cgroup, spawn_200)
+    run_in_cgroup(cgroup, spawn_200)
     assert probes.read_counters()[_key(cgroup)].opens == 200
 
 
@@ -258,17 +237,17 @@ def test_batch_and_key_by_key_reads_agree(mounts, new_cgroup):
     root_id = os.stat(mounts.unified).st_ino
     with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id) as batched, \
             PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, use_batch=False) as one_by_one:
-        _run_in_cgroup(cgroup, lambda: _opens(MISSING, 17))
+        run_in_cgroup(cgroup, lambda: _opens(MISSING, 17))
         assert batched.read_counters()[_key(cgroup)] == one_by_one.read_counters()[_key(cgroup)]
         assert batched.use_batch and not one_by_one.use_batch
 
 
 def test_deleted_entry_starts_again_from_zero(probes, new_cgroup):
     cgroup = new_cgroup()
-    _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 5))
+    run_in_cgroup(cgroup, lambda: _opens(EXISTING, 5))
     assert probes.delete([_key(cgroup)]) == 1
     assert _key(cgroup) not in probes.read_counters()
-    _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 2))
+    run_in_cgroup(cgroup, lambda: _opens(EXISTING, 2))
     assert probes.read_counters()[_key(cgroup)].opens == 2
 
 
@@ -290,7 +269,7 @@ def _in_cgroup_on_cpu(cgroup: Path, cpu: int, action) -> None:
     def pinned():
         os.sched_setaffinity(0, {cpu})
         action()
-    _run_in_cgroup(cgroup, pinned)
+    run_in_cgroup(cgroup, pinned)
 
 
 def test_slot_taken_by_another_key_counts_in_the_hash_map_and_reads_sum_both(mounts, new_cgroup):
@@ -340,7 +319,7 @@ def test_full_map_counts_drops_and_keeps_working(mounts, new_cgroup):
     cgroups = [new_cgroup() for _ in range(3)]
     with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, max_cgroups=2) as bpf:
         for cgroup in cgroups:
-            _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 50))
+            run_in_cgroup(cgroup, lambda: _opens(EXISTING, 50))
         counters = bpf.read_counters()
         assert len(counters) == 2
         # every open of a cgroup that found no room was counted as dropped
@@ -369,7 +348,7 @@ def test_hybrid_task_in_v2_root_is_keyed_by_its_v1_memory_cgroup(probes, mounts,
             status = 0
         finally:
             os._exit(status)
-    _reap(pid)
+    reap(pid)
     counters = probes.read_counters()[CgroupKey(HIERARCHY_V1_MEMORY, v1_cgroup.stat().st_ino)]
     assert (counters.opens, counters.open_errors) == (9, 9)
 
@@ -377,7 +356,7 @@ def test_hybrid_task_in_v2_root_is_keyed_by_its_v1_memory_cgroup(probes, mounts,
 def test_v2_only_mode_keeps_the_v2_id(mounts, new_cgroup):
     cgroup = new_cgroup()
     with PodStatsBpf(KeyMode.V2) as bpf:
-        _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 4))
+        run_in_cgroup(cgroup, lambda: _opens(EXISTING, 4))
         assert bpf.read_counters()[_key(cgroup)].opens == 4
         assert all(key.hierarchy == HIERARCHY_V2 for key in bpf.read_counters())
 
@@ -401,7 +380,7 @@ def test_run_time_stats_count_every_open(probes, new_cgroup):
     cgroup = new_cgroup()
     with run_time_stats():
         before = probes.program_stats()["opens_openat"]
-        _run_in_cgroup(cgroup, lambda: _opens(EXISTING, 1000))
+        run_in_cgroup(cgroup, lambda: _opens(EXISTING, 1000))
         after = probes.program_stats()["opens_openat"]
     runs = after.run_count - before.run_count
     assert runs >= 1000  # other processes open files too
@@ -435,7 +414,7 @@ def test_unprivileged_load_names_the_capabilities(tmp_path):
         finally:
             os._exit(0)
     os.close(write_end)
-    _reap(pid)
+    reap(pid)
     message = os.read(read_end, 4096).decode()
     os.close(read_end)
     err, text = message.split("|", 1)
@@ -459,7 +438,7 @@ def test_failed_opens_counted_by_errno(probes, new_cgroup, tmp_path):
                 os.open(directory, os.O_WRONLY)  # EISDIR
         _opens(EXISTING, 4)
 
-    _run_in_cgroup(cgroup, fail_three_ways)
+    run_in_cgroup(cgroup, fail_three_ways)
     counters = probes.read_counters()[_key(cgroup)]
     assert (counters.opens, counters.open_errors) == (14, 10)
     assert probes.read_open_errnos()[_key(cgroup)] == {errno.ENOENT: 5, errno.ENOTDIR: 3, errno.EISDIR: 2}
@@ -467,7 +446,7 @@ def test_failed_opens_counted_by_errno(probes, new_cgroup, tmp_path):
 
 def test_errno_entries_go_with_their_cgroup(probes, new_cgroup):
     cgroup = new_cgroup()
-    _run_in_cgroup(cgroup, lambda: _opens(MISSING, 1))
+    run_in_cgroup(cgroup, lambda: _opens(MISSING, 1))
     assert _key(cgroup) in probes.read_open_errnos()
     assert probes.delete([_key(cgroup)]) == 1
     assert _key(cgroup) not in probes.read_open_errnos()
@@ -494,7 +473,7 @@ def test_process_life_cycle_counted_exactly(probes, new_cgroup):
             _, status = os.waitpid(pid, 0)
             assert os.waitstatus_to_exitcode(status) == 0
 
-    _run_in_cgroup(cgroup, forks_and_execs)
+    run_in_cgroup(cgroup, forks_and_execs)
     counters = probes.read_counters()[_key(cgroup)]
     # the child that ran this joined the cgroup after its own fork, and exited in it
     assert (counters.forks, counters.execs, counters.exits) == (10, 3, 11)
@@ -522,9 +501,9 @@ def test_socket_payload_counted_at_both_ends(probes, new_cgroup):
         with socket.create_connection(("127.0.0.1", port)) as connection:
             connection.sendall(b"x" * payload)
 
-    receiving = _run_in_cgroup(receiver, receive, wait=False)
-    _run_in_cgroup(sender, send)
-    _reap(receiving)
+    receiving = run_in_cgroup(receiver, receive, wait=False)
+    run_in_cgroup(sender, send)
+    reap(receiving)
     listener.close()
     counters = probes.read_counters()
     assert (counters[_key(sender)].net_tx_bytes, counters[_key(sender)].net_rx_bytes) == (payload, 0)
@@ -564,7 +543,7 @@ def test_probe_groups_left_out_count_nothing(mounts, new_cgroup):
     root_id = os.stat(mounts.unified).st_ino
     with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"proc"}) as only_proc:
         assert only_proc.attached("proc") and not only_proc.attached("opens") and not only_proc.attached("errno")
-        _run_in_cgroup(cgroup, lambda: _opens(MISSING, 5))
+        run_in_cgroup(cgroup, lambda: _opens(MISSING, 5))
         counters = only_proc.read_counters()[_key(cgroup)]
         assert (counters.opens, counters.exits) == (0, 1)
         assert only_proc.read_open_errnos() == {}
@@ -589,15 +568,15 @@ def test_run_queue_wait_of_a_crowded_cgroup(mounts, new_cgroup):
     with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"opens", "sched"}) as bpf:
         assert bpf.attached("sched")
         read_end, write_end = os.pipe()
-        hog = _run_in_cgroup(busy, lambda: _spin(2.0, cpu), wait=False)
-        _run_in_cgroup(crowded, lambda: _spin(1.0, cpu, write_end))
-        _reap(hog)
+        hog = run_in_cgroup(busy, lambda: _spin(2.0, cpu), wait=False)
+        run_in_cgroup(crowded, lambda: _spin(1.0, cpu, write_end))
+        reap(hog)
 
         def sleeper():
             for _ in range(20):
                 time.sleep(0.01)
 
-        _run_in_cgroup(idle, sleeper)
+        run_in_cgroup(idle, sleeper)
         wall, own_cpu = map(float, os.read(read_end, 100).split())
         os.close(read_end)
         os.close(write_end)
@@ -636,15 +615,15 @@ def test_packet_bytes_fallback_counts_both_ends(mounts, new_cgroup):
                     while connection.recv(65536):
                         pass
 
-        receiving = _run_in_cgroup(receiver, receive, wait=False)
+        receiving = run_in_cgroup(receiver, receive, wait=False)
         port = int(os.read(port_read, 16))
 
         def send():
             with socket.create_connection(("127.0.0.1", port)) as connection:
                 connection.sendall(b"x" * payload)
 
-        _run_in_cgroup(sender, send)
-        _reap(receiving)
+        run_in_cgroup(sender, send)
+        reap(receiving)
         os.close(port_read)
         os.close(port_write)
         counters = bpf.read_counters()
@@ -669,7 +648,7 @@ def test_a_full_map_is_counted_and_said_once(mounts, new_cgroup, caplog):
         collector.sample()
         cgroups = [new_cgroup() for _ in range(6)]
         for cgroup in cgroups:
-            _run_in_cgroup(cgroup, lambda: _opens(MISSING, 10))
+            run_in_cgroup(cgroup, lambda: _opens(MISSING, 10))
         first, second = collector.sample(), collector.sample()
         counters = collector.bpf.read_counters()
     counted = [c for c in cgroups if _key(c) in counters]

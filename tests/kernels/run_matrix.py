@@ -155,7 +155,7 @@ def cpio(source: Path, paths, target: Path) -> None:
 
 
 def pack_initramfs() -> Path:
-    """build/kernels/initramfs.cpio: the chroot (cached until it changes) + init + smoke.py."""
+    """build/kernels/initramfs.cpio: the chroot (cached until it changes) + init + smoke.py and its helper."""
     if not (CHROOT / ".ready").exists() or not (CHROOT / "opt" / "pod-stats" / "bin" / "pod-stats").exists():
         raise Failure("build/chroot with pod-stats in /opt/pod-stats is missing: run `make test-wheel` first")
     base = OUT / "chroot.cpio"
@@ -169,10 +169,11 @@ def pack_initramfs() -> Path:
     shutil.rmtree(overlay_dir, ignore_errors=True)
     overlay_dir.mkdir(parents=True)
     shutil.copy(HERE / "init", overlay_dir / "init")
-    shutil.copy(HERE / "smoke.py", overlay_dir / "smoke.py")
+    for script in ("smoke.py", "cgroup_child.py"):
+        shutil.copy(HERE / script, overlay_dir / script)
     os.chmod(overlay_dir / "init", 0o755)
     overlay = OUT / "overlay.cpio"
-    cpio(overlay_dir, ["./init", "./smoke.py"], overlay)
+    cpio(overlay_dir, ["./init", "./smoke.py", "./cgroup_child.py"], overlay)
     # The kernel unpacks concatenated archives in order; later files win.
     initramfs = OUT / "initramfs.cpio"
     with open(initramfs, "wb") as out:

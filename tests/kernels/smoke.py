@@ -21,6 +21,8 @@ import traceback
 import uuid
 from pathlib import Path
 
+from cgroup_child import run_in_cgroup  # beside this file, in the VM too
+
 MIB = 1024 * 1024
 OPENS = 1000
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -72,23 +74,6 @@ def make_cgroup(path: Path) -> Path:
 def enable_controllers(*directories: Path) -> None:
     for directory in directories:
         (directory / "cgroup.subtree_control").write_text(CONTROLLERS)
-
-
-def run_in_cgroup(cgroup: Path, action) -> None:
-    """A forked child joins `cgroup`, then runs `action` (the join's own open happens before)."""
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            with open(cgroup / "cgroup.procs", "w") as procs:
-                procs.write("0")
-            action()
-            status = 0
-        finally:
-            os._exit(status)
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise AssertionError("the child in the cgroup failed")
 
 
 def opens(n: int) -> None:
