@@ -38,7 +38,7 @@ from pod_stats.bpf import (
     trampolines_unavailable,
 )
 from pod_stats.cgroups import discover_mounts
-from kernels.cgroup_child import reap, run_in_cgroup
+from kernels.cgroup_child import reap, run_in_cgroup, run_in_child
 
 pytestmark = pytest.mark.bpf
 
@@ -340,15 +340,7 @@ def test_hybrid_task_in_v2_root_is_keyed_by_its_v1_memory_cgroup(probes, mounts,
             procs.write("0")
         _opens(MISSING, 9)
 
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            in_v2_root_then_v1_memory()
-            status = 0
-        finally:
-            os._exit(status)
-    reap(pid)
+    run_in_child(in_v2_root_then_v1_memory)
     counters = probes.read_counters()[CgroupKey(HIERARCHY_V1_MEMORY, v1_cgroup.stat().st_ino)]
     assert (counters.opens, counters.open_errors) == (9, 9)
 

@@ -22,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pod_stats.cgroups import discover_mounts
+from kernels.cgroup_child import run_in_child
 
 pytestmark = pytest.mark.bpf
 
@@ -73,22 +74,16 @@ class _Pod:
         self.link.symlink_to(self.log_pod / "app" / "0.log")
 
     def run(self) -> None:
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                # opened before the first move, so that only the test's opens count in the pod
-                procs = [open(directory / "cgroup.procs", "w") for directory in self.dirs]
-                for handle in procs:
-                    handle.write("0")
-                    handle.close()
-                for _ in range(OPENS):
-                    os.close(os.open("/etc/hostname", os.O_RDONLY))
-                status = 0
-            finally:
-                os._exit(status)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        def in_the_pod():
+            # opened before the first move, so that only the test's opens count in the pod
+            procs = [open(directory / "cgroup.procs", "w") for directory in self.dirs]
+            for handle in procs:
+                handle.write("0")
+                handle.close()
+            for _ in range(OPENS):
+                os.close(os.open("/etc/hostname", os.O_RDONLY))
+
+        run_in_child(in_the_pod)
 
     def remove(self) -> None:
         self.link.unlink()

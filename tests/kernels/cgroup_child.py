@@ -1,19 +1,17 @@
-"""Processes in cgroups, for the BPF tests (tests/test_bpf.py) and the kernel matrix's smoke
-suite (smoke.py, which the VM gets beside this file, without the rest of tests/)."""
+"""Processes in cgroups, for the BPF tests (tests/) and the kernel matrix's smoke suite
+(smoke.py, which the VM gets beside this file, without the rest of tests/)."""
 
 import os
 from pathlib import Path
 
 
-def run_in_cgroup(cgroup: Path, action, *, wait: bool = True) -> int:
-    """Forks a child that joins `cgroup` and then runs `action` (the join's own open happens
-    before it, so it is not counted there); returns its pid, reaped unless `wait` is false."""
+def run_in_child(action, *, wait: bool = True) -> int:
+    """Forks a child that runs `action` and exits 0, or 1 if it raised; returns its pid,
+    reaped unless `wait` is false."""
     pid = os.fork()
     if pid == 0:
         status = 1
         try:
-            with open(cgroup / "cgroup.procs", "w") as procs:
-                procs.write("0")
             action()
             status = 0
         finally:
@@ -21,6 +19,17 @@ def run_in_cgroup(cgroup: Path, action, *, wait: bool = True) -> int:
     if wait:
         reap(pid)
     return pid
+
+
+def run_in_cgroup(cgroup: Path, action, *, wait: bool = True) -> int:
+    """The same in a child that first joins `cgroup` (the join's own open happens before, so it
+    is not counted there)."""
+    def joined():
+        with open(cgroup / "cgroup.procs", "w") as procs:
+            procs.write("0")
+        action()
+
+    return run_in_child(joined, wait=wait)
 
 
 def reap(pid: int) -> None:
