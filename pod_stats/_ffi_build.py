@@ -100,6 +100,7 @@ __u32 pod_stats_retire_slots(struct pod_stats_slot *slots, int ncpus, const __u6
                              __u32 *retired);
 void pod_stats_free_slots(struct pod_stats_slot *slots, const __u32 *indices, __u32 count);
 int pod_stats_delete_keys(int map_fd, const void *keys, size_t key_size, __u32 count);
+int pod_stats_read_u64_map(int map_fd, __u32 capacity, __u64 *keys, __u64 *values);
 int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_errno_key *keys, __u64 *counts);
 int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *keys, struct pod_stats_sched *sums,
                          struct pod_stats_sched *per_cpu_scratch);
@@ -403,6 +404,21 @@ static int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_er
     while (total < capacity && (more = pod_stats_next_key(map_fd, &started, &key, &next, sizeof(key))) > 0)
         /* an entry deleted between the two calls is simply skipped */
         if (bpf_map_lookup_elem(map_fd, &next, &counts[total]) == 0)
+            keys[total++] = next;
+    return more < 0 ? more : (int)total;
+}
+
+/* Reads a (small) map of __u64 keys and values key by key. Returns the number of entries or -errno. */
+static int pod_stats_read_u64_map(int map_fd, __u32 capacity, __u64 *keys, __u64 *values)
+{
+    __u64 key, next;
+    bool started = false;
+    __u32 total = 0;
+    int more = 0;
+
+    while (total < capacity && (more = pod_stats_next_key(map_fd, &started, &key, &next, sizeof(key))) > 0)
+        /* an entry deleted between the two calls is simply skipped */
+        if (bpf_map_lookup_elem(map_fd, &next, &values[total]) == 0)
             keys[total++] = next;
     return more < 0 ? more : (int)total;
 }

@@ -414,6 +414,7 @@ class PodStatsBpf:
         self._drops_map = lib.bpf_object__find_map_by_name(obj, b"drops")
         self._changes_map = lib.bpf_object__find_map_by_name(obj, b"changes")
         self._errnos_map = lib.bpf_object__find_map_by_name(obj, b"open_errnos")
+        self._uncounted_map = lib.bpf_object__find_map_by_name(obj, b"uncounted")
         self._files_map = lib.bpf_object__find_map_by_name(obj, b"files")
         self._processes_map = lib.bpf_object__find_map_by_name(obj, b"process_opens")
         lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
@@ -517,6 +518,9 @@ class PodStatsBpf:
         errno_capacity = lib.bpf_map__max_entries(self._errnos_map)
         self._errno_keys = ffi.new("struct pod_stats_errno_key[]", errno_capacity)
         self._errno_sums = ffi.new("__u64[]", errno_capacity)
+        uncounted_capacity = lib.bpf_map__max_entries(self._uncounted_map)
+        self._uncounted_keys = ffi.new("__u64[]", uncounted_capacity)
+        self._uncounted_lost = ffi.new("__u64[]", uncounted_capacity)
         # errno entries per cgroup key as last read, so that a dead cgroup's go with it
         self._errno_entries: Dict[int, List[int]] = {}
         self._sched_keys = self._sched_sums = self._sched_scratch = None
@@ -607,6 +611,15 @@ class PodStatsBpf:
         self._errno_entries = entries
         return by_key
 
+    def read_uncounted(self) -> Dict[CgroupKey, int]:
+        """Cgroups that found the counters map full since attach (or since delete()), with how many
+        of their events were lost; Drops.uncounted_map_full counts those lost beyond this map's room."""
+        n = lib.pod_stats_read_u64_map(lib.bpf_map__fd(self._uncounted_map), len(self._uncounted_keys),
+                                       self._uncounted_keys, self._uncounted_lost)
+        if n < 0:
+            raise BpfError("reading the uncounted map failed", -n, _hint_for(-n))
+        return {self._decode_key(self._uncounted_keys[i]): self._uncounted_lost[i] for i in range(n)}
+
     def read_sched(self) -> Dict[CgroupKey, SchedCounts]:
         """Opt-in (group "sched"): run-queue waits per cgroup since attach."""
         if self._sched_keys is None:
@@ -690,7 +703,8 @@ class PodStatsBpf:
         return (sum(getattr(per_cpu[cpu], field) for cpu in range(self._ncpus)) for field in fields)
 
     def delete(self, keys: Iterable[CgroupKey]) -> int:
-        """Forgets the counters of cgroups that are gone; returns how many were in the map."""
+        """Forgets the counters (and uncounted events) of cgroups that are gone; returns how many
+        were in the counters map."""
         raw = [self._encode_key(key) for key in keys]
         if not raw:
             return 0
@@ -706,6 +720,7 @@ class PodStatsBpf:
             self._retired_slots.append((time.monotonic(), retired, count))
         if self._sched_keys is not None:
             lib.pod_stats_delete_keys(lib.bpf_map__fd(self._sched_map), keys_array, ffi.sizeof("__u64"), len(raw))
+        lib.pod_stats_delete_keys(lib.bpf_map__fd(self._uncounted_map), keys_array, ffi.sizeof("__u64"), len(raw))
         return lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), keys_array, ffi.sizeof("__u64"), len(raw))
 
     def _free_retired_slots(self) -> None:

@@ -32,6 +32,15 @@ struct {
 	__type(value, struct pod_stats_slot);
 } slots SEC(".maps");
 
+/* Cgroups that found the counters map full, by key: events lost (see pod_stats.h). Shared,
+ * atomic adds: only lost events touch it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, POD_STATS_MAX_UNCOUNTED);
+	__type(key, __u64);
+	__type(value, __u64);
+} uncounted SEC(".maps");
+
 /* Shared, not per-CPU: only failing opens touch it, and its memory then does not grow
  * with the node's CPU count. */
 struct {
@@ -123,7 +132,7 @@ static __always_inline __u64 current_cgroup_key(void)
 }
 
 /* Events that could not be counted (map full). */
-enum drop { DROP_COUNTERS, DROP_ERRNOS, DROP_PROCESSES, DROP_SCHED };
+enum drop { DROP_COUNTERS, DROP_ERRNOS, DROP_PROCESSES, DROP_SCHED, DROP_UNCOUNTED };
 
 static __always_inline void count_drop(enum drop which)
 {
@@ -138,8 +147,32 @@ static __always_inline void count_drop(enum drop which)
 		d->process_map_full++;
 	else if (which == DROP_SCHED)
 		d->sched_map_full++;
+	else if (which == DROP_UNCOUNTED)
+		d->uncounted_map_full++;
 	else
 		d->map_full++;
+}
+
+/*
+ * An event of a cgroup that found the counters map full, under its key: map_full says how
+ * many were lost, this says whose. Atomic: the map is shared by all CPUs.
+ */
+static __always_inline void count_uncounted(__u64 key)
+{
+	__u64 one = 1, *lost = bpf_map_lookup_elem(&uncounted, &key);
+
+	if (lost) {
+		__sync_fetch_and_add(lost, 1);
+		return;
+	}
+	if (!bpf_map_update_elem(&uncounted, &key, &one, BPF_NOEXIST))
+		return;
+	/* another CPU may have made the entry meanwhile */
+	lost = bpf_map_lookup_elem(&uncounted, &key);
+	if (lost)
+		__sync_fetch_and_add(lost, 1);
+	else
+		count_drop(DROP_UNCOUNTED);
 }
 
 /*
@@ -156,6 +189,7 @@ static __noinline int create_counters(__u64 key)
 	err = bpf_map_update_elem(&counters, &key, &zero, BPF_NOEXIST);
 	if (err && err != -EEXIST) {
 		count_drop(DROP_COUNTERS);
+		count_uncounted(key);
 		return -1;
 	}
 	return 0;

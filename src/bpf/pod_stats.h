@@ -13,6 +13,11 @@
 
 /* Default size of the counters map; the loader may change it. */
 #define POD_STATS_DEFAULT_MAX_CGROUPS 4096
+/*
+ * Size of the uncounted map: cgroups whose events found the counters map full,
+ * with how many they lost, so that user space knows which cgroups' figures are short.
+ */
+#define POD_STATS_MAX_UNCOUNTED 1024
 /* Size of the failed-opens-by-errno map: (cgroup, errno) pairs; a cgroup sees a few errnos. */
 #define POD_STATS_MAX_ERRNO_KEYS 8192
 
@@ -146,6 +151,7 @@ struct pod_stats_drops {
 	__u64 errno_map_full;	/* a failed open's (cgroup, errno) found its map full */
 	__u64 process_map_full;	/* on demand (procs): a process found its map full */
 	__u64 sched_map_full;	/* sched: a cgroup found the sched map full */
+	__u64 uncounted_map_full;	/* an event of map_full whose cgroup found the uncounted map full too */
 };
 
 #endif /* POD_STATS_H */
