@@ -92,14 +92,14 @@ struct pod_stats *pod_stats_open(const char *btf_custom_path);
 void pod_stats_set_config(struct pod_stats *skel, const struct pod_stats_config *config);
 int pod_stats_load(struct pod_stats *skel);
 void pod_stats_destroy(struct pod_stats *skel);
-int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 hash_capacity,
+int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 hash_capacity, __u32 chunk,
                             __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values,
-                            const struct pod_stats_slot *slots, __u32 *slot_entries);
+                            const struct pod_stats_slot *slots, __u32 slot_bits, __u32 *slot_entries);
 struct pod_stats_slot *pod_stats_map_slots(int map_fd, size_t size);
 void pod_stats_unmap_slots(struct pod_stats_slot *slots, size_t size);
-__u32 pod_stats_slot_of(__u64 key);
-__u32 pod_stats_retire_slots(struct pod_stats_slot *slots, int ncpus, const __u64 *keys, __u32 count,
-                             __u32 *retired);
+__u32 pod_stats_slot_of(__u64 key, __u32 slot_bits);
+__u32 pod_stats_retire_slots(struct pod_stats_slot *slots, int ncpus, __u32 slot_bits, const __u64 *keys,
+                             __u32 count, __u32 *retired);
 void pod_stats_free_slots(struct pod_stats_slot *slots, const __u32 *indices, __u32 count);
 int pod_stats_delete_keys(int map_fd, const void *keys, size_t key_size, __u32 count);
 int pod_stats_read_u64_map(int map_fd, __u32 capacity, __u64 *keys, __u64 *values);
@@ -213,15 +213,30 @@ static void pod_stats_add_counters(struct pod_stats_counters *sum, const struct 
         to[f] += from[f];
 }
 
-/*
- * Every entry of the per-CPU counters hash map into keys[] and sums[] (summed over
- * CPUs); per_cpu_values is scratch space for capacity * ncpus values. Returns the
- * number of entries or -errno (-ENOTSUP: no batch operations, see below).
- */
-static int pod_stats_read_hash(int map_fd, int ncpus, bool use_batch, __u32 capacity,
-                               __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values)
+/* sums[i] = the ncpus per-CPU values at values[i * ncpus ...], added up. */
+static void pod_stats_sum_cpus(struct pod_stats_counters *sums, const char *values, __u32 count, int ncpus)
 {
     const size_t stride = sizeof(struct pod_stats_counters) * ncpus;
+
+    for (__u32 i = 0; i < count; i++) {
+        const struct pod_stats_counters *cpu_value = (const void *)(values + (size_t)i * stride);
+
+        memset(&sums[i], 0, sizeof(sums[i]));
+        for (int cpu = 0; cpu < ncpus; cpu++)
+            pod_stats_add_counters(&sums[i], &cpu_value[cpu]);
+    }
+}
+
+/*
+ * Every entry of the per-CPU counters hash map into keys[] and sums[] (summed over
+ * CPUs), read in batches of at most `chunk` entries: per_cpu_values is scratch space
+ * for chunk * ncpus values, so that it does not grow with the map's capacity times the
+ * CPU count. Returns the number of entries or -errno (-ENOTSUP: no batch operations,
+ * see below).
+ */
+static int pod_stats_read_hash(int map_fd, int ncpus, bool use_batch, __u32 capacity, __u32 chunk,
+                               __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values)
+{
     char *values = per_cpu_values;
     __u32 total = 0;
 
@@ -231,36 +246,41 @@ static int pod_stats_read_hash(int map_fd, int ncpus, bool use_batch, __u32 capa
         void *in_batch = NULL;
 
         while (total < capacity) {
-            __u32 count = capacity - total;
-            int err = bpf_map_lookup_batch(map_fd, in_batch, &batch_token, keys + total,
-                                           values + (size_t)total * stride, &count, &opts);
-            total += count;  /* valid on success and at the end (ENOENT) */
+            __u32 count = capacity - total < chunk ? capacity - total : chunk;
+            int err = bpf_map_lookup_batch(map_fd, in_batch, &batch_token, keys + total, values, &count, &opts);
+
+            /* count is valid on success and at the end (ENOENT) */
+            pod_stats_sum_cpus(sums + total, values, count, ncpus);
+            total += count;
             if (err) {
                 if (errno == ENOENT)
                     break;
                 if (errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP || errno == 524)
                     return -ENOTSUP;
+                if (errno == ENOSPC) {
+                    /* a hash bucket holds more entries than a chunk: this read goes key by key */
+                    total = 0;
+                    goto key_by_key;
+                }
                 return -errno;
             }
             in_batch = &batch_token;
         }
-    } else {
+        return total;
+    }
+key_by_key:
+    {
         __u64 key, next;
         bool started = false;
 
         /* a failing step ends the walk: what was read stands */
-        while (total < capacity && pod_stats_next_key(map_fd, &started, &key, &next, sizeof(key)) > 0)
+        while (total < capacity && pod_stats_next_key(map_fd, &started, &key, &next, sizeof(key)) > 0) {
             /* an entry deleted between the two calls is simply skipped */
-            if (bpf_map_lookup_elem(map_fd, &next, values + (size_t)total * stride) == 0)
+            if (bpf_map_lookup_elem(map_fd, &next, values) == 0) {
+                pod_stats_sum_cpus(sums + total, values, 1, ncpus);
                 keys[total++] = next;
-    }
-
-    for (__u32 i = 0; i < total; i++) {
-        const struct pod_stats_counters *cpu_value = (const void *)(values + (size_t)i * stride);
-
-        memset(&sums[i], 0, sizeof(sums[i]));
-        for (int cpu = 0; cpu < ncpus; cpu++)
-            pod_stats_add_counters(&sums[i], &cpu_value[cpu]);
+            }
+        }
     }
     return total;
 }
@@ -278,9 +298,9 @@ static void pod_stats_unmap_slots(struct pod_stats_slot *slots, size_t size)
     munmap(slots, size);
 }
 
-static __u32 pod_stats_slot_of(__u64 key)
+static __u32 pod_stats_slot_of(__u64 key, __u32 slot_bits)
 {
-    return POD_STATS_SLOT_OF(key);
+    return POD_STATS_SLOT_OF(key, slot_bits);
 }
 
 /*
@@ -288,15 +308,16 @@ static __u32 pod_stats_slot_of(__u64 key)
  * A key sits only at its own index on every CPU, so each index's entries are
  * contiguous: entries[i] .. entries[i + 1] - 1 (for the hash entries to join).
  */
-static __u32 pod_stats_read_slots(const struct pod_stats_slot *slots, int ncpus, __u32 capacity,
+static __u32 pod_stats_read_slots(const struct pod_stats_slot *slots, int ncpus, __u32 slot_bits, __u32 capacity,
                                   __u64 *keys, struct pod_stats_counters *sums, __u32 *entries)
 {
+    const __u32 per_cpu = 1U << slot_bits;
     __u32 total = 0;
 
-    for (__u32 i = 0; i < POD_STATS_SLOTS_PER_CPU; i++) {
+    for (__u32 i = 0; i < per_cpu; i++) {
         entries[i] = total;
         for (int cpu = 0; cpu < ncpus; cpu++) {
-            const struct pod_stats_slot *slot = &slots[(size_t)cpu * POD_STATS_SLOTS_PER_CPU + i];
+            const struct pod_stats_slot *slot = &slots[(size_t)cpu * per_cpu + i];
             /* acquire: a slot's counters are read after the key that owns them */
             __u64 key = __atomic_load_n(&slot->key, __ATOMIC_ACQUIRE);
             __u32 j = entries[i];
@@ -315,7 +336,7 @@ static __u32 pod_stats_read_slots(const struct pod_stats_slot *slots, int ncpus,
             pod_stats_add_counters(&sums[j], &slot->counters);
         }
     }
-    entries[POD_STATS_SLOTS_PER_CPU] = total;
+    entries[per_cpu] = total;
     return total;
 }
 
@@ -323,17 +344,16 @@ static __u32 pod_stats_read_slots(const struct pod_stats_slot *slots, int ncpus,
  * Every cgroup's counters, summed over CPUs and over slot table and hash map:
  * keys[] and sums[] (room for 2 * hash_capacity: a key holds slots only while it
  * has a hash entry) get one entry per key. per_cpu_values is scratch space for
- * hash_capacity * ncpus hash values; slot_entries for POD_STATS_SLOTS_PER_CPU + 1
- * indices. Returns the number of entries or -errno; -ENOTSUP when use_batch is
- * set and the kernel has no batch operations for the map (callers then retry
- * without).
+ * chunk * ncpus hash values; slot_entries for (1 << slot_bits) + 1 indices.
+ * Returns the number of entries or -errno; -ENOTSUP when use_batch is set and the
+ * kernel has no batch operations for the map (callers then retry without).
  */
-static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 hash_capacity,
+static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 hash_capacity, __u32 chunk,
                                    __u64 *keys, struct pod_stats_counters *sums, void *per_cpu_values,
-                                   const struct pod_stats_slot *slots, __u32 *slot_entries)
+                                   const struct pod_stats_slot *slots, __u32 slot_bits, __u32 *slot_entries)
 {
-    __u32 in_slots = pod_stats_read_slots(slots, ncpus, hash_capacity, keys, sums, slot_entries);
-    int in_hash = pod_stats_read_hash(map_fd, ncpus, use_batch, hash_capacity, keys + in_slots,
+    __u32 in_slots = pod_stats_read_slots(slots, ncpus, slot_bits, hash_capacity, keys, sums, slot_entries);
+    int in_hash = pod_stats_read_hash(map_fd, ncpus, use_batch, hash_capacity, chunk, keys + in_slots,
                                       sums + in_slots, per_cpu_values);
     __u32 total = in_slots;
 
@@ -341,7 +361,7 @@ static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 
         return in_hash;
     /* a hash entry whose key also holds slots is added to theirs, else kept */
     for (__u32 h = in_slots; h < in_slots + (__u32)in_hash; h++) {
-        __u32 i = POD_STATS_SLOT_OF(keys[h]), j = slot_entries[i];
+        __u32 i = POD_STATS_SLOT_OF(keys[h], slot_bits), j = slot_entries[i];
 
         while (j < slot_entries[i + 1] && keys[j] != keys[h])
             j++;
@@ -361,8 +381,8 @@ static int pod_stats_read_counters(int map_fd, int ncpus, bool use_batch, __u32 
  * retired (programs then count that key in the hash map, and nothing takes the
  * slot). Its index goes to retired[] (room for count * ncpus). Returns how many.
  */
-static __u32 pod_stats_retire_slots(struct pod_stats_slot *slots, int ncpus, const __u64 *keys, __u32 count,
-                                    __u32 *retired)
+static __u32 pod_stats_retire_slots(struct pod_stats_slot *slots, int ncpus, __u32 slot_bits, const __u64 *keys,
+                                    __u32 count, __u32 *retired)
 {
     __u32 n = 0;
 
@@ -370,7 +390,7 @@ static __u32 pod_stats_retire_slots(struct pod_stats_slot *slots, int ncpus, con
         if (keys[k] == POD_STATS_SLOT_FREE || keys[k] == POD_STATS_SLOT_RETIRED)
             continue;
         for (int cpu = 0; cpu < ncpus; cpu++) {
-            __u32 index = cpu * POD_STATS_SLOTS_PER_CPU + POD_STATS_SLOT_OF(keys[k]);
+            __u32 index = ((__u32)cpu << slot_bits) + POD_STATS_SLOT_OF(keys[k], slot_bits);
 
             /* only the owning CPU's program writes a key, and only into a free slot */
             if (__atomic_load_n(&slots[index].key, __ATOMIC_ACQUIRE) == keys[k]) {

@@ -80,6 +80,124 @@ FIELD_GROUPS = {
 assert set(FIELD_GROUPS) == set(COUNTER_FIELDS), "every counter needs its probe group"
 
 
+# -- memory: what the maps and buffers cost, at any CPU count ---------------------------------
+#
+# Per-CPU maps cost their value size times the possible-CPU count per entry, so at a fixed
+# size they grow with the node. The loader sizes what scales with CPUs from fixed budgets
+# instead, so that the agent stays within its DaemonSet memory limit on any node:
+# the counters (and, opt-in, sched) maps' entries, the slot table's slots per CPU, and the
+# scratch space that batched reads of the per-CPU hash map need.
+PER_CPU_MAPS_BUDGET = 32 << 20  # counters + sched per-CPU values, all CPUs
+SLOT_TABLE_BUDGET = 16 << 20  # the slot table, all CPUs
+READ_SCRATCH_BUDGET = 1 << 20  # user space's per-CPU values of one batch of the counters map
+_MIN_READ_CHUNK = 16  # entries per batch however many CPUs (a hash bucket rarely holds more)
+# Sizes of the kernel's own structures that memlock (fdinfo) adds (kernel 6.x, 64-bit): the
+# hash table's header, an element's header and its buckets, an array's header, the ring's.
+_HTAB_BYTES, _HTAB_ELEM_BYTES, _HTAB_BUCKET_BYTES, _HTAB_LOCKS_PER_CPU = 832, 48, 16, 8
+_ARRAY_BYTES, _RINGBUF_BYTES, _RINGBUF_META_PAGES = 312, 304, 3
+
+_COUNTERS_BYTES = ffi.sizeof("struct pod_stats_counters")
+_SCHED_BYTES = ffi.sizeof("struct pod_stats_sched")
+_SLOT_BYTES = ffi.sizeof("struct pod_stats_slot")
+
+
+@dataclass(frozen=True)
+class MapSizes:
+    """How big the loader makes each map and user-space buffer (map_sizes)."""
+
+    ncpus: int  # possible CPUs
+    max_cgroups: int  # entries of the counters (and sched) map
+    over_budget: bool  # an explicit max_cgroups beyond PER_CPU_MAPS_BUDGET
+    slot_bits: int  # the slot table has 1 << slot_bits slots per CPU
+    read_chunk: int  # counters entries per batched read
+    kernel_bytes: Dict[str, int]  # per map: the kernel's memlock figure for it
+    user_bytes: Dict[str, int]  # per user-space buffer that lives as long as the loader
+
+    @property
+    def slots_per_cpu(self) -> int:
+        return 1 << self.slot_bits
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.kernel_bytes.values()) + sum(self.user_bytes.values())
+
+
+def _round_up(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def hash_map_bytes(entries: int, key_size: int, value_size: int, ncpus: int, percpu: bool) -> int:
+    """A preallocated BPF hash map's memory, as the kernel counts it (memlock in fdinfo)."""
+    value = _round_up(value_size, 8)
+    usage = _HTAB_BYTES + _HTAB_BUCKET_BYTES * _pow2_at_least(entries) + 4 * ncpus * _HTAB_LOCKS_PER_CPU
+    if percpu:  # elements hold a pointer to their per-CPU values
+        return usage + entries * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + 8) + entries * value * ncpus
+    # shared values: one spare element per CPU, and a per-CPU pointer to it
+    return usage + (entries + ncpus) * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + value) + 8 * ncpus
+
+
+def array_map_bytes(entries: int, value_size: int, ncpus: int, percpu: bool = False,
+                    mmapable: bool = False, page_size: int = 4096) -> int:
+    value = _round_up(value_size, 8)
+    if percpu:
+        return _ARRAY_BYTES + entries * 8 + entries * value * ncpus
+    if mmapable:
+        return _round_up(_ARRAY_BYTES, page_size) + _round_up(entries * value, page_size)
+    return _ARRAY_BYTES + entries * value
+
+
+def ringbuf_map_bytes(size: int, page_size: int = 4096) -> int:
+    data_pages = size // page_size
+    return (_RINGBUF_BYTES + _RINGBUF_META_PAGES * page_size + size
+            + (_RINGBUF_META_PAGES + 2 * data_pages) * 8)
+
+
+def map_sizes(ncpus: int, max_cgroups: Optional[int] = None, *, sched: bool = False, errnos: bool = True,
+              page_size: int = 4096) -> MapSizes:
+    """The sizes the loader gives the always-on agent's maps and buffers on a node with `ncpus`
+    possible CPUs (pure: for any CPU count, without a kernel). The on-demand groups' maps
+    (files, procs) and sched's task storage (per task, not per CPU) are not included."""
+    per_entry = (_COUNTERS_BYTES + (_SCHED_BYTES if sched else 0)) * ncpus
+    fitting = min(lib.POD_STATS_DEFAULT_MAX_CGROUPS, max(1, PER_CPU_MAPS_BUDGET // per_entry))
+    entries = max_cgroups or fitting
+    slot_bits = lib.POD_STATS_MAX_SLOT_BITS
+    while slot_bits > lib.POD_STATS_MIN_SLOT_BITS and (ncpus << slot_bits) * _SLOT_BYTES > SLOT_TABLE_BUDGET:
+        slot_bits -= 1
+    chunk = max(_MIN_READ_CHUNK, min(entries, READ_SCRATCH_BUDGET // (_COUNTERS_BYTES * ncpus)))
+    errno_entries = lib.POD_STATS_MAX_ERRNO_KEYS if errnos else 1
+    kernel = {
+        "counters": hash_map_bytes(entries, 8, _COUNTERS_BYTES, ncpus, percpu=True),
+        "slots": array_map_bytes(ncpus << slot_bits, _SLOT_BYTES, ncpus, mmapable=True, page_size=page_size),
+        "uncounted": hash_map_bytes(lib.POD_STATS_MAX_UNCOUNTED, 8, 8, ncpus, percpu=False),
+        "open_errnos": hash_map_bytes(errno_entries, ffi.sizeof("struct pod_stats_errno_key"), 8, ncpus,
+                                      percpu=False),
+        "drops": array_map_bytes(1, ffi.sizeof("struct pod_stats_drops"), ncpus, percpu=True),
+        "changes": array_map_bytes(1, ffi.sizeof("struct pod_stats_changes"), ncpus, percpu=True),
+        "cgroup_events": ringbuf_map_bytes(lib.POD_STATS_CGROUP_EVENTS_BYTES, page_size),
+        "cgroup_event_scratch": array_map_bytes(1, ffi.sizeof("struct pod_stats_cgroup_event") + 8, ncpus,
+                                                percpu=True),
+    }
+    if sched:
+        kernel["sched"] = hash_map_bytes(entries, 8, _SCHED_BYTES, ncpus, percpu=True)
+    user = {
+        "counters keys and sums": 2 * entries * (8 + _COUNTERS_BYTES),  # slot entries, then hash entries
+        "counters read scratch": chunk * ncpus * _COUNTERS_BYTES,
+        "slot entries": ((1 << slot_bits) + 1) * 4,
+        "drops and changes": ncpus * (ffi.sizeof("struct pod_stats_drops") + ffi.sizeof("struct pod_stats_changes")),
+        "open errnos": errno_entries * (ffi.sizeof("struct pod_stats_errno_key") + 8),
+        "uncounted": lib.POD_STATS_MAX_UNCOUNTED * 16,
+        "cgroup events": CGROUP_EVENTS_BUFFER_BYTES + ffi.sizeof("struct pod_stats_cgroup_event"),
+    }
+    if sched:
+        user["sched"] = entries * (8 + _SCHED_BYTES) + ncpus * _SCHED_BYTES
+    over_budget = bool(max_cgroups) and max_cgroups * per_entry > PER_CPU_MAPS_BUDGET
+    return MapSizes(ncpus, entries, over_budget, slot_bits, chunk, kernel, user)
+
+
 class CgroupKey(NamedTuple):
     hierarchy: str  # cgroups.V2 or cgroups.V1_MEMORY
     cgroup_id: int  # the cgroup directory's inode number
@@ -354,7 +472,16 @@ class PodStatsBpf:
         self._net_source_asked = net_source
         self.net_source: Optional[str] = None  # what counts net bytes once attached
         self.v2_root_cgroup_id = v2_root_cgroup_id
-        self.max_cgroups = max_cgroups or lib.POD_STATS_DEFAULT_MAX_CGROUPS
+        self._ncpus = lib.libbpf_num_possible_cpus()
+        if self._ncpus <= 0:
+            raise BpfError("reading the possible-CPU count failed", -self._ncpus)
+        self.sizes = map_sizes(self._ncpus, max_cgroups, sched="sched" in self.wanted, errnos="errno" in self.wanted)
+        if self.sizes.over_budget:
+            log.warning("--max-cgroups %d on %d CPUs: the per-CPU maps take %d MiB, more than the %d MiB "
+                        "budget they are sized from by default", self.sizes.max_cgroups, self._ncpus,
+                        self.sizes.kernel_bytes["counters"] + self.sizes.kernel_bytes.get("sched", 0) >> 20,
+                        PER_CPU_MAPS_BUDGET >> 20)
+        self.max_cgroups = self.sizes.max_cgroups
         self.btf_path = btf_path
         self.use_batch = use_batch
         self.probes: List[Probe] = []
@@ -447,6 +574,7 @@ class PodStatsBpf:
         config.key_mode = int(self.key_mode)
         config.v2_root_cgroup_id = self.v2_root_cgroup_id
         config.count_open_errnos = int("errno" in self.wanted)
+        config.slot_bits = self.sizes.slot_bits
         lib.pod_stats_set_config(self._skel, config)
 
         self._counters_map = lib.bpf_object__find_map_by_name(obj, b"counters")
@@ -457,9 +585,8 @@ class PodStatsBpf:
         self._files_map = lib.bpf_object__find_map_by_name(obj, b"files")
         self._processes_map = lib.bpf_object__find_map_by_name(obj, b"process_opens")
         lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
-        self._ncpus = lib.libbpf_num_possible_cpus()
         self._slots_map = lib.bpf_object__find_map_by_name(obj, b"slots")
-        lib.bpf_map__set_max_entries(self._slots_map, self._ncpus * lib.POD_STATS_SLOTS_PER_CPU)
+        lib.bpf_map__set_max_entries(self._slots_map, self._ncpus * self.sizes.slots_per_cpu)
         for group, maps in _SHRUNK_WHEN_OFF.items():
             if group not in self.wanted:
                 for map_name in maps:
@@ -557,16 +684,17 @@ class PodStatsBpf:
                 err = ffi.errno
                 raise BpfError("opening the cgroup events ring failed", err, _hint_for(err))
 
-        self._slots_size = self._ncpus * lib.POD_STATS_SLOTS_PER_CPU * ffi.sizeof("struct pod_stats_slot")
+        self._slots_size = self._ncpus * self.sizes.slots_per_cpu * ffi.sizeof("struct pod_stats_slot")
         self._slots = lib.pod_stats_map_slots(lib.bpf_map__fd(self._slots_map), self._slots_size)
         if self._slots == ffi.NULL:
             err = ffi.errno
             raise BpfError("mapping the slot table failed", err, _hint_for(err))
-        self._slot_entries = ffi.new("__u32[]", lib.POD_STATS_SLOTS_PER_CPU + 1)
+        self._slot_entries = ffi.new("__u32[]", self.sizes.slots_per_cpu + 1)
         self._hash_capacity = capacity = lib.bpf_map__max_entries(self._counters_map)
         self._keys = ffi.new("__u64[]", 2 * capacity)  # slot entries, then hash entries
         self._sums = ffi.new("struct pod_stats_counters[]", 2 * capacity)
-        self._per_cpu = ffi.new("char[]", capacity * self._ncpus * ffi.sizeof("struct pod_stats_counters"))
+        # one batch of per-CPU values at a time (map_sizes): not capacity x CPUs
+        self._per_cpu = ffi.new("char[]", self.sizes.read_chunk * self._ncpus * ffi.sizeof("struct pod_stats_counters"))
         self._drops_per_cpu = ffi.new("struct pod_stats_drops[]", self._ncpus)
         self._changes_per_cpu = ffi.new("struct pod_stats_changes[]", self._ncpus)
         errno_capacity = lib.bpf_map__max_entries(self._errnos_map)
@@ -643,8 +771,9 @@ class PodStatsBpf:
         """Every cgroup's counters since attach, summed over CPUs, in one pass over the map."""
         self._free_retired_slots()
         fd = lib.bpf_map__fd(self._counters_map)
-        n = lib.pod_stats_read_counters(fd, self._ncpus, self.use_batch, self._hash_capacity,
-                                        self._keys, self._sums, self._per_cpu, self._slots, self._slot_entries)
+        n = lib.pod_stats_read_counters(fd, self._ncpus, self.use_batch, self._hash_capacity, self.sizes.read_chunk,
+                                        self._keys, self._sums, self._per_cpu, self._slots, self.sizes.slot_bits,
+                                        self._slot_entries)
         if n == -errno.ENOTSUP and self.use_batch:
             log.info("kernel has no batch map lookups; reading the map key by key")
             self.use_batch = False
@@ -808,7 +937,8 @@ class PodStatsBpf:
                                       ffi.sizeof("struct pod_stats_errno_key"), len(errno_keys))
         keys_array = ffi.new("__u64[]", raw)
         retired = ffi.new("__u32[]", len(raw) * self._ncpus)
-        count = lib.pod_stats_retire_slots(self._slots, self._ncpus, keys_array, len(raw), retired)
+        count = lib.pod_stats_retire_slots(self._slots, self._ncpus, self.sizes.slot_bits, keys_array, len(raw),
+                                           retired)
         if count:
             self._retired_slots.append((time.monotonic(), retired, count))
         if self._sched_keys is not None:

@@ -254,13 +254,14 @@ def test_deleted_entry_starts_again_from_zero(probes, new_cgroup):
 # The slot table in front of the counters hash map (pod_stats.h): direct-mapped per CPU.
 
 def _slot_index(bpf: PodStatsBpf, key: CgroupKey, cpu: int) -> int:
-    return cpu * lib.POD_STATS_SLOTS_PER_CPU + lib.pod_stats_slot_of(bpf._encode_key(key))
+    bits = bpf.sizes.slot_bits
+    return (cpu << bits) + lib.pod_stats_slot_of(bpf._encode_key(key), bits)
 
 
-def _colliding_key(raw: int) -> int:
+def _colliding_key(raw: int, bits: int) -> int:
     """Another key (of no cgroup: v2 ids are far below 2^40) at the same slot index."""
     candidate = 1 << 40
-    while lib.pod_stats_slot_of(candidate) != lib.pod_stats_slot_of(raw):
+    while lib.pod_stats_slot_of(candidate, bits) != lib.pod_stats_slot_of(raw, bits):
         candidate += 1
     return candidate
 
@@ -280,7 +281,7 @@ def test_slot_taken_by_another_key_counts_in_the_hash_map_and_reads_sum_both(mou
     cgroup = new_cgroup()
     key = _key(cgroup)
     with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino) as bpf:
-        occupant = _colliding_key(bpf._encode_key(key))
+        occupant = _colliding_key(bpf._encode_key(key), bpf.sizes.slot_bits)
         bpf._slots[_slot_index(bpf, key, 1)].key = occupant  # as a program on CPU 1 would have
         _in_cgroup_on_cpu(cgroup, 0, lambda: _opens(EXISTING, 7))
         _in_cgroup_on_cpu(cgroup, 1, lambda: (_opens(EXISTING, 5), _opens(MISSING, 3)))

@@ -23,11 +23,11 @@ struct {
 	__type(value, struct pod_stats_counters);
 } counters SEC(".maps");
 
-/* See pod_stats.h: max_entries becomes POD_STATS_SLOTS_PER_CPU x possible CPUs at load. */
+/* See pod_stats.h: max_entries becomes (1 << slot_bits) x possible CPUs at load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, POD_STATS_SLOTS_PER_CPU);
+	__uint(max_entries, 1 << POD_STATS_MAX_SLOT_BITS);
 	__type(key, __u32);
 	__type(value, struct pod_stats_slot);
 } slots SEC(".maps");
@@ -209,7 +209,8 @@ static __noinline int create_counters(__u64 key)
  */
 static __always_inline struct pod_stats_counters *counters_of(__u64 key)
 {
-	__u32 index = bpf_get_smp_processor_id() * POD_STATS_SLOTS_PER_CPU + POD_STATS_SLOT_OF(key);
+	__u32 bits = pod_stats_config.slot_bits;
+	__u32 index = (bpf_get_smp_processor_id() << bits) + POD_STATS_SLOT_OF(key, bits);
 	struct pod_stats_slot *slot = bpf_map_lookup_elem(&slots, &index);
 	struct pod_stats_counters *c;
 

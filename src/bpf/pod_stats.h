@@ -11,7 +11,11 @@
 #ifndef POD_STATS_H
 #define POD_STATS_H
 
-/* Default size of the counters map; the loader may change it. */
+/*
+ * Largest size of the counters (and sched) map; the loader chooses the size from a
+ * memory budget and the possible-CPU count (pod_stats/bpf.py: map_sizes), --max-cgroups
+ * overrides it.
+ */
 #define POD_STATS_DEFAULT_MAX_CGROUPS 4096
 /*
  * Size of the uncounted map: cgroups whose events found the counters map full,
@@ -44,6 +48,8 @@ struct pod_stats_config {
 	__u32 key_mode;
 	__u32 count_open_errnos;	/* 1: failed opens are also counted by errno (probe group errno) */
 	__u64 v2_root_cgroup_id;
+	__u32 slot_bits;		/* the slot table has 1 << slot_bits slots per CPU (see below) */
+	__u32 reserved;
 };
 
 /*
@@ -64,19 +70,20 @@ struct pod_stats_counters {
 
 /*
  * The fast path in front of the counters hash map: a direct-mapped table of
- * counters per CPU (an array map, POD_STATS_SLOTS_PER_CPU slots for CPU 0,
- * then CPU 1's, ...), indexed by a multiplicative hash of the cgroup key. A
- * cgroup that holds its slot on a CPU is counted there with one array lookup
- * instead of a hash lookup; one that finds the slot held by another cgroup is
- * counted in the hash map, as before. A cgroup takes a free slot only once it
- * has its hash entry, so the hash map stays the register of counted cgroups
- * (its size is --max-cgroups). The table is mmap()ed by user space, which
- * reads it in place and frees the slots of dead cgroups in two steps: first
- * retired (no program counts there any more), later zeroed and freed.
+ * counters per CPU (an array map, 1 << slot_bits slots for CPU 0, then CPU 1's,
+ * ...), indexed by a multiplicative hash of the cgroup key. A cgroup that holds
+ * its slot on a CPU is counted there with one array lookup instead of a hash
+ * lookup; one that finds the slot held by another cgroup is counted in the hash
+ * map, as before. A cgroup takes a free slot only once it has its hash entry, so
+ * the hash map stays the register of counted cgroups (its size is --max-cgroups).
+ * The table is mmap()ed by user space, which reads it in place and frees the
+ * slots of dead cgroups in two steps: first retired (no program counts there any
+ * more), later zeroed and freed. slot_bits (struct pod_stats_config) is chosen at
+ * load from the possible-CPU count so that the table fits a fixed memory budget.
  */
-#define POD_STATS_SLOT_BITS 11
-#define POD_STATS_SLOTS_PER_CPU 2048	/* 1 << POD_STATS_SLOT_BITS */
-#define POD_STATS_SLOT_OF(key) ((__u32)(((__u64)(key) * 0x9E3779B97F4A7C15ULL) >> (64 - POD_STATS_SLOT_BITS)))
+#define POD_STATS_MIN_SLOT_BITS 8	/* 256 slots per CPU */
+#define POD_STATS_MAX_SLOT_BITS 11	/* 2,048 slots per CPU */
+#define POD_STATS_SLOT_OF(key, bits) ((__u32)(((__u64)(key) * 0x9E3779B97F4A7C15ULL) >> (64 - (bits))))
 /* A slot's key: 0 while free; while being freed, the v1-memory tag on cgroup id 0 (no cgroup's). */
 #define POD_STATS_SLOT_FREE 0
 #define POD_STATS_SLOT_RETIRED (1ULL << POD_STATS_KEY_V1_MEMORY_BIT)
