@@ -209,7 +209,7 @@ static __noinline int create_counters(__u64 key)
  */
 static __always_inline struct pod_stats_counters *counters_of(__u64 key)
 {
-	__u32 bits = pod_stats_config.slot_bits;
+	__u64 bits = pod_stats_config.slot_bits;  /* 64-bit: the shifts need no zero-extension */
 	__u32 index = (bpf_get_smp_processor_id() << bits) + POD_STATS_SLOT_OF(key, bits);
 	struct pod_stats_slot *slot = bpf_map_lookup_elem(&slots, &index);
 	struct pod_stats_counters *c;
@@ -696,8 +696,8 @@ static __always_inline __u64 key_of_cgroup(struct cgroup *cgrp)
 static __always_inline int send_cgroup_event(struct cgroup *cgrp, const char *path, __u32 kind)
 {
 	struct cgroup_event_scratch *scratch;
-	__u32 zero = 0, size = 0;
-	__u64 key;
+	__u32 zero = 0;
+	__u64 key, size = 0;
 	long len;
 
 	count_change(false);
@@ -719,7 +719,12 @@ static __always_inline int send_cgroup_event(struct cgroup *cgrp, const char *pa
 			scratch->event.flags = POD_STATS_CGROUP_PATH_TRUNCATED;
 	}
 	scratch->event.path_size = size;
-	if (size > POD_STATS_CGROUP_PATH_MAX)  /* for the verifier: it is not */
+	/*
+	 * The bound again, on the register the size is passed in: clang tests len - 1 in a
+	 * copy above, and verifiers before 6.x do not carry that bound over to len.
+	 */
+	barrier_var(size);
+	if (size > POD_STATS_CGROUP_PATH_MAX)
 		return 0;
 	if (bpf_ringbuf_output(&cgroup_events, &scratch->event,
 			       offsetof(struct pod_stats_cgroup_event, path) + size, 0))
