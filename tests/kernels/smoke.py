@@ -225,6 +225,28 @@ class Suite:
             raise AssertionError(f"(opens, errors) by source {got}, expected (500, 100) from each")
         return "fexit and syscall tracepoints both count 500 opens (100 failed) of open, openat, openat2, creat"
 
+    def check_cgroup_events(self) -> str:
+        """The tp_btf cgroup_mkdir/rmdir programs load (ring buffer: 5.8+) and send a new v2
+        cgroup's key and path, then its removal, exactly."""
+        from pod_stats.bpf import HIERARCHY_V2, CgroupEvent, CgroupKey, KeyMode, PodStatsBpf
+
+        root = v2_root()
+        with PodStatsBpf(KeyMode.V2, os.stat(root).st_ino, probes={"opens"}) as bpf:
+            if not bpf.cgroup_events_available:
+                reasons = sorted({f"{p.program}: {p.reason}" for p in bpf.probes
+                                  if p.program in ("changes_mkdir", "changes_rmdir") and not p.attached})
+                raise AssertionError(f"no cgroup events: {'; '.join(reasons)}")
+            cgroup = make_cgroup(root / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
+            key = CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino)
+            cgroup.rmdir()
+            events = [e for e in bpf.read_cgroup_events() if e.key == key]
+            lost = bpf.drops().cgroup_events_lost
+        path = "/" + str(cgroup.relative_to(root))
+        expected = [CgroupEvent("mkdir", key, path), CgroupEvent("rmdir", key, None)]
+        if events != expected or lost:
+            raise AssertionError(f"events {events}, lost {lost}; expected {expected}")
+        return f"mkdir {path} and its rmdir sent with key {key.cgroup_id}, nothing lost"
+
     def check_memory_v2(self) -> str:
         collector = self.need_collector()
         if "memory" not in (CGROUP_ROOT / "cgroup.controllers").read_text().split():
@@ -362,8 +384,8 @@ def loopback_up() -> None:
         fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"lo", flags | 1))
 
 
-VM_CHECKS = ("load", "opens_exact", "open_probes", "memory_v2", "pod_resolution", "dump_json")
-HOST_CHECKS = ("load", "opens_exact", "open_probes")
+VM_CHECKS = ("load", "opens_exact", "open_probes", "cgroup_events", "memory_v2", "pod_resolution", "dump_json")
+HOST_CHECKS = ("load", "opens_exact", "open_probes", "cgroup_events")
 
 
 def main() -> int:
