@@ -1,6 +1,7 @@
 """The agent's memory at any CPU count: map_sizes() (pure) against the DaemonSet's limit, and
 its per-map byte formula against the kernel's own figure for the loaded maps."""
 
+import logging
 import os
 import re
 import uuid
@@ -60,6 +61,18 @@ def test_sizes_shrink_with_cpus_and_an_explicit_size_wins():
     explicit = map_sizes(512, max_cgroups=4096)
     assert explicit.max_cgroups == 4096 and explicit.over_budget
     assert not map_sizes(2, max_cgroups=100).over_budget
+
+
+def test_an_explicit_size_beyond_the_budget_is_said(caplog):
+    with caplog.at_level(logging.WARNING, logger="pod_stats.bpf"):
+        bpf = PodStatsBpf(KeyMode.V2, max_cgroups=1_000_000)  # nothing loaded before `with`
+    assert bpf.max_cgroups == 1_000_000
+    (warning,) = [r.getMessage() for r in caplog.records if "--max-cgroups" in r.getMessage()]
+    assert "budget" in warning
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pod_stats.bpf"):
+        assert PodStatsBpf(KeyMode.V2).max_cgroups == map_sizes(lib.libbpf_num_possible_cpus()).max_cgroups
+    assert not caplog.records
 
 
 # -- against the kernel: the formula and the kernel's memlock figure per map ----------------
