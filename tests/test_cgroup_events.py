@@ -150,36 +150,36 @@ def test_a_ring_read_in_several_passes_loses_nothing_and_keeps_the_order(probes,
 
 
 def test_a_full_ring_counts_what_it_lost_and_works_again_once_read(mounts):
-    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, probes={"opens"}) as bpf:
-        top = Path(mounts.unified, _name())
-        top.mkdir()
-        long_name = "x" * 200
-        parent = top / long_name / long_name
-        parent.mkdir(parents=True)
-        per_pair = 8 + 16 + ((len(f"/{top.name}/{long_name}/{long_name}/0000") + 1 + 7) & ~7) + 8 + 16
-        pairs = lib.POD_STATS_CGROUP_EVENTS_BYTES // per_pair + 500  # more than the ring holds
-        bpf.read_cgroup_events()
-        for i in range(pairs):
-            (parent / f"{i:04d}").mkdir()
-            (parent / f"{i:04d}").rmdir()
-        prefix = str(parent)[len(mounts.unified):] + "/"
-        read = bpf.read_cgroup_events()
-        lost = bpf.drops().cgroup_events_lost
-        events = [e for e in read if e.kind == "mkdir" and e.path and e.path.startswith(prefix)]
-        kept = len(events)
-        assert 0 < kept < pairs
-        # the mkdir records kept are the first ones, in order (rmdir records, shorter, may still
-        # have found room after them); every record that found no room is counted
-        assert [e.path.rsplit("/", 1)[1] for e in events] == [f"{i:04d}" for i in range(kept)]
-        assert lost >= pairs - kept
-        assert len(read) + lost >= 2 * pairs
-        (parent / "again").mkdir()
-        again = _v2_key(parent / "again")
-        (parent / "again").rmdir()
-        assert [e.kind for e in bpf.read_cgroup_events() if e.key == again] == ["mkdir", "rmdir"]
-        parent.rmdir()
-        parent.parent.rmdir()
-        top.rmdir()
+    top = Path(mounts.unified, _name())
+    long_name = "x" * 200
+    parent = top / long_name / long_name
+    parent.mkdir(parents=True)
+    try:
+        with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, probes={"opens"}) as bpf:
+            per_pair = 8 + 16 + ((len(f"/{top.name}/{long_name}/{long_name}/0000") + 1 + 7) & ~7) + 8 + 16
+            pairs = lib.POD_STATS_CGROUP_EVENTS_BYTES // per_pair + 500  # more than the ring holds
+            bpf.read_cgroup_events()
+            for i in range(pairs):
+                (parent / f"{i:04d}").mkdir()
+                (parent / f"{i:04d}").rmdir()
+            prefix = str(parent)[len(mounts.unified):] + "/"
+            read = bpf.read_cgroup_events()
+            lost = bpf.drops().cgroup_events_lost
+            events = [e for e in read if e.kind == "mkdir" and e.path and e.path.startswith(prefix)]
+            kept = len(events)
+            assert 0 < kept < pairs
+            # the mkdir records kept are the first ones, in order (rmdir records, shorter, may still
+            # have found room after them); every record that found no room is counted
+            assert [e.path.rsplit("/", 1)[1] for e in events] == [f"{i:04d}" for i in range(kept)]
+            assert lost >= pairs - kept
+            assert len(read) + lost >= 2 * pairs
+            (parent / "again").mkdir()
+            again = _v2_key(parent / "again")
+            (parent / "again").rmdir()
+            assert [e.kind for e in bpf.read_cgroup_events() if e.key == again] == ["mkdir", "rmdir"]
+    finally:
+        for path in (parent, parent.parent, top):
+            path.rmdir()
 
 
 def test_where_the_ring_cannot_load_changes_are_still_counted(mounts, monkeypatch):
