@@ -34,6 +34,7 @@ def shared_header_cdef() -> str:
 
 
 CDEF = """
+typedef uint16_t __u16;
 typedef uint32_t __u32;
 typedef uint64_t __u64;
 """ + shared_header_cdef() + """
@@ -66,6 +67,7 @@ int bpf_enable_stats(int type);
 int libbpf_num_possible_cpus(void);
 int libbpf_probe_bpf_map_type(int map_type, const void *opts);
 #define BPF_MAP_TYPE_TASK_STORAGE 29
+#define BPF_MAP_TYPE_RINGBUF 27
 int libbpf_strerror(int err, char *buf, size_t size);
 int libbpf_major_version(void);
 int libbpf_minor_version(void);
@@ -100,10 +102,16 @@ __u32 pod_stats_retire_slots(struct pod_stats_slot *slots, int ncpus, const __u6
                              __u32 *retired);
 void pod_stats_free_slots(struct pod_stats_slot *slots, const __u32 *indices, __u32 count);
 int pod_stats_delete_keys(int map_fd, const void *keys, size_t key_size, __u32 count);
+int pod_stats_read_u64_map(int map_fd, __u32 capacity, __u64 *keys, __u64 *values);
 int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_errno_key *keys, __u64 *counts);
 int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *keys, struct pod_stats_sched *sums,
                          struct pod_stats_sched *per_cpu_scratch);
 void pod_stats_route_libbpf_log(int max_level);
+struct pod_stats_cgroup_events;
+struct pod_stats_cgroup_events *pod_stats_cgroup_events_open(int map_fd, size_t buffer_size);
+int pod_stats_cgroup_events_read(struct pod_stats_cgroup_events *reader, const char **records, size_t *size,
+                                 bool *more);
+void pod_stats_cgroup_events_close(struct pod_stats_cgroup_events *reader);
 
 /* src/cgroupfs/cgroupfs_batch.c */
 enum { CGFS_INTEGER = 0, CGFS_MEMORY_STAT_V1 = 1, CGFS_MEMORY_STAT_V2 = 2, CGFS_CPU_STAT_V2 = 3 };
@@ -118,6 +126,7 @@ SOURCE = r"""
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -407,6 +416,21 @@ static int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_er
     return more < 0 ? more : (int)total;
 }
 
+/* Reads a (small) map of __u64 keys and values key by key. Returns the number of entries or -errno. */
+static int pod_stats_read_u64_map(int map_fd, __u32 capacity, __u64 *keys, __u64 *values)
+{
+    __u64 key, next;
+    bool started = false;
+    __u32 total = 0;
+    int more = 0;
+
+    while (total < capacity && (more = pod_stats_next_key(map_fd, &started, &key, &next, sizeof(key))) > 0)
+        /* an entry deleted between the two calls is simply skipped */
+        if (bpf_map_lookup_elem(map_fd, &next, &values[total]) == 0)
+            keys[total++] = next;
+    return more < 0 ? more : (int)total;
+}
+
 /*
  * Reads the sched map key by key (opt-in probe), summed over CPUs, except the
  * last time a task ran, where the latest CPU's wins. Returns entries or -errno.
@@ -438,6 +462,96 @@ static int pod_stats_read_sched(int map_fd, int ncpus, __u32 capacity, __u64 *ke
         }
     }
     return more < 0 ? more : (int)total;
+}
+
+/*
+ * The cgroup life-cycle ring (pod_stats.h), drained into a buffer of ours: records are
+ * copied as they are (header + path_size bytes), each at an 8-byte-aligned offset, in the
+ * order the kernel wrote them. A record that does not fit waits in `pending` for the
+ * next read (returning an error from the callback stops libbpf's loop, but the record
+ * counts as consumed).
+ */
+struct pod_stats_cgroup_events {
+    struct ring_buffer *ring;
+    char *buffer;
+    size_t buffer_size, used;
+    size_t pending_size;
+    struct pod_stats_cgroup_event pending;
+};
+
+static size_t pod_stats_event_stride(size_t size)
+{
+    return (size + 7) & ~(size_t)7;
+}
+
+static int pod_stats_keep_cgroup_event(void *ctx, void *data, size_t size)
+{
+    struct pod_stats_cgroup_events *reader = ctx;
+
+    if (size > sizeof(reader->pending))
+        size = sizeof(reader->pending);  /* never: records are at most this long */
+    if (reader->used + pod_stats_event_stride(size) > reader->buffer_size) {
+        memcpy(&reader->pending, data, size);
+        reader->pending_size = size;
+        return -ENOSPC;
+    }
+    memcpy(reader->buffer + reader->used, data, size);
+    reader->used += pod_stats_event_stride(size);
+    return 0;
+}
+
+static struct pod_stats_cgroup_events *pod_stats_cgroup_events_open(int map_fd, size_t buffer_size)
+{
+    struct pod_stats_cgroup_events *reader = calloc(1, sizeof(*reader));
+
+    if (!reader || buffer_size < pod_stats_event_stride(sizeof(reader->pending)))
+        goto fail;
+    reader->buffer = calloc(1, buffer_size);
+    if (!reader->buffer)
+        goto fail;
+    reader->buffer_size = buffer_size;
+    reader->ring = ring_buffer__new(map_fd, pod_stats_keep_cgroup_event, reader, NULL);
+    if (!reader->ring)
+        goto fail;
+    return reader;
+fail:
+    if (reader)
+        free(reader->buffer);
+    free(reader);
+    if (!errno)
+        errno = ENOMEM;
+    return NULL;
+}
+
+/*
+ * The next records, oldest first: *records and *size say where (valid until the next
+ * call); *more is set when the buffer filled before the ring was empty. Returns 0 or -errno.
+ */
+static int pod_stats_cgroup_events_read(struct pod_stats_cgroup_events *reader, const char **records, size_t *size,
+                                        bool *more)
+{
+    int err;
+
+    reader->used = 0;
+    if (reader->pending_size) {
+        memcpy(reader->buffer, &reader->pending, reader->pending_size);
+        reader->used = pod_stats_event_stride(reader->pending_size);
+        reader->pending_size = 0;
+    }
+    err = ring_buffer__consume(reader->ring);
+    *records = reader->buffer;
+    *size = reader->used;
+    *more = err == -ENOSPC;
+    return err < 0 && err != -ENOSPC ? err : 0;
+}
+
+static void pod_stats_cgroup_events_close(struct pod_stats_cgroup_events *reader)
+{
+    if (!reader)
+        return;
+    ring_buffer__free(reader->ring);
+    free(reader->buffer);
+    free(reader);
 }
 
 /* Deletes the given keys (count keys of key_size bytes each, of dead cgroups); returns how many were present. */

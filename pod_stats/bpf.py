@@ -11,6 +11,7 @@ import enum
 import errno
 import logging
 import os
+import struct
 import time
 from collections import namedtuple
 from dataclasses import dataclass
@@ -170,7 +171,7 @@ def _tracepoint_of(section: str, events: str) -> Optional[str]:
     kernel has no such tracepoint."""
     kind, _, name = section.partition("/")
     if kind == "tp_btf":
-        for category in ("sched", "oom"):  # where ours are: no need to look through every category
+        for category in ("sched", "oom", "cgroup"):  # where ours are: no need to look through every category
             if os.path.isdir(os.path.join(events, category, name)):
                 return f"{category}/{name}"
         with contextlib.suppress(OSError):
@@ -191,6 +192,27 @@ def _unsupported(program: str, tracepoint: str, events: str) -> Optional[str]:
                 return None
         return "this kernel's oom/mark_victim does not pass the victim task (Linux 6.8+)"
     return None
+
+
+class CgroupEvent(NamedTuple):
+    """A cgroup the kernel created or removed (group changes), as it happened."""
+
+    kind: str  # "mkdir" | "rmdir"
+    key: "CgroupKey"
+    path: Optional[str]  # from the hierarchy's root (mkdir); None for rmdir or a path too long to keep
+
+
+# The tp_btf programs that send cgroup events (pod_stats.h), and the plain tracepoint programs
+# that only count the same changes where those cannot load.
+CGROUP_EVENT_PROGRAMS = ("changes_mkdir", "changes_rmdir")
+_CGROUP_COUNT_ONLY = {f"{name}_tp": name for name in CGROUP_EVENT_PROGRAMS}
+_CGROUP_EVENT_MAPS = (b"cgroup_events", b"cgroup_event_scratch")
+_CGROUP_EVENT_KINDS = {lib.POD_STATS_CGROUP_MKDIR: "mkdir", lib.POD_STATS_CGROUP_RMDIR: "rmdir"}
+# A record's header (struct pod_stats_cgroup_event up to path): key, kind, flags, path_size.
+_CGROUP_EVENT_HEADER = struct.Struct("=QIHH")
+assert _CGROUP_EVENT_HEADER.size == ffi.offsetof("struct pod_stats_cgroup_event", "path")
+# User space's copy of the ring's records, drained in as many passes as it takes.
+CGROUP_EVENTS_BUFFER_BYTES = 256 * 1024
 
 
 class FileCounts(NamedTuple):
@@ -320,6 +342,7 @@ class PodStatsBpf:
             raise ValueError(f"unknown open probe {open_probe!r} (known: {', '.join(OPEN_PROBES)})")
         self.open_probe = open_probe
         self._fexit_refused: Optional[str] = None  # why fexit could not be loaded (then retried without)
+        self._cgroup_events_refused: Optional[str] = None  # why cgroup events could not load (then retried without)
         self.wanted = frozenset(probes) | {_ALWAYS_ON}
         unknown = self.wanted - set(PROBE_GROUPS) - set(ON_DEMAND_GROUPS) - {_ALWAYS_ON}
         if unknown:
@@ -340,28 +363,44 @@ class PodStatsBpf:
         self._retired_slots: List[Tuple[float, object, int]] = []  # (when, indices, count), oldest first
         self._links: list = []
         self._programs: Dict[str, object] = {}
+        self._cgroup_events = ffi.NULL  # the ring's reader, while the cgroup event programs are attached
+        # time.monotonic() just before the first program was attached: nothing was counted
+        # earlier, so a first interval measured from here is exact (0.0 until attached)
+        self.attached_at: float = 0.0
 
     # -- life cycle ---------------------------------------------------------
 
     def __enter__(self) -> "PodStatsBpf":
         try:
-            try:
-                self._open_load_attach()
-            except BpfError as error:
-                # A kernel that lists the trampoline's function but refuses the program: count
-                # opens on the tracepoints instead of not at all.
-                if not (self.open_probe == "auto" and OPENS_FEXIT in self._programs):
-                    raise
-                log.info("%s: loading or attaching failed (%s): opens are counted on syscall tracepoints",
-                         OPENS_FEXIT, error)
-                self.close()
-                self.probes = []
-                self._fexit_refused = f"refused by this kernel ({error})"
-                self._open_load_attach()
+            while True:
+                try:
+                    self._open_load_attach()
+                    break
+                except BpfError as error:
+                    if not self._fall_back_after(error):
+                        raise
+                    self.close()
+                    self.probes = []
         except BaseException:
             self.close()
             raise
         return self
+
+    def _fall_back_after(self, error: BpfError) -> bool:
+        """After a failed load or attach: whether an optional part that this kernel may refuse
+        was in it, now left out for the retry (one part per retry)."""
+        if self.open_probe == "auto" and OPENS_FEXIT in self._programs:
+            # A kernel that lists the trampoline's function but refuses the program: count
+            # opens on the tracepoints instead of not at all.
+            log.info("%s: loading or attaching failed (%s): opens are counted on syscall tracepoints",
+                     OPENS_FEXIT, error)
+            self._fexit_refused = f"refused by this kernel ({error})"
+            return True
+        if any(name in self._programs for name in CGROUP_EVENT_PROGRAMS):
+            log.info("cgroup events: loading or attaching failed (%s): cgroup changes are only counted", error)
+            self._cgroup_events_refused = f"refused by this kernel ({error})"
+            return True
+        return False
 
     def __exit__(self, *exc_info) -> None:
         self.close()
@@ -373,6 +412,9 @@ class PodStatsBpf:
         # overlap (cffi lets go of the GIL during the call).
         with concurrent.futures.ThreadPoolExecutor(max(1, min(len(links), 16))) as pool:
             list(pool.map(lib.bpf_link__destroy, links))
+        if self._cgroup_events != ffi.NULL:
+            lib.pod_stats_cgroup_events_close(self._cgroup_events)
+            self._cgroup_events = ffi.NULL
         if self._slots != ffi.NULL:
             lib.pod_stats_unmap_slots(self._slots, self._slots_size)
             self._slots = ffi.NULL
@@ -411,6 +453,7 @@ class PodStatsBpf:
         self._drops_map = lib.bpf_object__find_map_by_name(obj, b"drops")
         self._changes_map = lib.bpf_object__find_map_by_name(obj, b"changes")
         self._errnos_map = lib.bpf_object__find_map_by_name(obj, b"open_errnos")
+        self._uncounted_map = lib.bpf_object__find_map_by_name(obj, b"uncounted")
         self._files_map = lib.bpf_object__find_map_by_name(obj, b"files")
         self._processes_map = lib.bpf_object__find_map_by_name(obj, b"process_opens")
         lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
@@ -426,6 +469,10 @@ class PodStatsBpf:
             if group not in self.wanted or group in lacking:
                 for map_name in maps:
                     lib.bpf_map__set_autocreate(lib.bpf_object__find_map_by_name(obj, map_name), False)
+        cgroup_events_unusable = self._cgroup_events_unusable()
+        if cgroup_events_unusable:
+            for map_name in _CGROUP_EVENT_MAPS:
+                lib.bpf_map__set_autocreate(lib.bpf_object__find_map_by_name(obj, map_name), False)
         self._sched_map = lib.bpf_object__find_map_by_name(obj, b"sched")
         if "sched" in self.wanted and "sched" not in lacking:
             lib.bpf_map__set_max_entries(self._sched_map, self.max_cgroups)
@@ -454,6 +501,10 @@ class PodStatsBpf:
             elif name.startswith("net_"):
                 if (self.net_source == NET_PACKETS) != packets:
                     reason = f"net bytes come from {self.net_source or 'nowhere'}"
+            elif name in CGROUP_EVENT_PROGRAMS and cgroup_events_unusable:
+                reason = f"no cgroup events: {cgroup_events_unusable}"
+            elif name in _CGROUP_COUNT_ONLY and not cgroup_events_unusable:
+                reason = f"cgroup changes are counted by {_CGROUP_COUNT_ONLY[name]} (tp_btf)"
             elif name == OPENS_FEXIT:
                 reason = fexit_unusable
             elif name.startswith("opens_") and fexit_unusable is None:
@@ -488,6 +539,7 @@ class PodStatsBpf:
                 hint = _hint_for(err) or "--log-level info shows libbpf's log"
             raise BpfError("loading the BPF programs failed", err, hint)
 
+        self.attached_at = time.monotonic()
         for name, prog in self._programs.items():
             if ffi.string(lib.bpf_program__section_name(prog)).startswith(b"cgroup_skb/"):
                 link = self._attach_to_v2_root(prog)
@@ -497,6 +549,13 @@ class PodStatsBpf:
                 err = ffi.errno
                 raise BpfError(f"attaching {name} failed", err, _hint_for(err))
             self._links.append(link)
+
+        if all(name in self._programs for name in CGROUP_EVENT_PROGRAMS):
+            ring = lib.bpf_object__find_map_by_name(obj, b"cgroup_events")
+            self._cgroup_events = lib.pod_stats_cgroup_events_open(lib.bpf_map__fd(ring), CGROUP_EVENTS_BUFFER_BYTES)
+            if self._cgroup_events == ffi.NULL:
+                err = ffi.errno
+                raise BpfError("opening the cgroup events ring failed", err, _hint_for(err))
 
         self._slots_size = self._ncpus * lib.POD_STATS_SLOTS_PER_CPU * ffi.sizeof("struct pod_stats_slot")
         self._slots = lib.pod_stats_map_slots(lib.bpf_map__fd(self._slots_map), self._slots_size)
@@ -513,6 +572,9 @@ class PodStatsBpf:
         errno_capacity = lib.bpf_map__max_entries(self._errnos_map)
         self._errno_keys = ffi.new("struct pod_stats_errno_key[]", errno_capacity)
         self._errno_sums = ffi.new("__u64[]", errno_capacity)
+        uncounted_capacity = lib.bpf_map__max_entries(self._uncounted_map)
+        self._uncounted_keys = ffi.new("__u64[]", uncounted_capacity)
+        self._uncounted_lost = ffi.new("__u64[]", uncounted_capacity)
         # errno entries per cgroup key as last read, so that a dead cgroup's go with it
         self._errno_entries: Dict[int, List[int]] = {}
         self._sched_keys = self._sched_sums = self._sched_scratch = None
@@ -528,6 +590,14 @@ class PodStatsBpf:
         if "sched" in self.wanted and lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_TASK_STORAGE, ffi.NULL) != 1:
             lacking["sched"] = "this kernel has no BPF task storage (Linux 5.11+)"
         return lacking
+
+    def _cgroup_events_unusable(self) -> Optional[str]:
+        """Why cgroup events cannot be sent here (None: they will be)."""
+        if self._cgroup_events_refused:
+            return self._cgroup_events_refused
+        if lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_RINGBUF, ffi.NULL) != 1:
+            return "this kernel has no BPF ring buffer (Linux 5.8+)"
+        return None
 
     def _fexit_unusable(self) -> Optional[str]:
         """Why opens cannot be counted by fexit here (None: they will be)."""
@@ -602,6 +672,46 @@ class PodStatsBpf:
             entries.setdefault(raw, []).append(error)
         self._errno_entries = entries
         return by_key
+
+    @property
+    def cgroup_events_available(self) -> bool:
+        """Whether cgroups created and removed are sent as they happen (read_cgroup_events)."""
+        return self._cgroup_events != ffi.NULL
+
+    def read_cgroup_events(self) -> List[CgroupEvent]:
+        """Cgroups created and removed since the last call (since attach, the first time), oldest
+        first; [] where cgroup events are not available. Records that found the ring full are
+        counted in Drops.cgroup_events_lost."""
+        if self._cgroup_events == ffi.NULL:
+            return []
+        events: List[CgroupEvent] = []
+        records, size, more = ffi.new("const char **"), ffi.new("size_t *"), ffi.new("bool *", True)
+        header = _CGROUP_EVENT_HEADER
+        while more[0]:
+            err = -lib.pod_stats_cgroup_events_read(self._cgroup_events, records, size, more)
+            if err:
+                raise BpfError("reading the cgroup events ring failed", err, _hint_for(err))
+            data = ffi.buffer(records[0], size[0])[:]
+            offset = 0
+            while offset < len(data):
+                raw_key, kind, flags, path_size = header.unpack_from(data, offset)
+                path = None
+                if path_size and not flags & lib.POD_STATS_CGROUP_PATH_TRUNCATED:
+                    raw_path = data[offset + header.size:offset + header.size + path_size]
+                    path = raw_path.split(b"\0", 1)[0].decode(errors="surrogateescape")
+                if kind in _CGROUP_EVENT_KINDS:
+                    events.append(CgroupEvent(_CGROUP_EVENT_KINDS[kind], self._decode_key(raw_key), path))
+                offset += (header.size + path_size + 7) & ~7
+        return events
+
+    def read_uncounted(self) -> Dict[CgroupKey, int]:
+        """Cgroups that found the counters map full since attach (or since delete()), with how many
+        of their events were lost; Drops.uncounted_map_full counts those lost beyond this map's room."""
+        n = lib.pod_stats_read_u64_map(lib.bpf_map__fd(self._uncounted_map), len(self._uncounted_keys),
+                                       self._uncounted_keys, self._uncounted_lost)
+        if n < 0:
+            raise BpfError("reading the uncounted map failed", -n, _hint_for(-n))
+        return {self._decode_key(self._uncounted_keys[i]): self._uncounted_lost[i] for i in range(n)}
 
     def read_sched(self) -> Dict[CgroupKey, SchedCounts]:
         """Opt-in (group "sched"): run-queue waits per cgroup since attach."""
@@ -686,7 +796,8 @@ class PodStatsBpf:
         return (sum(getattr(per_cpu[cpu], field) for cpu in range(self._ncpus)) for field in fields)
 
     def delete(self, keys: Iterable[CgroupKey]) -> int:
-        """Forgets the counters of cgroups that are gone; returns how many were in the map."""
+        """Forgets the counters (and uncounted events) of cgroups that are gone; returns how many
+        were in the counters map."""
         raw = [self._encode_key(key) for key in keys]
         if not raw:
             return 0
@@ -702,6 +813,7 @@ class PodStatsBpf:
             self._retired_slots.append((time.monotonic(), retired, count))
         if self._sched_keys is not None:
             lib.pod_stats_delete_keys(lib.bpf_map__fd(self._sched_map), keys_array, ffi.sizeof("__u64"), len(raw))
+        lib.pod_stats_delete_keys(lib.bpf_map__fd(self._uncounted_map), keys_array, ffi.sizeof("__u64"), len(raw))
         return lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), keys_array, ffi.sizeof("__u64"), len(raw))
 
     def _free_retired_slots(self) -> None:

@@ -328,6 +328,24 @@ def test_full_map_counts_drops_and_keeps_working(mounts, new_cgroup):
         assert bpf.drops().map_full >= 50 * len(left_out)
 
 
+def test_cgroups_that_found_the_map_full_are_known_by_key_with_their_lost_events(mounts, new_cgroup):
+    cgroups = [new_cgroup() for _ in range(3)]
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, max_cgroups=2,
+                     probes={"opens"}) as bpf:
+        for n, cgroup in enumerate(cgroups):
+            run_in_cgroup(cgroup, lambda n=n: _opens(EXISTING, 40 + n))
+        counters, uncounted = bpf.read_counters(), bpf.read_uncounted()
+        left_out = [c for c in cgroups if _key(c) not in counters]
+        assert left_out, "two entries cannot hold three new cgroups"
+        for cgroup in left_out:
+            assert uncounted[_key(cgroup)] == 40 + cgroups.index(cgroup)  # exactly its opens
+        assert not any(_key(c) in uncounted for c in cgroups if c not in left_out)
+        assert bpf.drops().map_full >= sum(uncounted.values())  # read later: others may have lost more
+        assert bpf.drops().uncounted_map_full == 0
+        assert bpf.delete([_key(left_out[0])]) == 0  # never in the counters map
+        assert _key(left_out[0]) not in bpf.read_uncounted()
+
+
 def test_hybrid_task_in_v2_root_is_keyed_by_its_v1_memory_cgroup(probes, mounts, new_cgroup):
     memory_root = mounts.v1.get("memory")
     if not memory_root:
@@ -649,3 +667,10 @@ def test_a_full_map_is_counted_and_said_once(mounts, new_cgroup, caplog):
     assert second.agent.map_full_drops >= first.agent.map_full_drops
     warnings = [r for r in caplog.records if "map is full" in r.getMessage()]
     assert len(warnings) == 1 and "--max-cgroups" in warnings[0].getMessage()
+
+
+def test_attached_at_is_taken_just_before_the_first_attach(mounts):
+    before = time.monotonic()
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino) as bpf:
+        after = time.monotonic()
+        assert before < bpf.attached_at < after

@@ -32,6 +32,15 @@ struct {
 	__type(value, struct pod_stats_slot);
 } slots SEC(".maps");
 
+/* Cgroups that found the counters map full, by key: events lost (see pod_stats.h). Shared,
+ * atomic adds: only lost events touch it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, POD_STATS_MAX_UNCOUNTED);
+	__type(key, __u64);
+	__type(value, __u64);
+} uncounted SEC(".maps");
+
 /* Shared, not per-CPU: only failing opens touch it, and its memory then does not grow
  * with the node's CPU count. */
 struct {
@@ -123,7 +132,7 @@ static __always_inline __u64 current_cgroup_key(void)
 }
 
 /* Events that could not be counted (map full). */
-enum drop { DROP_COUNTERS, DROP_ERRNOS, DROP_PROCESSES, DROP_SCHED };
+enum drop { DROP_COUNTERS, DROP_ERRNOS, DROP_PROCESSES, DROP_SCHED, DROP_UNCOUNTED, DROP_CGROUP_EVENTS };
 
 static __always_inline void count_drop(enum drop which)
 {
@@ -138,8 +147,34 @@ static __always_inline void count_drop(enum drop which)
 		d->process_map_full++;
 	else if (which == DROP_SCHED)
 		d->sched_map_full++;
+	else if (which == DROP_UNCOUNTED)
+		d->uncounted_map_full++;
+	else if (which == DROP_CGROUP_EVENTS)
+		d->cgroup_events_lost++;
 	else
 		d->map_full++;
+}
+
+/*
+ * An event of a cgroup that found the counters map full, under its key: map_full says how
+ * many were lost, this says whose. Atomic: the map is shared by all CPUs.
+ */
+static __always_inline void count_uncounted(__u64 key)
+{
+	__u64 one = 1, *lost = bpf_map_lookup_elem(&uncounted, &key);
+
+	if (lost) {
+		__sync_fetch_and_add(lost, 1);
+		return;
+	}
+	if (!bpf_map_update_elem(&uncounted, &key, &one, BPF_NOEXIST))
+		return;
+	/* another CPU may have made the entry meanwhile */
+	lost = bpf_map_lookup_elem(&uncounted, &key);
+	if (lost)
+		__sync_fetch_and_add(lost, 1);
+	else
+		count_drop(DROP_UNCOUNTED);
 }
 
 /*
@@ -156,6 +191,7 @@ static __noinline int create_counters(__u64 key)
 	err = bpf_map_update_elem(&counters, &key, &zero, BPF_NOEXIST);
 	if (err && err != -EEXIST) {
 		count_drop(DROP_COUNTERS);
+		count_uncounted(key);
 		return -1;
 	}
 	return 0;
@@ -617,11 +653,97 @@ static __always_inline int count_change(bool migration)
 	return 0;
 }
 
+/*
+ * Cgroup life cycle (pod_stats.h): tp_btf programs, which get the struct cgroup
+ * itself (its hierarchy and kernfs id) besides the path. Where they cannot load
+ * (no ring buffers before 5.8), the plain tracepoints below only count.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, POD_STATS_CGROUP_EVENTS_BYTES);
+} cgroup_events SEC(".maps");
+
+/* A record is built here, then copied into the ring at its own length: too big for the stack. */
+struct cgroup_event_scratch {
+	struct pod_stats_cgroup_event event;
+	char spill[8];		/* the byte past path[] that tells a cut path from a full one */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cgroup_event_scratch);
+} cgroup_event_scratch SEC(".maps");
+
+/* A cgroup's counter key, 0 for hierarchies that are not counted (cgrp: a BTF pointer). */
+static __always_inline __u64 key_of_cgroup(struct cgroup *cgrp)
+{
+	struct cgroup_root *root = cgrp->root;
+	int memory_id;
+
+	if (root->hierarchy_id == 0)  /* the default hierarchy: cgroup v2 */
+		return cgrp->kn->id;
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return 0;
+	memory_id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	if (!(root->subsys_mask & (1U << memory_id)))
+		return 0;
+	return cgrp->kn->id | (1ULL << POD_STATS_KEY_V1_MEMORY_BIT);
+}
+
+static __always_inline int send_cgroup_event(struct cgroup *cgrp, const char *path, __u32 kind)
+{
+	struct cgroup_event_scratch *scratch;
+	__u32 zero = 0, size = 0;
+	__u64 key;
+	long len;
+
+	count_change(false);
+	key = key_of_cgroup(cgrp);
+	if (!key)
+		return 0;
+	scratch = bpf_map_lookup_elem(&cgroup_event_scratch, &zero);
+	if (!scratch)
+		return 0;
+	scratch->event.key = key;
+	scratch->event.kind = kind;
+	scratch->event.flags = 0;
+	if (kind == POD_STATS_CGROUP_MKDIR) {
+		/* one byte more than path[] holds: a string that needs it did not fit */
+		len = bpf_probe_read_kernel_str(scratch->event.path, POD_STATS_CGROUP_PATH_MAX + 1, path);
+		if (len > 0 && len <= POD_STATS_CGROUP_PATH_MAX)
+			size = len;
+		else
+			scratch->event.flags = POD_STATS_CGROUP_PATH_TRUNCATED;
+	}
+	scratch->event.path_size = size;
+	if (size > POD_STATS_CGROUP_PATH_MAX)  /* for the verifier: it is not */
+		return 0;
+	if (bpf_ringbuf_output(&cgroup_events, &scratch->event,
+			       offsetof(struct pod_stats_cgroup_event, path) + size, 0))
+		count_drop(DROP_CGROUP_EVENTS);
+	return 0;
+}
+
+SEC("tp_btf/cgroup_mkdir")
+int BPF_PROG(changes_mkdir, struct cgroup *cgrp, const char *path)
+{
+	return send_cgroup_event(cgrp, path, POD_STATS_CGROUP_MKDIR);
+}
+
+SEC("tp_btf/cgroup_rmdir")
+int BPF_PROG(changes_rmdir, struct cgroup *cgrp, const char *path)
+{
+	return send_cgroup_event(cgrp, path, POD_STATS_CGROUP_RMDIR);
+}
+
+/* Where the tp_btf programs above cannot load: counted only. */
 SEC("tracepoint/cgroup/cgroup_mkdir")
-int changes_mkdir(void *ctx) { return count_change(false); }
+int changes_mkdir_tp(void *ctx) { return count_change(false); }
 
 SEC("tracepoint/cgroup/cgroup_rmdir")
-int changes_rmdir(void *ctx) { return count_change(false); }
+int changes_rmdir_tp(void *ctx) { return count_change(false); }
 
 SEC("tracepoint/cgroup/cgroup_rename")
 int changes_rename(void *ctx) { return count_change(false); }

@@ -13,6 +13,11 @@
 
 /* Default size of the counters map; the loader may change it. */
 #define POD_STATS_DEFAULT_MAX_CGROUPS 4096
+/*
+ * Size of the uncounted map: cgroups whose events found the counters map full,
+ * with how many they lost, so that user space knows which cgroups' figures are short.
+ */
+#define POD_STATS_MAX_UNCOUNTED 1024
 /* Size of the failed-opens-by-errno map: (cgroup, errno) pairs; a cgroup sees a few errnos. */
 #define POD_STATS_MAX_ERRNO_KEYS 8192
 
@@ -140,12 +145,44 @@ struct pod_stats_process_counts {
 	__u64 errors;
 };
 
+/*
+ * Cgroup life cycle (group changes): the moment the kernel creates or removes a
+ * cgroup, its counter key (the counters map's encoding: v2 id, or v1 memory id
+ * tagged; cgroups of other hierarchies send nothing) and, for a new one, its path
+ * from the hierarchy's root, go into a ring buffer user space drains once per
+ * sample: a cgroup that lives less than a sample can still be named.
+ *
+ * Records are variable-size: the header, then path_size bytes of path (its NUL
+ * included); rmdir sends the header only. A ring of POD_STATS_CGROUP_EVENTS_BYTES
+ * holds 1,956 mkdir records of full-length paths (8 bytes of ring header + 528,
+ * rounded to 8), more of shorter ones, 43,690 rmdir records; a record that finds
+ * it full is counted in drops.cgroup_events_lost.
+ */
+#define POD_STATS_CGROUP_EVENTS_BYTES 1048576	/* 1 MiB: a power of two, a multiple of the page size */
+#define POD_STATS_CGROUP_PATH_MAX 512		/* bytes of a path kept, NUL included */
+#define POD_STATS_CGROUP_PATH_TRUNCATED 1	/* flags: the path was longer; none is sent */
+
+enum pod_stats_cgroup_event_kind {
+	POD_STATS_CGROUP_MKDIR = 1,
+	POD_STATS_CGROUP_RMDIR = 2,
+};
+
+struct pod_stats_cgroup_event {
+	__u64 key;		/* the same key as the counters map's */
+	__u32 kind;		/* enum pod_stats_cgroup_event_kind */
+	__u16 flags;		/* POD_STATS_CGROUP_PATH_TRUNCATED */
+	__u16 path_size;	/* bytes of path that follow, NUL included; 0: no path */
+	char path[POD_STATS_CGROUP_PATH_MAX];	/* from the hierarchy's root, e.g. /kubepods.slice/... */
+};
+
 /* Events that could not be counted (one per CPU). */
 struct pod_stats_drops {
 	__u64 map_full;		/* a new cgroup found the counters map full */
 	__u64 errno_map_full;	/* a failed open's (cgroup, errno) found its map full */
 	__u64 process_map_full;	/* on demand (procs): a process found its map full */
 	__u64 sched_map_full;	/* sched: a cgroup found the sched map full */
+	__u64 uncounted_map_full;	/* an event of map_full whose cgroup found the uncounted map full too */
+	__u64 cgroup_events_lost;	/* a cgroup mkdir/rmdir record that found the ring full */
 };
 
 #endif /* POD_STATS_H */
