@@ -492,6 +492,13 @@ class CgroupIndex:
         self._looked_up.add(key)
         return entry.info
 
+    def pin(self, hierarchy: str, cgroup_id: int) -> None:
+        """The collector tracks this cgroup: keep it (dead or alive) until it is released."""
+        key = (hierarchy, cgroup_id)
+        if key in self._entries:
+            self._looked_up.add(key)
+            self._unclaimed_dead.pop(key, None)
+
     def is_dead(self, hierarchy: str, cgroup_id: int) -> bool:
         entry = self._entries.get((hierarchy, cgroup_id))
         return entry is not None and entry.dead

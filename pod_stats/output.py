@@ -124,6 +124,8 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
             "cgroup_index_entries": snapshot.agent.cgroup_index_entries,
             "tracked_cgroups": snapshot.agent.tracked_cgroups,
             "name_cache_entries": snapshot.agent.name_cache_entries,
+            "carried_identities": snapshot.agent.carried_identities,
+            "cgroup_events_lost": snapshot.agent.cgroup_events_lost,
         },
     }
     if snapshot.cgroups:
