@@ -535,6 +535,10 @@ class CgroupIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: Tuple[str, int]) -> bool:
+        """Whether (hierarchy, cgroup id) is remembered, live or dead (no walk, no pinning)."""
+        return key in self._entries
+
 
 def _walk_cgroups(mount: str) -> Iterator[Tuple[int, str]]:
     """(inode, relative path) of every cgroup directory; vanished or unreadable ones are skipped."""

@@ -128,7 +128,7 @@ class AgentStats:
 class Snapshot:
     node: str
     time: datetime
-    interval_seconds: float
+    interval_seconds: Optional[float]  # what the rates cover; None in the first sample (no rates yet)
     pods: List[PodSample]
     cgroups: List[CgroupSample]
     agent: AgentStats
@@ -283,10 +283,7 @@ class Collector:
         include_non_pods: bool = False,
         clock: Callable[[], float] = time.monotonic,
         max_open_files: int = 0,
-        counting_since: Optional[float] = None,
     ):
-        """`counting_since`: when the kernel started counting (the clock's time, bpf.attached_at):
-        the first sample's rates are over the time since then."""
         self._bpf = bpf
         self._mounts = mounts
         self._memory = mounts.memory_hierarchy()
@@ -296,12 +293,13 @@ class Collector:
         self._include_non_pods = include_non_pods
         self._clock = clock
         self._node = socket.gethostname()
-        self._last_sample = clock() if counting_since is None else counting_since
+        self._last_sample = clock()
         self._last_rescan = self._last_full_rescan = clock()
         self._tracked: Dict[str, _Tracked] = {}
         # key -> (the sample, the clock's time) it was first seen unnamed in
         self._unknown_since: Dict[CgroupKey, Tuple[int, float]] = {}
         self._nested: Dict[str, Set[str]] = {}  # container cgroup path -> its tracked nested cgroups
+        self._nested_unread: Set[str] = set()  # containers with nested cgroups whose processes are not read
         self._samples = 0
         self._hidden: Set[CgroupKey] = set()  # counted, not a pod's, not shown (no --all)
         self._carried: Dict[str, Dict[Tuple[str, ...], _Carry]] = {}  # pod uid -> identity -> carry
@@ -399,10 +397,11 @@ class Collector:
         if self._index.generation != self._tracked_generation:
             # idle containers and pods too: their memory still matters
             self._tracked_generation = self._index.generation
+            self._nested_unread = {t.top for t in self._tracked.values() if t.kind == NESTED and not t.read_procs}
             for hierarchy in self._index.hierarchies:
                 for info in self._index.live_cgroups(hierarchy):
                     if info.pod is not None:
-                        self._track(info)
+                        self._track(info, idle=True)
         tracked_items = list(self._tracked.items())
         with_files = [(path, tracked) for path, tracked in tracked_items if tracked.kind != NESTED]
         live_by_path = dict(zip((path for path, _ in with_files),
@@ -449,7 +448,7 @@ class Collector:
         return Snapshot(
             node=self._node,
             time=datetime.now(timezone.utc),
-            interval_seconds=round(elapsed, 3),
+            interval_seconds=round(elapsed, 3) if self._samples > 1 else None,
             pods=sorted(pods.values(), key=lambda p: (p.namespace or "", p.name or "", p.uid)),
             cgroups=sorted(non_pods, key=lambda c: c.cgroup_path),
             agent=AgentStats(
@@ -618,7 +617,7 @@ class Collector:
                 live_cpu = top.figures.get("cpu_seconds") if not top.vanished else 0
                 figures["cpu_seconds"] = None if live_cpu is None else round(base["cpu_seconds"] + live_cpu, 6)
         pids = [part.figures.get("pids") for part in live]
-        unread = any(not part.tracked.read_procs for part in live)
+        unread = top is not None and top.tracked.info.path in self._nested_unread
         figures["pids"] = None if unread or None in pids else sum(pids)  # type: ignore[arg-type]
         figures[LAST_ACTIVE] = _latest([part.figures.get(LAST_ACTIVE) for part in parts])
         lost = base.get(UNCOUNTED, 0) + sum(part.tracked.uncounted for part in live)
@@ -642,7 +641,10 @@ class Collector:
             self._warned_errnos_full = True
             log.warning("the failed-opens-by-errno map is full: some errnos are not counted (errno_map_full_drops)")
 
-    def _track(self, info: CgroupInfo) -> _Tracked:
+    def _track(self, info: CgroupInfo, idle: bool = False) -> Optional[_Tracked]:
+        """The tracked cgroup at `info`'s path, tracked from now on if it is not yet. `idle`: it
+        counted nothing; then a container's nested cgroups beyond NESTED_PROCS_LIMIT are not
+        tracked (their processes go uncounted: the container's pids is unknown)."""
         tracked = self._tracked.get(info.path)
         if tracked is None:
             kind, top = OTHER, None
@@ -651,6 +653,9 @@ class Collector:
                 if kind == CONTAINER:
                     top = container_cgroup_path(info.path)
                     kind = CONTAINER if top == info.path else NESTED
+            if kind == NESTED and idle and len(self._nested.get(top, ())) >= NESTED_PROCS_LIMIT:
+                self._nested_unread.add(top)
+                return None
             cpu = self._mounts.cpu_hierarchy(info.path) if kind != NESTED else None
             files = CgroupFiles(self._memory.directory(info.path), self._memory.version,
                                 cpu.directory(info.path) if cpu else None, cpu.version if cpu else 1,
@@ -661,6 +666,8 @@ class Collector:
                 siblings = self._nested.setdefault(top, set())
                 siblings.add(info.path)
                 tracked.read_procs = len(siblings) <= NESTED_PROCS_LIMIT
+                if not tracked.read_procs:
+                    self._nested_unread.add(top)
         return tracked
 
     def _figures(self, tracked: _Tracked, bpf_counts: Sequence[Counters], elapsed: float, now: float,
@@ -729,8 +736,11 @@ class Collector:
 
         for rate, cumulative in (_CPU_RATE if idle else RATES.items()):
             current, before = figures[cumulative], previous.get(cumulative)
-            if before is None and cumulative in _SINCE_ATTACH:
-                before = 0  # BPF counters start at attach: all they hold was counted since
+            if before is None and cumulative in _SINCE_ATTACH and self._samples > 1:
+                # BPF counters start at attach: all they hold was counted since. In the first
+                # sample no interval exists yet: the programs attach one after the other, so no
+                # one moment is when counting started (its rates are null, like cpu_cores').
+                before = 0
             if current is None or before is None:
                 figures[rate] = None
             else:
@@ -811,6 +821,7 @@ class Collector:
             for directory in tracked.files.directories:
                 self._files.close_directory(directory)
             self._bpf.delete(tracked.keys)
+            self._nested_unread.discard(path)
             if tracked.top is not None and tracked.kind == NESTED:
                 siblings = self._nested.get(tracked.top, set())
                 siblings.discard(path)
@@ -867,9 +878,11 @@ def open_collector(
     with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path, probes=probes,
                      v2_root=mounts.unified, open_probe=open_probe) as bpf:
         index = CgroupIndex(mounts)
-        names = NameResolver(log_dir, api=KubeApiPods.from_environment(api_url=kube_api))
+        # a miss rescans the log dir whenever it changed: a container shorter than a sample
+        # has one chance to be named
+        names = NameResolver(log_dir, min_refresh_interval=0.0, api=KubeApiPods.from_environment(api_url=kube_api))
         collector = Collector(bpf, mounts, index, names, include_non_pods=include_non_pods,
-                              max_open_files=_open_file_budget(), counting_since=bpf.attached_at)
+                              max_open_files=_open_file_budget())
         try:
             yield collector
         finally:

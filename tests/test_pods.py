@@ -78,7 +78,10 @@ def test_exact_opens_per_container_with_names(node, collector):
 
 def test_pod_counters_are_its_containers_and_its_memory_is_its_own_cgroup(node, collector):
     snapshot = collector.sample()
+    ours = {pod.uid for pod in node.pods}
     for pod in snapshot.pods:
+        if pod.uid not in ours:
+            continue  # other pods may run on this machine
         for figure in ("opens", "open_errors", "pids"):
             assert pod.figures[figure] == sum(c.figures[figure] for c in pod.containers), figure
         # sandbox + the app containers, one process each
@@ -232,14 +235,15 @@ def test_only_pods_that_exist_are_reported(node, collector):
     assert snapshot.cgroups == []  # non-pod cgroups only with include_non_pods
 
 
-def test_first_sample_has_no_cpu_rate_but_counter_rates(node):
-    """cpu_seconds counts since the container started, BPF counters since attach."""
+def test_first_sample_has_no_rates(node):
+    """cpu_seconds counts since the container started, BPF counters since attach: neither has an
+    interval in the first sample."""
     with open_collector(log_dir=str(node.log_dir)) as fresh:
         first = fresh.sample()
     for pod in first.pods:
         assert pod.figures["cpu_seconds"] > 0
         assert pod.figures["cpu_cores"] is None
-        assert pod.figures["opens_per_second"] is not None
+        assert pod.figures["opens_per_second"] is None
 
 
 def test_memory_limit_is_the_containers_own(node, collector):
