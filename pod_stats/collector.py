@@ -304,6 +304,7 @@ class Collector:
         self._hidden: Set[CgroupKey] = set()  # counted, not a pod's, not shown (no --all)
         self._carried: Dict[str, Dict[Tuple[str, ...], _Carry]] = {}  # pod uid -> identity -> carry
         self._all_uncounted = False
+        self._identities: Dict[str, Tuple[str, ...]] = {}  # container id -> identity, this sample's
         self._events = bpf.cgroup_events_available
         self._events_lost = 0
         self._counters_read_at = self._last_sample
@@ -378,7 +379,10 @@ class Collector:
                 errnos_by_path.setdefault(info.path, []).append(errnos[key])
         for key, value in sched.items():  # a cgroup can run without counting anything else
             info = self._index.lookup(key.hierarchy, key.cgroup_id)
-            if info is None or (info.pod is None and not self._include_non_pods):
+            if info is None:
+                continue
+            if info.pod is None and not self._include_non_pods:
+                self._hidden.add(key)
                 continue
             self._track(info).keys.add(key)
             sched_by_path.setdefault(info.path, []).append(value)
@@ -410,6 +414,7 @@ class Collector:
 
         non_pods: List[CgroupSample] = []
         gone: List[str] = []
+        self._identities = {}
         # pod uid -> identity -> (CONTAINER or POD part, its nested parts); vanished parts included
         parts_by_pod: Dict[str, Dict[Tuple[str, ...], List[_Part]]] = {}
         for path, tracked in tracked_items:
@@ -500,9 +505,13 @@ class Collector:
 
     def _identity(self, pod: PodRef) -> Tuple[str, ...]:
         """What a container's counters stay attached to across restarts: its name in the pod, or
-        its id while the name is unknown."""
-        name = self._names.container(pod.container_id) if pod.container_id else None
-        return ("name", name) if name is not None else ("id", pod.container_id or "")
+        its id while the name is unknown (asked once a sample: nested cgroups share the answer)."""
+        container_id = pod.container_id or ""
+        identity = self._identities.get(container_id)
+        if identity is None:
+            name = self._names.container(container_id) if container_id else None
+            identity = self._identities[container_id] = ("name", name) if name is not None else ("id", container_id)
+        return identity
 
     def _own_figures(self, tracked: _Tracked, figures: Figures) -> Figures:
         """A cgroup's figures as shown alone, its lost events made visible (see UNCOUNTED)."""
