@@ -290,6 +290,22 @@ def parse_kubelet_path(path: str) -> Optional[PodRef]:
     return None
 
 
+def container_cgroup_path(path: str) -> Optional[str]:
+    """The container's own cgroup for a cgroup path at or below it (a nested cgroup), or None
+    when the path is not a container's."""
+    pod = parse_kubelet_path(path)
+    if pod is None or pod.container_id is None:
+        return None
+    own = path.rstrip("/")
+    while "/" in own.lstrip("/"):
+        parent = own.rsplit("/", 1)[0] or "/"
+        above = parse_kubelet_path(parent)
+        if above is None or above.container_id != pod.container_id:
+            break
+        own = parent
+    return own
+
+
 def _canonical_uid(uid: str) -> str:
     return uid.replace("_", "-")
 
@@ -349,15 +365,29 @@ class CgroupInfo:
 @dataclass
 class _Entry:
     info: CgroupInfo
-    dead: bool = False
+    dead_since: Optional[float] = None  # the index's clock when it learnt the cgroup was gone
+
+    @property
+    def dead(self) -> bool:
+        return self.dead_since is not None
+
+
+# What the index remembers of removed cgroups that nothing has looked up: a cgroup created and
+# removed between two samples still has to be named when its counters are read in the next one.
+# Kept for DEAD_GRACE_SAMPLES `expire_dead` calls (samples), at most MAX_UNCLAIMED_DEAD of them.
+DEAD_GRACE_SAMPLES = 2
+MAX_UNCLAIMED_DEAD = 8192
 
 
 class CgroupIndex:
     """Resolves (hierarchy, cgroup id) → CgroupInfo for the v2 and v1 memory hierarchies.
 
     Keyed by hierarchy too because inode numbers of different hierarchies
-    can collide. A cgroup that disappears stays resolvable as dead while the
-    collector may still hold samples for it, until `release`.
+    can collide. Learns cgroups by walking the hierarchies (`refresh`) and, between
+    walks, from the kernel's own mkdir/rmdir events (`learn`, `mark_dead`). A cgroup
+    that disappears stays resolvable as dead while the collector may still hold
+    samples for it, until `release`; one nothing looked up is forgotten by
+    `expire_dead` after a grace period (bounded, see MAX_UNCLAIMED_DEAD).
     """
 
     def __init__(
@@ -371,10 +401,16 @@ class CgroupIndex:
         self._clock = clock
         self._entries: Dict[Tuple[str, int], _Entry] = {}
         # Only cgroups the collector has looked up can have pending samples, so
-        # only those are kept after they vanish; others are forgotten at once.
+        # only those are kept after they vanish, until released.
         self._looked_up: Set[Tuple[str, int]] = set()
+        # dead and not looked up, oldest first: key -> the expire_dead call count when it died
+        self._unclaimed_dead: Dict[Tuple[str, int], int] = {}
+        self._expiries = 0
+        # a lookup that misses walks the hierarchies (rate-limited), unless the kernel's
+        # cgroup events already tell of every new cgroup
+        self.refresh_on_miss = True
         self._last_refresh: float
-        self.generation = 0  # +1 per refresh: what the index holds may have changed
+        self.generation = 0  # +1 per change of what the index holds
         self.refresh()
 
     @property
@@ -399,19 +435,56 @@ class CgroupIndex:
                 else:
                     seen[key] = CgroupInfo(hierarchy, cgroup_id, path, parse_kubelet_path(path))
         for key, entry in list(self._entries.items()):
-            if key in seen:
-                continue
-            if key in self._looked_up:
-                entry.dead = True
-            else:
-                del self._entries[key]
+            if key not in seen and not entry.dead:
+                self._mark_dead(key, entry)
         for key, info in seen.items():
+            self._unclaimed_dead.pop(key, None)
             self._entries[key] = _Entry(info)
+
+    def learn(self, hierarchy: str, cgroup_id: int, path: str) -> None:
+        """A cgroup the kernel just created (its mkdir event), before any walk has seen it."""
+        if hierarchy not in self._roots:
+            return
+        key = (hierarchy, cgroup_id)
+        known = self._entries.get(key)
+        if known is not None and known.info.path == path and not known.dead:
+            return
+        self._unclaimed_dead.pop(key, None)
+        self._entries[key] = _Entry(CgroupInfo(hierarchy, cgroup_id, path, parse_kubelet_path(path)))
+        self.generation += 1
+
+    def mark_dead(self, hierarchy: str, cgroup_id: int) -> None:
+        """A cgroup the kernel just removed (its rmdir event)."""
+        key = (hierarchy, cgroup_id)
+        entry = self._entries.get(key)
+        if entry is not None and not entry.dead:
+            self._mark_dead(key, entry)
+            self.generation += 1
+
+    def _mark_dead(self, key: Tuple[str, int], entry: _Entry) -> None:
+        entry.dead_since = self._clock()
+        if key not in self._looked_up:
+            self._unclaimed_dead[key] = self._expiries
+
+    def expire_dead(self) -> None:
+        """Called once a sample: forgets dead cgroups nothing looked up within DEAD_GRACE_SAMPLES
+        calls, and the oldest beyond MAX_UNCLAIMED_DEAD."""
+        self._expiries += 1
+        for key, died_at in list(self._unclaimed_dead.items()):
+            if key in self._looked_up:
+                del self._unclaimed_dead[key]  # claimed: the collector releases it
+            elif (self._expiries - died_at >= DEAD_GRACE_SAMPLES
+                  or len(self._unclaimed_dead) > MAX_UNCLAIMED_DEAD):
+                del self._unclaimed_dead[key]
+                self._entries.pop(key, None)
+            else:
+                break  # oldest first: the rest are younger
 
     def lookup(self, hierarchy: str, cgroup_id: int) -> Optional[CgroupInfo]:
         key = (hierarchy, cgroup_id)
         entry = self._entries.get(key)
-        if entry is None and self._clock() - self._last_refresh >= self._min_refresh_interval:
+        if (entry is None and self.refresh_on_miss
+                and self._clock() - self._last_refresh >= self._min_refresh_interval):
             self.refresh()
             entry = self._entries.get(key)
         if entry is None:
@@ -419,9 +492,21 @@ class CgroupIndex:
         self._looked_up.add(key)
         return entry.info
 
+    def pin(self, hierarchy: str, cgroup_id: int) -> None:
+        """The collector tracks this cgroup: keep it (dead or alive) until it is released."""
+        key = (hierarchy, cgroup_id)
+        if key in self._entries:
+            self._looked_up.add(key)
+            self._unclaimed_dead.pop(key, None)
+
     def is_dead(self, hierarchy: str, cgroup_id: int) -> bool:
         entry = self._entries.get((hierarchy, cgroup_id))
         return entry is not None and entry.dead
+
+    def dead_since(self, hierarchy: str, cgroup_id: int) -> Optional[float]:
+        """When the index learnt the cgroup was removed (its clock), None while it lives."""
+        entry = self._entries.get((hierarchy, cgroup_id))
+        return entry.dead_since if entry is not None else None
 
     def release(self, hierarchy: str, cgroup_id: int) -> None:
         """The collector is done with this cgroup: forget it if dead, else stop pinning it."""
@@ -430,6 +515,7 @@ class CgroupIndex:
         entry = self._entries.get(key)
         if entry is not None and entry.dead:
             del self._entries[key]
+            self._unclaimed_dead.pop(key, None)
 
     def live_cgroups(self, hierarchy: str) -> List[CgroupInfo]:
         return [
@@ -448,6 +534,10 @@ class CgroupIndex:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, key: Tuple[str, int]) -> bool:
+        """Whether (hierarchy, cgroup id) is remembered, live or dead (no walk, no pinning)."""
+        return key in self._entries
 
 
 def _walk_cgroups(mount: str) -> Iterator[Tuple[int, str]]:

@@ -16,8 +16,9 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_GROUPS, RUNQ_SLOTS, CgroupKey, Counters,
                            KeyMode, PodStatsBpf, Probe, ProgramStats, SchedCounts)
-from pod_stats.cgroups import V2, CgroupIndex, CgroupInfo, CgroupMounts, discover_mounts
-from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles, read_memory_limit
+from pod_stats.cgroups import (V2, CgroupIndex, CgroupInfo, CgroupMounts, PodRef, container_cgroup_path,
+                               discover_mounts)
+from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles
 from pod_stats.names import KubeApiPods, NameResolver
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,10 @@ MEMORY_FIGURES = ("rss_bytes", "memory_working_set_bytes", "memory_usage_bytes",
 # counters; when a task of the cgroup last got a CPU (Unix time).
 SCHED_COUNTERS = ("runq_wait_seconds", "runq_waits")
 LAST_ACTIVE = "last_active_timestamp_seconds"
-FIGURES = COUNTER_FIELDS + MEMORY_FIGURES + ("cpu_seconds", "pids") + SCHED_COUNTERS + (LAST_ACTIVE,)
+# Events the kernel could not count for a cgroup (its counters map was full): while any were
+# lost, the cgroup's kernel counters are unknown (null), never a plausible zero.
+UNCOUNTED = "uncounted_events"
+FIGURES = COUNTER_FIELDS + MEMORY_FIGURES + ("cpu_seconds", "pids") + SCHED_COUNTERS + (LAST_ACTIVE, UNCOUNTED)
 # Per-second rates over the last interval, beside the cumulative figure they come from.
 RATES = {f"{name}_per_second": name for name in COUNTER_FIELDS + SCHED_COUNTERS}
 COUNTER_RATES = tuple(RATES)
@@ -45,6 +49,11 @@ RESCAN_SECONDS = 5.0
 FULL_RESCAN_SECONDS = 60.0
 # Limits rarely change (in-place resize); reading them every sample would cost a file read each.
 LIMIT_REFRESH_SECONDS = 30.0
+# Cgroups a container makes inside its own (crun's `container`, systemd or Docker in a container)
+# whose processes are counted, at most, per container: a tenant's thousands of nested cgroups must
+# not make every sample slower. Beyond it the container's `pids` is unknown (null); their kernel
+# counters are still counted and added up.
+NESTED_PROCS_LIMIT = 32
 
 Figures = Dict[str, Optional[float]]
 # Failed opens by errno number, cumulative like the counters (empty when the errno probe is off).
@@ -81,6 +90,7 @@ class PodSample:
     containers: List[ContainerSample]
     open_errors_by_errno: Errnos = field(default_factory=dict)
     runq_wait_slots: Optional[Tuple[int, ...]] = None
+    final: bool = False  # the pod's cgroups are gone: this is its last sample
 
 
 @dataclass
@@ -110,13 +120,15 @@ class AgentStats:
     net_source: Optional[str]  # what net bytes are (bpf.NET_SOCKET / NET_PACKETS), None when net is off
     open_source: Optional[str]  # what counts opens (bpf.OPENS_BY_FEXIT / OPENS_BY_TRACEPOINTS)
     programs: Dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
+    cgroup_events_lost: int = 0  # the kernel's cgroup events that found their ring full (then walked)
+    carried_identities: int = 0  # containers whose ended instances' counts are carried (see _Carry)
 
 
 @dataclass
 class Snapshot:
     node: str
     time: datetime
-    interval_seconds: float
+    interval_seconds: Optional[float]  # what the rates cover; None in the first sample (no rates yet)
     pods: List[PodSample]
     cgroups: List[CgroupSample]
     agent: AgentStats
@@ -128,6 +140,10 @@ class _Tracked:
 
     info: CgroupInfo
     files: CgroupFiles
+    kind: str  # CONTAINER, NESTED (inside a container's cgroup), POD (the pod's own cgroup) or OTHER
+    top: Optional[str] = None  # the container's own cgroup path (CONTAINER, NESTED)
+    read_procs: bool = True  # NESTED beyond NESTED_PROCS_LIMIT: processes not counted
+    uncounted: int = 0  # events its keys lost to a full counters map, since attach
     keys: Set[CgroupKey] = field(default_factory=set)
     figures: Figures = field(default_factory=dict)
     errnos: Errnos = field(default_factory=dict)
@@ -143,6 +159,21 @@ class _Tracked:
     # time, nothing re-read since): the next sample with the same inputs takes them as they are
     at_rest: bool = False
     sample: Optional[ContainerSample] = None  # the last sample's, taken again while nothing changed
+
+
+# What a tracked cgroup is to its pod.
+CONTAINER, NESTED, POD, OTHER = "container", "nested", "pod", "other"
+
+
+@dataclass
+class _Carry:
+    """What the ended cgroups of one container identity (pod uid, container name) counted, or of
+    a pod's own cgroups: kept while the pod lives and added to what its live cgroups count, so
+    that a restart or a nested cgroup going away never makes a cumulative figure go down."""
+
+    figures: Dict[str, float] = field(default_factory=dict)  # _SINCE_ATTACH, cpu_seconds, UNCOUNTED
+    errnos: Errnos = field(default_factory=dict)
+    slots: Optional[Tuple[int, ...]] = None
 
 
 # What a pod sums of its containers: not the limit, which the pod's own cgroup holds.
@@ -188,19 +219,58 @@ def _add_slots(parts: List[Optional[Tuple[int, ...]]]) -> Optional[Tuple[int, ..
     return tuple(map(sum, zip(*known))) if known else None
 
 
-def _merge_nested(first: ContainerSample, second: ContainerSample) -> ContainerSample:
-    """One container in two cgroups, one inside the other (crun puts the payload in
-    `<container scope>/container`): the outer cgroup's memory and CPU already include the
-    inner one's; what is counted per cgroup — BPF counters, processes — adds up."""
-    outer, inner = sorted((first, second), key=lambda c: len(c.cgroup_path))
-    figures = dict(outer.figures)
-    for name in _SINCE_ATTACH + COUNTER_RATES + ("pids",):
-        values = [v for v in (outer.figures.get(name), inner.figures.get(name)) if v is not None]
-        figures[name] = sum(values) if values else None
-    figures[LAST_ACTIVE] = _latest([outer.figures.get(LAST_ACTIVE), inner.figures.get(LAST_ACTIVE)])
-    return ContainerSample(outer.id, outer.name, outer.runtime, outer.cgroup_id, outer.cgroup_path, figures,
-                           _add_errnos([outer.open_errors_by_errno, inner.open_errors_by_errno]),
-                           _add_slots([outer.runq_wait_slots, inner.runq_wait_slots]))
+# The identity of a pod's own cgroup among its container identities (see _Carry).
+_POD_LEVEL = ("pod",)
+# Every figure and rate, in the order the JSON document shows them.
+_ORDER = FIGURES + tuple(RATES)
+_COUNT_FIGURES = COUNTER_FIELDS + COUNTER_RATES
+
+
+@dataclass
+class _Part:
+    """One tracked cgroup of a pod in this sample."""
+
+    tracked: "_Tracked"
+    figures: Figures
+    vanished: bool  # this is its final sample
+
+
+def _fold(carry: _Carry, part: _Part) -> _Carry:
+    """Adds the final counts of a cgroup that ended to its identity's carry."""
+    totals = carry.figures
+    for name in _SINCE_ATTACH:
+        value = part.figures.get(name)
+        if value is not None:
+            totals[name] = totals.get(name, 0) + value
+    if part.tracked.kind == CONTAINER and part.figures.get("cpu_seconds") is not None:
+        totals["cpu_seconds"] = round(totals.get("cpu_seconds", 0) + part.figures["cpu_seconds"], 6)
+    totals[UNCOUNTED] = totals.get(UNCOUNTED, 0) + part.tracked.uncounted
+    carry.errnos = _add_errnos([carry.errnos, part.tracked.errnos])
+    carry.slots = _add_slots([carry.slots, part.tracked.runq_wait_slots])
+    return carry
+
+
+def _adopt_carries(carried: Dict[Tuple[str, ...], "_Carry"], identities: Dict[Tuple[str, ...], List[_Part]]) -> None:
+    """A container first known by its id and named later keeps what it carried under the id."""
+    for identity, parts in identities.items():
+        if identity[0] != "name":
+            continue
+        for container_id in {part.tracked.info.pod.container_id for part in parts}:
+            carry = carried.pop(("id", container_id or ""), None)
+            if carry is not None:
+                into = carried.setdefault(identity, _Carry())
+                for name, value in carry.figures.items():
+                    into.figures[name] = into.figures.get(name, 0) + value
+                into.errnos = _add_errnos([into.errnos, carry.errnos])
+                into.slots = _add_slots([into.slots, carry.slots])
+
+
+def _unknown_counts(figures: Figures, lost: Optional[int]) -> Figures:
+    """Kernel counters some of whose events were never counted are unknown, not a smaller number."""
+    for name in _COUNT_FIGURES:
+        figures[name] = None
+    figures[UNCOUNTED] = lost
+    return figures
 
 
 class Collector:
@@ -224,10 +294,22 @@ class Collector:
         self._clock = clock
         self._node = socket.gethostname()
         self._last_sample = clock()
-        self._last_rescan = self._last_sample
+        self._last_rescan = self._last_full_rescan = clock()
         self._tracked: Dict[str, _Tracked] = {}
-        self._unknown_since: Dict[CgroupKey, float] = {}
-        self._pod_limits: Dict[str, Tuple[Optional[float], Optional[int]]] = {}
+        # key -> (the sample, the clock's time) it was first seen unnamed in
+        self._unknown_since: Dict[CgroupKey, Tuple[int, float]] = {}
+        self._nested: Dict[str, Set[str]] = {}  # container cgroup path -> its tracked nested cgroups
+        self._nested_unread: Set[str] = set()  # containers with nested cgroups whose processes are not read
+        self._samples = 0
+        self._hidden: Set[CgroupKey] = set()  # counted, not a pod's, not shown (no --all)
+        self._carried: Dict[str, Dict[Tuple[str, ...], _Carry]] = {}  # pod uid -> identity -> carry
+        self._all_uncounted = False
+        self._identities: Dict[str, Tuple[str, ...]] = {}  # container id -> identity, this sample's
+        self._events = bpf.cgroup_events_available
+        self._events_lost = 0
+        self._counters_read_at = self._last_sample
+        if self._events:
+            index.refresh_on_miss = False  # the events name new cgroups; a miss is one made since
         self._pods: Dict[str, PodSample] = {}  # the last sample's, by uid
         self._files = OpenFiles(max_open_files)
         self._batch = FigureBatch(self._files)
@@ -243,14 +325,28 @@ class Collector:
         # then, and once more in the sample after (an exit is counted before the task leaves).
         self._track_procs = bpf.attached("proc") and bpf.attached("changes")
         self._changes = bpf.changes()
-        self._last_full_rescan = self._last_sample
 
     def sample(self) -> Snapshot:
         started = self._clock()
         changes = self._bpf.changes()
         moved = changes.migrations != self._changes.migrations
+        self._samples += 1
+        # The kernel's cgroup events before the counters: a cgroup known to be removed before its
+        # counters were read has counted all it ever will, so this sample can be its final one.
+        # (One made after this point and counted is named from the next sample's events.)
+        events_complete = self._learn_cgroup_events(self._bpf.drops())
+        self._counters_read_at = self._clock()
+        counters = self._bpf.read_counters()
+        errnos = self._bpf.read_open_errnos() if self._count_errnos else {}
+        sched = self._bpf.read_sched() if self._sched_on else {}
+        uncounted = self._bpf.read_uncounted()
+        wall_minus_monotonic = time.time() - time.monotonic()
+        drops = self._bpf.drops()
+        self._warn_once_when_full(drops)
         if started - self._last_rescan >= RESCAN_SECONDS:
-            if changes.cgroups != self._changes.cgroups or started - self._last_full_rescan >= FULL_RESCAN_SECONDS:
+            # Without (complete) events, only a walk finds new and removed cgroups.
+            walk = not events_complete and changes.cgroups != self._changes.cgroups
+            if walk or started - self._last_full_rescan >= FULL_RESCAN_SECONDS:
                 self._index.refresh()
                 self._last_full_rescan = started
             self._names.sync()
@@ -258,12 +354,6 @@ class Collector:
             self._changes = changes
         else:
             self._changes = self._changes._replace(migrations=changes.migrations)
-        counters = self._bpf.read_counters()
-        errnos = self._bpf.read_open_errnos() if self._count_errnos else {}
-        sched = self._bpf.read_sched() if self._sched_on else {}
-        wall_minus_monotonic = time.time() - time.monotonic()
-        drops = self._bpf.drops()
-        self._warn_once_when_full(drops)
         now = self._clock()
         elapsed = max(now - self._last_sample, 1e-9)
         self._last_sample = now
@@ -273,6 +363,7 @@ class Collector:
         counts_by_path: Dict[str, List[Counters]] = {}
         errnos_by_path: Dict[str, List[Errnos]] = {}
         sched_by_path: Dict[str, List[SchedCounts]] = {}
+        uncounted_by_path: Dict[str, int] = {}
         unknown: List[CgroupKey] = []
         for key, value in counters.items():
             info = self._index.lookup(key.hierarchy, key.cgroup_id)
@@ -280,6 +371,7 @@ class Collector:
                 unknown.append(key)
                 continue
             if info.pod is None and not self._include_non_pods:
+                self._hidden.add(key)
                 continue
             self._track(info).keys.add(key)
             counts_by_path.setdefault(info.path, []).append(value)
@@ -287,101 +379,81 @@ class Collector:
                 errnos_by_path.setdefault(info.path, []).append(errnos[key])
         for key, value in sched.items():  # a cgroup can run without counting anything else
             info = self._index.lookup(key.hierarchy, key.cgroup_id)
-            if info is None or (info.pod is None and not self._include_non_pods):
+            if info is None:
+                continue
+            if info.pod is None and not self._include_non_pods:
+                self._hidden.add(key)
                 continue
             self._track(info).keys.add(key)
             sched_by_path.setdefault(info.path, []).append(value)
-        self._drop_unnamable(unknown, now)
+        for key, lost in uncounted.items():
+            info = self._index.lookup(key.hierarchy, key.cgroup_id)
+            if info is None:
+                continue
+            if info.pod is None and not self._include_non_pods:
+                self._hidden.add(key)
+                continue
+            self._track(info).keys.add(key)
+            uncounted_by_path[info.path] = uncounted_by_path.get(info.path, 0) + lost
+        self._drop_unnamable(unknown, events_complete)
+        self._release_hidden()
 
-        pods: Dict[str, PodSample] = {}
-        pod_level: Dict[str, List[Figures]] = {}
-        pod_level_errnos: Dict[str, List[Errnos]] = {}
-        pod_level_slots: Dict[str, List[Optional[Tuple[int, ...]]]] = {}
-        non_pods: List[CgroupSample] = []
-        gone: List[str] = []
         if self._index.generation != self._tracked_generation:
-            # idle containers too: their memory still matters
+            # idle containers and pods too: their memory still matters
             self._tracked_generation = self._index.generation
+            self._nested_unread = {t.top for t in self._tracked.values() if t.kind == NESTED and not t.read_procs}
             for hierarchy in self._index.hierarchies:
                 for info in self._index.live_cgroups(hierarchy):
-                    if info.pod is not None and info.pod.container_id is not None:
-                        self._track(info)
-        live = self._batch.read([tracked.files for tracked in self._tracked.values()])
-        seen_containers: Dict[Tuple[str, str], int] = {}  # (pod uid, container id) -> index in its pod
-        for (path, tracked), live_figures in zip(self._tracked.items(), live):
+                    if info.pod is not None:
+                        self._track(info, idle=True)
+        tracked_items = list(self._tracked.items())
+        with_files = [(path, tracked) for path, tracked in tracked_items if tracked.kind != NESTED]
+        live_by_path = dict(zip((path for path, _ in with_files),
+                                self._batch.read([tracked.files for _, tracked in with_files])))
+        self._all_uncounted = drops.uncounted_map_full > 0
+
+        non_pods: List[CgroupSample] = []
+        gone: List[str] = []
+        self._identities = {}
+        # pod uid -> identity -> (CONTAINER or POD part, its nested parts); vanished parts included
+        parts_by_pod: Dict[str, Dict[Tuple[str, ...], List[_Part]]] = {}
+        for path, tracked in tracked_items:
             info = tracked.info
             figures, vanished = self._figures(tracked, counts_by_path.get(path, ()), elapsed, now,
                                               sched_by_path.get(path, ()), wall_minus_monotonic, moved,
-                                              live_figures)
+                                              live_by_path.get(path))
             if path in errnos_by_path:
                 tracked.errnos = _add_errnos(errnos_by_path[path])
-
+            tracked.uncounted = max(tracked.uncounted, uncounted_by_path.get(path, 0))
             if vanished:
                 gone.append(path)
             if info.pod is None:
-                non_pods.append(CgroupSample(info.cgroup_id, path, figures, tracked.errnos, tracked.runq_wait_slots))
+                non_pods.append(CgroupSample(info.cgroup_id, path, self._own_figures(tracked, figures),
+                                             tracked.errnos, tracked.runq_wait_slots))
                 continue
-            pod = pods.get(info.pod.pod_uid)
-            if pod is None:
-                names = self._names.pod(info.pod.pod_uid)
-                pod = pods[info.pod.pod_uid] = PodSample(
-                    uid=info.pod.pod_uid,
-                    namespace=names.namespace if names else None,
-                    name=names.name if names else None,
-                    qos=info.pod.qos,
-                    figures={},
-                    containers=[],
-                )
-            if info.pod.container_id is None:
-                # Processes in the pod's own cgroup count in the pod's totals; its
-                # memory and CPU figures are not added: they include the containers'.
-                pod_level.setdefault(pod.uid, []).append(
-                    {name: figures[name] for name in _SINCE_ATTACH + COUNTER_RATES + (LAST_ACTIVE,)})
-                pod_level_errnos.setdefault(pod.uid, []).append(tracked.errnos)
-                pod_level_slots.setdefault(pod.uid, []).append(tracked.runq_wait_slots)
-                continue
-            name = self._names.container(info.pod.container_id)
-            sample = tracked.sample
-            if sample is None or sample.figures is not figures or sample.name != name \
-                    or sample.open_errors_by_errno != tracked.errnos:
-                sample = tracked.sample = ContainerSample(
-                    id=info.pod.container_id,
-                    name=name,
-                    runtime=info.pod.runtime,
-                    cgroup_id=info.cgroup_id,
-                    cgroup_path=path,
-                    figures=figures,
-                    open_errors_by_errno=tracked.errnos,
-                    runq_wait_slots=tracked.runq_wait_slots,
-                )
-            at = seen_containers.setdefault((pod.uid, sample.id), len(pod.containers))
-            if at == len(pod.containers):
-                pod.containers.append(sample)
-            else:
-                pod.containers[at] = _merge_nested(pod.containers[at], sample)
-        for pod in pods.values():
-            pod.containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
-            limit = self._pod_limit(pod, now)
-            before = self._pods.get(pod.uid)
-            if (before is not None and pod.uid not in pod_level and before.name == pod.name
-                    and before.namespace == pod.namespace and before.figures["memory_limit_bytes"] == limit
-                    and len(before.containers) == len(pod.containers)
-                    and all(a is b for a, b in zip(before.containers, pod.containers))):
-                pods[pod.uid] = before  # every container's sample is the last one: so is the pod's
-                continue
-            pod.figures = _sum_figures([c.figures for c in pod.containers] + pod_level.get(pod.uid, []))
-            pod.figures["memory_limit_bytes"] = limit
-            pod.open_errors_by_errno = _add_errnos([c.open_errors_by_errno for c in pod.containers]
-                                                   + pod_level_errnos.get(pod.uid, []))
-            pod.runq_wait_slots = _add_slots([c.runq_wait_slots for c in pod.containers]
-                                             + pod_level_slots.get(pod.uid, []))
+            identity = _POD_LEVEL if tracked.kind == POD else self._identity(info.pod)
+            parts_by_pod.setdefault(info.pod.pod_uid, {}).setdefault(identity, []).append(
+                _Part(tracked, figures, vanished))
+
+        pods: Dict[str, PodSample] = {}
+        ended_pods: List[str] = []
+        for uid, identities in parts_by_pod.items():
+            pod = self._pod_sample(uid, identities, ended_pods)
+            if pod is not None:
+                pods[uid] = pod
 
         self._pods = pods
         self._forget(gone)
+        for uid in ended_pods:
+            self._carried.pop(uid, None)
+        live_uids = {t.info.pod.pod_uid for t in self._tracked.values() if t.info.pod is not None}
+        for uid in set(self._carried) - live_uids:
+            del self._carried[uid]
+        self._index.expire_dead()
         return Snapshot(
             node=self._node,
             time=datetime.now(timezone.utc),
-            interval_seconds=round(elapsed, 3),
+            interval_seconds=round(elapsed, 3) if self._samples > 1 else None,
             pods=sorted(pods.values(), key=lambda p: (p.namespace or "", p.name or "", p.uid)),
             cgroups=sorted(non_pods, key=lambda c: c.cgroup_path),
             agent=AgentStats(
@@ -399,8 +471,174 @@ class Collector:
                 net_source=self._bpf.net_source if self._bpf.attached("net") else None,
                 open_source=self._bpf.open_source,
                 programs=self._bpf.program_stats(),
+                cgroup_events_lost=drops.cgroup_events_lost,
+                carried_identities=sum(len(carried) for carried in self._carried.values()),
             ),
         )
+
+    def _learn_cgroup_events(self, drops) -> bool:
+        """Feeds the kernel's cgroup mkdir/rmdir events to the index. True when they told the
+        whole story since the last sample (none lost, no path cut short): no walk is needed."""
+        if not self._events:
+            return False
+        complete = drops.cgroup_events_lost == self._events_lost
+        self._events_lost = drops.cgroup_events_lost
+        for event in self._bpf.read_cgroup_events():
+            if event.kind == "rmdir":
+                self._index.mark_dead(event.key.hierarchy, event.key.cgroup_id)
+            elif event.path is None:
+                complete = False
+            else:
+                self._index.learn(event.key.hierarchy, event.key.cgroup_id, event.path)
+        return complete
+
+    def _release_hidden(self) -> None:
+        """Non-pod cgroups not shown (no --all) still count in the kernel: once removed, their
+        kernel state goes like any other cgroup's."""
+        dead = [key for key in self._hidden if self._index.is_dead(key.hierarchy, key.cgroup_id)]
+        if not dead:
+            return
+        self._bpf.delete(dead)
+        for key in dead:
+            self._hidden.discard(key)
+            self._index.release(key.hierarchy, key.cgroup_id)
+
+    def _identity(self, pod: PodRef) -> Tuple[str, ...]:
+        """What a container's counters stay attached to across restarts: its name in the pod, or
+        its id while the name is unknown (asked once a sample: nested cgroups share the answer)."""
+        container_id = pod.container_id or ""
+        identity = self._identities.get(container_id)
+        if identity is None:
+            name = self._names.container(container_id) if container_id else None
+            identity = self._identities[container_id] = ("name", name) if name is not None else ("id", container_id)
+        return identity
+
+    def _own_figures(self, tracked: _Tracked, figures: Figures) -> Figures:
+        """A cgroup's figures as shown alone, its lost events made visible (see UNCOUNTED)."""
+        if not tracked.uncounted and not self._all_uncounted:
+            return figures
+        return _unknown_counts(dict(figures), None if self._all_uncounted else tracked.uncounted)
+
+    def _pod_sample(self, uid: str, identities: Dict[Tuple[str, ...], List[_Part]],
+                    ended_pods: List[str]) -> Optional[PodSample]:
+        """One pod: a row per container identity, its figures summed with what ended instances
+        and nested cgroups carried, and the pod's own cgroup for memory, CPU and limit."""
+        carried = self._carried.setdefault(uid, {})
+        pod_parts = identities.pop(_POD_LEVEL, [])
+        pod_part = next((part for part in pod_parts if part.tracked.kind == POD), None)
+        _adopt_carries(carried, identities)
+        containers: List[ContainerSample] = []
+        totals: List[Tuple[Figures, Errnos, Optional[Tuple[int, ...]]]] = []
+        for identity, parts in identities.items():
+            row = self._identity_row(carried, identity, parts)
+            if row is not None:
+                containers.append(row)
+                totals.append((row.figures, row.open_errors_by_errno, row.runq_wait_slots))
+        if pod_parts:
+            totals.append(self._combine(carried, _POD_LEVEL, pod_parts))
+        for identity, carry in carried.items():  # what ended containers counted stays the pod's
+            if identity not in identities and not (identity == _POD_LEVEL and pod_parts):
+                totals.append((dict(carry.figures), carry.errnos, carry.slots))
+        if not containers and pod_part is None:
+            return None  # nothing of the pod is left to show
+        any_part = pod_part or next(iter(identities.values()))[0]
+        figures = _sum_figures([f for f, _, _ in totals])
+        if pod_part is not None:
+            # memory, CPU and limit are the pod cgroup's own: what its limit applies to
+            for name in MEMORY_FIGURES + ("cpu_seconds", "cpu_cores"):
+                figures[name] = pod_part.figures.get(name)
+            if pod_part.vanished:
+                ended_pods.append(uid)
+        else:
+            figures["memory_limit_bytes"] = None  # no pod cgroup (runc's unexpanded systemd names)
+        lost = [f.get(UNCOUNTED, 0) for f, _, _ in totals]
+        if None in lost or self._all_uncounted:
+            _unknown_counts(figures, None)
+        elif any(lost):
+            _unknown_counts(figures, sum(lost))  # type: ignore[arg-type]
+        containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
+        names = self._names.pod(uid)
+        pod = PodSample(uid=uid, namespace=names.namespace if names else None, name=names.name if names else None,
+                        qos=any_part.tracked.info.pod.qos, figures=figures, containers=containers,
+                        open_errors_by_errno=_add_errnos([e for _, e, _ in totals]),
+                        runq_wait_slots=_add_slots([s for _, _, s in totals]),
+                        final=pod_part.vanished if pod_part is not None else
+                        all(part.vanished for parts in identities.values() for part in parts))
+        before = self._pods.get(uid)
+        if (before is not None and before.name == pod.name and before.namespace == pod.namespace
+                and len(before.containers) == len(containers)
+                and all(a is b for a, b in zip(before.containers, containers))
+                and before.figures == pod.figures and before.open_errors_by_errno == pod.open_errors_by_errno
+                and before.runq_wait_slots == pod.runq_wait_slots and before.final == pod.final):
+            return before  # nothing changed: the same object (and its JSON, see output.py)
+        return pod
+
+    def _identity_row(self, carried: Dict[Tuple[str, ...], _Carry], identity: Tuple[str, ...],
+                      parts: List[_Part]) -> Optional[ContainerSample]:
+        """The row of one container identity (None when only nested leftovers of it remain)."""
+        tops = [part for part in parts if part.tracked.kind == CONTAINER]
+        if not tops:
+            self._combine(carried, identity, parts)  # folds what vanished into the carry
+            return None
+        # the newest live instance names the row; an instance's final sample is its own row's
+        top = max([part for part in tops if not part.vanished] or tops, key=lambda part: part.tracked.info.cgroup_id)
+        if len(parts) == 1 and identity not in carried and not top.tracked.uncounted and not self._all_uncounted:
+            figures, errnos_, slots = top.figures, top.tracked.errnos, top.tracked.runq_wait_slots
+            if top.vanished:
+                carried[identity] = _fold(_Carry(), top)
+        else:
+            figures, errnos_, slots = self._combine(carried, identity, parts, top)
+        info, name = top.tracked.info, identity[1] if identity[0] == "name" else None
+        sample = top.tracked.sample
+        if (sample is None or sample.figures is not figures or sample.name != name
+                or sample.open_errors_by_errno != errnos_ or sample.runq_wait_slots != slots):
+            sample = top.tracked.sample = ContainerSample(
+                id=info.pod.container_id, name=name, runtime=info.pod.runtime, cgroup_id=info.cgroup_id,
+                cgroup_path=info.path, figures=figures, open_errors_by_errno=errnos_, runq_wait_slots=slots)
+        return sample
+
+    def _combine(self, carried: Dict[Tuple[str, ...], _Carry], identity: Tuple[str, ...], parts: List[_Part],
+                 top: Optional[_Part] = None) -> Tuple[Figures, Errnos, Optional[Tuple[int, ...]]]:
+        """One identity's figures: what its ended cgroups carried plus what its live ones count
+        (the vanished are folded into the carry first); rates over every part of this sample;
+        memory and CPU from `top`, its container's own cgroup (which includes the nested ones)."""
+        carry = carried.get(identity)
+        for part in parts:
+            if part.vanished:
+                carry = _fold(carry or _Carry(), part)
+        if carry is not None:
+            carried[identity] = carry
+        live = [part for part in parts if not part.vanished]
+        base = carry.figures if carry is not None else {}
+        figures: Figures = dict.fromkeys(_ORDER)
+        for name in _SINCE_ATTACH:
+            if all(part.figures.get(name) is None for part in parts):
+                continue  # its probe group is off: unknown
+            total = base.get(name, 0) + sum(part.figures.get(name) or 0 for part in live)
+            figures[name] = round(total, 9) if name == "runq_wait_seconds" else total
+        for rate in COUNTER_RATES:
+            known = [part.figures[rate] for part in parts if part.figures.get(rate) is not None]
+            figures[rate] = round(sum(known), 3) if known else None
+        if top is not None:
+            for name in MEMORY_FIGURES + ("cpu_seconds", "cpu_cores"):
+                figures[name] = top.figures.get(name)
+            if "cpu_seconds" in base:
+                live_cpu = top.figures.get("cpu_seconds") if not top.vanished else 0
+                figures["cpu_seconds"] = None if live_cpu is None else round(base["cpu_seconds"] + live_cpu, 6)
+        pids = [part.figures.get("pids") for part in live]
+        unread = top is not None and top.tracked.info.path in self._nested_unread
+        figures["pids"] = None if unread or None in pids else sum(pids)  # type: ignore[arg-type]
+        figures[LAST_ACTIVE] = _latest([part.figures.get(LAST_ACTIVE) for part in parts])
+        lost = base.get(UNCOUNTED, 0) + sum(part.tracked.uncounted for part in live)
+        figures[UNCOUNTED] = lost
+        if self._all_uncounted:
+            _unknown_counts(figures, None)
+        elif lost:
+            _unknown_counts(figures, lost)
+        kept = [carry] if carry is not None else []
+        errnos_ = _add_errnos([c.errnos for c in kept] + [part.tracked.errnos for part in live])
+        slots = _add_slots([c.slots for c in kept] + [part.tracked.runq_wait_slots for part in live])
+        return figures, errnos_, slots
 
     def _warn_once_when_full(self, drops) -> None:
         """A full map is counted in every sample (map_full_drops) and said once, here."""
@@ -412,14 +650,33 @@ class Collector:
             self._warned_errnos_full = True
             log.warning("the failed-opens-by-errno map is full: some errnos are not counted (errno_map_full_drops)")
 
-    def _track(self, info: CgroupInfo) -> _Tracked:
+    def _track(self, info: CgroupInfo, idle: bool = False) -> Optional[_Tracked]:
+        """The tracked cgroup at `info`'s path, tracked from now on if it is not yet. `idle`: it
+        counted nothing; then a container's nested cgroups beyond NESTED_PROCS_LIMIT are not
+        tracked (their processes go uncounted: the container's pids is unknown)."""
         tracked = self._tracked.get(info.path)
         if tracked is None:
-            cpu = self._mounts.cpu_hierarchy(info.path)
+            kind, top = OTHER, None
+            if info.pod is not None:
+                kind = POD if info.pod.container_id is None else CONTAINER
+                if kind == CONTAINER:
+                    top = container_cgroup_path(info.path)
+                    kind = CONTAINER if top == info.path else NESTED
+            if kind == NESTED and idle and len(self._nested.get(top, ())) >= NESTED_PROCS_LIMIT:
+                self._nested_unread.add(top)
+                return None
+            cpu = self._mounts.cpu_hierarchy(info.path) if kind != NESTED else None
             files = CgroupFiles(self._memory.directory(info.path), self._memory.version,
                                 cpu.directory(info.path) if cpu else None, cpu.version if cpu else 1,
                                 self._processes_directory(info))
-            tracked = self._tracked[info.path] = _Tracked(info, files)
+            tracked = self._tracked[info.path] = _Tracked(info, files, kind, top)
+            self._index.pin(info.hierarchy, info.cgroup_id)
+            if kind == NESTED:
+                siblings = self._nested.setdefault(top, set())
+                siblings.add(info.path)
+                tracked.read_procs = len(siblings) <= NESTED_PROCS_LIMIT
+                if not tracked.read_procs:
+                    self._nested_unread.add(top)
         return tracked
 
     def _figures(self, tracked: _Tracked, bpf_counts: Sequence[Counters], elapsed: float, now: float,
@@ -437,8 +694,9 @@ class Collector:
         # Most containers count nothing between two samples: their counters and rates are
         # the last sample's (rates 0), only cgroupfs figures are new.
         idle = counts == tracked.counts and previous and not self._sched_on
-        if (idle and tracked.at_rest and live is not None and live == tracked.live and not moved
-                and now - tracked.limit_read_at < LIMIT_REFRESH_SECONDS):
+        at_rest = idle and tracked.at_rest and live is not None and live == tracked.live and not moved
+        if (at_rest and now - tracked.limit_read_at < LIMIT_REFRESH_SECONDS
+                and not self._index.is_dead(tracked.info.hierarchy, tracked.info.cgroup_id)):
             return previous, False  # and its processes' count stands (at rest: settled)
         tracked.counts = counts
         if idle:
@@ -453,12 +711,23 @@ class Collector:
             else:
                 figures.update(_NO_SCHED)
         read = self._files.read_bytes
-        memory = files.memory(read) if live is None else live[0]
+        nested = tracked.kind == NESTED  # memory and CPU are its container's (it includes them)
+        memory = None if nested else files.memory(read) if live is None else live[0]
         # a failed read is how a removed cgroup shows (ENODEV on the open file)
-        vanished = memory is None and not os.path.isdir(self._own_directory(tracked.info))
-        if vanished:
-            for name in _LIVE_FIGURES:
+        missing = (memory is None or nested) and not os.path.isdir(self._own_directory(tracked.info))
+        if self._events:
+            # final only once known removed before its counters were read (see sample())
+            dead_since = self._index.dead_since(tracked.info.hierarchy, tracked.info.cgroup_id)
+            vanished = dead_since is not None and dead_since <= self._counters_read_at
+        else:
+            vanished = missing
+        if vanished or missing:
+            for name in _LIVE_FIGURES + ("memory_limit_bytes",):
                 figures[name] = previous.get(name)
+        elif nested:
+            for name in MEMORY_FIGURES + ("cpu_seconds",):
+                figures[name] = None
+            figures["pids"] = self._processes(tracked, figures, read, moved) if tracked.read_procs else None
         else:
             if memory is None:
                 figures["rss_bytes"] = figures["memory_working_set_bytes"] = None
@@ -476,15 +745,20 @@ class Collector:
 
         for rate, cumulative in (_CPU_RATE if idle else RATES.items()):
             current, before = figures[cumulative], previous.get(cumulative)
-            if before is None and cumulative in _SINCE_ATTACH:
-                before = 0  # BPF counters start at attach: all they hold was counted since
+            if before is None and cumulative in _SINCE_ATTACH and self._samples > 1:
+                # BPF counters start at attach: all they hold was counted since. In the first
+                # sample no interval exists yet: the programs attach one after the other, so no
+                # one moment is when counting started (its rates are null, like cpu_cores').
+                before = 0
             if current is None or before is None:
                 figures[rate] = None
             else:
                 figures[rate] = 0.0 if current == before else round((current - before) / elapsed, 3)
         tracked.figures = figures
         tracked.live = live
-        tracked.at_rest = bool(idle and live is not None and not vanished and figures["cpu_cores"] in (0.0, None)
+        figures.setdefault(UNCOUNTED, 0)
+        tracked.at_rest = bool(idle and live is not None and not (vanished or missing)
+                               and figures["cpu_cores"] in (0.0, None)
                                and self._track_procs and tracked.procs_settled and not moved)
         return figures, vanished
 
@@ -514,17 +788,6 @@ class Collector:
     @property
     def open_files(self) -> int:
         return len(self._files)
-
-    def _pod_limit(self, pod: PodSample, now: float) -> Optional[int]:
-        """The memory limit of the pod's cgroup (every kubelet layout nests containers in it)."""
-        if not pod.containers:
-            return None
-        read_at, limit = self._pod_limits.get(pod.uid, (None, None))
-        if read_at is None or now - read_at >= LIMIT_REFRESH_SECONDS:
-            pod_dir = self._memory.directory(os.path.dirname(pod.containers[0].cgroup_path))
-            limit = read_memory_limit(pod_dir, self._memory.version)  # rare: not kept open
-            self._pod_limits[pod.uid] = (now, limit)
-        return limit
 
     # -- for the on-demand commands (drilldown.py) ---------------------------
 
@@ -562,33 +825,35 @@ class Collector:
 
     def _forget(self, paths: List[str]) -> None:
         """Cgroups whose final sample was just emitted: drop them everywhere."""
-        if not paths:
-            return
-        self._index.refresh()  # marks them dead, so that release() forgets them
         for path in paths:
             tracked = self._tracked.pop(path)
             for directory in tracked.files.directories:
                 self._files.close_directory(directory)
             self._bpf.delete(tracked.keys)
+            self._nested_unread.discard(path)
+            if tracked.top is not None and tracked.kind == NESTED:
+                siblings = self._nested.get(tracked.top, set())
+                siblings.discard(path)
+                if not siblings:
+                    self._nested.pop(tracked.top, None)
             for key in tracked.keys | {CgroupKey(tracked.info.hierarchy, tracked.info.cgroup_id)}:
+                self._index.mark_dead(key.hierarchy, key.cgroup_id)  # gone, whatever the index saw
                 self._index.release(key.hierarchy, key.cgroup_id)
-        live_pods = {t.info.pod.pod_uid for t in self._tracked.values() if t.info.pod is not None}
-        for uid in set(self._pod_limits) - live_pods:
-            del self._pod_limits[uid]
 
-    def _drop_unnamable(self, unknown: List[CgroupKey], now: float) -> None:
-        """Map entries of cgroups that came and went between two index refreshes cannot be
-        named; once a refresh after their first sighting still does not know them, drop them."""
+    def _drop_unnamable(self, unknown: List[CgroupKey], events_complete: bool) -> None:
+        """Map entries of cgroups that came and went unseen (events lost, or a kernel without
+        them, between two walks) cannot be named: once a walk after their first sighting, or a
+        later sample whose events were complete, still does not know them, drop them."""
         still_unknown = set(unknown)
         for key in list(self._unknown_since):
             if key not in still_unknown:
                 del self._unknown_since[key]
         stale = []
         for key in unknown:
-            first_seen = self._unknown_since.setdefault(key, now)
-            if self._index.last_refresh > first_seen:
+            sample, when = self._unknown_since.setdefault(key, (self._samples, self._clock()))
+            if self._index.last_refresh > when or (events_complete and self._samples > sample):
                 del self._unknown_since[key]
-                # a refresh set off by a later key of this sample may have found it: then its
+                # a walk set off by a later key of this sample may have found it: then its
                 # counts are the next sample's, not to be dropped
                 if self._index.lookup(key.hierarchy, key.cgroup_id) is None:
                     stale.append(key)
@@ -622,7 +887,9 @@ def open_collector(
     with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path, probes=probes,
                      v2_root=mounts.unified, open_probe=open_probe) as bpf:
         index = CgroupIndex(mounts)
-        names = NameResolver(log_dir, api=KubeApiPods.from_environment(api_url=kube_api))
+        # a miss rescans the log dir whenever it changed: a container shorter than a sample
+        # has one chance to be named
+        names = NameResolver(log_dir, min_refresh_interval=0.0, api=KubeApiPods.from_environment(api_url=kube_api))
         collector = Collector(bpf, mounts, index, names, include_non_pods=include_non_pods,
                               max_open_files=_open_file_budget())
         try:

@@ -15,6 +15,7 @@ import socketserver
 import ssl
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -24,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from pod_stats import __version__
-from pod_stats.collector import ContainerSample, Snapshot
+from pod_stats.collector import ContainerSample, PodSample, Snapshot
 from pod_stats.output import errno_name
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,20 @@ CONTAINER_METRICS = (
     ("pod_stats_oom_kills", "oom_kills", "Tasks of the container killed by the OOM killer.", True),
     ("pod_stats_last_active_timestamp_seconds", "last_active_timestamp_seconds",
      "When a task of the container last got a CPU (Unix time; sched probe).", False),
+    ("pod_stats_uncounted_events", "uncounted_events",
+     "Events of the container the kernel could not count (its BPF counters map was full); while there are any, "
+     "the container's kernel counters are absent, not a smaller number.", True),
 )
 CONTAINER_LABELS = ("namespace", "pod", "container")
+# The same figures of whole pods, as the JSON document's pod objects: memory, CPU and limit of the
+# pod's own cgroup, kernel counters of all its containers (ended instances included) and of the pod
+# cgroup itself. pod_stats_file_opens → pod_stats_pod_file_opens.
+POD_METRICS = tuple((name.replace("pod_stats_", "pod_stats_pod_", 1), figure,
+                     help_text.replace("the container's", "the pod's").replace("the container", "the pod")
+                     .replace("Memory limit of the container's cgroup", "Memory limit of the pod's cgroup"),
+                     is_counter)
+                    for name, figure, help_text, is_counter in CONTAINER_METRICS)
+POD_LABELS = ("namespace", "pod")
 
 
 class SnapshotMetrics(Collector):
@@ -83,27 +96,25 @@ class SnapshotMetrics(Collector):
     @staticmethod
     def _container_metrics(snapshot: Snapshot) -> Iterator:
         rows: List[Tuple[Dict[str, str], ContainerSample]] = []
+        pod_rows: List[Tuple[Dict[str, str], PodSample]] = []
+        named = Counter((pod.namespace, pod.name) for pod in snapshot.pods if pod.name is not None)
         for pod in snapshot.pods:
+            pod_labels = {"namespace": pod.namespace or "", "pod": pod.name or ""}
+            # Unresolved names would make series collide, and so would a pod re-created under its
+            # name (a StatefulSet's) while the old one's final sample is shown: tell them apart by
+            # identity, one extra label value per pod or container (bounded).
+            if pod.name is None or (named[(pod.namespace, pod.name)] > 1 and (pod.final or not _newest(pod, snapshot))):
+                pod_labels["uid"] = pod.uid
+            pod_rows.append((pod_labels, pod))
             for container in pod.containers:
-                labels = {"namespace": pod.namespace or "", "pod": pod.name or "",
-                          "container": container.name or ""}
-                # Unresolved names would make series collide: tell them apart by
-                # identity, one extra label value per container (bounded).
-                if pod.name is None:
-                    labels["uid"] = pod.uid
+                labels = {**pod_labels, "container": container.name or ""}
                 if container.name is None:
                     labels["id"] = (container.id or "")[:12]
                 rows.append((labels, container))
+        yield from _families(CONTAINER_METRICS, CONTAINER_LABELS, rows)
+        yield from _families(POD_METRICS, POD_LABELS, pod_rows)
         label_names = CONTAINER_LABELS + tuple(
             extra for extra in ("uid", "id") if any(extra in labels for labels, _ in rows))
-        for name, figure, help_text, is_counter in CONTAINER_METRICS:
-            family_type = CounterMetricFamily if is_counter else GaugeMetricFamily
-            family = family_type(name, help_text, labels=label_names)
-            for labels, container in rows:
-                value = container.figures.get(figure)
-                if value is not None:
-                    family.add_metric([labels.get(label, "") for label in label_names], value)
-            yield family
         if snapshot.agent.probe_groups.get("errno"):
             by_errno = CounterMetricFamily("pod_stats_file_open_errors_by_errno",
                                            "Failed opens by errno, since pod-stats started.",
@@ -178,6 +189,33 @@ class SnapshotMetrics(Collector):
                      agent.tracked_cgroups)
         yield _gauge("pod_stats_name_cache_entries", "Pods and containers the agent has names for.",
                      agent.name_cache_entries)
+        yield _gauge("pod_stats_carried_identities",
+                     "Containers whose ended instances' or nested cgroups' counts are carried (until the pod ends).",
+                     agent.carried_identities)
+        events_lost = CounterMetricFamily("pod_stats_cgroup_events_lost",
+                                          "Kernel cgroup events that found their ring buffer full (the agent then "
+                                          "walks the cgroup tree instead).")
+        events_lost.add_metric([], agent.cgroup_events_lost)
+        yield events_lost
+
+
+def _newest(pod: PodSample, snapshot: Snapshot) -> bool:
+    """Whether no other live pod of the snapshot has this pod's name (one being re-created)."""
+    return not any(other is not pod and not other.final and (other.namespace, other.name) == (pod.namespace, pod.name)
+                   for other in snapshot.pods)
+
+
+def _families(metrics, base_labels: Tuple[str, ...], rows: List[Tuple[Dict[str, str], object]]) -> Iterator:
+    """One metric family per figure over `rows` of (labels, sample); unknown figures are left out."""
+    label_names = base_labels + tuple(extra for extra in ("uid", "id") if any(extra in labels for labels, _ in rows))
+    for name, figure, help_text, is_counter in metrics:
+        family_type = CounterMetricFamily if is_counter else GaugeMetricFamily
+        family = family_type(name, help_text, labels=label_names)
+        for labels, sample in rows:
+            value = sample.figures.get(figure)  # type: ignore[attr-defined]
+            if value is not None:
+                family.add_metric([labels.get(label, "") for label in label_names], value)
+        yield family
 
 
 def _gauge(name: str, help_text: str, value: Optional[float], labels: Optional[Dict[str, str]] = None):

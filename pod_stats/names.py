@@ -14,8 +14,9 @@ import logging
 import os
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Type, TypeVar
+from typing import Any, Callable, Container, Dict, List, Mapping, Optional, Set, Tuple, Type, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,26 @@ class KubeApiPods:
     """The pods of one node from the Kubernetes API, as a fallback name source.
 
     Lists `GET /api/v1/pods?fieldSelector=spec.nodeName=<node>` at most every
-    `refresh_interval` seconds, and only when asked about something unknown.
+    `refresh_interval` seconds, and only when asked about an id (pod uid or
+    container id) that no listing has missed yet: every pod's sandbox (pause)
+    container is asked about in every sample and is in no PodList, so an id that a
+    listing did not name is remembered as unresolved and never lists again by itself.
+    A steady node is listed once; a new pod or container costs one more listing,
+    which also names anything else new. The next listing, whatever asked for it,
+    still names an id remembered as unresolved if the API has it by then.
+
+    kubelet posts a new container's id to the API a moment after the container
+    starts, so an id first asked about less than `status_lag` seconds before the
+    listing that missed it gets one more listing (the next one due), except in the
+    agent's first `status_lag` seconds after its first listing, when the ids asked
+    about are of containers that were already running.
+
+    Memory is bounded under any churn: at most `max_unresolved` ids remembered as
+    unresolved and as many awaiting a listing, each forgotten `unresolved_max_age`
+    seconds (10 minutes) after it was last asked about (or first asked about, while
+    awaiting a listing), or as soon as a listing or the log directory (`forget`) names
+    it; beyond the count the longest-unasked is forgotten first. A forgotten id
+    asked about again is new again: at most one listing per `refresh_interval`.
     Failures keep the previous data and never reach the caller.
     """
 
@@ -115,6 +135,9 @@ class KubeApiPods:
         refresh_interval: float = 30.0,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        max_unresolved: int = 4096,
+        unresolved_max_age: float = 600.0,
+        status_lag: float = 10.0,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.node_name = node_name
@@ -123,10 +146,18 @@ class KubeApiPods:
         self._refresh_interval = refresh_interval
         self._timeout = timeout
         self._clock = clock
+        self._max_unresolved = max(1, max_unresolved)
+        self._unresolved_max_age = unresolved_max_age
+        self._status_lag = status_lag
         self._last_attempt: Optional[float] = None
+        self._first_listed: Optional[float] = None  # when the first listing succeeded
         self._failing = False
         self._pods: Dict[str, PodNames] = {}
         self._containers: Dict[str, _ContainerNames] = {}
+        # id -> when last asked about, for ids a listing did not name (oldest first)
+        self._unresolved: OrderedDict[str, float] = OrderedDict()
+        # id -> when first asked about, for unknown ids no listing has settled yet (oldest first)
+        self._awaiting: OrderedDict[str, float] = OrderedDict()
 
     @classmethod
     def from_environment(
@@ -158,9 +189,11 @@ class KubeApiPods:
         )
 
     def pod(self, uid: str) -> Optional[PodNames]:
-        if uid not in self._pods:
+        names = self._pods.get(uid)
+        if names is None and self._may_list_for(uid):
             self._refresh_if_due()
-        return self._pods.get(uid)
+            names = self._pods.get(uid)
+        return names
 
     def container(self, container_id: str) -> Optional[str]:
         names = self._container(container_id)
@@ -178,10 +211,63 @@ class KubeApiPods:
     def container_count(self) -> int:
         return len(self._containers)
 
+    @property
+    def unresolved_count(self) -> int:
+        """Ids remembered as unknown: those a listing did not name and those awaiting one."""
+        return len(self._unresolved) + len(self._awaiting)
+
+    def forget(self, named: Container[str]) -> None:
+        """Forgets the unresolved ids that another source (the log directory) names."""
+        for ids in (self._unresolved, self._awaiting):
+            for key in [key for key in ids if key in named]:
+                del ids[key]
+
     def _container(self, container_id: str) -> Optional[_ContainerNames]:
-        if container_id not in self._containers:
+        names = self._containers.get(container_id)
+        if names is None and self._may_list_for(container_id):
             self._refresh_if_due()
-        return self._containers.get(container_id)
+            names = self._containers.get(container_id)
+        return names
+
+    def _may_list_for(self, key: str) -> bool:
+        """Whether an id the last listing did not name may ask for a listing: not if a listing
+        already missed it (or, in the first moments, would have)."""
+        now = self._clock()
+        for ids in (self._unresolved, self._awaiting):
+            while ids and next(iter(ids.values())) < now - self._unresolved_max_age:
+                ids.popitem(last=False)
+        if key in self._unresolved:
+            self._unresolved[key] = now
+            self._unresolved.move_to_end(key)
+            return False
+        if key not in self._awaiting:
+            if self._first_listed is not None and now - self._first_listed <= self._status_lag:
+                self._remember(self._unresolved, key, now)
+                return False
+            self._remember(self._awaiting, key, now)
+        return True
+
+    def _remember(self, ids: OrderedDict[str, float], key: str, when: float) -> None:
+        ids[key] = when
+        ids.move_to_end(key)
+        while len(ids) > self._max_unresolved:
+            ids.popitem(last=False)
+
+    def _settle(self, listed_at: float) -> None:
+        """After a listing: ids it named are no longer unresolved; ids awaiting it are now,
+        unless they may be too new for kubelet to have posted them."""
+        named = (self._pods, self._containers)
+        for key in [key for key in self._unresolved if any(key in source for source in named)]:
+            del self._unresolved[key]
+        first_listing = self._first_listed is None
+        if first_listing:
+            self._first_listed = self._clock()
+        for key, first_asked in list(self._awaiting.items()):
+            if any(key in source for source in named):
+                del self._awaiting[key]
+            elif first_listing or listed_at - first_asked >= self._status_lag:
+                del self._awaiting[key]
+                self._remember(self._unresolved, key, listed_at)
 
     def _refresh_if_due(self) -> None:
         now = self._clock()
@@ -203,6 +289,7 @@ class KubeApiPods:
                 )
             self._failing = True
             return
+        self._settle(now)
         if self._failing:
             logger.info("Listing pods from %s works again.", self.api_url)
         self._failing = False
@@ -371,6 +458,10 @@ class NameResolver:
             pod_uid = next(iter(uids)) if uids and len(uids) == 1 else None
             containers[container_id] = _ContainerNames(container, pod_uid)
         self._pods, self._containers = pods, containers
+        if self._api is not None:
+            # Ids the log directory names fully are never asked of the API again.
+            self._api.forget(pods)
+            self._api.forget({key for key, names in containers.items() if names.pod_uid is not None})
 
     def sync(self) -> None:
         """Rescans if the log directories changed (and the last scan is not too recent), so that

@@ -124,6 +124,8 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
             "cgroup_index_entries": snapshot.agent.cgroup_index_entries,
             "tracked_cgroups": snapshot.agent.tracked_cgroups,
             "name_cache_entries": snapshot.agent.name_cache_entries,
+            "carried_identities": snapshot.agent.carried_identities,
+            "cgroup_events_lost": snapshot.agent.cgroup_events_lost,
         },
     }
     if snapshot.cgroups:
@@ -183,7 +185,8 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
     """One row per pod with its containers beneath; firing alerts in the caption."""
     table = Table(
         title=f"pod-stats · {snapshot.node} · {snapshot.time:%H:%M:%S} UTC · "
-              f"{len(snapshot.pods)} pods · over {snapshot.interval_seconds:.1f}s",
+              f"{len(snapshot.pods)} pods · "
+              + (f"over {snapshot.interval_seconds:.1f}s" if snapshot.interval_seconds is not None else "first sample"),
         title_justify="left",
         box=None,
         header_style="bold",

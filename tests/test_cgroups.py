@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from pod_stats import cgroups
 from pod_stats.cgroups import (
+    DEAD_GRACE_SAMPLES,
+    MAX_UNCLAIMED_DEAD,
     V1_MEMORY,
     V2,
     CgroupIndex,
@@ -582,9 +584,12 @@ def test_vanished_cgroup_is_dead_until_released(tree):
 
     assert index.lookup(V2, container_id) == info
     assert index.is_dead(V2, container_id)
-    assert index.dead_count == 1
     assert index.live_count == live_before - 2
-    assert len(index) == live_before - 1  # never looked up, so not kept
+    assert index.dead_count == 2  # both named for a grace period (their counters may still come)
+    index.expire_dead()
+    index.expire_dead()
+    assert index.dead_count == 1
+    assert len(index) == live_before - 1  # never looked up, so forgotten after its grace
 
     index.release(V2, container_id)
     assert index.dead_count == 0
@@ -602,7 +607,9 @@ def test_release_of_a_live_cgroup_keeps_it(tree):
 
     index.release(V2, container_id)
     os.rmdir(tree.unified + V2_CONTAINER)
-    index.refresh()  # released, so forgotten at once rather than kept dead
+    index.refresh()  # released: kept dead only for the grace period of unclaimed cgroups
+    for _ in range(DEAD_GRACE_SAMPLES):
+        index.expire_dead()
     assert index.dead_count == 0 and index.lookup(V2, container_id) is None
 
 
@@ -638,6 +645,47 @@ def test_index_returns_to_baseline_after_churn(tree):
         for created_id in created:
             index.release(V2, created_id)
         assert len(index) == baseline, round_number
+
+
+def test_a_cgroup_learnt_from_events_is_named_after_it_is_gone(tree):
+    # created and removed between two samples: only the kernel's events saw it
+    clock = FakeClock()
+    index = CgroupIndex(tree, clock=clock)
+    baseline = len(index)
+    path = V2_CONTAINER.replace(CONTAINER_ID, "e" * 64)
+    index.learn(V2, 999_999_001, path)
+    index.mark_dead(V2, 999_999_001)
+    index.expire_dead()  # the sample that drained the events: its counters may come next time
+    info = index.lookup(V2, 999_999_001)
+    assert info is not None and info.path == path and info.pod.container_id == "e" * 64
+    assert index.is_dead(V2, 999_999_001)
+    for _ in range(3 * DEAD_GRACE_SAMPLES):
+        index.expire_dead()
+    assert index.lookup(V2, 999_999_001) is not None  # looked up: kept until released
+    index.release(V2, 999_999_001)
+    assert len(index) == baseline
+
+
+def test_unclaimed_dead_cgroups_are_forgotten_within_their_bound(tree):
+    clock = FakeClock()
+    index = CgroupIndex(tree, clock=clock)
+    baseline = len(index)
+    for number in range(MAX_UNCLAIMED_DEAD + 500):
+        index.learn(V2, 10**9 + number, f"/system.slice/run-r{number:x}.scope")
+        index.mark_dead(V2, 10**9 + number)
+    index.expire_dead()
+    assert len(index) <= baseline + MAX_UNCLAIMED_DEAD
+    assert index.lookup(V2, 10**9) is None  # the oldest went first
+    for _ in range(DEAD_GRACE_SAMPLES):
+        index.expire_dead()
+    assert len(index) == baseline
+
+
+def test_events_of_other_hierarchies_are_ignored(tree):
+    index = CgroupIndex(tree, clock=FakeClock())
+    generation = index.generation
+    index.learn("v1-cpu", 5, "/kubepods")
+    assert index.generation == generation and index.lookup("v1-cpu", 5) is None
 
 
 def test_walk_tolerates_vanishing_and_unreadable_directories(tree, monkeypatch):

@@ -481,11 +481,11 @@ def test_api_refreshes_at_most_every_interval(api_server, token):
     assert api.pod(unknown) is None
     clock.now += 29
     assert api.pod(unknown) is None
-    assert api.container("1" * 64) is None
+    assert api.container("1" * 64) is None  # new, but the last listing is too recent
     assert api.pod(API_UID) is not None
     assert api_server.request_count == 1
     clock.now += 1
-    assert api.pod(unknown) is None
+    assert api.container("1" * 64) is None
     assert api_server.request_count == 2
 
 
@@ -643,3 +643,162 @@ def test_misses_do_not_rescan_unchanged_directories(log_dir, monkeypatch):
     clock.now += 2
     assert resolver.container("c" * 64) == "web"  # the changed directories are scanned
     assert len(listings) == 2
+
+
+# --- how rarely the API server is asked -------------------------------------
+
+SANDBOX_ID = "5" * 64  # a pause container: in no PodList, ever
+GONE_UID = "00000000-0000-4000-8000-000000000000"
+
+
+def set_pods(api_server, *extra_pods):
+    api_server.body = json.dumps({**POD_LIST, "items": POD_LIST["items"] + list(extra_pods)}).encode()
+
+
+def ask_like_a_sample(api, *container_ids):
+    """What the collector asks each sample: the pod and every container of its cgroups."""
+    assert api.pod(API_UID) == PodNames("shop", "web-5f7d9-xk2lp")
+    assert api.container(API_IDS["web"]) == "web"
+    assert api.container(SANDBOX_ID) is None
+    assert api.pod(GONE_UID) is None
+    return [api.container(container_id) for container_id in container_ids]
+
+
+def test_api_ids_no_listing_names_are_listed_for_once(api_server, token):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock)
+    for _ in range(100):  # 50 minutes of samples
+        ask_like_a_sample(api)
+        clock.now += 30
+    assert api_server.request_count == 1
+    assert api.unresolved_count == 2
+
+
+def test_api_a_new_container_costs_one_listing_that_names_it(api_server, token):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock)
+    for _ in range(20):
+        ask_like_a_sample(api)
+        clock.now += 30
+    new_uid, new_id = "77777777-7777-4777-8777-777777777777", "7" * 64
+    set_pods(api_server, api_pod("team-a", "batch-x1", new_uid, statuses=[{"name": "job", "containerID": f"containerd://{new_id}"}]))
+
+    assert ask_like_a_sample(api, new_id) == ["job"]
+    assert api.pod(new_uid) == PodNames("team-a", "batch-x1")
+    assert api_server.request_count == 2
+    for _ in range(80):
+        clock.now += 30
+        assert ask_like_a_sample(api, new_id) == ["job"]
+    assert api_server.request_count == 2
+
+
+def test_api_new_ids_list_at_most_once_per_interval(api_server, token):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock)
+    ask_like_a_sample(api)
+    clock.now += 30
+    for number in range(30):  # a new unresolvable id every second
+        clock.now += 1
+        ask_like_a_sample(api, f"{number:064x}")
+    assert api_server.request_count == 2
+
+
+def test_api_a_container_kubelet_has_not_posted_yet_is_listed_for_once_more(api_server, token):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock)
+    for _ in range(10):
+        ask_like_a_sample(api)
+        clock.now += 30
+    new_uid, new_id, new_sandbox = "77777777-7777-4777-8777-777777777777", "7" * 64, "6" * 64
+    # The container runs, but the listing its first sample asks for does not have it yet.
+    set_pods(api_server, api_pod("team-a", "batch-x1", new_uid, statuses=[{"name": "job", "containerID": ""}]))
+    assert ask_like_a_sample(api, new_id, new_sandbox) == [None, None]
+    assert api_server.request_count == 2
+    set_pods(api_server, api_pod("team-a", "batch-x1", new_uid, statuses=[{"name": "job", "containerID": f"containerd://{new_id}"}]))
+    clock.now += 2
+    assert ask_like_a_sample(api, new_id, new_sandbox) == [None, None]  # no listing before the interval
+    assert api_server.request_count == 2
+    clock.now += 28
+    assert ask_like_a_sample(api, new_id, new_sandbox) == ["job", None]
+    assert api_server.request_count == 3
+    for _ in range(60):  # the new pod's sandbox is settled too
+        clock.now += 30
+        assert ask_like_a_sample(api, new_id, new_sandbox) == ["job", None]
+    assert api_server.request_count == 3
+
+
+def test_api_failed_listings_settle_nothing(api_server, token):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock)
+    api_server.status = 503
+    for _ in range(3):
+        assert api.container(SANDBOX_ID) is None
+        clock.now += 30
+    assert api_server.request_count == 3
+    api_server.status = 200
+    for _ in range(10):
+        ask_like_a_sample(api)
+        clock.now += 30
+    assert api_server.request_count == 4
+
+
+def test_api_unresolved_ids_are_forgotten_ten_minutes_after_last_asked(api_server, token):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock)
+    ask_like_a_sample(api)
+    assert api.container("8" * 64) is None
+    assert api.unresolved_count == 3
+    for _ in range(30):  # 15 minutes in which "8…" is no longer asked about
+        clock.now += 30
+        ask_like_a_sample(api)
+    assert api.unresolved_count == 2
+    assert api_server.request_count == 1
+    assert api.container("8" * 64) is None  # new again: one listing
+    assert api.container("8" * 64) is None
+    assert api_server.request_count == 2
+
+
+@pytest.mark.parametrize("seconds_between_ids", [0.01, 0.5])
+def test_api_unresolved_ids_stay_bounded_under_churn(api_server, token, seconds_between_ids):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock)
+    ask_like_a_sample(api)
+    started = clock.now
+    churn = [f"{number:064x}" for number in range(10_000)]
+    largest = 0
+    for number, container_id in enumerate(churn):
+        clock.now += seconds_between_ids
+        assert api.container(container_id) is None
+        for recent in churn[max(0, number - 20) : number]:  # still running: asked every sample
+            assert api.container(recent) is None
+        largest = max(largest, api.unresolved_count)
+    assert largest <= 2 * 4096  # ids a listing missed, and ids awaiting one
+    if seconds_between_ids == 0.5:  # 10 minutes hold 1,200 ids, the last listing's interval 60 more
+        assert largest <= 1_200 + 100
+    assert api_server.request_count <= 1 + (clock.now - started) / 30 + 1
+    assert ask_like_a_sample(api) == []
+    clock.now += 601
+    assert api.container(SANDBOX_ID) is None
+    assert api.unresolved_count <= 2
+
+
+def test_api_ids_the_log_directory_names_are_forgotten(log_dir, api_server, token):
+    clock = FakeClock()
+    api = make_api(api_server, token, clock)
+    resolver = NameResolver(str(log_dir.root), clock=clock, api=api)
+    new_uid, new_id = "77777777-7777-4777-8777-777777777777", "7" * 64
+    assert resolver.pod(new_uid) is None
+    assert resolver.container(new_id) is None
+    assert resolver.container(SANDBOX_ID) is None
+    assert (api.unresolved_count, api_server.request_count) == (3, 1)
+
+    log_dir.add_pod("team-a", "batch-x1", new_uid, {"job": new_id})
+    clock.now += 1
+    assert resolver.container(new_id) == "job"
+    assert resolver.pod(new_uid) == PodNames("team-a", "batch-x1")
+    assert api.unresolved_count == 1
+    for _ in range(40):
+        clock.now += 30
+        resolver.sync()
+        assert resolver.container(SANDBOX_ID) is None
+    assert api_server.request_count == 1

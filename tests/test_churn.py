@@ -1,0 +1,406 @@
+"""Counts that stay true under the churn of a real node (issue #13): real cgroups in kubelet's and
+systemd's layouts appearing and vanishing around one collector, each test one way a node breaks
+"exact" — non-pod units, restarts, nested cgroups, containers shorter than a sample, the first
+sample's rates, a full map, the pod's own cgroup, a tenant's thousands of nested cgroups."""
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kernels.cgroup_child import reap, run_in_child
+from pod_stats.cgroups import discover_mounts
+from pod_stats.collector import NESTED_PROCS_LIMIT, open_collector
+from pod_stats.exporter import SnapshotMetrics
+from pod_stats.output import to_json
+
+pytestmark = pytest.mark.bpf
+
+
+def _roots() -> List[str]:
+    """Where a runtime makes a container's cgroup: v2, and v1 memory where memory is v1."""
+    mounts = discover_mounts()
+    roots = [mounts.unified] if mounts.unified else []
+    if mounts.memory_hierarchy().version == 1:
+        roots.append(mounts.v1["memory"])
+    return roots
+
+
+class _Cgroup:
+    """One cgroup path made in every root; processes join it in each."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.dirs = [Path(root) / path.lstrip("/") for root in _roots()]
+        for directory in self.dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def run(self, opens: int = 0, then=None, wait: bool = True) -> int:
+        """A child that joins the cgroup, opens a file `opens` times, then runs `then`."""
+        dirs = self.dirs
+
+        def inside():
+            handles = [open(directory / "cgroup.procs", "w") for directory in dirs]  # before the first move
+            for handle in handles:
+                handle.write("0")
+                handle.close()
+            for _ in range(opens):
+                os.close(os.open("/etc/hostname", os.O_RDONLY))
+            if then is not None:
+                then()
+
+        return run_in_child(inside, wait=wait)
+
+    def remove(self) -> None:
+        for directory in self.dirs:
+            for _ in range(100):  # an exited process may take a moment to leave
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
+class _Pod:
+    """A pod in the systemd/containerd layout with kubelet's log entries (which name it)."""
+
+    def __init__(self, log_dir: Path, name: str, namespace: str = "churn"):
+        self.uid = str(uuid.uuid4())
+        self.name, self.namespace, self.log_dir = name, namespace, log_dir
+        self.slice = ("/kubepods.slice/kubepods-burstable.slice/"
+                      f"kubepods-burstable-pod{self.uid.replace('-', '_')}.slice")
+        self.cgroup = _Cgroup(self.slice)
+        self.log_pod = log_dir / "pods" / f"{namespace}_{name}_{self.uid}"
+        self.log_pod.mkdir(parents=True)
+        self.containers: List[_Cgroup] = []
+
+    def container(self, name: Optional[str], restart: int = 0) -> "_Cgroup":
+        """A new container instance (a new id); named in the log dir unless `name` is None."""
+        container_id = uuid.uuid4().hex + uuid.uuid4().hex
+        cgroup = _Cgroup(f"{self.slice}/cri-containerd-{container_id}.scope")
+        cgroup.id = container_id  # type: ignore[attr-defined]
+        if name is not None:
+            log = self.log_pod / name / f"{restart}.log"
+            log.parent.mkdir(exist_ok=True)
+            log.touch()
+            (self.log_dir / "containers" / f"{self.name}_{self.namespace}_{name}-{container_id}.log").symlink_to(log)
+        self.containers.append(cgroup)
+        return cgroup
+
+    def remove(self) -> None:
+        for cgroup in self.containers:
+            cgroup.remove()
+        self.cgroup.remove()
+
+
+@pytest.fixture
+def log_dir(tmp_path):
+    (tmp_path / "pods").mkdir()
+    (tmp_path / "containers").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def collector(log_dir):
+    with open_collector(log_dir=str(log_dir)) as collector:
+        collector.sample()
+        yield collector
+
+
+def _pod(snapshot, uid):
+    return next((pod for pod in snapshot.pods if pod.uid == uid), None)
+
+
+def _row(snapshot, uid, name):
+    pod = _pod(snapshot, uid)
+    rows = [c for c in pod.containers if c.name == name] if pod is not None else []
+    assert len(rows) <= 1, f"two rows for one container identity: {rows}"
+    return rows[0] if rows else None
+
+
+def _scrape(snapshot) -> str:
+    metrics = SnapshotMetrics("test")
+    metrics.update(snapshot)
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    return generate_latest(registry).decode()
+
+
+def _value(text: str, name: str, **labels) -> Optional[float]:
+    """The value of the series `name` with these labels (and no uid/id telling it apart), if any."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and {k: v for k, v in sample.labels.items() if v} == labels:
+                return sample.value
+    return None
+
+
+def _duplicate_series(text: str) -> list:
+    seen, duplicates = set(), []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            if key in seen:
+                duplicates.append(key)
+            seen.add(key)
+    return duplicates
+
+
+def test_removed_non_pod_cgroups_leave_nothing_in_the_kernel_or_the_index(collector):
+    # systemd's transient units and CRI-O's conmon scopes come and go all day on a node
+    for round_number in range(3):
+        units = [_Cgroup(f"/system.slice/run-r{uuid.uuid4().hex}.scope") for _ in range(5)]
+        units += [_Cgroup(f"/system.slice/crio-conmon-{uuid.uuid4().hex * 2}.scope") for _ in range(5)]
+        for unit in units:
+            unit.run(opens=3)
+        during = collector.sample()
+        keys = _keys_of(units) & set(collector.bpf.read_counters())  # the hierarchy they are counted in
+        assert len(keys) == len(units), "the units were not counted: no test"
+        assert not any("run-r" in c.cgroup_path or "conmon" in c.cgroup_path
+                       for pod in during.pods for c in pod.containers)
+        for unit in units:
+            unit.remove()
+        for _ in range(3):
+            collector.sample()
+        assert not keys & set(collector.bpf.read_counters()), round_number
+        assert not any(tuple(key) in collector._index for key in keys), round_number
+
+
+def _keys_of(cgroups):
+    from pod_stats.bpf import CgroupKey
+    from pod_stats.cgroups import V1_MEMORY, V2
+    mounts = discover_mounts()
+    keys = set()
+    for cgroup in cgroups:
+        for directory in cgroup.dirs:
+            hierarchy = V2 if mounts.unified and str(directory).startswith(mounts.unified) else V1_MEMORY
+            keys.add(CgroupKey(hierarchy, directory.stat().st_ino))
+    return keys
+
+
+def test_a_restarted_container_keeps_counting_up_under_one_label_set(collector, log_dir):
+    pod = _Pod(log_dir, "web-0")
+    try:
+        pod.container(None).run(then=lambda: time.sleep(30), wait=False)  # the sandbox
+        first = pod.container("app", restart=0)
+        first.run(opens=100)
+        before = _row(collector.sample(), pod.uid, "app")
+        assert before.figures["opens"] == 100
+        first.remove()  # the container exits ...
+        second = pod.container("app", restart=1)  # ... and kubelet starts it again
+        second.run(opens=10)
+        documents = []
+        for _ in range(3):
+            snapshot = collector.sample()
+            assert not _duplicate_series(_scrape(snapshot)), "one label set twice in one scrape"
+            row = _row(snapshot, pod.uid, "app")
+            documents.append((row.figures["opens"], _pod(snapshot, pod.uid).figures["opens"], row.id))
+        # the old instance's final counts carry over: never 10 after 100
+        assert [opens for opens, _, _ in documents] == [110, 110, 110]
+        assert [pod_opens for _, pod_opens, _ in documents] == [110, 110, 110]
+        assert documents[-1][2] == second.id  # the row is the running instance's
+        text = _scrape(snapshot)
+        assert _value(text, "pod_stats_file_opens_total", namespace="churn", pod="web-0", container="app") == 110
+        assert _value(text, "pod_stats_pod_file_opens_total", namespace="churn", pod="web-0") == 110
+    finally:
+        _stop_sandbox(pod)
+        pod.remove()
+
+
+def _stop_sandbox(pod):
+    for directory in pod.containers[0].dirs:
+        try:
+            for pid in (directory / "cgroup.procs").read_text().split():
+                os.kill(int(pid), 9)
+        except OSError:
+            pass
+    time.sleep(0.1)
+
+
+def test_a_nested_cgroup_that_goes_away_leaves_its_counts_with_its_container(collector, log_dir):
+    # Docker-in-Docker, CI runners, systemd in a container: cgroups come and go inside a living one
+    pod = _Pod(log_dir, "runner-0")
+    try:
+        container = pod.container("runner")
+        container.run(opens=7)
+        job = _Cgroup(container.path + "/job-1")
+        job.run(opens=500)
+        assert _row(collector.sample(), pod.uid, "runner").figures["opens"] == 507
+        job.remove()
+        for _ in range(3):
+            assert _row(collector.sample(), pod.uid, "runner").figures["opens"] == 507
+        container.run(opens=3)
+        assert _row(collector.sample(), pod.uid, "runner").figures["opens"] == 510
+    finally:
+        pod.remove()
+
+
+def test_a_container_shorter_than_an_interval_appears_once_named_and_exact(collector, log_dir):
+    pod = _Pod(log_dir, "job-28391-x2x9z")
+    try:
+        collector.sample()
+        # created, counted and removed between two samples: no walk of the tree ever sees it
+        short = pod.container("migrate")
+        short.run(opens=37)
+        short.remove()
+        snapshot = collector.sample()
+        row = _row(snapshot, pod.uid, "migrate")
+        assert row is not None, "a container that lived less than an interval was never reported"
+        assert (row.figures["opens"], row.id) == (37, short.id)
+        assert _pod(snapshot, pod.uid).figures["opens"] == 37
+        later = collector.sample()
+        assert _row(later, pod.uid, "migrate") is None  # then it is gone
+        assert _pod(later, pod.uid).figures["opens"] == 37  # and still the pod's
+    finally:
+        pod.remove()
+
+
+def test_an_oom_kill_in_a_container_shorter_than_an_interval_is_counted(collector, log_dir):
+    if not collector.bpf.attached("oom"):
+        pytest.fail("this kernel's oom probe is unavailable: the test cannot run")
+    pod = _Pod(log_dir, "oom-0")
+    try:
+        collector.sample()
+        short = pod.container("greedy")
+        mounts = discover_mounts()
+        limit = "memory.max" if mounts.memory_hierarchy().version == 2 else "memory.limit_in_bytes"
+        memory_dir = Path(mounts.memory_hierarchy().mount) / short.path.lstrip("/")
+        (memory_dir / limit).write_text(str(32 * 1024 * 1024))
+        pid = short.run(opens=5, then=lambda: bytearray(256 * 1024 * 1024), wait=False)
+        with pytest.raises(AssertionError):
+            reap(pid)  # killed
+        short.remove()
+        row = _row(collector.sample(), pod.uid, "greedy")
+        assert row is not None and row.figures["oom_kills"] == 1 and row.figures["opens"] == 5
+    finally:
+        pod.remove()
+
+
+def test_the_first_document_claims_no_rate_it_cannot_know(log_dir):
+    # A steady workload: the first document (printed as soon as the probes are attached) has no
+    # interval yet, so no rates; before, it divided what was counted since attach by the moments
+    # since the collector started, and --alert on a rate fired on the first line.
+    unit = _Cgroup(f"/system.slice/run-r{uuid.uuid4().hex}.scope")
+
+    def steady():
+        started = time.monotonic()
+        while time.monotonic() - started < 3:
+            os.close(os.open("/etc/hostname", os.O_RDONLY))
+
+    try:
+        pid = unit.run(then=steady, wait=False)
+        time.sleep(0.5)
+        with open_collector(log_dir=str(log_dir), include_non_pods=True) as collector:
+            first = collector.sample()
+            time.sleep(0.5)
+            second = collector.sample()
+        reap(pid)
+        figures = [next(c for c in snapshot.cgroups if c.cgroup_path == unit.path).figures
+                   for snapshot in (first, second)]
+        assert first.interval_seconds is None and to_json(first)["interval_seconds"] is None
+        assert figures[0]["opens"] > 0 and figures[0]["opens_per_second"] is None
+        assert all(figures[0][rate] is None for rate in figures[0] if rate.endswith("_per_second"))
+        assert second.interval_seconds >= 0.5 and figures[1]["opens_per_second"] > 0
+    finally:
+        unit.remove()
+
+
+def test_a_cgroup_the_full_map_could_not_count_is_unknown_not_zero(log_dir):
+    pod = _Pod(log_dir, "late-0")
+    try:
+        with open_collector(log_dir=str(log_dir), max_cgroups=2) as collector:
+            filler = [_Cgroup(f"/system.slice/run-r{uuid.uuid4().hex}.scope") for _ in range(3)]
+            for unit in filler:
+                unit.run(opens=1)
+            assert collector.sample().agent.map_full_drops > 0, "the map never filled: no test"
+            late = pod.container("late")
+            late.run(opens=20)
+            snapshot = collector.sample()
+            row, whole = _row(snapshot, pod.uid, "late"), _pod(snapshot, pod.uid)
+            assert row.figures["opens"] is None and row.figures["opens_per_second"] is None
+            assert row.figures["uncounted_events"] >= 20
+            assert whole.figures["opens"] is None and whole.figures["uncounted_events"] >= 20
+            document = to_json(snapshot)
+            pod_json = next(p for p in document["pods"] if p["uid"] == pod.uid)
+            assert pod_json["opens"] is None and pod_json["containers"][0]["uncounted_events"] >= 20
+            text = _scrape(snapshot)
+            where = {"namespace": "churn", "pod": "late-0", "container": "late"}
+            assert _value(text, "pod_stats_file_opens_total", **where) is None  # absent, never 0
+            assert _value(text, "pod_stats_uncounted_events_total", **where) >= 20
+            for unit in filler:
+                unit.remove()
+    finally:
+        pod.remove()
+
+
+def test_processes_in_the_pod_cgroup_count_in_json_and_metrics_alike(collector, log_dir):
+    # CRI-O's conmon with conmon_cgroup=pod, or anything kubelet puts in the pod's own cgroup
+    pod = _Pod(log_dir, "conmon-0")
+    try:
+        pod.container("app").run(opens=4)
+        pod.cgroup.run(opens=9)
+        snapshot = collector.sample()
+        whole = _pod(snapshot, pod.uid)
+        assert whole.figures["opens"] == 13
+        assert next(p for p in to_json(snapshot)["pods"] if p["uid"] == pod.uid)["opens"] == 13
+        assert _value(_scrape(snapshot), "pod_stats_pod_file_opens_total", namespace="churn", pod="conmon-0") == 13
+    finally:
+        pod.remove()
+
+
+def test_the_pod_limit_is_the_pod_cgroups_and_none_without_one(collector, log_dir):
+    pod = _Pod(log_dir, "limited-0")
+    mounts = discover_mounts()
+    memory = mounts.memory_hierarchy()
+    limit_file = "memory.max" if memory.version == 2 else "memory.limit_in_bytes"
+    try:
+        (Path(memory.mount) / pod.slice.lstrip("/") / limit_file).write_text(str(512 * 1024 * 1024))
+        pod.container("app").run(opens=1)
+        assert _pod(collector.sample(), pod.uid).figures["memory_limit_bytes"] == 512 * 1024 * 1024
+    finally:
+        pod.remove()
+    # runc's cgroupfs driver given kubelet's systemd names: no pod cgroup, the container sits in
+    # the runtime's service cgroup, whose limit is not the pod's
+    uid = str(uuid.uuid4())
+    container_id = uuid.uuid4().hex * 2
+    service = _Cgroup(f"/system.slice/pod-stats-test-{uuid.uuid4().hex[:8]}.service")
+    (Path(memory.mount) / service.path.lstrip("/") / limit_file).write_text(str(256 * 1024 * 1024))
+    unexpanded = _Cgroup(f"{service.path}/kubepods-burstable-pod{uid.replace('-', '_')}.slice"
+                         f":cri-containerd:{container_id}")
+    try:
+        unexpanded.run(opens=2)
+        figures = _pod(collector.sample(), uid).figures
+        assert figures["memory_limit_bytes"] is None and figures["opens"] == 2
+    finally:
+        unexpanded.remove()
+        service.remove()
+
+
+def test_a_tenants_nested_cgroups_have_a_bounded_cost(collector, log_dir):
+    pod = _Pod(log_dir, "tenant-0")
+    nested = []
+    try:
+        container = pod.container("app")
+        container.run(opens=1)
+        collector.sample()
+        nested = [_Cgroup(f"{container.path}/n{i}") for i in range(10 * NESTED_PROCS_LIMIT)]
+        snapshot = collector.sample()
+        inside = [t for t in collector._tracked.values() if t.top == container.path and t.kind == "nested"]
+        assert len(inside) == NESTED_PROCS_LIMIT  # what a sample reads of them is bounded
+        row = _row(snapshot, pod.uid, "app")
+        assert row.figures["pids"] is None  # processes in nested cgroups it did not read: unknown
+        assert row.figures["opens"] == 1
+        busy = nested[-1]
+        busy.run(opens=6)  # one that counts is counted, however many there are
+        assert _row(collector.sample(), pod.uid, "app").figures["opens"] == 7
+    finally:
+        for cgroup in nested:
+            cgroup.remove()
+        pod.remove()
