@@ -491,9 +491,6 @@ class PodStatsBpf:
         self._links: list = []
         self._programs: Dict[str, object] = {}
         self._cgroup_events = ffi.NULL  # the ring's reader, while the cgroup event programs are attached
-        # time.monotonic() just before the first program was attached: nothing was counted
-        # earlier, so a first interval measured from here is exact (0.0 until attached)
-        self.attached_at: float = 0.0
 
     # -- life cycle ---------------------------------------------------------
 
@@ -666,7 +663,6 @@ class PodStatsBpf:
                 hint = _hint_for(err) or "--log-level info shows libbpf's log"
             raise BpfError("loading the BPF programs failed", err, hint)
 
-        self.attached_at = time.monotonic()
         for name, prog in self._programs.items():
             if ffi.string(lib.bpf_program__section_name(prog)).startswith(b"cgroup_skb/"):
                 link = self._attach_to_v2_root(prog)

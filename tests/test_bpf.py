@@ -669,9 +669,3 @@ def test_a_full_map_is_counted_and_said_once(mounts, new_cgroup, caplog):
     warnings = [r for r in caplog.records if "map is full" in r.getMessage()]
     assert len(warnings) == 1 and "--max-cgroups" in warnings[0].getMessage()
 
-
-def test_attached_at_is_taken_just_before_the_first_attach(mounts):
-    before = time.monotonic()
-    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino) as bpf:
-        after = time.monotonic()
-        assert before < bpf.attached_at < after

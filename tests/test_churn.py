@@ -57,15 +57,22 @@ class _Cgroup:
         return run_in_child(inside, wait=wait)
 
     def remove(self) -> None:
+        """Removes the cgroup, and any cgroup a failed test left inside it (deepest first)."""
         for directory in self.dirs:
-            for _ in range(100):  # an exited process may take a moment to leave
-                try:
-                    directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
+            inner = [Path(path) for path, _, _ in os.walk(directory)] if directory.is_dir() else []
+            for cgroup_dir in sorted(inner, key=lambda path: -len(path.parts)):
+                _rmdir(cgroup_dir)
+
+
+def _rmdir(directory: Path) -> None:
+    for _ in range(100):  # an exited process may take a moment to leave
+        try:
+            directory.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
 
 
 class _Pod:
@@ -158,15 +165,17 @@ def test_removed_non_pod_cgroups_leave_nothing_in_the_kernel_or_the_index(collec
     for round_number in range(3):
         units = [_Cgroup(f"/system.slice/run-r{uuid.uuid4().hex}.scope") for _ in range(5)]
         units += [_Cgroup(f"/system.slice/crio-conmon-{uuid.uuid4().hex * 2}.scope") for _ in range(5)]
-        for unit in units:
-            unit.run(opens=3)
-        during = collector.sample()
-        keys = _keys_of(units) & set(collector.bpf.read_counters())  # the hierarchy they are counted in
-        assert len(keys) == len(units), "the units were not counted: no test"
-        assert not any("run-r" in c.cgroup_path or "conmon" in c.cgroup_path
-                       for pod in during.pods for c in pod.containers)
-        for unit in units:
-            unit.remove()
+        try:
+            for unit in units:
+                unit.run(opens=3)
+            during = collector.sample()
+            keys = _keys_of(units) & set(collector.bpf.read_counters())  # the hierarchy they are counted in
+            assert len(keys) == len(units), "the units were not counted: no test"
+            assert not any("run-r" in c.cgroup_path or "conmon" in c.cgroup_path
+                           for pod in during.pods for c in pod.containers)
+        finally:
+            for unit in units:
+                unit.remove()
         for _ in range(3):
             collector.sample()
         assert not keys & set(collector.bpf.read_counters()), round_number
@@ -314,9 +323,9 @@ def test_the_first_document_claims_no_rate_it_cannot_know(log_dir):
 
 def test_a_cgroup_the_full_map_could_not_count_is_unknown_not_zero(log_dir):
     pod = _Pod(log_dir, "late-0")
+    filler = [_Cgroup(f"/system.slice/run-r{uuid.uuid4().hex}.scope") for _ in range(3)]
     try:
         with open_collector(log_dir=str(log_dir), max_cgroups=2) as collector:
-            filler = [_Cgroup(f"/system.slice/run-r{uuid.uuid4().hex}.scope") for _ in range(3)]
             for unit in filler:
                 unit.run(opens=1)
             assert collector.sample().agent.map_full_drops > 0, "the map never filled: no test"
@@ -334,9 +343,9 @@ def test_a_cgroup_the_full_map_could_not_count_is_unknown_not_zero(log_dir):
             where = {"namespace": "churn", "pod": "late-0", "container": "late"}
             assert _value(text, "pod_stats_file_opens_total", **where) is None  # absent, never 0
             assert _value(text, "pod_stats_uncounted_events_total", **where) >= 20
-            for unit in filler:
-                unit.remove()
     finally:
+        for unit in filler:
+            unit.remove()
         pod.remove()
 
 
