@@ -19,7 +19,7 @@ from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_G
 from pod_stats.cgroups import (V2, CgroupIndex, CgroupInfo, CgroupMounts, PodRef, container_cgroup_path,
                                discover_mounts)
 from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles
-from pod_stats.names import KubeApiPods, NameResolver
+from pod_stats.names import KubeApiPods, NameResolver, PodNames
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,17 @@ class _Carry:
     slots: Optional[Tuple[int, ...]] = None
 
 
+@dataclass
+class _Remembered:
+    """What the collector keeps of a pod until it ends, for its final samples: its names (kubelet
+    removes the log entries first) and its cgroup's last figures (it may go before a container
+    whose removal the kernel's events did not tell)."""
+
+    pod: Optional[PodNames] = None
+    containers: Dict[str, str] = field(default_factory=dict)  # container id -> name
+    pod_cgroup: Optional[Figures] = None
+
+
 # What a pod sums of its containers: not the limit, which the pod's own cgroup holds.
 _SUMMED = tuple(name for name in FIGURES + tuple(RATES) if name not in ("memory_limit_bytes", LAST_ACTIVE))
 _SUMMED_SET = frozenset(_SUMMED)
@@ -303,10 +314,12 @@ class Collector:
         self._samples = 0
         self._hidden: Set[CgroupKey] = set()  # counted, not a pod's, not shown (no --all)
         self._carried: Dict[str, Dict[Tuple[str, ...], _Carry]] = {}  # pod uid -> identity -> carry
+        self._remembered: Dict[str, _Remembered] = {}  # pod uid -> what outlives its sources
         self._all_uncounted = False
         self._identities: Dict[str, Tuple[str, ...]] = {}  # container id -> identity, this sample's
         self._events = bpf.cgroup_events_available
         self._events_lost = 0
+        self._walk_owed = False  # the events missed something: walk the tree in the next sample
         self._counters_read_at = self._last_sample
         if self._events:
             index.refresh_on_miss = False  # the events name new cgroups; a miss is one made since
@@ -334,7 +347,8 @@ class Collector:
         # The kernel's cgroup events before the counters: a cgroup known to be removed before its
         # counters were read has counted all it ever will, so this sample can be its final one.
         # (One made after this point and counted is named from the next sample's events.)
-        events_complete = self._learn_cgroup_events(self._bpf.drops())
+        if not self._learn_cgroup_events(self._bpf.drops()):
+            self._walk_owed = True
         self._counters_read_at = self._clock()
         counters = self._bpf.read_counters()
         errnos = self._bpf.read_open_errnos() if self._count_errnos else {}
@@ -343,9 +357,14 @@ class Collector:
         wall_minus_monotonic = time.time() - time.monotonic()
         drops = self._bpf.drops()
         self._warn_once_when_full(drops)
+        if self._events and self._walk_owed:
+            # events were lost (or a path cut short): what they would have told, only a walk tells
+            self._index.refresh()
+            self._walk_owed = False
+            self._last_full_rescan = started
         if started - self._last_rescan >= RESCAN_SECONDS:
-            # Without (complete) events, only a walk finds new and removed cgroups.
-            walk = not events_complete and changes.cgroups != self._changes.cgroups
+            # Without events, only a walk finds new and removed cgroups.
+            walk = not self._events and changes.cgroups != self._changes.cgroups
             if walk or started - self._last_full_rescan >= FULL_RESCAN_SECONDS:
                 self._index.refresh()
                 self._last_full_rescan = started
@@ -395,7 +414,7 @@ class Collector:
                 continue
             self._track(info).keys.add(key)
             uncounted_by_path[info.path] = uncounted_by_path.get(info.path, 0) + lost
-        self._drop_unnamable(unknown, events_complete)
+        self._drop_unnamable(unknown)
         self._release_hidden()
 
         if self._index.generation != self._tracked_generation:
@@ -436,19 +455,18 @@ class Collector:
                 _Part(tracked, figures, vanished))
 
         pods: Dict[str, PodSample] = {}
-        ended_pods: List[str] = []
         for uid, identities in parts_by_pod.items():
-            pod = self._pod_sample(uid, identities, ended_pods)
+            pod = self._pod_sample(uid, identities)
             if pod is not None:
                 pods[uid] = pod
 
         self._pods = pods
         self._forget(gone)
-        for uid in ended_pods:
-            self._carried.pop(uid, None)
+        # a pod ends when nothing of it is left: what it carried and remembered goes with it
         live_uids = {t.info.pod.pod_uid for t in self._tracked.values() if t.info.pod is not None}
         for uid in set(self._carried) - live_uids:
             del self._carried[uid]
+            self._remembered.pop(uid, None)
         self._index.expire_dead()
         return Snapshot(
             node=self._node,
@@ -505,11 +523,16 @@ class Collector:
 
     def _identity(self, pod: PodRef) -> Tuple[str, ...]:
         """What a container's counters stay attached to across restarts: its name in the pod, or
-        its id while the name is unknown (asked once a sample: nested cgroups share the answer)."""
+        its id while the name is unknown (asked once a sample: nested cgroups share the answer).
+        A name once known stays the container's until its pod ends: kubelet removes a
+        container's log link about a second after it stops, before its final sample."""
         container_id = pod.container_id or ""
         identity = self._identities.get(container_id)
         if identity is None:
-            name = self._names.container(container_id) if container_id else None
+            remembered = self._remembered.setdefault(pod.pod_uid, _Remembered()).containers
+            name = (self._names.container(container_id) if container_id else None) or remembered.get(container_id)
+            if name is not None:
+                remembered[container_id] = name
             identity = self._identities[container_id] = ("name", name) if name is not None else ("id", container_id)
         return identity
 
@@ -519,8 +542,7 @@ class Collector:
             return figures
         return _unknown_counts(dict(figures), None if self._all_uncounted else tracked.uncounted)
 
-    def _pod_sample(self, uid: str, identities: Dict[Tuple[str, ...], List[_Part]],
-                    ended_pods: List[str]) -> Optional[PodSample]:
+    def _pod_sample(self, uid: str, identities: Dict[Tuple[str, ...], List[_Part]]) -> Optional[PodSample]:
         """One pod: a row per container identity, its figures summed with what ended instances
         and nested cgroups carried, and the pod's own cgroup for memory, CPU and limit."""
         carried = self._carried.setdefault(uid, {})
@@ -543,12 +565,14 @@ class Collector:
             return None  # nothing of the pod is left to show
         any_part = pod_part or next(iter(identities.values()))[0]
         figures = _sum_figures([f for f, _, _ in totals])
+        remembered = self._remembered.setdefault(uid, _Remembered())
         if pod_part is not None:
+            remembered.pod_cgroup = pod_part.figures
+        own = remembered.pod_cgroup  # the pod cgroup's, or its last figures while the pod ends
+        if own is not None:
             # memory, CPU and limit are the pod cgroup's own: what its limit applies to
             for name in MEMORY_FIGURES + ("cpu_seconds", "cpu_cores"):
-                figures[name] = pod_part.figures.get(name)
-            if pod_part.vanished:
-                ended_pods.append(uid)
+                figures[name] = own.get(name) if pod_part is not None or name not in RATES else 0.0
         else:
             figures["memory_limit_bytes"] = None  # no pod cgroup (runc's unexpanded systemd names)
         lost = [f.get(UNCOUNTED, 0) for f, _, _ in totals]
@@ -557,7 +581,8 @@ class Collector:
         elif any(lost):
             _unknown_counts(figures, sum(lost))  # type: ignore[arg-type]
         containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
-        names = self._names.pod(uid)
+        names = self._names.pod(uid) or remembered.pod  # kubelet may remove its logs before its cgroups
+        remembered.pod = names
         pod = PodSample(uid=uid, namespace=names.namespace if names else None, name=names.name if names else None,
                         qos=any_part.tracked.info.pod.qos, figures=figures, containers=containers,
                         open_errors_by_errno=_add_errnos([e for _, e, _ in totals]),
@@ -840,10 +865,11 @@ class Collector:
                 self._index.mark_dead(key.hierarchy, key.cgroup_id)  # gone, whatever the index saw
                 self._index.release(key.hierarchy, key.cgroup_id)
 
-    def _drop_unnamable(self, unknown: List[CgroupKey], events_complete: bool) -> None:
+    def _drop_unnamable(self, unknown: List[CgroupKey]) -> None:
         """Map entries of cgroups that came and went unseen (events lost, or a kernel without
-        them, between two walks) cannot be named: once a walk after their first sighting, or a
-        later sample whose events were complete, still does not know them, drop them."""
+        them, between two walks) cannot be named: once a walk after their first sighting still
+        does not know them, drop them. One made after this sample's events is named by the next
+        sample's; one still unknown then is owed a walk."""
         still_unknown = set(unknown)
         for key in list(self._unknown_since):
             if key not in still_unknown:
@@ -851,7 +877,9 @@ class Collector:
         stale = []
         for key in unknown:
             sample, when = self._unknown_since.setdefault(key, (self._samples, self._clock()))
-            if self._index.last_refresh > when or (events_complete and self._samples > sample):
+            if self._samples > sample and self._index.last_refresh <= when:
+                self._walk_owed = True
+            if self._index.last_refresh > when:
                 del self._unknown_since[key]
                 # a walk set off by a later key of this sample may have found it: then its
                 # counts are the next sample's, not to be dropped

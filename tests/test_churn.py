@@ -413,3 +413,48 @@ def test_a_tenants_nested_cgroups_have_a_bounded_cost(collector, log_dir):
         for cgroup in nested:
             cgroup.remove()
         pod.remove()
+
+
+def test_the_final_sample_keeps_the_names_kubelet_removed_first(collector, log_dir):
+    # kubelet removes a container's log link about a second after it stops, within one interval
+    pod = _Pod(log_dir, "web-1")
+    try:
+        pod.container(None).run(opens=1)  # the sandbox: unnamed, so every sample rescans the log dir
+        app = pod.container("app")
+        app.run(opens=25)
+        assert _row(collector.sample(), pod.uid, "app").figures["opens"] == 25
+        app.run(opens=10)
+        for link in (log_dir / "containers").iterdir():
+            link.unlink()
+        app.remove()
+        final = collector.sample()
+        assert (_pod(final, pod.uid).name, _row(final, pod.uid, "app").figures["opens"]) == ("web-1", 35)
+    finally:
+        pod.remove()
+
+
+def test_cgroups_whose_events_the_full_ring_lost_are_found_by_a_walk(collector, log_dir):
+    # a burst of cgroups (a CI runner's) overflows the ring: what it did not tell, a walk must
+    removed, created = _Pod(log_dir, "p-removed"), _Pod(log_dir, "q-created")
+    flood = _Cgroup(f"/system.slice/run-r{uuid.uuid4().hex}.scope")
+    try:
+        leaving = removed.container("app")
+        leaving.run(opens=25)
+        assert _pod(collector.sample(), removed.uid).figures["opens"] == 25
+        for number in range(4000):
+            (flood.dirs[0] / (f"{number:06d}-" + "c" * 200)).mkdir()
+        removed.remove()  # while the ring is full: neither its rmdir ...
+        arriving = created.container("app")  # ... nor this mkdir reaches the agent
+        arriving.run(opens=25)
+        first = collector.sample()
+        assert first.agent.cgroup_events_lost > 0, "the ring never filled: no test"
+        flood.remove()
+        samples = [first] + [collector.sample() for _ in range(3)]
+        assert _pod(samples[-1], removed.uid) is None  # found gone, not kept for a minute
+        assert _pod(samples[-1], created.uid).figures["opens"] == 25  # found, its counts kept
+        arriving.run(opens=10)
+        assert _pod(collector.sample(), created.uid).figures["opens"] == 35
+    finally:
+        flood.remove()
+        created.remove()
+        removed.remove()
