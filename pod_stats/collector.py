@@ -175,6 +175,13 @@ class _Carry:
     errnos: Errnos = field(default_factory=dict)
     slots: Optional[Tuple[int, ...]] = None
 
+    def add(self, figures: Dict[str, Optional[float]], errnos: Errnos, slots: Optional[Tuple[int, ...]]) -> None:
+        for name, value in figures.items():
+            if value is not None:
+                self.figures[name] = round(self.figures.get(name, 0) + value, 9)
+        self.errnos = _add_errnos([self.errnos, errnos])
+        self.slots = _add_slots([self.slots, slots])
+
 
 @dataclass
 class _Remembered:
@@ -247,17 +254,13 @@ class _Part:
 
 
 def _fold(carry: _Carry, part: _Part) -> _Carry:
-    """Adds the final counts of a cgroup that ended to its identity's carry."""
-    totals = carry.figures
-    for name in _SINCE_ATTACH:
-        value = part.figures.get(name)
-        if value is not None:
-            totals[name] = totals.get(name, 0) + value
-    if part.tracked.kind == CONTAINER and part.figures.get("cpu_seconds") is not None:
-        totals["cpu_seconds"] = round(totals.get("cpu_seconds", 0) + part.figures["cpu_seconds"], 6)
-    totals[UNCOUNTED] = totals.get(UNCOUNTED, 0) + part.tracked.uncounted
-    carry.errnos = _add_errnos([carry.errnos, part.tracked.errnos])
-    carry.slots = _add_slots([carry.slots, part.tracked.runq_wait_slots])
+    """Adds the final counts of a cgroup that ended to its identity's carry (its CPU time too when
+    it is the container's own cgroup: a nested one's is in that already)."""
+    final: Dict[str, Optional[float]] = {name: part.figures.get(name) for name in _SINCE_ATTACH}
+    if part.tracked.kind == CONTAINER:
+        final["cpu_seconds"] = part.figures.get("cpu_seconds")
+    final[UNCOUNTED] = part.tracked.uncounted
+    carry.add(final, part.tracked.errnos, part.tracked.runq_wait_slots)
     return carry
 
 
@@ -269,11 +272,7 @@ def _adopt_carries(carried: Dict[Tuple[str, ...], "_Carry"], identities: Dict[Tu
         for container_id in {part.tracked.info.pod.container_id for part in parts}:
             carry = carried.pop(("id", container_id or ""), None)
             if carry is not None:
-                into = carried.setdefault(identity, _Carry())
-                for name, value in carry.figures.items():
-                    into.figures[name] = into.figures.get(name, 0) + value
-                into.errnos = _add_errnos([into.errnos, carry.errnos])
-                into.slots = _add_slots([into.slots, carry.slots])
+                carried.setdefault(identity, _Carry()).add(carry.figures, carry.errnos, carry.slots)
 
 
 def _unknown_counts(figures: Figures, lost: Optional[int]) -> Figures:
@@ -347,7 +346,7 @@ class Collector:
         # The kernel's cgroup events before the counters: a cgroup known to be removed before its
         # counters were read has counted all it ever will, so this sample can be its final one.
         # (One made after this point and counted is named from the next sample's events.)
-        if not self._learn_cgroup_events(self._bpf.drops()):
+        if self._events and not self._learn_cgroup_events(self._bpf.drops()):
             self._walk_owed = True
         self._counters_read_at = self._clock()
         counters = self._bpf.read_counters()
@@ -497,8 +496,6 @@ class Collector:
     def _learn_cgroup_events(self, drops) -> bool:
         """Feeds the kernel's cgroup mkdir/rmdir events to the index. True when they told the
         whole story since the last sample (none lost, no path cut short): no walk is needed."""
-        if not self._events:
-            return False
         complete = drops.cgroup_events_lost == self._events_lost
         self._events_lost = drops.cgroup_events_lost
         for event in self._bpf.read_cgroup_events():
@@ -877,7 +874,7 @@ class Collector:
         stale = []
         for key in unknown:
             sample, when = self._unknown_since.setdefault(key, (self._samples, self._clock()))
-            if self._samples > sample and self._index.last_refresh <= when:
+            if self._events and self._samples > sample and self._index.last_refresh <= when:
                 self._walk_owed = True
             if self._index.last_refresh > when:
                 del self._unknown_since[key]
