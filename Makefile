@@ -148,8 +148,9 @@ clean:
 distclean: clean
 	rm -rf $(BUILD) $(VENV) *.egg-info
 
-## soak: 2,000 pods created and removed over 2 minutes under serve and run --json; the
-## agent's map, index, name cache and RSS must be back at baseline (CI runs a short form)
+## soak: 2,000 pods (and non-pod units, restarts, nested cgroups, sub-interval containers)
+## created and removed over 2 minutes under serve and run --json; every figure exact and never
+## going down, the agent's map, index, name cache and RSS back at baseline (CI runs a short form)
 .PHONY: soak
 soak: deps build
 	$(SUDO) env POD_STATS_SOAK_PODS=2000 POD_STATS_SOAK_SECONDS=120 $(VENV)/bin/pytest -q -s tests/test_soak.py
