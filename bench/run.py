@@ -710,11 +710,13 @@ class PodFarm:
             self._mkdir(root + path)
         return ",".join(root + path + "/cgroup.procs" for root in self.roots.values())
 
-    def container_dirs(self) -> List[Tuple[str, str]]:
-        """(v1 memory dir or v2 dir, v2 dir) of every container cgroup."""
+    def cgroup_dirs(self) -> List[Tuple[str, str]]:
+        """(v1 memory dir or v2 dir, v2 dir) of every cgroup whose figures pod-stats reports: each
+        container's, and each pod's own (a pod's memory and CPU are its cgroup's)."""
         memory = self.mounts.memory_hierarchy().mount
         v2 = self.mounts.unified or memory
-        return [(memory + path, v2 + path) for pod in self.pods for path in pod["containers"].values()]
+        return [(memory + path, v2 + path) for pod in self.pods
+                for path in (pod["path"], *pod["containers"].values())]
 
     def close(self) -> None:
         for farm in reversed(self.farms):
@@ -806,7 +808,7 @@ def sample_rounds(farm: PodFarm, bins: Path, rounds: int, rng: random.Random) ->
 
     npods = len(farm.pods)
     with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as listing:
-        for memory_dir, v2_dir in farm.container_dirs():
+        for memory_dir, v2_dir in farm.cgroup_dirs():
             listing.write(f"{memory_dir}/memory.stat\n{v2_dir}/cpu.stat\n")
     raw: Dict[str, List[float]] = {"podstats": [], "floor": [], "naive": []}
     try:
@@ -1265,8 +1267,8 @@ METHOD = {
     "bpf_stats": "all four tools attached at once with BPF_ENABLE_STATS held by bench/attach --stats; "
                  "run_time_ns delta of each tool's programs over the open loop / opens",
     "sample": "in this process: json.dumps(to_json(collector.sample())) of open_collector(), one sample per "
-              "~1 s like the agent; floor: bench/cgfloor (C) reads each container's v1 memory.stat and v2 "
-              "cpu.stat once; naive: Python reading /proc/<pid>/cgroup + statm of every PID, grouped by pod "
+              "~1 s like the agent; floor: bench/cgfloor (C) reads the v1 memory.stat and v2 cpu.stat of each "
+              "container and each pod cgroup (the cgroups whose figures pod-stats reports) once; naive: Python reading /proc/<pid>/cgroup + statm of every PID, grouped by pod "
               "uid, to JSON; interleaved, per-round ratios, median",
     "agent_cpu": "utime+stime of a real `pod-stats run --json --interval 1` from /proc/<pid>/stat over the "
                  "measured seconds after a 3 s warm-up; at 250 pods three agents one after the other, the median "

@@ -411,6 +411,8 @@ class CgroupIndex:
         self.refresh_on_miss = True
         self._last_refresh: float
         self.generation = 0  # +1 per change of what the index holds
+        self.walks = 0  # +1 per walk of the hierarchies (refresh)
+        self._learned: List[CgroupInfo] = []  # learnt from events since the last take_learned()
         self.refresh()
 
     @property
@@ -425,6 +427,8 @@ class CgroupIndex:
     def refresh(self) -> None:
         self._last_refresh = self._clock()
         self.generation += 1
+        self.walks += 1
+        self._learned.clear()
         seen: Dict[Tuple[str, int], CgroupInfo] = {}
         for hierarchy, mount in self._roots.items():
             for cgroup_id, path in _walk_cgroups(mount):
@@ -450,8 +454,15 @@ class CgroupIndex:
         if known is not None and known.info.path == path and not known.dead:
             return
         self._unclaimed_dead.pop(key, None)
-        self._entries[key] = _Entry(CgroupInfo(hierarchy, cgroup_id, path, parse_kubelet_path(path)))
+        info = CgroupInfo(hierarchy, cgroup_id, path, parse_kubelet_path(path))
+        self._entries[key] = _Entry(info)
+        self._learned.append(info)
         self.generation += 1
+
+    def take_learned(self) -> List[CgroupInfo]:
+        """The cgroups learnt from events since the last call (or walk), and forgets them."""
+        learned, self._learned = self._learned, []
+        return learned
 
     def mark_dead(self, hierarchy: str, cgroup_id: int) -> None:
         """A cgroup the kernel just removed (its rmdir event)."""

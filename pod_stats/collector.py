@@ -12,11 +12,11 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_GROUPS, RUNQ_SLOTS, CgroupKey, Counters,
                            KeyMode, PodStatsBpf, Probe, ProgramStats, SchedCounts)
-from pod_stats.cgroups import (V2, CgroupIndex, CgroupInfo, CgroupMounts, PodRef, container_cgroup_path,
+from pod_stats.cgroups import (V2, CgroupIndex, CgroupInfo, CgroupMounts, container_cgroup_path,
                                discover_mounts)
 from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles
 from pod_stats.names import KubeApiPods, NameResolver, PodNames
@@ -144,6 +144,8 @@ class _Tracked:
     top: Optional[str] = None  # the container's own cgroup path (CONTAINER, NESTED)
     read_procs: bool = True  # NESTED beyond NESTED_PROCS_LIMIT: processes not counted
     uncounted: int = 0  # events its keys lost to a full counters map, since attach
+    identity: Optional[Tuple[str, ...]] = None  # its container's (see Collector._identity) ...
+    identity_at: int = -1  # ... as the name resolver's generation then knew it
     keys: Set[CgroupKey] = field(default_factory=set)
     figures: Figures = field(default_factory=dict)
     errnos: Errnos = field(default_factory=dict)
@@ -174,8 +176,10 @@ class _Carry:
     figures: Dict[str, float] = field(default_factory=dict)  # _SINCE_ATTACH, cpu_seconds, UNCOUNTED
     errnos: Errnos = field(default_factory=dict)
     slots: Optional[Tuple[int, ...]] = None
+    version: int = 0  # +1 per add: what the pod's figures were made of has changed
 
     def add(self, figures: Dict[str, Optional[float]], errnos: Errnos, slots: Optional[Tuple[int, ...]]) -> None:
+        self.version += 1
         for name, value in figures.items():
             if value is not None:
                 self.figures[name] = round(self.figures.get(name, 0) + value, 9)
@@ -244,8 +248,7 @@ _ORDER = FIGURES + tuple(RATES)
 _COUNT_FIGURES = COUNTER_FIELDS + COUNTER_RATES
 
 
-@dataclass
-class _Part:
+class _Part(NamedTuple):
     """One tracked cgroup of a pod in this sample."""
 
     tracked: "_Tracked"
@@ -323,9 +326,11 @@ class Collector:
         if self._events:
             index.refresh_on_miss = False  # the events name new cgroups; a miss is one made since
         self._pods: Dict[str, PodSample] = {}  # the last sample's, by uid
+        self._pod_inputs: Dict[str, tuple] = {}  # what each of them was made of (see _pod_sample)
         self._files = OpenFiles(max_open_files)
         self._batch = FigureBatch(self._files)
-        self._tracked_generation = -1
+        self._walks_seen = self._index_generation = -1
+        self._index_changed = True
         # counters of probe groups that are off or missing are unknown, not zero
         self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
         self._warned_full = self._warned_errnos_full = False
@@ -416,14 +421,20 @@ class Collector:
         self._drop_unnamable(unknown)
         self._release_hidden()
 
-        if self._index.generation != self._tracked_generation:
-            # idle containers and pods too: their memory still matters
-            self._tracked_generation = self._index.generation
+        # idle containers and pods too: their memory still matters
+        if self._index.walks != self._walks_seen:
+            self._walks_seen = self._index.walks
             self._nested_unread = {t.top for t in self._tracked.values() if t.kind == NESTED and not t.read_procs}
             for hierarchy in self._index.hierarchies:
                 for info in self._index.live_cgroups(hierarchy):
                     if info.pod is not None:
                         self._track(info, idle=True)
+        for info in self._index.take_learned():  # between walks: what the events told
+            if info.pod is not None and not self._index.is_dead(info.hierarchy, info.cgroup_id):
+                self._track(info, idle=True)
+        # a cgroup can have died only if the index changed since the last sample (see _figures)
+        self._index_changed = self._index.generation != self._index_generation
+        self._index_generation = self._index.generation
         tracked_items = list(self._tracked.items())
         with_files = [(path, tracked) for path, tracked in tracked_items if tracked.kind != NESTED]
         live_by_path = dict(zip((path for path, _ in with_files),
@@ -442,16 +453,23 @@ class Collector:
                                               live_by_path.get(path))
             if path in errnos_by_path:
                 tracked.errnos = _add_errnos(errnos_by_path[path])
-            tracked.uncounted = max(tracked.uncounted, uncounted_by_path.get(path, 0))
+            if uncounted_by_path:
+                tracked.uncounted = max(tracked.uncounted, uncounted_by_path.get(path, 0))
             if vanished:
                 gone.append(path)
             if info.pod is None:
                 non_pods.append(CgroupSample(info.cgroup_id, path, self._own_figures(tracked, figures),
                                              tracked.errnos, tracked.runq_wait_slots))
                 continue
-            identity = _POD_LEVEL if tracked.kind == POD else self._identity(info.pod)
-            parts_by_pod.setdefault(info.pod.pod_uid, {}).setdefault(identity, []).append(
-                _Part(tracked, figures, vanished))
+            identity = _POD_LEVEL if tracked.kind == POD else self._identity(tracked)
+            of_pod = parts_by_pod.get(info.pod.pod_uid)
+            if of_pod is None:
+                of_pod = parts_by_pod[info.pod.pod_uid] = {}
+            parts = of_pod.get(identity)
+            if parts is None:
+                of_pod[identity] = [_Part(tracked, figures, vanished)]
+            else:
+                parts.append(_Part(tracked, figures, vanished))
 
         pods: Dict[str, PodSample] = {}
         for uid, identities in parts_by_pod.items():
@@ -466,6 +484,7 @@ class Collector:
         for uid in set(self._carried) - live_uids:
             del self._carried[uid]
             self._remembered.pop(uid, None)
+            self._pod_inputs.pop(uid, None)
         self._index.expire_dead()
         return Snapshot(
             node=self._node,
@@ -518,19 +537,25 @@ class Collector:
             self._hidden.discard(key)
             self._index.release(key.hierarchy, key.cgroup_id)
 
-    def _identity(self, pod: PodRef) -> Tuple[str, ...]:
+    def _identity(self, tracked: _Tracked) -> Tuple[str, ...]:
         """What a container's counters stay attached to across restarts: its name in the pod, or
-        its id while the name is unknown (asked once a sample: nested cgroups share the answer).
-        A name once known stays the container's until its pod ends: kubelet removes a
-        container's log link about a second after it stops, before its final sample."""
+        its id while the name is unknown (asked again only once the resolver may know more, and
+        once a sample: nested cgroups share the answer). A name once known stays the
+        container's until its pod ends: kubelet removes a container's log link about a second
+        after it stops, before its final sample."""
+        known = tracked.identity
+        if known is not None and (known[0] == "name" or tracked.identity_at == self._names.generation):
+            return known
+        pod = tracked.info.pod
         container_id = pod.container_id or ""
         identity = self._identities.get(container_id)
         if identity is None:
-            remembered = self._remembered.setdefault(pod.pod_uid, _Remembered()).containers
+            remembered = self._remembered_of(pod.pod_uid).containers
             name = (self._names.container(container_id) if container_id else None) or remembered.get(container_id)
             if name is not None:
                 remembered[container_id] = name
             identity = self._identities[container_id] = ("name", name) if name is not None else ("id", container_id)
+        tracked.identity, tracked.identity_at = identity, self._names.generation
         return identity
 
     def _own_figures(self, tracked: _Tracked, figures: Figures) -> Figures:
@@ -539,13 +564,20 @@ class Collector:
             return figures
         return _unknown_counts(dict(figures), None if self._all_uncounted else tracked.uncounted)
 
+    def _remembered_of(self, uid: str) -> _Remembered:
+        remembered = self._remembered.get(uid)
+        if remembered is None:
+            remembered = self._remembered[uid] = _Remembered()
+        return remembered
+
     def _pod_sample(self, uid: str, identities: Dict[Tuple[str, ...], List[_Part]]) -> Optional[PodSample]:
         """One pod: a row per container identity, its figures summed with what ended instances
         and nested cgroups carried, and the pod's own cgroup for memory, CPU and limit."""
         carried = self._carried.setdefault(uid, {})
         pod_parts = identities.pop(_POD_LEVEL, [])
         pod_part = next((part for part in pod_parts if part.tracked.kind == POD), None)
-        _adopt_carries(carried, identities)
+        if carried:
+            _adopt_carries(carried, identities)
         containers: List[ContainerSample] = []
         totals: List[Tuple[Figures, Errnos, Optional[Tuple[int, ...]]]] = []
         for identity, parts in identities.items():
@@ -553,18 +585,32 @@ class Collector:
             if row is not None:
                 containers.append(row)
                 totals.append((row.figures, row.open_errors_by_errno, row.runq_wait_slots))
-        if pod_parts:
+        if (len(pod_parts) == 1 and pod_part is not None and not pod_part.vanished and _POD_LEVEL not in carried
+                and not pod_part.tracked.uncounted and not self._all_uncounted):
+            # the pod cgroup's own counts as they are (its memory and CPU are taken below anyway)
+            totals.append((pod_part.figures, pod_part.tracked.errnos, pod_part.tracked.runq_wait_slots))
+        elif pod_parts:
             totals.append(self._combine(carried, _POD_LEVEL, pod_parts))
         for identity, carry in carried.items():  # what ended containers counted stays the pod's
             if identity not in identities and not (identity == _POD_LEVEL and pod_parts):
-                totals.append((dict(carry.figures), carry.errnos, carry.slots))
+                totals.append((carry.figures, carry.errnos, carry.slots))
         if not containers and pod_part is None:
             return None  # nothing of the pod is left to show
-        any_part = pod_part or next(iter(identities.values()))[0]
-        figures = _sum_figures([f for f, _, _ in totals])
-        remembered = self._remembered.setdefault(uid, _Remembered())
+        remembered = self._remembered_of(uid)
         if pod_part is not None:
             remembered.pod_cgroup = pod_part.figures
+        names = self._names.pod(uid) or remembered.pod  # kubelet may remove its logs before its cgroups
+        remembered.pod = names
+        # Every input is the object it was in the last sample (figures at rest are handed on
+        # as they are): so is the pod.
+        inputs = (names, tuple(map(id, containers)), tuple(id(f) for f, _, _ in totals),
+                  tuple(carry.version for carry in carried.values()), self._all_uncounted)
+        before = self._pods.get(uid)
+        if before is not None and self._pod_inputs.get(uid) == inputs:
+            return before
+        self._pod_inputs[uid] = inputs
+        any_part = pod_part or next(iter(identities.values()))[0]
+        figures = _sum_figures([f for f, _, _ in totals])
         own = remembered.pod_cgroup  # the pod cgroup's, or its last figures while the pod ends
         if own is not None:
             # memory, CPU and limit are the pod cgroup's own: what its limit applies to
@@ -578,32 +624,25 @@ class Collector:
         elif any(lost):
             _unknown_counts(figures, sum(lost))  # type: ignore[arg-type]
         containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
-        names = self._names.pod(uid) or remembered.pod  # kubelet may remove its logs before its cgroups
-        remembered.pod = names
         pod = PodSample(uid=uid, namespace=names.namespace if names else None, name=names.name if names else None,
                         qos=any_part.tracked.info.pod.qos, figures=figures, containers=containers,
                         open_errors_by_errno=_add_errnos([e for _, e, _ in totals]),
                         runq_wait_slots=_add_slots([s for _, _, s in totals]),
                         final=pod_part.vanished if pod_part is not None else
                         all(part.vanished for parts in identities.values() for part in parts))
-        before = self._pods.get(uid)
-        if (before is not None and before.name == pod.name and before.namespace == pod.namespace
-                and len(before.containers) == len(containers)
-                and all(a is b for a, b in zip(before.containers, containers))
-                and before.figures == pod.figures and before.open_errors_by_errno == pod.open_errors_by_errno
-                and before.runq_wait_slots == pod.runq_wait_slots and before.final == pod.final):
-            return before  # nothing changed: the same object (and its JSON, see output.py)
         return pod
 
     def _identity_row(self, carried: Dict[Tuple[str, ...], _Carry], identity: Tuple[str, ...],
                       parts: List[_Part]) -> Optional[ContainerSample]:
         """The row of one container identity (None when only nested leftovers of it remain)."""
-        tops = [part for part in parts if part.tracked.kind == CONTAINER]
+        tops = parts if len(parts) == 1 and parts[0].tracked.kind == CONTAINER else \
+            [part for part in parts if part.tracked.kind == CONTAINER]
         if not tops:
             self._combine(carried, identity, parts)  # folds what vanished into the carry
             return None
         # the newest live instance names the row; an instance's final sample is its own row's
-        top = max([part for part in tops if not part.vanished] or tops, key=lambda part: part.tracked.info.cgroup_id)
+        top = tops[0] if len(tops) == 1 else \
+            max([part for part in tops if not part.vanished] or tops, key=lambda part: part.tracked.info.cgroup_id)
         if len(parts) == 1 and identity not in carried and not top.tracked.uncounted and not self._all_uncounted:
             figures, errnos_, slots = top.figures, top.tracked.errnos, top.tracked.runq_wait_slots
             if top.vanished:
@@ -718,7 +757,7 @@ class Collector:
         idle = counts == tracked.counts and previous and not self._sched_on
         at_rest = idle and tracked.at_rest and live is not None and live == tracked.live and not moved
         if (at_rest and now - tracked.limit_read_at < LIMIT_REFRESH_SECONDS
-                and not self._index.is_dead(tracked.info.hierarchy, tracked.info.cgroup_id)):
+                and not (self._index_changed and self._index.is_dead(tracked.info.hierarchy, tracked.info.cgroup_id))):
             return previous, False  # and its processes' count stands (at rest: settled)
         tracked.counts = counts
         if idle:
@@ -912,8 +951,8 @@ def open_collector(
     with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path, probes=probes,
                      v2_root=mounts.unified, open_probe=open_probe) as bpf:
         index = CgroupIndex(mounts)
-        # a miss rescans the log dir whenever it changed: a container shorter than a sample
-        # has one chance to be named
+        # a miss rescans the log dir whenever it changed: a container shorter than a sample has
+        # one chance to be named (misses are few: an unnamed container asks again only after a rescan)
         names = NameResolver(log_dir, min_refresh_interval=0.0, api=KubeApiPods.from_environment(api_url=kube_api))
         collector = Collector(bpf, mounts, index, names, include_non_pods=include_non_pods,
                               max_open_files=_open_file_budget())

@@ -58,8 +58,7 @@ CONTAINER_LABELS = ("namespace", "pod", "container")
 # pod's own cgroup, kernel counters of all its containers (ended instances included) and of the pod
 # cgroup itself. pod_stats_file_opens → pod_stats_pod_file_opens.
 POD_METRICS = tuple((name.replace("pod_stats_", "pod_stats_pod_", 1), figure,
-                     help_text.replace("the container's", "the pod's").replace("the container", "the pod")
-                     .replace("Memory limit of the container's cgroup", "Memory limit of the pod's cgroup"),
+                     help_text.replace("the container's", "the pod's").replace("the container", "the pod"),
                      is_counter)
                     for name, figure, help_text, is_counter in CONTAINER_METRICS)
 POD_LABELS = ("namespace", "pod")
@@ -113,8 +112,7 @@ class SnapshotMetrics(Collector):
                 rows.append((labels, container))
         yield from _families(CONTAINER_METRICS, CONTAINER_LABELS, rows)
         yield from _families(POD_METRICS, POD_LABELS, pod_rows)
-        label_names = CONTAINER_LABELS + tuple(
-            extra for extra in ("uid", "id") if any(extra in labels for labels, _ in rows))
+        label_names = _label_names(CONTAINER_LABELS, rows)
         if snapshot.agent.probe_groups.get("errno"):
             by_errno = CounterMetricFamily("pod_stats_file_open_errors_by_errno",
                                            "Failed opens by errno, since pod-stats started.",
@@ -205,9 +203,14 @@ def _newest(pod: PodSample, snapshot: Snapshot) -> bool:
                    for other in snapshot.pods)
 
 
+def _label_names(base_labels: Tuple[str, ...], rows: List[Tuple[Dict[str, str], object]]) -> Tuple[str, ...]:
+    """The base labels, and the identity labels (uid, id) some row needs to stay apart."""
+    return base_labels + tuple(extra for extra in ("uid", "id") if any(extra in labels for labels, _ in rows))
+
+
 def _families(metrics, base_labels: Tuple[str, ...], rows: List[Tuple[Dict[str, str], object]]) -> Iterator:
     """One metric family per figure over `rows` of (labels, sample); unknown figures are left out."""
-    label_names = base_labels + tuple(extra for extra in ("uid", "id") if any(extra in labels for labels, _ in rows))
+    label_names = _label_names(base_labels, rows)
     for name, figure, help_text, is_counter in metrics:
         family_type = CounterMetricFamily if is_counter else GaugeMetricFamily
         family = family_type(name, help_text, labels=label_names)

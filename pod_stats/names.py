@@ -152,6 +152,7 @@ class KubeApiPods:
         self._last_attempt: Optional[float] = None
         self._first_listed: Optional[float] = None  # when the first listing succeeded
         self._failing = False
+        self.generation = 0  # +1 per successful list: what it names may have changed
         self._pods: Dict[str, PodNames] = {}
         self._containers: Dict[str, _ContainerNames] = {}
         # id -> when last asked about, for ids a listing did not name (oldest first)
@@ -278,6 +279,7 @@ class KubeApiPods:
 
         try:
             self._pods, self._containers = _parse_pod_list(json.loads(self._fetch()))
+            self.generation += 1
         # RecursionError: json.loads on absurdly nested garbage.
         except (OSError, ValueError, RecursionError, http.client.HTTPException) as error:
             if not self._failing:
@@ -392,6 +394,7 @@ class NameResolver:
         self._pods: Dict[str, PodNames] = {}
         self._containers: Dict[str, _ContainerNames] = {}
         self.unresolved_lookups = 0
+        self._scans = 0
         self._last_refresh: float
         self._scanned_versions: Tuple[Optional[Tuple[int, int]], ...] = ()
         self.refresh()
@@ -432,6 +435,12 @@ class NameResolver:
     def container_count(self) -> int:
         return len(self._containers)
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever what the resolver knows may have changed (a rescan, an API list): a
+        name asked for and missed before cannot be found without one."""
+        return self._scans + (self._api.generation if self._api is not None else 0)
+
     def refresh(self) -> None:
         self._last_refresh = self._clock()
         self._scanned_versions = self._directory_versions()
@@ -458,6 +467,7 @@ class NameResolver:
             pod_uid = next(iter(uids)) if uids and len(uids) == 1 else None
             containers[container_id] = _ContainerNames(container, pod_uid)
         self._pods, self._containers = pods, containers
+        self._scans += 1
         if self._api is not None:
             # Ids the log directory names fully are never asked of the API again.
             self._api.forget(pods)
