@@ -329,7 +329,8 @@ class Collector:
         self._pod_inputs: Dict[str, tuple] = {}  # what each of them was made of (see _pod_sample)
         self._files = OpenFiles(max_open_files)
         self._batch = FigureBatch(self._files)
-        self._walks_seen = self._index_generation = -1
+        self._walks_seen = self._index_generation = self._names_generation = -1
+        self._was_all_uncounted = False
         self._index_changed = True
         # counters of probe groups that are off or missing are unknown, not zero
         self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
@@ -444,10 +445,17 @@ class Collector:
         non_pods: List[CgroupSample] = []
         gone: List[str] = []
         self._identities = {}
-        # pod uid -> identity -> (CONTAINER or POD part, its nested parts); vanished parts included
-        parts_by_pod: Dict[str, Dict[Tuple[str, ...], List[_Part]]] = {}
+        # A pod none of whose cgroups' figures changed (at rest: the same objects), none gone, is
+        # handed on as the last sample's, unless names or the uncounted state may have changed.
+        names_generation = self._names.generation
+        everything_changed = (names_generation != self._names_generation
+                              or self._all_uncounted != self._was_all_uncounted)
+        self._names_generation, self._was_all_uncounted = names_generation, self._all_uncounted
+        changed_pods: Set[str] = set()
+        pod_parts: List[_Part] = []
         for path, tracked in tracked_items:
             info = tracked.info
+            before = tracked.figures
             figures, vanished = self._figures(tracked, counts_by_path.get(path, ()), elapsed, now,
                                               sched_by_path.get(path, ()), wall_minus_monotonic, moved,
                                               live_by_path.get(path))
@@ -461,17 +469,27 @@ class Collector:
                 non_pods.append(CgroupSample(info.cgroup_id, path, self._own_figures(tracked, figures),
                                              tracked.errnos, tracked.runq_wait_slots))
                 continue
-            identity = _POD_LEVEL if tracked.kind == POD else self._identity(tracked)
-            of_pod = parts_by_pod.get(info.pod.pod_uid)
-            if of_pod is None:
-                of_pod = parts_by_pod[info.pod.pod_uid] = {}
-            parts = of_pod.get(identity)
-            if parts is None:
-                of_pod[identity] = [_Part(tracked, figures, vanished)]
-            else:
-                parts.append(_Part(tracked, figures, vanished))
+            if figures is not before or vanished or everything_changed:
+                changed_pods.add(info.pod.pod_uid)
+            pod_parts.append(_Part(tracked, figures, vanished))
 
         pods: Dict[str, PodSample] = {}
+        # pod uid -> identity -> (CONTAINER or POD part, its nested parts); vanished parts included
+        parts_by_pod: Dict[str, Dict[Tuple[str, ...], List[_Part]]] = {}
+        for part in pod_parts:
+            uid = part.tracked.info.pod.pod_uid
+            if uid not in changed_pods and uid in self._pods:
+                pods[uid] = self._pods[uid]
+                continue
+            identity = _POD_LEVEL if part.tracked.kind == POD else self._identity(part.tracked)
+            of_pod = parts_by_pod.get(uid)
+            if of_pod is None:
+                of_pod = parts_by_pod[uid] = {}
+            parts = of_pod.get(identity)
+            if parts is None:
+                of_pod[identity] = [part]
+            else:
+                parts.append(part)
         for uid, identities in parts_by_pod.items():
             pod = self._pod_sample(uid, identities)
             if pod is not None:
