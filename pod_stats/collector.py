@@ -390,35 +390,19 @@ class Collector:
         uncounted_by_path: Dict[str, int] = {}
         unknown: List[CgroupKey] = []
         for key, value in counters.items():
-            info = self._index.lookup(key.hierarchy, key.cgroup_id)
-            if info is None:
-                unknown.append(key)
-                continue
-            if info.pod is None and not self._include_non_pods:
-                self._hidden.add(key)
-                continue
-            self._track(info).keys.add(key)
-            counts_by_path.setdefault(info.path, []).append(value)
-            if key in errnos:
-                errnos_by_path.setdefault(info.path, []).append(errnos[key])
+            path = self._claim(key, unknown)
+            if path is not None:
+                counts_by_path.setdefault(path, []).append(value)
+                if key in errnos:
+                    errnos_by_path.setdefault(path, []).append(errnos[key])
         for key, value in sched.items():  # a cgroup can run without counting anything else
-            info = self._index.lookup(key.hierarchy, key.cgroup_id)
-            if info is None:
-                continue
-            if info.pod is None and not self._include_non_pods:
-                self._hidden.add(key)
-                continue
-            self._track(info).keys.add(key)
-            sched_by_path.setdefault(info.path, []).append(value)
+            path = self._claim(key)
+            if path is not None:
+                sched_by_path.setdefault(path, []).append(value)
         for key, lost in uncounted.items():
-            info = self._index.lookup(key.hierarchy, key.cgroup_id)
-            if info is None:
-                continue
-            if info.pod is None and not self._include_non_pods:
-                self._hidden.add(key)
-                continue
-            self._track(info).keys.add(key)
-            uncounted_by_path[info.path] = uncounted_by_path.get(info.path, 0) + lost
+            path = self._claim(key)
+            if path is not None:
+                uncounted_by_path[path] = uncounted_by_path.get(path, 0) + lost
         self._drop_unnamable(unknown)
         self._release_hidden()
 
@@ -529,6 +513,20 @@ class Collector:
                 carried_identities=sum(len(carried) for carried in self._carried.values()),
             ),
         )
+
+    def _claim(self, key: CgroupKey, unknown: Optional[List[CgroupKey]] = None) -> Optional[str]:
+        """The path of the tracked cgroup a BPF key counts for (tracked from now on), or None: a
+        key the index cannot name (added to `unknown`), or a non-pod cgroup not shown."""
+        info = self._index.lookup(key.hierarchy, key.cgroup_id)
+        if info is None:
+            if unknown is not None:
+                unknown.append(key)
+            return None
+        if info.pod is None and not self._include_non_pods:
+            self._hidden.add(key)  # released once removed (see _release_hidden)
+            return None
+        self._track(info).keys.add(key)
+        return info.path
 
     def _learn_cgroup_events(self, drops) -> bool:
         """Feeds the kernel's cgroup mkdir/rmdir events to the index. True when they told the

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kernels.cgroup_child import reap, run_in_child
+from kernels.cgroup_child import reap, remove_cgroup, run_in_child
 from pod_stats.cgroups import discover_mounts
 from pod_stats.collector import NESTED_PROCS_LIMIT, open_collector
 from pod_stats.exporter import SnapshotMetrics
@@ -61,18 +61,7 @@ class _Cgroup:
         for directory in self.dirs:
             inner = [Path(path) for path, _, _ in os.walk(directory)] if directory.is_dir() else []
             for cgroup_dir in sorted(inner, key=lambda path: -len(path.parts)):
-                _rmdir(cgroup_dir)
-
-
-def _rmdir(directory: Path) -> None:
-    for _ in range(100):  # an exited process may take a moment to leave
-        try:
-            directory.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.02)
+                remove_cgroup(cgroup_dir)
 
 
 class _Pod:

@@ -37,7 +37,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pod_stats.cgroups import discover_mounts
-from kernels.cgroup_child import reap, run_in_child
+from kernels.cgroup_child import reap, remove_cgroup, run_in_child
 
 pytestmark = pytest.mark.bpf
 
@@ -101,18 +101,6 @@ def _opening(directories: list, count: int):
     return in_the_cgroups
 
 
-def _rmdir(directory: Path) -> None:
-    for _ in range(100):  # an exited process may take a moment to leave
-        try:
-            directory.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.02)
-    directory.rmdir()
-
-
 class _Pod:
     """One pod in the systemd/containerd layout: its pod slice (in every root), its log
     directory, and the containers (and nested cgroups) started in it."""
@@ -161,7 +149,7 @@ class _Pod:
 
     def end(self, cgroup: list) -> None:
         for directory in cgroup:
-            _rmdir(directory)
+            remove_cgroup(directory, strict=True)
         self.cgroups.remove(cgroup)
 
     def remove(self) -> None:
@@ -171,7 +159,7 @@ class _Pod:
         for cgroup in sorted(self.cgroups, key=lambda dirs: -len(dirs[0].parts)):  # nested ones first
             self.end(cgroup)
         for directory in self.slices:
-            _rmdir(directory)
+            remove_cgroup(directory, strict=True)
         for link in self.links:
             link.unlink()
         shutil.rmtree(self.log_pod)
@@ -195,7 +183,7 @@ class _Transient:
         if not self.removed:
             self.removed = True
             for directory in self.dirs:
-                _rmdir(directory)
+                remove_cgroup(directory, strict=True)
 
 
 class _Scraper(threading.Thread):

@@ -2,6 +2,7 @@
 (smoke.py, which the VM gets beside this file, without the rest of tests/)."""
 
 import os
+import time
 from pathlib import Path
 
 
@@ -36,3 +37,17 @@ def reap(pid: int) -> None:
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise AssertionError("the child in the cgroup failed")
+
+
+def remove_cgroup(directory: Path, strict: bool = False) -> None:
+    """rmdir, retried while an exited process is still leaving it; `strict`: raise if it stays."""
+    for _ in range(100):
+        try:
+            directory.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+    if strict:
+        directory.rmdir()
