@@ -960,6 +960,13 @@ class PodStatsBpf:
             stats[name] = ProgramStats(info.run_time_ns, info.run_cnt)
         return stats
 
+    def program_misses(self) -> Dict[str, int]:
+        """Runs the kernel skipped, per attached program, since load: bpf_prog_info's
+        recursion_misses (another run of a program already active on that CPU, e.g. a
+        preempted fexit run; and on 6.7+ a tracepoint program skipped while any BPF program or
+        BPF map syscall held the CPU). Each skipped run is an event that was not counted."""
+        return {name: self._prog_info(prog).recursion_misses for name, prog in self._programs.items()}
+
     def _prog_info(self, prog):
         info = ffi.new("struct bpf_prog_info *")
         size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
