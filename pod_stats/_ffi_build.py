@@ -62,6 +62,7 @@ int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
 int bpf_map__set_autocreate(struct bpf_map *map, bool autocreate);
 __u32 bpf_map__max_entries(const struct bpf_map *map);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
+int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags);
 int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 int bpf_enable_stats(int type);
 int libbpf_num_possible_cpus(void);
@@ -100,7 +101,8 @@ void pod_stats_unmap_slots(struct pod_stats_slot *slots, size_t size);
 __u32 pod_stats_slot_of(__u64 key, __u32 slot_bits);
 __u32 pod_stats_retire_slots(struct pod_stats_slot *slots, int ncpus, __u32 slot_bits, const __u64 *keys,
                              __u32 count, __u32 *retired);
-void pod_stats_free_slots(struct pod_stats_slot *slots, const __u32 *indices, __u32 count);
+void pod_stats_free_slots(struct pod_stats_slot *slots, int claims_fd, const __u32 *indices, __u32 count);
+int pod_stats_wait_for_programs(void);
 int pod_stats_delete_keys(int map_fd, const void *keys, size_t key_size, __u32 count);
 int pod_stats_read_u64_map(int map_fd, __u32 capacity, __u64 *keys, __u64 *values);
 int pod_stats_read_errnos(int map_fd, __u32 capacity, struct pod_stats_errno_key *keys, __u64 *counts);
@@ -130,6 +132,9 @@ SOURCE = r"""
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/membarrier.h>
 #include <linux/types.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -403,10 +408,10 @@ static __u32 pod_stats_retire_slots(struct pod_stats_slot *slots, int ncpus, __u
 }
 
 /*
- * Second step, once no program can still be counting into them (a program run
- * takes microseconds; callers wait a second): counters zeroed, then the slot free.
+ * Second step, once no program can still be counting into them (pod_stats_wait_for_programs
+ * returned after the retirement): counters zeroed, the claim deleted, then the slot free.
  */
-static void pod_stats_free_slots(struct pod_stats_slot *slots, const __u32 *indices, __u32 count)
+static void pod_stats_free_slots(struct pod_stats_slot *slots, int claims_fd, const __u32 *indices, __u32 count)
 {
     for (__u32 k = 0; k < count; k++) {
         struct pod_stats_slot *slot = &slots[indices[k]];
@@ -414,8 +419,23 @@ static void pod_stats_free_slots(struct pod_stats_slot *slots, const __u32 *indi
 
         for (size_t f = 0; f < sizeof(slot->counters) / sizeof(__u64); f++)
             __atomic_store_n(&counter[f], 0, __ATOMIC_RELAXED);
+        /* while the key still says retired, no program tries to take the slot */
+        bpf_map_delete_elem(claims_fd, &indices[k]);
         __atomic_store_n(&slot->key, POD_STATS_SLOT_FREE, __ATOMIC_RELEASE);
     }
+}
+
+/*
+ * Returns once every BPF program run that started before the call has ended, a preempted
+ * one included: every program runs inside an RCU read-side section, and
+ * MEMBARRIER_CMD_GLOBAL waits for an RCU grace period (synchronize_rcu) — on more than
+ * one online CPU only, and not on nohz_full kernels (EINVAL). Returns 0 or -errno.
+ */
+static int pod_stats_wait_for_programs(void)
+{
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        return -EOPNOTSUPP;
+    return syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0 ? 0 : -errno;
 }
 
 /*

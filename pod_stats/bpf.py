@@ -172,6 +172,7 @@ def map_sizes(ncpus: int, max_cgroups: Optional[int] = None, *, sched: bool = Fa
     kernel = {
         "counters": hash_map_bytes(entries, 8, _COUNTERS_BYTES, ncpus, percpu=True),
         "slots": array_map_bytes(ncpus << slot_bits, _SLOT_BYTES, ncpus, mmapable=True, page_size=page_size),
+        "slot_claims": hash_map_bytes(ncpus << slot_bits, 4, 8, ncpus, percpu=False),
         "uncounted": hash_map_bytes(lib.POD_STATS_MAX_UNCOUNTED, 8, 8, ncpus, percpu=False),
         "open_errnos": hash_map_bytes(errno_entries, ffi.sizeof("struct pod_stats_errno_key"), 8, ncpus,
                                       percpu=False),
@@ -289,7 +290,7 @@ def _tracepoint_of(section: str, events: str) -> Optional[str]:
     kernel has no such tracepoint."""
     kind, _, name = section.partition("/")
     if kind == "tp_btf":
-        for category in ("sched", "oom", "cgroup"):  # where ours are: no need to look through every category
+        for category in ("sched", "oom", "cgroup", "sock"):  # where ours are: no need to look through every category
             if os.path.isdir(os.path.join(events, category, name)):
                 return f"{category}/{name}"
         with contextlib.suppress(OSError):
@@ -348,7 +349,8 @@ class ProcessCounts(NamedTuple):
 
 
 RUNQ_SLOTS = lib.POD_STATS_RUNQ_SLOTS
-# How long a dead cgroup's slots stay retired before they are zeroed and free (pod_stats.h)
+# Where the kernel cannot say when every program run has ended (PodStatsBpf.delete): how long a
+# dead cgroup's slots stay retired before they are zeroed and free (pod_stats.h).
 SLOT_RETIREMENT_SECONDS = 1.0
 # Where net bytes come from (PodStatsBpf.net_source).
 NET_SOCKET = "socket payload (sock_send_length, sock_recv_length)"
@@ -488,6 +490,7 @@ class PodStatsBpf:
         self._skel = ffi.NULL
         self._slots = ffi.NULL  # the slot table, mapped after load
         self._retired_slots: List[Tuple[float, object, int]] = []  # (when, indices, count), oldest first
+        self._no_grace_period: Optional[str] = None  # why wait_for_programs cannot wait, once it failed
         self._links: list = []
         self._programs: Dict[str, object] = {}
         self._cgroup_events = ffi.NULL  # the ring's reader, while the cgroup event programs are attached
@@ -584,6 +587,8 @@ class PodStatsBpf:
         lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
         self._slots_map = lib.bpf_object__find_map_by_name(obj, b"slots")
         lib.bpf_map__set_max_entries(self._slots_map, self._ncpus * self.sizes.slots_per_cpu)
+        self._claims_map = lib.bpf_object__find_map_by_name(obj, b"slot_claims")
+        lib.bpf_map__set_max_entries(self._claims_map, self._ncpus * self.sizes.slots_per_cpu)
         for group, maps in _SHRUNK_WHEN_OFF.items():
             if group not in self.wanted:
                 for map_name in maps:
@@ -922,32 +927,55 @@ class PodStatsBpf:
 
     def delete(self, keys: Iterable[CgroupKey]) -> int:
         """Forgets the counters (and uncounted events) of cgroups that are gone; returns how many
-        were in the counters map."""
+        were in the counters map.
+
+        Their slots are retired first (no program run starting now counts there or takes them);
+        then, once every run that may have seen them held has ended (an RCU grace period, which
+        waits for a preempted run too: wait_for_programs), their map entries are deleted and their
+        slots zeroed and freed, so that no late run adds to an entry or slot that has meanwhile
+        become another cgroup's. Where the kernel cannot wait so, slots are freed
+        SLOT_RETIREMENT_SECONDS later instead and entries deleted at once."""
         raw = [self._encode_key(key) for key in keys]
         if not raw:
             return 0
+        keys_array = ffi.new("__u64[]", raw)
+        retired = ffi.new("__u32[]", len(raw) * self._ncpus)
+        count = lib.pod_stats_retire_slots(self._slots, self._ncpus, self.sizes.slot_bits, keys_array, len(raw),
+                                           retired)
+        graced = self.wait_for_programs()
         errno_keys = [(cgroup, error) for cgroup in raw for error in self._errno_entries.pop(cgroup, ())]
         if errno_keys:
             lib.pod_stats_delete_keys(lib.bpf_map__fd(self._errnos_map),
                                       ffi.new("struct pod_stats_errno_key[]", errno_keys),
                                       ffi.sizeof("struct pod_stats_errno_key"), len(errno_keys))
-        keys_array = ffi.new("__u64[]", raw)
-        retired = ffi.new("__u32[]", len(raw) * self._ncpus)
-        count = lib.pod_stats_retire_slots(self._slots, self._ncpus, self.sizes.slot_bits, keys_array, len(raw),
-                                           retired)
-        if count:
-            self._retired_slots.append((time.monotonic(), retired, count))
         if self._sched_keys is not None:
             lib.pod_stats_delete_keys(lib.bpf_map__fd(self._sched_map), keys_array, ffi.sizeof("__u64"), len(raw))
         lib.pod_stats_delete_keys(lib.bpf_map__fd(self._uncounted_map), keys_array, ffi.sizeof("__u64"), len(raw))
-        return lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), keys_array, ffi.sizeof("__u64"), len(raw))
+        deleted = lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), keys_array, ffi.sizeof("__u64"),
+                                            len(raw))
+        if count and graced:
+            lib.pod_stats_free_slots(self._slots, lib.bpf_map__fd(self._claims_map), retired, count)
+        elif count:
+            self._retired_slots.append((time.monotonic(), retired, count))
+        return deleted
+
+    def wait_for_programs(self) -> bool:
+        """Waits until every program run that started before the call has ended (a preempted
+        one too); False where the kernel cannot say (one CPU online, nohz_full, membarrier
+        refused): then nothing was waited for."""
+        err = -lib.pod_stats_wait_for_programs()
+        if err and not self._no_grace_period:
+            self._no_grace_period = os.strerror(err)
+            log.info("membarrier(MEMBARRIER_CMD_GLOBAL) unavailable (%s): dead cgroups' slots are freed "
+                     "%.0f s after their retirement instead", self._no_grace_period, SLOT_RETIREMENT_SECONDS)
+        return not err
 
     def _free_retired_slots(self) -> None:
-        """Slots retired a while ago are zeroed and free again: by now no program run that
-        saw them held can still be counting into them (a run takes microseconds)."""
+        """Where wait_for_programs cannot wait: slots retired a while ago are zeroed and free
+        again (a run takes microseconds, unless it is preempted for longer)."""
         while self._retired_slots and time.monotonic() - self._retired_slots[0][0] >= SLOT_RETIREMENT_SECONDS:
             _, indices, count = self._retired_slots.pop(0)
-            lib.pod_stats_free_slots(self._slots, indices, count)
+            lib.pod_stats_free_slots(self._slots, lib.bpf_map__fd(self._claims_map), indices, count)
 
     def program_ids(self) -> Dict[str, int]:
         return {name: self._prog_info(prog).id for name, prog in self._programs.items()}

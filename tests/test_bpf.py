@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import pod_stats.bpf
-from pod_stats._pod_stats_ffi import lib
+from pod_stats._pod_stats_ffi import ffi, lib
 from pod_stats.bpf import (
     HIERARCHY_V1_MEMORY,
     HIERARCHY_V2,
@@ -294,12 +294,44 @@ def test_slot_taken_by_another_key_counts_in_the_hash_map_and_reads_sum_both(mou
         assert counters[bpf._decode_key(occupant)].opens == 0
 
 
-def test_dead_cgroups_slots_are_retired_then_freed_and_taken_again(mounts, new_cgroup, monkeypatch):
+def _claim_of(bpf: PodStatsBpf, index: int):
+    """The key slot_claims holds for a slot index, None when no run has taken the slot."""
+    key, value = ffi.new("__u32 *", index), ffi.new("__u64 *")
+    if lib.bpf_map_lookup_elem(lib.bpf_map__fd(bpf._claims_map), key, value) != 0:
+        return None
+    return value[0]
+
+
+def test_dead_cgroups_slots_are_freed_once_no_program_run_can_hold_them(mounts, new_cgroup):
+    """delete() retires a dead cgroup's slots, waits for an RCU grace period (every program run
+    that may have seen the slot held has ended, a preempted one too), then zeroes them, drops
+    their claims and frees them: the next run takes the slot afresh."""
     cgroup = new_cgroup()
     key = _key(cgroup)
     with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino) as bpf:
         _in_cgroup_on_cpu(cgroup, 0, lambda: _opens(EXISTING, 4))
-        slot = bpf._slots[_slot_index(bpf, key, 0)]
+        index = _slot_index(bpf, key, 0)
+        slot = bpf._slots[index]
+        assert (slot.key, _claim_of(bpf, index)) == (bpf._encode_key(key),) * 2
+        assert bpf.wait_for_programs(), "membarrier(MEMBARRIER_CMD_GLOBAL) should wait here (2 CPUs)"
+        assert bpf.delete([key]) == 1
+        assert (slot.key, slot.counters.opens, _claim_of(bpf, index)) == (lib.POD_STATS_SLOT_FREE, 0, None)
+        assert key not in bpf.read_counters()
+        _in_cgroup_on_cpu(cgroup, 0, lambda: _opens(EXISTING, 2))
+        assert (slot.key, _claim_of(bpf, index)) == (bpf._encode_key(key),) * 2
+        assert bpf.read_counters()[key].opens == 2
+
+
+def test_without_a_grace_period_slots_stay_retired_for_a_while(mounts, new_cgroup, monkeypatch):
+    """Where the kernel cannot wait for program runs (one CPU, nohz_full), a retired slot is
+    freed SLOT_RETIREMENT_SECONDS later; meanwhile the key counts in the hash map."""
+    cgroup = new_cgroup()
+    key = _key(cgroup)
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino) as bpf:
+        monkeypatch.setattr(bpf, "wait_for_programs", lambda: False)
+        _in_cgroup_on_cpu(cgroup, 0, lambda: _opens(EXISTING, 4))
+        index = _slot_index(bpf, key, 0)
+        slot = bpf._slots[index]
         assert slot.key == bpf._encode_key(key)
         assert bpf.delete([key]) == 1
         assert slot.key == lib.POD_STATS_SLOT_RETIRED
@@ -309,11 +341,28 @@ def test_dead_cgroups_slots_are_retired_then_freed_and_taken_again(mounts, new_c
         assert (slot.key, slot.counters.opens) == (lib.POD_STATS_SLOT_RETIRED, 4)
         assert bpf.delete([key]) == 1
         monkeypatch.setattr(pod_stats.bpf, "SLOT_RETIREMENT_SECONDS", 0.0)
-        assert key not in bpf.read_counters()  # frees the slot: zeroed, then free
-        assert (slot.key, slot.counters.opens) == (lib.POD_STATS_SLOT_FREE, 0)
+        assert key not in bpf.read_counters()  # frees the slot: zeroed, unclaimed, then free
+        assert (slot.key, slot.counters.opens, _claim_of(bpf, index)) == (lib.POD_STATS_SLOT_FREE, 0, None)
         _in_cgroup_on_cpu(cgroup, 0, lambda: _opens(EXISTING, 2))
         assert slot.key == bpf._encode_key(key)
         assert bpf.read_counters()[key].opens == 2
+
+
+def test_a_free_slot_another_run_has_claimed_is_not_taken(mounts, new_cgroup):
+    """A run that finds a slot free takes it only if it makes the slot's claim: one that was
+    preempted (or interrupted) between seeing the slot free and writing its key must lose to
+    the run that claimed it meanwhile, and count in the hash map instead."""
+    cgroup = new_cgroup()
+    key = _key(cgroup)
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino) as bpf:
+        index = _slot_index(bpf, key, 0)
+        claimer = _colliding_key(bpf._encode_key(key), bpf.sizes.slot_bits)
+        assert lib.bpf_map_update_elem(lib.bpf_map__fd(bpf._claims_map), ffi.new("__u32 *", index),
+                                       ffi.new("__u64 *", claimer), 0) == 0  # claimed, key not yet written
+        _in_cgroup_on_cpu(cgroup, 0, lambda: (_opens(EXISTING, 6), _opens(MISSING, 2)))
+        assert bpf._slots[index].key == lib.POD_STATS_SLOT_FREE
+        counters = bpf.read_counters()[key]
+        assert (counters.opens, counters.open_errors) == (8, 2)
 
 
 def test_full_map_counts_drops_and_keeps_working(mounts, new_cgroup):

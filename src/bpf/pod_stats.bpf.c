@@ -32,6 +32,21 @@ struct {
 	__type(value, struct pod_stats_slot);
 } slots SEC(".maps");
 
+/*
+ * Who took each slot (pod_stats.h), by slot index: the one program run that makes a slot's
+ * entry here (BPF_NOEXIST: atomic on every kernel) may write the slot's key, so two runs on
+ * one CPU that both saw the slot free (one preempted, or interrupted by a softirq run) cannot
+ * both take it. A compare-and-exchange instruction would do the same, but verifiers before
+ * 5.12 refuse the whole program for it, even in dead code. User space deletes the entry
+ * when it frees the slot. max_entries becomes the slot table's size at load.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << POD_STATS_MAX_SLOT_BITS);
+	__type(key, __u32);
+	__type(value, __u64);
+} slot_claims SEC(".maps");
+
 /* Cgroups that found the counters map full, by key: events lost (see pod_stats.h). Shared,
  * atomic adds: only lost events touch it. */
 struct {
@@ -201,11 +216,12 @@ static __noinline int create_counters(__u64 key)
  * This CPU's counters of a cgroup: its slot in the direct-mapped table when it
  * holds it (an inlined array lookup: measured on the development VM, an open
  * costs 83 ns in the program this way against 145 ns through the hash map);
- * else its hash entry, made on first use, and then the slot if it is free.
- * Only this CPU writes a key into its slots, and only into a free one: user
- * space frees a slot only after zeroing its counters. (The cgroup_skb fallback
- * runs in softirq and may interrupt a claim on the same CPU; the packet counts
- * of that moment may then land under the claimer: that fallback is approximate.)
+ * else its hash entry, made on first use, and then the slot if it is free and
+ * this run wins it (slot_claims). Only programs on this CPU take its slots, and
+ * only free ones; user space retires a dead cgroup's slots, waits until no
+ * program run that could have seen them held is still running (an RCU grace
+ * period: every program runs inside an RCU read-side section, a preempted one
+ * too), and only then zeroes and frees them and deletes the hash entry.
  */
 static __always_inline struct pod_stats_counters *counters_of(__u64 key)
 {
@@ -224,12 +240,28 @@ static __always_inline struct pod_stats_counters *counters_of(__u64 key)
 		if (!c)
 			return NULL;
 	}
-	if (slot && slot->key == POD_STATS_SLOT_FREE && key != POD_STATS_SLOT_FREE) {
+	if (slot && slot->key == POD_STATS_SLOT_FREE && key != POD_STATS_SLOT_FREE &&
+	    !bpf_map_update_elem(&slot_claims, &index, &key, BPF_NOEXIST)) {
 		slot->key = key;
 		return &slot->counters;
 	}
 	return c;
 }
+
+/*
+ * Adding to a counter of this CPU's. Tracepoint programs run with preemption disabled and
+ * never in interrupts, so a plain add is exact there. fexit programs can be preempted (by a
+ * task whose run on this CPU then counts into the same value: on kernels before 5.12 nothing
+ * stops it) and cgroup_skb programs run in softirq too: theirs are atomic adds.
+ */
+#define COUNT(counter, n, shared)                               \
+	do {                                                    \
+		if (shared)                                     \
+			__sync_fetch_and_add(&(counter), (n));  \
+		else                                            \
+			(counter) += (n);                       \
+	} while (0)
+
 
 static __always_inline struct pod_stats_counters *current_counters(void)
 {
@@ -259,19 +291,19 @@ static __always_inline void count_open_errno(__u64 cgroup, long ret)
 
 /*
  * Opens are counted where they return: one program run per open instead of
- * two, and the same event tells whether it failed. Per-CPU values need no
- * atomics: the programs run with preemption disabled.
+ * two, and the same event tells whether it failed. preemptible: the program
+ * can be preempted (fexit), see COUNT.
  */
-static __always_inline int count_open_return(long ret)
+static __always_inline int count_open_return(long ret, bool preemptible)
 {
 	__u64 key = current_cgroup_key();
 	struct pod_stats_counters *c = counters_of(key);
 
 	if (!c)
 		return 0;
-	c->opens++;
+	COUNT(c->opens, 1, preemptible);
 	if (ret < 0) {
-		c->open_errors++;
+		COUNT(c->open_errors, 1, preemptible);
 		if (pod_stats_config.count_open_errnos)
 			count_open_errno(key, ret);
 	}
@@ -282,7 +314,7 @@ static __always_inline int count_open_return(long ret)
 	SEC("tracepoint/syscalls/sys_exit_" #syscall)                      \
 	int opens_##syscall(struct trace_event_raw_sys_exit *ctx)          \
 	{                                                                  \
-		return count_open_return(ctx->ret);                        \
+		return count_open_return(ctx->ret, false);                 \
 	}
 
 COUNT_OPEN_ON_EXIT(openat)
@@ -299,7 +331,7 @@ COUNT_OPEN_ON_EXIT(creat)
 SEC("fexit/do_sys_openat2")
 int BPF_PROG(opens_fexit, int dfd, const char *filename, struct open_how *how, long ret)
 {
-	return count_open_return(ret);
+	return count_open_return(ret, true);
 }
 
 /*
@@ -317,8 +349,13 @@ int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
-SEC("tracepoint/sched/sched_process_exec")
-int proc_exec(void *ctx)
+/*
+ * tp_btf rather than the classic tracepoints: no trace record is built for the program, and
+ * a tp_btf run is not skipped while another BPF program or a BPF map syscall holds the CPU
+ * (the classic ones are, through bpf_prog_active, and counted as missed only since 6.7).
+ */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(proc_exec, struct task_struct *p)
 {
 	struct pod_stats_counters *c = current_counters();
 
@@ -327,8 +364,8 @@ int proc_exec(void *ctx)
 	return 0;
 }
 
-SEC("tracepoint/sched/sched_process_exit")
-int proc_exit(void *ctx)
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(proc_exit, struct task_struct *p)
 {
 	struct pod_stats_counters *c = current_counters();
 
@@ -337,41 +374,39 @@ int proc_exit(void *ctx)
 	return 0;
 }
 
-/* net: socket payload, in the process that sends or receives it. */
-static __always_inline int count_socket_bytes(struct trace_event_raw_sock_msg_length *ctx, bool tx)
+/* net: socket payload, in the process that sends or receives it (tp_btf: see proc_exec). */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(net_send, struct sock *sk, int ret, int flags)
 {
 	struct pod_stats_counters *c;
 
-	if (ctx->ret <= 0 || (ctx->flags & MSG_PEEK))
+	if (ret <= 0)
 		return 0;
 	c = current_counters();
-	if (!c)
-		return 0;
-	if (tx)
-		c->net_tx_bytes += ctx->ret;
-	else
-		c->net_rx_bytes += ctx->ret;
+	if (c)
+		c->net_tx_bytes += ret;
 	return 0;
 }
 
-SEC("tracepoint/sock/sock_send_length")
-int net_send(struct trace_event_raw_sock_msg_length *ctx)
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(net_recv, struct sock *sk, int ret, int flags)
 {
-	return count_socket_bytes(ctx, true);
-}
+	struct pod_stats_counters *c;
 
-SEC("tracepoint/sock/sock_recv_length")
-int net_recv(struct trace_event_raw_sock_msg_length *ctx)
-{
-	return count_socket_bytes(ctx, false);
+	if (ret <= 0 || (flags & MSG_PEEK))
+		return 0;
+	c = current_counters();
+	if (c)
+		c->net_rx_bytes += ret;
+	return 0;
 }
 
 /*
  * net fallback for kernels without sock_send_length (before 6.3): packets
  * (headers included) at the cgroup v2 root, counted under the v2 cgroup of the
  * socket they belong to. Attached only where the tracepoints are missing.
- * (Ingress runs in softirq and may, rarely, interleave with a process-context
- * update of the same per-CPU value: the fallback is approximate anyway.)
+ * Egress runs in process context (preemptible) or softirq, ingress in softirq:
+ * atomic adds (COUNT).
  */
 static __always_inline int count_packet(struct __sk_buff *skb, bool tx)
 {
@@ -379,9 +414,9 @@ static __always_inline int count_packet(struct __sk_buff *skb, bool tx)
 
 	if (c) {
 		if (tx)
-			c->net_tx_bytes += skb->len;
+			COUNT(c->net_tx_bytes, skb->len, true);
 		else
-			c->net_rx_bytes += skb->len;
+			COUNT(c->net_rx_bytes, skb->len, true);
 	}
 	return 1;  /* count, never drop */
 }
