@@ -370,6 +370,29 @@ class SchedCounts(NamedTuple):
 class ProgramStats(NamedTuple):
     run_time_ns: int
     run_count: int
+    misses: Optional[int] = None  # runs the kernel skipped (PodStatsBpf.program_misses); None: not counted here
+
+
+def _kernel_version(release: str) -> Tuple[int, int]:
+    parts = release.split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return 0, 0
+
+
+# A classic tracepoint program is skipped while any BPF program or BPF map syscall holds
+# bpf_prog_active on its CPU (trace_call_bpf); only Linux 6.7+ counts those skips in the
+# program's misses. fexit, tp_btf and cgroup_skb programs do not use bpf_prog_active: the
+# kernel counts their skipped runs (5.12+ fexit, 6.1+ tp_btf) or never skips them (before).
+CLASSIC_TRACEPOINT_MISSES_COUNTED_SINCE = (6, 7)
+
+
+def misses_counted(section: str, release: Optional[str] = None) -> bool:
+    """Whether the kernel counts every run of a program in this ELF section that it skips."""
+    if not section.startswith("tracepoint/"):
+        return True
+    return _kernel_version(release or os.uname().release) >= CLASSIC_TRACEPOINT_MISSES_COUNTED_SINCE
 
 
 @ffi.def_extern()
@@ -981,19 +1004,23 @@ class PodStatsBpf:
         return {name: self._prog_info(prog).id for name, prog in self._programs.items()}
 
     def program_stats(self) -> Dict[str, ProgramStats]:
-        """Kernel-measured run time and count per program (non-zero only under run_time_stats())."""
+        """Per attached program: kernel-measured run time and count (non-zero only under
+        run_time_stats()) and the runs it skipped (program_misses)."""
         stats = {}
         for name, prog in self._programs.items():
             info = self._prog_info(prog)
-            stats[name] = ProgramStats(info.run_time_ns, info.run_cnt)
+            counted = misses_counted(ffi.string(lib.bpf_program__section_name(prog)).decode())
+            stats[name] = ProgramStats(info.run_time_ns, info.run_cnt, info.recursion_misses if counted else None)
         return stats
 
-    def program_misses(self) -> Dict[str, int]:
+    def program_misses(self) -> Dict[str, Optional[int]]:
         """Runs the kernel skipped, per attached program, since load: bpf_prog_info's
-        recursion_misses (another run of a program already active on that CPU, e.g. a
-        preempted fexit run; and on 6.7+ a tracepoint program skipped while any BPF program or
-        BPF map syscall held the CPU). Each skipped run is an event that was not counted."""
-        return {name: self._prog_info(prog).recursion_misses for name, prog in self._programs.items()}
+        recursion_misses — a run while another run of the program was active on that CPU (a
+        preempted fexit run, on preemptible kernels), and a classic tracepoint program's run
+        while another BPF program or a BPF map syscall held the CPU. Each skipped run is an
+        event not counted. None for a program whose skipped runs this kernel does not count
+        (classic tracepoints before Linux 6.7: misses_counted)."""
+        return {name: stats.misses for name, stats in self.program_stats().items()}
 
     def _prog_info(self, prog):
         info = ffi.new("struct bpf_prog_info *")

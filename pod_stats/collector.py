@@ -122,6 +122,12 @@ class AgentStats:
     programs: Dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
     cgroup_events_lost: int = 0  # the kernel's cgroup events that found their ring full (then walked)
     carried_identities: int = 0  # containers whose ended instances' counts are carried (see _Carry)
+    # Program runs the kernel skipped since attach, each an event not counted (bpf.program_misses):
+    # None when some attached program's skips are not counted by this kernel.
+    missed_events: Optional[int] = 0
+    # Whether this sample's counts are complete as far as the kernel can tell: no run skipped
+    # since the previous sample (since attach, for the first). None: it cannot tell.
+    counts_complete: Optional[bool] = True
 
 
 @dataclass
@@ -321,6 +327,7 @@ class Collector:
         self._identities: Dict[str, Tuple[str, ...]] = {}  # container id -> identity, this sample's
         self._events = bpf.cgroup_events_available
         self._events_lost = 0
+        self._missed_before = self._missed = 0  # program runs skipped, as of the previous and this sample
         self._walk_owed = False  # the events missed something: walk the tree in the next sample
         self._counters_read_at = self._last_sample
         if self._events:
@@ -359,6 +366,8 @@ class Collector:
         errnos = self._bpf.read_open_errnos() if self._count_errnos else {}
         sched = self._bpf.read_sched() if self._sched_on else {}
         uncounted = self._bpf.read_uncounted()
+        programs = self._bpf.program_stats()
+        missed = self._missed_events(programs)
         wall_minus_monotonic = time.time() - time.monotonic()
         drops = self._bpf.drops()
         self._warn_once_when_full(drops)
@@ -508,11 +517,26 @@ class Collector:
                 probe_groups={group: self._bpf.attached(group) for group in PROBE_GROUPS},
                 net_source=self._bpf.net_source if self._bpf.attached("net") else None,
                 open_source=self._bpf.open_source,
-                programs=self._bpf.program_stats(),
+                programs=programs,
+                missed_events=missed,
+                counts_complete=None if missed is None else missed == self._missed_before,
                 cgroup_events_lost=drops.cgroup_events_lost,
                 carried_identities=sum(len(carried) for carried in self._carried.values()),
             ),
         )
+
+    def _missed_events(self, programs: Dict[str, ProgramStats]) -> Optional[int]:
+        """Program runs the kernel skipped since attach (None: not all of them are counted)."""
+        misses = [stats.misses for stats in programs.values()]
+        self._missed_before = self._missed
+        self._missed = None if None in misses else sum(misses)
+        if self._missed is not None and self._missed_before is not None and self._missed > self._missed_before:
+            skipped = {name: stats.misses for name, stats in programs.items() if stats.misses}
+            # the first time loudly; then where someone asked for details
+            log.log(logging.INFO if self._missed_before else logging.WARNING,
+                    "the kernel skipped %d BPF program runs since start (events not counted): %s",
+                    self._missed, ", ".join(f"{name} {n}" for name, n in sorted(skipped.items())))
+        return self._missed
 
     def _claim(self, key: CgroupKey, unknown: Optional[List[CgroupKey]] = None) -> Optional[str]:
         """The path of the tracked cgroup a BPF key counts for (tracked from now on), or None: a

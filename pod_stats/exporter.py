@@ -150,6 +150,15 @@ class SnapshotMetrics(Collector):
             runs.add_metric([program], stats.run_count)
         yield run_time
         yield runs
+        misses = CounterMetricFamily("pod_stats_bpf_program_misses",
+                                     "Runs of each BPF program the kernel skipped (another run active on that CPU, "
+                                     "e.g. preempted; or the CPU held by another BPF program or map syscall): "
+                                     "events not counted. Absent for a program whose skips this kernel does not "
+                                     "count.", labels=["program"])
+        for program, stats in sorted(agent.programs.items()):
+            if stats.misses is not None:
+                misses.add_metric([program], stats.misses)
+        yield misses
         attached = GaugeMetricFamily("pod_stats_probe_attached",
                                      "1 if the probe is attached, 0 if this kernel lacks it.",
                                      labels=["program", "tracepoint"])

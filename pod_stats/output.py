@@ -126,6 +126,8 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
             "name_cache_entries": snapshot.agent.name_cache_entries,
             "carried_identities": snapshot.agent.carried_identities,
             "cgroup_events_lost": snapshot.agent.cgroup_events_lost,
+            "missed_events": snapshot.agent.missed_events,
+            "counts_complete": snapshot.agent.counts_complete,
         },
     }
     if snapshot.cgroups:
@@ -217,6 +219,9 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
         table.caption = "no pods on this node (kubelet cgroups not found); try `pod-stats demo`"
     notes = [f"warning: {snapshot.agent.map_full_drops} events dropped, the BPF map is full"
              ] if snapshot.agent.map_full_drops else []
+    if snapshot.agent.counts_complete is False:
+        notes.append(f"warning: the kernel skipped {snapshot.agent.missed_events} program runs since start "
+                     "(events not counted; see --log-level info)")
     notes += [alert.line() for alert in alerts]
     if notes:
         table.caption = Text("\n".join(notes), style="bold red")

@@ -56,6 +56,7 @@ AGENT_METRICS = {
     "pod_stats_bpf_map_entries",
     "pod_stats_bpf_map_max_entries",
     "pod_stats_bpf_map_full_drops_total",
+    "pod_stats_bpf_program_misses_total",
     "pod_stats_sample_duration_seconds",
     "pod_stats_last_sample_timestamp_seconds",
     "pod_stats_unresolved_cgroups",
@@ -65,6 +66,7 @@ AGENT_METRICS = {
 CONTRACT_METRICS = POD_METRICS | AGENT_METRICS | {"up"}
 
 REQUIRED_ALERTS = {
+    "PodStatsEventsMissed",
     "PodStatsMemoryNearLimit",
     "PodStatsOpenErrorStorm",
     "PodStatsOpenRateAnomaly",
