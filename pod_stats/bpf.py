@@ -448,6 +448,74 @@ def trampolines_unavailable() -> Optional[str]:
     return None
 
 
+class Preemption(NamedTuple):
+    """How the running kernel preempts kernel code, as far as it shows (preemption_model)."""
+
+    model: str  # none, voluntary, full, lazy, rt, or unknown
+    source: str  # where that was read
+
+    @property
+    def preemptible(self) -> Optional[bool]:
+        """Whether a task can be preempted inside a fexit or cgroup_skb program; None: unknown."""
+        if self.model == "unknown":
+            return None
+        return self.model in ("full", "lazy", "rt")
+
+    def __str__(self) -> str:
+        return f"{self.model} ({self.source})"
+
+
+_PREEMPT_CONFIG = {"CONFIG_PREEMPT_RT": "rt", "CONFIG_PREEMPT_LAZY": "lazy", "CONFIG_PREEMPT": "full",
+                   "CONFIG_PREEMPT_VOLUNTARY": "voluntary", "CONFIG_PREEMPT_NONE": "none"}
+
+
+def _read_text(path: str, compressed: bool = False) -> Optional[str]:
+    try:
+        if compressed:
+            import gzip
+            with gzip.open(path, "rt", errors="replace") as f:
+                return f.read()
+        with open(path, errors="replace") as f:
+            return f.read()
+    except (OSError, EOFError):
+        return None
+
+
+def preemption_model(version: Optional[str] = None, cmdline: Optional[str] = None,
+                     dynamic: Optional[str] = None, config: Optional[str] = None) -> Preemption:
+    """The kernel's preemption model, from `uname -v` (PREEMPT_RT, PREEMPT_LAZY, PREEMPT, or
+    PREEMPT_DYNAMIC: chosen at boot), then for a dynamic one what the scheduler's debugfs file
+    says, else the preempt= boot option, else the kernel config's default. Arguments stand in
+    for those sources (tests); by default they are read from this machine."""
+    words = (version if version is not None else os.uname().version).split()
+    if "PREEMPT_RT" in words:
+        return Preemption("rt", "uname -v")
+    if "PREEMPT_DYNAMIC" not in words:
+        if "PREEMPT_LAZY" in words:
+            return Preemption("lazy", "uname -v")
+        if "PREEMPT" in words:
+            return Preemption("full", "uname -v")
+        return Preemption("voluntary", "uname -v: no PREEMPT")  # none or voluntary: alike here
+    if dynamic is None:
+        dynamic = _read_text("/sys/kernel/debug/sched/preempt") or ""
+    chosen = next((w.strip("()") for w in dynamic.split() if w.startswith("(")), None)
+    if chosen:
+        return Preemption(chosen, "/sys/kernel/debug/sched/preempt")
+    if cmdline is None:
+        cmdline = _read_text("/proc/cmdline") or ""
+    option = next((w.split("=", 1)[1] for w in cmdline.split() if w.startswith("preempt=")), None)
+    if option in ("none", "voluntary", "full", "lazy"):
+        return Preemption(option, "preempt= boot option")
+    if config is None:
+        config = (_read_text("/proc/config.gz", compressed=True)
+                  or _read_text(f"/boot/config-{os.uname().release}") or "")
+    for line in config.splitlines():
+        name, _, value = line.partition("=")
+        if value == "y" and name in _PREEMPT_CONFIG and name != "CONFIG_PREEMPT_RT":
+            return Preemption(_PREEMPT_CONFIG[name], "kernel config default (PREEMPT_DYNAMIC)")
+    return Preemption("unknown", "PREEMPT_DYNAMIC, and neither debugfs, preempt= nor the kernel config says which")
+
+
 @contextlib.contextmanager
 def run_time_stats() -> Iterator[None]:
     """Has the kernel measure BPF run time and count while the context lasts."""
@@ -484,6 +552,7 @@ class PodStatsBpf:
         if open_probe not in OPEN_PROBES:
             raise ValueError(f"unknown open probe {open_probe!r} (known: {', '.join(OPEN_PROBES)})")
         self.open_probe = open_probe
+        self.preemption = preemption_model()
         self._fexit_refused: Optional[str] = None  # why fexit could not be loaded (then retried without)
         self._cgroup_events_refused: Optional[str] = None  # why cgroup events could not load (then retried without)
         self.wanted = frozenset(probes) | {_ALWAYS_ON}
@@ -760,6 +829,10 @@ class PodStatsBpf:
         reason = self._fexit_refused or trampolines_unavailable()
         if reason and self.open_probe == "fexit":
             raise BpfError(f"--open-probe fexit: {reason}", hint="use --open-probe auto or tracepoint")
+        if reason is None and self.open_probe == "auto" and self.preemption.preemptible:
+            # A preempted fexit run makes every other open on its CPU skip the program until it
+            # resumes (counted as missed, but lost); a tracepoint program is never preempted.
+            return f"preemptible kernel: {self.preemption}"
         return reason
 
     def _choose_net_source(self, events: str) -> Optional[str]:
@@ -932,6 +1005,19 @@ class PodStatsBpf:
             return None
         fexit = any(p.program == OPENS_FEXIT and p.attached for p in self.probes)
         return OPENS_BY_FEXIT if fexit else OPENS_BY_TRACEPOINTS
+
+    @property
+    def open_source_reason(self) -> Optional[str]:
+        """Why open_source is what counts opens (None when the opens group is off or missing)."""
+        if not self.attached("opens"):
+            return None
+        if self.open_source == OPENS_BY_FEXIT:
+            return (f"--open-probe {self.open_probe}: BPF trampolines, kernel preemption {self.preemption}"
+                    + ("" if self.preemption.preemptible is False else
+                       "; a run preempted inside the program makes other opens on its CPU skip it, "
+                       "counted in missed_events"))
+        fexit = next((p for p in self.probes if p.program == OPENS_FEXIT), None)
+        return f"--open-probe {self.open_probe}: " + (fexit.reason if fexit and fexit.reason else "no fexit")
 
     def attached(self, group: str) -> bool:
         """Whether a probe group counts. A program whose tracepoint is missing is missing because

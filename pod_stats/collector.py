@@ -124,6 +124,7 @@ class AgentStats:
     carried_identities: int = 0  # containers whose ended instances' counts are carried (see _Carry)
     # Program runs the kernel skipped since attach, each an event not counted (bpf.program_misses):
     # None when some attached program's skips are not counted by this kernel.
+    open_source_reason: Optional[str] = None  # why open_source (trampolines, preemption, --open-probe)
     missed_events: Optional[int] = 0
     # Whether this sample's counts are complete as far as the kernel can tell: no run skipped
     # since the previous sample (since attach, for the first). None: it cannot tell.
@@ -517,6 +518,7 @@ class Collector:
                 probe_groups={group: self._bpf.attached(group) for group in PROBE_GROUPS},
                 net_source=self._bpf.net_source if self._bpf.attached("net") else None,
                 open_source=self._bpf.open_source,
+                open_source_reason=self._bpf.open_source_reason,
                 programs=programs,
                 missed_events=missed,
                 counts_complete=None if missed is None else missed == self._missed_before,

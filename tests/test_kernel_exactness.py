@@ -1,13 +1,16 @@
-"""Nothing lost without a figure (issue #14): program runs the kernel skipped are read for every
-attached program, and a sample after skipped runs says its counts are incomplete — in JSON, in
-/metrics and in the table. Skips themselves need a preemptible kernel (this machine's is not):
+"""Exact in the kernel too (issue #14). Nothing lost without a figure: program runs the kernel
+skipped are read for every attached program, and a sample after skipped runs says its counts are
+incomplete — in JSON, in /metrics and in the table. The open probe is chosen from the kernel's
+preemption model. Skips themselves need a preemptible kernel (this machine's is not):
 tests/kernels/smoke.py provokes and checks them in the VMs of `make kernels`."""
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pod_stats.bpf import ProgramStats, misses_counted
+import pod_stats.bpf
+from pod_stats.bpf import OPENS_BY_TRACEPOINTS, KeyMode, PodStatsBpf, Preemption, ProgramStats, misses_counted, \
+    preemption_model
 from pod_stats.collector import open_collector
 from pod_stats.exporter import SnapshotMetrics
 from pod_stats.output import render_table, to_json
@@ -90,3 +93,43 @@ def test_a_sample_after_skipped_runs_says_its_counts_are_incomplete(tmp_path, mo
 
 def test_program_stats_default_to_unknown_misses():
     assert ProgramStats(1, 2).misses is None
+
+
+@pytest.mark.parametrize("version, dynamic, cmdline, config, expected", [
+    ("#1 SMP PREEMPT_RT Debian 6.1.158-1 (2025-11-09)", "", "", "", ("rt", True)),
+    ("#1 SMP PREEMPT Debian", "", "", "", ("full", True)),
+    ("#1 SMP PREEMPT_LAZY", "", "", "", ("lazy", True)),
+    ("#1 SMP Debian 5.10.237-1", "", "", "", ("voluntary", False)),
+    ("#1 SMP PREEMPT_DYNAMIC Debian", "none voluntary (full) lazy", "preempt=none", "", ("full", True)),
+    ("#1 SMP PREEMPT_DYNAMIC Debian", "", "ro quiet preempt=full", "CONFIG_PREEMPT_VOLUNTARY=y", ("full", True)),
+    ("#1 SMP PREEMPT_DYNAMIC @0", "", "quiet", "CONFIG_PREEMPT_NONE=y\nCONFIG_PREEMPT_DYNAMIC=y", ("none", False)),
+    ("#1 SMP PREEMPT_DYNAMIC Debian", "", "quiet", "", ("unknown", None)),
+])
+def test_the_preemption_model_is_read_from_what_the_kernel_shows(version, dynamic, cmdline, config, expected):
+    found = preemption_model(version, cmdline=cmdline, dynamic=dynamic, config=config)
+    assert (found.model, found.preemptible) == expected
+
+
+@pytest.mark.bpf
+@pytest.mark.parametrize("model, fexit", [("rt", False), ("full", False), ("voluntary", True), ("unknown", True)])
+def test_auto_counts_opens_on_tracepoints_where_the_kernel_preempts_programs(model, fexit, monkeypatch):
+    """On a preemptible kernel a fexit run can be preempted, and every other open on its CPU then
+    skips the program: auto takes the tracepoints, which run with preemption disabled, and says
+    why. Where preemption is unknown, fexit stays: its skipped runs are counted. (This machine
+    has no trampolines: the loader is told it has, and is not loaded.)"""
+    monkeypatch.setattr(pod_stats.bpf, "trampolines_unavailable", lambda: None)
+    bpf = PodStatsBpf(KeyMode.V2, probes={"opens"})
+    bpf.preemption = Preemption(model, "test")
+    reason = bpf._fexit_unusable()
+    assert (reason is None) == fexit
+    if not fexit:
+        assert reason == f"preemptible kernel: {model} (test)"
+
+
+@pytest.mark.bpf
+def test_the_json_says_why_opens_are_counted_where_they_are(tmp_path):
+    (tmp_path / "pods").mkdir()
+    with open_collector(log_dir=str(tmp_path)) as collector:
+        agent = to_json(collector.sample())["agent"]
+    assert agent["open_source"] == OPENS_BY_TRACEPOINTS  # this machine refuses fexit
+    assert agent["open_source_reason"].startswith("--open-probe auto: ")
