@@ -13,17 +13,17 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #ifdef GROUP_PROC
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(empty_fork, struct task_struct *parent, struct task_struct *child) { return 0; }
-SEC("tracepoint/sched/sched_process_exec")
-int empty_exec(void *ctx) { return 0; }
-SEC("tracepoint/sched/sched_process_exit")
-int empty_exit(void *ctx) { return 0; }
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(empty_exec, struct task_struct *p) { return 0; }
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(empty_exit, struct task_struct *p) { return 0; }
 #endif
 
 #ifdef GROUP_NET
-SEC("tracepoint/sock/sock_send_length")
-int empty_send(void *ctx) { return 0; }
-SEC("tracepoint/sock/sock_recv_length")
-int empty_recv(void *ctx) { return 0; }
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(empty_send, struct sock *sk) { return 0; }
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(empty_recv, struct sock *sk) { return 0; }
 #endif
 
 #ifdef GROUP_SCHED
