@@ -786,11 +786,12 @@ int changes_mkdir_tp(void *ctx) { return count_change(false); }
 SEC("tracepoint/cgroup/cgroup_rmdir")
 int changes_rmdir_tp(void *ctx) { return count_change(false); }
 
-SEC("tracepoint/cgroup/cgroup_rename")
-int changes_rename(void *ctx) { return count_change(false); }
+/* tp_btf, as proc_exec: not skipped while a BPF map syscall holds the CPU */
+SEC("tp_btf/cgroup_rename")
+int BPF_PROG(changes_rename, struct cgroup *cgrp) { return count_change(false); }
 
-SEC("tracepoint/cgroup/cgroup_attach_task")
-int changes_attach(void *ctx) { return count_change(true); }
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(changes_attach, struct cgroup *dst_cgrp) { return count_change(true); }
 
-SEC("tracepoint/cgroup/cgroup_transfer_tasks")
-int changes_transfer(void *ctx) { return count_change(true); }
+SEC("tp_btf/cgroup_transfer_tasks")
+int BPF_PROG(changes_transfer, struct cgroup *dst_cgrp) { return count_change(true); }
