@@ -156,18 +156,19 @@ static __always_inline void count_drop(enum drop which)
 
 	if (!d)
 		return;
+	/* atomic: fexit and cgroup_skb runs drop too (see COUNT); drops are rare */
 	if (which == DROP_ERRNOS)
-		d->errno_map_full++;
+		__sync_fetch_and_add(&d->errno_map_full, 1);
 	else if (which == DROP_PROCESSES)
-		d->process_map_full++;
+		__sync_fetch_and_add(&d->process_map_full, 1);
 	else if (which == DROP_SCHED)
-		d->sched_map_full++;
+		__sync_fetch_and_add(&d->sched_map_full, 1);
 	else if (which == DROP_UNCOUNTED)
-		d->uncounted_map_full++;
+		__sync_fetch_and_add(&d->uncounted_map_full, 1);
 	else if (which == DROP_CGROUP_EVENTS)
-		d->cgroup_events_lost++;
+		__sync_fetch_and_add(&d->cgroup_events_lost, 1);
 	else
-		d->map_full++;
+		__sync_fetch_and_add(&d->map_full, 1);
 }
 
 /*
