@@ -57,6 +57,13 @@ _ALWAYS_ON = "changes"
 # trampolines (cheaper per open), else the syscall tracepoints; "auto" prefers fexit.
 OPEN_PROBES = ("auto", "fexit", "tracepoint")
 OPENS_FEXIT = "opens_fexit"
+# Routes to an open besides the 64-bit syscalls, each with its own program (pod_stats.bpf.c):
+# ia32 compat syscalls (needed only where opens are counted on the syscall tracepoints: the
+# fexit program sees them) and io_uring's open operations (needed either way).
+OPENS_IA32 = "opens_ia32"
+OPENS_URING = "opens_uring"
+# The routes PodStatsBpf.open_routes reports on, in this order.
+OPEN_ROUTES = ("syscalls", "ia32", "io_uring")
 _PROGRAMLESS = {"errno": "opens"}  # group -> the group whose programs do its counting
 # Groups of the on-demand commands (`pod-stats files`, `pod-stats procs`): never in the
 # always-on path, attached only while such a command runs.
@@ -302,6 +309,13 @@ def _tracepoint_of(section: str, events: str) -> Optional[str]:
 
 def _unsupported(program: str, tracepoint: str, events: str) -> Optional[str]:
     """Why this kernel's version of a tracepoint cannot take the program, if it cannot."""
+    if tracepoint == "io_uring/io_uring_complete":
+        # Older versions (5.10's among them) pass the ring, user_data and the result only:
+        # which operation completed is not known there.
+        with contextlib.suppress(OSError), open(os.path.join(events, tracepoint, "format")) as fmt:
+            if " req;" in fmt.read():
+                return None
+        return "this kernel's io_uring/io_uring_complete does not pass the request (its operation is unknown)"
     if tracepoint == "oom/mark_victim":
         # Before Linux 6.8 mark_victim passed only a pid, not the task (whose cgroup is counted);
         # the task-based version is the one that also records the victim's uid.
@@ -356,6 +370,15 @@ NET_PACKETS = "packets (cgroup_skb at the cgroup v2 root)"
 # Where opens are counted (PodStatsBpf.open_source).
 OPENS_BY_FEXIT = "fexit (do_sys_openat2)"
 OPENS_BY_TRACEPOINTS = "syscall tracepoints (sys_exit_open, openat, openat2, creat)"
+OPENS_BY_IA32_EXIT = "raw syscall exit tracepoint (sys_exit, ia32 syscalls only)"
+OPENS_BY_URING = "io_uring_complete (IORING_OP_OPENAT, OPENAT2)"
+
+
+class OpenRoute(NamedTuple):
+    """Whether one route to an open is counted in the opens figures (PodStatsBpf.open_routes)."""
+
+    counted: bool
+    detail: str  # what counts it, or why it is not counted
 
 
 class SchedCounts(NamedTuple):
@@ -631,7 +654,9 @@ class PodStatsBpf:
                 reason = f"cgroup changes are counted by {_CGROUP_COUNT_ONLY[name]} (tp_btf)"
             elif name == OPENS_FEXIT:
                 reason = fexit_unusable
-            elif name.startswith("opens_") and fexit_unusable is None:
+            elif name == OPENS_IA32 and fexit_unusable is None:
+                reason = f"ia32 opens are counted by {OPENS_FEXIT}"
+            elif name.startswith("opens_") and name != OPENS_URING and fexit_unusable is None:
                 reason = f"opens are counted by {OPENS_FEXIT}"
             elif tracepoint is None:
                 reason = "tracepoint not in this kernel"
@@ -904,6 +929,26 @@ class PodStatsBpf:
             return None
         fexit = any(p.program == OPENS_FEXIT and p.attached for p in self.probes)
         return OPENS_BY_FEXIT if fexit else OPENS_BY_TRACEPOINTS
+
+    @property
+    def open_routes(self) -> Optional[Dict[str, OpenRoute]]:
+        """Each route to an open (OPEN_ROUTES) and whether the opens figures count it; None when
+        the opens group is off or missing."""
+        source = self.open_source
+        if source is None:
+            return None
+        by_program = {p.program: p for p in self.probes}
+
+        def route(program: str, counted_by: str) -> OpenRoute:
+            probe = by_program.get(program)
+            if probe is None:
+                return OpenRoute(False, f"not built for {os.uname().machine}")
+            if probe.attached:
+                return OpenRoute(True, counted_by)
+            return OpenRoute(False, probe.reason or "not attached")
+
+        ia32 = OpenRoute(True, OPENS_BY_FEXIT) if source == OPENS_BY_FEXIT else route(OPENS_IA32, OPENS_BY_IA32_EXIT)
+        return {"syscalls": OpenRoute(True, source), "ia32": ia32, "io_uring": route(OPENS_URING, OPENS_BY_URING)}
 
     def attached(self, group: str) -> bool:
         """Whether a probe group counts. A program whose tracepoint is missing is missing because
