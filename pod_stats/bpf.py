@@ -49,18 +49,21 @@ Changes = namedtuple("Changes", CHANGE_FIELDS)
 # name in src/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
 # programs also count failures by errno. "changes" (cgroups created or removed, tasks
 # moved) only tells the collector when to look again, and is always on.
-PROBE_GROUPS = ("opens", "errno", "proc", "net", "oom", "sched")
-# sched runs on every context switch, the hottest path in the kernel: opt-in.
-DEFAULT_PROBES = frozenset(PROBE_GROUPS) - {"sched"}
+PROBE_GROUPS = ("opens", "errno", "ia32", "proc", "net", "oom", "sched")
+# sched runs on every context switch, the hottest path in the kernel: opt-in. ia32 (opens by
+# 32-bit x86 code, counted in opens) runs on every syscall where opens are counted on the
+# syscall tracepoints (where fexit counts opens, it sees those already): opt-in too.
+DEFAULT_PROBES = frozenset(PROBE_GROUPS) - {"sched", "ia32"}
 _ALWAYS_ON = "changes"
 # How opens are counted: one fexit program on do_sys_openat2 where the kernel has BPF
 # trampolines (cheaper per open), else the syscall tracepoints; "auto" prefers fexit.
 OPEN_PROBES = ("auto", "fexit", "tracepoint")
 OPENS_FEXIT = "opens_fexit"
 # Routes to an open besides the 64-bit syscalls, each with its own program (pod_stats.bpf.c):
-# ia32 compat syscalls (needed only where opens are counted on the syscall tracepoints: the
-# fexit program sees them) and io_uring's open operations (needed either way).
-OPENS_IA32 = "opens_ia32"
+# ia32 compat syscalls (group ia32, needed only where opens are counted on the syscall
+# tracepoints: the fexit program sees them) and io_uring's open operations (group opens,
+# needed either way).
+OPENS_IA32 = "ia32_opens"
 OPENS_URING = "opens_uring"
 # The routes PodStatsBpf.open_routes reports on, in this order.
 OPEN_ROUTES = ("syscalls", "ia32", "io_uring")
@@ -643,6 +646,8 @@ class PodStatsBpf:
             reason = None
             if name.split("_", 1)[0] not in self.wanted:
                 reason = "not asked for (--probes)"
+            elif name == OPENS_IA32 and "opens" not in self.wanted:
+                reason = "it counts into opens, which is not asked for (--probes)"
             elif name.split("_", 1)[0] in lacking:
                 reason = lacking[name.split("_", 1)[0]]
             elif name.startswith("net_"):
@@ -956,6 +961,8 @@ class PodStatsBpf:
         program is enough."""
         if group in _PROGRAMLESS:
             return group in self.wanted and self.attached(_PROGRAMLESS[group])
+        if group == "ia32" and "ia32" in self.wanted and self.open_source == OPENS_BY_FEXIT:
+            return True  # counted by the fexit program, without one of its own
         programs = [p for p in self.probes if p.group == group]
         return any(p.attached for p in programs)
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_GROUPS, RUNQ_SLOTS, CgroupKey, Counters,
-                           KeyMode, PodStatsBpf, Probe, ProgramStats, SchedCounts)
+                           KeyMode, OpenRoute, PodStatsBpf, Probe, ProgramStats, SchedCounts)
 from pod_stats.cgroups import (V2, CgroupIndex, CgroupInfo, CgroupMounts, container_cgroup_path,
                                discover_mounts)
 from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles
@@ -122,6 +122,7 @@ class AgentStats:
     programs: Dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
     cgroup_events_lost: int = 0  # the kernel's cgroup events that found their ring full (then walked)
     carried_identities: int = 0  # containers whose ended instances' counts are carried (see _Carry)
+    open_routes: Optional[Dict[str, OpenRoute]] = None  # each route to an open: counted or why not (bpf.OPEN_ROUTES)
 
 
 @dataclass
@@ -508,6 +509,7 @@ class Collector:
                 probe_groups={group: self._bpf.attached(group) for group in PROBE_GROUPS},
                 net_source=self._bpf.net_source if self._bpf.attached("net") else None,
                 open_source=self._bpf.open_source,
+                open_routes=self._bpf.open_routes,
                 programs=self._bpf.program_stats(),
                 cgroup_events_lost=drops.cgroup_events_lost,
                 carried_identities=sum(len(carried) for carried in self._carried.values()),

@@ -119,6 +119,8 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
             "probes": {group: "on" if on else "off" for group, on in snapshot.agent.probe_groups.items()},
             "net_source": snapshot.agent.net_source,
             "open_source": snapshot.agent.open_source,
+            "open_routes": None if snapshot.agent.open_routes is None else {
+                route: {"counted": r.counted, "detail": r.detail} for route, r in snapshot.agent.open_routes.items()},
             "unresolved_cgroups": snapshot.agent.unresolved_cgroups,
             "sample_seconds": snapshot.agent.sample_seconds,
             "cgroup_index_entries": snapshot.agent.cgroup_index_entries,

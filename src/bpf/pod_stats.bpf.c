@@ -309,8 +309,9 @@ int BPF_PROG(opens_fexit, int dfd, const char *filename, struct open_how *how, l
  * ia32 compat syscalls (32-bit code on x86-64): the syscalls/ events skip them, and their
  * numbers differ from the 64-bit ones. The raw sys_exit tracepoint fires after every
  * syscall; TS_COMPAT in thread_info.status marks a compat one until the return to user
- * space, which comes after this tracepoint. Loaded only where opens are counted on the
- * syscall tracepoints: do_sys_openat2 already sees these opens (compat open, openat,
+ * space, which comes after this tracepoint. A program there runs on every syscall of every
+ * task, hence a probe group of its own (ia32, opt-in), loaded only where opens are counted
+ * on the syscall tracepoints: do_sys_openat2 already sees these opens (compat open, openat,
  * openat2 and creat all return through it).
  */
 #if defined(__TARGET_ARCH_x86)
@@ -328,7 +329,7 @@ static __always_inline bool in_ia32_syscall(void)
 }
 
 SEC("tp_btf/sys_exit")
-int BPF_PROG(opens_ia32, struct pt_regs *regs, long ret)
+int BPF_PROG(ia32_opens, struct pt_regs *regs, long ret)
 {
 	long nr;
 
