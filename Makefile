@@ -118,7 +118,8 @@ test: deps build lint
 
 ## wheel: dist/pod_stats-<version>-*.whl: the BPF object, skeleton and static libbpf in the extension
 wheel: deps bpf
-	rm -rf dist
+	# setuptools does not see the skeleton (an #include) change: build the extension afresh
+	rm -rf dist $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.*
 	$(VENV)/bin/pip wheel -q --no-deps --no-build-isolation -w dist .
 
 ## test-wheel: that wheel installed offline into a debootstrap'd Debian chroot with no compiler, run as root

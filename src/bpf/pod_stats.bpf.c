@@ -331,14 +331,14 @@ static __always_inline bool in_ia32_syscall(void)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(ia32_opens, struct pt_regs *regs, long ret)
 {
-	long nr;
+	long nr = regs->orig_ax;
 
+	/* the number first: one load, and most syscalls stop here without a helper call */
+	if (nr != IA32_NR_openat && nr != IA32_NR_open && nr != IA32_NR_openat2 && nr != IA32_NR_creat)
+		return 0;
 	if (!in_ia32_syscall())
 		return 0;
-	nr = regs->orig_ax;
-	if (nr == IA32_NR_openat || nr == IA32_NR_open || nr == IA32_NR_openat2 || nr == IA32_NR_creat)
-		return count_open_return(ret);
-	return 0;
+	return count_open_return(ret);
 }
 #endif
 

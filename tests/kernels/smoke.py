@@ -129,6 +129,9 @@ class Suite:
                 opened = any(p.group == "opens" and p.attached for p in probes)
                 status, detail = ("attached", "counted by the opens programs") if opened else \
                     ("unavailable", "the opens programs are not attached")
+            elif group == "ia32" and any(p.group == "opens" and p.program.endswith("fexit") and p.attached
+                                         for p in probes):
+                status, detail = "attached", "counted by opens_fexit, without a program of its own"
             elif not attached:
                 status, detail = "unavailable", "; ".join(skipped) or "no programs"
             elif group == "net" and net_source == NET_PACKETS:
