@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # no test uses that server (`systemctl disable --now prometheus` if you do not want it).
 APT_PACKAGES := clang-19 llvm-19 bpftool libelf-dev zlib1g-dev pkg-config dpkg-dev \
 	gcc libc6-dev make python3 python3-venv python3-dev runc busybox-static \
-	prometheus openssl
+	prometheus openssl gcc-multilib liburing-dev
 
 # The libbpf we compile against is the one that runs (statically linked):
 # Debian bookworm's source package, upstream tarball pinned by hash.
@@ -31,6 +31,9 @@ BPF_OBJ := $(BUILD)/pod_stats.bpf.o
 SKEL := $(BUILD)/pod_stats.skel.h
 FFI_EXT := pod_stats/_pod_stats_ffi.abi3.so
 WORKLOAD := pod_stats/_workload
+# Test helpers (not shipped): exactly N opens by one route, 64-bit (syscalls, io_uring) and
+# 32-bit (ia32 compat syscalls); static, for the kernel matrix's compiler-less guests too.
+HELPERS := $(BUILD)/helpers/open_routes $(BUILD)/helpers/open_routes32
 VENV_STAMP := $(VENV)/.installed
 
 .PHONY: all deps apt-deps venv bpf libbpf build test test-unit test-wheel wheel lint run demo vmlinux clean distclean
@@ -90,7 +93,7 @@ vmlinux:
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h
 
 ## build: the cffi extension (skeleton + libbpf) and the package, editable, in the venv
-build: $(FFI_EXT) $(WORKLOAD)
+build: $(FFI_EXT) $(WORKLOAD) $(HELPERS)
 
 $(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py src/cgroupfs/cgroupfs_batch.c $(VENV_STAMP)
 	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test]'
@@ -100,6 +103,14 @@ $(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py src/cgroupfs/cgroupfs_ba
 $(WORKLOAD): src/workload/workload.c
 	gcc -static -O2 -Wall -Wextra -o $@ $<
 
+$(BUILD)/helpers/open_routes: tests/helpers/open_routes.c
+	@mkdir -p $(@D)
+	gcc -static -O2 -Wall -Wextra -o $@ $< -luring
+
+$(BUILD)/helpers/open_routes32: tests/helpers/open_routes.c
+	@mkdir -p $(@D)
+	gcc -m32 -static -O2 -Wall -Wextra -o $@ $<
+
 ## test: lint, the wheel on a bare node, then every test, BPF and container tests included (needs root)
 test: deps build lint
 	$(MAKE) test-wheel
@@ -107,7 +118,8 @@ test: deps build lint
 
 ## wheel: dist/pod_stats-<version>-*.whl: the BPF object, skeleton and static libbpf in the extension
 wheel: deps bpf
-	rm -rf dist
+	# setuptools does not see the skeleton (an #include) change: build the extension afresh
+	rm -rf dist $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.*
 	$(VENV)/bin/pip wheel -q --no-deps --no-build-isolation -w dist .
 
 ## test-wheel: that wheel installed offline into a debootstrap'd Debian chroot with no compiler, run as root

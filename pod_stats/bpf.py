@@ -49,14 +49,24 @@ Changes = namedtuple("Changes", CHANGE_FIELDS)
 # name in src/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
 # programs also count failures by errno. "changes" (cgroups created or removed, tasks
 # moved) only tells the collector when to look again, and is always on.
-PROBE_GROUPS = ("opens", "errno", "proc", "net", "oom", "sched")
-# sched runs on every context switch, the hottest path in the kernel: opt-in.
-DEFAULT_PROBES = frozenset(PROBE_GROUPS) - {"sched"}
+PROBE_GROUPS = ("opens", "errno", "ia32", "proc", "net", "oom", "sched")
+# sched runs on every context switch, the hottest path in the kernel: opt-in. ia32 (opens by
+# 32-bit x86 code, counted in opens) runs on every syscall where opens are counted on the
+# syscall tracepoints (where fexit counts opens, it sees those already): opt-in too.
+DEFAULT_PROBES = frozenset(PROBE_GROUPS) - {"sched", "ia32"}
 _ALWAYS_ON = "changes"
 # How opens are counted: one fexit program on do_sys_openat2 where the kernel has BPF
 # trampolines (cheaper per open), else the syscall tracepoints; "auto" prefers fexit.
 OPEN_PROBES = ("auto", "fexit", "tracepoint")
 OPENS_FEXIT = "opens_fexit"
+# Routes to an open besides the 64-bit syscalls, each with its own program (pod_stats.bpf.c):
+# ia32 compat syscalls (group ia32, needed only where opens are counted on the syscall
+# tracepoints: the fexit program sees them) and io_uring's open operations (group opens,
+# needed either way).
+OPENS_IA32 = "ia32_opens"
+OPENS_URING = "opens_uring"
+# The routes PodStatsBpf.open_routes reports on, in this order.
+OPEN_ROUTES = ("syscalls", "ia32", "io_uring")
 _PROGRAMLESS = {"errno": "opens"}  # group -> the group whose programs do its counting
 # Groups of the on-demand commands (`pod-stats files`, `pod-stats procs`): never in the
 # always-on path, attached only while such a command runs.
@@ -303,6 +313,13 @@ def _tracepoint_of(section: str, events: str) -> Optional[str]:
 
 def _unsupported(program: str, tracepoint: str, events: str) -> Optional[str]:
     """Why this kernel's version of a tracepoint cannot take the program, if it cannot."""
+    if tracepoint == "io_uring/io_uring_complete":
+        # Older versions (5.10's among them) pass the ring, user_data and the result only:
+        # which operation completed is not known there.
+        with contextlib.suppress(OSError), open(os.path.join(events, tracepoint, "format")) as fmt:
+            if " req;" in fmt.read():
+                return None
+        return "this kernel's io_uring/io_uring_complete does not pass the request (its operation is unknown)"
     if tracepoint == "oom/mark_victim":
         # Before Linux 6.8 mark_victim passed only a pid, not the task (whose cgroup is counted);
         # the task-based version is the one that also records the victim's uid.
@@ -358,6 +375,15 @@ NET_PACKETS = "packets (cgroup_skb at the cgroup v2 root)"
 # Where opens are counted (PodStatsBpf.open_source).
 OPENS_BY_FEXIT = "fexit (do_sys_openat2)"
 OPENS_BY_TRACEPOINTS = "syscall tracepoints (sys_exit_open, openat, openat2, creat)"
+OPENS_BY_IA32_EXIT = "raw syscall exit tracepoint (sys_exit, ia32 syscalls only)"
+OPENS_BY_URING = "io_uring_complete (IORING_OP_OPENAT, OPENAT2)"
+
+
+class OpenRoute(NamedTuple):
+    """Whether one route to an open is counted in the opens figures (PodStatsBpf.open_routes)."""
+
+    counted: bool
+    detail: str  # what counts it, or why it is not counted
 
 
 class SchedCounts(NamedTuple):
@@ -717,6 +743,8 @@ class PodStatsBpf:
             reason = None
             if name.split("_", 1)[0] not in self.wanted:
                 reason = "not asked for (--probes)"
+            elif name == OPENS_IA32 and "opens" not in self.wanted:
+                reason = "it counts into opens, which is not asked for (--probes)"
             elif name.split("_", 1)[0] in lacking:
                 reason = lacking[name.split("_", 1)[0]]
             elif name.startswith("net_"):
@@ -728,7 +756,9 @@ class PodStatsBpf:
                 reason = f"cgroup changes are counted by {_CGROUP_COUNT_ONLY[name]} (tp_btf)"
             elif name == OPENS_FEXIT:
                 reason = fexit_unusable
-            elif name.startswith("opens_") and fexit_unusable is None:
+            elif name == OPENS_IA32 and fexit_unusable is None:
+                reason = f"ia32 opens are counted by {OPENS_FEXIT}"
+            elif name.startswith("opens_") and name != OPENS_URING and fexit_unusable is None:
                 reason = f"opens are counted by {OPENS_FEXIT}"
             elif tracepoint is None:
                 reason = "tracepoint not in this kernel"
@@ -1019,12 +1049,34 @@ class PodStatsBpf:
         fexit = next((p for p in self.probes if p.program == OPENS_FEXIT), None)
         return f"--open-probe {self.open_probe}: " + (fexit.reason if fexit and fexit.reason else "no fexit")
 
+    @property
+    def open_routes(self) -> Optional[Dict[str, OpenRoute]]:
+        """Each route to an open (OPEN_ROUTES) and whether the opens figures count it; None when
+        the opens group is off or missing."""
+        source = self.open_source
+        if source is None:
+            return None
+        by_program = {p.program: p for p in self.probes}
+
+        def route(program: str, counted_by: str) -> OpenRoute:
+            probe = by_program.get(program)
+            if probe is None:
+                return OpenRoute(False, f"not built for {os.uname().machine}")
+            if probe.attached:
+                return OpenRoute(True, counted_by)
+            return OpenRoute(False, probe.reason or "not attached")
+
+        ia32 = OpenRoute(True, OPENS_BY_FEXIT) if source == OPENS_BY_FEXIT else route(OPENS_IA32, OPENS_BY_IA32_EXIT)
+        return {"syscalls": OpenRoute(True, source), "ia32": ia32, "io_uring": route(OPENS_URING, OPENS_BY_URING)}
+
     def attached(self, group: str) -> bool:
         """Whether a probe group counts. A program whose tracepoint is missing is missing because
         the kernel lacks what it counts (openat2 before 5.6, open/creat on arm64), so one attached
         program is enough."""
         if group in _PROGRAMLESS:
             return group in self.wanted and self.attached(_PROGRAMLESS[group])
+        if group == "ia32" and "ia32" in self.wanted and self.open_source == OPENS_BY_FEXIT:
+            return True  # counted by the fexit program, without one of its own
         programs = [p for p in self.probes if p.group == group]
         return any(p.attached for p in programs)
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_GROUPS, RUNQ_SLOTS, CgroupKey, Counters,
-                           KeyMode, PodStatsBpf, Probe, ProgramStats, SchedCounts)
+                           KeyMode, OpenRoute, PodStatsBpf, Probe, ProgramStats, SchedCounts)
 from pod_stats.cgroups import (V2, CgroupIndex, CgroupInfo, CgroupMounts, container_cgroup_path,
                                discover_mounts)
 from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles
@@ -122,9 +122,10 @@ class AgentStats:
     programs: Dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
     cgroup_events_lost: int = 0  # the kernel's cgroup events that found their ring full (then walked)
     carried_identities: int = 0  # containers whose ended instances' counts are carried (see _Carry)
+    open_source_reason: Optional[str] = None  # why open_source (trampolines, preemption, --open-probe)
+    open_routes: Optional[Dict[str, OpenRoute]] = None  # each route to an open: counted or why not (bpf.OPEN_ROUTES)
     # Program runs the kernel skipped since attach, each an event not counted (bpf.program_misses):
     # None when some attached program's skips are not counted by this kernel.
-    open_source_reason: Optional[str] = None  # why open_source (trampolines, preemption, --open-probe)
     missed_events: Optional[int] = 0
     # Whether this sample's counts are complete as far as the kernel can tell: no run skipped
     # since the previous sample (since attach, for the first). None: it cannot tell.
@@ -519,6 +520,7 @@ class Collector:
                 net_source=self._bpf.net_source if self._bpf.attached("net") else None,
                 open_source=self._bpf.open_source,
                 open_source_reason=self._bpf.open_source_reason,
+                open_routes=self._bpf.open_routes,
                 programs=programs,
                 missed_events=missed,
                 counts_complete=None if missed is None else missed == self._missed_before,

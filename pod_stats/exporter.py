@@ -176,6 +176,13 @@ class SnapshotMetrics(Collector):
         if agent.open_source:
             yield _gauge("pod_stats_open_source", "What counts opens (1 for the probe in use: fexit or tracepoints).",
                          1, {"source": agent.open_source})
+        if agent.open_routes:
+            routes = GaugeMetricFamily("pod_stats_open_route_counted",
+                                       "1 if opens by this route (syscalls, ia32, io_uring) are counted, else 0.",
+                                       labels=["route"])
+            for route, state in agent.open_routes.items():
+                routes.add_metric([route], 1 if state.counted else 0)
+            yield routes
         yield _gauge("pod_stats_bpf_map_entries", "Entries in the BPF map (cgroups counted).",
                      agent.cgroups_in_map, {"map": "counters"})
         yield _gauge("pod_stats_bpf_map_max_entries", "Capacity of the BPF map.",

@@ -120,6 +120,8 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
             "net_source": snapshot.agent.net_source,
             "open_source": snapshot.agent.open_source,
             "open_source_reason": snapshot.agent.open_source_reason,
+            "open_routes": None if snapshot.agent.open_routes is None else {
+                route: {"counted": r.counted, "detail": r.detail} for route, r in snapshot.agent.open_routes.items()},
             "unresolved_cgroups": snapshot.agent.unresolved_cgroups,
             "sample_seconds": snapshot.agent.sample_seconds,
             "cgroup_index_entries": snapshot.agent.cgroup_index_entries,

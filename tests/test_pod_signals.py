@@ -106,7 +106,7 @@ def test_failed_opens_by_errno_everywhere(node, collector):
     assert pod["open_errors_by_errno"]["ENOENT"] >= container["open_errors_by_errno"]["ENOENT"]
     assert container["net_tx_bytes"] >= PAYLOAD and container["forks"] >= 8
     assert document["agent"]["probes"] == {"opens": "on", "errno": "on", "proc": "on", "net": "on", "oom": "on",
-                                           "sched": "off"}  # opt-in
+                                           "sched": "off", "ia32": "off"}  # opt-in
 
     console = Console(width=250, record=True)
     console.print(render_table(snapshot))

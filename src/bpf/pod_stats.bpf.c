@@ -336,6 +336,68 @@ int BPF_PROG(opens_fexit, int dfd, const char *filename, struct open_how *how, l
 }
 
 /*
+ * Routes to an open that neither the syscalls/sys_exit_* events nor do_sys_openat2 see
+ * all of (pod_stats/bpf.py chooses which load and reports each route as counted or not).
+ *
+ * ia32 compat syscalls (32-bit code on x86-64): the syscalls/ events skip them, and their
+ * numbers differ from the 64-bit ones. The raw sys_exit tracepoint fires after every
+ * syscall; TS_COMPAT in thread_info.status marks a compat one until the return to user
+ * space, which comes after this tracepoint. A program there runs on every syscall of every
+ * task, hence a probe group of its own (ia32, opt-in), loaded only where opens are counted
+ * on the syscall tracepoints: do_sys_openat2 already sees these opens (compat open, openat,
+ * openat2 and creat all return through it).
+ */
+#if defined(__TARGET_ARCH_x86)
+#define TS_COMPAT 0x0002
+#define IA32_NR_open 5
+#define IA32_NR_creat 8
+#define IA32_NR_openat 295
+#define IA32_NR_openat2 437
+
+static __always_inline bool in_ia32_syscall(void)
+{
+	if (have_task_btf())
+		return bpf_get_current_task_btf()->thread_info.status & TS_COMPAT;
+	return BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), thread_info.status) & TS_COMPAT;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(ia32_opens, struct pt_regs *regs, long ret)
+{
+	long nr = regs->orig_ax;
+
+	/* the number first: one load, and most syscalls stop here without a helper call */
+	if (nr != IA32_NR_openat && nr != IA32_NR_open && nr != IA32_NR_openat2 && nr != IA32_NR_creat)
+		return 0;
+	if (!in_ia32_syscall())
+		return 0;
+	return count_open_return(ret, false);
+}
+#endif
+
+/*
+ * io_uring's IORING_OP_OPENAT and OPENAT2 call do_filp_open themselves: counted where
+ * their completion is posted, in the submitter's task or in one of its io-wq workers
+ * (threads of the submitting process: same cgroup). Needs the io_uring_complete that
+ * passes the request (not 5.10's, which passes only user_data and the result); its
+ * argument list differs between kernels, but the request is the second argument of
+ * every version that has it. A completion the ring does not post (IOSQE_CQE_SKIP_SUCCESS)
+ * does not fire the tracepoint: such successful opens are not counted.
+ */
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(opens_uring, void *ring, struct io_kiocb *req)
+{
+	__u8 opcode;
+
+	if (!req)
+		return 0;  /* a completion of no request (the ring's own notices) */
+	opcode = BPF_CORE_READ(req, opcode);
+	if (opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2)
+		return 0;
+	return count_open_return(BPF_CORE_READ(req, cqe.res), false);
+}
+
+/*
  * proc: process life cycle. A fork is counted in the new task's cgroup, read
  * from the child (tp_btf gives the task): with clone3(CLONE_INTO_CGROUP) it is
  * not the parent's.

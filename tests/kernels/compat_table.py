@@ -14,7 +14,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent.parent / "build" / "kernels" / "results.json"
 # Probe groups first (pod-stats' own), then kernel capabilities, in a stable order.
-ORDER = ("opens", "errno", "proc", "net", "oom", "sched", "files", "procs", "memory_peak")
+ORDER = ("opens", "open_route_ia32", "open_route_io_uring", "errno", "ia32", "proc", "net", "oom", "sched", "files", "procs", "memory_peak")
 HOST = "host"  # run_matrix.py's entry for the machine it ran on
 BEGIN, END = "<!-- compat-table:begin -->", "<!-- compat-table:end -->"
 

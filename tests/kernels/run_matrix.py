@@ -45,6 +45,7 @@ EXCLUDED = ("./usr/share/doc", "./usr/share/man", "./usr/share/locale", "./usr/s
             "./usr/share/common-licenses", "./var/lib/dpkg")
 
 
+HELPERS = ("open_routes", "open_routes32")  # tests/helpers/open_routes.c, 64- and 32-bit
 HOST = "host"  # results.json's entry for this machine's kernel (smoke.py --host)
 
 
@@ -155,7 +156,8 @@ def cpio(source: Path, paths, target: Path) -> None:
 
 
 def pack_initramfs() -> Path:
-    """build/kernels/initramfs.cpio: the chroot (cached until it changes) + init + smoke.py and its helper."""
+    """build/kernels/initramfs.cpio: the chroot (cached until it changes) + init + smoke.py, its helper module and
+    the static open-route helpers."""
     if not (CHROOT / ".ready").exists() or not (CHROOT / "opt" / "pod-stats" / "bin" / "pod-stats").exists():
         raise Failure("build/chroot with pod-stats in /opt/pod-stats is missing: run `make test-wheel` first")
     base = OUT / "chroot.cpio"
@@ -171,9 +173,14 @@ def pack_initramfs() -> Path:
     shutil.copy(HERE / "init", overlay_dir / "init")
     for script in ("smoke.py", "cgroup_child.py"):
         shutil.copy(HERE / script, overlay_dir / script)
+    # the open-route checks' static helpers (make build), beside smoke.py
+    for helper in HELPERS:
+        if not (ROOT / "build" / "helpers" / helper).exists():
+            raise Failure(f"build/helpers/{helper} is missing: run `make build` first")
+        shutil.copy(ROOT / "build" / "helpers" / helper, overlay_dir / helper)
     os.chmod(overlay_dir / "init", 0o755)
     overlay = OUT / "overlay.cpio"
-    cpio(overlay_dir, ["./init", "./smoke.py", "./cgroup_child.py"], overlay)
+    cpio(overlay_dir, ["./init", "./smoke.py", "./cgroup_child.py", *(f"./{h}" for h in HELPERS)], overlay)
     # The kernel unpacks concatenated archives in order; later files win.
     initramfs = OUT / "initramfs.cpio"
     with open(initramfs, "wb") as out:

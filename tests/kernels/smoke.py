@@ -25,6 +25,7 @@ from cgroup_child import run_in_cgroup  # beside this file, in the VM too
 
 MIB = 1024 * 1024
 OPENS = 1000
+OPEN_ROUTE_N, OPEN_ROUTE_FAILING = 100, 20  # per run of the open-route helper
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LOG_DIR = Path("/var/log")
 CONTROLLERS = "+cpu +memory +pids"
@@ -128,6 +129,9 @@ class Suite:
                 opened = any(p.group == "opens" and p.attached for p in probes)
                 status, detail = ("attached", "counted by the opens programs") if opened else \
                     ("unavailable", "the opens programs are not attached")
+            elif group == "ia32" and any(p.group == "opens" and p.program.endswith("fexit") and p.attached
+                                         for p in probes):
+                status, detail = "attached", "counted by opens_fexit, without a program of its own"
             elif not attached:
                 status, detail = "unavailable", "; ".join(skipped) or "no programs"
             elif group == "net" and net_source == NET_PACKETS:
@@ -224,6 +228,95 @@ class Suite:
         if set(got.values()) != {(500, 100)}:
             raise AssertionError(f"(opens, errors) by source {got}, expected (500, 100) from each")
         return "fexit and syscall tracepoints both count 500 opens (100 failed) of open, openat, openat2, creat"
+
+    # (route, helper, helper's route name): every route to an open (bpf.OPEN_ROUTES), each call
+    # of the static helper tests/helpers/open_routes.c (beside this file in the VM)
+    OPEN_ROUTE_RUNS = (("syscalls", "open_routes", "openat"), ("syscalls", "open_routes", "open"),
+                       ("syscalls", "open_routes", "creat"), ("syscalls", "open_routes", "openat2"),
+                       ("ia32", "open_routes32", "openat"), ("ia32", "open_routes32", "open"),
+                       ("ia32", "open_routes32", "creat"), ("ia32", "open_routes32", "openat2"),
+                       ("io_uring", "open_routes", "uring-openat"), ("io_uring", "open_routes", "uring-openat2"),
+                       ("io_uring", "open_routes", "uring-openat-async"))
+
+    def _measure_open_routes(self):
+        """Each route's runs in a fresh cgroup each, with fexit and the tracepoints attached side by
+        side (where fexit works): {route: {open probe: (OpenRoute, [(run, counted, errnos)])}}."""
+        if getattr(self, "_open_routes", None) is not None:
+            return self._open_routes
+        from pod_stats.bpf import HIERARCHY_V2, CgroupKey, KeyMode, PodStatsBpf, trampolines_unavailable
+
+        here = Path(__file__).resolve().parent
+        helpers = {}
+        for name in ("open_routes", "open_routes32"):
+            found = [p for p in (here / name, here.parent.parent / "build" / "helpers" / name) if p.exists()]
+            if not found:
+                raise AssertionError(f"the static helper {name} is missing (make build; run_matrix.py packs it)")
+            helpers[name] = str(found[0])
+        modes = ("fexit", "tracepoint") if trampolines_unavailable() is None else ("tracepoint",)
+        root = v2_root()
+        created = f"/tmp/pod-stats-smoke-{uuid.uuid4().hex[:8]}"
+        measured = {}
+        with contextlib.ExitStack() as stack:
+            loaded = {mode: stack.enter_context(PodStatsBpf(KeyMode.V2, os.stat(root).st_ino,
+                                                            probes={"opens", "errno", "ia32"},
+                                                            open_probe=mode))
+                      for mode in modes}
+            for route, helper, name in self.OPEN_ROUTE_RUNS:
+                cgroup = make_cgroup(root / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
+                try:
+                    for n, path in ((OPEN_ROUTE_N, created if name == "creat" else "/dev/null"),
+                                    (OPEN_ROUTE_FAILING, "/nonexistent/smoke")):
+                        argv = [helper, name, str(n), path]
+                        run_in_cgroup(cgroup, lambda binary=helpers[helper], argv=argv: os.execv(binary, argv))
+                    key = CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino)
+                    for mode, bpf in loaded.items():
+                        counters = bpf.read_counters().get(key)
+                        got = (counters.opens, counters.open_errors) if counters else (0, 0)
+                        state = measured.setdefault(route, {}).setdefault(mode, [bpf.open_routes[route], []])
+                        state[1].append((f"{helper} {name}", got, bpf.read_open_errnos().get(key, {})))
+                finally:
+                    cgroup.rmdir()
+            with contextlib.suppress(OSError):
+                os.unlink(created)
+        self._open_routes = measured
+        return measured
+
+    def _open_route(self, route: str) -> str:
+        """One route: exact (N opens, M failed with ENOENT) by every open probe that counts it; a
+        probe that does not count it says why (FEATURE open_route_<route>)."""
+        measured = self._measure_open_routes()[route]
+        expected = (OPEN_ROUTE_N + OPEN_ROUTE_FAILING, OPEN_ROUTE_FAILING)
+        problems, counted_by, not_counted = [], [], []
+        for mode, (state, runs) in measured.items():
+            if not state.counted:
+                not_counted.append(f"{mode}: {state.detail}")
+                continue
+            counted_by.append(f"{mode}={state.detail}")
+            for run, got, errnos in runs:
+                if got != expected or errnos != {2: OPEN_ROUTE_FAILING}:
+                    problems.append(f"{mode} {run}: (opens, errors) {got}, errnos {errnos}")
+        if route != "syscalls":
+            if counted_by:
+                line("FEATURE", f"open_route_{route}", "attached", ", ".join(counted_by)
+                     + (f" (not: {'; '.join(not_counted)})" if not_counted else ""))
+            else:
+                line("FEATURE", f"open_route_{route}", "unavailable", "; ".join(not_counted))
+        if problems:
+            raise AssertionError(f"expected {expected} and {{ENOENT: {OPEN_ROUTE_FAILING}}}: " + "; ".join(problems))
+        if not counted_by:
+            raise Unavailable("; ".join(not_counted))
+        runs = len(next(iter(measured.values()))[1])
+        return (f"{runs} run(s) of {OPEN_ROUTE_N} opens + {OPEN_ROUTE_FAILING} ENOENT exact by "
+                + ", ".join(counted_by) + (f"; not counted by {'; '.join(not_counted)}" if not_counted else ""))
+
+    def check_open_route_syscalls(self) -> str:
+        return self._open_route("syscalls")
+
+    def check_open_route_ia32(self) -> str:
+        return self._open_route("ia32")
+
+    def check_open_route_io_uring(self) -> str:
+        return self._open_route("io_uring")
 
     def check_cgroup_events(self) -> str:
         """The tp_btf cgroup_mkdir/rmdir programs load (ring buffer: 5.8+) and send a new v2
@@ -384,8 +477,9 @@ def loopback_up() -> None:
         fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"lo", flags | 1))
 
 
-VM_CHECKS = ("load", "opens_exact", "open_probes", "cgroup_events", "memory_v2", "pod_resolution", "dump_json")
-HOST_CHECKS = ("load", "opens_exact", "open_probes", "cgroup_events")
+OPEN_ROUTE_CHECKS = ("open_route_syscalls", "open_route_ia32", "open_route_io_uring")
+VM_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "memory_v2", "pod_resolution", "dump_json")
+HOST_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events")
 
 
 def main() -> int:
