@@ -168,8 +168,9 @@ def cpio(source: Path, paths, target: Path) -> None:
     partial.rename(target)
 
 
-def pack_initramfs() -> Path:
-    """build/kernels/initramfs.cpio: the chroot (cached until it changes) + init + smoke.py and its helper."""
+def pack_initramfs(roots) -> Path:
+    """build/kernels/initramfs.cpio: the chroot (cached until it changes) + init + smoke.py and its
+    helper + each kernel's /boot/config-<release> (how the guest tells voluntary from none)."""
     if not (CHROOT / ".ready").exists() or not (CHROOT / "opt" / "pod-stats" / "bin" / "pod-stats").exists():
         raise Failure("build/chroot with pod-stats in /opt/pod-stats is missing: run `make test-wheel` first")
     base = OUT / "chroot.cpio"
@@ -186,8 +187,13 @@ def pack_initramfs() -> Path:
     for script in ("smoke.py", "cgroup_child.py"):
         shutil.copy(HERE / script, overlay_dir / script)
     os.chmod(overlay_dir / "init", 0o755)
+    (overlay_dir / "boot").mkdir()
+    configs = sorted({config.name: config for root in roots for config in (root / "boot").glob("config-*")}.values())
+    for config in configs:
+        shutil.copy(config, overlay_dir / "boot" / config.name)
     overlay = OUT / "overlay.cpio"
-    cpio(overlay_dir, ["./init", "./smoke.py", "./cgroup_child.py"], overlay)
+    cpio(overlay_dir, ["./init", "./smoke.py", "./cgroup_child.py", "./boot"]
+         + [f"./boot/{config.name}" for config in configs], overlay)
     # The kernel unpacks concatenated archives in order; later files win.
     initramfs = OUT / "initramfs.cpio"
     with open(initramfs, "wb") as out:
@@ -305,7 +311,7 @@ def main(argv) -> int:
         roots[kernel["name"]] = fetch_kernel(kernel, suites)
         timings[kernel["name"]] = {"fetch_seconds": round(time.monotonic() - started, 1)}
     started = time.monotonic()
-    initramfs = pack_initramfs()
+    initramfs = pack_initramfs(roots.values())
     pack_seconds = round(time.monotonic() - started, 1)
     say(f"initramfs {initramfs.stat().st_size >> 20} MiB (packed in {pack_seconds}s)")
 
