@@ -39,6 +39,7 @@ STRESS_TASKS_PER_CPU = 2  # × STRESS_CGROUPS: 8 tasks on every CPU
 STRESS_SECONDS = 5.0
 CHURN_OPENS = 20
 STRESS_FAILING_EVERY = 8
+CHURN_EVERY = 0.25  # seconds between churned cgroups; reads (map syscalls) fill the time between
 STRESS_REPORT = struct.Struct("=QQQ")  # a task's cgroup (index), opens made, of which failed
 
 
@@ -501,6 +502,7 @@ class Suite:
                 os.write(go_w, b"g" * len(workers))
                 started = time.monotonic()
                 freed_slots = set()  # slot indices that churned keys held and delete() retired
+                churn_at = started
                 reports = []
                 while len(reports) < len(workers):
                     if time.monotonic() - started > STRESS_SECONDS + 120:
@@ -515,7 +517,8 @@ class Suite:
                         problems.append(f"deleted churn keys counted again: "
                                         f"{ {k.cgroup_id: n for k, n in late.items()} }")
                         deleted -= set(late)
-                    if time.monotonic() - started < STRESS_SECONDS:
+                    if time.monotonic() - started < STRESS_SECONDS and time.monotonic() >= churn_at:
+                        churn_at = time.monotonic() + CHURN_EVERY
                         churn = make_cgroup(root / f"pod-stats-churn-{tag}-{len(churned)}")
                         key = CgroupKey(HIERARCHY_V2, churn.stat().st_ino)
                         slot = _slot_of(key.cgroup_id, bits)
