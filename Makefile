@@ -128,8 +128,9 @@ test-wheel: wheel
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends debootstrap; }
 	$(SUDO) tests/wheel_in_chroot.sh dist/pod_stats-*.whl
 
-## kernels: the VM smoke suite on each kernel of tests/kernels/matrix.tsv (Debian 5.10, 6.1 under
-## qemu) and this machine's, then the README's compatibility table from that run
+## kernels: the VM smoke suite on each kernel of tests/kernels/matrix.tsv (Debian 5.10, 6.1, 6.1 booted
+## with preempt=full, 6.1 PREEMPT_RT under qemu) and this machine's, then the README's compatibility
+## table from that run
 .PHONY: kernels
 kernels: test-wheel
 	$(SUDO) $(PYTHON) tests/kernels/run_matrix.py

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent.parent / "build" / "kernels" / "results.json"
-# Probe groups first (pod-stats' own), then kernel capabilities, in a stable order.
-ORDER = ("opens", "open_route_ia32", "open_route_io_uring", "errno", "ia32", "proc", "net", "oom", "sched", "files", "procs", "memory_peak")
+# The kernel's preemption model, then probe groups (pod-stats' own), then kernel capabilities.
+ORDER = ("preemption", "opens", "open_route_ia32", "open_route_io_uring", "errno", "ia32", "proc", "net", "oom", "sched",
+         "files", "procs", "memory_peak")
 HOST = "host"  # run_matrix.py's entry for the machine it ran on
 BEGIN, END = "<!-- compat-table:begin -->", "<!-- compat-table:end -->"
 
@@ -25,6 +26,23 @@ def _version_key(name: str):
 
 def _point(where: str) -> str:
     return where.replace("/", " ") if where.startswith("fexit/") else where.split("/")[-1]
+
+
+def preemption_cell(feature) -> str:
+    """none|voluntary|full|lazy|rt, and how: a dynamic kernel, a boot argument."""
+    status, detail = feature["status"], feature["detail"]
+    how = ["PREEMPT_RT" if status == "rt" else "dynamic" if "PREEMPT_DYNAMIC" in detail else ""]
+    how += re.findall(r"preempt=\w+", detail)
+    return status + (f" ({', '.join(filter(None, how))})" if any(how) else "")
+
+
+def check_cell(outcome) -> str:
+    """A check's status; a stress check's with its shortfall against the counted misses."""
+    if outcome is None:
+        return "–"
+    status = outcome["status"] if outcome["status"] != "fail" else "**fail**"
+    numbers = re.search(r"shortfall (-?\d+), misses \+(\d+)", outcome.get("detail", ""))
+    return status + (f": {numbers.group(1)} missing, {numbers.group(2)} counted missed" if numbers else "")
 
 
 def cell(feature) -> str:
@@ -57,11 +75,14 @@ def table(results) -> str:
     rows = ["| feature | " + " | ".join(heading(k) for k in kernels) + " |",
             "| --- | " + " | ".join("---" for _ in kernels) + " |"]
     for feature in features:
-        rows.append(f"| {feature} | " + " | ".join(cell(results[k]["features"].get(feature)) for k in kernels) + " |")
+        render = preemption_cell if feature == "preemption" else cell
+        rows.append(f"| {feature} | " + " | ".join(render(results[k]["features"][feature])
+                                                    if feature in results[k]["features"] else "–"
+                                                    for k in kernels) + " |")
     checks = sorted({c for k in kernels for c in results[k].get("checks", {})})
     for check in checks:
-        statuses = [results[k]["checks"].get(check, {}).get("status", "–") for k in kernels]
-        rows.append(f"| smoke: {check} | " + " | ".join(statuses) + " |")
+        rows.append(f"| smoke: {check} | " + " | ".join(check_cell(results[k]["checks"].get(check)) for k in kernels)
+                    + " |")
     return "\n".join(rows)
 
 

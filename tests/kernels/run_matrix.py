@@ -3,11 +3,13 @@
 
     python3 tests/kernels/run_matrix.py [NAME ...]     (as root; after `make test-wheel`)
 
-Each kernel is Debian's cloud kernel package, downloaded with a private apt configuration
+Each kernel is a Debian kernel package (cloud, and RT), downloaded with a private apt configuration
 under build/kernels/apt (the host's apt sources stay as they are) and unpacked, never
 installed. The guest is build/chroot (the bookworm chroot with the wheel installed, made by
 `make test-wheel`) packed as an initramfs, plus tests/kernels/init and smoke.py. The smoke
-suite's `SMOKE <check> <status> <detail>` lines come back over the serial console.
+suite's `SMOKE <check> <status> <detail>` lines come back over the serial console. A row of
+matrix.tsv may give its VM more than one CPU and extra kernel arguments (`preempt=full`): the
+VMs share this machine's CPUs, each taking as many as it has vCPUs.
 Writes build/kernels/results.json; exits non-zero if a check failed or a VM did not report.
 Stdlib only: runs with the system python3.
 """
@@ -33,6 +35,7 @@ KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 # Under TCG a boot takes seconds and the suite about a minute; a hung guest must not hang CI.
 VM_TIMEOUT = int(os.environ.get("POD_STATS_VM_TIMEOUT", "420"))
 VM_MEMORY = os.environ.get("POD_STATS_VM_MEMORY", "2G")
+APPEND = "console=ttyS0 rdinit=/init panic=-1 quiet mitigations=off"
 # Not needed in the guest: they only make the initramfs bigger and slower to unpack.
 EXCLUDED = ("./usr/share/doc", "./usr/share/man", "./usr/share/locale", "./usr/share/info",
             "./usr/share/i18n", "./usr/share/zoneinfo", "./var/cache", "./var/lib/apt", "./var/log",
@@ -66,11 +69,22 @@ def run(command, **kwargs) -> subprocess.CompletedProcess:
 
 
 def read_matrix(names):
+    """matrix.tsv's rows: name, suite, package, then optionally cpus and extra kernel arguments
+    (tab-separated; `-` or nothing for the defaults: POD_STATS_VM_SMP or 1 CPU, no arguments)."""
     kernels = []
-    for line in (HERE / "matrix.tsv").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, suite, package = line.split()
-            kernels.append({"name": name, "suite": suite, "package": package})
+    for number, line in enumerate((HERE / "matrix.tsv").read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = [field.strip() for field in line.split("\t")] + ["-", "-"]
+        name, suite, package, cpus, cmdline = fields[:5]
+        if not name or not suite or not package or not (cpus == "-" or cpus.isdigit() and int(cpus) > 0):
+            raise Failure(f"matrix.tsv line {number}: expected name, suite, package[, cpus[, kernel arguments]] "
+                          f"separated by tabs: {line!r}")
+        if name in {k["name"] for k in kernels}:
+            raise Failure(f"matrix.tsv line {number}: the name {name} is taken (one name per row)")
+        kernels.append({"name": name, "suite": suite, "package": package,
+                        "cpus": int(os.environ.get("POD_STATS_VM_SMP", "1")) if cpus == "-" else int(cpus),
+                        "cmdline": "" if cmdline == "-" else cmdline})
     unknown = set(names) - {k["name"] for k in kernels}
     if unknown:
         raise Failure(f"not in matrix.tsv: {', '.join(sorted(unknown))}")
@@ -155,9 +169,10 @@ def cpio(source: Path, paths, target: Path) -> None:
     partial.rename(target)
 
 
-def pack_initramfs() -> Path:
-    """build/kernels/initramfs.cpio: the chroot (cached until it changes) + init + smoke.py, its helper module and
-    the static open-route helpers."""
+def pack_initramfs(roots) -> Path:
+    """build/kernels/initramfs.cpio: the chroot (cached until it changes) + init + smoke.py, its helper module,
+    the static open-route helpers, and each kernel's /boot/config-<release> (how the guest tells voluntary
+    from none)."""
     if not (CHROOT / ".ready").exists() or not (CHROOT / "opt" / "pod-stats" / "bin" / "pod-stats").exists():
         raise Failure("build/chroot with pod-stats in /opt/pod-stats is missing: run `make test-wheel` first")
     base = OUT / "chroot.cpio"
@@ -179,8 +194,13 @@ def pack_initramfs() -> Path:
             raise Failure(f"build/helpers/{helper} is missing: run `make build` first")
         shutil.copy(ROOT / "build" / "helpers" / helper, overlay_dir / helper)
     os.chmod(overlay_dir / "init", 0o755)
+    (overlay_dir / "boot").mkdir()
+    configs = sorted({config.name: config for root in roots for config in (root / "boot").glob("config-*")}.values())
+    for config in configs:
+        shutil.copy(config, overlay_dir / "boot" / config.name)
     overlay = OUT / "overlay.cpio"
-    cpio(overlay_dir, ["./init", "./smoke.py", "./cgroup_child.py", *(f"./{h}" for h in HELPERS)], overlay)
+    cpio(overlay_dir, ["./init", "./smoke.py", "./cgroup_child.py", *(f"./{h}" for h in HELPERS), "./boot"]
+         + [f"./boot/{config.name}" for config in configs], overlay)
     # The kernel unpacks concatenated archives in order; later files win.
     initramfs = OUT / "initramfs.cpio"
     with open(initramfs, "wb") as out:
@@ -196,12 +216,14 @@ def boot(kernel, root: Path, initramfs: Path):
     if vmlinuz is None:
         raise Failure(f"{kernel['package']} has no /boot/vmlinuz-*")
     log_path = OUT / kernel["name"] / "console.log"
-    smp = os.environ.get("POD_STATS_VM_SMP", "1")
-    command = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", VM_MEMORY, "-smp", smp,
+    smp = kernel["cpus"]
+    # several vCPUs: one host thread each (MTTCG), or they would take turns on one
+    accel = "tcg,thread=multi" if smp > 1 else "tcg"
+    command = ["qemu-system-x86_64", "-accel", accel, "-cpu", "max", "-m", VM_MEMORY, "-smp", str(smp),
                "-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none", "-no-reboot",
                "-kernel", str(vmlinuz), "-initrd", str(initramfs),
                # panic=-1 + -no-reboot: a panic ends qemu at once instead of waiting for the timeout
-               "-append", os.environ.get("POD_STATS_VM_APPEND", "console=ttyS0 rdinit=/init panic=-1 quiet mitigations=off")]
+               "-append", " ".join(filter(None, (os.environ.get("POD_STATS_VM_APPEND", APPEND), kernel["cmdline"])))]
     start = time.monotonic()
     began = None
     lines = []
@@ -242,6 +264,29 @@ def parse(lines):
     return result
 
 
+def boot_all(kernels, roots, initramfs, host_cpus: int):
+    """Boots every kernel, as many at once as this machine's CPUs allow (a VM takes one per vCPU,
+    all of them at most), the many-CPU VMs first: they are the longest. Results in matrix order."""
+    pending = sorted(kernels, key=lambda kernel: -kernel["cpus"])
+    free = host_cpus
+    running = {}
+    results = {}
+    with concurrent.futures.ThreadPoolExecutor(len(kernels)) as pool:
+        while pending or running:
+            startable = next((k for k in pending if min(k["cpus"], host_cpus) <= free), None)
+            if startable is not None:
+                pending.remove(startable)
+                free -= min(startable["cpus"], host_cpus)
+                running[pool.submit(boot, startable, roots[startable["name"]], initramfs)] = startable
+                continue
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                kernel = running.pop(future)
+                free += min(kernel["cpus"], host_cpus)
+                results[kernel["name"]] = future.result()
+    return [results[kernel["name"]] for kernel in kernels]
+
+
 def panic_line(lines):
     line = next((line for line in lines if "Kernel panic" in line or "BUG:" in line), None)
     return line and line.split("] ", 1)[-1].strip()  # without the printk time
@@ -273,7 +318,7 @@ def main(argv) -> int:
         roots[kernel["name"]] = fetch_kernel(kernel, suites)
         timings[kernel["name"]] = {"fetch_seconds": round(time.monotonic() - started, 1)}
     started = time.monotonic()
-    initramfs = pack_initramfs()
+    initramfs = pack_initramfs(roots.values())
     pack_seconds = round(time.monotonic() - started, 1)
     say(f"initramfs {initramfs.stat().st_size >> 20} MiB (packed in {pack_seconds}s)")
 
@@ -285,14 +330,15 @@ def main(argv) -> int:
         results = {}
     results = {name: result for name, result in results.items()
                if name in {k["name"] for k in read_matrix([])} | {HOST}}
-    # One emulated CPU per VM and one VM per host CPU: TCG gains little from a second vCPU,
-    # the matrix gains a whole VM.
-    jobs = max(1, min(len(kernels), int(os.environ.get("POD_STATS_VM_JOBS", os.cpu_count() or 1))))
-    say(f"booting {len(kernels)} kernel(s), {jobs} at a time")
-    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        boots = list(pool.map(lambda kernel: boot(kernel, roots[kernel["name"]], initramfs), kernels))
+    # One emulated CPU per VM where one is enough (TCG gains little from a second vCPU, the
+    # matrix gains a whole VM); the preemption rows need two, for tasks on every CPU at once.
+    host_cpus = max(1, int(os.environ.get("POD_STATS_VM_JOBS", os.cpu_count() or 1)))
+    say(f"booting {len(kernels)} kernel(s) on {host_cpus} host CPU(s)")
+    matrix_started = time.monotonic()
+    boots = boot_all(kernels, roots, initramfs, host_cpus)
+    matrix_seconds = round(time.monotonic() - matrix_started, 1)
     failed = False
-    lines, seconds = run_on_host()
+    lines, host_seconds = run_on_host()
     report = parse(lines)
     for check, outcome in report["checks"].items():
         print(f"kernel host: {check} {outcome['status']} {outcome['detail']}".rstrip(), flush=True)
@@ -302,11 +348,11 @@ def main(argv) -> int:
         failed = True
     results[HOST] = {"package": None, "uname": report["uname"], "checks": report["checks"],
                      "features": report["features"], "complete": report["ended"],
-                     "timings": {"seconds": round(seconds, 1)}}
+                     "timings": {"seconds": round(host_seconds, 1)}}
     for kernel, (lines, began, seconds, ended) in zip(kernels, boots):
         name = kernel["name"]
         report = parse(lines)
-        timing = dict(timings[name], pack_seconds=pack_seconds,
+        timing = dict(timings[name], pack_seconds=pack_seconds, cpus=kernel["cpus"], cmdline=kernel["cmdline"],
                       boot_to_smoke_seconds=round(began, 1) if began is not None else None,
                       vm_seconds=round(seconds, 1))
         for check, outcome in report["checks"].items():
@@ -321,10 +367,12 @@ def main(argv) -> int:
             print(f"kernel {name}: the smoke suite reported no checks", flush=True)
             failed = True
         booted = "never reached SMOKE-BEGIN" if began is None else f"boot to SMOKE-BEGIN {round(began, 1)}s"
-        say(f"{name}: {report['uname'] or kernel['package']}: {booted}, VM {timing['vm_seconds']}s, "
+        say(f"{name}: {report['uname'] or kernel['package']}: {booted}, VM {timing['vm_seconds']}s "
+            f"({kernel['cpus']} CPU{'s' if kernel['cpus'] > 1 else ''}{', ' + kernel['cmdline'] if kernel['cmdline'] else ''}), "
             f"fetch {timing['fetch_seconds']}s")
         results[name] = {"package": kernel["package"], "uname": report["uname"], "checks": report["checks"],
                          "features": report["features"], "complete": report["ended"], "timings": timing}
+    say(f"the VMs took {matrix_seconds}s, this machine's checks {round(host_seconds, 1)}s")
     results_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     say(f"results in {results_path.relative_to(ROOT)}: {'FAILED' if failed else 'all checks passed'}")
     return 1 if failed else 0

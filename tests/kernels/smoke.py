@@ -2,6 +2,7 @@
 installed wheel (/opt/pod-stats/bin/python). One line per check on stdout (the serial console):
 
     SMOKE-BEGIN <uname -r>
+    FEATURE preemption none|voluntary|full|lazy|rt|unknown <how it is known>
     FEATURE <probe group> attached|fallback|unavailable|failed <detail>
     SMOKE <check> ok|fail|unavailable <detail>
     SMOKE-END
@@ -14,6 +15,9 @@ import contextlib
 import json
 import logging
 import os
+import re
+import select
+import struct
 import subprocess
 import sys
 import time
@@ -21,7 +25,7 @@ import traceback
 import uuid
 from pathlib import Path
 
-from cgroup_child import run_in_cgroup  # beside this file, in the VM too
+from cgroup_child import reap, remove_cgroup, run_in_cgroup, run_in_child  # beside this file, in the VM too
 
 MIB = 1024 * 1024
 OPENS = 1000
@@ -29,6 +33,15 @@ OPEN_ROUTE_N, OPEN_ROUTE_FAILING = 100, 20  # per run of the open-route helper
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LOG_DIR = Path("/var/log")
 CONTROLLERS = "+cpu +memory +pids"
+# preempt_stress: fresh cgroups, tasks per cgroup per CPU, seconds of opening (per probe), opens
+# per churned cgroup, every how many opens one fails (ENOENT). Under TCG the check takes ≈ 20 s per probe.
+STRESS_CGROUPS = 4
+STRESS_TASKS_PER_CPU = 2  # × STRESS_CGROUPS: 8 tasks on every CPU
+STRESS_SECONDS = 5.0
+CHURN_OPENS = 20
+STRESS_FAILING_EVERY = 8
+CHURN_EVERY = 0.25  # seconds between churned cgroups; reads (map syscalls) fill the time between
+STRESS_REPORT = struct.Struct("=QQQ")  # a task's cgroup (index), opens made, of which failed
 
 
 def line(*words) -> None:
@@ -80,6 +93,73 @@ def enable_controllers(*directories: Path) -> None:
 def opens(n: int) -> None:
     for _ in range(n):
         os.close(os.open("/dev/null", os.O_RDONLY))
+
+
+def preemption_model():
+    """(model, how it is known): `uname -v` names PREEMPT_RT, PREEMPT_DYNAMIC or PREEMPT; a
+    dynamic kernel's current model is the parenthesised word of debugfs' sched/preempt (the VM's
+    init mounts debugfs), else of its boot log ("Dynamic Preempt: …", or "PREEMPT(…)" in 6.x
+    warning headers); no flag in `uname -v` means none or voluntary (the config tells which)."""
+    flags = [w for w in os.uname().version.split() if w.startswith("PREEMPT")]
+    evidence = [f"uname -v: {' '.join(flags) or 'no PREEMPT flag'}"]
+    if "PREEMPT_RT" in flags:
+        return "rt", "; ".join(evidence)
+    if "PREEMPT_DYNAMIC" in flags:
+        try:
+            choices = Path("/sys/kernel/debug/sched/preempt").read_text().split()
+            evidence.append(f"sched/preempt: {' '.join(choices)}")
+            current = next((w.strip("()") for w in choices if w.startswith("(")), None)
+        except OSError as error:
+            evidence.append(f"sched/preempt unreadable ({error.strerror})")
+            current = None
+        if current is None:
+            log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+            found = re.findall(r"Dynamic Preempt: (\w+)|PREEMPT\((\w+)\)", log)
+            if found:
+                current = next(filter(None, found[-1]))
+                evidence.append(f"kernel log: {current}")
+        cmdline = [w for w in Path("/proc/cmdline").read_text().split() if w.startswith("preempt=")]
+        evidence += [f"cmdline {' '.join(cmdline)}"] if cmdline else []
+        return current or "unknown", "; ".join(evidence)
+    if "PREEMPT" in flags:
+        return "full", "; ".join(evidence)
+    return "voluntary" if "CONFIG_PREEMPT_VOLUNTARY=y" in _config() else "none", "; ".join(evidence)
+
+
+def _config() -> str:
+    for path in (Path("/boot") / f"config-{os.uname().release}", Path("/proc/config.gz")):
+        with contextlib.suppress(OSError):
+            if path.suffix == ".gz":
+                import gzip
+                return gzip.decompress(path.read_bytes()).decode()
+            return path.read_text()
+    return ""
+
+
+def _stress_worker(cgroup: Path, index: int, cpu: int, go: int, report: int) -> None:
+    """A task of preempt_stress: joins its cgroup, stays on its CPU, waits for the start, opens
+    /dev/null (every STRESS_FAILING_EVERY-th open a missing file) until the time is up, and
+    writes how many opens it made and how many failed: the ground truth."""
+    with open(cgroup / "cgroup.procs", "w") as procs:
+        procs.write("0")
+    os.sched_setaffinity(0, {cpu})
+    os.read(go, 1)
+    made = failed = 0
+    deadline = time.monotonic() + STRESS_SECONDS
+    while time.monotonic() < deadline:
+        for _ in range(STRESS_FAILING_EVERY - 1):
+            os.close(os.open("/dev/null", os.O_RDONLY))
+        try:
+            os.open("/nonexistent/pod-stats-stress", os.O_RDONLY)
+        except FileNotFoundError:
+            failed += 1
+        made += STRESS_FAILING_EVERY
+    os.write(report, STRESS_REPORT.pack(index, made, failed))
+
+
+def _slot_of(cgroup_id: int, bits: int) -> int:
+    """POD_STATS_SLOT_OF (src/bpf/pod_stats.h): a v2 key's index in each CPU's slot table."""
+    return ((cgroup_id * 0x9E3779B97F4A7C15) & (2**64 - 1)) >> (64 - bits)
 
 
 # -- checks -------------------------------------------------------------------------------
@@ -458,6 +538,148 @@ class Suite:
                 f"{document['agent'].get('net_source')!r}")
 
 
+    def check_preempt_stress_fexit(self) -> str:
+        return self._preempt_stress("fexit")
+
+    def check_preempt_stress_tracepoint(self) -> str:
+        return self._preempt_stress("tracepoint")
+
+    def _preempt_stress(self, open_probe: str) -> str:
+        """Opens counted exactly, or their shortfall counted as misses, while tasks are preempted
+        inside the programs and the agent inside its map syscalls: STRESS_CGROUPS fresh cgroups,
+        STRESS_TASKS_PER_CPU tasks of each on every CPU opening for STRESS_SECONDS, each task
+        counting its own opens (the truth); meanwhile this process reads the counters and errnos
+        continuously and churns cgroups (mkdir, CHURN_OPENS opens, rmdir, delete(): slots claimed,
+        retired, freed and claimed again). Fails if any cgroup is counted above what it did (a
+        claim or reuse race: counts landing under another key), or if the opens, errors and
+        errnos missing are more than the programs' recursion_misses grew by."""
+        from pod_stats.bpf import HIERARCHY_V2, CgroupKey, KeyMode, PodStatsBpf, trampolines_unavailable
+
+        model, _ = preemption_model()
+        if open_probe == "fexit":
+            why_not = trampolines_unavailable()
+            if why_not is not None:
+                if "--host" in sys.argv:
+                    raise Unavailable(f"fexit: {why_not}")
+                raise AssertionError(f"the matrix's kernels offer fexit, this one says: {why_not}")
+        # this check's programs alone: the suite's collector would add its own runs (and misses)
+        self.stack.close()
+        self.collector = None
+        cpus = sorted(os.sched_getaffinity(0))
+        root = v2_root()
+        tag = uuid.uuid4().hex[:8]
+        cgroups = [make_cgroup(root / f"pod-stats-stress-{tag}-{i}") for i in range(STRESS_CGROUPS)]
+        keys = [CgroupKey(HIERARCHY_V2, c.stat().st_ino) for c in cgroups]
+        go_r, go_w = os.pipe()
+        report_r, report_w = os.pipe()
+        workers = []
+        problems = []
+        churned = {}  # key: (opens it made, counted before delete)
+        deleted = set()
+        reads = reused = 0
+        try:
+            with PodStatsBpf(KeyMode.V2, os.stat(root).st_ino, probes={"opens", "errno"},
+                             open_probe=open_probe) as bpf:
+                expected = "fexit" if open_probe == "fexit" else "tracepoints"
+                if expected not in (bpf.open_source or ""):
+                    raise AssertionError(f"asked for {open_probe}, opens are counted by {bpf.open_source}")
+                bits = bpf.sizes.slot_bits
+                misses_before = sum(bpf.program_misses().values())
+                drops_before = bpf.drops()
+                for index, cgroup in enumerate(cgroups):
+                    for cpu in cpus:
+                        for _ in range(STRESS_TASKS_PER_CPU):
+                            workers.append(run_in_child(
+                                lambda c=cgroup, i=index, cpu=cpu: _stress_worker(c, i, cpu, go_r, report_w),
+                                wait=False))
+                os.write(go_w, b"g" * len(workers))
+                started = time.monotonic()
+                freed_slots = set()  # slot indices that churned keys held and delete() retired
+                churn_at = started
+                reports = []
+                while len(reports) < len(workers):
+                    if time.monotonic() - started > STRESS_SECONDS + 120:
+                        raise AssertionError(f"{len(workers) - len(reports)} stress task(s) never reported")
+                    # the agent's side: reads (map syscalls), churn (claims, retirements, frees)
+                    counted = bpf.read_counters()
+                    bpf.read_open_errnos()
+                    bpf.read_cgroup_events()  # as the collector does: the churn's records fill the ring
+                    reads += 1
+                    late = {k: counted[k].opens for k in deleted if k in counted and counted[k].opens}
+                    if late:
+                        problems.append(f"deleted churn keys counted again: "
+                                        f"{ {k.cgroup_id: n for k, n in late.items()} }")
+                        deleted -= set(late)
+                    if time.monotonic() - started < STRESS_SECONDS and time.monotonic() >= churn_at:
+                        churn_at = time.monotonic() + CHURN_EVERY
+                        churn = make_cgroup(root / f"pod-stats-churn-{tag}-{len(churned)}")
+                        key = CgroupKey(HIERARCHY_V2, churn.stat().st_ino)
+                        slot = _slot_of(key.cgroup_id, bits)
+                        reused += slot in freed_slots
+                        run_in_cgroup(churn, lambda: opens(CHURN_OPENS))
+                        mine = bpf.read_counters().get(key)
+                        churned[key] = (CHURN_OPENS, mine.opens if mine else 0)
+                        remove_cgroup(churn, strict=True)
+                        bpf.delete([key])
+                        deleted.add(key)
+                        freed_slots.add(slot)
+                    while select.select([report_r], [], [], 0)[0] and len(reports) < len(workers):
+                        reports.append(STRESS_REPORT.unpack(os.read(report_r, STRESS_REPORT.size)))
+                for pid in workers:
+                    reap(pid)
+                workers = []
+                time.sleep(0.2)  # nothing is running in the cgroups now
+                counted = bpf.read_counters()
+                errnos = bpf.read_open_errnos()
+                misses = sum(bpf.program_misses().values()) - misses_before
+                drops = {name: after - before for name, after, before
+                         in zip(drops_before._fields, bpf.drops(), drops_before) if after != before}
+        finally:
+            for pid in workers:
+                with contextlib.suppress(ChildProcessError):
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+            for fd in (go_r, go_w, report_r, report_w):
+                os.close(fd)
+            for cgroup in cgroups:
+                remove_cgroup(cgroup)
+        truth = [[0, 0] for _ in cgroups]  # per stress cgroup: opens made, of which failed
+        for index, made, failed in reports:
+            truth[index][0] += made
+            truth[index][1] += failed
+        got = [counted.get(key) for key in keys]
+        got = [(c.opens, c.open_errors) if c else (0, 0) for c in got]
+        got_errnos = [errnos.get(key, {}).get(2, 0) for key in keys]  # ENOENT
+        truth_opens, truth_errors = (sum(t[0] for t in truth), sum(t[1] for t in truth))
+        got_opens, got_errors = sum(g[0] for g in got), sum(g[1] for g in got)
+        over = [f"{key.cgroup_id}: opens {g[0]}/{t[0]}, errors {g[1]}/{t[1]}, ENOENT {e}/{t[1]}"
+                for key, g, e, t in zip(keys, got, got_errnos, truth) if g[0] > t[0] or g[1] > t[1] or e > t[1]]
+        if over:
+            problems.append(f"stress cgroups counted above what they did (counted/truth): {'; '.join(over)}")
+        churn_truth = sum(made for made, _ in churned.values())
+        churn_got = sum(n for _, n in churned.values())
+        churn_over = {k.cgroup_id: n for k, (made, n) in churned.items() if n > made}
+        if churn_over:
+            problems.append(f"churn cgroups counted above their {CHURN_OPENS} opens: {churn_over}")
+        late = {k.cgroup_id: counted[k].opens for k in deleted if k in counted and counted[k].opens}
+        if late:
+            problems.append(f"deleted churn keys counted again: {late}")
+        # every missing count must be a skipped program run the kernel counted
+        shortfall = truth_opens - got_opens + churn_truth - churn_got
+        for what, short in (("opens", shortfall), ("open errors", truth_errors - got_errors),
+                            ("ENOENT errnos", truth_errors - sum(got_errnos))):
+            if short > misses:
+                problems.append(f"{short} {what} missing, only {misses} runs counted as missed")
+        detail = (f"{open_probe}, preemption {model}, {len(cpus)} CPU(s), {STRESS_CGROUPS} cgroups x "
+                  f"{STRESS_TASKS_PER_CPU * len(cpus)} tasks: opens counted {got_opens} of {truth_opens} "
+                  f"(errors {got_errors}, ENOENT {sum(got_errnos)} of {truth_errors}), churn {len(churned)} cgroups "
+                  f"{churn_got} of {churn_truth} ({reused} on a freed slot index), shortfall {shortfall}, "
+                  f"misses +{misses}, drops {drops or 0}, {reads} reads")
+        if problems:
+            raise AssertionError("; ".join(problems) + f": {detail}")
+        return detail
+
+
 def v2_root() -> Path:
     """Where new v2 cgroups go: the whole hierarchy in the VM, /sys/fs/cgroup/unified on a hybrid host."""
     from pod_stats.cgroups import discover_mounts
@@ -478,12 +700,19 @@ def loopback_up() -> None:
 
 
 OPEN_ROUTE_CHECKS = ("open_route_syscalls", "open_route_ia32", "open_route_io_uring")
-VM_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "memory_v2", "pod_resolution", "dump_json")
-HOST_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events")
+# preempt_stress last: it closes the suite's collector
+VM_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "memory_v2", "pod_resolution",
+             "dump_json", "preempt_stress_fexit", "preempt_stress_tracepoint")
+HOST_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "preempt_stress_fexit",
+               "preempt_stress_tracepoint")
 
 
 def main() -> int:
     line("SMOKE-BEGIN", os.uname().release)
+    try:
+        line("FEATURE", "preemption", *preemption_model())
+    except Exception as error:  # noqa: BLE001 - the checks still run
+        line("FEATURE", "preemption", "unknown", f"{type(error).__name__}: {error}")
     if "--host" not in sys.argv:
         try:
             loopback_up()
