@@ -311,9 +311,16 @@ static __always_inline int count_open_return(long ret, bool preemptible)
 	return 0;
 }
 
+/*
+ * The syscalls/sys_{enter,exit}_* events' records are struct syscall_trace_{enter,exit}
+ * (an int syscall number), not the raw_syscalls events' trace_event_raw_sys_{enter,exit}
+ * (a long id): the same offsets only while struct trace_entry is 8 bytes. PREEMPT_RT
+ * kernels add a field to it, and a program reading the raw layout reads past the record
+ * there (the kernel refuses to attach it).
+ */
 #define COUNT_OPEN_ON_EXIT(syscall)                                        \
 	SEC("tracepoint/syscalls/sys_exit_" #syscall)                      \
-	int opens_##syscall(struct trace_event_raw_sys_exit *ctx)          \
+	int opens_##syscall(struct syscall_trace_exit *ctx)          \
 	{                                                                  \
 		return count_open_return(ctx->ret, false);                 \
 	}
@@ -681,12 +688,12 @@ static __always_inline int count_path(long ret)
 
 #define FILES_ON(syscall, path_arg)                                          \
 	SEC("tracepoint/syscalls/sys_enter_" #syscall)                       \
-	int files_enter_##syscall(struct trace_event_raw_sys_enter *ctx)     \
+	int files_enter_##syscall(struct syscall_trace_enter *ctx)     \
 	{                                                                    \
 		return remember_path((const char *)ctx->args[path_arg]);      \
 	}                                                                    \
 	SEC("tracepoint/syscalls/sys_exit_" #syscall)                        \
-	int files_exit_##syscall(struct trace_event_raw_sys_exit *ctx)       \
+	int files_exit_##syscall(struct syscall_trace_exit *ctx)       \
 	{                                                                    \
 		return count_path(ctx->ret);                                  \
 	}
@@ -727,7 +734,7 @@ static __always_inline int count_process_open(long ret)
 
 #define PROCS_ON(syscall)                                                    \
 	SEC("tracepoint/syscalls/sys_exit_" #syscall)                        \
-	int procs_##syscall(struct trace_event_raw_sys_exit *ctx)            \
+	int procs_##syscall(struct syscall_trace_exit *ctx)            \
 	{                                                                    \
 		return count_process_open(ctx->ret);                          \
 	}

@@ -41,8 +41,12 @@ def check_cell(outcome) -> str:
     if outcome is None:
         return "–"
     status = outcome["status"] if outcome["status"] != "fail" else "**fail**"
-    numbers = re.search(r"shortfall (-?\d+), misses \+(\d+)", outcome.get("detail", ""))
-    return status + (f": {numbers.group(1)} missing, {numbers.group(2)} counted missed" if numbers else "")
+    detail = outcome.get("detail", "")
+    numbers = re.search(r"shortfall (-?\d+), misses \+(\d+)", detail)
+    if numbers:
+        return status + f": {numbers.group(1)} missing, {numbers.group(2)} counted missed"
+    unknown = re.search(r"shortfall (-?\d+), misses not counted", detail)
+    return status + (f": {unknown.group(1)} missing, misses not counted by this kernel (null)" if unknown else "")
 
 
 def cell(feature) -> str:
