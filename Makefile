@@ -178,9 +178,9 @@ bench: deps build
 	@mkdir -p $(BENCH_BIN)
 	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I vmlinux/$(ARCH) \
 		-I $(LIBBPF_PREFIX)/include -c bench/empty.bpf.c -o $(BENCH_BIN)/empty.bpf.o
-	for group in PROC NET SCHED; do $(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -DGROUP_$$group \
+	for group in PROC NET SCHED IA32 URING; do $(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -DGROUP_$$group \
 		-I vmlinux/$(ARCH) -I $(LIBBPF_PREFIX)/include -c bench/empty_probes.bpf.c \
 		-o $(BENCH_BIN)/empty_$$(echo $$group | tr A-Z a-z).bpf.o || exit 1; done
 	gcc -O2 -Wall -pthread -I $(LIBBPF_PREFIX)/include -o $(BENCH_BIN)/attach bench/attach.c $(LIBBPF_A) -lelf -lz
-	for tool in sysloop podfarm cgfloor storm; do gcc -static -O2 -Wall -o $(BENCH_BIN)/$$tool bench/$$tool.c || exit 1; done
+	for tool in sysloop podfarm cgfloor storm; do gcc -static -O2 -Wall -o $(BENCH_BIN)/$$tool bench/$$tool.c -luring || exit 1; done
 	$(SUDO) $(VENV)/bin/python bench/run.py --bin-dir $(BENCH_BIN)

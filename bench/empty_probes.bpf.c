@@ -2,7 +2,8 @@
 /*
  * The floor of each optional probe group: EMPTY programs on exactly the hooks
  * pod-stats uses for it (same SEC names as src/bpf/pod_stats.bpf.c). Built once
- * per group, -DGROUP_PROC, -DGROUP_NET or -DGROUP_SCHED.
+ * per group, -DGROUP_PROC, -DGROUP_NET, -DGROUP_SCHED, -DGROUP_IA32 or -DGROUP_URING (the
+ * last two: the opens group's syscall tracepoints too, which pod-stats attaches with them).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -33,4 +34,24 @@ SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(empty_wakeup_new, struct task_struct *task) { return 0; }
 SEC("tp_btf/sched_switch")
 int BPF_PROG(empty_switch, bool preempt, struct task_struct *prev, struct task_struct *next) { return 0; }
+#endif
+
+#if defined(GROUP_IA32) || defined(GROUP_URING)
+#define EMPTY_ON_EXIT(syscall)                                    \
+	SEC("tracepoint/syscalls/sys_exit_" #syscall)             \
+	int empty_##syscall(void *ctx) { return 0; }
+EMPTY_ON_EXIT(openat)
+EMPTY_ON_EXIT(openat2)
+EMPTY_ON_EXIT(open)
+EMPTY_ON_EXIT(creat)
+#endif
+
+#ifdef GROUP_IA32
+SEC("tp_btf/sys_exit")
+int BPF_PROG(empty_sys_exit, struct pt_regs *regs, long ret) { return 0; }
+#endif
+
+#ifdef GROUP_URING
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(empty_uring, void *ring, void *req) { return 0; }
 #endif

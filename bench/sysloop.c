@@ -15,6 +15,8 @@
  *   socketpair:  64 bytes written to and read back from an AF_UNIX pair       (net)
  *   pingpong:    one byte there and back between two processes over pipes,
  *                both on CPU: two wakeups and two context switches            (sched)
+ *   uringopen:   an IORING_OP_OPENAT of /dev/null submitted, waited for, and the
+ *                file closed (opens: its io_uring route)
  *
  * With -t, it runs batches of BATCH iterations for SECONDS and then prints one
  * line per batch, "<CLOCK_MONOTONIC ns at its end> <ns per iteration>", for a
@@ -31,8 +33,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <liburing.h>
 
 static int pair[2], there[2], back[2];
+static struct io_uring ring;
 
 static double now_ns(void)
 {
@@ -102,12 +106,29 @@ static void run_pingpong(long n)
 			die("pingpong");
 }
 
+static void run_uringopen(long n)
+{
+	for (long i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+		struct io_uring_cqe *cqe;
+
+		if (!sqe)
+			die("io_uring_get_sqe");
+		io_uring_prep_openat(sqe, AT_FDCWD, "/dev/null", O_RDONLY, 0);
+		if (io_uring_submit(&ring) != 1 || io_uring_wait_cqe(&ring, &cqe) || cqe->res < 0)
+			die("io_uring openat");
+		close(cqe->res);
+		io_uring_cqe_seen(&ring, cqe);
+	}
+}
+
 static const struct {
 	const char *name;
 	void (*run)(long);
 } loops[] = {
 	{"open", run_open}, {"getppid", run_getppid}, {"openmissing", run_openmissing},
 	{"forkexit", run_forkexit}, {"socketpair", run_socketpair}, {"pingpong", run_pingpong},
+	{"uringopen", run_uringopen},
 };
 
 /* The other end of pingpong, on the same CPU (inherited affinity). */
@@ -146,7 +167,7 @@ int main(int argc, char **argv)
 		argv = timed;
 	}
 	if (argc != 5 && argc != 6) {
-		fprintf(stderr, "usage: %s [-t SECONDS] open|getppid|openmissing|forkexit|socketpair|pingpong "
+		fprintf(stderr, "usage: %s [-t SECONDS] open|getppid|openmissing|forkexit|socketpair|pingpong|uringopen "
 			"ITERATIONS REPS CPU [PROCS_FILE,...]\n", argv[0]);
 		return 2;
 	}
@@ -173,6 +194,8 @@ int main(int argc, char **argv)
 	CPU_SET(atoi(argv[4]), &cpus);
 	if (sched_setaffinity(0, sizeof(cpus), &cpus))
 		die("sched_setaffinity");
+	if (run == run_uringopen && io_uring_queue_init(8, &ring, 0))
+		die("io_uring_queue_init");
 	if (run == run_socketpair && socketpair(AF_UNIX, SOCK_STREAM, 0, pair))
 		die("socketpair");
 	if (run == run_pingpong) {
