@@ -67,6 +67,7 @@ _SHRUNK_WHEN_OFF = {"errno": (b"open_errnos",)}  # referenced by always-loaded p
 # Maps only an optional group's programs use: not created at all when the group is off
 # (task storage, for one, does not exist before Linux 5.11).
 _CREATED_WHEN_ON = {"files": (b"files", b"files_in_flight", b"files_scratch"), "procs": (b"process_opens",),
+                    "oom": (b"oom_kills_seen",),
                     "sched": (b"sched", b"sched_runnable_since")}
 
 # The probe group that counts each field of struct pod_stats_counters (its comment there
@@ -130,12 +131,14 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
-def hash_map_bytes(entries: int, key_size: int, value_size: int, ncpus: int, percpu: bool) -> int:
+def hash_map_bytes(entries: int, key_size: int, value_size: int, ncpus: int, percpu: bool, lru: bool = False) -> int:
     """A preallocated BPF hash map's memory, as the kernel counts it (memlock in fdinfo)."""
     value = _round_up(value_size, 8)
     usage = _HTAB_BYTES + _HTAB_BUCKET_BYTES * _pow2_at_least(entries) + 4 * ncpus * _HTAB_LOCKS_PER_CPU
     if percpu:  # elements hold a pointer to their per-CPU values
         return usage + entries * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + 8) + entries * value * ncpus
+    if lru:  # shared values, no spare elements
+        return usage + entries * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + value)
     # shared values: one spare element per CPU, and a per-CPU pointer to it
     return usage + (entries + ncpus) * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + value) + 8 * ncpus
 
@@ -157,7 +160,7 @@ def ringbuf_map_bytes(size: int, page_size: int = 4096) -> int:
 
 
 def map_sizes(ncpus: int, max_cgroups: Optional[int] = None, *, sched: bool = False, errnos: bool = True,
-              page_size: int = 4096) -> MapSizes:
+              oom: bool = True, page_size: int = 4096) -> MapSizes:
     """The sizes the loader gives the always-on agent's maps and buffers on a node with `ncpus`
     possible CPUs (pure: for any CPU count, without a kernel). The on-demand groups' maps
     (files, procs) and sched's task storage (per task, not per CPU) are not included."""
@@ -181,6 +184,8 @@ def map_sizes(ncpus: int, max_cgroups: Optional[int] = None, *, sched: bool = Fa
         "cgroup_event_scratch": array_map_bytes(1, ffi.sizeof("struct pod_stats_cgroup_event") + 8, ncpus,
                                                 percpu=True),
     }
+    if oom:
+        kernel["oom_kills_seen"] = hash_map_bytes(lib.POD_STATS_MAX_OOM_MEMCGS, 8, 8, ncpus, percpu=False, lru=True)
     if sched:
         kernel["sched"] = hash_map_bytes(entries, 8, _SCHED_BYTES, ncpus, percpu=True)
     user = {
@@ -289,7 +294,7 @@ def _tracepoint_of(section: str, events: str) -> Optional[str]:
     kernel has no such tracepoint."""
     kind, _, name = section.partition("/")
     if kind == "tp_btf":
-        for category in ("sched", "oom", "cgroup"):  # where ours are: no need to look through every category
+        for category in ("sched", "signal", "cgroup"):  # where ours are: no need to look through every category
             if os.path.isdir(os.path.join(events, category, name)):
                 return f"{category}/{name}"
         with contextlib.suppress(OSError):
@@ -298,18 +303,6 @@ def _tracepoint_of(section: str, events: str) -> Optional[str]:
                     return f"{category}/{name}"
         return None
     return name if os.path.isdir(os.path.join(events, name)) else None
-
-
-def _unsupported(program: str, tracepoint: str, events: str) -> Optional[str]:
-    """Why this kernel's version of a tracepoint cannot take the program, if it cannot."""
-    if tracepoint == "oom/mark_victim":
-        # Before Linux 6.8 mark_victim passed only a pid, not the task (whose cgroup is counted);
-        # the task-based version is the one that also records the victim's uid.
-        with contextlib.suppress(OSError), open(os.path.join(events, tracepoint, "format")) as fmt:
-            if " uid;" in fmt.read():
-                return None
-        return "this kernel's oom/mark_victim does not pass the victim task (Linux 6.8+)"
-    return None
 
 
 class CgroupEvent(NamedTuple):
@@ -475,7 +468,8 @@ class PodStatsBpf:
         self._ncpus = lib.libbpf_num_possible_cpus()
         if self._ncpus <= 0:
             raise BpfError("reading the possible-CPU count failed", -self._ncpus)
-        self.sizes = map_sizes(self._ncpus, max_cgroups, sched="sched" in self.wanted, errnos="errno" in self.wanted)
+        self.sizes = map_sizes(self._ncpus, max_cgroups, sched="sched" in self.wanted, errnos="errno" in self.wanted,
+                               oom="oom" in self.wanted)
         if self.sizes.over_budget:
             log.warning("--max-cgroups %d on %d CPUs: the per-CPU maps take %d MiB, more than the %d MiB "
                         "budget they are sized from by default", self.sizes.max_cgroups, self._ncpus,
@@ -635,8 +629,6 @@ class PodStatsBpf:
                 reason = f"opens are counted by {OPENS_FEXIT}"
             elif tracepoint is None:
                 reason = "tracepoint not in this kernel"
-            else:
-                reason = _unsupported(name, tracepoint, events)
             if reason is None:
                 self._programs[name] = prog
                 self.probes.append(Probe(name, shown, attached=True))

@@ -399,16 +399,86 @@ int net_skb_ingress(struct __sk_buff *skb)
 }
 
 /*
- * oom: the OOM killer runs in whichever task ran out (often another container
- * of the pod, or none of its own), so the kill is counted in the victim's cgroup.
+ * oom: kills counted as the kernel counts them (memory.events oom_kill, v1
+ * memory.oom_control oom_kill). The kernel raises that count in one place,
+ * __oom_kill_process() (mm/oom_kill.c): memcg_memory_event_mm(mm, MEMCG_OOM_KILL)
+ * adds one to memory_events_local[MEMCG_OOM_KILL] of the memcg of mm->owner
+ * (include/linux/memcontrol.h, mm/memcontrol.c), and right after it sends the
+ * victim SIGKILL with SEND_SIG_PRIV to its thread group, which passes
+ * signal/signal_generate. oom/mark_victim is no such place: out_of_memory() and
+ * oom_kill_process() also mark a task that is already exiting, and nothing is
+ * killed or counted there; a memory.oom.group kill counts the first victim's
+ * process twice but marks it once.
+ *
+ * So every kernel-sent group SIGKILL is a candidate, and the victim memcg's own
+ * count tells whether it killed: the candidate counts what that count rose by
+ * since the memcg's last candidate. The other candidates, which add nothing:
+ * __oom_kill_process()'s SIGKILLs to other processes sharing the victim's mm
+ * (same mm->owner, so the same memcg, already seen) and kernel SIGKILLs that are
+ * not OOM kills at all. Kills are serialized by oom_lock; a memcg's first
+ * candidate since attach counts one kill (what it is unless a kernel-sent SIGKILL
+ * that is no OOM kill reaches a memcg with OOM kills from before the agent
+ * started first). The count goes to the victim's cgroup, whoever ran out.
  */
-SEC("tp_btf/mark_victim")
-int BPF_PROG(oom_victim, struct task_struct *victim)
-{
-	struct pod_stats_counters *c = counters_of(cgroup_key_of(victim));
+#define SIGKILL 9
+#define SEND_SIG_PRIV 1
 
+static __always_inline __u64 key_of_cgroup(struct cgroup *cgrp);
+
+/* Per memcg (its cgroup's counter key): memory_events_local[MEMCG_OOM_KILL] when last seen.
+ * LRU: an evicted or removed memcg is simply seen for the first time again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, POD_STATS_MAX_OOM_MEMCGS);
+	__type(key, __u64);
+	__type(value, __u64);
+} oom_kills_seen SEC(".maps");
+
+SEC("tp_btf/signal_generate")
+int BPF_PROG(oom_kill, int sig, struct kernel_siginfo *info, struct task_struct *task, int group, int result)
+{
+	struct pod_stats_counters *c;
+	struct cgroup_subsys_state *css;
+	struct mem_cgroup *memcg;
+	struct task_struct *owner;
+	struct mm_struct *mm;
+	__u64 memcg_key, kills = 0, new_kills, *seen;
+	int memory_id, event;
+
+	if (sig != SIGKILL || (unsigned long)info != SEND_SIG_PRIV || !group)
+		return 0;
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id) ||
+	    !bpf_core_enum_value_exists(enum memcg_memory_event, MEMCG_OOM_KILL) ||
+	    !bpf_core_field_exists(struct mm_struct, owner))
+		return 0;
+	memory_id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	event = bpf_core_enum_value(enum memcg_memory_event, MEMCG_OOM_KILL);
+	mm = task->mm;
+	if (!mm)
+		return 0;
+	owner = mm->owner;
+	if (!owner)
+		return 0;
+	css = owner->cgroups->subsys[memory_id];
+	if (!css)
+		return 0;
+	memcg = (void *)css - bpf_core_field_offset(struct mem_cgroup, css);
+	if (bpf_core_read(&kills, sizeof(kills), &memcg->memory_events_local[event]) || !kills)
+		return 0;
+	memcg_key = key_of_cgroup(css->cgroup);
+	seen = bpf_map_lookup_elem(&oom_kills_seen, &memcg_key);
+	if (!seen) {
+		bpf_map_update_elem(&oom_kills_seen, &memcg_key, &kills, BPF_ANY);
+		new_kills = 1;
+	} else {
+		if (kills <= *seen)
+			return 0;
+		new_kills = kills - *seen;
+		*seen = kills;
+	}
+	c = counters_of(cgroup_key_of(task));
 	if (c)
-		c->oom_kills++;
+		c->oom_kills += new_kills;
 	return 0;
 }
 
