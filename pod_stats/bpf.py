@@ -346,6 +346,9 @@ SLOT_RETIREMENT_SECONDS = 1.0
 # Where net bytes come from (PodStatsBpf.net_source).
 NET_SOCKET = "socket payload (sock_send_length, sock_recv_length)"
 NET_PACKETS = "packets (cgroup_skb at the cgroup v2 root)"
+# Under NET_PACKETS on hybrid hosts (KeyMode.V2_ELSE_V1_MEMORY): whose net figures are null, and why.
+NET_PACKETS_UNSEEN = ("null for cgroups whose tasks sit in the cgroup v2 root (keyed by their v1 memory cgroup): "
+                      "their packets are counted under the v2 root")
 # Where opens are counted (PodStatsBpf.open_source).
 OPENS_BY_FEXIT = "fexit (do_sys_openat2)"
 OPENS_BY_TRACEPOINTS = "syscall tracepoints (sys_exit_open, openat, openat2, creat)"
