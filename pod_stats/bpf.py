@@ -57,6 +57,8 @@ _ALWAYS_ON = "changes"
 # trampolines (cheaper per open), else the syscall tracepoints; "auto" prefers fexit.
 OPEN_PROBES = ("auto", "fexit", "tracepoint")
 OPENS_FEXIT = "opens_fexit"
+# The OOM kill counter, and the program that tells whether a memcg's first candidate killed.
+_OOM_KILL, _OOM_FIRST_KILL = "oom_kill", "oom_first_kill"
 _PROGRAMLESS = {"errno": "opens"}  # group -> the group whose programs do its counting
 # Groups of the on-demand commands (`pod-stats files`, `pod-stats procs`): never in the
 # always-on path, attached only while such a command runs.
@@ -67,7 +69,7 @@ _SHRUNK_WHEN_OFF = {"errno": (b"open_errnos",)}  # referenced by always-loaded p
 # Maps only an optional group's programs use: not created at all when the group is off
 # (task storage, for one, does not exist before Linux 5.11).
 _CREATED_WHEN_ON = {"files": (b"files", b"files_in_flight", b"files_scratch"), "procs": (b"process_opens",),
-                    "oom": (b"oom_kills_seen",),
+                    "oom": (b"oom_kills_seen", b"oom_first_sight"),
                     "sched": (b"sched", b"sched_runnable_since")}
 
 # The probe group that counts each field of struct pod_stats_counters (its comment there
@@ -100,6 +102,7 @@ _ARRAY_BYTES, _RINGBUF_BYTES, _RINGBUF_META_PAGES = 312, 304, 3
 _COUNTERS_BYTES = ffi.sizeof("struct pod_stats_counters")
 _SCHED_BYTES = ffi.sizeof("struct pod_stats_sched")
 _SLOT_BYTES = ffi.sizeof("struct pod_stats_slot")
+_OOM_FIRST_SIGHT_BYTES = 24  # struct oom_first_sight (src/bpf/pod_stats.bpf.c)
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,7 @@ def map_sizes(ncpus: int, max_cgroups: Optional[int] = None, *, sched: bool = Fa
     }
     if oom:
         kernel["oom_kills_seen"] = hash_map_bytes(lib.POD_STATS_MAX_OOM_MEMCGS, 8, 8, ncpus, percpu=False, lru=True)
+        kernel["oom_first_sight"] = array_map_bytes(1, _OOM_FIRST_SIGHT_BYTES, ncpus, percpu=True)
     if sched:
         kernel["sched"] = hash_map_bytes(entries, 8, _SCHED_BYTES, ncpus, percpu=True)
     user = {
@@ -632,6 +636,8 @@ class PodStatsBpf:
                 reason = f"opens are counted by {OPENS_FEXIT}"
             elif tracepoint is None:
                 reason = "tracepoint not in this kernel"
+            elif name == _OOM_FIRST_KILL and not any(p.program == _OOM_KILL and p.attached for p in self.probes):
+                reason = f"it completes {_OOM_KILL}, which is not attached"
             if reason is None:
                 self._programs[name] = prog
                 self.probes.append(Probe(name, shown, attached=True))

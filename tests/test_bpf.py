@@ -605,6 +605,48 @@ def test_oom_kills_match_the_kernels_count_when_dying_threads_are_marked_too(pro
         assert probes.read_counters()[_key(cgroup)].oom_kills == _kernel_oom_kills(limited) == kills
 
 
+def _oom_kill_once(limited: Path, cgroup: Path) -> None:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            (limited / "cgroup.procs").write_text("0")
+            if limited != cgroup:
+                (cgroup / "cgroup.procs").write_text("0")
+            hog = []
+            for _ in range(256):
+                hog.append(bytearray(b"\1" * (1024 * 1024)))
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "the OOM killer did not fire"
+
+
+def test_a_kernel_sigkill_that_kills_no_oom_victim_counts_nothing_in_a_cgroup_with_earlier_kills(mounts,
+                                                                                                  new_cgroup):
+    """The kernel also sends SIGKILL itself where no OOM kill is: when a pid namespace's init
+    exits (zap_pid_ns_processes(), as a container ends), its other processes. In a memory cgroup
+    that had OOM kills before pod-stats attached, such a signal is the first pod-stats sees there:
+    it adds nothing; the next real kill adds one."""
+    cgroup = new_cgroup()
+    root_id = os.stat(mounts.unified).st_ino
+    with _limited_memory(mounts, cgroup) as limited:
+        _oom_kill_once(limited, cgroup)  # before attach: the kernel's count is 1
+        with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"oom"}) as bpf:
+
+            def container_ends():
+                for directory in {limited, cgroup}:
+                    (directory / "cgroup.procs").write_text("0")
+                # pid 1 of a new pid namespace leaves two processes behind: the kernel kills them
+                subprocess.run(["unshare", "--pid", "--fork", "sh", "-c", "sleep 30 & sleep 30 & exit 0"],
+                               check=True, timeout=20)
+
+            run_in_child(container_ends)
+            counted = bpf.read_counters().get(_key(cgroup))
+            assert counted is None or counted.oom_kills == 0
+            _oom_kill_once(limited, cgroup)
+            assert bpf.read_counters()[_key(cgroup)].oom_kills == 1 == _kernel_oom_kills(limited) - 1
+
+
 def test_probe_groups_left_out_count_nothing(mounts, new_cgroup):
     cgroup = new_cgroup()
     root_id = os.stat(mounts.unified).st_ino

@@ -415,10 +415,13 @@ int net_skb_ingress(struct __sk_buff *skb)
  * since the memcg's last candidate. The other candidates, which add nothing:
  * __oom_kill_process()'s SIGKILLs to other processes sharing the victim's mm
  * (same mm->owner, so the same memcg, already seen) and kernel SIGKILLs that are
- * not OOM kills at all. Kills are serialized by oom_lock; a memcg's first
- * candidate since attach counts one kill (what it is unless a kernel-sent SIGKILL
- * that is no OOM kill reaches a memcg with OOM kills from before the agent
- * started first). The count goes to the victim's cgroup, whoever ran out.
+ * not OOM kills at all (zap_pid_ns_processes() as a container's pid 1 exits).
+ * Kills are serialized by oom_lock. A memcg's first candidate since attach has
+ * nothing to compare with: its count then is the baseline, and the candidate is
+ * a kill only if the kernel marks the same task a victim next, from the same task
+ * (__oom_kill_process(): do_send_sig_info(victim), then mark_oom_victim(victim),
+ * both under task_lock(victim), so on one CPU). The count goes to the victim's
+ * cgroup, whoever ran out.
  */
 #define SIGKILL 9
 #define SEND_SIG_PRIV 1
@@ -434,19 +437,40 @@ struct {
 	__type(value, __u64);
 } oom_kills_seen SEC(".maps");
 
+/* A first candidate of its memcg, waiting for mark_victim to tell whether it killed (per CPU). */
+struct oom_first_sight {
+	__u64 sender;		/* pid_tgid of the task that sent the SIGKILL; 0: none waits */
+	__u64 key;		/* the target's counter key */
+	__s32 target;		/* the target's pid, as mark_victim passes it */
+	__u32 reserved;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct oom_first_sight);
+} oom_first_sight SEC(".maps");
+
 SEC("tp_btf/signal_generate")
 int BPF_PROG(oom_kill, int sig, struct kernel_siginfo *info, struct task_struct *task, int group, int result)
 {
 	struct pod_stats_counters *c;
 	struct cgroup_subsys_state *css;
+	struct oom_first_sight *first;
 	struct mem_cgroup *memcg;
 	struct task_struct *owner;
 	struct mm_struct *mm;
 	__u64 memcg_key, kills = 0, new_kills, *seen;
 	int memory_id, event;
+	__u32 zero = 0;
 
 	if (sig != SIGKILL || (unsigned long)info != SEND_SIG_PRIV || !group)
 		return 0;
+	first = bpf_map_lookup_elem(&oom_first_sight, &zero);
+	if (!first)
+		return 0;
+	first->sender = 0;  /* a candidate that waited is followed by another: it killed nothing */
 	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id) ||
 	    !bpf_core_enum_value_exists(enum memcg_memory_event, MEMCG_OOM_KILL) ||
 	    !bpf_core_field_exists(struct mm_struct, owner))
@@ -469,16 +493,42 @@ int BPF_PROG(oom_kill, int sig, struct kernel_siginfo *info, struct task_struct 
 	seen = bpf_map_lookup_elem(&oom_kills_seen, &memcg_key);
 	if (!seen) {
 		bpf_map_update_elem(&oom_kills_seen, &memcg_key, &kills, BPF_ANY);
-		new_kills = 1;
-	} else {
-		if (kills <= *seen)
-			return 0;
-		new_kills = kills - *seen;
-		*seen = kills;
+		first->key = cgroup_key_of(task);
+		first->target = task->pid;
+		first->sender = bpf_get_current_pid_tgid();
+		return 0;
 	}
+	/*
+	 * Not atomic: two CPUs can meet here only if a kernel SIGKILL that is no OOM kill reaches
+	 * a task of this memcg between the kernel's count and its victim's signal (microseconds).
+	 */
+	if (kills <= *seen)
+		return 0;
+	new_kills = kills - *seen;
+	*seen = kills;
 	c = counters_of(cgroup_key_of(task));
 	if (c)
 		c->oom_kills += new_kills;
+	return 0;
+}
+
+/* A memcg's first candidate killed if its target is marked a victim next, by the same task. */
+SEC("tracepoint/oom/mark_victim")
+int oom_first_kill(struct trace_event_raw_mark_victim *ctx)
+{
+	struct pod_stats_counters *c;
+	struct oom_first_sight *first;
+	__u32 zero = 0;
+
+	first = bpf_map_lookup_elem(&oom_first_sight, &zero);
+	if (!first || !first->sender)
+		return 0;
+	if (first->sender == bpf_get_current_pid_tgid() && first->target == ctx->pid) {
+		c = counters_of(first->key);
+		if (c)
+			c->oom_kills++;
+	}
+	first->sender = 0;
 	return 0;
 }
 
