@@ -616,6 +616,10 @@ ffibuilder.set_source(
     # keep libbpf's symbols private to this extension
     extra_link_args=["-Wl,--exclude-libs,ALL"],
     extra_compile_args=["-O2", "-Wall"],
+    # what SOURCE includes: setuptools rebuilds only when the generated .c is older, and the
+    # skeleton (the BPF object itself) changes without it (a stale wheel after `make build`)
+    depends=[str(BUILD / "pod_stats.skel.h"), str(SHARED_HEADER)]
+    + [str(path) for path in sorted(CGROUPFS_SOURCE_DIR.glob("*.[ch]"))],
 )
 
 if __name__ == "__main__":

@@ -67,6 +67,11 @@ OPENS_IA32 = "ia32_opens"
 OPENS_URING = "opens_uring"
 # The routes PodStatsBpf.open_routes reports on, in this order.
 OPEN_ROUTES = ("syscalls", "ia32", "io_uring")
+# The OOM kill counter, and the program that tells whether a memcg's first candidate killed.
+_OOM_KILL = "oom_kill"
+# The programs that tell whether a memcg's first candidate killed: the one for the mark_victim that
+# passes the task (Linux 6.8+), and the one for the mark_victim that passes its pid (before).
+_OOM_FIRST_KILL = ("oom_first_kill", "oom_first_kill_pid")
 _PROGRAMLESS = {"errno": "opens"}  # group -> the group whose programs do its counting
 # Groups of the on-demand commands (`pod-stats files`, `pod-stats procs`): never in the
 # always-on path, attached only while such a command runs.
@@ -77,6 +82,7 @@ _SHRUNK_WHEN_OFF = {"errno": (b"open_errnos",)}  # referenced by always-loaded p
 # Maps only an optional group's programs use: not created at all when the group is off
 # (task storage, for one, does not exist before Linux 5.11).
 _CREATED_WHEN_ON = {"files": (b"files", b"files_in_flight", b"files_scratch"), "procs": (b"process_opens",),
+                    "oom": (b"oom_kills_seen", b"oom_first_sight"),
                     "sched": (b"sched", b"sched_runnable_since")}
 
 # The probe group that counts each field of struct pod_stats_counters (its comment there
@@ -109,6 +115,7 @@ _ARRAY_BYTES, _RINGBUF_BYTES, _RINGBUF_META_PAGES = 312, 304, 3
 _COUNTERS_BYTES = ffi.sizeof("struct pod_stats_counters")
 _SCHED_BYTES = ffi.sizeof("struct pod_stats_sched")
 _SLOT_BYTES = ffi.sizeof("struct pod_stats_slot")
+_OOM_FIRST_SIGHT_BYTES = 24  # struct oom_first_sight (src/bpf/pod_stats.bpf.c)
 
 
 @dataclass(frozen=True)
@@ -140,12 +147,14 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
-def hash_map_bytes(entries: int, key_size: int, value_size: int, ncpus: int, percpu: bool) -> int:
+def hash_map_bytes(entries: int, key_size: int, value_size: int, ncpus: int, percpu: bool, lru: bool = False) -> int:
     """A preallocated BPF hash map's memory, as the kernel counts it (memlock in fdinfo)."""
     value = _round_up(value_size, 8)
     usage = _HTAB_BYTES + _HTAB_BUCKET_BYTES * _pow2_at_least(entries) + 4 * ncpus * _HTAB_LOCKS_PER_CPU
     if percpu:  # elements hold a pointer to their per-CPU values
         return usage + entries * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + 8) + entries * value * ncpus
+    if lru:  # shared values, no spare elements
+        return usage + entries * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + value)
     # shared values: one spare element per CPU, and a per-CPU pointer to it
     return usage + (entries + ncpus) * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + value) + 8 * ncpus
 
@@ -167,7 +176,7 @@ def ringbuf_map_bytes(size: int, page_size: int = 4096) -> int:
 
 
 def map_sizes(ncpus: int, max_cgroups: Optional[int] = None, *, sched: bool = False, errnos: bool = True,
-              page_size: int = 4096) -> MapSizes:
+              oom: bool = True, page_size: int = 4096) -> MapSizes:
     """The sizes the loader gives the always-on agent's maps and buffers on a node with `ncpus`
     possible CPUs (pure: for any CPU count, without a kernel). The on-demand groups' maps
     (files, procs) and sched's task storage (per task, not per CPU) are not included."""
@@ -192,6 +201,9 @@ def map_sizes(ncpus: int, max_cgroups: Optional[int] = None, *, sched: bool = Fa
         "cgroup_event_scratch": array_map_bytes(1, ffi.sizeof("struct pod_stats_cgroup_event") + 8, ncpus,
                                                 percpu=True),
     }
+    if oom:
+        kernel["oom_kills_seen"] = hash_map_bytes(lib.POD_STATS_MAX_OOM_MEMCGS, 8, 8, ncpus, percpu=False, lru=True)
+        kernel["oom_first_sight"] = array_map_bytes(1, _OOM_FIRST_SIGHT_BYTES, ncpus, percpu=True)
     if sched:
         kernel["sched"] = hash_map_bytes(entries, 8, _SCHED_BYTES, ncpus, percpu=True)
     user = {
@@ -300,7 +312,8 @@ def _tracepoint_of(section: str, events: str) -> Optional[str]:
     kernel has no such tracepoint."""
     kind, _, name = section.partition("/")
     if kind == "tp_btf":
-        for category in ("sched", "oom", "cgroup", "sock"):  # where ours are: no need to look through every category
+        # where ours are: no need to look through every category
+        for category in ("sched", "signal", "cgroup", "sock", "io_uring", "raw_syscalls"):
             if os.path.isdir(os.path.join(events, category, name)):
                 return f"{category}/{name}"
         with contextlib.suppress(OSError):
@@ -321,12 +334,13 @@ def _unsupported(program: str, tracepoint: str, events: str) -> Optional[str]:
                 return None
         return "this kernel's io_uring/io_uring_complete does not pass the request (its operation is unknown)"
     if tracepoint == "oom/mark_victim":
-        # Before Linux 6.8 mark_victim passed only a pid, not the task (whose cgroup is counted);
-        # the task-based version is the one that also records the victim's uid.
+        passes_task = False
         with contextlib.suppress(OSError), open(os.path.join(events, tracepoint, "format")) as fmt:
-            if " uid;" in fmt.read():
-                return None
-        return "this kernel's oom/mark_victim does not pass the victim task (Linux 6.8+)"
+            passes_task = " uid;" in fmt.read()  # the task-passing version (6.8+) also records the uid
+        if program == _OOM_FIRST_KILL[0] and not passes_task:
+            return f"this kernel's mark_victim passes a pid (before 6.8): {_OOM_FIRST_KILL[1]} counts"
+        if program == _OOM_FIRST_KILL[1] and passes_task:
+            return f"this kernel's mark_victim passes the task (6.8+): {_OOM_FIRST_KILL[0]} counts"
     return None
 
 
@@ -372,6 +386,9 @@ SLOT_RETIREMENT_SECONDS = 1.0
 # Where net bytes come from (PodStatsBpf.net_source).
 NET_SOCKET = "socket payload (sock_send_length, sock_recv_length)"
 NET_PACKETS = "packets (cgroup_skb at the cgroup v2 root)"
+# Under NET_PACKETS on hybrid hosts (KeyMode.V2_ELSE_V1_MEMORY): whose net figures are null, and why.
+NET_PACKETS_UNSEEN = ("null for cgroups whose tasks sit in the cgroup v2 root (keyed by their v1 memory cgroup): "
+                      "their packets are counted under the v2 root")
 # Where opens are counted (PodStatsBpf.open_source).
 OPENS_BY_FEXIT = "fexit (do_sys_openat2)"
 OPENS_BY_TRACEPOINTS = "syscall tracepoints (sys_exit_open, openat, openat2, creat)"
@@ -595,7 +612,8 @@ class PodStatsBpf:
         self._ncpus = lib.libbpf_num_possible_cpus()
         if self._ncpus <= 0:
             raise BpfError("reading the possible-CPU count failed", -self._ncpus)
-        self.sizes = map_sizes(self._ncpus, max_cgroups, sched="sched" in self.wanted, errnos="errno" in self.wanted)
+        self.sizes = map_sizes(self._ncpus, max_cgroups, sched="sched" in self.wanted, errnos="errno" in self.wanted,
+                               oom="oom" in self.wanted)
         if self.sizes.over_budget:
             log.warning("--max-cgroups %d on %d CPUs: the per-CPU maps take %d MiB, more than the %d MiB "
                         "budget they are sized from by default", self.sizes.max_cgroups, self._ncpus,
@@ -762,6 +780,8 @@ class PodStatsBpf:
                 reason = f"opens are counted by {OPENS_FEXIT}"
             elif tracepoint is None:
                 reason = "tracepoint not in this kernel"
+            elif name in _OOM_FIRST_KILL and not any(p.program == _OOM_KILL and p.attached for p in self.probes):
+                reason = f"it completes {_OOM_KILL}, which is not attached"
             else:
                 reason = _unsupported(name, tracepoint, events)
             if reason is None:

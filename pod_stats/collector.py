@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
-from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, PROBE_GROUPS, RUNQ_SLOTS, CgroupKey, Counters,
-                           KeyMode, OpenRoute, PodStatsBpf, Probe, ProgramStats, SchedCounts)
+from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, NET_PACKETS, NET_PACKETS_UNSEEN, PROBE_GROUPS,
+                           RUNQ_SLOTS, CgroupKey, Counters, KeyMode, OpenRoute, PodStatsBpf, Probe, ProgramStats,
+                           SchedCounts)
 from pod_stats.cgroups import (V2, CgroupIndex, CgroupInfo, CgroupMounts, container_cgroup_path,
                                discover_mounts)
 from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles
@@ -34,6 +35,10 @@ LAST_ACTIVE = "last_active_timestamp_seconds"
 # Events the kernel could not count for a cgroup (its counters map was full): while any were
 # lost, the cgroup's kernel counters are unknown (null), never a plausible zero.
 UNCOUNTED = "uncounted_events"
+# What the packet fallback (bpf.NET_PACKETS) counts under the socket's cgroup v2 id: a cgroup whose
+# tasks sit in the v2 root (counted by their v1 memory cgroup, hybrid hosts) has its packets
+# counted under the root instead, so its net figures are unknown (null), not 0.
+NET_FIGURES = ("net_tx_bytes", "net_rx_bytes")
 FIGURES = COUNTER_FIELDS + MEMORY_FIGURES + ("cpu_seconds", "pids") + SCHED_COUNTERS + (LAST_ACTIVE, UNCOUNTED)
 # Per-second rates over the last interval, beside the cumulative figure they come from.
 RATES = {f"{name}_per_second": name for name in COUNTER_FIELDS + SCHED_COUNTERS}
@@ -169,6 +174,7 @@ class _Tracked:
     # time, nothing re-read since): the next sample with the same inputs takes them as they are
     at_rest: bool = False
     sample: Optional[ContainerSample] = None  # the last sample's, taken again while nothing changed
+    net_unseen: bool = False  # its packets are not counted under it (see NET_FIGURES)
 
 
 # What a tracked cgroup is to its pod.
@@ -181,7 +187,8 @@ class _Carry:
     a pod's own cgroups: kept while the pod lives and added to what its live cgroups count, so
     that a restart or a nested cgroup going away never makes a cumulative figure go down."""
 
-    figures: Dict[str, float] = field(default_factory=dict)  # _SINCE_ATTACH, cpu_seconds, UNCOUNTED
+    # _SINCE_ATTACH, cpu_seconds, UNCOUNTED; NET_FIGURES None once an ended cgroup did not know them
+    figures: Dict[str, Optional[float]] = field(default_factory=dict)
     errnos: Errnos = field(default_factory=dict)
     slots: Optional[Tuple[int, ...]] = None
     version: int = 0  # +1 per add: what the pod's figures were made of has changed
@@ -189,8 +196,10 @@ class _Carry:
     def add(self, figures: Dict[str, Optional[float]], errnos: Errnos, slots: Optional[Tuple[int, ...]]) -> None:
         self.version += 1
         for name, value in figures.items():
-            if value is not None:
-                self.figures[name] = round(self.figures.get(name, 0) + value, 9)
+            if name in NET_FIGURES and (value is None or (name in self.figures and self.figures[name] is None)):
+                self.figures[name] = None  # counted under another cgroup (or not at all): unknown for good
+            elif value is not None:
+                self.figures[name] = round(self.figures.get(name, 0) + value, 9)  # type: ignore[operator]
         self.errnos = _add_errnos([self.errnos, errnos])
         self.slots = _add_slots([self.slots, slots])
 
@@ -213,6 +222,8 @@ _FLOAT_SUMS = frozenset(RATES) | {"cpu_seconds", "runq_wait_seconds"}  # rounded
 _NO_SCHED = dict.fromkeys(SCHED_COUNTERS + (LAST_ACTIVE,))
 _ZERO_COUNTS = (0,) * len(COUNTER_FIELDS)
 _CPU_RATE = (("cpu_cores", "cpu_seconds"),)
+_NET_COUNTS = NET_FIGURES + tuple(f"{name}_per_second" for name in NET_FIGURES)
+_NET_UNKNOWN = dict.fromkeys(_NET_COUNTS)
 _LIVE_FIGURES = MEMORY_FIGURES + ("cpu_seconds", "pids")
 
 
@@ -236,6 +247,9 @@ def _sum_figures(parts: List[Figures]) -> Figures:
                 # summing rounded rates must not print float noise
                 total[name] = round(before + value, 6) if name in _FLOAT_SUMS else before + value
     total[LAST_ACTIVE] = _latest(part.get(LAST_ACTIVE) for part in parts)
+    for name in _NET_COUNTS:  # a part whose packets another cgroup got: the sum is unknown too
+        if total[name] is not None and any(name in part and part[name] is None for part in parts):
+            total[name] = None
     return total
 
 
@@ -343,6 +357,9 @@ class Collector:
         self._index_changed = True
         # counters of probe groups that are off or missing are unknown, not zero
         self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
+        # packets are counted by the socket's v2 cgroup: cgroups keyed otherwise see none of theirs
+        self._net_by_packets = (bpf.attached("net") and bpf.net_source == NET_PACKETS
+                                and bpf.key_mode != KeyMode.V2)
         self._warned_full = self._warned_errnos_full = False
         self._idle_rates = {f"{name}_per_second": 0.0 for name in COUNTER_FIELDS if name not in self._unknown_counters}
         self._count_errnos = bpf.attached("errno")
@@ -517,7 +534,7 @@ class Collector:
                 name_cache_entries=self._names.pod_count + self._names.container_count,
                 probes=self._bpf.probes,
                 probe_groups={group: self._bpf.attached(group) for group in PROBE_GROUPS},
-                net_source=self._bpf.net_source if self._bpf.attached("net") else None,
+                net_source=self._net_source(),
                 open_source=self._bpf.open_source,
                 open_source_reason=self._bpf.open_source_reason,
                 open_routes=self._bpf.open_routes,
@@ -553,7 +570,10 @@ class Collector:
         if info.pod is None and not self._include_non_pods:
             self._hidden.add(key)  # released once removed (see _release_hidden)
             return None
-        self._track(info).keys.add(key)
+        tracked = self._track(info)
+        tracked.keys.add(key)
+        if self._net_by_packets and key.hierarchy != V2:
+            tracked.net_unseen = True  # its tasks sit in the v2 root (bpf.KeyMode.V2_ELSE_V1_MEMORY)
         return info.path
 
     def _learn_cgroup_events(self, drops) -> bool:
@@ -719,11 +739,13 @@ class Collector:
         for name in _SINCE_ATTACH:
             if all(part.figures.get(name) is None for part in parts):
                 continue  # its probe group is off: unknown
+            if name in NET_FIGURES and (base.get(name, 0) is None or any(p.figures.get(name) is None for p in parts)):
+                continue  # some part's packets were counted under another cgroup: unknown
             total = base.get(name, 0) + sum(part.figures.get(name) or 0 for part in live)
             figures[name] = round(total, 9) if name == "runq_wait_seconds" else total
         for rate in COUNTER_RATES:
             known = [part.figures[rate] for part in parts if part.figures.get(rate) is not None]
-            figures[rate] = round(sum(known), 3) if known else None
+            figures[rate] = round(sum(known), 3) if known and figures[RATES[rate]] is not None else None
         if top is not None:
             for name in MEMORY_FIGURES + ("cpu_seconds", "cpu_cores"):
                 figures[name] = top.figures.get(name)
@@ -775,6 +797,8 @@ class Collector:
                                 cpu.directory(info.path) if cpu else None, cpu.version if cpu else 1,
                                 self._processes_directory(info))
             tracked = self._tracked[info.path] = _Tracked(info, files, kind, top)
+            # where the packet fallback counts: only under cgroups of the v2 hierarchy
+            tracked.net_unseen = self._net_by_packets and self._processes_directory(info) != self._v2_directory(info)
             self._index.pin(info.hierarchy, info.cgroup_id)
             if kind == NESTED:
                 siblings = self._nested.setdefault(top, set())
@@ -807,10 +831,14 @@ class Collector:
         if idle:
             figures: Figures = previous.copy()
             figures.update(self._idle_rates)
+            if tracked.net_unseen:
+                figures.update(_NET_UNKNOWN)
         else:
             figures = dict(zip(COUNTER_FIELDS, counts))
             for name in self._unknown_counters:
                 figures[name] = None
+            if tracked.net_unseen:
+                figures["net_tx_bytes"] = figures["net_rx_bytes"] = None
             if self._sched_on:
                 self._sched_figures(tracked, figures, sched_counts, wall_offset)
             else:
@@ -925,6 +953,18 @@ class Collector:
             return v2.directory(info.path)
         return self._own_directory(info)
 
+    def _v2_directory(self, info: CgroupInfo) -> Optional[str]:
+        v2 = self._keyed.get(V2)
+        return v2.directory(info.path) if v2 is not None else None
+
+    def _net_source(self) -> Optional[str]:
+        """agent.net_source: what the net figures count, and where they are null."""
+        if not self._bpf.attached("net"):
+            return None
+        if self._net_by_packets:
+            return f"{self._bpf.net_source}; {NET_PACKETS_UNSEEN}"
+        return self._bpf.net_source
+
     def _own_directory(self, info: CgroupInfo) -> str:
         return self._keyed[info.hierarchy].directory(info.path)
 
@@ -985,15 +1025,17 @@ def open_collector(
     kube_api: Optional[str] = None,
     probes: Iterable[str] = DEFAULT_PROBES,
     open_probe: str = "auto",
+    net_source: Optional[str] = None,
 ) -> Iterator[Collector]:
     """Discovers the host's cgroups, attaches the BPF programs and yields a Collector;
     detaches on exit. Names come from kubelet's log dir, and from the API server when
-    running in-cluster or when `kube_api` is given."""
+    running in-cluster or when `kube_api` is given. `net_source` (bpf.NET_PACKETS) forces the
+    packet fallback where the socket tracepoints exist (tests)."""
     mounts = discover_mounts(cgroup_root=cgroup_root)
     key_mode = key_mode_for(mounts)
     v2_root_id = os.stat(mounts.unified).st_ino if mounts.unified else 0
     with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path, probes=probes,
-                     v2_root=mounts.unified, open_probe=open_probe) as bpf:
+                     v2_root=mounts.unified, open_probe=open_probe, net_source=net_source) as bpf:
         index = CgroupIndex(mounts)
         # a miss rescans the log dir whenever it changed: a container shorter than a sample has
         # one chance to be named (misses are few: an unnamed container asks again only after a rescan)

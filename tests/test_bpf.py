@@ -570,15 +570,33 @@ def test_socket_payload_counted_at_both_ends(probes, new_cgroup):
     assert (counters[_key(receiver)].net_tx_bytes, counters[_key(receiver)].net_rx_bytes) == (0, payload)
 
 
-def test_oom_kill_counted_in_the_victims_cgroup(probes, mounts, new_cgroup):
-    if not probes.attached("oom"):
-        pytest.fail("this kernel's oom/mark_victim passes the victim task; the oom probe should be attached")
-    cgroup = new_cgroup()
+def _kernel_oom_kills(limited: Path) -> int:
+    """The kernel's own count of OOM kills in a memory cgroup: v2 memory.events, v1 memory.oom_control."""
+    name = "memory.events" if (limited / "memory.events").exists() else "memory.oom_control"
+    fields = dict(line.split() for line in (limited / name).read_text().splitlines())
+    return int(fields["oom_kill"])
+
+
+@contextlib.contextmanager
+def _limited_memory(mounts, cgroup: Path, limit: int = 32 << 20):
+    """A memory cgroup limited to `limit` bytes: `cgroup` itself where memory is on cgroup v2,
+    else a fresh v1 memory cgroup beside it (hybrid hosts)."""
     memory = mounts.memory_hierarchy()
     limited = cgroup if memory.version == 2 else _make_cgroup(memory.mount)
     try:
         limit_file = "memory.max" if memory.version == 2 else "memory.limit_in_bytes"
-        (limited / limit_file).write_text(str(32 * 1024 * 1024))
+        (limited / limit_file).write_text(str(limit))
+        yield limited
+    finally:
+        if limited != cgroup:
+            limited.rmdir()
+
+
+def test_oom_kill_counted_in_the_victims_cgroup(probes, mounts, new_cgroup):
+    if not probes.attached("oom"):
+        pytest.fail("this kernel has tp_btf/signal_generate; the oom probe should be attached")
+    cgroup = new_cgroup()
+    with _limited_memory(mounts, cgroup) as limited:
         pid = os.fork()
         if pid == 0:
             try:
@@ -592,10 +610,90 @@ def test_oom_kill_counted_in_the_victims_cgroup(probes, mounts, new_cgroup):
                 os._exit(0)
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "the OOM killer did not fire"
-        assert probes.read_counters()[_key(cgroup)].oom_kills == 1
+        assert probes.read_counters()[_key(cgroup)].oom_kills == _kernel_oom_kills(limited) == 1
+
+
+@contextlib.contextmanager
+def _mark_victim_trace():
+    """Counts the kernel's oom/mark_victim events meanwhile, in a trace instance of our own."""
+    instance = Path(pod_stats.bpf.tracing_dir(), "instances", f"pod-stats-test-{uuid.uuid4().hex[:12]}")
+    instance.mkdir()
+    enable = instance / "events" / "oom" / "mark_victim" / "enable"
+    try:
+        enable.write_text("1")
+        yield lambda: sum(" mark_victim: " in line and " comm=oom_threads " in line
+                          for line in (instance / "trace").read_text().splitlines())
     finally:
-        if limited != cgroup:
-            limited.rmdir()
+        enable.write_text("0")
+        instance.rmdir()
+
+
+def test_oom_kills_match_the_kernels_count_when_dying_threads_are_marked_too(probes, mounts, new_cgroup, tmp_path):
+    """Each thread of a multi-threaded allocator that enters the OOM path while its process is
+    already dying is marked an OOM victim (mark_victim) without a kill: the kernel's oom_kill
+    does not count those, and neither may oom_kills."""
+    if not probes.attached("oom"):
+        pytest.fail("this kernel has tp_btf/signal_generate; the oom probe should be attached")
+    helper = tmp_path / "oom_threads"
+    source = Path(__file__).parent / "fixtures" / "oom_threads.c"
+    subprocess.run(["gcc", "-O2", "-pthread", "-o", str(helper), str(source)], check=True)
+    cgroup = new_cgroup()
+    with _limited_memory(mounts, cgroup) as limited, _mark_victim_trace() as marks:
+
+        def join():
+            (limited / "cgroup.procs").write_text("0")
+            if limited != cgroup:
+                (cgroup / "cgroup.procs").write_text("0")
+
+        kills = 0
+        while kills < 30 and (kills < 3 or marks() <= kills):  # until a dying thread was marked
+            run = subprocess.run([str(helper), "16"], preexec_fn=join, timeout=60)
+            assert run.returncode == -signal.SIGKILL, "the OOM killer did not fire"
+            kills += 1
+        assert marks() > kills, f"no dying thread was marked a victim in {kills} OOM kills: the case is not exercised"
+        assert probes.read_counters()[_key(cgroup)].oom_kills == _kernel_oom_kills(limited) == kills
+
+
+def _oom_kill_once(limited: Path, cgroup: Path) -> None:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            (limited / "cgroup.procs").write_text("0")
+            if limited != cgroup:
+                (cgroup / "cgroup.procs").write_text("0")
+            hog = []
+            for _ in range(256):
+                hog.append(bytearray(b"\1" * (1024 * 1024)))
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "the OOM killer did not fire"
+
+
+def test_a_kernel_sigkill_that_kills_no_oom_victim_counts_nothing_in_a_cgroup_with_earlier_kills(mounts,
+                                                                                                  new_cgroup):
+    """The kernel also sends SIGKILL itself where no OOM kill is: when a pid namespace's init
+    exits (zap_pid_ns_processes(), as a container ends), its other processes. In a memory cgroup
+    that had OOM kills before pod-stats attached, such a signal is the first pod-stats sees there:
+    it adds nothing; the next real kill adds one."""
+    cgroup = new_cgroup()
+    root_id = os.stat(mounts.unified).st_ino
+    with _limited_memory(mounts, cgroup) as limited:
+        _oom_kill_once(limited, cgroup)  # before attach: the kernel's count is 1
+        with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"oom"}) as bpf:
+
+            def container_ends():
+                for directory in {limited, cgroup}:
+                    (directory / "cgroup.procs").write_text("0")
+                # pid 1 of a new pid namespace leaves two processes behind: the kernel kills them
+                subprocess.run(["unshare", "--pid", "--fork", "sh", "-c", "sleep 30 & sleep 30 & exit 0"],
+                               check=True, timeout=20)
+
+            run_in_child(container_ends)
+            counted = bpf.read_counters().get(_key(cgroup))
+            assert counted is None or counted.oom_kills == 0
+            _oom_kill_once(limited, cgroup)
+            assert bpf.read_counters()[_key(cgroup)].oom_kills == 1 == _kernel_oom_kills(limited) - 1
 
 
 def test_probe_groups_left_out_count_nothing(mounts, new_cgroup):

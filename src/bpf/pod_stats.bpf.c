@@ -504,17 +504,152 @@ int net_skb_ingress(struct __sk_buff *skb)
 }
 
 /*
- * oom: the OOM killer runs in whichever task ran out (often another container
- * of the pod, or none of its own), so the kill is counted in the victim's cgroup.
+ * oom: kills counted as the kernel counts them (memory.events oom_kill, v1
+ * memory.oom_control oom_kill). The kernel raises that count in one place,
+ * __oom_kill_process() (mm/oom_kill.c): memcg_memory_event_mm(mm, MEMCG_OOM_KILL)
+ * adds one to memory_events_local[MEMCG_OOM_KILL] of the memcg of mm->owner
+ * (include/linux/memcontrol.h, mm/memcontrol.c), and right after it sends the
+ * victim SIGKILL with SEND_SIG_PRIV to its thread group, which passes
+ * signal/signal_generate. oom/mark_victim is no such place: out_of_memory() and
+ * oom_kill_process() also mark a task that is already exiting, and nothing is
+ * killed or counted there; a memory.oom.group kill counts the first victim's
+ * process twice but marks it once.
+ *
+ * So every kernel-sent group SIGKILL is a candidate, and the victim memcg's own
+ * count tells whether it killed: the candidate counts what that count rose by
+ * since the memcg's last candidate. The other candidates, which add nothing:
+ * __oom_kill_process()'s SIGKILLs to other processes sharing the victim's mm
+ * (same mm->owner, so the same memcg, already seen) and kernel SIGKILLs that are
+ * not OOM kills at all (zap_pid_ns_processes() as a container's pid 1 exits).
+ * Kills are serialized by oom_lock. A memcg's first candidate since attach has
+ * nothing to compare with: its count then is the baseline, and the candidate is
+ * a kill only if the kernel marks the same task a victim next, from the same task
+ * (__oom_kill_process(): do_send_sig_info(victim), then mark_oom_victim(victim),
+ * both under task_lock(victim), so on one CPU). The count goes to the victim's
+ * cgroup, whoever ran out.
  */
-SEC("tp_btf/mark_victim")
-int BPF_PROG(oom_victim, struct task_struct *victim)
-{
-	struct pod_stats_counters *c = counters_of(cgroup_key_of(victim));
+#define SIGKILL 9
+#define SEND_SIG_PRIV 1
 
+static __always_inline __u64 key_of_cgroup(struct cgroup *cgrp);
+
+/* Per memcg (its cgroup's counter key): memory_events_local[MEMCG_OOM_KILL] when last seen.
+ * LRU: an evicted or removed memcg is simply seen for the first time again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, POD_STATS_MAX_OOM_MEMCGS);
+	__type(key, __u64);
+	__type(value, __u64);
+} oom_kills_seen SEC(".maps");
+
+/* A first candidate of its memcg, waiting for mark_victim to tell whether it killed (per CPU). */
+struct oom_first_sight {
+	__u64 sender;		/* pid_tgid of the task that sent the SIGKILL; 0: none waits */
+	__u64 key;		/* the target's counter key */
+	__s32 target;		/* the target's pid, as mark_victim passes it */
+	__u32 reserved;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct oom_first_sight);
+} oom_first_sight SEC(".maps");
+
+SEC("tp_btf/signal_generate")
+int BPF_PROG(oom_kill, int sig, struct kernel_siginfo *info, struct task_struct *task, int group, int result)
+{
+	struct pod_stats_counters *c;
+	struct cgroup_subsys_state *css;
+	struct oom_first_sight *first;
+	struct mem_cgroup *memcg;
+	struct task_struct *owner;
+	struct mm_struct *mm;
+	__u64 memcg_key, kills = 0, new_kills, *seen;
+	int memory_id, event;
+	__u32 zero = 0;
+
+	if (sig != SIGKILL || (unsigned long)info != SEND_SIG_PRIV || !group)
+		return 0;
+	first = bpf_map_lookup_elem(&oom_first_sight, &zero);
+	if (!first)
+		return 0;
+	first->sender = 0;  /* a candidate that waited is followed by another: it killed nothing */
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id) ||
+	    !bpf_core_enum_value_exists(enum memcg_memory_event, MEMCG_OOM_KILL) ||
+	    !bpf_core_field_exists(struct mm_struct, owner))
+		return 0;
+	memory_id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	event = bpf_core_enum_value(enum memcg_memory_event, MEMCG_OOM_KILL);
+	mm = task->mm;
+	if (!mm)
+		return 0;
+	owner = mm->owner;
+	if (!owner)
+		return 0;
+	css = owner->cgroups->subsys[memory_id];
+	if (!css)
+		return 0;
+	memcg = (void *)css - bpf_core_field_offset(struct mem_cgroup, css);
+	if (bpf_core_read(&kills, sizeof(kills), &memcg->memory_events_local[event]) || !kills)
+		return 0;
+	memcg_key = key_of_cgroup(css->cgroup);
+	seen = bpf_map_lookup_elem(&oom_kills_seen, &memcg_key);
+	if (!seen) {
+		bpf_map_update_elem(&oom_kills_seen, &memcg_key, &kills, BPF_ANY);
+		first->key = cgroup_key_of(task);
+		first->target = task->pid;
+		first->sender = bpf_get_current_pid_tgid();
+		return 0;
+	}
+	/*
+	 * Not atomic: two CPUs can meet here only if a kernel SIGKILL that is no OOM kill reaches
+	 * a task of this memcg between the kernel's count and its victim's signal (microseconds).
+	 */
+	if (kills <= *seen)
+		return 0;
+	new_kills = kills - *seen;
+	*seen = kills;
+	c = counters_of(cgroup_key_of(task));
 	if (c)
-		c->oom_kills++;
+		c->oom_kills += new_kills;
 	return 0;
+}
+
+/*
+ * A memcg's first candidate killed if its target is marked a victim next, by the same task.
+ * tp_btf, as proc_exec; mark_victim passes the task since Linux 6.8 and only its pid before,
+ * so there are two programs and the loader takes the one that fits (bpf.py: _unsupported).
+ */
+static __always_inline int confirm_first_kill(int victim_pid)
+{
+	struct pod_stats_counters *c;
+	struct oom_first_sight *first;
+	__u32 zero = 0;
+
+	first = bpf_map_lookup_elem(&oom_first_sight, &zero);
+	if (!first || !first->sender)
+		return 0;
+	if (first->sender == bpf_get_current_pid_tgid() && first->target == victim_pid) {
+		c = counters_of(first->key);
+		if (c)
+			c->oom_kills++;
+	}
+	first->sender = 0;
+	return 0;
+}
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(oom_first_kill, struct task_struct *victim)
+{
+	return confirm_first_kill(victim->pid);
+}
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(oom_first_kill_pid, int pid)
+{
+	return confirm_first_kill(pid);
 }
 
 /*

@@ -22,6 +22,8 @@
  * with how many they lost, so that user space knows which cgroups' figures are short.
  */
 #define POD_STATS_MAX_UNCOUNTED 1024
+/* Size of the map of memcgs' OOM kill counts as last seen (oom group; least recently seen evicted). */
+#define POD_STATS_MAX_OOM_MEMCGS 1024
 /* Size of the failed-opens-by-errno map: (cgroup, errno) pairs; a cgroup sees a few errnos. */
 #define POD_STATS_MAX_ERRNO_KEYS 8192
 
@@ -65,7 +67,7 @@ struct pod_stats_counters {
 	__u64 exits;		/* proc: tasks that exited */
 	__u64 net_tx_bytes;	/* net: payload bytes handed to sockets (sendmsg and friends) */
 	__u64 net_rx_bytes;	/* net: payload bytes read from sockets, MSG_PEEK not counted */
-	__u64 oom_kills;	/* oom: tasks the OOM killer chose, in the victim's cgroup */
+	__u64 oom_kills;	/* oom: OOM kills as the kernel counts them (memory.events), in the victim's cgroup */
 };
 
 /*

@@ -420,6 +420,70 @@ class Suite:
             raise AssertionError(f"events {events}, lost {lost}; expected {expected}")
         return f"mkdir {path} and its rmdir sent with key {key.cgroup_id}, nothing lost"
 
+    def check_oom_exact(self) -> str:
+        """OOM kills under a memory limit, counted as the kernel counts them (v2 memory.events,
+        v1 memory.oom_control oom_kill), in a cgroup that had a kill before attach: the SIGKILLs
+        the kernel sends as a pid namespace's init exits add nothing; an allocator's threads that
+        enter the OOM path while it dies are marked victims without a kill; on cgroup v2 also a
+        memory.oom.group kill, which the kernel counts per process and once more for the first
+        victim."""
+        import shutil
+
+        from pod_stats.bpf import HIERARCHY_V2, CgroupKey, PodStatsBpf
+        from pod_stats.cgroups import discover_mounts
+        from pod_stats.collector import key_mode_for
+
+        mounts = discover_mounts()
+        memory = mounts.memory_hierarchy()
+        root = v2_root()
+        if memory.version == 2:
+            enable_controllers(root)
+        name = f"pod-stats-smoke-oom-{uuid.uuid4().hex[:8]}"
+        cgroup = make_cgroup(root / name)
+        limited = cgroup if memory.version == 2 else make_cgroup(Path(memory.mount) / name)
+        key = CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino)
+        events = "memory.events" if memory.version == 2 else "memory.oom_control"
+        joins = [limited] if limited == cgroup else [limited, cgroup]
+
+        def kernel_count() -> int:
+            return int(dict(row.split() for row in (limited / events).read_text().splitlines())["oom_kill"])
+
+        try:
+            limit = "memory.max" if memory.version == 2 else "memory.limit_in_bytes"
+            (limited / limit).write_text(str(32 * MIB))
+            _oom_in(joins, threads=1)
+            before = kernel_count()
+            with PodStatsBpf(key_mode_for(mounts), os.stat(root).st_ino, probes={"oom"}) as bpf:
+                if not bpf.attached("oom"):
+                    raise Unavailable("; ".join(sorted({f"{p.program}: {p.reason}" for p in bpf.probes
+                                                        if p.group == "oom"})))
+                kinds = "after a kill before attach: "
+                if shutil.which("unshare"):
+                    def pid_namespace_ends():
+                        for directory in joins:
+                            (directory / "cgroup.procs").write_text("0")
+                        subprocess.run(["unshare", "--pid", "--fork", "sh", "-c", "sleep 30 & sleep 30 & exit 0"],
+                                       check=True, timeout=60)
+
+                    run_in_child(pid_namespace_ends)
+                    kinds += "a pid namespace's end, "
+                for _ in range(3):
+                    _oom_in(joins, threads=8)
+                kinds += "3 kills of an 8-thread allocator"
+                if memory.version == 2 and (cgroup / "memory.oom.group").exists():
+                    (cgroup / "memory.oom.group").write_text("1")
+                    _oom_in(joins, threads=1, bystanders=2)
+                    kinds += ", a memory.oom.group kill of 3 processes"
+                kernel = kernel_count() - before
+                counted = bpf.read_counters().get(key)
+        finally:
+            for directory in {cgroup, limited}:
+                remove_cgroup(directory)
+        got = counted.oom_kills if counted else None
+        if got != kernel:
+            raise AssertionError(f"oom_kills {got}, the kernel's oom_kill ({events}) rose by {kernel}")
+        return f"{kinds}: oom_kills {got} = {events} oom_kill's rise {kernel}"
+
     def check_memory_v2(self) -> str:
         collector = self.need_collector()
         if "memory" not in (CGROUP_ROOT / "cgroup.controllers").read_text().split():
@@ -697,6 +761,40 @@ def _misses(bpf):
     return sum(v for v in values.values() if v is not None), sorted(n for n, v in values.items() if v is None)
 
 
+def _oom_in(cgroups, threads: int, bystanders: int = 0) -> None:
+    """A process that joins `cgroups` and touches memory in `threads` threads until the OOM killer
+    takes it, beside `bystanders` idle processes there; all of them must end by SIGKILL."""
+    import threading
+
+    def join():
+        for directory in cgroups:
+            (directory / "cgroup.procs").write_text("0")
+
+    def idle():
+        join()
+        time.sleep(60)
+
+    def allocate():
+        join()
+        hog = []
+
+        def touch():
+            while True:
+                hog.append(bytearray(b"\1" * MIB))
+
+        for _ in range(threads - 1):
+            threading.Thread(target=touch, daemon=True).start()
+        touch()
+
+    pids = [run_in_child(idle, wait=False) for _ in range(bystanders)]
+    time.sleep(0.2 if bystanders else 0)  # in the cgroup before the allocator runs out
+    pids.append(run_in_child(allocate, wait=False))
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9):
+            raise AssertionError(f"a process in the limited cgroup was not OOM-killed (status {status})")
+
+
 def v2_root() -> Path:
     """Where new v2 cgroups go: the whole hierarchy in the VM, /sys/fs/cgroup/unified on a hybrid host."""
     from pod_stats.cgroups import discover_mounts
@@ -718,10 +816,10 @@ def loopback_up() -> None:
 
 OPEN_ROUTE_CHECKS = ("open_route_syscalls", "open_route_ia32", "open_route_io_uring")
 # preempt_stress last: it closes the suite's collector
-VM_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "memory_v2", "pod_resolution",
-             "dump_json", "preempt_stress_fexit", "preempt_stress_tracepoint")
-HOST_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "preempt_stress_fexit",
-               "preempt_stress_tracepoint")
+VM_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "oom_exact", "memory_v2",
+             "pod_resolution", "dump_json", "preempt_stress_fexit", "preempt_stress_tracepoint")
+HOST_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "oom_exact",
+               "preempt_stress_fexit", "preempt_stress_tracepoint")
 
 
 def main() -> int:
