@@ -178,7 +178,7 @@ bench: deps build
 	@mkdir -p $(BENCH_BIN)
 	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I vmlinux/$(ARCH) \
 		-I $(LIBBPF_PREFIX)/include -c bench/empty.bpf.c -o $(BENCH_BIN)/empty.bpf.o
-	for group in PROC NET SCHED IA32 URING; do $(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -DGROUP_$$group \
+	for group in PROC NET SCHED IA32 URING OOM; do $(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -DGROUP_$$group \
 		-I vmlinux/$(ARCH) -I $(LIBBPF_PREFIX)/include -c bench/empty_probes.bpf.c \
 		-o $(BENCH_BIN)/empty_$$(echo $$group | tr A-Z a-z).bpf.o || exit 1; done
 	gcc -O2 -Wall -pthread -I $(LIBBPF_PREFIX)/include -o $(BENCH_BIN)/attach bench/attach.c $(LIBBPF_A) -lelf -lz

@@ -2,7 +2,7 @@
 /*
  * The floor of each optional probe group: EMPTY programs on exactly the hooks
  * pod-stats uses for it (same SEC names as src/bpf/pod_stats.bpf.c). Built once
- * per group, -DGROUP_PROC, -DGROUP_NET, -DGROUP_SCHED, -DGROUP_IA32 or -DGROUP_URING (the
+ * per group, -DGROUP_PROC, -DGROUP_NET, -DGROUP_SCHED, -DGROUP_IA32, -DGROUP_URING or -DGROUP_OOM (the
  * last two: the opens group's syscall tracepoints too, which pod-stats attaches with them).
  */
 #include "vmlinux.h"
@@ -54,4 +54,11 @@ int BPF_PROG(empty_sys_exit, struct pt_regs *regs, long ret) { return 0; }
 #ifdef GROUP_URING
 SEC("tp_btf/io_uring_complete")
 int BPF_PROG(empty_uring, void *ring, void *req) { return 0; }
+#endif
+
+#ifdef GROUP_OOM
+SEC("tp_btf/signal_generate")
+int BPF_PROG(empty_signal, int sig) { return 0; }
+SEC("tp_btf/mark_victim")
+int BPF_PROG(empty_victim, struct task_struct *victim) { return 0; }
 #endif

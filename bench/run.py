@@ -557,6 +557,7 @@ GROUP_LOOPS = {
     # routes to an open beyond the syscalls (issue #14), each with the opens tracepoints it loads beside
     "ia32": ("getppid", 200_000, "empty_ia32.bpf.o", "opens,ia32"),  # runs on every syscall: opt-in
     "io_uring": ("uringopen", 20_000, "empty_uring.bpf.o", "opens"),  # io_uring opens (a default route)
+    "oom": ("signal", 100_000, "empty_oom.bpf.o", "oom"),  # its program runs on every signal generated
 }
 
 
@@ -1004,6 +1005,7 @@ GOALS = [
     ("net_overhead_vs_floor", "≤ 1.2", lambda v: v <= 1.2, "×"),
     ("errno_overhead_vs_floor", "≤ 1.2", lambda v: v <= 1.2, "×"),
     ("io_uring_overhead_vs_floor", "≤ 1.2", lambda v: v <= 1.2, "×"),
+    ("oom_overhead_vs_floor", "≤ 1.2", lambda v: v <= 1.2, "×"),
     ("sched_overhead_vs_floor", "(info: opt-in)", None, "×"),
     ("ia32_overhead_vs_floor", "(info: opt-in)", None, "×"),
 ]
@@ -1115,7 +1117,7 @@ def main() -> int:
     bins = Path(args.bin_dir)
     for needed in ("attach", "empty.bpf.o", "sysloop", "podfarm", "cgfloor", "storm",
                    "empty_proc.bpf.o", "empty_net.bpf.o", "empty_sched.bpf.o", "empty_ia32.bpf.o",
-                   "empty_uring.bpf.o"):
+                   "empty_uring.bpf.o", "empty_oom.bpf.o"):
         if not (bins / needed).exists():
             print(f"bench: {bins / needed} missing: run `make bench`", file=sys.stderr)
             return 1

@@ -17,6 +17,8 @@
  *                both on CPU: two wakeups and two context switches            (sched)
  *   uringopen:   an IORING_OP_OPENAT of /dev/null submitted, waited for, and the
  *                file closed (opens: its io_uring route)
+ *   signal:      SIGUSR1 sent to itself and handled: every signal the kernel
+ *                generates runs the oom group's program                       (oom)
  *
  * With -t, it runs batches of BATCH iterations for SECONDS and then prints one
  * line per batch, "<CLOCK_MONOTONIC ns at its end> <ns per iteration>", for a
@@ -25,6 +27,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,13 +125,25 @@ static void run_uringopen(long n)
 	}
 }
 
+static void on_signal(int sig)
+{
+	(void)sig;
+}
+
+static void run_signal(long n)
+{
+	for (long i = 0; i < n; i++)
+		if (kill(getpid(), SIGUSR1))
+			die("kill");
+}
+
 static const struct {
 	const char *name;
 	void (*run)(long);
 } loops[] = {
 	{"open", run_open}, {"getppid", run_getppid}, {"openmissing", run_openmissing},
 	{"forkexit", run_forkexit}, {"socketpair", run_socketpair}, {"pingpong", run_pingpong},
-	{"uringopen", run_uringopen},
+	{"uringopen", run_uringopen}, {"signal", run_signal},
 };
 
 /* The other end of pingpong, on the same CPU (inherited affinity). */
@@ -167,7 +182,7 @@ int main(int argc, char **argv)
 		argv = timed;
 	}
 	if (argc != 5 && argc != 6) {
-		fprintf(stderr, "usage: %s [-t SECONDS] open|getppid|openmissing|forkexit|socketpair|pingpong|uringopen "
+		fprintf(stderr, "usage: %s [-t SECONDS] open|getppid|openmissing|forkexit|socketpair|pingpong|uringopen|signal "
 			"ITERATIONS REPS CPU [PROCS_FILE,...]\n", argv[0]);
 		return 2;
 	}
@@ -194,6 +209,8 @@ int main(int argc, char **argv)
 	CPU_SET(atoi(argv[4]), &cpus);
 	if (sched_setaffinity(0, sizeof(cpus), &cpus))
 		die("sched_setaffinity");
+	if (run == run_signal && signal(SIGUSR1, on_signal) == SIG_ERR)
+		die("signal");
 	if (run == run_uringopen && io_uring_queue_init(8, &ring, 0))
 		die("io_uring_queue_init");
 	if (run == run_socketpair && socketpair(AF_UNIX, SOCK_STREAM, 0, pair))
