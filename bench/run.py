@@ -397,8 +397,8 @@ WINDOW_GUARD_NS = 3e6  # after a switch: batches that began before it settled ar
 class ToggledEmpty:
     """The empty programs (bench/attach --toggle), switched by signal, each switch acknowledged."""
 
-    def __init__(self, bins: Path):
-        self.tool = Tool([str(bins / "attach"), "--toggle", str(bins / "empty.bpf.o")], "attach",
+    def __init__(self, bins: Path, empty_object: str = "empty.bpf.o"):
+        self.tool = Tool([str(bins / "attach"), "--toggle", str(bins / empty_object)], "attach",
                          stdout=subprocess.PIPE)
         self.lines = iter(self.tool.proc.stdout.readline, b"")
         if not next(self.lines, b"").startswith(b"attached"):
@@ -420,15 +420,16 @@ class ToggledPodStats:
     cgroup v2 root, probe groups), their links destroyed and made again. Reaches into PodStatsBpf:
     the product has no use for switching programs off."""
 
-    def __init__(self):
+    def __init__(self, probes: Optional[str] = None):
         from pod_stats._pod_stats_ffi import ffi, lib
-        from pod_stats.bpf import PodStatsBpf
+        from pod_stats.bpf import DEFAULT_PROBES, PodStatsBpf
         from pod_stats.cgroups import discover_mounts
         from pod_stats.collector import key_mode_for
 
         mounts = discover_mounts()
         self.ffi, self.lib = ffi, lib
-        self.bpf = PodStatsBpf(key_mode_for(mounts), os.stat(mounts.unified).st_ino, v2_root=mounts.unified)
+        self.bpf = PodStatsBpf(key_mode_for(mounts), os.stat(mounts.unified).st_ino, v2_root=mounts.unified,
+                               probes=probes.split(",") if probes else DEFAULT_PROBES)
         self.bpf.__enter__()
         self.programs = {n: p for n, p in self.bpf._programs.items()
                          if not self.ffi.string(lib.bpf_program__section_name(p)).startswith(b"cgroup_skb/")}
@@ -474,15 +475,17 @@ class ToggledPeer:
 
 
 def window_phase(bins: Path, loop: str, batch: int, seconds: float, rng: random.Random,
-                 pod_cgroup: str, arms: Tuple[str, ...] = ("empty", "podstats"), log_dir: str = "") -> dict:
+                 pod_cgroup: str, arms: Tuple[str, ...] = ("empty", "podstats"), log_dir: str = "",
+                 empty_object: str = "empty.bpf.o", probes: Optional[str] = None) -> dict:
     """`loop` runs for `seconds` in batches of `batch`; meanwhile: nothing, a tool, nothing, the
     other tool, ... (tool order random per cycle). Each tool window's added ns per iteration is
     its median batch minus the mean of the two nothing-windows around it. `arms`: "empty" (the
-    floor, always), "podstats", and the peers "bpftrace" and "opensnoop"."""
-    tools: dict = {"empty": ToggledEmpty(bins)}
+    floor, always: `empty_object`), "podstats" (its `probes` groups, its defaults if None), and
+    the peers "bpftrace" and "opensnoop"."""
+    tools: dict = {"empty": ToggledEmpty(bins, empty_object)}
     for name in arms:
         if name == "podstats":
-            tools[name] = ToggledPodStats()
+            tools[name] = ToggledPodStats(probes)
         elif name != "empty":
             tools[name] = ToggledPeer(name, bins, log_dir)
     windows: List[Tuple[str, int, int]] = []
@@ -548,50 +551,34 @@ def _median_error(values: List[float]) -> float:
 
 # ------------------------------------------------------------------ the other probe groups
 
-# group -> (sysloop loop, iterations, the floor's empty object, pod-stats --probes)
+# group -> (sysloop loop, iterations per batch, the floor's empty object, pod-stats --probes)
 GROUP_LOOPS = {
-    "proc": ("forkexit", 2_000, "empty_proc.bpf.o", "proc"),
-    "net": ("socketpair", 100_000, "empty_net.bpf.o", "net"),
-    "sched": ("pingpong", 50_000, "empty_sched.bpf.o", "sched"),
-    "errno": ("openmissing", 100_000, "empty.bpf.o", "opens,errno"),  # failing opens: counters + errno
+    "proc": ("forkexit", 20, "empty_proc.bpf.o", "proc"),
+    "net": ("socketpair", 2_000, "empty_net.bpf.o", "net"),
+    "sched": ("pingpong", 500, "empty_sched.bpf.o", "sched"),
+    "errno": ("openmissing", 2_000, "empty.bpf.o", "opens,errno"),  # failing opens: counters + errno
     # routes to an open beyond the syscalls (issue #14), each with the opens tracepoints it loads beside
-    "ia32": ("getppid", 200_000, "empty_ia32.bpf.o", "opens,ia32"),  # runs on every syscall: opt-in
-    "io_uring": ("uringopen", 20_000, "empty_uring.bpf.o", "opens"),  # io_uring opens (a default route)
-    "oom": ("signal", 100_000, "empty_oom.bpf.o", "oom"),  # its program runs on every signal generated
+    "ia32": ("getppid", 10_000, "empty_ia32.bpf.o", "opens,ia32"),  # runs on every syscall: opt-in
+    "io_uring": ("uringopen", 1_000, "empty_uring.bpf.o", "opens"),  # io_uring opens (a default route)
+    "oom": ("signal", 1_000, "empty_oom.bpf.o", "oom"),  # its program runs on every signal generated
 }
+GROUP_WINDOW_SECONDS = 30.0  # 15 s left the floors of net, io_uring and oom unresolved
 
 
-def probe_group_rounds(bins: Path, log_dir: str, rounds: int, rng: random.Random, pod_cgroup: str) -> dict:
+def probe_group_windows(bins: Path, rng: random.Random, pod_cgroup: str) -> dict:
     """Each optional probe group on the loop that pays for it, against the empty-program floor
-    on the same hooks: rounds of (a), then (b) and (c) in random order, each followed by (a)."""
+    on the same hooks, in on/off windows as the open storm (window_phase)."""
     result: dict = {}
-    for group, (loop, iterations, empty_object, probes) in GROUP_LOOPS.items():
-        added: Dict[str, List[float]] = {"empty": [], "podstats": []}
-        baseline: List[float] = []
-        for _ in range(rounds):
-            settle(set())
-            before = sysloop(bins, loop, iterations, 3, pod_cgroup)
-            baseline.append(before)
-            for name in rng.sample(list(added), len(added)):
-                with arm(name, bins, log_dir, empty_object=empty_object, probes=probes) as tool:
-                    settle(set(bpf_fd_ids(tool.pid, "bpf-prog")))
-                    measured = sysloop(bins, loop, iterations, 3, pod_cgroup)
-                settle(set())
-                after = sysloop(bins, loop, iterations, 3, pod_cgroup)
-                baseline.append(after)
-                added[name].append(measured - (before + after) / 2)
-                before = after
-        floor, ours = median(added["empty"]), median(added["podstats"])
-        resolved = floor is not None and floor > max(5.0, 3 * mad(added["empty"]))
-        result[group] = {
-            "loop": loop, "probes": probes, "iterations": iterations,
-            "ns_per_iteration_none": rnd(median(baseline), 1),
-            "added_ns_floor": rnd(floor, 1), "added_ns_podstats": rnd(ours, 1),
-            "vs_floor": rnd(ours / floor) if resolved else None,
-            "added_ns_raw": {a: [round(x, 1) for x in v] for a, v in added.items()},
-        }
-        log(f"probe group {group} ({loop}): (a)={median(baseline):.0f} ns, floor +{floor:.0f}, "
-            f"pod-stats +{ours:.0f} ns" + (f" = {ours / floor:.2f}× the floor" if resolved else ""))
+    for group, (loop, batch, empty_object, probes) in GROUP_LOOPS.items():
+        w = window_phase(bins, loop, batch, GROUP_WINDOW_SECONDS, rng, pod_cgroup, empty_object=empty_object,
+                         probes=probes)
+        floor, ours = w["added_ns_median"]["empty"], w["added_ns_median"]["podstats"]
+        result[group] = dict(w, probes=probes, added_ns_floor=floor, added_ns_podstats=ours,
+                             vs_floor=w["vs_floor_by_arm"]["podstats"])
+        log(f"probe group {group} ({loop}): (a)={w['ns_per_iteration_none_median']} ns, floor +{floor} "
+            f"±{w['standard_error_ns']['empty']}, pod-stats +{ours} ±{w['standard_error_ns']['podstats']} ns"
+            + (f" = {result[group]['vs_floor']:.2f}× the floor" if result[group]["vs_floor"] is not None
+               else " (floor not resolved)"))
     return result
 
 
@@ -1074,11 +1061,14 @@ def print_table(results: dict) -> None:
     groups = results["raw"].get("probe_groups", {})
     if groups:
         print()
-        print("the other probe groups, each alone, on the loop that pays for it (ns per iteration; added = arm − (a)):")
-        print(f"  {'group':<7} {'loop':<12} {'(a) none':>9} {'+ floor':>8} {'+ pod-stats':>11} {'vs floor':>9}")
+        print("the other probe groups, each alone, on the loop that pays for it, in on/off windows "
+              "(ns per iteration; added: median ± standard error):")
+        print(f"  {'group':<8} {'loop':<12} {'(a) none':>9} {'+ floor':>14} {'+ pod-stats':>14} {'vs floor':>9}")
         for group, g in groups.items():
-            print(f"  {group:<7} {g['loop']:<12} {g['ns_per_iteration_none']:>9.0f} {g['added_ns_floor']:>8.0f} "
-                  f"{g['added_ns_podstats']:>11.0f} {_times(g['vs_floor']):>9}")
+            err = g["standard_error_ns"]
+            print(f"  {group:<8} {g['loop']:<12} {g['ns_per_iteration_none_median']:>9.0f} "
+                  f"{g['added_ns_floor']:>8.1f} ±{err['empty']:<4.0f} {g['added_ns_podstats']:>8.1f} ±{err['podstats']:<4.0f} "
+                  f"{_times(g['vs_floor']):>9}")
     if ov["contaminated"] or ov["preexisting_tracing_programs"]:
         print(f"  WARNING: another tracer ran on this machine ({ov['preexisting_tracing_programs']} tracing programs "
               "loaded before the benchmark; rounds kept although contaminated: "
@@ -1163,8 +1153,8 @@ def main() -> int:
                 log(f"windows {phase}: (a)={w['ns_per_iteration_none_median']} ns, " + ", ".join(
                     f"+{name}={w['added_ns_median'][name]} ±{w['standard_error_ns'][name]} "
                     f"({w['windows'][name]} windows)" for name in w["windows"]))
-            log(f"the other probe groups on the loops that pay for them, {max(3, rounds - 2)} rounds")
-            raw["probe_groups"] = probe_group_rounds(bins, str(log_dir), max(3, rounds - 2), rng, loop_cgroup)
+            log(f"the other probe groups on the loops that pay for them, {GROUP_WINDOW_SECONDS:.0f} s of windows each")
+            raw["probe_groups"] = probe_group_windows(bins, rng, loop_cgroup)
             log("1: in-program cost from kernel BPF stats")
             raw["bpf_stats"] = bpf_stats_phase(bins, str(log_dir), args.open_iterations, 3, loop_cgroup)
             log("5: zero loss, 8 cgroups × 250,000 opens")
