@@ -597,19 +597,7 @@ def test_oom_kill_counted_in_the_victims_cgroup(probes, mounts, new_cgroup):
         pytest.fail("this kernel has tp_btf/signal_generate; the oom probe should be attached")
     cgroup = new_cgroup()
     with _limited_memory(mounts, cgroup) as limited:
-        pid = os.fork()
-        if pid == 0:
-            try:
-                (limited / "cgroup.procs").write_text("0")
-                if limited != cgroup:
-                    (cgroup / "cgroup.procs").write_text("0")
-                hog = []
-                for _ in range(256):  # touched 1 MiB at a time, far past the limit
-                    hog.append(bytearray(b"\1" * (1024 * 1024)))
-            finally:
-                os._exit(0)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "the OOM killer did not fire"
+        _oom_kill_once(limited, cgroup)
         assert probes.read_counters()[_key(cgroup)].oom_kills == _kernel_oom_kills(limited) == 1
 
 
@@ -662,7 +650,7 @@ def _oom_kill_once(limited: Path, cgroup: Path) -> None:
             if limited != cgroup:
                 (cgroup / "cgroup.procs").write_text("0")
             hog = []
-            for _ in range(256):
+            for _ in range(256):  # touched 1 MiB at a time, far past the limit
                 hog.append(bytearray(b"\1" * (1024 * 1024)))
         finally:
             os._exit(0)
