@@ -47,7 +47,15 @@ def test_help_lists_the_commands():
         assert f"  {command} " in result.stdout
 
 
+def test_help_says_what_each_exit_code_means():
+    for args in (["--help"], ["dump", "--help"]):
+        text = " ".join(pod_stats(*args).stdout.split())
+        assert "3" in text and "alert" in text
+    assert "0 ok, 1 runtime error, 2 usage error, 3 an --alert fired" in " ".join(pod_stats("--help").stdout.split())
+
+
 @pytest.mark.parametrize("args, phrase", [
+    (["dump", "--alert", "rss_bytes>>1"], "--alert"),  # a typo in an alert is no alert: 2, not 3
     (["run", "--bogus"], "--bogus"),
     (["run", "--interval", "0"], "--interval"),
     (["dump", "--sort", "nonsense"], "--sort"),
