@@ -372,3 +372,18 @@ def test_run_table_shows_hostile_cgroup_names_as_escapes(hostile_cgroups):
     last = text[text.rindex("pod-stats ·"):]
     for _, shown in CGROUPS:
         assert shown in last, shown
+
+
+@pytest.mark.bpf
+def test_log_and_error_lines_quoting_a_hostile_path_are_inert(tmp_path):
+    """libbpf's log, pod-stats' own log lines and the one-line error all quote the --btf path."""
+    btf = tmp_path / "btf\x1b]0;pwn\x07\r\nforged"
+    btf.write_bytes(b"garbage")
+    result = pod_stats("--log-level", "debug", "dump", "--btf", str(btf), "--duration", "0")
+    assert result.returncode == 1
+    text = assert_inert(result.stderr)
+    shown = str(tmp_path) + r"/btf\x1b]0;pwn\x07\x0d\x0aforged"
+    lines = text.splitlines()
+    assert any(shown in line and "libbpf:" in line for line in lines)  # libbpf's log
+    assert lines[-1].startswith("pod-stats: error: ") and shown in lines[-1]
+    assert all(line.startswith("pod-stats: ") for line in lines), lines  # no line forged
