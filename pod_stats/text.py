@@ -64,7 +64,7 @@ def put_text(document: Dict[str, Any], key: str, value: Optional[str]) -> None:
     try:
         raw = value.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # lone surrogates that were never bytes (e.g. JSON "\ud800")
-        document[key] = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        document[key] = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
         return
     document[key] = raw.decode("utf-8", "replace")
     document[f"{key}_b64"] = base64.b64encode(raw).decode("ascii")
