@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from pod_stats.collector import FIGURES, RATES, Figures, Snapshot
+from pod_stats.text import inert, put_text
 
 _OPERATORS = {
     ">": lambda a, b: a > b,
@@ -50,15 +51,21 @@ class Alert:
     value: float
 
     def line(self) -> str:
-        where = f"{self.namespace or '?'}/{self.pod or self.pod_uid}"
+        """One line for a terminal: names inert (text.inert)."""
+        where = f"{inert(self.namespace) or '?'}/{inert(self.pod or self.pod_uid)}"
         if self.container_id is not None:
-            where += f" container {self.container or self.container_id[:12]}"
-        return f"ALERT {self.rule.text}: {where}: {self.rule.field}={self.value:g}"
+            where += f" container {inert(self.container) or inert(self.container_id)[:12]}"
+        return f"ALERT {inert(self.rule.text)}: {where}: {self.rule.field}={self.value:g}"
 
     def to_json(self) -> Dict[str, Any]:
-        return {"alert": self.rule.text, "field": self.rule.field, "value": self.value,
-                "threshold": self.rule.threshold, "namespace": self.namespace, "pod": self.pod,
-                "uid": self.pod_uid, "container": self.container, "container_id": self.container_id}
+        document: Dict[str, Any] = {"alert": self.rule.text, "field": self.rule.field, "value": self.value,
+                                    "threshold": self.rule.threshold}
+        put_text(document, "namespace", self.namespace)
+        put_text(document, "pod", self.pod)
+        document["uid"] = self.pod_uid
+        put_text(document, "container", self.container)
+        document["container_id"] = self.container_id
+        return document
 
 
 def parse_rule(text: str) -> AlertRule:

@@ -366,7 +366,8 @@ CGROUP_EVENTS_BUFFER_BYTES = 256 * 1024
 
 
 class FileCounts(NamedTuple):
-    path: str  # as the process passed it; cut at POD_STATS_PATH_MAX - 1 bytes (truncated then)
+    path: str  # as the process passed it, bytes that are not UTF-8 kept (surrogateescape); cut at
+    # POD_STATS_PATH_MAX - 1 bytes (truncated then)
     truncated: bool
     opens: int
     errors: int
@@ -1018,7 +1019,7 @@ class PodStatsBpf:
                 continue  # evicted meanwhile
             raw = ffi.string(key.path, lib.POD_STATS_PATH_MAX)
             by_cgroup.setdefault(self._decode_key(key.cgroup), []).append(
-                FileCounts(raw.decode(errors="replace"), len(raw) >= limit, value.opens, value.errors))
+                FileCounts(raw.decode("utf-8", "surrogateescape"), len(raw) >= limit, value.opens, value.errors))
         for files in by_cgroup.values():
             files.sort(key=lambda f: (-f.opens, f.path))
         return by_cgroup

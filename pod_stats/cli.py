@@ -18,10 +18,12 @@ from pod_stats import __version__
 
 log = logging.getLogger("pod_stats")
 
-# Errors a user can cause end in one line and a non-zero exit, never a traceback.
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_ALERT = 2  # dump: an --alert fired
+# Errors a user can cause end in one line and a non-zero exit, never a traceback. Each code
+# means one thing, so that `pod-stats dump --alert … || notify` does not notify on a typo.
+EXIT_OK = 0
+EXIT_ERROR = 1  # a runtime error (privileges, kernel, cgroup layout, …)
+EXIT_USAGE = 2  # a usage error (click's own code for it)
+EXIT_ALERT = 3  # dump: an --alert fired
 
 
 class _Stop(Exception):
@@ -33,7 +35,9 @@ def _raise_stop(signum, frame):
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> None:
-    click.echo(f"pod-stats: error: {message}", err=True)
+    from pod_stats.text import inert
+
+    click.echo(f"pod-stats: error: {inert(message)}", err=True)  # messages quote paths and names
     sys.exit(code)
 
 
@@ -56,8 +60,14 @@ def cli(log_level: str) -> None:
 
     Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF. Names pods and
     containers from kubelet's log directory; no API-server credentials needed.
+
+    Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 an --alert fired (dump).
     """
-    logging.basicConfig(level=log_level.upper(), format="pod-stats: %(levelname)s: %(name)s: %(message)s")
+    from pod_stats.text import InertFormatter
+
+    handler = logging.StreamHandler()  # stderr
+    handler.setFormatter(InertFormatter("pod-stats: %(levelname)s: %(name)s: %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
 
 
 def _parse_probes(ctx, param, value):
@@ -129,7 +139,7 @@ def _view_options(command: Callable) -> Callable:
         click.option("--alert", "alert_rules", multiple=True, metavar="EXPR", callback=_parse_alerts,
                      help="Threshold on any JSON field, per pod and per container, e.g. 'rss_bytes>512Mi' or "
                           "'open_errors_per_second>100' (repeatable). Firing alerts go to stderr and the JSON "
-                          "document; dump exits 2."),
+                          "document; dump exits 3."),
         click.option("--all", "include_non_pods", is_flag=True,
                      help="Also show cgroups that are not a pod's but did something."),
         click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
@@ -171,7 +181,8 @@ def run(interval, count, as_json, sort, **collector_options) -> None:
 def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **collector_options) -> None:
     """Count for --duration seconds, print one sample, exit: for cron and scripts.
 
-    Exits 2 when an --alert fired, so cron jobs and monitoring scripts can act on it.
+    Exits 3 when an --alert fired (1: runtime error, 2: usage error), so cron jobs and
+    monitoring scripts can act on it.
     """
     from pod_stats.collector import open_collector
     from pod_stats.output import select

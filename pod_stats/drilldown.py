@@ -30,7 +30,7 @@ class Where:
 @dataclass
 class FileRow:
     where: Where
-    path: str
+    path: str  # any bytes but NUL (surrogateescape: see text.py)
     truncated: bool  # the path was longer than the kernel side keeps
     opens: int
     errors: int
@@ -40,7 +40,7 @@ class FileRow:
 class ProcessRow:
     where: Where
     pid: int
-    command: Optional[str]  # None: the process exited during the window
+    command: Optional[str]  # None: the process exited during the window; any bytes (surrogateescape)
     rss_bytes: Optional[int]  # resident pages (statm), None once exited
     opens: int
     errors: int
@@ -92,9 +92,10 @@ def hottest_files(collector: Collector, snapshot: Snapshot, files: Dict, top: in
 
 
 def _read(path: str) -> Optional[str]:
+    """The file's bytes as text, bytes that are not UTF-8 kept (surrogateescape: see text.py)."""
     try:
-        with open(path, errors="replace") as handle:
-            return handle.read()
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "surrogateescape")
     except OSError:
         return None  # the process is gone: normal, not an error
 
@@ -112,7 +113,8 @@ def read_process(proc_root: str, pid: int) -> Optional[Tuple[str, Optional[int]]
     comm, statm = _read(f"{proc_root}/{pid}/comm"), _read(f"{proc_root}/{pid}/statm")
     if comm is None or statm is None:
         return None
-    return comm.strip(), statm_rss_bytes(statm)
+    # the kernel writes the name as the process set it (any bytes but NUL), then "\n"
+    return comm[:-1] if comm.endswith("\n") else comm, statm_rss_bytes(statm)
 
 
 def process_rows(collector: Collector, snapshot: Snapshot, opens: Dict[int, ProcessCounts],

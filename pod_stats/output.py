@@ -10,20 +10,21 @@ from rich.table import Table
 from rich.text import Text
 
 from pod_stats.collector import FIGURES, RATES, Errnos, PodSample, Snapshot
+from pod_stats.text import inert, json_escape_controls, put_text
 
 SCHEMA = "pod-stats/v1"
 SORT_FIELDS = ("namespace", "name") + FIGURES + tuple(RATES)
 
 
 def encode(document: Dict[str, Any]) -> str:
-    """One JSON document on one line (compact, UTF-8 as is)."""
-    return orjson.dumps(document).decode()
+    """One JSON document on one line (compact, UTF-8 as is but for controls: text.json_escape_controls)."""
+    return json_escape_controls(orjson.dumps(document)).decode()
 
 
 def encode_line(document: Dict[str, Any]) -> bytes:
     """The same, newline-terminated, as bytes for a stream: a 700 KB document is not decoded
     to text only to be encoded back on the way out."""
-    return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
+    return json_escape_controls(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
 DEFAULT_SORT = "opens_per_second"
 
 
@@ -75,14 +76,25 @@ def _with_figures(document: Dict[str, Any], sample, errnos_counted: bool) -> Dic
     return document
 
 
+def _texts(document: Dict[str, Any], **texts: Optional[str]) -> Dict[str, Any]:
+    """`document` with strings a tenant or the host controls added losslessly (text.put_text)."""
+    for key, value in texts.items():
+        put_text(document, key, value)
+    return document
+
+
+def _container_identity(container) -> Dict[str, Any]:
+    document = _texts({"id": container.id}, name=container.name)
+    document["runtime"] = container.runtime
+    document["cgroup_id"] = container.cgroup_id
+    return _texts(document, cgroup_path=container.cgroup_path)
+
+
 def _pod_json(pod, counted: bool) -> Dict[str, Any]:
-    document = _with_figures({"uid": pod.uid, "namespace": pod.namespace, "name": pod.name, "qos": pod.qos},
+    document = _with_figures(_texts({"uid": pod.uid}, namespace=pod.namespace, name=pod.name) | {"qos": pod.qos},
                              pod, counted)
-    document["containers"] = [
-        _with_figures({"id": container.id, "name": container.name, "runtime": container.runtime,
-                       "cgroup_id": container.cgroup_id, "cgroup_path": container.cgroup_path}, container, counted)
-        for container in pod.containers
-    ]
+    document["containers"] = [_with_figures(_container_identity(container), container, counted)
+                              for container in pod.containers]
     return document
 
 
@@ -108,7 +120,7 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
     counted = snapshot.agent.probe_groups.get("errno", False)
     document: Dict[str, Any] = {
         "schema": SCHEMA,
-        "node": snapshot.node,
+        **_texts({}, node=snapshot.node),
         "time": snapshot.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "interval_seconds": snapshot.interval_seconds,
         "pods": _pods_json(snapshot.pods, counted),
@@ -134,7 +146,8 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
         },
     }
     if snapshot.cgroups:
-        document["cgroups"] = [_with_figures({"cgroup_id": c.cgroup_id, "cgroup_path": c.cgroup_path}, c, counted)
+        document["cgroups"] = [_with_figures(_texts({"cgroup_id": c.cgroup_id}, cgroup_path=c.cgroup_path), c,
+                                             counted)
                                for c in snapshot.cgroups]
     return document
 
@@ -189,9 +202,10 @@ def top_errno(errnos: Errnos) -> str:
 def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence = ()) -> Table:
     """One row per pod with its containers beneath; firing alerts in the caption."""
     table = Table(
-        title=f"pod-stats · {snapshot.node} · {snapshot.time:%H:%M:%S} UTC · "
-              f"{len(snapshot.pods)} pods · "
-              + (f"over {snapshot.interval_seconds:.1f}s" if snapshot.interval_seconds is not None else "first sample"),
+        title=Text(f"pod-stats · {inert(snapshot.node)} · {snapshot.time:%H:%M:%S} UTC · "
+                   f"{len(snapshot.pods)} pods · "
+                   + (f"over {snapshot.interval_seconds:.1f}s" if snapshot.interval_seconds is not None
+                      else "first sample")),
         title_justify="left",
         box=None,
         header_style="bold",
@@ -212,14 +226,15 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
         return [fmt(sample.figures.get(name)) for _, name, fmt in columns] + [top_errno(sample.open_errors_by_errno)]
 
     for pod in sort_pods(snapshot.pods, sort):
-        table.add_row(Text(pod.namespace or "?", style="cyan"), Text(pod.name or pod.uid, style="bold"), *cells(pod))
+        table.add_row(Text(inert(pod.namespace) or "?", style="cyan"), Text(inert(pod.name or pod.uid), style="bold"),
+                      *cells(pod))
         for container in pod.containers:
-            label = container.name or f"({(container.id or '?')[:12]})"
+            label = inert(container.name) or f"({inert(container.id or '?')[:12]})"
             table.add_row("", Text(f"  └ {label}", style="dim" if container.name is None else ""), *cells(container))
     for cgroup in snapshot.cgroups:
-        table.add_row(Text("-", style="dim"), Text(cgroup.cgroup_path, style="dim"), *cells(cgroup))
+        table.add_row(Text("-", style="dim"), Text(inert(cgroup.cgroup_path), style="dim"), *cells(cgroup))
     if not snapshot.pods and not snapshot.cgroups:
-        table.caption = "no pods on this node (kubelet cgroups not found); try `pod-stats demo`"
+        table.caption = Text("no pods on this node (kubelet cgroups not found); try `pod-stats demo`")
     notes = [f"warning: {snapshot.agent.map_full_drops} events dropped, the BPF map is full"
              ] if snapshot.agent.map_full_drops else []
     if snapshot.agent.counts_complete is False:
@@ -235,12 +250,13 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
 # -- the on-demand views (drilldown.py) ------------------------------------------------
 
 def _where_json(where) -> Dict[str, Any]:
-    return {"namespace": where.namespace, "pod": where.pod, "uid": where.pod_uid,
-            "container": where.container, "container_id": where.container_id}
+    document = _texts({}, namespace=where.namespace, pod=where.pod)
+    document["uid"] = where.pod_uid
+    return _texts(document, container=where.container, container_id=where.container_id)
 
 
 def _window_json(schema: str, snapshot: Snapshot, duration: float) -> Dict[str, Any]:
-    return {"schema": schema, "node": snapshot.node,
+    return {"schema": schema, **_texts({}, node=snapshot.node),
             "time": snapshot.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "duration_seconds": round(duration, 3)}
 
@@ -248,7 +264,7 @@ def _window_json(schema: str, snapshot: Snapshot, duration: float) -> Dict[str, 
 def files_json(rows: Sequence, snapshot: Snapshot, duration: float) -> Dict[str, Any]:
     document = _window_json("pod-stats/files/v1", snapshot, duration)
     document["files"] = [
-        {**_where_json(row.where), "path": row.path, "truncated": row.truncated, "opens": row.opens,
+        {**_where_json(row.where), **_texts({}, path=row.path), "truncated": row.truncated, "opens": row.opens,
          "open_errors": row.errors, "opens_per_second": round(row.opens / max(duration, 1e-9), 3)}
         for row in rows
     ]
@@ -258,7 +274,7 @@ def files_json(rows: Sequence, snapshot: Snapshot, duration: float) -> Dict[str,
 def processes_json(rows: Sequence, snapshot: Snapshot, duration: float) -> Dict[str, Any]:
     document = _window_json("pod-stats/procs/v1", snapshot, duration)
     document["processes"] = [
-        {**_where_json(row.where), "pid": row.pid, "command": row.command, "rss_bytes": row.rss_bytes,
+        {**_where_json(row.where), "pid": row.pid, **_texts({}, command=row.command), "rss_bytes": row.rss_bytes,
          "opens": row.opens, "open_errors": row.errors,
          "opens_per_second": round(row.opens / max(duration, 1e-9), 3)}
         for row in rows
@@ -267,7 +283,7 @@ def processes_json(rows: Sequence, snapshot: Snapshot, duration: float) -> Dict[
 
 
 def _window_table(title: str, snapshot: Snapshot, duration: float) -> Table:
-    table = Table(title=f"{title} · {snapshot.node} · {snapshot.time:%H:%M:%S} UTC · over {duration:.1f}s",
+    table = Table(title=Text(f"{title} · {inert(snapshot.node)} · {snapshot.time:%H:%M:%S} UTC · over {duration:.1f}s"),
                   title_justify="left", box=None, header_style="bold", pad_edge=False)
     table.add_column("NAMESPACE", no_wrap=True, overflow="ellipsis", max_width=20)
     table.add_column("POD", no_wrap=True, overflow="ellipsis", max_width=40)
@@ -275,10 +291,13 @@ def _window_table(title: str, snapshot: Snapshot, duration: float) -> Table:
     return table
 
 
-def _container_label(where) -> str:
+def _where_cells(where) -> List[Text]:
+    """NAMESPACE, POD and CONTAINER cells, inert."""
     if where.container_id is None:
-        return "(pod)"
-    return where.container or f"({where.container_id[:12]})"
+        container = Text("(pod)")
+    else:
+        container = Text(inert(where.container) or f"({inert(where.container_id)[:12]})")
+    return [Text(inert(where.namespace) or "?"), Text(inert(where.pod or where.pod_uid)), container]
 
 
 def render_files(rows: Sequence, snapshot: Snapshot, duration: float) -> Table:
@@ -287,11 +306,11 @@ def render_files(rows: Sequence, snapshot: Snapshot, duration: float) -> Table:
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("PATH", overflow="fold")
     for row in rows:
-        path = Text(row.path + ("…" if row.truncated else ""))
-        table.add_row(row.where.namespace or "?", row.where.pod or row.where.pod_uid, _container_label(row.where),
+        path = Text(inert(row.path) + ("…" if row.truncated else ""))
+        table.add_row(*_where_cells(row.where),
                       _count(row.opens), _rate(row.opens / max(duration, 1e-9)), _count(row.errors), path)
     if not rows:
-        table.caption = "no opens in the selected pods during the window"
+        table.caption = Text("no opens in the selected pods during the window")
     return table
 
 
@@ -302,10 +321,11 @@ def render_processes(rows: Sequence, snapshot: Snapshot, duration: float) -> Tab
     for header in ("RSS", "OPENS", "OPENS/s", "ERRORS"):
         table.add_column(header, justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(row.where.namespace or "?", row.where.pod or row.where.pod_uid, _container_label(row.where),
-                      str(row.pid), row.command if row.command is not None else Text("(exited)", style="dim"),
+        table.add_row(*_where_cells(row.where),
+                      str(row.pid),
+                      Text(inert(row.command)) if row.command is not None else Text("(exited)", style="dim"),
                       human_bytes(row.rss_bytes), _count(row.opens), _rate(row.opens / max(duration, 1e-9)),
                       _count(row.errors))
     if not rows:
-        table.caption = "no processes in the selected pods"
+        table.caption = Text("no processes in the selected pods")
     return table

@@ -47,7 +47,15 @@ def test_help_lists_the_commands():
         assert f"  {command} " in result.stdout
 
 
+def test_help_says_what_each_exit_code_means():
+    for args in (["--help"], ["dump", "--help"]):
+        text = " ".join(pod_stats(*args).stdout.split())
+        assert "3" in text and "alert" in text
+    assert "0 ok, 1 runtime error, 2 usage error, 3 an --alert fired" in " ".join(pod_stats("--help").stdout.split())
+
+
 @pytest.mark.parametrize("args, phrase", [
+    (["dump", "--alert", "rss_bytes>>1"], "--alert"),  # a typo in an alert is no alert: 2, not 3
     (["run", "--bogus"], "--bogus"),
     (["run", "--interval", "0"], "--interval"),
     (["dump", "--sort", "nonsense"], "--sort"),
@@ -247,10 +255,10 @@ def test_names_from_the_api_server_when_the_log_dir_has_none(node, tmp_path):
 
 @pytest.mark.containers
 @pytest.mark.bpf
-def test_dump_alert_exits_2_with_one_line_each_and_json(node):
+def test_dump_alert_exits_3_with_one_line_each_and_json(node):
     result = pod_stats("dump", "--json", "--duration", "0.3", "--log-dir", str(node.log_dir), "--pod", "web-*",
                        "--alert", "opens>0", "--alert", "rss_bytes>1Ti")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 3, result.stderr  # not 2: that is a usage error
     lines = result.stderr.strip().splitlines()
     assert lines and all(line.startswith("pod-stats: ALERT opens>0: shop/web-7d4b9c-k2x8p") for line in lines)
     alerts = json.loads(result.stdout)["alerts"]
