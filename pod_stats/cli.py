@@ -292,6 +292,8 @@ def files(top, duration, as_json, namespaces, pod_glob, **identity_options) -> N
     """The most-opened paths of each container over --duration seconds (on demand).
 
     Paths are as the processes passed them; ones longer than 255 bytes are cut (…).
+    A container's cgroup keeps at most 256 paths and follows 64 opens at once; what it
+    could not add is shown as its drops.
     """
     from pod_stats.drilldown import drop_rows, drop_totals, hottest_files
     from pod_stats.output import files_json, render_files
@@ -314,7 +316,10 @@ def files(top, duration, as_json, namespaces, pod_glob, **identity_options) -> N
 @_selection_options
 @_identity_options
 def procs(sort, duration, as_json, namespaces, pod_glob, **identity_options) -> None:
-    """Every process of each container: pid, command, RSS now, opens over --duration seconds."""
+    """Every process of each container: pid, command, RSS now, opens over --duration seconds.
+
+    Opens are counted for at most 1,024 processes per cgroup; the rest are shown as drops.
+    """
     from pod_stats.drilldown import drop_rows, drop_totals, process_rows, sort_processes
     from pod_stats.output import processes_json, render_processes
 

@@ -1,15 +1,19 @@
 """The on-demand views' readers: /proc entries that vanish or hold garbage degrade, never raise."""
 
 import ctypes
+import io
 import os
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.console import Console
 
 from kernels.cgroup_child import reap, remove_cgroup, run_in_cgroup, run_in_child
 from pod_stats.bpf import (
@@ -19,11 +23,13 @@ from pod_stats.bpf import (
     MAX_PROCESSES_PER_CGROUP,
     CgroupKey,
     DrilldownDrops,
+    Drops,
     KeyMode,
     PodStatsBpf,
 )
 from pod_stats.cgroups import discover_mounts
-from pod_stats.drilldown import read_process, statm_rss_bytes
+from pod_stats.drilldown import DropRow, DropTotals, Where, drop_totals, read_process, statm_rss_bytes
+from pod_stats.output import files_json, processes_json, render_files, render_processes
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -235,3 +241,34 @@ def test_a_cgroup_of_many_processes_keeps_its_bound_and_evicts_no_one(procs_prob
     assert len(in_flooder) == MAX_PROCESSES_PER_CGROUP and {c.opens for c in in_flooder} == {1}
     drops = procs_probes.read_drilldown_drops("procs")
     assert drops[_key(flooder)] == DrilldownDrops(100, 0) and _key(neighbour) not in drops
+
+
+def _snapshot():
+    return SimpleNamespace(node="node-1", time=datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc))
+
+
+def test_the_views_show_each_containers_drops_and_the_nodes():
+    where = Where("shop", "[bold]cart", "uid-1", "cart", "c" * 64)
+    drops = [DropRow(where, 11_744, 4_136)]
+    totals = DropTotals(11_800, 4_136, 0)
+    document = files_json([], _snapshot(), 5.0, drops, totals)
+    assert document["drops"] == [{"namespace": "shop", "pod": "[bold]cart", "uid": "uid-1", "container": "cart",
+                                  "container_id": "c" * 64, "opens_dropped": 11_744,
+                                  "opens_in_flight_dropped": 4_136}]
+    assert document["drops_total"] == {"opens_dropped": 11_800, "opens_in_flight_dropped": 4_136,
+                                       "cgroups_unbounded": 0}
+    processes = processes_json([], _snapshot(), 5.0, [DropRow(where, 100, 0)], DropTotals(100, 0, 0))
+    assert processes["drops"][0]["opens_dropped"] == 100 and "opens_in_flight_dropped" not in processes["drops"][0]
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(render_files([], _snapshot(), 5.0, drops, totals))
+    text = " ".join(console.export_text().split())  # the caption wraps at the table's width
+    assert "dropped in shop/[bold]cart/cart: 11,744 opens not counted" in text  # the name is not markup
+    assert "4,136 opens not followed" in text and "dropped on the node: 15,936 opens" in text
+
+
+def test_views_without_drops_say_nothing_of_them():
+    document = files_json([], _snapshot(), 5.0, [], drop_totals("files", Drops._make([0] * len(Drops._fields))))
+    assert document["drops"] == [] and document["drops_total"]["opens_dropped"] == 0
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(render_processes([], _snapshot(), 5.0, [], DropTotals(0, 0, 0)))
+    assert "dropped" not in console.export_text()
