@@ -81,7 +81,8 @@ ON_DEMAND_GROUPS = ("files", "procs")
 _SHRUNK_WHEN_OFF = {"errno": (b"open_errnos",)}  # referenced by always-loaded programs
 # Maps only an optional group's programs use: not created at all when the group is off
 # (task storage, for one, does not exist before Linux 5.11).
-_CREATED_WHEN_ON = {"files": (b"files", b"files_in_flight", b"files_scratch"), "procs": (b"process_opens",),
+_CREATED_WHEN_ON = {"files": (b"files", b"files_in_flight", b"files_scratch", b"files_held"),
+                    "procs": (b"process_opens", b"procs_held"),
                     "oom": (b"oom_kills_seen", b"oom_first_sight"),
                     "sched": (b"sched", b"sched_runnable_since")}
 
@@ -371,6 +372,18 @@ class FileCounts(NamedTuple):
     truncated: bool
     opens: int
     errors: int
+
+
+class DrilldownDrops(NamedTuple):
+    """What one cgroup lost in an on-demand view (struct pod_stats_drilldown_held)."""
+    dropped: int  # opens not counted under a path (files) or a process (procs): bound or map full
+    in_flight_dropped: int  # files: opens not followed, too many of the cgroup's threads in open() at once
+
+
+# What one cgroup may hold in the on-demand views (src/bpf/pod_stats.h).
+MAX_FILES_PER_CGROUP = lib.POD_STATS_MAX_FILES_PER_CGROUP
+MAX_IN_FLIGHT_PER_CGROUP = lib.POD_STATS_MAX_IN_FLIGHT_PER_CGROUP
+MAX_PROCESSES_PER_CGROUP = lib.POD_STATS_MAX_PROCESSES_PER_CGROUP
 
 
 class ProcessCounts(NamedTuple):
@@ -721,6 +734,8 @@ class PodStatsBpf:
         self._uncounted_map = lib.bpf_object__find_map_by_name(obj, b"uncounted")
         self._files_map = lib.bpf_object__find_map_by_name(obj, b"files")
         self._processes_map = lib.bpf_object__find_map_by_name(obj, b"process_opens")
+        self._held_maps = {"files": lib.bpf_object__find_map_by_name(obj, b"files_held"),
+                           "procs": lib.bpf_object__find_map_by_name(obj, b"procs_held")}
         lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
         self._slots_map = lib.bpf_object__find_map_by_name(obj, b"slots")
         lib.bpf_map__set_max_entries(self._slots_map, self._ncpus * self.sizes.slots_per_cpu)
@@ -1032,6 +1047,18 @@ class PodStatsBpf:
             if lib.bpf_map_lookup_elem(lib.bpf_map__fd(self._processes_map), key, value) == 0:
                 processes[key[0]] = ProcessCounts(key[0], self._decode_key(value.cgroup), value.opens, value.errors)
         return processes
+
+    def read_drilldown_drops(self, group: str) -> Dict[CgroupKey, DrilldownDrops]:
+        """On demand (group "files" or "procs"): per cgroup, what it lost to its bounds or a full
+        map since attach; cgroups that lost nothing are left out."""
+        bpf_map = self._held_maps[group]
+        drops = {}
+        value = ffi.new("struct pod_stats_drilldown_held *")
+        for key in self._keys_of(bpf_map, "__u64 *"):
+            if lib.bpf_map_lookup_elem(lib.bpf_map__fd(bpf_map), key, value) == 0 and (
+                    value.dropped or value.in_flight_dropped):
+                drops[self._decode_key(key[0])] = DrilldownDrops(value.dropped, value.in_flight_dropped)
+        return drops
 
     @staticmethod
     def _keys_of(bpf_map, key_type: str) -> List:

@@ -303,18 +303,22 @@ def files(top, duration, as_json, namespaces, pod_glob, **identity_options) -> N
     """The most-opened paths of each container over --duration seconds (on demand).
 
     Paths are as the processes passed them; ones longer than 255 bytes are cut (…).
+    A container's cgroup keeps at most 256 paths and follows 64 opens at once; what it
+    could not add is shown as its drops.
     """
-    from pod_stats.drilldown import hottest_files
+    from pod_stats.drilldown import drop_rows, drop_totals, hottest_files
     from pod_stats.output import files_json, render_files
 
     started = time.monotonic()
     with _watch_window("files", duration, namespaces, pod_glob, **identity_options) as (collector, snapshot):
         rows = hottest_files(collector, snapshot, collector.bpf.read_files(), top)
+        drops = drop_rows(collector, snapshot, collector.bpf.read_drilldown_drops("files"))
+        totals = drop_totals("files", collector.bpf.drops())
         window = time.monotonic() - started
         if as_json:
-            _print_json(files_json(rows, snapshot, window))
+            _print_json(files_json(rows, snapshot, window, drops, totals))
         else:
-            _print_table(render_files(rows, snapshot, window))
+            _print_table(render_files(rows, snapshot, window, drops, totals))
 
 
 @cli.command()
@@ -323,18 +327,23 @@ def files(top, duration, as_json, namespaces, pod_glob, **identity_options) -> N
 @_selection_options
 @_identity_options
 def procs(sort, duration, as_json, namespaces, pod_glob, **identity_options) -> None:
-    """Every process of each container: pid, command, RSS now, opens over --duration seconds."""
-    from pod_stats.drilldown import process_rows, sort_processes
+    """Every process of each container: pid, command, RSS now, opens over --duration seconds.
+
+    Opens are counted for at most 1,024 processes per cgroup; the rest are shown as drops.
+    """
+    from pod_stats.drilldown import drop_rows, drop_totals, process_rows, sort_processes
     from pod_stats.output import processes_json, render_processes
 
     started = time.monotonic()
     with _watch_window("procs", duration, namespaces, pod_glob, **identity_options) as (collector, snapshot):
         rows = sort_processes(process_rows(collector, snapshot, collector.bpf.read_process_opens()), sort)
+        drops = drop_rows(collector, snapshot, collector.bpf.read_drilldown_drops("procs"))
+        totals = drop_totals("procs", collector.bpf.drops())
         window = time.monotonic() - started
         if as_json:
-            _print_json(processes_json(rows, snapshot, window))
+            _print_json(processes_json(rows, snapshot, window, drops, totals))
         else:
-            _print_table(render_processes(rows, snapshot, window))
+            _print_table(render_processes(rows, snapshot, window, drops, totals))
 
 
 @cli.command()

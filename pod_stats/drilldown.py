@@ -2,15 +2,17 @@
 and the processes inside each container (`pod-stats procs`).
 
 Their probes (groups "files" and "procs") attach only while such a command runs, so the
-always-on path never pays for them; their maps are bounded (an LRU map of paths, a map of
-processes), so a busy node cannot make them cost unbounded memory.
+always-on path never pays for them; their maps are bounded in all and per cgroup (paths,
+processes and opens in flight one cgroup may hold), so neither a busy node nor a hostile
+tenant can make them cost unbounded memory or push other pods' rows out. What a cgroup
+could not add is shown as its drops (`DropRow`) beside the rows.
 """
 
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from pod_stats.bpf import ProcessCounts
+from pod_stats.bpf import CgroupKey, Drops, DrilldownDrops, ProcessCounts
 from pod_stats.collector import Collector, ContainerSample, PodSample, Snapshot
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -44,6 +46,32 @@ class ProcessRow:
     rss_bytes: Optional[int]  # resident pages (statm), None once exited
     opens: int
     errors: int
+
+
+@dataclass
+class DropRow:
+    """Opens a container's cgroup lost to its bounds (or a full map) during the window."""
+
+    where: Where
+    dropped: int  # not counted under a path (files) or a process (procs)
+    in_flight_dropped: int  # files: not followed, too many of its threads inside open() at once
+
+
+@dataclass
+class DropTotals:
+    """The same over the whole node, every cgroup included (struct pod_stats_drops)."""
+
+    dropped: int
+    in_flight_dropped: int
+    cgroups_full: int  # opens of cgroups that found no room to be bounded at all
+
+
+def drop_totals(group: str, drops: Drops) -> DropTotals:
+    """Node-wide drops of one on-demand view ("files" or "procs")."""
+    if group == "files":
+        return DropTotals(drops.file_bound + drops.file_map_full, drops.in_flight_bound + drops.in_flight_full,
+                          drops.drilldown_cgroups_full)
+    return DropTotals(drops.process_bound + drops.process_map_full, 0, drops.drilldown_cgroups_full)
 
 
 def _containers(snapshot: Snapshot) -> Dict[Tuple[str, Optional[str]], Tuple[PodSample, Optional[ContainerSample]]]:
@@ -89,6 +117,26 @@ def hottest_files(collector: Collector, snapshot: Snapshot, files: Dict, top: in
     result.sort(key=lambda r: (r.where.namespace or "", r.where.pod or r.where.pod_uid, r.where.container or "",
                                -r.opens, r.path))
     return result
+
+
+def drop_rows(collector: Collector, snapshot: Snapshot, drops: Dict[CgroupKey, DrilldownDrops]) -> List[DropRow]:
+    """The drops of the snapshot's containers (summed where a container has two cgroups),
+    most first; cgroups outside the selected pods are in the totals only."""
+    known = _containers(snapshot)
+    rows: Dict[Tuple[str, Optional[str]], DropRow] = {}
+    for key, lost in drops.items():
+        info = collector.owner(key)
+        if info is None or info.pod is None:
+            continue
+        found = known.get((info.pod.pod_uid, info.pod.container_id))
+        if found is None:
+            continue
+        where = _where(*found)
+        row = rows.setdefault((where.pod_uid, where.container_id), DropRow(where, 0, 0))
+        row.dropped += lost.dropped
+        row.in_flight_dropped += lost.in_flight_dropped
+    return sorted(rows.values(), key=lambda r: (-(r.dropped + r.in_flight_dropped), r.where.namespace or "",
+                                                r.where.pod or r.where.pod_uid, r.where.container or ""))
 
 
 def _read(path: str) -> Optional[str]:

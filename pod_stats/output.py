@@ -261,17 +261,33 @@ def _window_json(schema: str, snapshot: Snapshot, duration: float) -> Dict[str, 
             "duration_seconds": round(duration, 3)}
 
 
-def files_json(rows: Sequence, snapshot: Snapshot, duration: float) -> Dict[str, Any]:
+def _drops_json(document: Dict[str, Any], drops: Sequence, totals, in_flight: bool) -> None:
+    """Opens the view could not attribute: per container of the selection, and node-wide."""
+    def figures(item) -> Dict[str, int]:
+        out = {"opens_dropped": item.dropped}
+        if in_flight:
+            out["opens_in_flight_dropped"] = item.in_flight_dropped
+        return out
+
+    document["drops"] = [{**_where_json(row.where), **figures(row)} for row in drops]
+    if totals is not None:
+        document["drops_total"] = {**figures(totals), "cgroups_unbounded": totals.cgroups_full}
+
+
+def files_json(rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (),
+               totals=None) -> Dict[str, Any]:
     document = _window_json("pod-stats/files/v1", snapshot, duration)
     document["files"] = [
         {**_where_json(row.where), **_texts({}, path=row.path), "truncated": row.truncated, "opens": row.opens,
          "open_errors": row.errors, "opens_per_second": round(row.opens / max(duration, 1e-9), 3)}
         for row in rows
     ]
+    _drops_json(document, drops, totals, in_flight=True)
     return document
 
 
-def processes_json(rows: Sequence, snapshot: Snapshot, duration: float) -> Dict[str, Any]:
+def processes_json(rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (),
+                   totals=None) -> Dict[str, Any]:
     document = _window_json("pod-stats/procs/v1", snapshot, duration)
     document["processes"] = [
         {**_where_json(row.where), "pid": row.pid, **_texts({}, command=row.command), "rss_bytes": row.rss_bytes,
@@ -279,6 +295,7 @@ def processes_json(rows: Sequence, snapshot: Snapshot, duration: float) -> Dict[
          "opens_per_second": round(row.opens / max(duration, 1e-9), 3)}
         for row in rows
     ]
+    _drops_json(document, drops, totals, in_flight=False)
     return document
 
 
@@ -300,7 +317,26 @@ def _where_cells(where) -> List[Text]:
     return [Text(inert(where.namespace) or "?"), Text(inert(where.pod or where.pod_uid)), container]
 
 
-def render_files(rows: Sequence, snapshot: Snapshot, duration: float) -> Table:
+def _drops_caption(table: Table, drops: Sequence, totals, what: str) -> None:
+    """Drop notes under the table, as plain text (names are the tenants': never markup)."""
+    lines = []
+    for row in drops:
+        where = "/".join(cell.plain for cell in _where_cells(row.where))
+        figures = [f"{row.dropped:,} opens not counted ({what})"] if row.dropped else []
+        if row.in_flight_dropped:
+            figures.append(f"{row.in_flight_dropped:,} opens not followed (too many threads in open at once)")
+        lines.append(f"dropped in {where}: " + ", ".join(figures))
+    if totals is not None and (totals.dropped or totals.in_flight_dropped or totals.cgroups_full):
+        lines.append(f"dropped on the node: {totals.dropped + totals.in_flight_dropped + totals.cgroups_full:,} "
+                     "opens (every cgroup)")
+    if lines:
+        caption = table.caption if isinstance(table.caption, Text) else Text(table.caption or "")
+        table.caption = Text("\n").join([caption, *map(Text, lines)] if caption.plain else map(Text, lines))
+        table.caption_justify = "left"
+
+
+def render_files(rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (),
+                 totals=None) -> Table:
     table = _window_table("pod-stats files", snapshot, duration)
     for header in ("OPENS", "OPENS/s", "ERRORS"):
         table.add_column(header, justify="right", no_wrap=True)
@@ -311,10 +347,12 @@ def render_files(rows: Sequence, snapshot: Snapshot, duration: float) -> Table:
                       _count(row.opens), _rate(row.opens / max(duration, 1e-9)), _count(row.errors), path)
     if not rows:
         table.caption = Text("no opens in the selected pods during the window")
+    _drops_caption(table, drops, totals, "its paths or the node's map were full")
     return table
 
 
-def render_processes(rows: Sequence, snapshot: Snapshot, duration: float) -> Table:
+def render_processes(rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (),
+                     totals=None) -> Table:
     table = _window_table("pod-stats procs", snapshot, duration)
     table.add_column("PID", justify="right", no_wrap=True)
     table.add_column("COMMAND", no_wrap=True, overflow="ellipsis", max_width=24)
@@ -328,4 +366,5 @@ def render_processes(rows: Sequence, snapshot: Snapshot, duration: float) -> Tab
                       _count(row.errors))
     if not rows:
         table.caption = Text("no processes in the selected pods")
+    _drops_caption(table, drops, totals, "its processes or the node's map were full; their OPENS show 0")
     return table

@@ -147,7 +147,11 @@ static __always_inline __u64 current_cgroup_key(void)
 }
 
 /* Events that could not be counted (map full). */
-enum drop { DROP_COUNTERS, DROP_ERRNOS, DROP_PROCESSES, DROP_SCHED, DROP_UNCOUNTED, DROP_CGROUP_EVENTS };
+enum drop {
+	DROP_COUNTERS, DROP_ERRNOS, DROP_PROCESSES, DROP_SCHED, DROP_UNCOUNTED, DROP_CGROUP_EVENTS,
+	DROP_PROCESS_BOUND, DROP_FILE_MAP_FULL, DROP_FILE_BOUND, DROP_IN_FLIGHT_FULL, DROP_IN_FLIGHT_BOUND,
+	DROP_DRILLDOWN_CGROUPS,
+};
 
 static __always_inline void count_drop(enum drop which)
 {
@@ -167,6 +171,18 @@ static __always_inline void count_drop(enum drop which)
 		__sync_fetch_and_add(&d->uncounted_map_full, 1);
 	else if (which == DROP_CGROUP_EVENTS)
 		__sync_fetch_and_add(&d->cgroup_events_lost, 1);
+	else if (which == DROP_PROCESS_BOUND)
+		__sync_fetch_and_add(&d->process_bound, 1);
+	else if (which == DROP_FILE_MAP_FULL)
+		__sync_fetch_and_add(&d->file_map_full, 1);
+	else if (which == DROP_FILE_BOUND)
+		__sync_fetch_and_add(&d->file_bound, 1);
+	else if (which == DROP_IN_FLIGHT_FULL)
+		__sync_fetch_and_add(&d->in_flight_full, 1);
+	else if (which == DROP_IN_FLIGHT_BOUND)
+		__sync_fetch_and_add(&d->in_flight_bound, 1);
+	else if (which == DROP_DRILLDOWN_CGROUPS)
+		__sync_fetch_and_add(&d->drilldown_cgroups_full, 1);
 	else
 		__sync_fetch_and_add(&d->map_full, 1);
 }
@@ -759,19 +775,67 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 }
 
 /*
- * files (on demand): the most-opened paths per cgroup. The path is read where
- * the open starts and counted where it returns, so failures are told apart.
- * An LRU map bounds memory whatever a workload opens.
+ * The on-demand maps' bounds per cgroup (pod_stats.h): each cgroup's entry says what it
+ * holds and what it lost. Shared by all CPUs, so every change is an atomic add.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, POD_STATS_MAX_DRILLDOWN_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct pod_stats_drilldown_held);
+} files_held SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, POD_STATS_MAX_DRILLDOWN_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct pod_stats_drilldown_held);
+} procs_held SEC(".maps");
+
+static __always_inline struct pod_stats_drilldown_held *held_of(void *held_map, __u64 cgroup)
+{
+	struct pod_stats_drilldown_held zero = {}, *held = bpf_map_lookup_elem(held_map, &cgroup);
+
+	if (held)
+		return held;
+	bpf_map_update_elem(held_map, &cgroup, &zero, BPF_NOEXIST);	/* EEXIST: another CPU made it */
+	held = bpf_map_lookup_elem(held_map, &cgroup);
+	if (!held)
+		count_drop(DROP_DRILLDOWN_CGROUPS);
+	return held;
+}
+
+/*
+ * One more of what *count bounds, if the bound allows: added first, undone when over, so
+ * the count never admits more than bound whatever runs at once on other CPUs (no
+ * compare-and-exchange or fetching add: 5.10's verifier has neither). Two runs racing for
+ * the last place may both lose it; each loss is counted as a drop by the caller.
+ */
+static __always_inline bool take(__u64 *count, __u64 bound)
+{
+	__sync_fetch_and_add(count, 1);
+	if (*(volatile __u64 *)count <= bound)
+		return true;
+	__sync_fetch_and_add(count, (__u64)-1);
+	return false;
+}
+
+/*
+ * files (on demand): the most-opened paths per cgroup. The path is read where
+ * the open starts and counted where it returns, so failures are told apart.
+ * Each cgroup may follow POD_STATS_MAX_IN_FLIGHT_PER_CGROUP opens at once and keep
+ * POD_STATS_MAX_FILES_PER_CGROUP paths; nothing is evicted, so one cgroup's paths
+ * cannot push out another's.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, POD_STATS_MAX_IN_FLIGHT);
 	__type(key, __u64);			/* pid_tgid: one open in flight per thread */
 	__type(value, struct pod_stats_file_key);
 } files_in_flight SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, POD_STATS_MAX_FILES);
 	__type(key, struct pod_stats_file_key);
 	__type(value, struct pod_stats_file_counts);
@@ -784,18 +848,49 @@ struct {
 	__type(value, struct pod_stats_file_key);
 } files_scratch SEC(".maps");
 
+/* Frees a thread's in-flight entry and its cgroup's place (only the run that deleted it). */
+static __always_inline void forget_in_flight(__u64 pid_tgid, __u64 cgroup)
+{
+	struct pod_stats_drilldown_held *held;
+
+	if (bpf_map_delete_elem(&files_in_flight, &pid_tgid))
+		return;
+	held = bpf_map_lookup_elem(&files_held, &cgroup);
+	if (held)
+		__sync_fetch_and_add(&held->in_flight, (__u64)-1);
+}
+
 static __always_inline int remember_path(const char *user_path)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 zero = 0;
-	struct pod_stats_file_key *key = bpf_map_lookup_elem(&files_scratch, &zero);
+	struct pod_stats_file_key *key = bpf_map_lookup_elem(&files_scratch, &zero), *stale;
+	struct pod_stats_drilldown_held *held;
 
 	if (!key)
 		return 0;
+	/* an open whose return was never seen (the program attached in between) */
+	stale = bpf_map_lookup_elem(&files_in_flight, &pid_tgid);
+	if (stale)
+		forget_in_flight(pid_tgid, stale->cgroup);
 	key->cgroup = current_cgroup_key();
+	held = held_of(&files_held, key->cgroup);
+	if (!held)
+		return 0;
+	if (!take(&held->in_flight, POD_STATS_MAX_IN_FLIGHT_PER_CGROUP)) {
+		__sync_fetch_and_add(&held->in_flight_dropped, 1);
+		count_drop(DROP_IN_FLIGHT_BOUND);
+		return 0;
+	}
+	/* canonical key: the scratch still holds an earlier path's bytes past this one's NUL */
+	__builtin_memset(key->path, 0, sizeof(key->path));
 	if (bpf_probe_read_user_str(key->path, sizeof(key->path), user_path) < 0)
-		key->path[0] = 0;
-	bpf_map_update_elem(&files_in_flight, &pid_tgid, key, BPF_ANY);
+		__builtin_memset(key->path, 0, sizeof(key->path));
+	if (bpf_map_update_elem(&files_in_flight, &pid_tgid, key, BPF_NOEXIST)) {
+		__sync_fetch_and_add(&held->in_flight, (__u64)-1);
+		__sync_fetch_and_add(&held->in_flight_dropped, 1);
+		count_drop(DROP_IN_FLIGHT_FULL);
+	}
 	return 0;
 }
 
@@ -804,20 +899,37 @@ static __always_inline int count_path(long ret)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct pod_stats_file_key *key = bpf_map_lookup_elem(&files_in_flight, &pid_tgid);
 	struct pod_stats_file_counts zero = {}, *counts;
+	struct pod_stats_drilldown_held *held;
+	__u64 cgroup;
+	long err;
 
 	if (!key)
 		return 0;
+	cgroup = key->cgroup;
+	held = bpf_map_lookup_elem(&files_held, &cgroup);
 	counts = bpf_map_lookup_elem(&files, key);
-	if (!counts) {
-		bpf_map_update_elem(&files, key, &zero, BPF_NOEXIST);
-		counts = bpf_map_lookup_elem(&files, key);
+	if (!counts && held) {
+		if (!take(&held->entries, POD_STATS_MAX_FILES_PER_CGROUP)) {
+			__sync_fetch_and_add(&held->dropped, 1);
+			count_drop(DROP_FILE_BOUND);
+		} else {
+			err = bpf_map_update_elem(&files, key, &zero, BPF_NOEXIST);
+			if (err) {
+				__sync_fetch_and_add(&held->entries, (__u64)-1);
+				if (err != -EEXIST) {
+					__sync_fetch_and_add(&held->dropped, 1);
+					count_drop(DROP_FILE_MAP_FULL);
+				}
+			}
+			counts = bpf_map_lookup_elem(&files, key);
+		}
 	}
 	if (counts) {
 		__sync_fetch_and_add(&counts->opens, 1);
 		if (ret < 0)
 			__sync_fetch_and_add(&counts->errors, 1);
 	}
-	bpf_map_delete_elem(&files_in_flight, &pid_tgid);
+	forget_in_flight(pid_tgid, cgroup);
 	return 0;
 }
 
@@ -838,7 +950,10 @@ FILES_ON(openat2, 1)
 FILES_ON(open, 0)
 FILES_ON(creat, 0)
 
-/* procs (on demand): opens per process, to tell a container's processes apart. */
+/*
+ * procs (on demand): opens per process, to tell a container's processes apart. A process
+ * takes a place of the cgroup it is first counted in (POD_STATS_MAX_PROCESSES_PER_CGROUP).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, POD_STATS_MAX_PROCESSES);
@@ -849,18 +964,35 @@ struct {
 static __always_inline int count_process_open(long ret)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 cgroup = current_cgroup_key();
 	struct pod_stats_process_counts zero = {}, *counts;
+	struct pod_stats_drilldown_held *held;
+	long err;
 
 	counts = bpf_map_lookup_elem(&process_opens, &tgid);
 	if (!counts) {
-		bpf_map_update_elem(&process_opens, &tgid, &zero, BPF_NOEXIST);
-		counts = bpf_map_lookup_elem(&process_opens, &tgid);
-		if (!counts) {
-			count_drop(DROP_PROCESSES);
+		held = held_of(&procs_held, cgroup);
+		if (!held)
+			return 0;
+		if (!take(&held->entries, POD_STATS_MAX_PROCESSES_PER_CGROUP)) {
+			__sync_fetch_and_add(&held->dropped, 1);
+			count_drop(DROP_PROCESS_BOUND);
 			return 0;
 		}
+		err = bpf_map_update_elem(&process_opens, &tgid, &zero, BPF_NOEXIST);
+		if (err) {
+			__sync_fetch_and_add(&held->entries, (__u64)-1);
+			if (err != -EEXIST) {
+				__sync_fetch_and_add(&held->dropped, 1);
+				count_drop(DROP_PROCESSES);
+				return 0;
+			}
+		}
+		counts = bpf_map_lookup_elem(&process_opens, &tgid);
+		if (!counts)
+			return 0;
 	}
-	counts->cgroup = current_cgroup_key();
+	counts->cgroup = cgroup;
 	__sync_fetch_and_add(&counts->opens, 1);
 	if (ret < 0)
 		__sync_fetch_and_add(&counts->errors, 1);

@@ -135,12 +135,36 @@ struct pod_stats_sched {
  * "files" and "procs" load only while such a command runs.
  */
 #define POD_STATS_PATH_MAX 256		/* bytes of a path kept, NUL included; longer ones are cut */
-#define POD_STATS_MAX_FILES 8192	/* (cgroup, path) pairs kept, least recently opened evicted */
-#define POD_STATS_MAX_PROCESSES 32768	/* processes whose opens are counted */
+#define POD_STATS_MAX_FILES 16384	/* (cgroup, path) pairs kept, all cgroups */
+#define POD_STATS_MAX_PROCESSES 32768	/* processes whose opens are counted, all cgroups */
+#define POD_STATS_MAX_IN_FLIGHT 4096	/* opens followed from entry to return, all cgroups */
+
+/*
+ * What one cgroup may hold of those maps, so that no cgroup can fill them for the others.
+ * Nothing is evicted: the maps live only while the command runs, and an entry is freed only
+ * when its open returns (in flight). What a cgroup cannot add over its bound (or once a map
+ * is full) is counted as dropped for that cgroup (struct pod_stats_drilldown_held) and in
+ * struct pod_stats_drops. A bound is checked by adding first and undoing when over: a cgroup
+ * never holds more, and a race at the bound can only drop, never admit, one too many.
+ */
+#define POD_STATS_MAX_FILES_PER_CGROUP 256	/* distinct paths */
+#define POD_STATS_MAX_IN_FLIGHT_PER_CGROUP 64	/* threads inside an open at once */
+#define POD_STATS_MAX_PROCESSES_PER_CGROUP 1024	/* processes (first counted there) */
+#define POD_STATS_MAX_DRILLDOWN_CGROUPS 4096	/* cgroups with entries in the maps above */
 
 struct pod_stats_file_key {
 	__u64 cgroup;			/* the same key as the counters map's */
-	char path[POD_STATS_PATH_MAX];	/* as the process passed it (relative paths stay relative) */
+	/* as the process passed it (relative paths stay relative); every byte after the first
+	 * NUL is zero, so one path is one key whatever the process's buffer held after it */
+	char path[POD_STATS_PATH_MAX];
+};
+
+/* Per cgroup, by its key (one map for files, one for procs; shared, atomic adds). */
+struct pod_stats_drilldown_held {
+	__u64 entries;		/* files: distinct paths held; procs: processes held */
+	__u64 in_flight;	/* files: opens between entry and return now; procs: 0 */
+	__u64 dropped;		/* opens not counted under a path / process: bound reached or map full */
+	__u64 in_flight_dropped;	/* files: opens not followed: too many in flight at once */
 };
 
 struct pod_stats_file_counts {
@@ -192,6 +216,13 @@ struct pod_stats_drops {
 	__u64 sched_map_full;	/* sched: a cgroup found the sched map full */
 	__u64 uncounted_map_full;	/* an event of map_full whose cgroup found the uncounted map full too */
 	__u64 cgroup_events_lost;	/* a cgroup mkdir/rmdir record that found the ring full */
+	/* on demand (files, procs); per cgroup too, in struct pod_stats_drilldown_held */
+	__u64 process_bound;	/* procs: an open of a process its cgroup had no room for */
+	__u64 file_map_full;	/* files: an open of a new path that found the files map full */
+	__u64 file_bound;	/* files: an open of a new path over its cgroup's bound */
+	__u64 in_flight_full;	/* files: an open not followed: in-flight map full */
+	__u64 in_flight_bound;	/* files: an open not followed: its cgroup's in-flight bound */
+	__u64 drilldown_cgroups_full;	/* files, procs: a cgroup found the held map full (not counted) */
 };
 
 #endif /* POD_STATS_H */

@@ -265,6 +265,53 @@ class Suite:
             raise AssertionError(f"the kernel has BPF trampolines but opens are counted by {bpf.open_source}")
         return f"{OPENS} opens counted exactly in a fresh cgroup, by {bpf.open_source}"
 
+    def check_drilldown_bounds(self) -> str:
+        """files and procs keep one cgroup within its bounds (paths, processes) and canonical keys
+        (bytes after a path's NUL make no new key), while a neighbour's rows stay exact."""
+        import ctypes
+
+        from pod_stats.bpf import (
+            HIERARCHY_V2, MAX_FILES_PER_CGROUP, CgroupKey, DrilldownDrops, PodStatsBpf)
+        from pod_stats.cgroups import discover_mounts
+        from pod_stats.collector import key_mode_for
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        mounts = discover_mounts()
+        short, flood, rounds = b"/nonexistent/short", 300, 20
+
+        def hostile():
+            for i in range(rounds):  # a longer path first leaves its bytes in the program's scratch
+                libc.syscall(257, -100, f"/nonexistent/{i:02d}-{'x' * 100}".encode(), os.O_RDONLY)
+                libc.syscall(257, -100, ctypes.create_string_buffer(short + b"\0" + os.urandom(8).hex().encode()),
+                             os.O_RDONLY)
+            for i in range(flood):
+                with contextlib.suppress(FileNotFoundError):
+                    os.open(f"/nonexistent/flood-{i}", os.O_RDONLY)
+
+        with PodStatsBpf(key_mode_for(mounts), os.stat(mounts.unified).st_ino, probes={"files", "procs"},
+                         v2_root=mounts.unified) as bpf:
+            tenant = make_cgroup(v2_root() / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
+            neighbour = make_cgroup(v2_root() / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
+            run_in_cgroup(tenant, hostile)
+            run_in_cgroup(neighbour, lambda: opens(3))
+            keys = [CgroupKey(HIERARCHY_V2, c.stat().st_ino) for c in (tenant, neighbour)]
+            files, drops = bpf.read_files(), bpf.read_drilldown_drops("files")
+            processes = [p for p in bpf.read_process_opens().values() if p.cgroup == keys[1]]
+            for cgroup in (tenant, neighbour):
+                remove_cgroup(cgroup)
+        rows = {f.path: (f.opens, f.errors) for f in files.get(keys[0], [])}
+        theirs = {f.path: (f.opens, f.errors) for f in files.get(keys[1], [])}
+        kept = MAX_FILES_PER_CGROUP - rounds - 1
+        expected_drops = DrilldownDrops(flood - kept, 0)
+        if theirs != {"/dev/null": (3, 0)} or [p.opens for p in processes] != [3 + 1]:  # + its join
+            raise AssertionError(f"the neighbour's rows {theirs}, processes {processes}")
+        if len(rows) != MAX_FILES_PER_CGROUP or rows.get(short.decode()) != (rounds, rounds):
+            raise AssertionError(f"{len(rows)} rows kept, {short.decode()}: {rows.get(short.decode())}")
+        if drops.get(keys[0]) != expected_drops or keys[1] in drops:
+            raise AssertionError(f"drops {drops.get(keys[0])}, expected {expected_drops}")
+        return (f"{len(rows)} paths kept of a flooding cgroup, {expected_drops.dropped} opens dropped for it; "
+                "the neighbour's rows exact")
+
     def check_open_probes(self) -> str:
         """fexit and the tracepoints, both attached at once, count the same opens of every kind
         (open, openat, openat2, creat; failing ones too) exactly."""
@@ -816,9 +863,9 @@ def loopback_up() -> None:
 
 OPEN_ROUTE_CHECKS = ("open_route_syscalls", "open_route_ia32", "open_route_io_uring")
 # preempt_stress last: it closes the suite's collector
-VM_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "oom_exact", "memory_v2",
+VM_CHECKS = ("load", "opens_exact", "drilldown_bounds", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "oom_exact", "memory_v2",
              "pod_resolution", "dump_json", "preempt_stress_fexit", "preempt_stress_tracepoint")
-HOST_CHECKS = ("load", "opens_exact", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "oom_exact",
+HOST_CHECKS = ("load", "opens_exact", "drilldown_bounds", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "oom_exact",
                "preempt_stress_fexit", "preempt_stress_tracepoint")
 
 
