@@ -23,6 +23,7 @@ from typing import FrozenSet, Iterable, Optional, Tuple
 log = logging.getLogger(__name__)
 
 CAP_SETPCAP = 8
+CAP_SYS_ADMIN = 21
 CAP_BPF = 39
 CAP_LAST_CAP_FALLBACK = 40  # CAP_CHECKPOINT_RESTORE (5.9)
 
@@ -158,7 +159,9 @@ def drop_privileges(keep: Iterable[int] = ()) -> Capabilities:
 
 def drop_after_attach() -> Capabilities:
     """drop_privileges with what sampling needs on this kernel; logs what is left."""
-    keep = sampling_capabilities(os.uname().release, _read_int("/proc/sys/kernel/unprivileged_bpf_disabled"))
+    keep = set(sampling_capabilities(os.uname().release, _read_int("/proc/sys/kernel/unprivileged_bpf_disabled")))
+    if CAP_BPF in keep and not read_capabilities().permitted >> CAP_BPF & 1:
+        keep.add(CAP_SYS_ADMIN)  # attached with CAP_SYS_ADMIN alone: it is what bpf(2) checks then
     after = drop_privileges(keep)
     log.info("capabilities after attach: effective %#x, permitted %#x, bounding %#x, no_new_privs %s",
              after.effective, after.permitted, after.bounding, after.no_new_privs)
