@@ -188,6 +188,7 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **collector
     from pod_stats.output import select
 
     with _user_errors(), open_collector(**collector_options) as collector:
+        _drop_privileges()
         collector.sample()  # baseline: rates cover exactly the duration
         time.sleep(duration)
         snapshot = select(collector.sample(), namespaces, pod_glob)
@@ -240,6 +241,7 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
             host, port = server.server_address[:2]
             click.echo(f"pod-stats: serving http{'s' if web_config.cert_file else ''}://{host}:{port}/metrics",
                        err=True)
+            _drop_privileges()  # attached, statistics on, port bound: serving needs none of it
             _steady_heap()
             sample_forever(collector.sample, metrics, interval, stop)
             server.shutdown()
@@ -434,6 +436,7 @@ def _sample_loop(interval: float, count: Optional[int], as_json: bool, sort: str
     previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
     try:
         with _user_errors(), open_collector(**collector_options) as collector:
+            _drop_privileges()
             _steady_heap()
             live = None if as_json or not sys.stdout.isatty() else Live(auto_refresh=False)
             with live or contextlib.nullcontext():
@@ -454,6 +457,17 @@ def _sample_loop(interval: float, count: Optional[int], as_json: bool, sort: str
                                     alert_rules)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _drop_privileges() -> None:
+    """Once the probes are attached: every capability sampling does not need is dropped, and
+    no_new_privs is set (pod_stats.privileges)."""
+    from pod_stats.privileges import PrivilegeError, drop_after_attach
+
+    try:
+        drop_after_attach()
+    except PrivilegeError as error:
+        _fail(f"cannot drop privileges after attach: {error}")
 
 
 def _steady_heap() -> None:

@@ -207,7 +207,7 @@ def test_manifests_validate_strictly(version):
 
 def test_manifests_are_the_expected_objects():
     assert set(manifests()) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet",
-                                "Service"}
+                                "Service", "NetworkPolicy"}
     for kind, doc in manifests().items():
         if kind not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
             assert doc["metadata"]["namespace"] == "pod-stats", kind
@@ -216,9 +216,13 @@ def test_manifests_are_the_expected_objects():
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
-def test_rbac_reads_pods_and_nothing_else():
+def test_rbac_grants_only_the_pod_listing_the_code_makes():
     role = manifests()["ClusterRole"]
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    # pod_stats/names.py makes one request: GET /api/v1/pods?fieldSelector=spec.nodeName=… (list)
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+    names = (ROOT / "pod_stats" / "names.py").read_text()
+    assert names.count("urlopen(") == 1 and '"/api/v1/pods?' in names.replace("{self.api_url}", "")
+    assert "watch" not in re.sub(r"#.*|\"\"\"[\s\S]*?\"\"\"", "", names).lower()
     binding = manifests()["ClusterRoleBinding"]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": role["metadata"]["name"]}
@@ -330,6 +334,22 @@ def test_service_selects_the_agents():
                                          "protocol": "TCP"}]
     # prometheus-operator's job label is the Service name; PodStatsAgentDown expects job="pod-stats"
     assert service["metadata"]["name"] == "pod-stats"
+
+
+def test_network_policy_admits_only_the_monitoring_namespace_to_the_metrics_port():
+    policy = manifests()["NetworkPolicy"]
+    assert policy["metadata"]["namespace"] == manifests()["DaemonSet"]["metadata"]["namespace"]
+    template_labels = manifests()["DaemonSet"]["spec"]["template"]["metadata"]["labels"]
+    selector = policy["spec"]["podSelector"]
+    assert set(selector) == {"matchLabels"} and selector["matchLabels"].items() <= template_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]  # one source: no ipBlock, no podSelector-only peer (this namespace)
+    assert set(source) == {"namespaceSelector"}
+    assert source["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    (port,) = agent_container()["ports"]
+    assert rule["ports"] == [{"port": port["containerPort"], "protocol": port["protocol"]}]
+    assert rule["ports"][0]["port"] == int(_args()["--listen-address"].rsplit(":", 1)[1])
 
 
 def test_service_monitor_scrapes_the_service():
