@@ -22,6 +22,7 @@ log = logging.getLogger("pod_stats")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_ALERT = 2  # dump: an --alert fired
+EXIT_WEB_CONFIG_UNSUPPORTED = 78  # serve: a web-config key pod-stats does not implement (sysexits' EX_CONFIG)
 
 
 class _Stop(Exception):
@@ -199,12 +200,14 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
     """Prometheus exporter: sample every --interval, serve the latest sample on /metrics."""
     from pod_stats.bpf import BpfError, run_time_stats
     from pod_stats.collector import open_collector
-    from pod_stats.exporter import (SnapshotMetrics, WebConfig, WebConfigError, load_web_config, make_app,
-                                    parse_listen_address, sample_forever, start_http)
+    from pod_stats.exporter import (HttpStats, SnapshotMetrics, WebConfig, WebConfigError, WebConfigUnsupported,
+                                    load_web_config, make_app, parse_listen_address, sample_forever, start_http)
 
     try:
         parse_listen_address(listen_address)
         web_config = load_web_config(web_config_file) if web_config_file else WebConfig()
+    except WebConfigUnsupported as error:
+        _fail(str(error), EXIT_WEB_CONFIG_UNSUPPORTED)
     except (ValueError, WebConfigError) as error:
         _fail(str(error), EXIT_USAGE)
     metrics = SnapshotMetrics(_libbpf_version())
@@ -223,11 +226,12 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
                 except BpfError as error:
                     log.warning("BPF run-time statistics are off: %s", error)
             try:
-                server = start_http(listen_address, make_app(metrics, healthy, web_config), web_config)
+                http_stats = HttpStats()
+                server = start_http(listen_address, make_app(metrics, healthy, http_stats), web_config, http_stats)
             except (OSError, ssl.SSLError) as error:
                 _fail(f"cannot serve on {listen_address}: {error}")
             host, port = server.server_address[:2]
-            click.echo(f"pod-stats: serving http{'s' if web_config.cert_file else ''}://{host}:{port}/metrics",
+            click.echo(f"pod-stats: serving http{'s' if server.tls else ''}://{host}:{port}/metrics",
                        err=True)
             _steady_heap()
             sample_forever(collector.sample, metrics, interval, stop)
