@@ -234,6 +234,9 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
             click.echo(f"pod-stats: serving http{'s' if server.tls else ''}://{host}:{port}/metrics",
                        err=True)
             _steady_heap()
+            # Sampling reads hundreds of files, taking the GIL back after each read; with the HTTP
+            # thread busy (a scrape flood) every take waits a switch interval: 5 ms by default.
+            sys.setswitchinterval(0.0005)
             sample_forever(collector.sample, metrics, interval, stop)
             server.shutdown()
     finally:

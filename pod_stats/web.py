@@ -417,7 +417,7 @@ class Limits:
     write_timeout: float = 10.0  # the response
     max_head_bytes: int = 16384
     max_body_bytes: int = 65536
-    backlog: int = 128
+    backlog: int = 4096  # a burst of connections waits here, not dropped (capped at net.core.somaxconn)
     workers: int = 4  # threads running the WSGI app
 
 
@@ -470,9 +470,19 @@ class _Drop(Exception):
 
 @dataclass(eq=False)
 class _Connection:
-    task: "asyncio.Task"
+    client: socket.socket
     waiting_since: float  # monotonic: since when it waits for a handshake or request head
-    waiting: bool = True  # False while a request is being answered
+    task: "Optional[asyncio.Task]" = None
+    transport: Optional[asyncio.BaseTransport] = None
+
+    def close(self) -> None:
+        """Closes it now, whatever its task is doing (a task cancelled before it started runs nothing)."""
+        if self.transport is not None:
+            self.transport.abort()  # closes the socket when the loop lets go of it
+        else:
+            self.client.close()
+        if self.task is not None:
+            self.task.cancel()
 
 
 REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 408:
@@ -492,6 +502,7 @@ class HttpServer:
         self._headers = [(k.encode(), v.encode()) for k, v in web_config.headers.items()]
         self._protected = protected
         self._connections: Dict[_Connection, None] = {}
+        self._waiting: "OrderedDict[_Connection, None]" = OrderedDict()  # longest waiting first
         self._pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="pod-stats-http")
         self._ready = threading.Event()
         self._error: Optional[BaseException] = None
@@ -530,7 +541,7 @@ class HttpServer:
         accepting.cancel()
         listener.close()
         for connection in list(self._connections):
-            connection.task.cancel()
+            connection.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
@@ -540,37 +551,58 @@ class HttpServer:
 
     def _make_room(self) -> bool:
         """At the cap: close the connection that has waited longest for a request (a slow or idle client)."""
-        waiting = [c for c in self._connections if c.waiting]
-        if not waiting:
+        if not self._waiting:
             return False
-        oldest = min(waiting, key=lambda c: c.waiting_since)
-        oldest.task.cancel()
+        oldest, _ = self._waiting.popitem(last=False)
         del self._connections[oldest]
+        oldest.close()
         self.stats.dropped["evicted"] += 1
         return True
 
-    async def _accept(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                client, _ = await loop.sock_accept(listener)
-            except OSError as error:  # EMFILE and the like: the connection waits in the backlog
-                log.warning("http: accept failed: %s", error)
-                await asyncio.sleep(0.1)
-                continue
-            if len(self._connections) >= self._limits.max_connections and not self._make_room():
-                self.stats.dropped["refused"] += 1
-                client.close()
-                continue
-            task = loop.create_task(self._connection(client))
-            self._connections[_Connection(task, time.monotonic())] = None
-            self.stats.open = len(self._connections)
+    def _wait(self, connection: _Connection, waiting: bool) -> None:
+        """Marks a connection as waiting for a request (evictable, from now) or being answered."""
+        if waiting:
+            connection.waiting_since = time.monotonic()
+            self._waiting[connection] = None
+            self._waiting.move_to_end(connection)
+        else:
+            self._waiting.pop(connection, None)
 
-    async def _connection(self, client: socket.socket) -> None:
-        connection = next(c for c in self._connections if c.task is asyncio.current_task())
+    async def _accept(self, listener: socket.socket) -> None:
+        """Accepts in batches whenever the listener is readable, so the backlog drains fast."""
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        loop.add_reader(listener.fileno(), readable.set)
+        try:
+            while True:
+                await readable.wait()
+                readable.clear()
+                for _ in range(64):  # then the accepted ones run: a burst cannot evict them unread
+                    try:
+                        client, _ = listener.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError as error:  # EMFILE and the like: the connection waits in the backlog
+                        log.warning("http: accept failed: %s", error)
+                        await asyncio.sleep(0.1)
+                        break
+                    if len(self._connections) >= self._limits.max_connections and not self._make_room():
+                        self.stats.dropped["refused"] += 1
+                        client.close()
+                        continue
+                    client.setblocking(False)
+                    connection = _Connection(client, time.monotonic())
+                    self._connections[connection] = None
+                    self._waiting[connection] = None
+                    connection.task = loop.create_task(self._connection(connection))
+                self.stats.open = len(self._connections)
+        finally:
+            loop.remove_reader(listener.fileno())
+
+    async def _connection(self, connection: _Connection) -> None:
         writer: Optional[asyncio.StreamWriter] = None
         try:
-            reader, writer = await self._open(client)
+            reader, writer = await self._open(connection)
             await self._serve(connection, reader, writer)
         except asyncio.CancelledError:
             pass  # evicted, or the server stops
@@ -586,12 +618,17 @@ class HttpServer:
             log.exception("http: unexpected error")
         finally:
             self._connections.pop(connection, None)
+            self._waiting.pop(connection, None)
             self.stats.open = len(self._connections)
+            # the transport owns the socket once made: closing the socket too could close a reused fd
             if writer is not None:
-                await self._close(writer)
-            client.close()
+                self._close(writer)
+            elif connection.transport is not None:
+                connection.transport.abort()
+            else:
+                connection.client.close()
 
-    async def _open(self, client: socket.socket) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(self, connection: _Connection) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """The connection as streams, TLS handshake done (within the request deadline)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=self._limits.max_head_bytes)
@@ -599,14 +636,16 @@ class HttpServer:
         timeout = self._limits.request_timeout
         try:
             if self._tls is None:
-                transport, _ = await loop.connect_accepted_socket(lambda: protocol, client)
+                transport, _ = await loop.connect_accepted_socket(lambda: protocol, connection.client)
             else:
-                transport, _ = await asyncio.wait_for(loop.connect_accepted_socket(
-                    lambda: protocol, client, ssl=self._tls.context(), ssl_handshake_timeout=timeout), timeout)
+                opening = loop.connect_accepted_socket(lambda: protocol, connection.client, ssl=self._tls.context(),
+                                                       ssl_handshake_timeout=timeout)
+                transport, _ = await asyncio.wait_for(opening, timeout)
         except asyncio.TimeoutError:
             raise _Drop("timeout") from None
         except (ssl.SSLError, ConnectionError, OSError):
             raise _Drop("tls" if self._tls else "reset") from None
+        connection.transport = transport
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         if self._tls is not None and not self._tls.peer_allowed(writer.get_extra_info("peercert")):
             transport.abort()
@@ -614,11 +653,11 @@ class HttpServer:
         return reader, writer
 
     @staticmethod
-    async def _close(writer: asyncio.StreamWriter) -> None:
+    def _close(writer: asyncio.StreamWriter) -> None:
+        """Flushes what was written, then closes (TLS: with close_notify); nothing waits for it."""
         try:
             writer.close()
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
-        except (asyncio.TimeoutError, ConnectionError, OSError, ssl.SSLError):
+        except (ConnectionError, OSError, ssl.SSLError):
             writer.transport.abort()
 
     def _count(self, status: int) -> None:
@@ -633,7 +672,7 @@ class HttpServer:
         first = True
         while True:
             if not first:
-                connection.waiting, connection.waiting_since = True, time.monotonic()
+                self._wait(connection, True)
             if not first and not protocol.trailing_data[0]:
                 # keep-alive: wait for the next request's first byte, then its deadline runs
                 data = await self._read(reader, time.monotonic() + limits.idle_timeout, idle=True)
@@ -646,7 +685,7 @@ class HttpServer:
             request, body = await self._request(protocol, reader, deadline)
             if request is None:
                 return
-            connection.waiting = False
+            self._wait(connection, False)
             status, headers, payload = await self._answer(request, peer)
             self._count(status)
             head_only = request.method == b"HEAD"
