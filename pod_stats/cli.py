@@ -191,7 +191,8 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **collector
 @click.option("--interval", default=15.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between samples (scrapes read the latest sample, never the kernel).")
 @click.option("--web-config-file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="TLS and basic auth, in the Prometheus exporter-toolkit web-config format.")
+              help="TLS, headers and basic auth, in the Prometheus exporter-toolkit web-config format "
+                   "(exit 78 on a key pod-stats does not implement; see the README).")
 @click.option("--bpf-stats/--no-bpf-stats", default=True, show_default=True,
               help="Have the kernel measure BPF run time while serving (needs CAP_SYS_ADMIN; "
                    "without it, only when kernel.bpf_stats_enabled=1).")
