@@ -273,8 +273,9 @@ def make_app(metrics: SnapshotMetrics, healthy: Callable[[], bool], *collectors:
                 if any(k[0] != sampled_at for k in rendered) or len(rendered) >= 16:
                     rendered.clear()
                 response: list = []
-                body = b"".join(metrics_app(environ, lambda status, headers, exc_info=None:
-                                            response.extend((status, headers))))
+                # as GET: a HEAD is answered the same, and the server sends no body for it
+                body = b"".join(metrics_app({**environ, "REQUEST_METHOD": "GET"},
+                                            lambda status, headers, exc_info=None: response.extend((status, headers))))
                 rendered[key] = (response[0], response[1], body)
             return rendered[key]
 

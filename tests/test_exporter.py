@@ -170,6 +170,10 @@ def test_sandbox_series_carry_the_container_id_not_a_colliding_empty_name(node, 
 
 def test_http_surface(exporter):
     assert _get(exporter.url + "/")[0] == 200
+    with urllib.request.urlopen(urllib.request.Request(exporter.url + "/metrics", method="HEAD"), timeout=5) as head:
+        assert head.status == 200 and int(head.headers["Content-Length"]) > 0 and head.read() == b""
+    assert "pod_stats_build_info" in _get(exporter.url + "/metrics")[1]  # a HEAD leaves GET's rendering alone
+    assert "Server" not in urllib.request.urlopen(exporter.url + "/healthz", timeout=5).headers
     for path in ("/nope", "/metrics/../etc/passwd"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get(exporter.url + path)
