@@ -415,6 +415,7 @@ class Limits:
     request_timeout: float = 5.0  # TLS handshake + request head + body, from the first byte
     idle_timeout: float = 60.0  # a kept-alive connection between requests
     write_timeout: float = 10.0  # the response
+    max_buffered_bytes: int = 16 << 20  # responses waiting for slow readers, all connections together
     max_head_bytes: int = 16384
     max_body_bytes: int = 65536
     backlog: int = 4096  # a burst of connections waits here, not dropped (capped at net.core.somaxconn)
@@ -559,6 +560,19 @@ class HttpServer:
         self.stats.dropped["evicted"] += 1
         return True
 
+    def _shed_buffers(self) -> None:
+        """Over the budget of buffered responses: close the connections that read slowest (the most unread)."""
+        sizes = [(c.transport.get_write_buffer_size(), id(c), c) for c in self._connections if c.transport is not None]
+        total = sum(size for size, _, _ in sizes)
+        for size, _, connection in sorted(sizes, reverse=True):
+            if total <= self._limits.max_buffered_bytes:
+                break
+            del self._connections[connection]
+            self._waiting.pop(connection, None)
+            connection.close()
+            total -= size
+            self.stats.dropped["evicted"] += 1
+
     def _wait(self, connection: _Connection, waiting: bool) -> None:
         """Marks a connection as waiting for a request (evictable, from now) or being answered."""
         if waiting:
@@ -699,6 +713,8 @@ class HttpServer:
             if payload and not head_only:
                 writer.write(protocol.send(h11.Data(data=payload)))
             writer.write(protocol.send(h11.EndOfMessage()))
+            if writer.transport.get_write_buffer_size():
+                self._shed_buffers()
             try:
                 await asyncio.wait_for(writer.drain(), limits.write_timeout)
             except asyncio.TimeoutError:

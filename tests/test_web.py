@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pod_stats.web import HttpStats, load_web_config, start_http
+from pod_stats.web import HttpStats, Limits, WebConfig, load_web_config, start_http
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 
@@ -344,3 +344,36 @@ def test_a_burst_of_wrong_passwords_is_bounded_and_valid_scrapes_go_on(tmp_path,
         assert max(latencies) < 1.0, latencies
         print(f"60 wrong passwords at once: {outcomes['bcrypt'] - 1} bcrypt runs, {outcomes['throttled']} "
               f"answered 429, {cpu:.2f} CPU-s in this process; valid scrapes at most {max(latencies) * 1000:.0f} ms")
+
+
+def test_responses_nobody_reads_are_bounded_in_memory(tmp_path):
+    """A client that asks and never reads holds its unread response; all of them together stay
+    under the budget: the slowest readers are closed."""
+    body = os.urandom(8 << 20)  # more than the kernel buffers for one socket
+
+    def big(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [body]
+
+    stats = HttpStats()
+    server = start_http(f"127.0.0.1:{_free_port()}", big, WebConfig(), stats,
+                        Limits(max_buffered_bytes=8 << 20, write_timeout=60))
+    clients = []
+    try:
+        for _ in range(16):  # 128 MiB asked for
+            client = socket.socket()
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect(server.server_address)
+            client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            clients.append(client)
+        deadline = time.monotonic() + 10
+        while stats.responses.get("200", 0) < 16 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        buffered = sum(c.transport.get_write_buffer_size() for c in list(server._connections) if c.transport)
+        assert stats.responses["200"] == 16 and buffered <= 8 << 20 and stats.dropped["evicted"] > 0, \
+            (buffered, stats.dropped)
+    finally:
+        for client in clients:
+            client.close()
+        server.shutdown()
