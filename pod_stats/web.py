@@ -5,7 +5,8 @@ few kilobytes, never a thread. Limits: a cap on open connections (at the cap the
 that has waited longest for a request head is closed to make room; if every one is being
 answered, the new one is closed at accept), one deadline per request covering the TLS
 handshake, head and body, a bound on requests answered at once, a fixed pool of threads that
-run the WSGI app, and one thread for bcrypt. A bad client is counted, never logged with a
+run the WSGI app, one thread for bcrypt, and a budget for responses that slow readers leave
+unread. A bad client is counted, never logged with a
 traceback. The web config is exporter-toolkit's; a key it has and pod-stats does not implement
 is refused at start (WebConfigUnsupported), never ignored.
 """
