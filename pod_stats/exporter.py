@@ -67,11 +67,13 @@ class SnapshotMetrics(Collector):
         self._lock = threading.Lock()
         self._snapshot: Optional[Snapshot] = None
         self._sampled_at: Optional[float] = None  # time.time() of the last sample
+        self._samples = 0
 
     def update(self, snapshot: Snapshot) -> None:
         with self._lock:
             self._snapshot = snapshot
             self._sampled_at = time.time()
+            self._samples += 1
 
     def latest(self) -> Tuple[Optional[Snapshot], Optional[float]]:
         with self._lock:
@@ -86,6 +88,10 @@ class SnapshotMetrics(Collector):
             return
         yield from self._container_metrics(snapshot)
         yield from self._agent_metrics(snapshot, sampled_at)
+        samples = CounterMetricFamily("pod_stats_samples", "Samples taken since pod-stats started (its rate is the "
+                                      "sampling cadence).")
+        samples.add_metric([], self._samples)
+        yield samples
 
     @staticmethod
     def _container_metrics(snapshot: Snapshot) -> Iterator:
