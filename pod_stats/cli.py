@@ -24,6 +24,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # a runtime error (privileges, kernel, cgroup layout, …)
 EXIT_USAGE = 2  # a usage error (click's own code for it)
 EXIT_ALERT = 3  # dump: an --alert fired
+EXIT_WEB_CONFIG_UNSUPPORTED = 78  # serve: a web-config key pod-stats does not implement (sysexits' EX_CONFIG)
 
 
 class _Stop(Exception):
@@ -61,7 +62,8 @@ def cli(log_level: str) -> None:
     Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF. Names pods and
     containers from kubelet's log directory; no API-server credentials needed.
 
-    Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 an --alert fired (dump).
+    Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 an --alert fired (dump), 78 a web-config key
+    pod-stats does not implement (serve).
     """
     from pod_stats.text import InertFormatter
 
@@ -202,7 +204,8 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **collector
 @click.option("--interval", default=15.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between samples (scrapes read the latest sample, never the kernel).")
 @click.option("--web-config-file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="TLS and basic auth, in the Prometheus exporter-toolkit web-config format.")
+              help="TLS, headers and basic auth, in the Prometheus exporter-toolkit web-config format "
+                   "(exit 78 on a key pod-stats does not implement; see the README).")
 @click.option("--bpf-stats/--no-bpf-stats", default=True, show_default=True,
               help="Have the kernel measure BPF run time while serving (needs CAP_SYS_ADMIN; "
                    "without it, only when kernel.bpf_stats_enabled=1).")
@@ -211,12 +214,14 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
     """Prometheus exporter: sample every --interval, serve the latest sample on /metrics."""
     from pod_stats.bpf import BpfError, run_time_stats
     from pod_stats.collector import open_collector
-    from pod_stats.exporter import (SnapshotMetrics, WebConfig, WebConfigError, load_web_config, make_app,
-                                    parse_listen_address, sample_forever, start_http)
+    from pod_stats.exporter import (HttpStats, SnapshotMetrics, WebConfig, WebConfigError, WebConfigUnsupported,
+                                    load_web_config, make_app, parse_listen_address, sample_forever, start_http)
 
     try:
         parse_listen_address(listen_address)
         web_config = load_web_config(web_config_file) if web_config_file else WebConfig()
+    except WebConfigUnsupported as error:
+        _fail(str(error), EXIT_WEB_CONFIG_UNSUPPORTED)
     except (ValueError, WebConfigError) as error:
         _fail(str(error), EXIT_USAGE)
     metrics = SnapshotMetrics(_libbpf_version())
@@ -235,14 +240,18 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
                 except BpfError as error:
                     log.warning("BPF run-time statistics are off: %s", error)
             try:
-                server = start_http(listen_address, make_app(metrics, healthy, web_config), web_config)
+                http_stats = HttpStats()
+                server = start_http(listen_address, make_app(metrics, healthy, http_stats), web_config, http_stats)
             except (OSError, ssl.SSLError) as error:
                 _fail(f"cannot serve on {listen_address}: {error}")
             host, port = server.server_address[:2]
-            click.echo(f"pod-stats: serving http{'s' if web_config.cert_file else ''}://{host}:{port}/metrics",
+            click.echo(f"pod-stats: serving http{'s' if server.tls else ''}://{host}:{port}/metrics",
                        err=True)
             _drop_privileges()  # attached, statistics on, port bound: serving needs none of it
             _steady_heap()
+            # Sampling reads hundreds of files, taking the GIL back after each read; with the HTTP
+            # thread busy (a scrape flood) every take waits a switch interval: 5 ms by default.
+            sys.setswitchinterval(0.0005)
             sample_forever(collector.sample, metrics, interval, stop)
             server.shutdown()
     finally:

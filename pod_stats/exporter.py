@@ -7,18 +7,11 @@ gone disappear after its last sample, because every scrape is built from the
 latest Snapshot alone.
 """
 
-import base64
-import binascii
 import logging
-import socket
-import socketserver
-import ssl
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
@@ -27,6 +20,8 @@ from prometheus_client.registry import Collector
 from pod_stats import __version__
 from pod_stats.collector import ContainerSample, PodSample, Snapshot
 from pod_stats.output import errno_name
+from pod_stats.web import (HttpStats, WebConfig, WebConfigError, WebConfigUnsupported,  # noqa: F401 (the CLI's)
+                           load_web_config, parse_listen_address, start_http)
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +67,13 @@ class SnapshotMetrics(Collector):
         self._lock = threading.Lock()
         self._snapshot: Optional[Snapshot] = None
         self._sampled_at: Optional[float] = None  # time.time() of the last sample
+        self._samples = 0
 
     def update(self, snapshot: Snapshot) -> None:
         with self._lock:
             self._snapshot = snapshot
             self._sampled_at = time.time()
+            self._samples += 1
 
     def latest(self) -> Tuple[Optional[Snapshot], Optional[float]]:
         with self._lock:
@@ -91,6 +88,10 @@ class SnapshotMetrics(Collector):
             return
         yield from self._container_metrics(snapshot)
         yield from self._agent_metrics(snapshot, sampled_at)
+        samples = CounterMetricFamily("pod_stats_samples", "Samples taken since pod-stats started (its rate is the "
+                                      "sampling cadence).")
+        samples.add_metric([], self._samples)
+        yield samples
 
     @staticmethod
     def _container_metrics(snapshot: Snapshot) -> Iterator:
@@ -253,65 +254,36 @@ INDEX_HTML = b"""<!doctype html>
 """
 
 
-@dataclass
-class WebConfig:
-    """The Prometheus exporter-toolkit web config: TLS and basic auth (bcrypt hashes)."""
+def make_app(metrics: SnapshotMetrics, healthy: Callable[[], bool], *collectors: Collector):
+    """WSGI app: /metrics, /healthz and / — and nothing else (basic auth is the server's).
 
-    cert_file: Optional[str] = None
-    key_file: Optional[str] = None
-    basic_auth_users: Dict[str, bytes] = field(default_factory=dict)
-
-
-class WebConfigError(Exception):
-    pass
-
-
-def load_web_config(path: str) -> WebConfig:
-    try:
-        import bcrypt  # noqa: F401  (checked here so a missing extra fails at start, not at the first scrape)
-        import yaml
-    except ImportError:
-        raise WebConfigError("--web-config-file needs the web extra: pip install 'pod-stats[web]'") from None
-    try:
-        with open(path) as handle:
-            document = yaml.safe_load(handle) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise WebConfigError(f"cannot read web config {path}: {error}") from None
-    if not isinstance(document, dict):
-        raise WebConfigError(f"web config {path} is not a mapping")
-    tls = document.get("tls_server_config") or {}
-    users = document.get("basic_auth_users") or {}
-    if not isinstance(tls, dict) or not isinstance(users, dict):
-        raise WebConfigError(f"web config {path}: tls_server_config and basic_auth_users must be mappings")
-    if bool(tls.get("cert_file")) != bool(tls.get("key_file")):
-        raise WebConfigError(f"web config {path}: tls_server_config needs both cert_file and key_file")
-    return WebConfig(tls.get("cert_file"), tls.get("key_file"),
-                     {str(user): str(hashed).encode() for user, hashed in users.items()})
-
-
-def make_app(metrics: SnapshotMetrics, healthy: Callable[[], bool], web_config: WebConfig):
-    """WSGI app: /metrics, /healthz and / — and nothing else."""
+    /metrics is rendered once per sample and Accept/Accept-Encoding/query, then served from
+    that rendering until the next sample: a flood of scrapes costs copies, not renders. The
+    other collectors (the server's self-metrics) are rendered with it, so they lag by at most
+    one interval.
+    """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics)
+    for collector in collectors:
+        registry.register(collector)
     metrics_app = make_wsgi_app(registry)
+    rendered: Dict[tuple, Tuple[str, list, bytes]] = {}
+    render_lock = threading.Lock()
 
-    def authorized(environ) -> bool:
-        if not web_config.basic_auth_users:
-            return True
-        import bcrypt
-
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        if not header.startswith("Basic "):
-            return False
-        try:
-            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        hashed = web_config.basic_auth_users.get(user)
-        try:
-            return hashed is not None and bcrypt.checkpw(password.encode(), hashed)
-        except ValueError:  # a malformed hash in the config
-            return False
+    def render(environ) -> Tuple[str, list, bytes]:
+        sampled_at = metrics.latest()[1]
+        key = (sampled_at, environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"),
+               environ.get("QUERY_STRING"))
+        with render_lock:  # one rendering per key; concurrent scrapes wait for it
+            if key not in rendered:
+                if any(k[0] != sampled_at for k in rendered) or len(rendered) >= 16:
+                    rendered.clear()
+                response: list = []
+                # as GET: a HEAD is answered the same, and the server sends no body for it
+                body = b"".join(metrics_app({**environ, "REQUEST_METHOD": "GET"},
+                                            lambda status, headers, exc_info=None: response.extend((status, headers))))
+                rendered[key] = (response[0], response[1], body)
+            return rendered[key]
 
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "/")
@@ -322,58 +294,17 @@ def make_app(metrics: SnapshotMetrics, healthy: Callable[[], bool], web_config: 
             ok = healthy()
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"ok\n" if ok else b"not sampling\n"]
-        if path not in ("/", "/metrics"):
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"not found\n"]
-        if not authorized(environ):
-            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="pod-stats"'),
-                                                ("Content-Type", "text/plain")])
-            return [b"unauthorized\n"]
         if path == "/":
             start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
             return [INDEX_HTML]
-        return metrics_app(environ, start_response)
+        if path != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        status, headers, body = render(environ)
+        start_response(status, list(headers))
+        return [body]
 
     return app
-
-
-class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _ThreadingServer6(_ThreadingServer):
-    address_family = socket.AF_INET6
-
-
-class _QuietHandler(WSGIRequestHandler):
-    timeout = 10  # seconds a client may take to send a request: a stalled one frees its thread
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class' name
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-def parse_listen_address(address: str) -> Tuple[str, int]:
-    """`HOST:PORT`, `:PORT` (all interfaces) or `[IPv6]:PORT`."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"listen address {address!r} is not HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def start_http(address: str, app, web_config: WebConfig) -> WSGIServer:
-    """Serves `app` from a background thread; returns the server (for its port and shutdown)."""
-    host, port = parse_listen_address(address)
-    server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
-    server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
-    if web_config.cert_file:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(web_config.cert_file, web_config.key_file)
-        # the handshake runs in the connection's own thread, so a slow client cannot stall accept()
-        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    threading.Thread(target=server.serve_forever, name="pod-stats-http", daemon=True).start()
-    return server
 
 
 def sample_forever(sample: Callable[[], Snapshot], metrics: SnapshotMetrics, interval: float,

@@ -170,6 +170,10 @@ def test_sandbox_series_carry_the_container_id_not_a_colliding_empty_name(node, 
 
 def test_http_surface(exporter):
     assert _get(exporter.url + "/")[0] == 200
+    with urllib.request.urlopen(urllib.request.Request(exporter.url + "/metrics", method="HEAD"), timeout=5) as head:
+        assert head.status == 200 and int(head.headers["Content-Length"]) > 0 and head.read() == b""
+    assert "pod_stats_build_info" in _get(exporter.url + "/metrics")[1]  # a HEAD leaves GET's rendering alone
+    assert "Server" not in urllib.request.urlopen(exporter.url + "/healthz", timeout=5).headers
     for path in ("/nope", "/metrics/../etc/passwd"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get(exporter.url + path)
@@ -361,3 +365,64 @@ def test_survives_malformed_http(exporter):
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get(exporter.url + path)
         assert refused.value.code == 404, path
+
+
+def _proc_status(pid: int) -> dict:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {"threads": int(fields["Threads"]), "rss_mib": int(fields["VmRSS"].split()[0]) / 1024}
+
+
+def test_a_slowloris_and_a_scrape_flood_at_once_leave_scrapes_and_sampling_on_time(node):
+    """3,000 connections dripping a byte every 4 s and 16 threads of valid scrapes, for 12 s: the
+    exporter's threads and memory stay bounded, a normal scrape answers within 1 s, sampling
+    keeps its interval, and no traceback is printed."""
+    served = _serve(node.log_dir)
+    helper = str(Path(__file__).parent / "helpers" / "slowloris.py")
+    try:
+        _wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
+        port = served.url.rsplit(":", 1)[1]
+        for _ in range(20):
+            _get(served.url + "/metrics")
+        before = _proc_status(served.process.pid)
+        duration = 12.0
+        attackers = [subprocess.Popen([sys.executable, helper, "127.0.0.1", port, "slowloris", "3000", "4", str(duration)],
+                                      stdout=subprocess.PIPE, text=True),
+                     subprocess.Popen([sys.executable, helper, "127.0.0.1", port, "flood", "16", str(duration)],
+                                      stdout=subprocess.PIPE, text=True)]
+        latencies, sample_times, sample_counts, peak = [], [], [], dict(before)
+        stop_at = time.monotonic() + duration - 0.5
+        time.sleep(1.5)  # the slowloris has its connections open
+        while time.monotonic() < stop_at:
+            start = time.monotonic()
+            status, body = _get(served.url + "/metrics", timeout=10)
+            latencies.append(time.monotonic() - start)
+            families = {f.name: f for f in text_string_to_metric_families(body)}
+            sample_times.append(families["pod_stats_last_sample_timestamp_seconds"].samples[0].value)
+            sample_counts.append(families["pod_stats_samples"].samples[0].value)
+            now = _proc_status(served.process.pid)
+            peak = {key: max(peak[key], now[key]) for key in peak}
+            time.sleep(0.2)
+        results = [json.loads(attacker.communicate(timeout=60)[0]) for attacker in attackers]
+        _, body = _get(served.url + "/metrics")
+        dropped = {s.labels["reason"]: s.value for f in text_string_to_metric_families(body)
+                   if f.name == "pod_stats_http_connections_dropped" for s in f.samples}
+        distinct = sorted(set(sample_times))
+        expected = (distinct[-1] - distinct[0]) / INTERVAL  # samples between the first and last seen
+        taken = sample_counts[-1] - sample_counts[0]
+        # samples start on a fixed grid (every INTERVAL): how late one ended is how far off the grid
+        offsets = [(t - distinct[0]) % INTERVAL for t in distinct]
+        drift = max(min(offset, INTERVAL - offset) for offset in offsets)
+        print(f"\nbefore: {before}; peak under attack: {peak}; scrape latency max {max(latencies) * 1000:.0f} ms, "
+              f"median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms over {len(latencies)}; "
+              f"{taken:.0f} samples taken of {expected:.1f} due, at most {drift * 1000:.0f} ms off their "
+              f"{INTERVAL} s grid; "
+              f"slowloris {results[0]}; flood {results[1]}; dropped {dropped}")
+        assert max(latencies) < 1.0, latencies
+        assert taken >= round(expected) - 1 and expected >= (duration - 3) / INTERVAL, (taken, expected, offsets)
+        assert peak["threads"] <= before["threads"] + 4, (before, peak)
+        assert peak["rss_mib"] - before["rss_mib"] < 40, (before, peak)
+        assert results[0]["closed_by_server"] > 1000 and dropped["evicted"] + dropped["timeout"] > 1000
+        assert results[1]["scrapes"] > 200 and results[1]["errors"] <= results[1]["scrapes"] // 100
+    finally:
+        assert served.stop() == 0
+    assert "Traceback" not in served.process.stderr.read()
