@@ -584,6 +584,14 @@ def test_pod_list_parser_rejects_wrong_shapes_only_with_value_error(document):
         pass
 
 
+def test_a_name_that_is_no_text_makes_the_pod_list_unexpected():
+    """JSON can carry a lone surrogate (\\ud800); no UTF-8 /metrics label can: the list is refused
+    like any other malformed one (the log dir's names stand), not half taken."""
+    document = json.loads('{"items": [{"metadata": {"uid": "u1", "namespace": "ns", "name": "web\\ud800"}}]}')
+    with pytest.raises(ValueError, match="lone surrogate"):
+        names._parse_pod_list(document)
+
+
 def test_resolver_falls_back_to_the_api(log_dir, api_server, token):
     clock = FakeClock()
     resolver = NameResolver(str(log_dir.root), clock=clock, api=make_api(api_server, token, clock))
