@@ -18,6 +18,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Container, Dict, List, Mapping, Optional, Set, Tuple, Type, TypeVar
 
+from pod_stats.text import is_utf8
+
 logger = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -359,18 +361,10 @@ def _field(
         return default
     if not isinstance(value, expected_type):
         raise ValueError(f"{key!r} is missing or not a {expected_type.__name__}")
-    if isinstance(value, str) and not _is_text(value):
+    if isinstance(value, str) and not is_utf8(value):
         # JSON "\ud800": no name the API server validates has one, and it is no UTF-8 a label can carry
         raise ValueError(f"{key!r} holds a lone surrogate")
     return value
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode()
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def _strip_scheme(container_id: str) -> str:

@@ -43,7 +43,8 @@ def inert(value: Optional[str]) -> str:
     return "".join(ch if ch.isprintable() and ch != "\\" else _escape(ch) for ch in value)
 
 
-def _is_utf8(value: str) -> bool:
+def is_utf8(value: str) -> bool:
+    """Whether the text can be written as UTF-8 (no bytes kept as surrogates, no lone surrogate)."""
     if value.isascii():
         return True
     try:
@@ -58,7 +59,7 @@ def put_text(document: Dict[str, Any], key: str, value: Optional[str]) -> None:
     are not UTF-8: valid text is a JSON string as it is; otherwise the string holds the text
     with U+FFFD for each invalid sequence and `<key>_b64` (only then present) the exact bytes,
     base64 (RFC 4648, padded)."""
-    if value is None or _is_utf8(value):
+    if value is None or is_utf8(value):
         document[key] = value
         return
     try:

@@ -13,6 +13,7 @@ import pytest
 
 from pod_stats import __version__
 from pod_stats.mininode import MiniNode
+from support import pod_list_api
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 CONTAINER_FIELDS = {"id", "name", "runtime", "cgroup_id", "cgroup_path", "opens", "open_errors", "rss_bytes",
@@ -217,35 +218,14 @@ def test_table_names_pods_and_containers(node):
 @pytest.mark.bpf
 def test_names_from_the_api_server_when_the_log_dir_has_none(node, tmp_path):
     """--kube-api: a real HTTP server on loopback answers the pod list kubelet's logs would have named."""
-    import http.server
-    import threading
-
     pod = next(p for p in node.pods if p.name == "web-7d4b9c-k2x8p")
     container = pod.containers[0]
     pod_list = json.dumps({"kind": "PodList", "items": [{
         "metadata": {"uid": pod.uid, "name": "web-from-api", "namespace": "api-ns"},
         "status": {"containerStatuses": [{"name": "nginx-from-api", "containerID": f"containerd://{container.id}"}]},
     }]}).encode()
-    asked = []
-
-    class PodListHandler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            asked.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(pod_list)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PodListHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        result = pod_stats("dump", "--json", "--duration", "0", "--log-dir", str(tmp_path),
-                           "--kube-api", f"http://127.0.0.1:{server.server_port}")
-    finally:
-        server.shutdown()
+    with pod_list_api(pod_list) as (api, asked):
+        result = pod_stats("dump", "--json", "--duration", "0", "--log-dir", str(tmp_path), "--kube-api", api)
     assert result.returncode == 0, result.stderr
     sampled = next(p for p in json.loads(result.stdout)["pods"] if p["uid"] == pod.uid)
     assert (sampled["namespace"], sampled["name"]) == ("api-ns", "web-from-api")

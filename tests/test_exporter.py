@@ -22,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pod_stats.exporter import parse_listen_address
+from support import wait_for
 from pod_stats.mininode import MiniNode
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
@@ -37,20 +38,6 @@ def _free_port() -> int:
 def _get(url: str, timeout: float = 5.0, **kwargs):
     with urllib.request.urlopen(url, timeout=timeout, **kwargs) as response:
         return response.status, response.read().decode()
-
-
-def _wait_for(what: str, check, timeout: float = 20.0, step: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except (OSError, urllib.error.URLError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(step)
 
 
 class Served:
@@ -80,7 +67,7 @@ def node(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exporter(node):
     served = _serve(node.log_dir)
-    _wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
+    wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
     yield served
     assert served.stop() == 0, served.process.stderr.read()
 
@@ -102,7 +89,7 @@ def prometheus(exporter, tmp_path_factory):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for("prometheus ready", lambda: _get(url + "/-/ready")[0] == 200, timeout=60)
+        wait_for("prometheus ready", lambda: _get(url + "/-/ready")[0] == 200, timeout=60)
         yield url
     finally:
         process.terminate()
@@ -121,14 +108,14 @@ def test_prometheus_scrapes_exact_open_counts_with_names(node, prometheus):
     pod = node.add_pod("shop", "cart-5d9c7b6f4-x2x9z", layout="systemd-containerd")
     cart = pod.add_container("cart")
     series = 'pod_stats_file_opens_total{namespace="shop",pod="cart-5d9c7b6f4-x2x9z",container="cart"}'
-    first = _wait_for("the cart series", lambda: _query(prometheus, series))
+    first = wait_for("the cart series", lambda: _query(prometheus, series))
     assert first[0]["metric"]["job"] == "pod-stats"
     time.sleep(3 * INTERVAL + 2)  # idle container: the value is settled
     before = float(_query(prometheus, series)[0]["value"][1])
 
     assert cart.command("open /data/config.yaml 37") == "ok 37 0"
     assert cart.command("open /data/missing 5") == "ok 0 5"
-    _wait_for("the new count", lambda: float(_query(prometheus, series)[0]["value"][1]) != before)
+    wait_for("the new count", lambda: float(_query(prometheus, series)[0]["value"][1]) != before)
     time.sleep(3 * INTERVAL + 2)
     assert float(_query(prometheus, series)[0]["value"][1]) - before == 42
     errors = _query(prometheus, series.replace("file_opens_total", "file_open_errors_total"))
@@ -137,7 +124,7 @@ def test_prometheus_scrapes_exact_open_counts_with_names(node, prometheus):
     assert float(rss[0]["value"][1]) > 0
 
     cart.stop()
-    _wait_for("the stopped container's series to go", lambda: _query(prometheus, series) == [])
+    wait_for("the stopped container's series to go", lambda: _query(prometheus, series) == [])
     pod.stop()
 
 
@@ -163,7 +150,7 @@ def test_sandbox_series_carry_the_container_id_not_a_colliding_empty_name(node, 
         # named once kubelet's log dir has the pod (the sandbox starts before it does)
         return [s for s in opens.samples if s.labels.get("id") == sandbox_id and s.labels["pod"] == "web-0"]
 
-    series = _wait_for("the named sandbox series", sandbox_series)
+    series = wait_for("the named sandbox series", sandbox_series)
     assert series[0].labels["container"] == "" and series[0].labels.get("uid", "") == ""  # empty = absent
     pod.stop()
 
@@ -186,7 +173,7 @@ def test_http_surface(exporter):
 def test_fifty_concurrent_scrapers_for_ten_seconds(node, exporter):
     pod = node.add_pod("load", "busy-0", layout="systemd-crio")
     pod.add_container("busy").send("loop 20 5 2")
-    _wait_for("the busy pod", lambda: 'pod="busy-0"' in _get(exporter.url + "/metrics")[1])
+    wait_for("the busy pod", lambda: 'pod="busy-0"' in _get(exporter.url + "/metrics")[1])
     failures, sample_times, scrapes = [], [], [0]
     stop_at = time.monotonic() + 10
 
@@ -235,7 +222,7 @@ def test_tls_and_basic_auth_from_a_web_config(node, tmp_path):
     served = _serve(node.log_dir, "--web-config-file", str(config), scheme="https")
     context = ssl.create_default_context(cafile=str(cert))
     try:
-        _wait_for("https /healthz", lambda: _get(served.url + "/healthz", context=context)[0] == 200)
+        wait_for("https /healthz", lambda: _get(served.url + "/healthz", context=context)[0] == 200)
         for credentials in (None, b"prometheus:wrong", b"nobody:s3cret"):
             request = urllib.request.Request(served.url + "/metrics")
             if credentials:
@@ -301,7 +288,7 @@ def test_serves_with_only_the_daemonsets_capabilities(node):
         "--log-dir", str(node.log_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     served = Served(process, f"http://127.0.0.1:{port}")
     try:
-        _wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
+        wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
         _, metrics = _get(served.url + "/metrics")
         for group in ("opens", "errno", "proc", "net", "oom"):  # every default probe attached
             assert f'pod_stats_probe_group_enabled{{group="{group}"}} 1.0' in metrics
@@ -379,7 +366,7 @@ def test_a_slowloris_and_a_scrape_flood_at_once_leave_scrapes_and_sampling_on_ti
     served = _serve(node.log_dir)
     helper = str(Path(__file__).parent / "helpers" / "slowloris.py")
     try:
-        _wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
+        wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
         port = served.url.rsplit(":", 1)[1]
         for _ in range(20):
             _get(served.url + "/metrics")

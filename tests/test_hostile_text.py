@@ -5,14 +5,12 @@ open; real cgroups and API names with the same; every command's output checked b
 
 import base64
 import ctypes
-import http.server
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +26,7 @@ from pod_stats.cgroups import discover_mounts
 from pod_stats.mininode import MiniNode
 from pod_stats.output import encode_line
 from pod_stats.text import InertFormatter, inert, put_text
+from support import pod_list_api
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 
@@ -272,27 +271,11 @@ def test_names_from_the_api_server_are_inert_and_exact(node, tenants, tmp_path):
         "metadata": {"uid": pod.uid, "name": hostile["name"], "namespace": hostile["namespace"]},
         "status": {"containerStatuses": [{"name": hostile["container"], "containerID": f"containerd://{container.id}"}]},
     }]}).encode()
-
-    class PodListHandler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(pod_list)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PodListHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    api = f"http://127.0.0.1:{server.server_port}"
-    try:
+    with pod_list_api(pod_list) as (api, _):
         table = pod_stats("dump", "--duration", "0", "--log-dir", str(tmp_path), "--kube-api", api,
                           "--alert", "pids>=1")
         document = pod_stats("dump", "--json", "--duration", "0", "--log-dir", str(tmp_path), "--kube-api", api)
         procs = pod_stats("procs", "--duration", "0", "--log-dir", str(tmp_path), "--kube-api", api)
-    finally:
-        server.shutdown()
     assert table.returncode == 3, table.stderr  # the alert fired
     text = assert_inert(table.stdout)
     assert r"ns\x1b]0;pwn\x07" in text and r"pod\x0d\x0akube-system  forged" in text and r"[/x]\u202e" in text

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pod_stats.mininode import MiniNode
 from pod_stats.privileges import CAP_BPF, Capabilities, read_capabilities, sampling_capabilities
+from support import wait_for as _wait_for
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 INTERVAL = 0.5
@@ -63,17 +64,8 @@ def _families(url: str) -> dict:
         return {f.name: f for f in text_string_to_metric_families(response.read().decode())}
 
 
-def _wait_for(what, check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except (OSError, urllib.error.URLError):
-            pass
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+def wait_for(what, check):
+    return _wait_for(what, check, timeout=30.0)  # a serving agent, attaching and sampling: 30 s as before
 
 
 def _opens(url: str, pod: str, container: str):
@@ -96,7 +88,7 @@ def _serve(node, prefix=()):
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for("/healthz", lambda: urllib.request.urlopen(url + "/healthz", timeout=5).status == 200)
+        wait_for("/healthz", lambda: urllib.request.urlopen(url + "/healthz", timeout=5).status == 200)
     except AssertionError:
         process.kill()
         raise AssertionError(process.communicate()[1]) from None
@@ -122,22 +114,22 @@ def test_serve_as_root_holds_no_capability_while_it_serves_and_samples(node):
         # counters keep counting, exactly
         pod = node.add_pod("shop", "cart-0", layout="systemd-containerd")
         cart = pod.add_container("cart")
-        before = _wait_for("the cart series", lambda: _opens(url, "cart-0", "cart") is not None and
+        before = wait_for("the cart series", lambda: _opens(url, "cart-0", "cart") is not None and
                            _opens(url, "cart-0", "cart"))
         time.sleep(3 * INTERVAL + 1)
         before = _opens(url, "cart-0", "cart")
         assert cart.command("open /data/config.yaml 37") == "ok 37 0"
-        _wait_for("37 more opens", lambda: _opens(url, "cart-0", "cart") - before >= 37)
+        wait_for("37 more opens", lambda: _opens(url, "cart-0", "cart") - before >= 37)
         time.sleep(3 * INTERVAL + 1)
         assert _opens(url, "cart-0", "cart") - before == 37
 
         # cgroups go (map entries pruned through the open fds) and come
         pod.stop()
-        _wait_for("the stopped pod's series to go", lambda: _opens(url, "cart-0", "cart") is None)
+        wait_for("the stopped pod's series to go", lambda: _opens(url, "cart-0", "cart") is None)
         other = node.add_pod("shop", "web-0", layout="cgroupfs")
         web = other.add_container("web")
         assert web.command("open /data/config.yaml 5") == "ok 5 0"
-        _wait_for("the new pod's opens", lambda: (_opens(url, "web-0", "web") or 0) >= 5)
+        wait_for("the new pod's opens", lambda: (_opens(url, "web-0", "web") or 0) >= 5)
         other.stop()
 
         families = _families(url)
@@ -164,7 +156,7 @@ def test_serve_with_the_daemonsets_capabilities_drops_them_too(node):
         pod = node.add_pod("batch", "job-0", layout="systemd-crio")
         job = pod.add_container("job")
         assert job.command("open /data/config.yaml 3") == "ok 3 0"
-        _wait_for("the job's opens", lambda: (_opens(url, "job-0", "job") or 0) >= 3)
+        wait_for("the job's opens", lambda: (_opens(url, "job-0", "job") or 0) >= 3)
         pod.stop()
     finally:
         _stop(process)

@@ -1,0 +1,50 @@
+"""What several test files need alike: waiting for a condition, and an API server that answers
+every request with one pod list."""
+
+import contextlib
+import http.server
+import threading
+import time
+import urllib.error
+from typing import Iterator, List, Tuple
+
+
+def wait_for(what: str, check, timeout: float = 20.0, step: float = 0.2):
+    """check()'s first truthy result; connection errors meanwhile count as not yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except (OSError, urllib.error.URLError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(step)
+
+
+@contextlib.contextmanager
+def pod_list_api(pod_list: bytes) -> Iterator[Tuple[str, List[str]]]:
+    """A Kubernetes API stand-in on 127.0.0.1 answering every GET with `pod_list` (JSON): its
+    URL, and the paths asked for."""
+    asked: List[str] = []
+
+    class PodListHandler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(pod_list)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PodListHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
