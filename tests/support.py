@@ -1,12 +1,32 @@
-"""What several test files need alike: waiting for a condition, and an API server that answers
-every request with one pod list."""
+"""What several test files need alike: opens of a path, waiting for a condition, a container of a
+miniature node and its sample, and an API server that answers every request with one pod list."""
 
 import contextlib
 import http.server
+import os
 import threading
 import time
 import urllib.error
 from typing import Iterator, List, Tuple
+
+
+def opens(path: str, n: int) -> None:
+    """n opens (and closes) of `path`; a missing one fails each time, which is what is counted."""
+    for _ in range(n):
+        try:
+            os.close(os.open(path, os.O_RDONLY))
+        except FileNotFoundError:
+            pass
+
+
+def container_named(node, name):
+    """The container of that name in a miniature node (pod_stats.mininode)."""
+    return next(c for pod in node.pods for c in pod.containers if c.name == name)
+
+
+def sampled_container(snapshot, container):
+    """A miniature node's container as a Snapshot has it."""
+    return next(c for pod in snapshot.pods for c in pod.containers if c.id == container.id)
 
 
 def wait_for(what: str, check, timeout: float = 20.0, step: float = 0.2):

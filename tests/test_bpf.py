@@ -39,6 +39,7 @@ from pod_stats.bpf import (
 )
 from pod_stats.cgroups import discover_mounts
 from kernels.cgroup_child import reap, run_in_cgroup, run_in_child
+from support import opens as _opens
 
 pytestmark = pytest.mark.bpf
 
@@ -91,12 +92,6 @@ def new_cgroup(mounts):
         path.rmdir()
 
 
-def _opens(path: str, n: int) -> None:
-    for _ in range(n):
-        try:
-            os.close(os.open(path, os.O_RDONLY))
-        except FileNotFoundError:
-            pass
 
 
 def _syscall_opens(n: int, number: int, *args) -> None:

@@ -30,6 +30,7 @@ from pod_stats.bpf import (
 from pod_stats.cgroups import discover_mounts
 from pod_stats.drilldown import DropRow, DropTotals, Where, drop_totals, read_process, statm_rss_bytes
 from pod_stats.output import files_json, processes_json, render_files, render_processes
+from support import opens as _opens
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -119,12 +120,6 @@ def _key(cgroup: Path) -> CgroupKey:
     return CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino)
 
 
-def _opens(path: str, n: int) -> None:
-    for _ in range(n):
-        try:
-            os.close(os.open(path, os.O_RDONLY))
-        except FileNotFoundError:
-            pass
 
 
 def _neighbour(cgroup: Path, n_existing: int, n_missing: int) -> None:

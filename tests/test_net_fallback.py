@@ -15,6 +15,8 @@ from pod_stats.collector import open_collector
 from pod_stats.exporter import SnapshotMetrics
 from pod_stats.mininode import MiniNode
 from pod_stats.output import to_json
+from support import container_named as _container
+from support import sampled_container as _sampled
 
 pytestmark = [pytest.mark.bpf, pytest.mark.containers]
 
@@ -49,12 +51,8 @@ def collector(node):
         yield collector
 
 
-def _container(node, name):
-    return next(c for pod in node.pods for c in pod.containers if c.name == name)
 
 
-def _sampled(snapshot, container):
-    return next(c for pod in snapshot.pods for c in pod.containers if c.id == container.id)
 
 
 def test_a_container_in_the_v2_root_has_null_net_figures_under_the_packet_fallback(node, collector):

@@ -19,6 +19,8 @@ from pod_stats.drilldown import hottest_files, process_rows, sort_processes
 from pod_stats.exporter import SnapshotMetrics
 from pod_stats.mininode import MiniNode
 from pod_stats.output import render_table, to_json
+from support import container_named as _container
+from support import sampled_container as _sampled
 
 pytestmark = [pytest.mark.bpf, pytest.mark.containers]
 
@@ -45,12 +47,8 @@ def collector(node):
         yield collector
 
 
-def _container(node, name):
-    return next(c for pod in node.pods for c in pod.containers if c.name == name)
 
 
-def _sampled(snapshot, container):
-    return next(c for pod in snapshot.pods for c in pod.containers if c.id == container.id)
 
 
 def _deltas(before, after, fields):
