@@ -749,9 +749,15 @@ class Collector:
         if top is not None:
             for name in MEMORY_FIGURES + ("cpu_seconds", "cpu_cores"):
                 figures[name] = top.figures.get(name)
-            if "cpu_seconds" in base:
-                live_cpu = top.figures.get("cpu_seconds") if not top.vanished else 0
-                figures["cpu_seconds"] = None if live_cpu is None else round(base["cpu_seconds"] + live_cpu, 6)
+            # CPU time of every live instance's own cgroup (nested ones are inside it): a restarted
+            # container's old cgroup can outlive its successor's start, and its time must not drop out
+            instances = [part for part in live if part.tracked.kind == CONTAINER]
+            if "cpu_seconds" in base or len(instances) > 1:
+                cpu = [part.figures.get("cpu_seconds") for part in instances]
+                figures["cpu_seconds"] = None if None in cpu else round(base.get("cpu_seconds", 0) + sum(cpu), 6)
+            if len(instances) > 1:
+                cores = [part.figures.get("cpu_cores") for part in instances]
+                figures["cpu_cores"] = None if None in cores else round(sum(cores), 6)
         pids = [part.figures.get("pids") for part in live]
         unread = top is not None and top.tracked.info.path in self._nested_unread
         figures["pids"] = None if unread or None in pids else sum(pids)  # type: ignore[arg-type]

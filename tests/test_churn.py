@@ -212,6 +212,35 @@ def test_a_restarted_container_keeps_counting_up_under_one_label_set(collector, 
         pod.remove()
 
 
+def _burn(seconds: float) -> None:
+    until = time.process_time() + seconds
+    while time.process_time() < until:
+        pass
+
+
+def test_a_restarted_containers_cpu_time_never_drops_while_its_old_cgroup_outlives_the_restart(collector,
+                                                                                                log_dir):
+    # the new instance starts before the old one's cgroup is removed: both are live for a while,
+    # and the row (named by the newer) must not show the newer's CPU time alone (found by the soak)
+    pod = _Pod(log_dir, "cpu-0")
+    try:
+        pod.container(None).run(then=lambda: time.sleep(30), wait=False)  # the sandbox
+        first = pod.container("app", restart=0)
+        first.run(then=lambda: _burn(0.3))
+        seen = [_row(collector.sample(), pod.uid, "app").figures["cpu_seconds"]]
+        second = pod.container("app", restart=1)  # ... started while the first cgroup is still there
+        second.run(then=lambda: _burn(0.05))
+        seen.append(_row(collector.sample(), pod.uid, "app").figures["cpu_seconds"])
+        first.remove()
+        seen += [_row(collector.sample(), pod.uid, "app").figures["cpu_seconds"] for _ in range(2)]
+        assert seen[0] >= 0.25, seen
+        assert seen == sorted(seen), f"cpu_seconds went down: {seen}"
+        assert seen[1] >= seen[0] + 0.04, seen  # both instances' time
+    finally:
+        _stop_sandbox(pod)
+        pod.remove()
+
+
 def _stop_sandbox(pod):
     for directory in pod.containers[0].dirs:
         try:
