@@ -36,7 +36,7 @@ WORKLOAD := pod_stats/_workload
 HELPERS := $(BUILD)/helpers/open_routes $(BUILD)/helpers/open_routes32
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: all deps apt-deps venv bpf libbpf build test test-unit test-wheel wheel lint run demo vmlinux clean distclean
+.PHONY: all deps apt-deps venv bpf libbpf build test test-unit test-wheel wheel lint format run demo vmlinux clean distclean
 
 all: build
 
@@ -136,8 +136,17 @@ kernels: test-wheel
 	$(SUDO) $(PYTHON) tests/kernels/run_matrix.py
 	$(PYTHON) tests/kernels/compat_table.py --readme README.md
 
+## lint: ruff (lint and format check), mypy, over pod_stats, tests and bench
+PY_SOURCES := pod_stats tests bench
 lint: build
-	$(VENV)/bin/ruff check -q pod_stats tests
+	$(VENV)/bin/ruff check -q $(PY_SOURCES)
+	$(VENV)/bin/ruff format -q --check $(PY_SOURCES)
+	$(VENV)/bin/mypy
+
+## format: rewrite the Python sources in the project's style
+format: venv
+	$(VENV)/bin/ruff check -q --fix $(PY_SOURCES)
+	$(VENV)/bin/ruff format -q $(PY_SOURCES)
 
 test-unit: deps build
 	$(VENV)/bin/pytest -q -m 'not bpf and not containers'

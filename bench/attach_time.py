@@ -21,6 +21,10 @@ mounts = discover_mounts()
 root_id = os.stat(mounts.unified).st_ino if mounts.unified else 0
 with PodStatsBpf(key_mode_for(mounts), root_id) as bpf:
     t2 = time.perf_counter()
-    sys.stdout.write(json.dumps({"import_ms": (t1 - t0) * 1e3, "enter_ms": (t2 - t1) * 1e3,
-                                 "probes": sum(p.attached for p in bpf.probes)}) + "\n")
+    sys.stdout.write(
+        json.dumps(
+            {"import_ms": (t1 - t0) * 1e3, "enter_ms": (t2 - t1) * 1e3, "probes": sum(p.attached for p in bpf.probes)}
+        )
+        + "\n"
+    )
     sys.stdout.flush()

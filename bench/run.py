@@ -36,8 +36,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -71,12 +72,12 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def median(values: List[float]) -> Optional[float]:
+def median(values: list[float]) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
 
 
-def mad(values: List[float]) -> float:
+def mad(values: list[float]) -> float:
     """Median absolute deviation, scaled to a standard deviation's size."""
     if len(values) < 2:
         return 0.0
@@ -84,7 +85,7 @@ def mad(values: List[float]) -> float:
     return 1.4826 * statistics.median(abs(v - m) for v in values)
 
 
-def rnd(value: Optional[float], digits: int = 3) -> Optional[float]:
+def rnd(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
@@ -94,13 +95,15 @@ def rnd(value: Optional[float], digits: int = 3) -> Optional[float]:
 class Tool:
     """A background process of the benchmark, pinned to TOOL_CPU, dying with us."""
 
-    def __init__(self, argv: List[str], name: str, stdout=subprocess.DEVNULL, stdin=None):
+    def __init__(self, argv: list[str], name: str, stdout=subprocess.DEVNULL, stdin=None):
         self.name = name
         self.stderr = tempfile.TemporaryFile()
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             ["taskset", "-c", str(TOOL_CPU), "setpriv", "--pdeathsig", "TERM", *argv],
-            stdout=stdout, stderr=self.stderr, stdin=stdin,
+            stdout=stdout,
+            stderr=self.stderr,
+            stdin=stdin,
         )
         self.pid = self.proc.pid
 
@@ -126,7 +129,7 @@ class LineReader:
     """Reads a tool's stdout lines in a thread (the pipe never fills)."""
 
     def __init__(self, stream):
-        self.lines: List[Tuple[float, str]] = []
+        self.lines: list[tuple[float, str]] = []
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
         self._thread.start()
@@ -144,7 +147,7 @@ class LineReader:
     def join(self, timeout: float = 5.0) -> None:
         self._thread.join(timeout)
 
-    def wait_first(self, tool: Tool, timeout: float) -> Tuple[float, str]:
+    def wait_first(self, tool: Tool, timeout: float) -> tuple[float, str]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not self.lines:
@@ -155,8 +158,8 @@ class LineReader:
             return self.lines[0]
 
 
-def fd_kinds(pid: int) -> Dict[str, int]:
-    kinds: Dict[str, int] = {}
+def fd_kinds(pid: int) -> dict[str, int]:
+    kinds: dict[str, int] = {}
     try:
         for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
@@ -170,7 +173,7 @@ def fd_kinds(pid: int) -> Dict[str, int]:
     return kinds
 
 
-def wait_attached_by_fds(tool: Tool, ready: Callable[[Dict[str, int]], bool], timeout: float = 30.0) -> None:
+def wait_attached_by_fds(tool: Tool, ready: Callable[[dict[str, int]], bool], timeout: float = 30.0) -> None:
     """For tools that say nothing when attached: their BPF fds are all there and stable."""
     deadline = time.monotonic() + timeout
     stable, last = 0, None
@@ -185,7 +188,7 @@ def wait_attached_by_fds(tool: Tool, ready: Callable[[Dict[str, int]], bool], ti
     time.sleep(0.2)
 
 
-def bpf_fd_ids(pid: int, kind: str) -> List[int]:
+def bpf_fd_ids(pid: int, kind: str) -> list[int]:
     """prog_id / map_id of a process' bpf-prog / bpf-map fds, from fdinfo."""
     ids = []
     field = {"bpf-prog": "prog_id", "bpf-map": "map_id"}[kind]
@@ -206,15 +209,24 @@ def bpftool_json(*args: str):
     return json.loads(subprocess.run(["bpftool", "-j", *args], check=True, capture_output=True).stdout)
 
 
-def tracing_programs() -> List[dict]:
+def tracing_programs() -> list[dict]:
     """Every loaded tracepoint/raw-tracepoint/tracing program (to spot foreign tracers)."""
-    return [p for p in bpftool_json("prog", "show")
-            if p.get("type") in ("tracepoint", "raw_tracepoint", "tracing", "kprobe", "perf_event")]
+    return [
+        p
+        for p in bpftool_json("prog", "show")
+        if p.get("type") in ("tracepoint", "raw_tracepoint", "tracing", "kprobe", "perf_event")
+    ]
 
 
 @contextlib.contextmanager
-def arm(name: str, bins: Path, log_dir: str, stats: bool = False, empty_object: str = "empty.bpf.o",
-        probes: Optional[str] = None) -> Iterator[Optional[Tool]]:
+def arm(
+    name: str,
+    bins: Path,
+    log_dir: str,
+    stats: bool = False,
+    empty_object: str = "empty.bpf.o",
+    probes: str | None = None,
+) -> Iterator[Tool | None]:
     """One arm's tool, attached for the life of the block (None for 'none'): 'empty' attaches
     `empty_object`, 'podstats' the `probes` groups (its defaults if None)."""
     if name == "none":
@@ -229,8 +241,12 @@ def arm(name: str, bins: Path, log_dir: str, stats: bool = False, empty_object: 
             raise RuntimeError(f"attach: {line}")
         tool.reader = reader
     elif name == "podstats":
-        tool = Tool([POD_STATS, "run", "--json", "--interval", "1", "--log-dir", log_dir]
-                    + (["--probes", probes] if probes else []), "pod-stats", stdout=subprocess.PIPE)
+        tool = Tool(
+            [POD_STATS, "run", "--json", "--interval", "1", "--log-dir", log_dir]
+            + (["--probes", probes] if probes else []),
+            "pod-stats",
+            stdout=subprocess.PIPE,
+        )
         reader = LineReader(tool.proc.stdout)
         when, _ = reader.wait_first(tool, 60)
         tool.first_line_ms = (when - tool.started) * 1e3
@@ -238,13 +254,19 @@ def arm(name: str, bins: Path, log_dir: str, stats: bool = False, empty_object: 
     elif name == "bpftrace":
         tool = Tool(["bpftrace", "-e", BPFTRACE_PROGRAM], "bpftrace")
         # one tracepoint perf event + bpftrace's per-CPU output buffers
-        wait_attached_by_fds(tool, lambda k: k.get("anon_inode:bpf-prog", 0) >= 1
-                             and k.get("anon_inode:[perf_event]", 0) >= 1 + NCPUS)
+        wait_attached_by_fds(
+            tool, lambda k: k.get("anon_inode:bpf-prog", 0) >= 1 and k.get("anon_inode:[perf_event]", 0) >= 1 + NCPUS
+        )
     elif name == "opensnoop":
         tool = Tool([OPENSNOOP], "opensnoop")
         # its links, then its perf buffer (made after attaching)
-        wait_attached_by_fds(tool, lambda k: k.get("anon_inode:bpf_link", 0) >= 1
-                             and k.get("anon_inode:[perf_event]", 0) >= k.get("anon_inode:bpf_link", 0) + NCPUS)
+        wait_attached_by_fds(
+            tool,
+            lambda k: (
+                k.get("anon_inode:bpf_link", 0) >= 1
+                and k.get("anon_inode:[perf_event]", 0) >= k.get("anon_inode:bpf_link", 0) + NCPUS
+            ),
+        )
     else:
         raise ValueError(name)
     try:
@@ -254,7 +276,7 @@ def arm(name: str, bins: Path, log_dir: str, stats: bool = False, empty_object: 
         tool.stop(signal.SIGINT if name in ("bpftrace", "opensnoop") else signal.SIGTERM)
 
 
-def sysloop(bins: Path, loop: str, iterations: int, reps: int, cgroup: Optional[str] = None) -> float:
+def sysloop(bins: Path, loop: str, iterations: int, reps: int, cgroup: str | None = None) -> float:
     """Median over reps of ns per iteration of the pinned C loop, run in `cgroup` (its
     cgroup.procs files, comma-separated) or in this process' cgroup."""
     argv = [str(bins / "sysloop"), loop, str(iterations), str(reps), str(LOOP_CPU)] + ([cgroup] if cgroup else [])
@@ -272,10 +294,13 @@ LOOPS = {"open": ("open", "pod"), "getppid": ("getppid", "pod"), "open_host": ("
 HOST_ARMS = ("none", "empty", "podstats")
 
 
-def measure_loops(bins: Path, name: str, open_iters: int, ppid_iters: int, reps: int,
-                  pod_cgroup: str) -> Dict[str, float]:
-    m = {"open": sysloop(bins, "open", open_iters, reps, pod_cgroup),
-         "getppid": sysloop(bins, "getppid", ppid_iters, reps, pod_cgroup)}
+def measure_loops(
+    bins: Path, name: str, open_iters: int, ppid_iters: int, reps: int, pod_cgroup: str
+) -> dict[str, float]:
+    m = {
+        "open": sysloop(bins, "open", open_iters, reps, pod_cgroup),
+        "getppid": sysloop(bins, "getppid", ppid_iters, reps, pod_cgroup),
+    }
     if name in HOST_ARMS:
         m["open_host"] = sysloop(bins, "open", open_iters, reps)
     return m
@@ -285,7 +310,7 @@ def measure_loops(bins: Path, name: str, open_iters: int, ppid_iters: int, reps:
 PREEXISTING_TRACERS: set = set()
 
 
-def foreign_programs(own: set) -> List[int]:
+def foreign_programs(own: set) -> list[int]:
     """Tracing programs that are neither the current arm's nor pre-existing: another tracer
     started meanwhile, or the previous arm's programs are not freed yet."""
     return [p["id"] for p in tracing_programs() if p["id"] not in own and p["id"] not in PREEXISTING_TRACERS]
@@ -300,13 +325,21 @@ def settle(own: set, timeout: float = 3.0) -> bool:
     return True
 
 
-def overhead_rounds(bins: Path, log_dir: str, rounds: int, open_iters: int, ppid_iters: int,
-                    reps: int, rng: random.Random, pod_cgroup: str) -> dict:
+def overhead_rounds(
+    bins: Path,
+    log_dir: str,
+    rounds: int,
+    open_iters: int,
+    ppid_iters: int,
+    reps: int,
+    rng: random.Random,
+    pod_cgroup: str,
+) -> dict:
     """Rounds of: (a), then each tool arm in random order, each followed by (a) again; an arm's
     added cost is its figure minus the mean of the (a) measured just before and just after it.
     A round during which a foreign tracing program was loaded is set aside and replaced."""
-    done: List[dict] = []
-    first_line_ms: List[float] = []
+    done: list[dict] = []
+    first_line_ms: list[float] = []
     tools = [a for a in ARMS if a != "none"]
     attempts = 0
     while sum(r["clean"] for r in done) < rounds and attempts < rounds + 3:
@@ -333,19 +366,33 @@ def overhead_rounds(bins: Path, log_dir: str, rounds: int, open_iters: int, ppid
             before = after
         record["clean"] = bool(clean)
         done.append(record)
-        log(f"overhead round {len(done)} ({'clean' if clean else 'FOREIGN TRACER: set aside'}): " + "; ".join(
-            f"{loop} (a)={record['none'][0][loop]:.0f} " + " ".join(
-                f"+{a}={record['added'][a][loop]:.0f}" for a in ARMS if a in record["added"]
-                and loop in record["added"][a]) for loop in LOOPS) + " ns")
+        log(
+            f"overhead round {len(done)} ({'clean' if clean else 'FOREIGN TRACER: set aside'}): "
+            + "; ".join(
+                f"{loop} (a)={record['none'][0][loop]:.0f} "
+                + " ".join(
+                    f"+{a}={record['added'][a][loop]:.0f}"
+                    for a in ARMS
+                    if a in record["added"] and loop in record["added"][a]
+                )
+                for loop in LOOPS
+            )
+            + " ns"
+        )
 
     used = [r for r in done if r["clean"]]
     contaminated = len(used) < 3
     if contaminated:
         used = done
     result: dict = {
-        "rounds_used": len(used), "rounds_run": len(done), "rounds_set_aside": len(done) - len(used),
-        "contaminated": contaminated, "preexisting_tracing_programs": len(PREEXISTING_TRACERS),
-        "open_iterations": open_iters, "getppid_iterations": ppid_iters, "reps_per_measurement": reps,
+        "rounds_used": len(used),
+        "rounds_run": len(done),
+        "rounds_set_aside": len(done) - len(used),
+        "contaminated": contaminated,
+        "preexisting_tracing_programs": len(PREEXISTING_TRACERS),
+        "open_iterations": open_iters,
+        "getppid_iterations": ppid_iters,
+        "reps_per_measurement": reps,
         "first_sample_ms_no_pods_median": rnd(median(first_line_ms), 1),
         "round_orders": [r["order"] for r in used],
     }
@@ -398,8 +445,7 @@ class ToggledEmpty:
     """The empty programs (bench/attach --toggle), switched by signal, each switch acknowledged."""
 
     def __init__(self, bins: Path, empty_object: str = "empty.bpf.o"):
-        self.tool = Tool([str(bins / "attach"), "--toggle", str(bins / empty_object)], "attach",
-                         stdout=subprocess.PIPE)
+        self.tool = Tool([str(bins / "attach"), "--toggle", str(bins / empty_object)], "attach", stdout=subprocess.PIPE)
         self.lines = iter(self.tool.proc.stdout.readline, b"")
         if not next(self.lines, b"").startswith(b"attached"):
             raise RuntimeError(f"attach --toggle: {self.tool.stderr_text()}")
@@ -420,19 +466,27 @@ class ToggledPodStats:
     cgroup v2 root, probe groups), their links destroyed and made again. Reaches into PodStatsBpf:
     the product has no use for switching programs off."""
 
-    def __init__(self, probes: Optional[str] = None):
+    def __init__(self, probes: str | None = None):
         from pod_stats._pod_stats_ffi import ffi, lib
+
         from pod_stats.bpf import DEFAULT_PROBES, PodStatsBpf
         from pod_stats.cgroups import discover_mounts
         from pod_stats.collector import key_mode_for
 
         mounts = discover_mounts()
         self.ffi, self.lib = ffi, lib
-        self.bpf = PodStatsBpf(key_mode_for(mounts), os.stat(mounts.unified).st_ino, v2_root=mounts.unified,
-                               probes=probes.split(",") if probes else DEFAULT_PROBES)
+        self.bpf = PodStatsBpf(
+            key_mode_for(mounts),
+            os.stat(mounts.unified).st_ino,
+            v2_root=mounts.unified,
+            probes=probes.split(",") if probes else DEFAULT_PROBES,
+        )
         self.bpf.__enter__()
-        self.programs = {n: p for n, p in self.bpf._programs.items()
-                         if not self.ffi.string(lib.bpf_program__section_name(p)).startswith(b"cgroup_skb/")}
+        self.programs = {
+            n: p
+            for n, p in self.bpf._programs.items()
+            if not self.ffi.string(lib.bpf_program__section_name(p)).startswith(b"cgroup_skb/")
+        }
         if len(self.programs) != len(self.bpf._programs):
             raise RuntimeError("the cgroup_skb net fallback is attached: windows support tracepoints only")
         self.switch(False)
@@ -460,7 +514,7 @@ class ToggledPeer:
 
     def __init__(self, name: str, bins: Path, log_dir: str):
         self.name, self.bins, self.log_dir = name, bins, log_dir
-        self.running: Optional[contextlib.ExitStack] = None
+        self.running: contextlib.ExitStack | None = None
 
     def switch(self, on: bool) -> None:
         if on:
@@ -474,9 +528,18 @@ class ToggledPeer:
         self.switch(False)
 
 
-def window_phase(bins: Path, loop: str, batch: int, seconds: float, rng: random.Random,
-                 pod_cgroup: str, arms: Tuple[str, ...] = ("empty", "podstats"), log_dir: str = "",
-                 empty_object: str = "empty.bpf.o", probes: Optional[str] = None) -> dict:
+def window_phase(
+    bins: Path,
+    loop: str,
+    batch: int,
+    seconds: float,
+    rng: random.Random,
+    pod_cgroup: str,
+    arms: tuple[str, ...] = ("empty", "podstats"),
+    log_dir: str = "",
+    empty_object: str = "empty.bpf.o",
+    probes: str | None = None,
+) -> dict:
     """`loop` runs for `seconds` in batches of `batch`; meanwhile: nothing, a tool, nothing, the
     other tool, ... (tool order random per cycle). Each tool window's added ns per iteration is
     its median batch minus the mean of the two nothing-windows around it. `arms`: "empty" (the
@@ -488,10 +551,13 @@ def window_phase(bins: Path, loop: str, batch: int, seconds: float, rng: random.
             tools[name] = ToggledPodStats(probes)
         elif name != "empty":
             tools[name] = ToggledPeer(name, bins, log_dir)
-    windows: List[Tuple[str, int, int]] = []
+    windows: list[tuple[str, int, int]] = []
     try:
-        loop_proc = subprocess.Popen([str(bins / "sysloop"), "-t", str(seconds), loop, str(batch), str(LOOP_CPU),
-                                      pod_cgroup], stdout=subprocess.PIPE, text=True)
+        loop_proc = subprocess.Popen(
+            [str(bins / "sysloop"), "-t", str(seconds), loop, str(batch), str(LOOP_CPU), pod_cgroup],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(0.3)  # its warm-up
         stop_at = time.monotonic() + seconds - 0.5
         order = list(tools)
@@ -518,10 +584,11 @@ def window_phase(bins: Path, loop: str, batch: int, seconds: float, rng: random.
     batches = [(float(end), float(per)) for end, per in (line.split() for line in out.splitlines() if line.strip())]
     per_window = []
     for name, start, end in windows:
-        inside = [per for finished, per in batches
-                  if finished - per * batch >= start + WINDOW_GUARD_NS and finished <= end]
+        inside = [
+            per for finished, per in batches if finished - per * batch >= start + WINDOW_GUARD_NS and finished <= end
+        ]
         per_window.append((name, median(inside) if inside else None))
-    added: Dict[str, List[float]] = {name: [] for name in tools}
+    added: dict[str, list[float]] = {name: [] for name in tools}
     for i in range(1, len(per_window) - 1):
         name, value = per_window[i]
         before, after = per_window[i - 1][1], per_window[i + 1][1]
@@ -532,19 +599,25 @@ def window_phase(bins: Path, loop: str, batch: int, seconds: float, rng: random.
     # resolved when the floor's median stands three standard errors clear of zero
     resolved = bool(floor and floor > max(5.0, 3 * _median_error(added["empty"])))
     return {
-        "loop": loop, "batch": batch, "seconds": seconds, "window_seconds": WINDOW_SECONDS,
+        "loop": loop,
+        "batch": batch,
+        "seconds": seconds,
+        "window_seconds": WINDOW_SECONDS,
         "windows": {name: len(values) for name, values in added.items()},
         "ns_per_iteration_none_median": rnd(median(none), 2),
         "added_ns_median": {name: rnd(median(values), 2) for name, values in added.items()},
         "added_ns_mad": {name: rnd(mad(values), 2) for name, values in added.items()},
         "floor_resolved": resolved,
-        "vs_floor_by_arm": {name: rnd(median(values) / floor) if resolved and values else None
-                            for name, values in added.items() if name != "empty"},
+        "vs_floor_by_arm": {
+            name: rnd(median(values) / floor) if resolved and values else None
+            for name, values in added.items()
+            if name != "empty"
+        },
         "standard_error_ns": {name: rnd(_median_error(values), 2) for name, values in added.items()},
     }
 
 
-def _median_error(values: List[float]) -> float:
+def _median_error(values: list[float]) -> float:
     """Standard error of a median of roughly normal values."""
     return 1.2533 * mad(values) / math.sqrt(len(values)) if len(values) > 1 else float("inf")
 
@@ -570,33 +643,50 @@ def probe_group_windows(bins: Path, rng: random.Random, pod_cgroup: str) -> dict
     on the same hooks, in on/off windows as the open storm (window_phase)."""
     result: dict = {}
     for group, (loop, batch, empty_object, probes) in GROUP_LOOPS.items():
-        w = window_phase(bins, loop, batch, GROUP_WINDOW_SECONDS, rng, pod_cgroup, empty_object=empty_object,
-                         probes=probes)
+        w = window_phase(
+            bins, loop, batch, GROUP_WINDOW_SECONDS, rng, pod_cgroup, empty_object=empty_object, probes=probes
+        )
         floor, ours = w["added_ns_median"]["empty"], w["added_ns_median"]["podstats"]
-        result[group] = dict(w, probes=probes, added_ns_floor=floor, added_ns_podstats=ours,
-                             vs_floor=w["vs_floor_by_arm"]["podstats"])
-        log(f"probe group {group} ({loop}): (a)={w['ns_per_iteration_none_median']} ns, floor +{floor} "
+        result[group] = dict(
+            w, probes=probes, added_ns_floor=floor, added_ns_podstats=ours, vs_floor=w["vs_floor_by_arm"]["podstats"]
+        )
+        log(
+            f"probe group {group} ({loop}): (a)={w['ns_per_iteration_none_median']} ns, floor +{floor} "
             f"±{w['standard_error_ns']['empty']}, pod-stats +{ours} ±{w['standard_error_ns']['podstats']} ns"
-            + (f" = {result[group]['vs_floor']:.2f}× the floor" if result[group]["vs_floor"] is not None
-               else " (floor not resolved)"))
+            + (
+                f" = {result[group]['vs_floor']:.2f}× the floor"
+                if result[group]["vs_floor"] is not None
+                else " (floor not resolved)"
+            )
+        )
     return result
 
 
 def bpf_stats_phase(bins: Path, log_dir: str, iterations: int, reps: int, pod_cgroup: str) -> dict:
     """In-program cost from the kernel's BPF stats, all tools attached at once."""
     out: dict = {}
-    with arm("empty", bins, log_dir, stats=True) as empty, arm("podstats", bins, log_dir) as agent, \
-            arm("bpftrace", bins, log_dir) as bpftrace, arm("opensnoop", bins, log_dir) as opensnoop:
+    with (
+        arm("empty", bins, log_dir, stats=True) as empty,
+        arm("podstats", bins, log_dir) as agent,
+        arm("bpftrace", bins, log_dir) as bpftrace,
+        arm("opensnoop", bins, log_dir) as opensnoop,
+    ):
         tools = {"empty": empty, "podstats": agent, "bpftrace": bpftrace, "opensnoop": opensnoop}
         ids = {name: bpf_fd_ids(tool.pid, "bpf-prog") for name, tool in tools.items()}
 
         def snapshot():
             shown = {p["id"]: p for p in bpftool_json("prog", "show")}
-            return {name: {i: (shown[i].get("run_time_ns", 0), shown[i].get("run_cnt", 0), shown[i].get("name"))
-                           for i in prog_ids if i in shown} for name, prog_ids in ids.items()}
+            return {
+                name: {
+                    i: (shown[i].get("run_time_ns", 0), shown[i].get("run_cnt", 0), shown[i].get("name"))
+                    for i in prog_ids
+                    if i in shown
+                }
+                for name, prog_ids in ids.items()
+            }
 
         for where, cgroup in (("pod", pod_cgroup), ("host", None)):
-            per_rep: Dict[str, List[float]] = {name: [] for name in tools}
+            per_rep: dict[str, list[float]] = {name: [] for name in tools}
             for _ in range(reps):
                 before = snapshot()
                 sysloop(bins, "open", iterations, 1, cgroup)
@@ -606,8 +696,10 @@ def bpf_stats_phase(bins: Path, log_dir: str, iterations: int, reps: int, pod_cg
                     # per open of the loop (programs on several tracepoints add up); the
                     # loop's warm-up (a tenth) runs too, and other tasks' opens are noise
                     per_rep[name].append(ns / (iterations * 1.1))
-                programs = {name: {after[name][i][2]: after[name][i][1] - before[name][i][1] for i in after[name]}
-                            for name in tools}
+                programs = {
+                    name: {after[name][i][2]: after[name][i][1] - before[name][i][1] for i in after[name]}
+                    for name in tools
+                }
             key = "in_program_ns_per_open" + ("" if where == "pod" else "_host_task")
             out[key] = {name: rnd(median(v), 1) for name, v in per_rep.items()}
         out["runs_per_program_last_rep"] = programs
@@ -629,7 +721,7 @@ class PodFarm:
 
         mounts = discover_mounts()
         self.mounts = mounts
-        self.roots: Dict[str, str] = {}
+        self.roots: dict[str, str] = {}
         if mounts.unified:
             self.roots["v2"] = mounts.unified
         for controller in POD_HIERARCHY_CONTROLLERS:
@@ -638,9 +730,9 @@ class PodFarm:
         self.bins = bins
         self.log_dir = log_dir
         self.procs_per_pod = procs_per_pod
-        self.pods: List[dict] = []
-        self.made_dirs: List[str] = []
-        self.farms: List[Tool] = []
+        self.pods: list[dict] = []
+        self.made_dirs: list[str] = []
+        self.farms: list[Tool] = []
 
     def _mkdir(self, path: str) -> None:
         parts = Path(path)
@@ -660,12 +752,17 @@ class PodFarm:
         for i in range(start, start + count):
             uid = f"{UID_PREFIX}{i:04x}-0000-4000-8000-{i:012x}"
             pod = {
-                "uid": uid, "namespace": "bench", "name": f"bench-pod-{i:04d}",
-                "sandbox": f"{UID_PREFIX}5a{i:058x}", "app": f"{UID_PREFIX}c0{i:058x}",
+                "uid": uid,
+                "namespace": "bench",
+                "name": f"bench-pod-{i:04d}",
+                "sandbox": f"{UID_PREFIX}5a{i:058x}",
+                "app": f"{UID_PREFIX}c0{i:058x}",
             }
             pod["path"] = pod_cgroup_path("systemd-containerd", "burstable", uid)
-            pod["containers"] = {cid: container_cgroup_path("systemd-containerd", "burstable", uid, cid)
-                                 for cid in (pod["sandbox"], pod["app"])}
+            pod["containers"] = {
+                cid: container_cgroup_path("systemd-containerd", "burstable", uid, cid)
+                for cid in (pod["sandbox"], pod["app"])
+            }
             for root in self.roots.values():
                 for cgroup in pod["containers"].values():
                     self._mkdir(root + cgroup)
@@ -676,10 +773,10 @@ class PodFarm:
             link = self.log_dir / "containers" / f"{pod['name']}_bench_app-{pod['app']}.log"
             link.parent.mkdir(exist_ok=True)
             link.symlink_to(pod_log / "0.log")
-            sandbox_files = " ".join(root + pod["containers"][pod["sandbox"]] + "/cgroup.procs"
-                                     for root in self.roots.values())
-            app_files = " ".join(root + pod["containers"][pod["app"]] + "/cgroup.procs"
-                                 for root in self.roots.values())
+            sandbox_files = " ".join(
+                root + pod["containers"][pod["sandbox"]] + "/cgroup.procs" for root in self.roots.values()
+            )
+            app_files = " ".join(root + pod["containers"][pod["app"]] + "/cgroup.procs" for root in self.roots.values())
             spec.append(f"1 {sandbox_files}\n{self.procs_per_pod - 1} {app_files}\n")
             self.pods.append(pod)
         farm = Tool([str(self.bins / "podfarm")], "podfarm", stdout=subprocess.PIPE, stdin=subprocess.PIPE)
@@ -701,13 +798,12 @@ class PodFarm:
             self._mkdir(root + path)
         return ",".join(root + path + "/cgroup.procs" for root in self.roots.values())
 
-    def cgroup_dirs(self) -> List[Tuple[str, str]]:
+    def cgroup_dirs(self) -> list[tuple[str, str]]:
         """(v1 memory dir or v2 dir, v2 dir) of every cgroup whose figures pod-stats reports: each
         container's, and each pod's own (a pod's memory and CPU are its cgroup's)."""
         memory = self.mounts.memory_hierarchy().mount
         v2 = self.mounts.unified or memory
-        return [(memory + path, v2 + path) for pod in self.pods
-                for path in (pod["path"], *pod["containers"].values())]
+        return [(memory + path, v2 + path) for pod in self.pods for path in (pod["path"], *pod["containers"].values())]
 
     def close(self) -> None:
         for farm in reversed(self.farms):
@@ -765,7 +861,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 def naive_sample() -> str:
     """The original prototype's way: every PID's /proc/<pid>/cgroup and statm, grouped by pod uid."""
-    pods: Dict[str, Dict[str, int]] = {}
+    pods: dict[str, dict[str, int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -786,8 +882,9 @@ def naive_sample() -> str:
 
 
 def floor_sample(bins: Path, list_file: str) -> float:
-    out = subprocess.run(["taskset", "-c", str(TOOL_CPU), str(bins / "cgfloor"), list_file],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["taskset", "-c", str(TOOL_CPU), str(bins / "cgfloor"), list_file], check=True, capture_output=True, text=True
+    ).stdout
     return float(re.search(r"ms=([0-9.]+)", out).group(1))
 
 
@@ -801,7 +898,7 @@ def sample_rounds(farm: PodFarm, bins: Path, rounds: int, rng: random.Random) ->
     with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as listing:
         for memory_dir, v2_dir in farm.cgroup_dirs():
             listing.write(f"{memory_dir}/memory.stat\n{v2_dir}/cpu.stat\n")
-    raw: Dict[str, List[float]] = {"podstats": [], "floor": [], "naive": []}
+    raw: dict[str, list[float]] = {"podstats": [], "floor": [], "naive": []}
     try:
         with open_collector(log_dir=str(farm.log_dir)) as collector:
             # warm-up: the first sample tracks every container
@@ -836,7 +933,9 @@ def sample_rounds(farm: PodFarm, bins: Path, rounds: int, rng: random.Random) ->
         "containers": sum(len(p["containers"]) for p in bench_pods),
         "named_containers": sum(1 for p in bench_pods for c in p["containers"] if c["name"]),
         "pids": sum(p["pids"] or 0 for p in bench_pods),
-        "expected_pods": npods, "expected_containers": 2 * npods, "expected_pids": farm.procs_per_pod * npods,
+        "expected_pods": npods,
+        "expected_containers": 2 * npods,
+        "expected_pids": farm.procs_per_pod * npods,
     }
     if check["pods"] != npods or check["containers"] != 2 * npods or check["named_pods"] != npods:
         raise RuntimeError(f"pod-stats does not see the benchmark pods right: {check}")
@@ -877,8 +976,14 @@ def agent_run(log_dir: str, seconds: float, warmup: float = 3.0) -> dict:
         maps = []
         for map_id in bpf_fd_ids(agent.pid, "bpf-map"):
             shown = bpftool_json("map", "show", "id", str(map_id))
-            maps.append({"name": shown.get("name"), "type": shown.get("type"),
-                         "max_entries": shown.get("max_entries"), "bytes_memlock": shown.get("bytes_memlock")})
+            maps.append(
+                {
+                    "name": shown.get("name"),
+                    "type": shown.get("type"),
+                    "max_entries": shown.get("max_entries"),
+                    "bytes_memlock": shown.get("bytes_memlock"),
+                }
+            )
         last = agent.reader.lines[-1][1]
     samples = json.loads(last)["agent"]["sample_seconds"] if last.startswith("{") else None
     return {
@@ -893,7 +998,7 @@ def agent_run(log_dir: str, seconds: float, warmup: float = 3.0) -> dict:
     }
 
 
-def first_sample_times(log_dir: str, count: int) -> List[float]:
+def first_sample_times(log_dir: str, count: int) -> list[float]:
     times = []
     for _ in range(count):
         with arm("podstats", Path(), log_dir) as agent:
@@ -950,17 +1055,23 @@ def zero_loss(bins: Path, cgroups: int, opens: int) -> dict:
         root_id = os.stat(mounts.unified).st_ino if mounts.unified else 0
         with PodStatsBpf(key_mode_for(mounts), root_id) as bpf:
             storm = ["taskset", "-c", f"0-{NCPUS - 1}", str(bins / "storm"), str(opens)]
-            out = subprocess.run(storm + [procs for _, procs in targets],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                storm + [procs for _, procs in targets], check=True, capture_output=True, text=True
+            ).stdout
             counters = bpf.read_counters()
             drops = bpf.drops()
-        counted = {f"{key.hierarchy}:{key.cgroup_id}": (counters[key].opens if key in counters else 0)
-                   for key, _ in targets}
+        counted = {
+            f"{key.hierarchy}:{key.cgroup_id}": (counters[key].opens if key in counters else 0) for key, _ in targets
+        }
         expected = cgroups * opens
         return {
-            "cgroups": cgroups, "opens_per_cgroup": opens, "expected": expected,
-            "counted": sum(counted.values()), "lost_opens": expected - sum(counted.values()),
-            "per_cgroup": counted, "map_full_drops": drops.map_full,
+            "cgroups": cgroups,
+            "opens_per_cgroup": opens,
+            "expected": expected,
+            "counted": sum(counted.values()),
+            "lost_opens": expected - sum(counted.values()),
+            "per_cgroup": counted,
+            "map_full_drops": drops.map_full,
             "storm_ms": float(re.search(r"ms=([0-9.]+)", out).group(1)),
         }
     finally:
@@ -998,7 +1109,7 @@ GOALS = [
 ]
 
 
-def _times(ratio: Optional[float]) -> str:
+def _times(ratio: float | None) -> str:
     return "—" if ratio is None else f"{ratio:.2f}×"
 
 
@@ -1018,18 +1129,25 @@ def print_table(results: dict) -> None:
         rows.append((key, text, goal, verdict))
     width = max(len(r[0]) for r in rows)
     print()
-    print(f"pod-stats benchmark · {results['date']} · kernel {results['kernel']} · {results['cpu_model']} "
-          f"· {results['cpus']} CPUs")
+    print(
+        f"pod-stats benchmark · {results['date']} · kernel {results['kernel']} · {results['cpu_model']} "
+        f"· {results['cpus']} CPUs"
+    )
     print(f"{'figure'.ljust(width)}  {'value':>12}  {'goal':<14}  verdict")
     for key, text, goal, verdict in rows:
         print(f"{key.ljust(width)}  {text:>12}  {goal:<14}  {verdict}")
     print()
-    print(f"open storm and getppid in {WINDOW_SECONDS} s windows, on and off in turn while the loop runs on "
-          "(added ns per iteration, median ± standard error):")
+    print(
+        f"open storm and getppid in {WINDOW_SECONDS} s windows, on and off in turn while the loop runs on "
+        "(added ns per iteration, median ± standard error):"
+    )
     for phase, w in results["raw"]["windows"].items():
-        arms = "   ".join(f"{name} +{w['added_ns_median'][name]:.1f} ±{w['standard_error_ns'][name]:.1f}"
-                          + ("" if name == "empty" else f" = {_times(w['vs_floor_by_arm'][name])} the floor")
-                          + f" ({w['windows'][name]} windows)" for name in w["windows"])
+        arms = "   ".join(
+            f"{name} +{w['added_ns_median'][name]:.1f} ±{w['standard_error_ns'][name]:.1f}"
+            + ("" if name == "empty" else f" = {_times(w['vs_floor_by_arm'][name])} the floor")
+            + f" ({w['windows'][name]} windows)"
+            for name in w["windows"]
+        )
         print(f"  {phase:<10} (a) {w['ns_per_iteration_none_median']:>7.1f}   {arms}")
     print("  (the peers, bpftrace and opensnoop, are started for each window once attached, and stopped after it)")
     ov = results["raw"]["overhead"]
@@ -1044,48 +1162,67 @@ def print_table(results: dict) -> None:
         return f"{'' if value is None else f'{value:.1f}':>{width}}"
 
     for a in ARMS:
-        print(f"  {ARM_LABELS[a]:<30} {cell('open', a, 'ns_per_iteration_median', 10)} "
-              f"{cell('open', a, 'added_ns_median', 7)}  {cell('getppid', a, 'ns_per_iteration_median', 8)} "
-              f"{cell('getppid', a, 'added_ns_median', 6)}  {cell('open_host', a, 'ns_per_iteration_median', 9)} "
-              f"{cell('open_host', a, 'added_ns_median', 7)}")
+        print(
+            f"  {ARM_LABELS[a]:<30} {cell('open', a, 'ns_per_iteration_median', 10)} "
+            f"{cell('open', a, 'added_ns_median', 7)}  {cell('getppid', a, 'ns_per_iteration_median', 8)} "
+            f"{cell('getppid', a, 'added_ns_median', 6)}  {cell('open_host', a, 'ns_per_iteration_median', 9)} "
+            f"{cell('open_host', a, 'added_ns_median', 7)}"
+        )
     for key, label in (("in_program_ns_per_open", "pod"), ("in_program_ns_per_open_host_task", "host")):
         stats = results["raw"].get("bpf_stats", {}).get(key, {})
         if stats:
-            print(f"  in-program ns per open ({label} loop; kernel BPF stats, all tools at once, stats overhead "
-                  "included): " + ", ".join(f"{k} {v:.1f}" for k, v in stats.items() if v is not None))
+            print(
+                f"  in-program ns per open ({label} loop; kernel BPF stats, all tools at once, stats overhead "
+                "included): " + ", ".join(f"{k} {v:.1f}" for k, v in stats.items() if v is not None)
+            )
     for loop in LOOPS:
         if not ov[loop]["floor_resolved"]:
             print(f"  note: in these rounds the floor's added cost on {loop} is within the noise: no ratio computed.")
-    print(f"  {ov['rounds_used']} rounds used ({ov['rounds_set_aside']} set aside: a foreign tracing program was "
-          "loaded meanwhile).")
+    print(
+        f"  {ov['rounds_used']} rounds used ({ov['rounds_set_aside']} set aside: a foreign tracing program was "
+        "loaded meanwhile)."
+    )
     groups = results["raw"].get("probe_groups", {})
     if groups:
         print()
-        print("the other probe groups, each alone, on the loop that pays for it, in on/off windows "
-              "(ns per iteration; added: median ± standard error):")
+        print(
+            "the other probe groups, each alone, on the loop that pays for it, in on/off windows "
+            "(ns per iteration; added: median ± standard error):"
+        )
         print(f"  {'group':<8} {'loop':<12} {'(a) none':>9} {'+ floor':>14} {'+ pod-stats':>14} {'vs floor':>9}")
         for group, g in groups.items():
             err = g["standard_error_ns"]
-            print(f"  {group:<8} {g['loop']:<12} {g['ns_per_iteration_none_median']:>9.0f} "
-                  f"{g['added_ns_floor']:>8.1f} ±{err['empty']:<4.0f} {g['added_ns_podstats']:>8.1f} ±{err['podstats']:<4.0f} "
-                  f"{_times(g['vs_floor']):>9}")
+            print(
+                f"  {group:<8} {g['loop']:<12} {g['ns_per_iteration_none_median']:>9.0f} "
+                f"{g['added_ns_floor']:>8.1f} ±{err['empty']:<4.0f} "
+                f"{g['added_ns_podstats']:>8.1f} ±{err['podstats']:<4.0f} "
+                f"{_times(g['vs_floor']):>9}"
+            )
     if ov["contaminated"] or ov["preexisting_tracing_programs"]:
-        print(f"  WARNING: another tracer ran on this machine ({ov['preexisting_tracing_programs']} tracing programs "
-              "loaded before the benchmark; rounds kept although contaminated: "
-              f"{ov['contaminated']}): the (a) baseline is not clean, figures are suspect.")
+        print(
+            f"  WARNING: another tracer ran on this machine ({ov['preexisting_tracing_programs']} tracing programs "
+            "loaded before the benchmark; rounds kept although contaminated: "
+            f"{ov['contaminated']}): the (a) baseline is not clean, figures are suspect."
+        )
     for size, which in ((results["pods_small"], "small"), (results["pods_large"], "large")):
         s = results["raw"].get(f"sample_{which}")
         if s:
             m = s["ms_median"]
-            print(f"sample at {size} pods (median ms): pod-stats {m['podstats']:.2f}, kernel floor "
-                  f"{m['floor']:.2f}, naive /proc walk {m['naive']:.2f}")
+            print(
+                f"sample at {size} pods (median ms): pod-stats {m['podstats']:.2f}, kernel floor "
+                f"{m['floor']:.2f}, naive /proc walk {m['naive']:.2f}"
+            )
     a = results["raw"]["agent_small"]
-    print(f"agent at {results['pods_small']} pods: {a['cpu_percent']} % CPU over {a['measured_seconds']} s, "
-          f"RSS {a['rss_mib']} MiB, "
-          f"BPF maps {a['bpf_map_memlock_bytes']:,} bytes memlock")
+    print(
+        f"agent at {results['pods_small']} pods: {a['cpu_percent']} % CPU over {a['measured_seconds']} s, "
+        f"RSS {a['rss_mib']} MiB, "
+        f"BPF maps {a['bpf_map_memlock_bytes']:,} bytes memlock"
+    )
     at = results["raw"]["attach"]
-    print(f"attach: {at['attach_ms_median']} ms from spawn (imports {at['import_ms_median']} ms, "
-          f"PodStatsBpf.__enter__ {at['enter_ms_median']} ms)")
+    print(
+        f"attach: {at['attach_ms_median']} ms from spawn (imports {at['import_ms_median']} ms, "
+        f"PodStatsBpf.__enter__ {at['enter_ms_median']} ms)"
+    )
 
 
 def main() -> int:
@@ -1096,8 +1233,9 @@ def main() -> int:
     parser.add_argument("--open-iterations", type=int, default=100_000)
     parser.add_argument("--getppid-iterations", type=int, default=300_000)
     parser.add_argument("--agent-seconds", type=float, default=20.0)
-    parser.add_argument("--window-seconds", type=float, default=40.0,
-                        help="how long each loop runs under on/off windows")
+    parser.add_argument(
+        "--window-seconds", type=float, default=40.0, help="how long each loop runs under on/off windows"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer rounds and pods (a smoke test)")
     args = parser.parse_args()
@@ -1105,9 +1243,20 @@ def main() -> int:
         print("bench: needs root (BPF, cgroups)", file=sys.stderr)
         return 1
     bins = Path(args.bin_dir)
-    for needed in ("attach", "empty.bpf.o", "sysloop", "podfarm", "cgfloor", "storm",
-                   "empty_proc.bpf.o", "empty_net.bpf.o", "empty_sched.bpf.o", "empty_ia32.bpf.o",
-                   "empty_uring.bpf.o", "empty_oom.bpf.o"):
+    for needed in (
+        "attach",
+        "empty.bpf.o",
+        "sysloop",
+        "podfarm",
+        "cgfloor",
+        "storm",
+        "empty_proc.bpf.o",
+        "empty_net.bpf.o",
+        "empty_sched.bpf.o",
+        "empty_ia32.bpf.o",
+        "empty_uring.bpf.o",
+        "empty_oom.bpf.o",
+    ):
         if not (bins / needed).exists():
             print(f"bench: {bins / needed} missing: run `make bench`", file=sys.stderr)
             return 1
@@ -1139,20 +1288,37 @@ def main() -> int:
         try:
             log(f"1+2: open storm and getppid, {rounds} interleaved rounds of {len(ARMS)} arms")
             loop_cgroup = farm.loop_cgroup()
-            raw["overhead"] = overhead_rounds(bins, str(log_dir), rounds, args.open_iterations,
-                                              args.getppid_iterations, 3, rng, loop_cgroup)
-            log(f"1+2: open storm and getppid in {WINDOW_SECONDS:.2f} s on/off windows, "
-                f"{args.window_seconds:.0f} s each")
-            raw["windows"] = {loop: window_phase(bins, loop, batch, args.window_seconds, rng, loop_cgroup)
-                              for loop, batch in (("open", 300), ("getppid", 3000))}
+            raw["overhead"] = overhead_rounds(
+                bins, str(log_dir), rounds, args.open_iterations, args.getppid_iterations, 3, rng, loop_cgroup
+            )
+            log(
+                f"1+2: open storm and getppid in {WINDOW_SECONDS:.2f} s on/off windows, "
+                f"{args.window_seconds:.0f} s each"
+            )
+            raw["windows"] = {
+                loop: window_phase(bins, loop, batch, args.window_seconds, rng, loop_cgroup)
+                for loop, batch in (("open", 300), ("getppid", 3000))
+            }
             log(f"1: open storm, the peers (started and stopped) in windows, {args.window_seconds:.0f} s")
-            raw["windows"]["open_peers"] = window_phase(bins, "open", 300, args.window_seconds, rng, loop_cgroup,
-                                                        arms=("empty", "bpftrace", "opensnoop"),
-                                                        log_dir=str(log_dir))
+            raw["windows"]["open_peers"] = window_phase(
+                bins,
+                "open",
+                300,
+                args.window_seconds,
+                rng,
+                loop_cgroup,
+                arms=("empty", "bpftrace", "opensnoop"),
+                log_dir=str(log_dir),
+            )
             for phase, w in raw["windows"].items():
-                log(f"windows {phase}: (a)={w['ns_per_iteration_none_median']} ns, " + ", ".join(
-                    f"+{name}={w['added_ns_median'][name]} ±{w['standard_error_ns'][name]} "
-                    f"({w['windows'][name]} windows)" for name in w["windows"]))
+                log(
+                    f"windows {phase}: (a)={w['ns_per_iteration_none_median']} ns, "
+                    + ", ".join(
+                        f"+{name}={w['added_ns_median'][name]} ±{w['standard_error_ns'][name]} "
+                        f"({w['windows'][name]} windows)"
+                        for name in w["windows"]
+                    )
+                )
             log(f"the other probe groups on the loops that pay for them, {GROUP_WINDOW_SECONDS:.0f} s of windows each")
             raw["probe_groups"] = probe_group_windows(bins, rng, loop_cgroup)
             log("1: in-program cost from kernel BPF stats")
@@ -1166,11 +1332,13 @@ def main() -> int:
             raw["sample_small"] = sample_rounds(farm, bins, rounds, rng)
             log(f"3: agent CPU share at {pods_small} pods, 3 agents × {args.agent_seconds / 2:.0f} s")
             # three agents, the one with the median CPU share reported: one run of seconds swings by ±20 %
-            runs = sorted((agent_run(str(log_dir), args.agent_seconds / 2) for _ in range(3)),
-                          key=lambda run: run["cpu_percent"])
+            runs = sorted(
+                (agent_run(str(log_dir), args.agent_seconds / 2) for _ in range(3)), key=lambda run: run["cpu_percent"]
+            )
             raw["agent_small"] = dict(runs[1], cpu_percent_runs=[run["cpu_percent"] for run in runs])
-            raw["first_sample_ms_raw"] = [raw["agent_small"]["first_sample_ms"]] + \
-                [round(x, 1) for x in first_sample_times(str(log_dir), 4)]
+            raw["first_sample_ms_raw"] = [raw["agent_small"]["first_sample_ms"]] + [
+                round(x, 1) for x in first_sample_times(str(log_dir), 4)
+            ]
             log(f"3: {pods_large} pods")
             farm.add_pods(pods_large - pods_small)
             raw["sample_large"] = sample_rounds(farm, bins, rounds, rng)
@@ -1183,52 +1351,65 @@ def main() -> int:
     ov = raw["overhead"]
     small, large = "sample_small", "sample_large"
     agent = raw["agent_small"]
-    results.update({
-        # windows where they resolve the floor; else the rounds' figure (null when neither does)
-        "open_overhead_vs_floor": _first_known(raw["windows"]["open"]["vs_floor_by_arm"]["podstats"],
-                                               ov["open"]["vs_floor"]["podstats"]["ratio_of_medians"]),
-        "bpftrace_vs_floor": _first_known(raw["windows"]["open_peers"]["vs_floor_by_arm"]["bpftrace"],
-                                          ov["open"]["vs_floor"]["bpftrace"]["ratio_of_medians"]),
-        "opensnoop_vs_floor": _first_known(raw["windows"]["open_peers"]["vs_floor_by_arm"]["opensnoop"],
-                                           ov["open"]["vs_floor"]["opensnoop"]["ratio_of_medians"]),
-        "other_syscall_overhead_vs_floor": _first_known(raw["windows"]["getppid"]["vs_floor_by_arm"]["podstats"],
-                                                        ov["getppid"]["vs_floor"]["podstats"]["ratio_of_medians"]),
-        "open_overhead_vs_floor_host_task": ov["open_host"]["vs_floor"]["podstats"]["ratio_of_medians"],
-        "sample_ms_250_pods": raw[small]["ms_median"]["podstats"],
-        "sample_ms_1000_pods": raw[large]["ms_median"]["podstats"],
-        "sample_vs_floor_250_pods": raw[small]["vs_floor"],
-        "sample_vs_floor_1000_pods": raw[large]["vs_floor"],
-        "sample_speedup_vs_naive_1000_pods": raw[large]["naive_vs_podstats"],
-        "agent_cpu_percent_250_pods": agent["cpu_percent"],
-        "attach_ms": raw["attach"]["attach_ms_median"],
-        "first_sample_ms": rnd(median(raw["first_sample_ms_raw"]), 1),
-        "agent_rss_mib": agent["rss_mib"],
-        "lost_opens": raw["zero_loss"]["lost_opens"],
-        # the other probe groups: added ns per loop iteration, and that against the empty-program floor
-        **{f"{group}_overhead_vs_floor": raw["probe_groups"][group]["vs_floor"] for group in GROUP_LOOPS},
-        **{f"{group}_added_ns_{arm}": raw["probe_groups"][group][f"added_ns_{arm}"]
-           for group in GROUP_LOOPS for arm in ("floor", "podstats")},
-        # extras
-        "map_full_drops": raw["zero_loss"]["map_full_drops"],
-        "open_added_ns_floor": raw["windows"]["open"]["added_ns_median"]["empty"],
-        "open_added_ns_podstats": raw["windows"]["open"]["added_ns_median"]["podstats"],
-        "getppid_added_ns_floor": raw["windows"]["getppid"]["added_ns_median"]["empty"],
-        "getppid_added_ns_podstats": raw["windows"]["getppid"]["added_ns_median"]["podstats"],
-        "in_program_ns_per_open": raw["bpf_stats"]["in_program_ns_per_open"],
-        "in_program_ns_per_open_host_task": raw["bpf_stats"]["in_program_ns_per_open_host_task"],
-        "bpf_map_memlock_bytes": agent["bpf_map_memlock_bytes"],
-        "agent_cpu_percent_1000_pods": raw["agent_large"]["cpu_percent"],
-        "pods_small": pods_small,
-        "pods_large": pods_large,
-        "quick": args.quick,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "kernel": platform.release(),
-        "cpu_model": cpu_model(),
-        "cpus": NCPUS,
-        "duration_seconds": round(time.monotonic() - started, 1),
-        "method": METHOD,
-        "raw": raw,
-    })
+    results.update(
+        {
+            # windows where they resolve the floor; else the rounds' figure (null when neither does)
+            "open_overhead_vs_floor": _first_known(
+                raw["windows"]["open"]["vs_floor_by_arm"]["podstats"],
+                ov["open"]["vs_floor"]["podstats"]["ratio_of_medians"],
+            ),
+            "bpftrace_vs_floor": _first_known(
+                raw["windows"]["open_peers"]["vs_floor_by_arm"]["bpftrace"],
+                ov["open"]["vs_floor"]["bpftrace"]["ratio_of_medians"],
+            ),
+            "opensnoop_vs_floor": _first_known(
+                raw["windows"]["open_peers"]["vs_floor_by_arm"]["opensnoop"],
+                ov["open"]["vs_floor"]["opensnoop"]["ratio_of_medians"],
+            ),
+            "other_syscall_overhead_vs_floor": _first_known(
+                raw["windows"]["getppid"]["vs_floor_by_arm"]["podstats"],
+                ov["getppid"]["vs_floor"]["podstats"]["ratio_of_medians"],
+            ),
+            "open_overhead_vs_floor_host_task": ov["open_host"]["vs_floor"]["podstats"]["ratio_of_medians"],
+            "sample_ms_250_pods": raw[small]["ms_median"]["podstats"],
+            "sample_ms_1000_pods": raw[large]["ms_median"]["podstats"],
+            "sample_vs_floor_250_pods": raw[small]["vs_floor"],
+            "sample_vs_floor_1000_pods": raw[large]["vs_floor"],
+            "sample_speedup_vs_naive_1000_pods": raw[large]["naive_vs_podstats"],
+            "agent_cpu_percent_250_pods": agent["cpu_percent"],
+            "attach_ms": raw["attach"]["attach_ms_median"],
+            "first_sample_ms": rnd(median(raw["first_sample_ms_raw"]), 1),
+            "agent_rss_mib": agent["rss_mib"],
+            "lost_opens": raw["zero_loss"]["lost_opens"],
+            # the other probe groups: added ns per loop iteration, and that against the empty-program floor
+            **{f"{group}_overhead_vs_floor": raw["probe_groups"][group]["vs_floor"] for group in GROUP_LOOPS},
+            **{
+                f"{group}_added_ns_{arm}": raw["probe_groups"][group][f"added_ns_{arm}"]
+                for group in GROUP_LOOPS
+                for arm in ("floor", "podstats")
+            },
+            # extras
+            "map_full_drops": raw["zero_loss"]["map_full_drops"],
+            "open_added_ns_floor": raw["windows"]["open"]["added_ns_median"]["empty"],
+            "open_added_ns_podstats": raw["windows"]["open"]["added_ns_median"]["podstats"],
+            "getppid_added_ns_floor": raw["windows"]["getppid"]["added_ns_median"]["empty"],
+            "getppid_added_ns_podstats": raw["windows"]["getppid"]["added_ns_median"]["podstats"],
+            "in_program_ns_per_open": raw["bpf_stats"]["in_program_ns_per_open"],
+            "in_program_ns_per_open_host_task": raw["bpf_stats"]["in_program_ns_per_open_host_task"],
+            "bpf_map_memlock_bytes": agent["bpf_map_memlock_bytes"],
+            "agent_cpu_percent_1000_pods": raw["agent_large"]["cpu_percent"],
+            "pods_small": pods_small,
+            "pods_large": pods_large,
+            "quick": args.quick,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "kernel": platform.release(),
+            "cpu_model": cpu_model(),
+            "cpus": NCPUS,
+            "duration_seconds": round(time.monotonic() - started, 1),
+            "method": METHOD,
+            "raw": raw,
+        }
+    )
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
     print(f"\nwritten: {args.output} ({results['duration_seconds']} s)")
@@ -1245,39 +1426,40 @@ def cpu_model() -> str:
 
 METHOD = {
     "overhead": "sysloop (static C, pinned to CPU 1) does open+close(/dev/null) or getppid; each arm's tool "
-                "runs pinned to CPU 0 and is attached before the loop starts: (b) bench/attach with "
-                "bench/empty.bpf.o, (c) `pod-stats run --json --interval 1` (attached at its first line), "
-                "(d) bpftrace one-liner, (e) opensnoop > /dev/null (attached when their BPF fds are all open). "
-                "Each round: (a), then the four tool arms in random order, each followed by (a) again; "
-                "added = arm − mean of the (a) just before and after it; a round during which a foreign tracing "
-                "program was loaded is set aside and replaced. Figure = median added(arm) / median added(b) over "
-                "the rounds (median of per-round ratios kept in raw).",
+    "runs pinned to CPU 0 and is attached before the loop starts: (b) bench/attach with "
+    "bench/empty.bpf.o, (c) `pod-stats run --json --interval 1` (attached at its first line), "
+    "(d) bpftrace one-liner, (e) opensnoop > /dev/null (attached when their BPF fds are all open). "
+    "Each round: (a), then the four tool arms in random order, each followed by (a) again; "
+    "added = arm − mean of the (a) just before and after it; a round during which a foreign tracing "
+    "program was loaded is set aside and replaced. Figure = median added(arm) / median added(b) over "
+    "the rounds (median of per-round ratios kept in raw).",
     "windows": "open_overhead_vs_floor and other_syscall_overhead_vs_floor (when resolved; else the rounds'): "
-               "sysloop -t runs the loop without a break in batches (300 open+close, 3,000 getppid) for "
-               "--window-seconds, in the loop cgroup, while this process switches on and off in turn, "
-               f"{WINDOW_SECONDS} s each, nothing / (b) the empty programs (bench/attach --toggle) / nothing / (c) "
-               "pod-stats' default programs (PodStatsBpf in this process, as the agent configures it), tool "
-               "order random per cycle; batches that began within 3 ms of a switch are not used. Added = the "
-               "window's median batch − the mean of the nothing-windows before and after it; figure = median "
-               "added(c) / median added(b), reported when median added(b) > 3 standard errors. "
-               "bpftrace_vs_floor and opensnoop_vs_floor the same way in a loop of their own (phase open_peers: "
-               "nothing / (b) / nothing / (d) / nothing / (e)), the peers started for each window once attached "
-               "(their BPF fds all open) and stopped after it.",
+    "sysloop -t runs the loop without a break in batches (300 open+close, 3,000 getppid) for "
+    "--window-seconds, in the loop cgroup, while this process switches on and off in turn, "
+    f"{WINDOW_SECONDS} s each, nothing / (b) the empty programs (bench/attach --toggle) / nothing / (c) "
+    "pod-stats' default programs (PodStatsBpf in this process, as the agent configures it), tool "
+    "order random per cycle; batches that began within 3 ms of a switch are not used. Added = the "
+    "window's median batch − the mean of the nothing-windows before and after it; figure = median "
+    "added(c) / median added(b), reported when median added(b) > 3 standard errors. "
+    "bpftrace_vs_floor and opensnoop_vs_floor the same way in a loop of their own (phase open_peers: "
+    "nothing / (b) / nothing / (d) / nothing / (e)), the peers started for each window once attached "
+    "(their BPF fds all open) and stopped after it.",
     "bpf_stats": "all four tools attached at once with BPF_ENABLE_STATS held by bench/attach --stats; "
-                 "run_time_ns delta of each tool's programs over the open loop / opens",
+    "run_time_ns delta of each tool's programs over the open loop / opens",
     "sample": "in this process: json.dumps(to_json(collector.sample())) of open_collector(), one sample per "
-              "~1 s like the agent; floor: bench/cgfloor (C) reads the v1 memory.stat and v2 cpu.stat of each "
-              "container and each pod cgroup (the cgroups whose figures pod-stats reports) once; naive: Python reading /proc/<pid>/cgroup + statm of every PID, grouped by pod "
-              "uid, to JSON; interleaved, per-round ratios, median",
+    "~1 s like the agent; floor: bench/cgfloor (C) reads the v1 memory.stat and v2 cpu.stat of each "
+    "container and each pod cgroup (the cgroups whose figures pod-stats reports) once; "
+    "naive: Python reading /proc/<pid>/cgroup + statm of every PID, grouped by pod "
+    "uid, to JSON; interleaved, per-round ratios, median",
     "agent_cpu": "utime+stime of a real `pod-stats run --json --interval 1` from /proc/<pid>/stat over the "
-                 "measured seconds after a 3 s warm-up; at 250 pods three agents one after the other, the median "
-                 "reported; RSS = VmRSS at the end (of that agent)",
+    "measured seconds after a 3 s warm-up; at 250 pods three agents one after the other, the median "
+    "reported; RSS = VmRSS at the end (of that agent)",
     "attach_ms": "spawn of a fresh venv python running bench/attach_time.py → its line printed right after "
-                 "PodStatsBpf.__enter__ (interpreter start + imports + open/load/attach), median of 5",
+    "PodStatsBpf.__enter__ (interpreter start + imports + open/load/attach), median of 5",
     "first_sample_ms": "spawn of `pod-stats run --json --interval 1` → first NDJSON line, 250 pods present, "
-                       "median of 5",
+    "median of 5",
     "zero_loss": "bench/storm: 8 children, each in its own cgroup (4 v2, 4 v1-memory-only: the hybrid key), "
-                 "released together, 250,000 opens each, unpinned; PodStatsBpf.read_counters() per cgroup",
+    "released together, 250,000 opens each, unpinned; PodStatsBpf.read_counters() per cgroup",
 }
 
 

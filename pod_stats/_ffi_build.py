@@ -33,11 +33,14 @@ def shared_header_cdef() -> str:
     return "\n".join(lines)
 
 
-CDEF = """
+CDEF = (
+    """
 typedef uint16_t __u16;
 typedef uint32_t __u32;
 typedef uint64_t __u64;
-""" + shared_header_cdef() + """
+"""
+    + shared_header_cdef()
+    + """
 #define POD_STATS_SLOT_RETIRED ...  /* an expression in pod_stats.h: its value from the compiler */
 
 /* libbpf, only what pod_stats/bpf.py uses */
@@ -122,6 +125,7 @@ int cgfs_read_batch(const int *fds, const unsigned char *kinds, int count, int64
 
 extern "Python" void pod_stats_libbpf_log_line(int level, const char *line);
 """
+)
 
 SOURCE = r"""
 #include <errno.h>

@@ -5,8 +5,9 @@ checked against every pod's figures and every container's.
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Optional
 
 from pod_stats.collector import FIGURES, RATES, Figures, Snapshot
 from pod_stats.text import inert, put_text
@@ -19,8 +20,7 @@ _OPERATORS = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
 }
-_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 _RULE = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|==|!=|>|<)\s*([0-9]+(?:\.[0-9]+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T)?\s*$")
 FIELDS = FIGURES + tuple(RATES)
 
@@ -57,9 +57,13 @@ class Alert:
             where += f" container {inert(self.container) or inert(self.container_id)[:12]}"
         return f"ALERT {inert(self.rule.text)}: {where}: {self.rule.field}={self.value:g}"
 
-    def to_json(self) -> Dict[str, Any]:
-        document: Dict[str, Any] = {"alert": self.rule.text, "field": self.rule.field, "value": self.value,
-                                    "threshold": self.rule.threshold}
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "alert": self.rule.text,
+            "field": self.rule.field,
+            "value": self.value,
+            "threshold": self.rule.threshold,
+        }
         put_text(document, "namespace", self.namespace)
         put_text(document, "pod", self.pod)
         document["uid"] = self.pod_uid
@@ -79,7 +83,7 @@ def parse_rule(text: str) -> AlertRule:
     return AlertRule(text.strip(), field, operator, float(number) * _UNITS[unit or ""])
 
 
-def evaluate(rules: Sequence[AlertRule], snapshot: Snapshot) -> List[Alert]:
+def evaluate(rules: Sequence[AlertRule], snapshot: Snapshot) -> list[Alert]:
     alerts = []
     for pod in snapshot.pods:
         for rule in rules:

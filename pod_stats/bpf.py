@@ -14,15 +14,14 @@ import os
 import struct
 import time
 from collections import namedtuple
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 try:
     from pod_stats._pod_stats_ffi import ffi, lib
 except ImportError as exc:  # pragma: no cover - only on a broken install
-    raise ImportError(
-        f"pod-stats' BPF extension is not built ({exc}); run `make build`"
-    ) from exc
+    raise ImportError(f"pod-stats' BPF extension is not built ({exc}); run `make build`") from exc
 
 from pod_stats.cgroups import V1_MEMORY as HIERARCHY_V1_MEMORY
 from pod_stats.cgroups import V2 as HIERARCHY_V2
@@ -81,17 +80,23 @@ ON_DEMAND_GROUPS = ("files", "procs")
 _SHRUNK_WHEN_OFF = {"errno": (b"open_errnos",)}  # referenced by always-loaded programs
 # Maps only an optional group's programs use: not created at all when the group is off
 # (task storage, for one, does not exist before Linux 5.11).
-_CREATED_WHEN_ON = {"files": (b"files", b"files_in_flight", b"files_scratch", b"files_held"),
-                    "procs": (b"process_opens", b"procs_held"),
-                    "oom": (b"oom_kills_seen", b"oom_first_sight"),
-                    "sched": (b"sched", b"sched_runnable_since")}
+_CREATED_WHEN_ON = {
+    "files": (b"files", b"files_in_flight", b"files_scratch", b"files_held"),
+    "procs": (b"process_opens", b"procs_held"),
+    "oom": (b"oom_kills_seen", b"oom_first_sight"),
+    "sched": (b"sched", b"sched_runnable_since"),
+}
 
 # The probe group that counts each field of struct pod_stats_counters (its comment there
 # says the same); a group that is off or missing leaves its fields unknown (null).
 FIELD_GROUPS = {
-    "opens": "opens", "open_errors": "opens",
-    "forks": "proc", "execs": "proc", "exits": "proc",
-    "net_tx_bytes": "net", "net_rx_bytes": "net",
+    "opens": "opens",
+    "open_errors": "opens",
+    "forks": "proc",
+    "execs": "proc",
+    "exits": "proc",
+    "net_tx_bytes": "net",
+    "net_rx_bytes": "net",
     "oom_kills": "oom",
 }
 assert set(FIELD_GROUPS) == set(COUNTER_FIELDS), "every counter needs its probe group"
@@ -128,8 +133,8 @@ class MapSizes:
     over_budget: bool  # an explicit max_cgroups beyond PER_CPU_MAPS_BUDGET
     slot_bits: int  # the slot table has 1 << slot_bits slots per CPU
     read_chunk: int  # counters entries per batched read
-    kernel_bytes: Dict[str, int]  # per map: the kernel's memlock figure for it
-    user_bytes: Dict[str, int]  # per user-space buffer that lives as long as the loader
+    kernel_bytes: dict[str, int]  # per map: the kernel's memlock figure for it
+    user_bytes: dict[str, int]  # per user-space buffer that lives as long as the loader
 
     @property
     def slots_per_cpu(self) -> int:
@@ -160,8 +165,9 @@ def hash_map_bytes(entries: int, key_size: int, value_size: int, ncpus: int, per
     return usage + (entries + ncpus) * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + value) + 8 * ncpus
 
 
-def array_map_bytes(entries: int, value_size: int, ncpus: int, percpu: bool = False,
-                    mmapable: bool = False, page_size: int = 4096) -> int:
+def array_map_bytes(
+    entries: int, value_size: int, ncpus: int, percpu: bool = False, mmapable: bool = False, page_size: int = 4096
+) -> int:
     value = _round_up(value_size, 8)
     if percpu:
         return _ARRAY_BYTES + entries * 8 + entries * value * ncpus
@@ -172,12 +178,18 @@ def array_map_bytes(entries: int, value_size: int, ncpus: int, percpu: bool = Fa
 
 def ringbuf_map_bytes(size: int, page_size: int = 4096) -> int:
     data_pages = size // page_size
-    return (_RINGBUF_BYTES + _RINGBUF_META_PAGES * page_size + size
-            + (_RINGBUF_META_PAGES + 2 * data_pages) * 8)
+    return _RINGBUF_BYTES + _RINGBUF_META_PAGES * page_size + size + (_RINGBUF_META_PAGES + 2 * data_pages) * 8
 
 
-def map_sizes(ncpus: int, max_cgroups: Optional[int] = None, *, sched: bool = False, errnos: bool = True,
-              oom: bool = True, page_size: int = 4096) -> MapSizes:
+def map_sizes(
+    ncpus: int,
+    max_cgroups: Optional[int] = None,
+    *,
+    sched: bool = False,
+    errnos: bool = True,
+    oom: bool = True,
+    page_size: int = 4096,
+) -> MapSizes:
     """The sizes the loader gives the always-on agent's maps and buffers on a node with `ncpus`
     possible CPUs (pure: for any CPU count, without a kernel). The on-demand groups' maps
     (files, procs) and sched's task storage (per task, not per CPU) are not included."""
@@ -194,13 +206,11 @@ def map_sizes(ncpus: int, max_cgroups: Optional[int] = None, *, sched: bool = Fa
         "slots": array_map_bytes(ncpus << slot_bits, _SLOT_BYTES, ncpus, mmapable=True, page_size=page_size),
         "slot_claims": hash_map_bytes(ncpus << slot_bits, 4, 8, ncpus, percpu=False),
         "uncounted": hash_map_bytes(lib.POD_STATS_MAX_UNCOUNTED, 8, 8, ncpus, percpu=False),
-        "open_errnos": hash_map_bytes(errno_entries, ffi.sizeof("struct pod_stats_errno_key"), 8, ncpus,
-                                      percpu=False),
+        "open_errnos": hash_map_bytes(errno_entries, ffi.sizeof("struct pod_stats_errno_key"), 8, ncpus, percpu=False),
         "drops": array_map_bytes(1, ffi.sizeof("struct pod_stats_drops"), ncpus, percpu=True),
         "changes": array_map_bytes(1, ffi.sizeof("struct pod_stats_changes"), ncpus, percpu=True),
         "cgroup_events": ringbuf_map_bytes(lib.POD_STATS_CGROUP_EVENTS_BYTES, page_size),
-        "cgroup_event_scratch": array_map_bytes(1, ffi.sizeof("struct pod_stats_cgroup_event") + 8, ncpus,
-                                                percpu=True),
+        "cgroup_event_scratch": array_map_bytes(1, ffi.sizeof("struct pod_stats_cgroup_event") + 8, ncpus, percpu=True),
     }
     if oom:
         kernel["oom_kills_seen"] = hash_map_bytes(lib.POD_STATS_MAX_OOM_MEMCGS, 8, 8, ncpus, percpu=False, lru=True)
@@ -276,7 +286,7 @@ def _effective_capabilities(status_path: str = "/proc/self/status") -> int:
         return next(int(line.split()[1], 16) for line in status if line.startswith("CapEff:"))
 
 
-def missing_capabilities(status_path: str = "/proc/self/status") -> List[str]:
+def missing_capabilities(status_path: str = "/proc/self/status") -> list[str]:
     """Capabilities this process lacks for loading and attaching tracing programs.
 
     CAP_SYS_ADMIN covers both on every kernel; CAP_BPF + CAP_PERFMON (5.8+) are the least.
@@ -284,8 +294,7 @@ def missing_capabilities(status_path: str = "/proc/self/status") -> List[str]:
     effective = _effective_capabilities(status_path)
     if effective & (1 << _CAP_SYS_ADMIN):
         return []
-    return [name for bit, name in ((_CAP_BPF, "CAP_BPF"), (_CAP_PERFMON, "CAP_PERFMON"))
-            if not effective & (1 << bit)]
+    return [name for bit, name in ((_CAP_BPF, "CAP_BPF"), (_CAP_PERFMON, "CAP_PERFMON")) if not effective & (1 << bit)]
 
 
 def _hint_for(err: int) -> Optional[str]:
@@ -376,6 +385,7 @@ class FileCounts(NamedTuple):
 
 class DrilldownDrops(NamedTuple):
     """What one cgroup lost in an on-demand view (struct pod_stats_drilldown_held)."""
+
     dropped: int  # opens not counted under a path (files) or a process (procs): bound or map full
     in_flight_dropped: int  # files: opens not followed, too many of the cgroup's threads in open() at once
 
@@ -401,8 +411,10 @@ SLOT_RETIREMENT_SECONDS = 1.0
 NET_SOCKET = "socket payload (sock_send_length, sock_recv_length)"
 NET_PACKETS = "packets (cgroup_skb at the cgroup v2 root)"
 # Under NET_PACKETS on hybrid hosts (KeyMode.V2_ELSE_V1_MEMORY): whose net figures are null, and why.
-NET_PACKETS_UNSEEN = ("null for cgroups whose tasks sit in the cgroup v2 root (keyed by their v1 memory cgroup): "
-                      "their packets are counted under the v2 root")
+NET_PACKETS_UNSEEN = (
+    "null for cgroups whose tasks sit in the cgroup v2 root (keyed by their v1 memory cgroup): "
+    "their packets are counted under the v2 root"
+)
 # Where opens are counted (PodStatsBpf.open_source).
 OPENS_BY_FEXIT = "fexit (do_sys_openat2)"
 OPENS_BY_TRACEPOINTS = "syscall tracepoints (sys_exit_open, openat, openat2, creat)"
@@ -421,7 +433,7 @@ class SchedCounts(NamedTuple):
     runq_wait_ns: int
     runq_waits: int
     last_active_ns: int  # CLOCK_MONOTONIC (time.monotonic_ns()) when a task of the cgroup last ran
-    runq_wait_slots: Tuple[int, ...]  # slot k: waits shorter than 2**k µs (and not shorter than 2**(k-1))
+    runq_wait_slots: tuple[int, ...]  # slot k: waits shorter than 2**k µs (and not shorter than 2**(k-1))
 
 
 class ProgramStats(NamedTuple):
@@ -430,7 +442,7 @@ class ProgramStats(NamedTuple):
     misses: Optional[int] = None  # runs the kernel skipped (PodStatsBpf.program_misses); None: not counted here
 
 
-def _kernel_version(release: str) -> Tuple[int, int]:
+def _kernel_version(release: str) -> tuple[int, int]:
     parts = release.split(".")
     try:
         return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
@@ -480,8 +492,11 @@ def tracing_dir() -> str:
         # Nodes without systemd may not mount it; libbpf needs it to attach tracepoints.
         if lib.mount(b"tracefs", _TRACEFS.encode(), b"tracefs", 0, ffi.NULL) != 0:
             err = ffi.errno
-            raise BpfError(f"tracefs is not mounted at {_TRACEFS} and mounting it failed", err,
-                           "mount it: mount -t tracefs tracefs /sys/kernel/tracing")
+            raise BpfError(
+                f"tracefs is not mounted at {_TRACEFS} and mounting it failed",
+                err,
+                "mount it: mount -t tracefs tracefs /sys/kernel/tracing",
+            )
         log.info("mounted tracefs at %s (libbpf reads tracepoint ids there)", _TRACEFS)
     return _TRACEFS
 
@@ -522,14 +537,20 @@ class Preemption(NamedTuple):
         return f"{self.model} ({self.source})"
 
 
-_PREEMPT_CONFIG = {"CONFIG_PREEMPT_RT": "rt", "CONFIG_PREEMPT_LAZY": "lazy", "CONFIG_PREEMPT": "full",
-                   "CONFIG_PREEMPT_VOLUNTARY": "voluntary", "CONFIG_PREEMPT_NONE": "none"}
+_PREEMPT_CONFIG = {
+    "CONFIG_PREEMPT_RT": "rt",
+    "CONFIG_PREEMPT_LAZY": "lazy",
+    "CONFIG_PREEMPT": "full",
+    "CONFIG_PREEMPT_VOLUNTARY": "voluntary",
+    "CONFIG_PREEMPT_NONE": "none",
+}
 
 
 def _read_text(path: str, compressed: bool = False) -> Optional[str]:
     try:
         if compressed:
             import gzip
+
             with gzip.open(path, "rt", errors="replace") as f:
                 return f.read()
         with open(path, errors="replace") as f:
@@ -538,8 +559,12 @@ def _read_text(path: str, compressed: bool = False) -> Optional[str]:
         return None
 
 
-def preemption_model(version: Optional[str] = None, cmdline: Optional[str] = None,
-                     dynamic: Optional[str] = None, config: Optional[str] = None) -> Preemption:
+def preemption_model(
+    version: Optional[str] = None,
+    cmdline: Optional[str] = None,
+    dynamic: Optional[str] = None,
+    config: Optional[str] = None,
+) -> Preemption:
     """The kernel's preemption model, from `uname -v` (PREEMPT_RT, PREEMPT_LAZY, PREEMPT, or
     PREEMPT_DYNAMIC: chosen at boot), then for a dynamic one what the scheduler's debugfs file
     says, else the preempt= boot option, else the kernel config's default. Arguments stand in
@@ -564,8 +589,9 @@ def preemption_model(version: Optional[str] = None, cmdline: Optional[str] = Non
     if option in ("none", "voluntary", "full", "lazy"):
         return Preemption(option, "preempt= boot option")
     if config is None:
-        config = (_read_text("/proc/config.gz", compressed=True)
-                  or _read_text(f"/boot/config-{os.uname().release}") or "")
+        config = (
+            _read_text("/proc/config.gz", compressed=True) or _read_text(f"/boot/config-{os.uname().release}") or ""
+        )
     for line in config.splitlines():
         name, _, value = line.partition("=")
         if value == "y" and name in _PREEMPT_CONFIG and name != "CONFIG_PREEMPT_RT":
@@ -578,8 +604,11 @@ def run_time_stats() -> Iterator[None]:
     """Has the kernel measure BPF run time and count while the context lasts."""
     fd = lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME)
     if fd < 0:
-        hint = ("it needs CAP_SYS_ADMIN; or set sysctl kernel.bpf_stats_enabled=1"
-                if -fd in (errno.EPERM, errno.EACCES) else None)
+        hint = (
+            "it needs CAP_SYS_ADMIN; or set sysctl kernel.bpf_stats_enabled=1"
+            if -fd in (errno.EPERM, errno.EACCES)
+            else None
+        )
         raise BpfError("enabling BPF run-time statistics failed", -fd, hint)
     try:
         yield
@@ -626,23 +655,32 @@ class PodStatsBpf:
         self._ncpus = lib.libbpf_num_possible_cpus()
         if self._ncpus <= 0:
             raise BpfError("reading the possible-CPU count failed", -self._ncpus)
-        self.sizes = map_sizes(self._ncpus, max_cgroups, sched="sched" in self.wanted, errnos="errno" in self.wanted,
-                               oom="oom" in self.wanted)
+        self.sizes = map_sizes(
+            self._ncpus,
+            max_cgroups,
+            sched="sched" in self.wanted,
+            errnos="errno" in self.wanted,
+            oom="oom" in self.wanted,
+        )
         if self.sizes.over_budget:
-            log.warning("--max-cgroups %d on %d CPUs: the per-CPU maps take %d MiB, more than the %d MiB "
-                        "budget they are sized from by default", self.sizes.max_cgroups, self._ncpus,
-                        self.sizes.kernel_bytes["counters"] + self.sizes.kernel_bytes.get("sched", 0) >> 20,
-                        PER_CPU_MAPS_BUDGET >> 20)
+            log.warning(
+                "--max-cgroups %d on %d CPUs: the per-CPU maps take %d MiB, more than the %d MiB "
+                "budget they are sized from by default",
+                self.sizes.max_cgroups,
+                self._ncpus,
+                self.sizes.kernel_bytes["counters"] + self.sizes.kernel_bytes.get("sched", 0) >> 20,
+                PER_CPU_MAPS_BUDGET >> 20,
+            )
         self.max_cgroups = self.sizes.max_cgroups
         self.btf_path = btf_path
         self.use_batch = use_batch
-        self.probes: List[Probe] = []
+        self.probes: list[Probe] = []
         self._skel = ffi.NULL
         self._slots = ffi.NULL  # the slot table, mapped after load
-        self._retired_slots: List[Tuple[float, object, int]] = []  # (when, indices, count), oldest first
+        self._retired_slots: list[tuple[float, object, int]] = []  # (when, indices, count), oldest first
         self._no_grace_period: Optional[str] = None  # why wait_for_programs cannot wait, once it failed
         self._links: list = []
-        self._programs: Dict[str, object] = {}
+        self._programs: dict[str, object] = {}
         self._cgroup_events = ffi.NULL  # the ring's reader, while the cgroup event programs are attached
 
     # -- life cycle ---------------------------------------------------------
@@ -669,8 +707,9 @@ class PodStatsBpf:
         if self.open_probe == "auto" and OPENS_FEXIT in self._programs:
             # A kernel that lists the trampoline's function but refuses the program: count
             # opens on the tracepoints instead of not at all.
-            log.info("%s: loading or attaching failed (%s): opens are counted on syscall tracepoints",
-                     OPENS_FEXIT, error)
+            log.info(
+                "%s: loading or attaching failed (%s): opens are counted on syscall tracepoints", OPENS_FEXIT, error
+            )
             self._fexit_refused = f"refused by this kernel ({error})"
             return True
         if any(name in self._programs for name in CGROUP_EVENT_PROGRAMS):
@@ -734,8 +773,10 @@ class PodStatsBpf:
         self._uncounted_map = lib.bpf_object__find_map_by_name(obj, b"uncounted")
         self._files_map = lib.bpf_object__find_map_by_name(obj, b"files")
         self._processes_map = lib.bpf_object__find_map_by_name(obj, b"process_opens")
-        self._held_maps = {"files": lib.bpf_object__find_map_by_name(obj, b"files_held"),
-                           "procs": lib.bpf_object__find_map_by_name(obj, b"procs_held")}
+        self._held_maps = {
+            "files": lib.bpf_object__find_map_by_name(obj, b"files_held"),
+            "procs": lib.bpf_object__find_map_by_name(obj, b"procs_held"),
+        }
         lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
         self._slots_map = lib.bpf_object__find_map_by_name(obj, b"slots")
         lib.bpf_map__set_max_entries(self._slots_map, self._ncpus * self.sizes.slots_per_cpu)
@@ -812,11 +853,15 @@ class PodStatsBpf:
         for group in sorted(self.wanted - {_ALWAYS_ON} - set(_PROGRAMLESS)):
             if not self.attached(group):
                 reasons = sorted({p.reason for p in self.probes if p.group == group and p.reason})
-                log.warning("probe group %s is unavailable on this kernel (%s): its figures are null",
-                            group, "; ".join(reasons) or "no programs")
+                log.warning(
+                    "probe group %s is unavailable on this kernel (%s): its figures are null",
+                    group,
+                    "; ".join(reasons) or "no programs",
+                )
         if not any(p.attached and p.group != _ALWAYS_ON for p in self.probes):
-            raise BpfError("none of the asked-for probes' tracepoints exists in this kernel",
-                           hint=f"looked under {events}")
+            raise BpfError(
+                "none of the asked-for probes' tracepoints exists in this kernel", hint=f"looked under {events}"
+            )
 
         err = -lib.pod_stats_load(self._skel)
         if err:
@@ -863,14 +908,14 @@ class PodStatsBpf:
         self._uncounted_keys = ffi.new("__u64[]", uncounted_capacity)
         self._uncounted_lost = ffi.new("__u64[]", uncounted_capacity)
         # errno entries per cgroup key as last read, so that a dead cgroup's go with it
-        self._errno_entries: Dict[int, List[int]] = {}
+        self._errno_entries: dict[int, list[int]] = {}
         self._sched_keys = self._sched_sums = self._sched_scratch = None
         if self.attached("sched"):
             self._sched_keys = ffi.new("__u64[]", self.max_cgroups)
             self._sched_sums = ffi.new("struct pod_stats_sched[]", self.max_cgroups)
             self._sched_scratch = ffi.new("struct pod_stats_sched[]", self._ncpus)
 
-    def _kernel_lacks(self) -> Dict[str, str]:
+    def _kernel_lacks(self) -> dict[str, str]:
         """Asked-for groups whose maps this kernel cannot create (their programs would fail the
         whole load), and why."""
         lacking = {}
@@ -895,8 +940,12 @@ class PodStatsBpf:
         reason = self._fexit_refused or trampolines_unavailable()
         if reason and self.open_probe == "fexit":
             raise BpfError(f"--open-probe fexit: {reason}", hint="use --open-probe auto or tracepoint")
-        if (reason is None and self.open_probe == "auto" and self.preemption.preemptible
-                and misses_counted("tracepoint/syscalls/sys_exit_openat")):
+        if (
+            reason is None
+            and self.open_probe == "auto"
+            and self.preemption.preemptible
+            and misses_counted("tracepoint/syscalls/sys_exit_openat")
+        ):
             # A preempted fexit run makes every other open on its CPU skip the program until it
             # resumes: counted as missed, but lost (3-6 % of opens under CPU contention in the
             # matrix VMs). A tracepoint program is never preempted; it is skipped only while a
@@ -909,8 +958,9 @@ class PodStatsBpf:
         """Socket payload from the sock tracepoints (Linux 6.3+), else packets at the cgroup v2 root."""
         if "net" not in self.wanted:
             return None
-        have_tracepoints = all(os.path.isdir(os.path.join(events, "sock", t))
-                               for t in ("sock_send_length", "sock_recv_length"))
+        have_tracepoints = all(
+            os.path.isdir(os.path.join(events, "sock", t)) for t in ("sock_send_length", "sock_recv_length")
+        )
         if self._net_source_asked != NET_PACKETS and have_tracepoints:
             return NET_SOCKET
         if self.v2_root is None:
@@ -934,13 +984,23 @@ class PodStatsBpf:
 
     # -- reading ------------------------------------------------------------
 
-    def read_counters(self) -> Dict[CgroupKey, Counters]:
+    def read_counters(self) -> dict[CgroupKey, Counters]:
         """Every cgroup's counters since attach, summed over CPUs, in one pass over the map."""
         self._free_retired_slots()
         fd = lib.bpf_map__fd(self._counters_map)
-        n = lib.pod_stats_read_counters(fd, self._ncpus, self.use_batch, self._hash_capacity, self.sizes.read_chunk,
-                                        self._keys, self._sums, self._per_cpu, self._slots, self.sizes.slot_bits,
-                                        self._slot_entries)
+        n = lib.pod_stats_read_counters(
+            fd,
+            self._ncpus,
+            self.use_batch,
+            self._hash_capacity,
+            self.sizes.read_chunk,
+            self._keys,
+            self._sums,
+            self._per_cpu,
+            self._slots,
+            self.sizes.slot_bits,
+            self._slot_entries,
+        )
         if n == -errno.ENOTSUP and self.use_batch:
             log.info("kernel has no batch map lookups; reading the map key by key")
             self.use_batch = False
@@ -950,18 +1010,18 @@ class PodStatsBpf:
         width = len(COUNTER_FIELDS)
         flat = ffi.unpack(ffi.cast("__u64 *", self._sums), n * width)
         return {
-            self._decode_key(raw): Counters._make(flat[i * width:(i + 1) * width])
+            self._decode_key(raw): Counters._make(flat[i * width : (i + 1) * width])
             for i, raw in enumerate(ffi.unpack(self._keys, n))
         }
 
-    def read_open_errnos(self) -> Dict[CgroupKey, Dict[int, int]]:
+    def read_open_errnos(self) -> dict[CgroupKey, dict[int, int]]:
         """Failed opens by errno per cgroup since attach: {key: {errno: count}}."""
         fd = lib.bpf_map__fd(self._errnos_map)
         n = lib.pod_stats_read_errnos(fd, len(self._errno_sums), self._errno_keys, self._errno_sums)
         if n < 0:
             raise BpfError("reading the open errnos map failed", -n, _hint_for(-n))
-        by_key: Dict[CgroupKey, Dict[int, int]] = {}
-        entries: Dict[int, List[int]] = {}
+        by_key: dict[CgroupKey, dict[int, int]] = {}
+        entries: dict[int, list[int]] = {}
         for i in range(n):
             raw, error = self._errno_keys[i].cgroup, self._errno_keys[i].error
             by_key.setdefault(self._decode_key(raw), {})[error] = self._errno_sums[i]
@@ -974,13 +1034,13 @@ class PodStatsBpf:
         """Whether cgroups created and removed are sent as they happen (read_cgroup_events)."""
         return self._cgroup_events != ffi.NULL
 
-    def read_cgroup_events(self) -> List[CgroupEvent]:
+    def read_cgroup_events(self) -> list[CgroupEvent]:
         """Cgroups created and removed since the last call (since attach, the first time), oldest
         first; [] where cgroup events are not available. Records that found the ring full are
         counted in Drops.cgroup_events_lost."""
         if self._cgroup_events == ffi.NULL:
             return []
-        events: List[CgroupEvent] = []
+        events: list[CgroupEvent] = []
         records, size, more = ffi.new("const char **"), ffi.new("size_t *"), ffi.new("bool *", True)
         header = _CGROUP_EVENT_HEADER
         while more[0]:
@@ -993,40 +1053,48 @@ class PodStatsBpf:
                 raw_key, kind, flags, path_size = header.unpack_from(data, offset)
                 path = None
                 if path_size and not flags & lib.POD_STATS_CGROUP_PATH_TRUNCATED:
-                    raw_path = data[offset + header.size:offset + header.size + path_size]
+                    raw_path = data[offset + header.size : offset + header.size + path_size]
                     path = raw_path.split(b"\0", 1)[0].decode(errors="surrogateescape")
                 if kind in _CGROUP_EVENT_KINDS:
                     events.append(CgroupEvent(_CGROUP_EVENT_KINDS[kind], self._decode_key(raw_key), path))
                 offset += (header.size + path_size + 7) & ~7
         return events
 
-    def read_uncounted(self) -> Dict[CgroupKey, int]:
+    def read_uncounted(self) -> dict[CgroupKey, int]:
         """Cgroups that found the counters map full since attach (or since delete()), with how many
         of their events were lost; Drops.uncounted_map_full counts those lost beyond this map's room."""
-        n = lib.pod_stats_read_u64_map(lib.bpf_map__fd(self._uncounted_map), len(self._uncounted_keys),
-                                       self._uncounted_keys, self._uncounted_lost)
+        n = lib.pod_stats_read_u64_map(
+            lib.bpf_map__fd(self._uncounted_map), len(self._uncounted_keys), self._uncounted_keys, self._uncounted_lost
+        )
         if n < 0:
             raise BpfError("reading the uncounted map failed", -n, _hint_for(-n))
         return {self._decode_key(self._uncounted_keys[i]): self._uncounted_lost[i] for i in range(n)}
 
-    def read_sched(self) -> Dict[CgroupKey, SchedCounts]:
+    def read_sched(self) -> dict[CgroupKey, SchedCounts]:
         """Opt-in (group "sched"): run-queue waits per cgroup since attach."""
         if self._sched_keys is None:
             return {}
-        n = lib.pod_stats_read_sched(lib.bpf_map__fd(self._sched_map), self._ncpus, len(self._sched_keys),
-                                     self._sched_keys, self._sched_sums, self._sched_scratch)
+        n = lib.pod_stats_read_sched(
+            lib.bpf_map__fd(self._sched_map),
+            self._ncpus,
+            len(self._sched_keys),
+            self._sched_keys,
+            self._sched_sums,
+            self._sched_scratch,
+        )
         if n < 0:
             raise BpfError("reading the sched map failed", -n, _hint_for(-n))
         result = {}
         for i in range(n):
             sums = self._sched_sums[i]
             result[self._decode_key(self._sched_keys[i])] = SchedCounts(
-                sums.runq_wait_ns, sums.runq_waits, sums.last_active_ns, tuple(sums.runq_wait_slots))
+                sums.runq_wait_ns, sums.runq_waits, sums.last_active_ns, tuple(sums.runq_wait_slots)
+            )
         return result
 
-    def read_files(self) -> Dict[CgroupKey, List[FileCounts]]:
+    def read_files(self) -> dict[CgroupKey, list[FileCounts]]:
         """On demand (group "files"): opens per (cgroup, path) since attach, most opened first."""
-        by_cgroup: Dict[CgroupKey, List[FileCounts]] = {}
+        by_cgroup: dict[CgroupKey, list[FileCounts]] = {}
         value = ffi.new("struct pod_stats_file_counts *")
         limit = lib.POD_STATS_PATH_MAX - 1
         for key in self._keys_of(self._files_map, "struct pod_stats_file_key *"):
@@ -1034,12 +1102,13 @@ class PodStatsBpf:
                 continue  # evicted meanwhile
             raw = ffi.string(key.path, lib.POD_STATS_PATH_MAX)
             by_cgroup.setdefault(self._decode_key(key.cgroup), []).append(
-                FileCounts(raw.decode("utf-8", "surrogateescape"), len(raw) >= limit, value.opens, value.errors))
+                FileCounts(raw.decode("utf-8", "surrogateescape"), len(raw) >= limit, value.opens, value.errors)
+            )
         for files in by_cgroup.values():
             files.sort(key=lambda f: (-f.opens, f.path))
         return by_cgroup
 
-    def read_process_opens(self) -> Dict[int, ProcessCounts]:
+    def read_process_opens(self) -> dict[int, ProcessCounts]:
         """On demand (group "procs"): opens per process since attach, by pid."""
         processes = {}
         value = ffi.new("struct pod_stats_process_counts *")
@@ -1048,7 +1117,7 @@ class PodStatsBpf:
                 processes[key[0]] = ProcessCounts(key[0], self._decode_key(value.cgroup), value.opens, value.errors)
         return processes
 
-    def read_drilldown_drops(self, group: str) -> Dict[CgroupKey, DrilldownDrops]:
+    def read_drilldown_drops(self, group: str) -> dict[CgroupKey, DrilldownDrops]:
         """On demand (group "files" or "procs"): per cgroup, what it lost to its bounds or a full
         map since attach; cgroups that lost nothing are left out."""
         bpf_map = self._held_maps[group]
@@ -1056,12 +1125,13 @@ class PodStatsBpf:
         value = ffi.new("struct pod_stats_drilldown_held *")
         for key in self._keys_of(bpf_map, "__u64 *"):
             if lib.bpf_map_lookup_elem(lib.bpf_map__fd(bpf_map), key, value) == 0 and (
-                    value.dropped or value.in_flight_dropped):
+                value.dropped or value.in_flight_dropped
+            ):
                 drops[self._decode_key(key[0])] = DrilldownDrops(value.dropped, value.in_flight_dropped)
         return drops
 
     @staticmethod
-    def _keys_of(bpf_map, key_type: str) -> List:
+    def _keys_of(bpf_map, key_type: str) -> list:
         """Every key of a (small, on-demand) map, one syscall each."""
         fd = lib.bpf_map__fd(bpf_map)
         keys, previous = [], ffi.NULL
@@ -1094,15 +1164,17 @@ class PodStatsBpf:
         if not self.attached("opens"):
             return None
         if self.open_source == OPENS_BY_FEXIT:
-            return (f"--open-probe {self.open_probe}: BPF trampolines, kernel preemption {self.preemption}"
-                    + ("" if self.preemption.preemptible is False else
-                       "; a run preempted inside the program makes other opens on its CPU skip it, "
-                       "counted in missed_events"))
+            return f"--open-probe {self.open_probe}: BPF trampolines, kernel preemption {self.preemption}" + (
+                ""
+                if self.preemption.preemptible is False
+                else "; a run preempted inside the program makes other opens on its CPU skip it, "
+                "counted in missed_events"
+            )
         fexit = next((p for p in self.probes if p.program == OPENS_FEXIT), None)
         return f"--open-probe {self.open_probe}: " + (fexit.reason if fexit and fexit.reason else "no fexit")
 
     @property
-    def open_routes(self) -> Optional[Dict[str, OpenRoute]]:
+    def open_routes(self) -> Optional[dict[str, OpenRoute]]:
         """Each route to an open (OPEN_ROUTES) and whether the opens figures count it; None when
         the opens group is off or missing."""
         source = self.open_source
@@ -1153,19 +1225,24 @@ class PodStatsBpf:
             return 0
         keys_array = ffi.new("__u64[]", raw)
         retired = ffi.new("__u32[]", len(raw) * self._ncpus)
-        count = lib.pod_stats_retire_slots(self._slots, self._ncpus, self.sizes.slot_bits, keys_array, len(raw),
-                                           retired)
+        count = lib.pod_stats_retire_slots(
+            self._slots, self._ncpus, self.sizes.slot_bits, keys_array, len(raw), retired
+        )
         graced = self.wait_for_programs()
         errno_keys = [(cgroup, error) for cgroup in raw for error in self._errno_entries.pop(cgroup, ())]
         if errno_keys:
-            lib.pod_stats_delete_keys(lib.bpf_map__fd(self._errnos_map),
-                                      ffi.new("struct pod_stats_errno_key[]", errno_keys),
-                                      ffi.sizeof("struct pod_stats_errno_key"), len(errno_keys))
+            lib.pod_stats_delete_keys(
+                lib.bpf_map__fd(self._errnos_map),
+                ffi.new("struct pod_stats_errno_key[]", errno_keys),
+                ffi.sizeof("struct pod_stats_errno_key"),
+                len(errno_keys),
+            )
         if self._sched_keys is not None:
             lib.pod_stats_delete_keys(lib.bpf_map__fd(self._sched_map), keys_array, ffi.sizeof("__u64"), len(raw))
         lib.pod_stats_delete_keys(lib.bpf_map__fd(self._uncounted_map), keys_array, ffi.sizeof("__u64"), len(raw))
-        deleted = lib.pod_stats_delete_keys(lib.bpf_map__fd(self._counters_map), keys_array, ffi.sizeof("__u64"),
-                                            len(raw))
+        deleted = lib.pod_stats_delete_keys(
+            lib.bpf_map__fd(self._counters_map), keys_array, ffi.sizeof("__u64"), len(raw)
+        )
         if count and graced:
             lib.pod_stats_free_slots(self._slots, lib.bpf_map__fd(self._claims_map), retired, count)
         elif count:
@@ -1179,8 +1256,12 @@ class PodStatsBpf:
         err = -lib.pod_stats_wait_for_programs()
         if err and not self._no_grace_period:
             self._no_grace_period = os.strerror(err)
-            log.info("membarrier(MEMBARRIER_CMD_GLOBAL) unavailable (%s): dead cgroups' slots are freed "
-                     "%.0f s after their retirement instead", self._no_grace_period, SLOT_RETIREMENT_SECONDS)
+            log.info(
+                "membarrier(MEMBARRIER_CMD_GLOBAL) unavailable (%s): dead cgroups' slots are freed "
+                "%.0f s after their retirement instead",
+                self._no_grace_period,
+                SLOT_RETIREMENT_SECONDS,
+            )
         return not err
 
     def _free_retired_slots(self) -> None:
@@ -1190,10 +1271,10 @@ class PodStatsBpf:
             _, indices, count = self._retired_slots.pop(0)
             lib.pod_stats_free_slots(self._slots, lib.bpf_map__fd(self._claims_map), indices, count)
 
-    def program_ids(self) -> Dict[str, int]:
+    def program_ids(self) -> dict[str, int]:
         return {name: self._prog_info(prog).id for name, prog in self._programs.items()}
 
-    def program_stats(self) -> Dict[str, ProgramStats]:
+    def program_stats(self) -> dict[str, ProgramStats]:
         """Per attached program: kernel-measured run time and count (non-zero only under
         run_time_stats()) and the runs it skipped (program_misses)."""
         stats = {}
@@ -1203,7 +1284,7 @@ class PodStatsBpf:
             stats[name] = ProgramStats(info.run_time_ns, info.run_cnt, info.recursion_misses if counted else None)
         return stats
 
-    def program_misses(self) -> Dict[str, Optional[int]]:
+    def program_misses(self) -> dict[str, Optional[int]]:
         """Runs the kernel skipped, per attached program, since load: bpf_prog_info's
         recursion_misses — a run while another run of the program was active on that CPU (a
         preempted fexit run, on preemptible kernels), and a classic tracepoint program's run

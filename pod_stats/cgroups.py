@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Callable, Dict, FrozenSet, Iterator, List, Mapping, Optional, Set, Tuple
+from typing import Callable
 
 V2 = "v2"
 V1_MEMORY = "v1-memory"
@@ -33,8 +34,20 @@ _V1_NON_CONTROLLER_OPTIONS = frozenset(
 # hierarchies are recognised by directory name against the known controllers.
 _V1_CONTROLLERS = frozenset(
     {
-        "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory",
-        "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma",
+        "blkio",
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "devices",
+        "freezer",
+        "hugetlb",
+        "memory",
+        "misc",
+        "net_cls",
+        "net_prio",
+        "perf_event",
+        "pids",
+        "rdma",
     }
 )
 
@@ -57,7 +70,7 @@ class Hierarchy:
         return os.path.join(self.mount, relative) if relative else self.mount
 
 
-def read_v2_controllers(unified_mount: str) -> FrozenSet[str]:
+def read_v2_controllers(unified_mount: str) -> frozenset[str]:
     """Controllers enabled on a cgroup2 mount; empty if unreadable."""
     try:
         with open(os.path.join(unified_mount, "cgroup.controllers")) as controllers_file:
@@ -68,9 +81,9 @@ def read_v2_controllers(unified_mount: str) -> FrozenSet[str]:
 
 @dataclass(frozen=True)
 class CgroupMounts:
-    unified: Optional[str]
+    unified: str | None
     v1: Mapping[str, str]  # controller → mount point; "cpu" and "cpuacct" may share one
-    unified_controllers: FrozenSet[str] = frozenset()
+    unified_controllers: frozenset[str] = frozenset()
 
     @property
     def layout(self) -> str:
@@ -83,11 +96,9 @@ class CgroupMounts:
             return Hierarchy(V2, self.unified, 2)
         if "memory" in self.v1:
             return Hierarchy(V1_MEMORY, self.v1["memory"], 1)
-        raise CgroupLayoutError(
-            "No cgroup memory controller is mounted (neither on cgroup v2 nor on a v1 hierarchy)."
-        )
+        raise CgroupLayoutError("No cgroup memory controller is mounted (neither on cgroup v2 nor on a v1 hierarchy).")
 
-    def cpu_hierarchy(self, cgroup_path: str = "/") -> Optional[Hierarchy]:
+    def cpu_hierarchy(self, cgroup_path: str = "/") -> Hierarchy | None:
         """Where `cgroup_path`'s CPU usage is kept: v2 `cpu.stat`, else v1 cpuacct.
 
         v2 `cpu.stat` is a core file (no controller needed), but on a hybrid host
@@ -102,7 +113,7 @@ class CgroupMounts:
             return Hierarchy("v1-cpuacct", self.v1["cpuacct"], 1)
         return None
 
-    def keyed_hierarchies(self) -> Dict[str, Hierarchy]:
+    def keyed_hierarchies(self) -> dict[str, Hierarchy]:
         """The hierarchies whose cgroup ids the BPF programs count under (bpf.KeyMode)."""
         keyed = {}
         if self.unified is not None:
@@ -111,7 +122,7 @@ class CgroupMounts:
             keyed[V1_MEMORY] = Hierarchy(V1_MEMORY, self.v1["memory"], 1)
         return keyed
 
-    def pids_hierarchy(self) -> Optional[Hierarchy]:
+    def pids_hierarchy(self) -> Hierarchy | None:
         """Hierarchy with the pids controller (`pids.current` counts tasks).
 
         Processes can also be counted from `cgroup.procs`, which every cgroup
@@ -132,17 +143,15 @@ def _unescape_mountinfo(field_text: str) -> str:
     return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field_text)
 
 
-def parse_mountinfo(
-    text: str, read_controllers: Callable[[str], FrozenSet[str]] = read_v2_controllers
-) -> CgroupMounts:
+def parse_mountinfo(text: str, read_controllers: Callable[[str], frozenset[str]] = read_v2_controllers) -> CgroupMounts:
     """Cgroup mounts listed in a /proc/<pid>/mountinfo text.
 
     `read_controllers` reads the controllers of the cgroup2 mount found (tests
     inject a fixed set). When a hierarchy is mounted more than once, a mount of
     the hierarchy's root ("/") wins over a mount of a subtree.
     """
-    unified: Optional[Tuple[str, str]] = None  # (mount root, mount point)
-    v1: Dict[str, Tuple[str, str]] = {}
+    unified: tuple[str, str] | None = None  # (mount root, mount point)
+    v1: dict[str, tuple[str, str]] = {}
     for line in text.splitlines():
         fields = line.split(" ")
         try:
@@ -165,20 +174,18 @@ def parse_mountinfo(
         CgroupMounts(
             unified=unified_mount,
             v1={controller: point for controller, (_, point) in v1.items()},
-            unified_controllers=(
-                read_controllers(unified_mount) if unified_mount is not None else frozenset()
-            ),
+            unified_controllers=(read_controllers(unified_mount) if unified_mount is not None else frozenset()),
         ),
         "mountinfo",
     )
 
 
-def _better_mount(candidate: Tuple[str, str], current: Tuple[str, str]) -> bool:
+def _better_mount(candidate: tuple[str, str], current: tuple[str, str]) -> bool:
     return candidate[0] == "/" and current[0] != "/"
 
 
 def inspect_cgroup_root(
-    cgroup_root: str, read_controllers: Callable[[str], FrozenSet[str]] = read_v2_controllers
+    cgroup_root: str, read_controllers: Callable[[str], frozenset[str]] = read_v2_controllers
 ) -> CgroupMounts:
     """Cgroup mounts under a directory holding a host's /sys/fs/cgroup.
 
@@ -193,7 +200,7 @@ def inspect_cgroup_root(
     unified_dir = os.path.join(cgroup_root, "unified")
     has_unified = os.path.exists(os.path.join(unified_dir, "cgroup.controllers"))
     unified = unified_dir if has_unified else None
-    v1: Dict[str, str] = {}
+    v1: dict[str, str] = {}
     try:
         entries = sorted(os.scandir(cgroup_root), key=lambda entry: (entry.is_symlink(), entry.name))
     except OSError as error:
@@ -212,15 +219,11 @@ def inspect_cgroup_root(
 
 def _checked(mounts: CgroupMounts, source: str) -> CgroupMounts:
     if mounts.unified is None and "memory" not in mounts.v1:
-        raise CgroupLayoutError(
-            f"No cgroup v2 hierarchy and no cgroup v1 memory controller found in {source}."
-        )
+        raise CgroupLayoutError(f"No cgroup v2 hierarchy and no cgroup v1 memory controller found in {source}.")
     return mounts
 
 
-def discover_mounts(
-    mountinfo_path: str = MOUNTINFO_PATH, cgroup_root: Optional[str] = None
-) -> CgroupMounts:
+def discover_mounts(mountinfo_path: str = MOUNTINFO_PATH, cgroup_root: str | None = None) -> CgroupMounts:
     """The host's cgroup mounts: from `cgroup_root` when given, else from mountinfo."""
     if cgroup_root is not None:
         return inspect_cgroup_root(cgroup_root)
@@ -235,8 +238,8 @@ def discover_mounts(
 @dataclass(frozen=True)
 class PodRef:
     pod_uid: str
-    container_id: Optional[str]  # None for the pod-level cgroup
-    runtime: Optional[str]  # "containerd" | "cri-o" | "docker" | None when the path does not tell
+    container_id: str | None  # None for the pod-level cgroup
+    runtime: str | None  # "containerd" | "cri-o" | "docker" | None when the path does not tell
     qos: str  # "guaranteed" | "burstable" | "besteffort"
 
 
@@ -264,7 +267,7 @@ _UNEXPANDED_SYSTEMD_CONTAINER = re.compile(
 _SYSTEMD_ROOT = "kubepods.slice"
 
 
-def parse_kubelet_path(path: str) -> Optional[PodRef]:
+def parse_kubelet_path(path: str) -> PodRef | None:
     """The pod (and container) a kubelet-created cgroup path belongs to, or None.
 
     Anchors on the first kubepods component, so prefixes such as a kind node's
@@ -290,7 +293,7 @@ def parse_kubelet_path(path: str) -> Optional[PodRef]:
     return None
 
 
-def container_cgroup_path(path: str) -> Optional[str]:
+def container_cgroup_path(path: str) -> str | None:
     """The container's own cgroup for a cgroup path at or below it (a nested cgroup), or None
     when the path is not a container's."""
     pod = parse_kubelet_path(path)
@@ -310,7 +313,7 @@ def _canonical_uid(uid: str) -> str:
     return uid.replace("_", "-")
 
 
-def _split_qos(components: List[str], burstable: str, besteffort: str) -> Tuple[str, List[str]]:
+def _split_qos(components: list[str], burstable: str, besteffort: str) -> tuple[str, list[str]]:
     if components and components[0] == burstable:
         return QOS_BURSTABLE, components[1:]
     if components and components[0] == besteffort:
@@ -318,7 +321,7 @@ def _split_qos(components: List[str], burstable: str, besteffort: str) -> Tuple[
     return QOS_GUARANTEED, components
 
 
-def _parse_cgroupfs(components: List[str]) -> Optional[PodRef]:
+def _parse_cgroupfs(components: list[str]) -> PodRef | None:
     qos, components = _split_qos(components, "burstable", "besteffort")
     pod = _CGROUPFS_POD.fullmatch(components[0]) if components else None
     if pod is None:
@@ -326,7 +329,7 @@ def _parse_cgroupfs(components: List[str]) -> Optional[PodRef]:
     return _pod_ref(pod.group("uid"), qos, components[1:])
 
 
-def _parse_systemd(prefix: str, components: List[str]) -> Optional[PodRef]:
+def _parse_systemd(prefix: str, components: list[str]) -> PodRef | None:
     # Slice names spell out their ancestry: <prefix>kubepods-burstable-pod<uid>.slice
     # lives in <prefix>kubepods-burstable.slice, Guaranteed pods directly in the root.
     root = prefix + "kubepods"
@@ -340,7 +343,7 @@ def _parse_systemd(prefix: str, components: List[str]) -> Optional[PodRef]:
     return _pod_ref(pod.group("uid"), qos, components[1:])
 
 
-def _pod_ref(uid: str, qos: str, below_pod: List[str]) -> Optional[PodRef]:
+def _pod_ref(uid: str, qos: str, below_pod: list[str]) -> PodRef | None:
     if not below_pod:
         return PodRef(_canonical_uid(uid), None, None, qos)
     scope = _SYSTEMD_SCOPE.fullmatch(below_pod[0])
@@ -359,13 +362,13 @@ class CgroupInfo:
     hierarchy: str  # "v2" or "v1-memory"
     cgroup_id: int  # inode number of the cgroup's directory
     path: str  # relative to the hierarchy root, "/" for the root
-    pod: Optional[PodRef]
+    pod: PodRef | None
 
 
 @dataclass
 class _Entry:
     info: CgroupInfo
-    dead_since: Optional[float] = None  # the index's clock when it learnt the cgroup was gone
+    dead_since: float | None = None  # the index's clock when it learnt the cgroup was gone
 
     @property
     def dead(self) -> bool:
@@ -399,12 +402,12 @@ class CgroupIndex:
         self._roots = {name: hierarchy.mount for name, hierarchy in mounts.keyed_hierarchies().items()}
         self._min_refresh_interval = min_refresh_interval
         self._clock = clock
-        self._entries: Dict[Tuple[str, int], _Entry] = {}
+        self._entries: dict[tuple[str, int], _Entry] = {}
         # Only cgroups the collector has looked up can have pending samples, so
         # only those are kept after they vanish, until released.
-        self._looked_up: Set[Tuple[str, int]] = set()
+        self._looked_up: set[tuple[str, int]] = set()
         # dead and not looked up, oldest first: key -> the expire_dead call count when it died
-        self._unclaimed_dead: Dict[Tuple[str, int], int] = {}
+        self._unclaimed_dead: dict[tuple[str, int], int] = {}
         self._expiries = 0
         # a lookup that misses walks the hierarchies (rate-limited), unless the kernel's
         # cgroup events already tell of every new cgroup
@@ -412,11 +415,11 @@ class CgroupIndex:
         self._last_refresh: float
         self.generation = 0  # +1 per change of what the index holds
         self.walks = 0  # +1 per walk of the hierarchies (refresh)
-        self._learned: List[CgroupInfo] = []  # learnt from events since the last take_learned()
+        self._learned: list[CgroupInfo] = []  # learnt from events since the last take_learned()
         self.refresh()
 
     @property
-    def hierarchies(self) -> Tuple[str, ...]:
+    def hierarchies(self) -> tuple[str, ...]:
         return tuple(self._roots)
 
     @property
@@ -429,7 +432,7 @@ class CgroupIndex:
         self.generation += 1
         self.walks += 1
         self._learned.clear()
-        seen: Dict[Tuple[str, int], CgroupInfo] = {}
+        seen: dict[tuple[str, int], CgroupInfo] = {}
         for hierarchy, mount in self._roots.items():
             for cgroup_id, path in _walk_cgroups(mount):
                 key = (hierarchy, cgroup_id)
@@ -459,7 +462,7 @@ class CgroupIndex:
         self._learned.append(info)
         self.generation += 1
 
-    def take_learned(self) -> List[CgroupInfo]:
+    def take_learned(self) -> list[CgroupInfo]:
         """The cgroups learnt from events since the last call (or walk), and forgets them."""
         learned, self._learned = self._learned, []
         return learned
@@ -472,7 +475,7 @@ class CgroupIndex:
             self._mark_dead(key, entry)
             self.generation += 1
 
-    def _mark_dead(self, key: Tuple[str, int], entry: _Entry) -> None:
+    def _mark_dead(self, key: tuple[str, int], entry: _Entry) -> None:
         entry.dead_since = self._clock()
         if key not in self._looked_up:
             self._unclaimed_dead[key] = self._expiries
@@ -484,18 +487,16 @@ class CgroupIndex:
         for key, died_at in list(self._unclaimed_dead.items()):
             if key in self._looked_up:
                 del self._unclaimed_dead[key]  # claimed: the collector releases it
-            elif (self._expiries - died_at >= DEAD_GRACE_SAMPLES
-                  or len(self._unclaimed_dead) > MAX_UNCLAIMED_DEAD):
+            elif self._expiries - died_at >= DEAD_GRACE_SAMPLES or len(self._unclaimed_dead) > MAX_UNCLAIMED_DEAD:
                 del self._unclaimed_dead[key]
                 self._entries.pop(key, None)
             else:
                 break  # oldest first: the rest are younger
 
-    def lookup(self, hierarchy: str, cgroup_id: int) -> Optional[CgroupInfo]:
+    def lookup(self, hierarchy: str, cgroup_id: int) -> CgroupInfo | None:
         key = (hierarchy, cgroup_id)
         entry = self._entries.get(key)
-        if (entry is None and self.refresh_on_miss
-                and self._clock() - self._last_refresh >= self._min_refresh_interval):
+        if entry is None and self.refresh_on_miss and self._clock() - self._last_refresh >= self._min_refresh_interval:
             self.refresh()
             entry = self._entries.get(key)
         if entry is None:
@@ -514,7 +515,7 @@ class CgroupIndex:
         entry = self._entries.get((hierarchy, cgroup_id))
         return entry is not None and entry.dead
 
-    def dead_since(self, hierarchy: str, cgroup_id: int) -> Optional[float]:
+    def dead_since(self, hierarchy: str, cgroup_id: int) -> float | None:
         """When the index learnt the cgroup was removed (its clock), None while it lives."""
         entry = self._entries.get((hierarchy, cgroup_id))
         return entry.dead_since if entry is not None else None
@@ -528,7 +529,7 @@ class CgroupIndex:
             del self._entries[key]
             self._unclaimed_dead.pop(key, None)
 
-    def live_cgroups(self, hierarchy: str) -> List[CgroupInfo]:
+    def live_cgroups(self, hierarchy: str) -> list[CgroupInfo]:
         return [
             entry.info
             for (entry_hierarchy, _), entry in self._entries.items()
@@ -546,12 +547,12 @@ class CgroupIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __contains__(self, key: Tuple[str, int]) -> bool:
+    def __contains__(self, key: tuple[str, int]) -> bool:
         """Whether (hierarchy, cgroup id) is remembered, live or dead (no walk, no pinning)."""
         return key in self._entries
 
 
-def _walk_cgroups(mount: str) -> Iterator[Tuple[int, str]]:
+def _walk_cgroups(mount: str) -> Iterator[tuple[int, str]]:
     """(inode, relative path) of every cgroup directory; vanished or unreadable ones are skipped."""
     try:
         yield os.stat(mount).st_ino, "/"

@@ -9,8 +9,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import click
 
@@ -54,8 +55,13 @@ def _version_message() -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", message=_version_message())
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
-              show_default=True, help="Diagnostics on stderr (debug includes libbpf's log).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="Diagnostics on stderr (debug includes libbpf's log).",
+)
 def cli(log_level: str) -> None:
     """Which pod is doing what, right now: per-pod kernel activity (CO-RE eBPF) with memory and CPU.
 
@@ -78,23 +84,42 @@ def _parse_probes(ctx, param, value):
     groups = [group.strip() for group in value.split(",") if group.strip()]
     unknown = [group for group in groups if group not in PROBE_GROUPS]
     if unknown or not groups:
-        raise click.BadParameter(f"{', '.join(unknown) or 'none given'}: choose from {','.join(PROBE_GROUPS)}",
-                                 ctx=ctx, param=param)
+        raise click.BadParameter(
+            f"{', '.join(unknown) or 'none given'}: choose from {','.join(PROBE_GROUPS)}", ctx=ctx, param=param
+        )
     return frozenset(groups)
 
 
 def _identity_options(command: Callable) -> Callable:
     """Where pods are found and named: options of every command that attaches."""
     options = [
-        click.option("--log-dir", default="/var/log", show_default=True, type=click.Path(file_okay=False),
-                     help="Where kubelet writes pods/ and containers/ (names pods and containers)."),
-        click.option("--cgroup-root", default=None, type=click.Path(exists=True, file_okay=False),
-                     help="The host's cgroup filesystem, if mounted elsewhere (e.g. /host/sys/fs/cgroup)."),
-        click.option("--btf", "btf_path", default=None, type=click.Path(exists=True, dir_okay=False),
-                     help="Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux (e.g. from BTFHub)."),
-        click.option("--kube-api", default=None, metavar="URL",
-                     help="Also name pods from this API server (e.g. http://127.0.0.1:8001 from "
-                     "`kubectl proxy`); automatic in-cluster (service account + NODE_NAME)."),
+        click.option(
+            "--log-dir",
+            default="/var/log",
+            show_default=True,
+            type=click.Path(file_okay=False),
+            help="Where kubelet writes pods/ and containers/ (names pods and containers).",
+        ),
+        click.option(
+            "--cgroup-root",
+            default=None,
+            type=click.Path(exists=True, file_okay=False),
+            help="The host's cgroup filesystem, if mounted elsewhere (e.g. /host/sys/fs/cgroup).",
+        ),
+        click.option(
+            "--btf",
+            "btf_path",
+            default=None,
+            type=click.Path(exists=True, dir_okay=False),
+            help="Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux (e.g. from BTFHub).",
+        ),
+        click.option(
+            "--kube-api",
+            default=None,
+            metavar="URL",
+            help="Also name pods from this API server (e.g. http://127.0.0.1:8001 from "
+            "`kubectl proxy`); automatic in-cluster (service account + NODE_NAME).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -106,19 +131,33 @@ def _source_options(command: Callable) -> Callable:
     from pod_stats.bpf import DEFAULT_PROBES, OPEN_PROBES, PROBE_GROUPS
 
     options = [
-        click.option("--probes", default=",".join(g for g in PROBE_GROUPS if g in DEFAULT_PROBES), show_default=True,
-                     callback=_parse_probes,
-                     metavar="GROUP,...",
-                     help="Kernel probe groups to attach: opens (opens and failed opens), errno (failed opens by "
-                          "errno), proc (forks, execs, exits), net (socket bytes), oom (OOM kills), sched "
-                          "(run-queue wait; opt-in, it runs on every context switch). Figures of a group that is "
-                          "off are null."),
-        click.option("--open-probe", type=click.Choice(OPEN_PROBES), default="auto", show_default=True,
-                     help="How opens are counted: fexit (one program on do_sys_openat2; needs BPF trampolines), "
-                          "tracepoint (the open syscalls' exit tracepoints), or auto: fexit where the kernel "
-                          "takes it, else tracepoints. The same counts either way."),
-        click.option("--max-cgroups", default=None, type=click.IntRange(min=1), metavar="N",
-                     help="Capacity of the BPF counters map (default 4096 cgroups)."),
+        click.option(
+            "--probes",
+            default=",".join(g for g in PROBE_GROUPS if g in DEFAULT_PROBES),
+            show_default=True,
+            callback=_parse_probes,
+            metavar="GROUP,...",
+            help="Kernel probe groups to attach: opens (opens and failed opens), errno (failed opens by "
+            "errno), proc (forks, execs, exits), net (socket bytes), oom (OOM kills), sched "
+            "(run-queue wait; opt-in, it runs on every context switch). Figures of a group that is "
+            "off are null.",
+        ),
+        click.option(
+            "--open-probe",
+            type=click.Choice(OPEN_PROBES),
+            default="auto",
+            show_default=True,
+            help="How opens are counted: fexit (one program on do_sys_openat2; needs BPF trampolines), "
+            "tracepoint (the open syscalls' exit tracepoints), or auto: fexit where the kernel "
+            "takes it, else tracepoints. The same counts either way.",
+        ),
+        click.option(
+            "--max-cgroups",
+            default=None,
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="Capacity of the BPF counters map (default 4096 cgroups).",
+        ),
         _identity_options,
     ]
     for option in reversed(options):
@@ -138,14 +177,27 @@ def _parse_alerts(ctx, param, values):
 def _view_options(command: Callable) -> Callable:
     """What a table or JSON document shows."""
     options = [
-        click.option("--alert", "alert_rules", multiple=True, metavar="EXPR", callback=_parse_alerts,
-                     help="Threshold on any JSON field, per pod and per container, e.g. 'rss_bytes>512Mi' or "
-                          "'open_errors_per_second>100' (repeatable). Firing alerts go to stderr and the JSON "
-                          "document; dump exits 3."),
-        click.option("--all", "include_non_pods", is_flag=True,
-                     help="Also show cgroups that are not a pod's but did something."),
-        click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
-                     help="Only pods of this namespace (repeatable)."),
+        click.option(
+            "--alert",
+            "alert_rules",
+            multiple=True,
+            metavar="EXPR",
+            callback=_parse_alerts,
+            help="Threshold on any JSON field, per pod and per container, e.g. 'rss_bytes>512Mi' or "
+            "'open_errors_per_second>100' (repeatable). Firing alerts go to stderr and the JSON "
+            "document; dump exits 3.",
+        ),
+        click.option(
+            "--all", "include_non_pods", is_flag=True, help="Also show cgroups that are not a pod's but did something."
+        ),
+        click.option(
+            "--namespace",
+            "-n",
+            "namespaces",
+            multiple=True,
+            metavar="NS",
+            help="Only pods of this namespace (repeatable).",
+        ),
         click.option("--pod", "pod_glob", default=None, metavar="GLOB", help="Only pods whose name matches."),
     ]
     for option in reversed(options):
@@ -156,13 +208,20 @@ def _view_options(command: Callable) -> Callable:
 def _sort_option(command: Callable) -> Callable:
     from pod_stats.output import DEFAULT_SORT, SORT_FIELDS
 
-    return click.option("--sort", default=DEFAULT_SORT, show_default=True, type=click.Choice(SORT_FIELDS),
-                        metavar="FIELD", help="Order pods by this JSON field (figures: largest first).")(command)
+    return click.option(
+        "--sort",
+        default=DEFAULT_SORT,
+        show_default=True,
+        type=click.Choice(SORT_FIELDS),
+        metavar="FIELD",
+        help="Order pods by this JSON field (figures: largest first).",
+    )(command)
 
 
 @cli.command()
-@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds between samples.")
+@click.option(
+    "--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds between samples."
+)
 @click.option("--count", default=None, type=click.IntRange(min=1), help="Stop after this many samples.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document per sample, one per line (NDJSON).")
 @_sort_option
@@ -175,8 +234,13 @@ def run(interval, count, as_json, sort, **collector_options) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON document (schema pod-stats/v1).")
-@click.option("--duration", default=1.0, show_default=True, type=click.FloatRange(min=0.0),
-              help="Seconds to count for before printing.")
+@click.option(
+    "--duration",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0),
+    help="Seconds to count for before printing.",
+)
 @_sort_option
 @_view_options
 @_source_options
@@ -199,23 +263,51 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **collector
 
 
 @cli.command()
-@click.option("--listen-address", default=":9808", show_default=True, metavar="HOST:PORT",
-              help="Where to serve /metrics and /healthz (`:PORT` is every interface).")
-@click.option("--interval", default=15.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds between samples (scrapes read the latest sample, never the kernel).")
-@click.option("--web-config-file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="TLS, headers and basic auth, in the Prometheus exporter-toolkit web-config format "
-                   "(exit 78 on a key pod-stats does not implement; see the README).")
-@click.option("--bpf-stats/--no-bpf-stats", default=True, show_default=True,
-              help="Have the kernel measure BPF run time while serving (needs CAP_SYS_ADMIN; "
-                   "without it, only when kernel.bpf_stats_enabled=1).")
+@click.option(
+    "--listen-address",
+    default=":9808",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where to serve /metrics and /healthz (`:PORT` is every interface).",
+)
+@click.option(
+    "--interval",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between samples (scrapes read the latest sample, never the kernel).",
+)
+@click.option(
+    "--web-config-file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="TLS, headers and basic auth, in the Prometheus exporter-toolkit web-config format "
+    "(exit 78 on a key pod-stats does not implement; see the README).",
+)
+@click.option(
+    "--bpf-stats/--no-bpf-stats",
+    default=True,
+    show_default=True,
+    help="Have the kernel measure BPF run time while serving (needs CAP_SYS_ADMIN; "
+    "without it, only when kernel.bpf_stats_enabled=1).",
+)
 @_source_options
 def serve(listen_address, interval, web_config_file, bpf_stats, **source_options) -> None:
     """Prometheus exporter: sample every --interval, serve the latest sample on /metrics."""
     from pod_stats.bpf import BpfError, run_time_stats
     from pod_stats.collector import open_collector
-    from pod_stats.exporter import (HttpStats, SnapshotMetrics, WebConfig, WebConfigError, WebConfigUnsupported,
-                                    load_web_config, make_app, parse_listen_address, sample_forever, start_http)
+    from pod_stats.exporter import (
+        HttpStats,
+        SnapshotMetrics,
+        WebConfig,
+        WebConfigError,
+        WebConfigUnsupported,
+        load_web_config,
+        make_app,
+        parse_listen_address,
+        sample_forever,
+        start_http,
+    )
 
     try:
         parse_listen_address(listen_address)
@@ -245,8 +337,7 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
             except (OSError, ssl.SSLError) as error:
                 _fail(f"cannot serve on {listen_address}: {error}")
             host, port = server.server_address[:2]
-            click.echo(f"pod-stats: serving http{'s' if server.tls else ''}://{host}:{port}/metrics",
-                       err=True)
+            click.echo(f"pod-stats: serving http{'s' if server.tls else ''}://{host}:{port}/metrics", err=True)
             _drop_privileges()  # attached, statistics on, port bound: serving needs none of it
             _steady_heap()
             # Sampling reads hundreds of files, taking the GIL back after each read; with the HTTP
@@ -261,11 +352,18 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
 
 def _selection_options(command: Callable) -> Callable:
     options = [
-        click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
-                     help="Only pods of this namespace (repeatable)."),
+        click.option(
+            "--namespace",
+            "-n",
+            "namespaces",
+            multiple=True,
+            metavar="NS",
+            help="Only pods of this namespace (repeatable).",
+        ),
         click.option("--pod", "pod_glob", default=None, metavar="GLOB", help="Only pods whose name matches."),
-        click.option("--duration", default=5.0, show_default=True, type=click.FloatRange(min=0.0),
-                     help="Seconds to watch."),
+        click.option(
+            "--duration", default=5.0, show_default=True, type=click.FloatRange(min=0.0), help="Seconds to watch."
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of the table."),
     ]
     for option in reversed(options):
@@ -306,8 +404,7 @@ def _print_table(table) -> None:
 
 
 @cli.command()
-@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Paths shown per container.")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Paths shown per container.")
 @_selection_options
 @_identity_options
 def files(top, duration, as_json, namespaces, pod_glob, **identity_options) -> None:
@@ -333,8 +430,7 @@ def files(top, duration, as_json, namespaces, pod_glob, **identity_options) -> N
 
 
 @cli.command()
-@click.option("--sort", default="rss", show_default=True, type=click.Choice(["rss", "opens"]),
-              help="Largest first.")
+@click.option("--sort", default="rss", show_default=True, type=click.Choice(["rss", "opens"]), help="Largest first.")
 @_selection_options
 @_identity_options
 def procs(sort, duration, as_json, namespaces, pod_glob, **identity_options) -> None:
@@ -380,8 +476,13 @@ def demo(interval, count, as_json) -> None:
 # (namespace, pod, qos, layout, [(container, loop args per ~200 ms tick: opens, missing opens,
 #  CPU ms, forks, socket bytes; MiB held)])
 DEMO_PODS = (
-    ("shop", "cart-5d9c7b6f4-x2x9z", "burstable", "systemd-containerd",
-     [("cart", "40 2 20 0 4096", 48), ("envoy", "10 0 5 0 65536", 16)]),
+    (
+        "shop",
+        "cart-5d9c7b6f4-x2x9z",
+        "burstable",
+        "systemd-containerd",
+        [("cart", "40 2 20 0 4096", 48), ("envoy", "10 0 5 0 65536", 16)],
+    ),
     ("shop", "catalog-0", "guaranteed", "systemd-crio", [("catalog", "120 30 40 0 0", 96)]),
     ("monitoring", "node-exporter-7kq2p", "besteffort", "cgroupfs", [("node-exporter", "5 0 2 2 1024", 8)]),
     ("kube-system", "coredns-5d78c9869d-abc12", "burstable", "systemd-docker", [("coredns", "20 60 10 0 8192", 24)]),
@@ -433,9 +534,16 @@ def _print_snapshot(snapshot, as_json: bool, sort: str, live, alert_rules=()) ->
     return alerts
 
 
-def _sample_loop(interval: float, count: Optional[int], as_json: bool, sort: str,
-                 namespaces: Sequence[str] = (), pod_glob: Optional[str] = None, alert_rules=(),
-                 **collector_options) -> None:
+def _sample_loop(
+    interval: float,
+    count: Optional[int],
+    as_json: bool,
+    sort: str,
+    namespaces: Sequence[str] = (),
+    pod_glob: Optional[str] = None,
+    alert_rules=(),
+    **collector_options,
+) -> None:
     """Samples every interval until --count, Ctrl-C or SIGTERM; the final sample is always printed."""
     from rich.live import Live
 
@@ -462,8 +570,7 @@ def _sample_loop(interval: float, count: Optional[int], as_json: bool, sort: str
                         time.sleep(max(0.0, deadline - time.monotonic()))
                 except (KeyboardInterrupt, _Stop):
                     # what was counted since the last sample is not lost
-                    _print_snapshot(select(collector.sample(), namespaces, pod_glob), as_json, sort, live,
-                                    alert_rules)
+                    _print_snapshot(select(collector.sample(), namespaces, pod_glob), as_json, sort, live, alert_rules)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
 

@@ -10,15 +10,29 @@ import os
 import resource
 import socket
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Callable, NamedTuple, Optional
 
-from pod_stats.bpf import (COUNTER_FIELDS, DEFAULT_PROBES, FIELD_GROUPS, NET_PACKETS, NET_PACKETS_UNSEEN, PROBE_GROUPS,
-                           RUNQ_SLOTS, CgroupKey, Counters, KeyMode, OpenRoute, PodStatsBpf, Probe, ProgramStats,
-                           SchedCounts)
-from pod_stats.cgroups import (V2, CgroupIndex, CgroupInfo, CgroupMounts, container_cgroup_path,
-                               discover_mounts)
+from pod_stats.bpf import (
+    COUNTER_FIELDS,
+    DEFAULT_PROBES,
+    FIELD_GROUPS,
+    NET_PACKETS,
+    NET_PACKETS_UNSEEN,
+    PROBE_GROUPS,
+    RUNQ_SLOTS,
+    CgroupKey,
+    Counters,
+    KeyMode,
+    OpenRoute,
+    PodStatsBpf,
+    Probe,
+    ProgramStats,
+    SchedCounts,
+)
+from pod_stats.cgroups import V2, CgroupIndex, CgroupInfo, CgroupMounts, container_cgroup_path, discover_mounts
 from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles
 from pod_stats.names import KubeApiPods, NameResolver, PodNames
 
@@ -26,8 +40,13 @@ log = logging.getLogger(__name__)
 
 # Figures every container, pod and non-pod cgroup carries, in JSON order. The
 # BPF counters come first and are cumulative since pod-stats attached.
-MEMORY_FIGURES = ("rss_bytes", "memory_working_set_bytes", "memory_usage_bytes", "memory_peak_bytes",
-                  "memory_limit_bytes")
+MEMORY_FIGURES = (
+    "rss_bytes",
+    "memory_working_set_bytes",
+    "memory_usage_bytes",
+    "memory_peak_bytes",
+    "memory_limit_bytes",
+)
 # Run-queue figures (opt-in sched probe): wait and waits cumulative since attach like the
 # counters; when a task of the cgroup last got a CPU (Unix time).
 SCHED_COUNTERS = ("runq_wait_seconds", "runq_waits")
@@ -60,12 +79,12 @@ LIMIT_REFRESH_SECONDS = 30.0
 # counters are still counted and added up.
 NESTED_PROCS_LIMIT = 32
 
-Figures = Dict[str, Optional[float]]
+Figures = dict[str, Optional[float]]
 # Failed opens by errno number, cumulative like the counters (empty when the errno probe is off).
-Errnos = Dict[int, int]
+Errnos = dict[int, int]
 
 
-def _add_errnos(parts: List[Errnos]) -> Errnos:
+def _add_errnos(parts: list[Errnos]) -> Errnos:
     total: Errnos = {}
     for part in parts:
         for error, count in part.items():
@@ -82,7 +101,7 @@ class ContainerSample:
     cgroup_path: str
     figures: Figures
     open_errors_by_errno: Errnos = field(default_factory=dict)
-    runq_wait_slots: Optional[Tuple[int, ...]] = None  # log2 µs histogram; None without the sched probe
+    runq_wait_slots: Optional[tuple[int, ...]] = None  # log2 µs histogram; None without the sched probe
 
 
 @dataclass
@@ -92,9 +111,9 @@ class PodSample:
     name: Optional[str]
     qos: str
     figures: Figures
-    containers: List[ContainerSample]
+    containers: list[ContainerSample]
     open_errors_by_errno: Errnos = field(default_factory=dict)
-    runq_wait_slots: Optional[Tuple[int, ...]] = None
+    runq_wait_slots: Optional[tuple[int, ...]] = None
     final: bool = False  # the pod's cgroups are gone: this is its last sample
 
 
@@ -106,7 +125,7 @@ class CgroupSample:
     cgroup_path: str
     figures: Figures
     open_errors_by_errno: Errnos = field(default_factory=dict)
-    runq_wait_slots: Optional[Tuple[int, ...]] = None
+    runq_wait_slots: Optional[tuple[int, ...]] = None
 
 
 @dataclass
@@ -120,15 +139,15 @@ class AgentStats:
     cgroup_index_entries: int  # what the agent remembers: back to baseline after pod churn
     tracked_cgroups: int
     name_cache_entries: int
-    probes: List[Probe]
-    probe_groups: Dict[str, bool]  # probe group -> counting (asked for and attached)
+    probes: list[Probe]
+    probe_groups: dict[str, bool]  # probe group -> counting (asked for and attached)
     net_source: Optional[str]  # what net bytes are (bpf.NET_SOCKET / NET_PACKETS), None when net is off
     open_source: Optional[str]  # what counts opens (bpf.OPENS_BY_FEXIT / OPENS_BY_TRACEPOINTS)
-    programs: Dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
+    programs: dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
     cgroup_events_lost: int = 0  # the kernel's cgroup events that found their ring full (then walked)
     carried_identities: int = 0  # containers whose ended instances' counts are carried (see _Carry)
     open_source_reason: Optional[str] = None  # why open_source (trampolines, preemption, --open-probe)
-    open_routes: Optional[Dict[str, OpenRoute]] = None  # each route to an open: counted or why not (bpf.OPEN_ROUTES)
+    open_routes: Optional[dict[str, OpenRoute]] = None  # each route to an open: counted or why not (bpf.OPEN_ROUTES)
     # Program runs the kernel skipped since attach, each an event not counted (bpf.program_misses):
     # None when some attached program's skips are not counted by this kernel.
     missed_events: Optional[int] = 0
@@ -142,8 +161,8 @@ class Snapshot:
     node: str
     time: datetime
     interval_seconds: Optional[float]  # what the rates cover; None in the first sample (no rates yet)
-    pods: List[PodSample]
-    cgroups: List[CgroupSample]
+    pods: list[PodSample]
+    cgroups: list[CgroupSample]
     agent: AgentStats
 
 
@@ -157,17 +176,17 @@ class _Tracked:
     top: Optional[str] = None  # the container's own cgroup path (CONTAINER, NESTED)
     read_procs: bool = True  # NESTED beyond NESTED_PROCS_LIMIT: processes not counted
     uncounted: int = 0  # events its keys lost to a full counters map, since attach
-    identity: Optional[Tuple[str, ...]] = None  # its container's (see Collector._identity) ...
+    identity: Optional[tuple[str, ...]] = None  # its container's (see Collector._identity) ...
     identity_at: int = -1  # ... as the name resolver's generation then knew it
-    keys: Set[CgroupKey] = field(default_factory=set)
+    keys: set[CgroupKey] = field(default_factory=set)
     figures: Figures = field(default_factory=dict)
     errnos: Errnos = field(default_factory=dict)
-    runq_wait_slots: Optional[Tuple[int, ...]] = None
+    runq_wait_slots: Optional[tuple[int, ...]] = None
     limit_read_at: Optional[float] = None
-    counts: Optional[Tuple[int, ...]] = None  # the BPF counters of the last sample
+    counts: Optional[tuple[int, ...]] = None  # the BPF counters of the last sample
     # (forks, exits) when cgroup.procs was last read for a change, and whether it was read once
     # more in the sample after (then its count stands until the next change)
-    procs_read_at: Optional[Tuple[int, int]] = None
+    procs_read_at: Optional[tuple[int, int]] = None
     procs_settled: bool = False
     live: Optional["LiveFigures"] = None  # the cgroupfs figures of the last sample's batch
     # at rest: the last sample's figures are what the same inputs give again (no counts, no CPU
@@ -188,12 +207,12 @@ class _Carry:
     that a restart or a nested cgroup going away never makes a cumulative figure go down."""
 
     # _SINCE_ATTACH, cpu_seconds, UNCOUNTED; NET_FIGURES None once an ended cgroup did not know them
-    figures: Dict[str, Optional[float]] = field(default_factory=dict)
+    figures: dict[str, Optional[float]] = field(default_factory=dict)
     errnos: Errnos = field(default_factory=dict)
-    slots: Optional[Tuple[int, ...]] = None
+    slots: Optional[tuple[int, ...]] = None
     version: int = 0  # +1 per add: what the pod's figures were made of has changed
 
-    def add(self, figures: Dict[str, Optional[float]], errnos: Errnos, slots: Optional[Tuple[int, ...]]) -> None:
+    def add(self, figures: dict[str, Optional[float]], errnos: Errnos, slots: Optional[tuple[int, ...]]) -> None:
         self.version += 1
         for name, value in figures.items():
             if name in NET_FIGURES and (value is None or (name in self.figures and self.figures[name] is None)):
@@ -211,7 +230,7 @@ class _Remembered:
     whose removal the kernel's events did not tell)."""
 
     pod: Optional[PodNames] = None
-    containers: Dict[str, str] = field(default_factory=dict)  # container id -> name
+    containers: dict[str, str] = field(default_factory=dict)  # container id -> name
     pod_cgroup: Optional[Figures] = None
 
 
@@ -227,7 +246,7 @@ _NET_UNKNOWN = dict.fromkeys(_NET_COUNTS)
 _LIVE_FIGURES = MEMORY_FIGURES + ("cpu_seconds", "pids")
 
 
-def _sum_figures(parts: List[Figures]) -> Figures:
+def _sum_figures(parts: list[Figures]) -> Figures:
     """A pod's figures: its containers' (and its own cgroup's counters) added up; a figure no
     part knows stays unknown. Pods are mostly a sandbox and a container, most of their
     counters zero: the first part is copied, the others add only what they can change."""
@@ -258,7 +277,7 @@ def _latest(times) -> Optional[float]:
     return max(known) if known else None
 
 
-def _add_slots(parts: List[Optional[Tuple[int, ...]]]) -> Optional[Tuple[int, ...]]:
+def _add_slots(parts: list[Optional[tuple[int, ...]]]) -> Optional[tuple[int, ...]]:
     known = [p for p in parts if p is not None]
     return tuple(map(sum, zip(*known))) if known else None
 
@@ -281,7 +300,7 @@ class _Part(NamedTuple):
 def _fold(carry: _Carry, part: _Part) -> _Carry:
     """Adds the final counts of a cgroup that ended to its identity's carry (its CPU time too when
     it is the container's own cgroup: a nested one's is in that already)."""
-    final: Dict[str, Optional[float]] = {name: part.figures.get(name) for name in _SINCE_ATTACH}
+    final: dict[str, Optional[float]] = {name: part.figures.get(name) for name in _SINCE_ATTACH}
     if part.tracked.kind == CONTAINER:
         final["cpu_seconds"] = part.figures.get("cpu_seconds")
     final[UNCOUNTED] = part.tracked.uncounted
@@ -289,7 +308,7 @@ def _fold(carry: _Carry, part: _Part) -> _Carry:
     return carry
 
 
-def _adopt_carries(carried: Dict[Tuple[str, ...], "_Carry"], identities: Dict[Tuple[str, ...], List[_Part]]) -> None:
+def _adopt_carries(carried: dict[tuple[str, ...], "_Carry"], identities: dict[tuple[str, ...], list[_Part]]) -> None:
     """A container first known by its id and named later keeps what it carried under the id."""
     for identity, parts in identities.items():
         if identity[0] != "name":
@@ -330,17 +349,17 @@ class Collector:
         self._node = socket.gethostname()
         self._last_sample = clock()
         self._last_rescan = self._last_full_rescan = clock()
-        self._tracked: Dict[str, _Tracked] = {}
+        self._tracked: dict[str, _Tracked] = {}
         # key -> (the sample, the clock's time) it was first seen unnamed in
-        self._unknown_since: Dict[CgroupKey, Tuple[int, float]] = {}
-        self._nested: Dict[str, Set[str]] = {}  # container cgroup path -> its tracked nested cgroups
-        self._nested_unread: Set[str] = set()  # containers with nested cgroups whose processes are not read
+        self._unknown_since: dict[CgroupKey, tuple[int, float]] = {}
+        self._nested: dict[str, set[str]] = {}  # container cgroup path -> its tracked nested cgroups
+        self._nested_unread: set[str] = set()  # containers with nested cgroups whose processes are not read
         self._samples = 0
-        self._hidden: Set[CgroupKey] = set()  # counted, not a pod's, not shown (no --all)
-        self._carried: Dict[str, Dict[Tuple[str, ...], _Carry]] = {}  # pod uid -> identity -> carry
-        self._remembered: Dict[str, _Remembered] = {}  # pod uid -> what outlives its sources
+        self._hidden: set[CgroupKey] = set()  # counted, not a pod's, not shown (no --all)
+        self._carried: dict[str, dict[tuple[str, ...], _Carry]] = {}  # pod uid -> identity -> carry
+        self._remembered: dict[str, _Remembered] = {}  # pod uid -> what outlives its sources
         self._all_uncounted = False
-        self._identities: Dict[str, Tuple[str, ...]] = {}  # container id -> identity, this sample's
+        self._identities: dict[str, tuple[str, ...]] = {}  # container id -> identity, this sample's
         self._events = bpf.cgroup_events_available
         self._events_lost = 0
         self._missed_before = self._missed = 0  # program runs skipped, as of the previous and this sample
@@ -348,8 +367,8 @@ class Collector:
         self._counters_read_at = self._last_sample
         if self._events:
             index.refresh_on_miss = False  # the events name new cgroups; a miss is one made since
-        self._pods: Dict[str, PodSample] = {}  # the last sample's, by uid
-        self._pod_inputs: Dict[str, tuple] = {}  # what each of them was made of (see _pod_sample)
+        self._pods: dict[str, PodSample] = {}  # the last sample's, by uid
+        self._pod_inputs: dict[str, tuple] = {}  # what each of them was made of (see _pod_sample)
         self._files = OpenFiles(max_open_files)
         self._batch = FigureBatch(self._files)
         self._walks_seen = self._index_generation = self._names_generation = -1
@@ -358,8 +377,7 @@ class Collector:
         # counters of probe groups that are off or missing are unknown, not zero
         self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
         # packets are counted by the socket's v2 cgroup: cgroups keyed otherwise see none of theirs
-        self._net_by_packets = (bpf.attached("net") and bpf.net_source == NET_PACKETS
-                                and bpf.key_mode != KeyMode.V2)
+        self._net_by_packets = bpf.attached("net") and bpf.net_source == NET_PACKETS and bpf.key_mode != KeyMode.V2
         self._warned_full = self._warned_errnos_full = False
         self._idle_rates = {f"{name}_per_second": 0.0 for name in COUNTER_FIELDS if name not in self._unknown_counters}
         self._count_errnos = bpf.attached("errno")
@@ -412,11 +430,11 @@ class Collector:
 
         # A container can be counted under its v2 and its v1 memory cgroup (hybrid
         # hosts): both have the same path, so counts are summed by path.
-        counts_by_path: Dict[str, List[Counters]] = {}
-        errnos_by_path: Dict[str, List[Errnos]] = {}
-        sched_by_path: Dict[str, List[SchedCounts]] = {}
-        uncounted_by_path: Dict[str, int] = {}
-        unknown: List[CgroupKey] = []
+        counts_by_path: dict[str, list[Counters]] = {}
+        errnos_by_path: dict[str, list[Errnos]] = {}
+        sched_by_path: dict[str, list[SchedCounts]] = {}
+        uncounted_by_path: dict[str, int] = {}
+        unknown: list[CgroupKey] = []
         for key, value in counters.items():
             path = self._claim(key, unknown)
             if path is not None:
@@ -450,27 +468,36 @@ class Collector:
         self._index_generation = self._index.generation
         tracked_items = list(self._tracked.items())
         with_files = [(path, tracked) for path, tracked in tracked_items if tracked.kind != NESTED]
-        live_by_path = dict(zip((path for path, _ in with_files),
-                                self._batch.read([tracked.files for _, tracked in with_files])))
+        live_by_path = dict(
+            zip((path for path, _ in with_files), self._batch.read([tracked.files for _, tracked in with_files]))
+        )
         self._all_uncounted = drops.uncounted_map_full > 0
 
-        non_pods: List[CgroupSample] = []
-        gone: List[str] = []
+        non_pods: list[CgroupSample] = []
+        gone: list[str] = []
         self._identities = {}
         # A pod none of whose cgroups' figures changed (at rest: the same objects), none gone, is
         # handed on as the last sample's, unless names or the uncounted state may have changed.
         names_generation = self._names.generation
-        everything_changed = (names_generation != self._names_generation
-                              or self._all_uncounted != self._was_all_uncounted)
+        everything_changed = (
+            names_generation != self._names_generation or self._all_uncounted != self._was_all_uncounted
+        )
         self._names_generation, self._was_all_uncounted = names_generation, self._all_uncounted
-        changed_pods: Set[str] = set()
-        pod_parts: List[_Part] = []
+        changed_pods: set[str] = set()
+        pod_parts: list[_Part] = []
         for path, tracked in tracked_items:
             info = tracked.info
             before = tracked.figures
-            figures, vanished = self._figures(tracked, counts_by_path.get(path, ()), elapsed, now,
-                                              sched_by_path.get(path, ()), wall_minus_monotonic, moved,
-                                              live_by_path.get(path))
+            figures, vanished = self._figures(
+                tracked,
+                counts_by_path.get(path, ()),
+                elapsed,
+                now,
+                sched_by_path.get(path, ()),
+                wall_minus_monotonic,
+                moved,
+                live_by_path.get(path),
+            )
             if path in errnos_by_path:
                 tracked.errnos = _add_errnos(errnos_by_path[path])
             if uncounted_by_path:
@@ -478,16 +505,23 @@ class Collector:
             if vanished:
                 gone.append(path)
             if info.pod is None:
-                non_pods.append(CgroupSample(info.cgroup_id, path, self._own_figures(tracked, figures),
-                                             tracked.errnos, tracked.runq_wait_slots))
+                non_pods.append(
+                    CgroupSample(
+                        info.cgroup_id,
+                        path,
+                        self._own_figures(tracked, figures),
+                        tracked.errnos,
+                        tracked.runq_wait_slots,
+                    )
+                )
                 continue
             if figures is not before or vanished or everything_changed:
                 changed_pods.add(info.pod.pod_uid)
             pod_parts.append(_Part(tracked, figures, vanished))
 
-        pods: Dict[str, PodSample] = {}
+        pods: dict[str, PodSample] = {}
         # pod uid -> identity -> (CONTAINER or POD part, its nested parts); vanished parts included
-        parts_by_pod: Dict[str, Dict[Tuple[str, ...], List[_Part]]] = {}
+        parts_by_pod: dict[str, dict[tuple[str, ...], list[_Part]]] = {}
         for part in pod_parts:
             uid = part.tracked.info.pod.pod_uid
             if uid not in changed_pods and uid in self._pods:
@@ -546,7 +580,7 @@ class Collector:
             ),
         )
 
-    def _missed_events(self, programs: Dict[str, ProgramStats]) -> Optional[int]:
+    def _missed_events(self, programs: dict[str, ProgramStats]) -> Optional[int]:
         """Program runs the kernel skipped since attach (None: not all of them are counted)."""
         misses = [stats.misses for stats in programs.values()]
         self._missed_before = self._missed
@@ -554,12 +588,15 @@ class Collector:
         if self._missed is not None and self._missed_before is not None and self._missed > self._missed_before:
             skipped = {name: stats.misses for name, stats in programs.items() if stats.misses}
             # the first time loudly; then where someone asked for details
-            log.log(logging.INFO if self._missed_before else logging.WARNING,
-                    "the kernel skipped %d BPF program runs since start (events not counted): %s",
-                    self._missed, ", ".join(f"{name} {n}" for name, n in sorted(skipped.items())))
+            log.log(
+                logging.INFO if self._missed_before else logging.WARNING,
+                "the kernel skipped %d BPF program runs since start (events not counted): %s",
+                self._missed,
+                ", ".join(f"{name} {n}" for name, n in sorted(skipped.items())),
+            )
         return self._missed
 
-    def _claim(self, key: CgroupKey, unknown: Optional[List[CgroupKey]] = None) -> Optional[str]:
+    def _claim(self, key: CgroupKey, unknown: Optional[list[CgroupKey]] = None) -> Optional[str]:
         """The path of the tracked cgroup a BPF key counts for (tracked from now on), or None: a
         key the index cannot name (added to `unknown`), or a non-pod cgroup not shown."""
         info = self._index.lookup(key.hierarchy, key.cgroup_id)
@@ -601,7 +638,7 @@ class Collector:
             self._hidden.discard(key)
             self._index.release(key.hierarchy, key.cgroup_id)
 
-    def _identity(self, tracked: _Tracked) -> Tuple[str, ...]:
+    def _identity(self, tracked: _Tracked) -> tuple[str, ...]:
         """What a container's counters stay attached to across restarts: its name in the pod, or
         its id while the name is unknown (asked again only once the resolver may know more, and
         once a sample: nested cgroups share the answer). A name once known stays the
@@ -634,7 +671,7 @@ class Collector:
             remembered = self._remembered[uid] = _Remembered()
         return remembered
 
-    def _pod_sample(self, uid: str, identities: Dict[Tuple[str, ...], List[_Part]]) -> Optional[PodSample]:
+    def _pod_sample(self, uid: str, identities: dict[tuple[str, ...], list[_Part]]) -> Optional[PodSample]:
         """One pod: a row per container identity, its figures summed with what ended instances
         and nested cgroups carried, and the pod's own cgroup for memory, CPU and limit."""
         carried = self._carried.setdefault(uid, {})
@@ -642,15 +679,21 @@ class Collector:
         pod_part = next((part for part in pod_parts if part.tracked.kind == POD), None)
         if carried:
             _adopt_carries(carried, identities)
-        containers: List[ContainerSample] = []
-        totals: List[Tuple[Figures, Errnos, Optional[Tuple[int, ...]]]] = []
+        containers: list[ContainerSample] = []
+        totals: list[tuple[Figures, Errnos, Optional[tuple[int, ...]]]] = []
         for identity, parts in identities.items():
             row = self._identity_row(carried, identity, parts)
             if row is not None:
                 containers.append(row)
                 totals.append((row.figures, row.open_errors_by_errno, row.runq_wait_slots))
-        if (len(pod_parts) == 1 and pod_part is not None and not pod_part.vanished and _POD_LEVEL not in carried
-                and not pod_part.tracked.uncounted and not self._all_uncounted):
+        if (
+            len(pod_parts) == 1
+            and pod_part is not None
+            and not pod_part.vanished
+            and _POD_LEVEL not in carried
+            and not pod_part.tracked.uncounted
+            and not self._all_uncounted
+        ):
             # the pod cgroup's own counts as they are (its memory and CPU are taken below anyway)
             totals.append((pod_part.figures, pod_part.tracked.errnos, pod_part.tracked.runq_wait_slots))
         elif pod_parts:
@@ -667,8 +710,13 @@ class Collector:
         remembered.pod = names
         # Every input is the object it was in the last sample (figures at rest are handed on
         # as they are): so is the pod.
-        inputs = (names, tuple(map(id, containers)), tuple(id(f) for f, _, _ in totals),
-                  tuple(carry.version for carry in carried.values()), self._all_uncounted)
+        inputs = (
+            names,
+            tuple(map(id, containers)),
+            tuple(id(f) for f, _, _ in totals),
+            tuple(carry.version for carry in carried.values()),
+            self._all_uncounted,
+        )
         before = self._pods.get(uid)
         if before is not None and self._pod_inputs.get(uid) == inputs:
             return before
@@ -688,25 +736,39 @@ class Collector:
         elif any(lost):
             _unknown_counts(figures, sum(lost))  # type: ignore[arg-type]
         containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
-        pod = PodSample(uid=uid, namespace=names.namespace if names else None, name=names.name if names else None,
-                        qos=any_part.tracked.info.pod.qos, figures=figures, containers=containers,
-                        open_errors_by_errno=_add_errnos([e for _, e, _ in totals]),
-                        runq_wait_slots=_add_slots([s for _, _, s in totals]),
-                        final=pod_part.vanished if pod_part is not None else
-                        all(part.vanished for parts in identities.values() for part in parts))
+        pod = PodSample(
+            uid=uid,
+            namespace=names.namespace if names else None,
+            name=names.name if names else None,
+            qos=any_part.tracked.info.pod.qos,
+            figures=figures,
+            containers=containers,
+            open_errors_by_errno=_add_errnos([e for _, e, _ in totals]),
+            runq_wait_slots=_add_slots([s for _, _, s in totals]),
+            final=pod_part.vanished
+            if pod_part is not None
+            else all(part.vanished for parts in identities.values() for part in parts),
+        )
         return pod
 
-    def _identity_row(self, carried: Dict[Tuple[str, ...], _Carry], identity: Tuple[str, ...],
-                      parts: List[_Part]) -> Optional[ContainerSample]:
+    def _identity_row(
+        self, carried: dict[tuple[str, ...], _Carry], identity: tuple[str, ...], parts: list[_Part]
+    ) -> Optional[ContainerSample]:
         """The row of one container identity (None when only nested leftovers of it remain)."""
-        tops = parts if len(parts) == 1 and parts[0].tracked.kind == CONTAINER else \
-            [part for part in parts if part.tracked.kind == CONTAINER]
+        tops = (
+            parts
+            if len(parts) == 1 and parts[0].tracked.kind == CONTAINER
+            else [part for part in parts if part.tracked.kind == CONTAINER]
+        )
         if not tops:
             self._combine(carried, identity, parts)  # folds what vanished into the carry
             return None
         # the newest live instance names the row; an instance's final sample is its own row's
-        top = tops[0] if len(tops) == 1 else \
-            max([part for part in tops if not part.vanished] or tops, key=lambda part: part.tracked.info.cgroup_id)
+        top = (
+            tops[0]
+            if len(tops) == 1
+            else max([part for part in tops if not part.vanished] or tops, key=lambda part: part.tracked.info.cgroup_id)
+        )
         if len(parts) == 1 and identity not in carried and not top.tracked.uncounted and not self._all_uncounted:
             figures, errnos_, slots = top.figures, top.tracked.errnos, top.tracked.runq_wait_slots
             if top.vanished:
@@ -715,15 +777,32 @@ class Collector:
             figures, errnos_, slots = self._combine(carried, identity, parts, top)
         info, name = top.tracked.info, identity[1] if identity[0] == "name" else None
         sample = top.tracked.sample
-        if (sample is None or sample.figures is not figures or sample.name != name
-                or sample.open_errors_by_errno != errnos_ or sample.runq_wait_slots != slots):
+        if (
+            sample is None
+            or sample.figures is not figures
+            or sample.name != name
+            or sample.open_errors_by_errno != errnos_
+            or sample.runq_wait_slots != slots
+        ):
             sample = top.tracked.sample = ContainerSample(
-                id=info.pod.container_id, name=name, runtime=info.pod.runtime, cgroup_id=info.cgroup_id,
-                cgroup_path=info.path, figures=figures, open_errors_by_errno=errnos_, runq_wait_slots=slots)
+                id=info.pod.container_id,
+                name=name,
+                runtime=info.pod.runtime,
+                cgroup_id=info.cgroup_id,
+                cgroup_path=info.path,
+                figures=figures,
+                open_errors_by_errno=errnos_,
+                runq_wait_slots=slots,
+            )
         return sample
 
-    def _combine(self, carried: Dict[Tuple[str, ...], _Carry], identity: Tuple[str, ...], parts: List[_Part],
-                 top: Optional[_Part] = None) -> Tuple[Figures, Errnos, Optional[Tuple[int, ...]]]:
+    def _combine(
+        self,
+        carried: dict[tuple[str, ...], _Carry],
+        identity: tuple[str, ...],
+        parts: list[_Part],
+        top: Optional[_Part] = None,
+    ) -> tuple[Figures, Errnos, Optional[tuple[int, ...]]]:
         """One identity's figures: what its ended cgroups carried plus what its live ones count
         (the vanished are folded into the carry first); rates over every part of this sample;
         memory and CPU from `top`, its container's own cgroup (which includes the nested ones)."""
@@ -777,8 +856,11 @@ class Collector:
         """A full map is counted in every sample (map_full_drops) and said once, here."""
         if drops.map_full and not self._warned_full:
             self._warned_full = True
-            log.warning("the BPF counters map is full (%d cgroups): events of further cgroups are not counted "
-                        "(map_full_drops); raise --max-cgroups", self._bpf.max_cgroups)
+            log.warning(
+                "the BPF counters map is full (%d cgroups): events of further cgroups are not counted "
+                "(map_full_drops); raise --max-cgroups",
+                self._bpf.max_cgroups,
+            )
         if drops.errno_map_full and not self._warned_errnos_full:
             self._warned_errnos_full = True
             log.warning("the failed-opens-by-errno map is full: some errnos are not counted (errno_map_full_drops)")
@@ -799,9 +881,13 @@ class Collector:
                 self._nested_unread.add(top)
                 return None
             cpu = self._mounts.cpu_hierarchy(info.path) if kind != NESTED else None
-            files = CgroupFiles(self._memory.directory(info.path), self._memory.version,
-                                cpu.directory(info.path) if cpu else None, cpu.version if cpu else 1,
-                                self._processes_directory(info))
+            files = CgroupFiles(
+                self._memory.directory(info.path),
+                self._memory.version,
+                cpu.directory(info.path) if cpu else None,
+                cpu.version if cpu else 1,
+                self._processes_directory(info),
+            )
             tracked = self._tracked[info.path] = _Tracked(info, files, kind, top)
             # where the packet fallback counts: only under cgroups of the v2 hierarchy
             tracked.net_unseen = self._net_by_packets and self._processes_directory(info) != self._v2_directory(info)
@@ -814,9 +900,17 @@ class Collector:
                     self._nested_unread.add(top)
         return tracked
 
-    def _figures(self, tracked: _Tracked, bpf_counts: Sequence[Counters], elapsed: float, now: float,
-                 sched_counts: Sequence[SchedCounts], wall_offset: float, moved: bool,
-                 live: Optional[LiveFigures]) -> Tuple[Figures, bool]:
+    def _figures(
+        self,
+        tracked: _Tracked,
+        bpf_counts: Sequence[Counters],
+        elapsed: float,
+        now: float,
+        sched_counts: Sequence[SchedCounts],
+        wall_offset: float,
+        moved: bool,
+        live: Optional[LiveFigures],
+    ) -> tuple[Figures, bool]:
         """This cgroup's figures now, and whether it has vanished (then its last known ones).
         `live` is its memory and CPU figures read in the sample's batch; None: read them here."""
         files, previous = tracked.files, tracked.figures
@@ -830,8 +924,11 @@ class Collector:
         # the last sample's (rates 0), only cgroupfs figures are new.
         idle = counts == tracked.counts and previous and not self._sched_on
         at_rest = idle and tracked.at_rest and live is not None and live == tracked.live and not moved
-        if (at_rest and now - tracked.limit_read_at < LIMIT_REFRESH_SECONDS
-                and not (self._index_changed and self._index.is_dead(tracked.info.hierarchy, tracked.info.cgroup_id))):
+        if (
+            at_rest
+            and now - tracked.limit_read_at < LIMIT_REFRESH_SECONDS
+            and not (self._index_changed and self._index.is_dead(tracked.info.hierarchy, tracked.info.cgroup_id))
+        ):
             return previous, False  # and its processes' count stands (at rest: settled)
         tracked.counts = counts
         if idle:
@@ -872,8 +969,12 @@ class Collector:
                 figures["rss_bytes"] = figures["memory_working_set_bytes"] = None
                 figures["memory_usage_bytes"] = figures["memory_peak_bytes"] = None
             else:
-                (figures["rss_bytes"], figures["memory_working_set_bytes"], figures["memory_usage_bytes"],
-                 figures["memory_peak_bytes"]) = memory
+                (
+                    figures["rss_bytes"],
+                    figures["memory_working_set_bytes"],
+                    figures["memory_usage_bytes"],
+                    figures["memory_peak_bytes"],
+                ) = memory
             if tracked.limit_read_at is None or now - tracked.limit_read_at >= LIMIT_REFRESH_SECONDS:
                 figures["memory_limit_bytes"] = files.memory_limit(read)
                 tracked.limit_read_at = now
@@ -882,7 +983,7 @@ class Collector:
             figures["cpu_seconds"] = files.cpu_seconds(read) if live is None else live[1]
             figures["pids"] = self._processes(tracked, figures, read, moved)
 
-        for rate, cumulative in (_CPU_RATE if idle else RATES.items()):
+        for rate, cumulative in _CPU_RATE if idle else RATES.items():
             current, before = figures[cumulative], previous.get(cumulative)
             if before is None and cumulative in _SINCE_ATTACH and self._samples > 1:
                 # BPF counters start at attach: all they hold was counted since. In the first
@@ -896,9 +997,15 @@ class Collector:
         tracked.figures = figures
         tracked.live = live
         figures.setdefault(UNCOUNTED, 0)
-        tracked.at_rest = bool(idle and live is not None and not (vanished or missing)
-                               and figures["cpu_cores"] in (0.0, None)
-                               and self._track_procs and tracked.procs_settled and not moved)
+        tracked.at_rest = bool(
+            idle
+            and live is not None
+            and not (vanished or missing)
+            and figures["cpu_cores"] in (0.0, None)
+            and self._track_procs
+            and tracked.procs_settled
+            and not moved
+        )
         return figures, vanished
 
     def _processes(self, tracked: _Tracked, figures: Figures, read, moved: bool) -> Optional[int]:
@@ -913,7 +1020,7 @@ class Collector:
         return tracked.files.processes(read)
 
     @staticmethod
-    def _sched_figures(tracked: _Tracked, figures: Figures, counted: List[SchedCounts], wall_offset: float) -> None:
+    def _sched_figures(tracked: _Tracked, figures: Figures, counted: list[SchedCounts], wall_offset: float) -> None:
         """Run-queue figures of one cgroup (from the map when its tasks ran since attach)."""
         figures["runq_wait_seconds"] = round(sum(c.runq_wait_ns for c in counted) / 1e9, 9)
         figures["runq_waits"] = sum(c.runq_waits for c in counted)
@@ -938,7 +1045,7 @@ class Collector:
         """The cgroup behind a BPF key (None if it is unknown even after a rate-limited refresh)."""
         return self._index.lookup(key.hierarchy, key.cgroup_id)
 
-    def process_ids(self, cgroup_path: str) -> List[int]:
+    def process_ids(self, cgroup_path: str) -> list[int]:
         """The processes in a tracked cgroup now (empty if it is gone or unknown)."""
         tracked = self._tracked.get(cgroup_path)
         if tracked is None:
@@ -974,7 +1081,7 @@ class Collector:
     def _own_directory(self, info: CgroupInfo) -> str:
         return self._keyed[info.hierarchy].directory(info.path)
 
-    def _forget(self, paths: List[str]) -> None:
+    def _forget(self, paths: list[str]) -> None:
         """Cgroups whose final sample was just emitted: drop them everywhere."""
         for path in paths:
             tracked = self._tracked.pop(path)
@@ -991,7 +1098,7 @@ class Collector:
                 self._index.mark_dead(key.hierarchy, key.cgroup_id)  # gone, whatever the index saw
                 self._index.release(key.hierarchy, key.cgroup_id)
 
-    def _drop_unnamable(self, unknown: List[CgroupKey]) -> None:
+    def _drop_unnamable(self, unknown: list[CgroupKey]) -> None:
         """Map entries of cgroups that came and went unseen (events lost, or a kernel without
         them, between two walks) cannot be named: once a walk after their first sighting still
         does not know them, drop them. One made after this sample's events is named by the next
@@ -1040,14 +1147,23 @@ def open_collector(
     mounts = discover_mounts(cgroup_root=cgroup_root)
     key_mode = key_mode_for(mounts)
     v2_root_id = os.stat(mounts.unified).st_ino if mounts.unified else 0
-    with PodStatsBpf(key_mode, v2_root_id, max_cgroups=max_cgroups, btf_path=btf_path, probes=probes,
-                     v2_root=mounts.unified, open_probe=open_probe, net_source=net_source) as bpf:
+    with PodStatsBpf(
+        key_mode,
+        v2_root_id,
+        max_cgroups=max_cgroups,
+        btf_path=btf_path,
+        probes=probes,
+        v2_root=mounts.unified,
+        open_probe=open_probe,
+        net_source=net_source,
+    ) as bpf:
         index = CgroupIndex(mounts)
         # a miss rescans the log dir whenever it changed: a container shorter than a sample has
         # one chance to be named (misses are few: an unnamed container asks again only after a rescan)
         names = NameResolver(log_dir, min_refresh_interval=0.0, api=KubeApiPods.from_environment(api_url=kube_api))
-        collector = Collector(bpf, mounts, index, names, include_non_pods=include_non_pods,
-                              max_open_files=_open_file_budget())
+        collector = Collector(
+            bpf, mounts, index, names, include_non_pods=include_non_pods, max_open_files=_open_file_budget()
+        )
         try:
             yield collector
         finally:

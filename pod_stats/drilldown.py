@@ -10,9 +10,9 @@ could not add is shown as its drops (`DropRow`) beside the rows.
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Optional
 
-from pod_stats.bpf import CgroupKey, Drops, DrilldownDrops, ProcessCounts
+from pod_stats.bpf import CgroupKey, DrilldownDrops, Drops, ProcessCounts
 from pod_stats.collector import Collector, ContainerSample, PodSample, Snapshot
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -69,13 +69,16 @@ class DropTotals:
 def drop_totals(group: str, drops: Drops) -> DropTotals:
     """Node-wide drops of one on-demand view ("files" or "procs")."""
     if group == "files":
-        return DropTotals(drops.file_bound + drops.file_map_full, drops.in_flight_bound + drops.in_flight_full,
-                          drops.drilldown_cgroups_full)
+        return DropTotals(
+            drops.file_bound + drops.file_map_full,
+            drops.in_flight_bound + drops.in_flight_full,
+            drops.drilldown_cgroups_full,
+        )
     return DropTotals(drops.process_bound + drops.process_map_full, 0, drops.drilldown_cgroups_full)
 
 
-def _containers(snapshot: Snapshot) -> Dict[Tuple[str, Optional[str]], Tuple[PodSample, Optional[ContainerSample]]]:
-    by_id: Dict[Tuple[str, Optional[str]], Tuple[PodSample, Optional[ContainerSample]]] = {}
+def _containers(snapshot: Snapshot) -> dict[tuple[str, Optional[str]], tuple[PodSample, Optional[ContainerSample]]]:
+    by_id: dict[tuple[str, Optional[str]], tuple[PodSample, Optional[ContainerSample]]] = {}
     for pod in snapshot.pods:
         by_id[(pod.uid, None)] = (pod, None)
         for container in pod.containers:
@@ -84,14 +87,15 @@ def _containers(snapshot: Snapshot) -> Dict[Tuple[str, Optional[str]], Tuple[Pod
 
 
 def _where(pod: PodSample, container: Optional[ContainerSample]) -> Where:
-    return Where(pod.namespace, pod.name, pod.uid, container.name if container else None,
-                 container.id if container else None)
+    return Where(
+        pod.namespace, pod.name, pod.uid, container.name if container else None, container.id if container else None
+    )
 
 
-def hottest_files(collector: Collector, snapshot: Snapshot, files: Dict, top: int) -> List[FileRow]:
+def hottest_files(collector: Collector, snapshot: Snapshot, files: dict, top: int) -> list[FileRow]:
     """The `top` most-opened paths of each container of the snapshot's pods, busiest first."""
     known = _containers(snapshot)
-    rows: Dict[Tuple[str, Optional[str]], List[FileRow]] = {}
+    rows: dict[tuple[str, Optional[str]], list[FileRow]] = {}
     for key, counted in files.items():
         info = collector.owner(key)
         if info is None or info.pod is None:
@@ -102,10 +106,10 @@ def hottest_files(collector: Collector, snapshot: Snapshot, files: Dict, top: in
         where = _where(*found)
         merged = rows.setdefault((where.pod_uid, where.container_id), [])
         merged.extend(FileRow(where, f.path, f.truncated, f.opens, f.errors) for f in counted)
-    result: List[FileRow] = []
+    result: list[FileRow] = []
     for merged in rows.values():
         # a container counted under two hierarchies (hybrid hosts) may list a path twice
-        by_path: Dict[str, FileRow] = {}
+        by_path: dict[str, FileRow] = {}
         for row in merged:
             same = by_path.get(row.path)
             if same is None:
@@ -114,16 +118,23 @@ def hottest_files(collector: Collector, snapshot: Snapshot, files: Dict, top: in
                 same.opens += row.opens
                 same.errors += row.errors
         result.extend(sorted(by_path.values(), key=lambda r: (-r.opens, r.path))[:top])
-    result.sort(key=lambda r: (r.where.namespace or "", r.where.pod or r.where.pod_uid, r.where.container or "",
-                               -r.opens, r.path))
+    result.sort(
+        key=lambda r: (
+            r.where.namespace or "",
+            r.where.pod or r.where.pod_uid,
+            r.where.container or "",
+            -r.opens,
+            r.path,
+        )
+    )
     return result
 
 
-def drop_rows(collector: Collector, snapshot: Snapshot, drops: Dict[CgroupKey, DrilldownDrops]) -> List[DropRow]:
+def drop_rows(collector: Collector, snapshot: Snapshot, drops: dict[CgroupKey, DrilldownDrops]) -> list[DropRow]:
     """The drops of the snapshot's containers (summed where a container has two cgroups),
     most first; cgroups outside the selected pods are in the totals only."""
     known = _containers(snapshot)
-    rows: Dict[Tuple[str, Optional[str]], DropRow] = {}
+    rows: dict[tuple[str, Optional[str]], DropRow] = {}
     for key, lost in drops.items():
         info = collector.owner(key)
         if info is None or info.pod is None:
@@ -135,8 +146,15 @@ def drop_rows(collector: Collector, snapshot: Snapshot, drops: Dict[CgroupKey, D
         row = rows.setdefault((where.pod_uid, where.container_id), DropRow(where, 0, 0))
         row.dropped += lost.dropped
         row.in_flight_dropped += lost.in_flight_dropped
-    return sorted(rows.values(), key=lambda r: (-(r.dropped + r.in_flight_dropped), r.where.namespace or "",
-                                                r.where.pod or r.where.pod_uid, r.where.container or ""))
+    return sorted(
+        rows.values(),
+        key=lambda r: (
+            -(r.dropped + r.in_flight_dropped),
+            r.where.namespace or "",
+            r.where.pod or r.where.pod_uid,
+            r.where.container or "",
+        ),
+    )
 
 
 def _read(path: str) -> Optional[str]:
@@ -156,7 +174,7 @@ def statm_rss_bytes(statm: str) -> Optional[int]:
     return int(fields[1]) * _PAGE_SIZE
 
 
-def read_process(proc_root: str, pid: int) -> Optional[Tuple[str, Optional[int]]]:
+def read_process(proc_root: str, pid: int) -> Optional[tuple[str, Optional[int]]]:
     """(command, RSS bytes) of a live process; None when it vanished mid-read."""
     comm, statm = _read(f"{proc_root}/{pid}/comm"), _read(f"{proc_root}/{pid}/statm")
     if comm is None or statm is None:
@@ -165,11 +183,12 @@ def read_process(proc_root: str, pid: int) -> Optional[Tuple[str, Optional[int]]
     return comm[:-1] if comm.endswith("\n") else comm, statm_rss_bytes(statm)
 
 
-def process_rows(collector: Collector, snapshot: Snapshot, opens: Dict[int, ProcessCounts],
-                 proc_root: str = "/proc") -> List[ProcessRow]:
+def process_rows(
+    collector: Collector, snapshot: Snapshot, opens: dict[int, ProcessCounts], proc_root: str = "/proc"
+) -> list[ProcessRow]:
     """Every process of the snapshot's containers, with RSS now and its opens over the window;
     processes that opened files and exited during the window are listed too."""
-    rows: List[ProcessRow] = []
+    rows: list[ProcessRow] = []
     seen = set()
     for pod in snapshot.pods:
         for container in pod.containers:
@@ -178,8 +197,16 @@ def process_rows(collector: Collector, snapshot: Snapshot, opens: Dict[int, Proc
                 if process is None:
                     continue  # vanished between listing and reading
                 counted = opens.get(pid)
-                rows.append(ProcessRow(_where(pod, container), pid, process[0], process[1],
-                                       counted.opens if counted else 0, counted.errors if counted else 0))
+                rows.append(
+                    ProcessRow(
+                        _where(pod, container),
+                        pid,
+                        process[0],
+                        process[1],
+                        counted.opens if counted else 0,
+                        counted.errors if counted else 0,
+                    )
+                )
                 seen.add(pid)
     known = _containers(snapshot)
     for pid, counted in opens.items():
@@ -188,13 +215,22 @@ def process_rows(collector: Collector, snapshot: Snapshot, opens: Dict[int, Proc
         info = collector.owner(counted.cgroup)
         if info is None or info.pod is None or (info.pod.pod_uid, info.pod.container_id) not in known:
             continue
-        rows.append(ProcessRow(_where(*known[(info.pod.pod_uid, info.pod.container_id)]), pid, None, None,
-                               counted.opens, counted.errors))
+        rows.append(
+            ProcessRow(
+                _where(*known[(info.pod.pod_uid, info.pod.container_id)]),
+                pid,
+                None,
+                None,
+                counted.opens,
+                counted.errors,
+            )
+        )
     return rows
 
 
-def sort_processes(rows: List[ProcessRow], field: str) -> List[ProcessRow]:
+def sort_processes(rows: list[ProcessRow], field: str) -> list[ProcessRow]:
     """Largest first by `rss` or `opens` (the busiest process on the node on top)."""
+
     def value(row: ProcessRow) -> int:
         return (row.rss_bytes or 0) if field == "rss" else row.opens
 

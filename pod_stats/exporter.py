@@ -11,7 +11,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from collections.abc import Iterable, Iterator
+from typing import Callable, Optional
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
@@ -20,8 +21,15 @@ from prometheus_client.registry import Collector
 from pod_stats import __version__
 from pod_stats.collector import ContainerSample, PodSample, Snapshot
 from pod_stats.output import errno_name
-from pod_stats.web import (HttpStats, WebConfig, WebConfigError, WebConfigUnsupported,  # noqa: F401 (the CLI's)
-                           load_web_config, parse_listen_address, start_http)
+from pod_stats.web import (  # noqa: F401 (the CLI's)
+    HttpStats,
+    WebConfig,
+    WebConfigError,
+    WebConfigUnsupported,
+    load_web_config,
+    parse_listen_address,
+    start_http,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +38,12 @@ CONTAINER_METRICS = (
     ("pod_stats_file_opens", "opens", "open/openat/openat2/creat calls that returned, since pod-stats started.", True),
     ("pod_stats_file_open_errors", "open_errors", "Opens that failed, since pod-stats started.", True),
     ("pod_stats_memory_rss_bytes", "rss_bytes", "Anonymous memory (cAdvisor's RSS).", False),
-    ("pod_stats_memory_working_set_bytes", "memory_working_set_bytes",
-     "Memory usage minus inactive file cache (cAdvisor's working set).", False),
+    (
+        "pod_stats_memory_working_set_bytes",
+        "memory_working_set_bytes",
+        "Memory usage minus inactive file cache (cAdvisor's working set).",
+        False,
+    ),
     ("pod_stats_memory_usage_bytes", "memory_usage_bytes", "Memory usage, page cache included.", False),
     ("pod_stats_memory_limit_bytes", "memory_limit_bytes", "Memory limit of the container's cgroup.", False),
     ("pod_stats_cpu_seconds", "cpu_seconds", "CPU time consumed by the container.", True),
@@ -42,20 +54,33 @@ CONTAINER_METRICS = (
     ("pod_stats_network_transmit_bytes", "net_tx_bytes", "Socket payload bytes sent by the container.", True),
     ("pod_stats_network_receive_bytes", "net_rx_bytes", "Socket payload bytes received by the container.", True),
     ("pod_stats_oom_kills", "oom_kills", "Tasks of the container killed by the OOM killer.", True),
-    ("pod_stats_last_active_timestamp_seconds", "last_active_timestamp_seconds",
-     "When a task of the container last got a CPU (Unix time; sched probe).", False),
-    ("pod_stats_uncounted_events", "uncounted_events",
-     "Events of the container the kernel could not count (its BPF counters map was full); while there are any, "
-     "the container's kernel counters are absent, not a smaller number.", True),
+    (
+        "pod_stats_last_active_timestamp_seconds",
+        "last_active_timestamp_seconds",
+        "When a task of the container last got a CPU (Unix time; sched probe).",
+        False,
+    ),
+    (
+        "pod_stats_uncounted_events",
+        "uncounted_events",
+        "Events of the container the kernel could not count (its BPF counters map was full); while there are any, "
+        "the container's kernel counters are absent, not a smaller number.",
+        True,
+    ),
 )
 CONTAINER_LABELS = ("namespace", "pod", "container")
 # The same figures of whole pods, as the JSON document's pod objects: memory, CPU and limit of the
 # pod's own cgroup, kernel counters of all its containers (ended instances included) and of the pod
 # cgroup itself. pod_stats_file_opens → pod_stats_pod_file_opens.
-POD_METRICS = tuple((name.replace("pod_stats_", "pod_stats_pod_", 1), figure,
-                     help_text.replace("the container's", "the pod's").replace("the container", "the pod"),
-                     is_counter)
-                    for name, figure, help_text, is_counter in CONTAINER_METRICS)
+POD_METRICS = tuple(
+    (
+        name.replace("pod_stats_", "pod_stats_pod_", 1),
+        figure,
+        help_text.replace("the container's", "the pod's").replace("the container", "the pod"),
+        is_counter,
+    )
+    for name, figure, help_text, is_counter in CONTAINER_METRICS
+)
 POD_LABELS = ("namespace", "pod")
 
 
@@ -75,7 +100,7 @@ class SnapshotMetrics(Collector):
             self._sampled_at = time.time()
             self._samples += 1
 
-    def latest(self) -> Tuple[Optional[Snapshot], Optional[float]]:
+    def latest(self) -> tuple[Optional[Snapshot], Optional[float]]:
         with self._lock:
             return self._snapshot, self._sampled_at
 
@@ -88,15 +113,16 @@ class SnapshotMetrics(Collector):
             return
         yield from self._container_metrics(snapshot)
         yield from self._agent_metrics(snapshot, sampled_at)
-        samples = CounterMetricFamily("pod_stats_samples", "Samples taken since pod-stats started (its rate is the "
-                                      "sampling cadence).")
+        samples = CounterMetricFamily(
+            "pod_stats_samples", "Samples taken since pod-stats started (its rate is the sampling cadence)."
+        )
         samples.add_metric([], self._samples)
         yield samples
 
     @staticmethod
     def _container_metrics(snapshot: Snapshot) -> Iterator:
-        rows: List[Tuple[Dict[str, str], ContainerSample]] = []
-        pod_rows: List[Tuple[Dict[str, str], PodSample]] = []
+        rows: list[tuple[dict[str, str], ContainerSample]] = []
+        pod_rows: list[tuple[dict[str, str], PodSample]] = []
         named = Counter((pod.namespace, pod.name) for pod in snapshot.pods if pod.name is not None)
         for pod in snapshot.pods:
             pod_labels = {"namespace": pod.namespace or "", "pod": pod.name or ""}
@@ -115,17 +141,21 @@ class SnapshotMetrics(Collector):
         yield from _families(POD_METRICS, POD_LABELS, pod_rows)
         label_names = _label_names(CONTAINER_LABELS, rows)
         if snapshot.agent.probe_groups.get("errno"):
-            by_errno = CounterMetricFamily("pod_stats_file_open_errors_by_errno",
-                                           "Failed opens by errno, since pod-stats started.",
-                                           labels=label_names + ("errno",))
+            by_errno = CounterMetricFamily(
+                "pod_stats_file_open_errors_by_errno",
+                "Failed opens by errno, since pod-stats started.",
+                labels=label_names + ("errno",),
+            )
             for labels, container in rows:
                 for number, count in sorted(container.open_errors_by_errno.items()):
                     by_errno.add_metric([labels.get(label, "") for label in label_names] + [errno_name(number)], count)
             yield by_errno
         if snapshot.agent.probe_groups.get("sched"):
-            runq = HistogramMetricFamily("pod_stats_runq_wait_seconds",
-                                         "Time the container's tasks waited runnable for a CPU (sched probe).",
-                                         labels=label_names)
+            runq = HistogramMetricFamily(
+                "pod_stats_runq_wait_seconds",
+                "Time the container's tasks waited runnable for a CPU (sched probe).",
+                labels=label_names,
+            )
             for labels, container in rows:
                 slots, total = container.runq_wait_slots, container.figures.get("runq_wait_seconds")
                 if slots is None or total is None:
@@ -133,7 +163,7 @@ class SnapshotMetrics(Collector):
                 buckets, cumulative = [], 0
                 for k, count in enumerate(slots[:-1]):
                     cumulative += count
-                    buckets.append((f"{2 ** k / 1e6:g}", cumulative))
+                    buckets.append((f"{2**k / 1e6:g}", cumulative))
                 buckets.append(("+Inf", cumulative + slots[-1]))
                 runq.add_metric([labels.get(label, "") for label in label_names], buckets, total)
             yield runq
@@ -141,91 +171,131 @@ class SnapshotMetrics(Collector):
     @staticmethod
     def _agent_metrics(snapshot: Snapshot, sampled_at: Optional[float]) -> Iterator:
         agent = snapshot.agent
-        run_time = CounterMetricFamily("pod_stats_bpf_program_run_seconds",
-                                       "Kernel-measured run time of each BPF program (needs kernel.bpf_stats_enabled"
-                                       " or BPF stats enabled by pod-stats).", labels=["program"])
-        runs = CounterMetricFamily("pod_stats_bpf_program_runs", "Runs of each BPF program (same condition).",
-                                   labels=["program"])
+        run_time = CounterMetricFamily(
+            "pod_stats_bpf_program_run_seconds",
+            "Kernel-measured run time of each BPF program (needs kernel.bpf_stats_enabled"
+            " or BPF stats enabled by pod-stats).",
+            labels=["program"],
+        )
+        runs = CounterMetricFamily(
+            "pod_stats_bpf_program_runs", "Runs of each BPF program (same condition).", labels=["program"]
+        )
         for program, stats in sorted(agent.programs.items()):
             run_time.add_metric([program], stats.run_time_ns / 1e9)
             runs.add_metric([program], stats.run_count)
         yield run_time
         yield runs
-        misses = CounterMetricFamily("pod_stats_bpf_program_misses",
-                                     "Runs of each BPF program the kernel skipped (another run active on that CPU, "
-                                     "e.g. preempted; or the CPU held by another BPF program or map syscall): "
-                                     "events not counted. Absent for a program whose skips this kernel does not "
-                                     "count.", labels=["program"])
+        misses = CounterMetricFamily(
+            "pod_stats_bpf_program_misses",
+            "Runs of each BPF program the kernel skipped (another run active on that CPU, "
+            "e.g. preempted; or the CPU held by another BPF program or map syscall): "
+            "events not counted. Absent for a program whose skips this kernel does not "
+            "count.",
+            labels=["program"],
+        )
         for program, stats in sorted(agent.programs.items()):
             if stats.misses is not None:
                 misses.add_metric([program], stats.misses)
         yield misses
-        attached = GaugeMetricFamily("pod_stats_probe_attached",
-                                     "1 if the probe is attached, 0 if this kernel lacks it.",
-                                     labels=["program", "tracepoint"])
+        attached = GaugeMetricFamily(
+            "pod_stats_probe_attached",
+            "1 if the probe is attached, 0 if this kernel lacks it.",
+            labels=["program", "tracepoint"],
+        )
         for probe in agent.probes:
             attached.add_metric([probe.program, probe.tracepoint], 1 if probe.attached else 0)
         yield attached
-        groups = GaugeMetricFamily("pod_stats_probe_group_enabled",
-                                   "1 if the probe group counts (asked for and attached), else 0.", labels=["group"])
+        groups = GaugeMetricFamily(
+            "pod_stats_probe_group_enabled",
+            "1 if the probe group counts (asked for and attached), else 0.",
+            labels=["group"],
+        )
         for group, on in agent.probe_groups.items():
             groups.add_metric([group], 1 if on else 0)
         yield groups
         if agent.net_source:
-            yield _gauge("pod_stats_network_source", "What the network byte counters count (1 for the source in use).",
-                         1, {"source": agent.net_source})
+            yield _gauge(
+                "pod_stats_network_source",
+                "What the network byte counters count (1 for the source in use).",
+                1,
+                {"source": agent.net_source},
+            )
         if agent.open_source:
-            yield _gauge("pod_stats_open_source", "What counts opens (1 for the probe in use: fexit or tracepoints).",
-                         1, {"source": agent.open_source})
+            yield _gauge(
+                "pod_stats_open_source",
+                "What counts opens (1 for the probe in use: fexit or tracepoints).",
+                1,
+                {"source": agent.open_source},
+            )
         if agent.open_routes:
-            routes = GaugeMetricFamily("pod_stats_open_route_counted",
-                                       "1 if opens by this route (syscalls, ia32, io_uring) are counted, else 0.",
-                                       labels=["route"])
+            routes = GaugeMetricFamily(
+                "pod_stats_open_route_counted",
+                "1 if opens by this route (syscalls, ia32, io_uring) are counted, else 0.",
+                labels=["route"],
+            )
             for route, state in agent.open_routes.items():
                 routes.add_metric([route], 1 if state.counted else 0)
             yield routes
-        yield _gauge("pod_stats_bpf_map_entries", "Entries in the BPF map (cgroups counted).",
-                     agent.cgroups_in_map, {"map": "counters"})
-        yield _gauge("pod_stats_bpf_map_max_entries", "Capacity of the BPF map.",
-                     agent.map_max_entries, {"map": "counters"})
-        drops = CounterMetricFamily("pod_stats_bpf_map_full_drops", "Events not counted because the BPF map was full.",
-                                    labels=["map"])
+        yield _gauge(
+            "pod_stats_bpf_map_entries",
+            "Entries in the BPF map (cgroups counted).",
+            agent.cgroups_in_map,
+            {"map": "counters"},
+        )
+        yield _gauge(
+            "pod_stats_bpf_map_max_entries", "Capacity of the BPF map.", agent.map_max_entries, {"map": "counters"}
+        )
+        drops = CounterMetricFamily(
+            "pod_stats_bpf_map_full_drops", "Events not counted because the BPF map was full.", labels=["map"]
+        )
         drops.add_metric(["counters"], agent.map_full_drops)
         drops.add_metric(["open_errnos"], agent.errno_map_full_drops)
         yield drops
         yield _gauge("pod_stats_sample_duration_seconds", "Time the last sample took.", agent.sample_seconds)
-        yield _gauge("pod_stats_last_sample_timestamp_seconds", "When the last sample was taken (Unix time).",
-                     sampled_at)
-        yield _gauge("pod_stats_unresolved_cgroups", "Counted cgroups that could not be named in the last sample.",
-                     agent.unresolved_cgroups)
-        yield _gauge("pod_stats_cgroup_index_entries", "Cgroups the agent's id-to-path index holds.",
-                     agent.cgroup_index_entries)
-        yield _gauge("pod_stats_tracked_cgroups", "Cgroups whose figures the agent reads each sample.",
-                     agent.tracked_cgroups)
-        yield _gauge("pod_stats_name_cache_entries", "Pods and containers the agent has names for.",
-                     agent.name_cache_entries)
-        yield _gauge("pod_stats_carried_identities",
-                     "Containers whose ended instances' or nested cgroups' counts are carried (until the pod ends).",
-                     agent.carried_identities)
-        events_lost = CounterMetricFamily("pod_stats_cgroup_events_lost",
-                                          "Kernel cgroup events that found their ring buffer full (the agent then "
-                                          "walks the cgroup tree instead).")
+        yield _gauge(
+            "pod_stats_last_sample_timestamp_seconds", "When the last sample was taken (Unix time).", sampled_at
+        )
+        yield _gauge(
+            "pod_stats_unresolved_cgroups",
+            "Counted cgroups that could not be named in the last sample.",
+            agent.unresolved_cgroups,
+        )
+        yield _gauge(
+            "pod_stats_cgroup_index_entries", "Cgroups the agent's id-to-path index holds.", agent.cgroup_index_entries
+        )
+        yield _gauge(
+            "pod_stats_tracked_cgroups", "Cgroups whose figures the agent reads each sample.", agent.tracked_cgroups
+        )
+        yield _gauge(
+            "pod_stats_name_cache_entries", "Pods and containers the agent has names for.", agent.name_cache_entries
+        )
+        yield _gauge(
+            "pod_stats_carried_identities",
+            "Containers whose ended instances' or nested cgroups' counts are carried (until the pod ends).",
+            agent.carried_identities,
+        )
+        events_lost = CounterMetricFamily(
+            "pod_stats_cgroup_events_lost",
+            "Kernel cgroup events that found their ring buffer full (the agent then walks the cgroup tree instead).",
+        )
         events_lost.add_metric([], agent.cgroup_events_lost)
         yield events_lost
 
 
 def _newest(pod: PodSample, snapshot: Snapshot) -> bool:
     """Whether no other live pod of the snapshot has this pod's name (one being re-created)."""
-    return not any(other is not pod and not other.final and (other.namespace, other.name) == (pod.namespace, pod.name)
-                   for other in snapshot.pods)
+    return not any(
+        other is not pod and not other.final and (other.namespace, other.name) == (pod.namespace, pod.name)
+        for other in snapshot.pods
+    )
 
 
-def _label_names(base_labels: Tuple[str, ...], rows: List[Tuple[Dict[str, str], object]]) -> Tuple[str, ...]:
+def _label_names(base_labels: tuple[str, ...], rows: list[tuple[dict[str, str], object]]) -> tuple[str, ...]:
     """The base labels, and the identity labels (uid, id) some row needs to stay apart."""
     return base_labels + tuple(extra for extra in ("uid", "id") if any(extra in labels for labels, _ in rows))
 
 
-def _families(metrics, base_labels: Tuple[str, ...], rows: List[Tuple[Dict[str, str], object]]) -> Iterator:
+def _families(metrics, base_labels: tuple[str, ...], rows: list[tuple[dict[str, str], object]]) -> Iterator:
     """One metric family per figure over `rows` of (labels, sample); unknown figures are left out."""
     label_names = _label_names(base_labels, rows)
     for name, figure, help_text, is_counter in metrics:
@@ -238,7 +308,7 @@ def _families(metrics, base_labels: Tuple[str, ...], rows: List[Tuple[Dict[str, 
         yield family
 
 
-def _gauge(name: str, help_text: str, value: Optional[float], labels: Optional[Dict[str, str]] = None):
+def _gauge(name: str, help_text: str, value: Optional[float], labels: Optional[dict[str, str]] = None):
     family = GaugeMetricFamily(name, help_text, labels=list(labels or {}))
     if value is not None:
         family.add_metric(list((labels or {}).values()), value)
@@ -267,21 +337,24 @@ def make_app(metrics: SnapshotMetrics, healthy: Callable[[], bool], *collectors:
     for collector in collectors:
         registry.register(collector)
     metrics_app = make_wsgi_app(registry)
-    rendered: Dict[tuple, Tuple[str, list, bytes]] = {}
+    rendered: dict[tuple, tuple[str, list, bytes]] = {}
     render_lock = threading.Lock()
 
-    def render(environ) -> Tuple[str, list, bytes]:
+    def render(environ) -> tuple[str, list, bytes]:
         sampled_at = metrics.latest()[1]
-        key = (sampled_at, environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"),
-               environ.get("QUERY_STRING"))
+        key = (sampled_at, environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"), environ.get("QUERY_STRING"))
         with render_lock:  # one rendering per key; concurrent scrapes wait for it
             if key not in rendered:
                 if any(k[0] != sampled_at for k in rendered) or len(rendered) >= 16:
                     rendered.clear()
                 response: list = []
                 # as GET: a HEAD is answered the same, and the server sends no body for it
-                body = b"".join(metrics_app({**environ, "REQUEST_METHOD": "GET"},
-                                            lambda status, headers, exc_info=None: response.extend((status, headers))))
+                body = b"".join(
+                    metrics_app(
+                        {**environ, "REQUEST_METHOD": "GET"},
+                        lambda status, headers, exc_info=None: response.extend((status, headers)),
+                    )
+                )
                 rendered[key] = (response[0], response[1], body)
             return rendered[key]
 
@@ -307,8 +380,13 @@ def make_app(metrics: SnapshotMetrics, healthy: Callable[[], bool], *collectors:
     return app
 
 
-def sample_forever(sample: Callable[[], Snapshot], metrics: SnapshotMetrics, interval: float,
-                   stop: threading.Event, on_sample: Iterable[Callable[[Snapshot], None]] = ()) -> None:
+def sample_forever(
+    sample: Callable[[], Snapshot],
+    metrics: SnapshotMetrics,
+    interval: float,
+    stop: threading.Event,
+    on_sample: Iterable[Callable[[Snapshot], None]] = (),
+) -> None:
     """Samples every interval until `stop` is set; a failed sample is logged, never fatal."""
     deadline = time.monotonic()
     while not stop.is_set():

@@ -12,7 +12,8 @@ the file.
 
 import errno
 import os
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Callable, NamedTuple, Optional
 
 from pod_stats._pod_stats_ffi import ffi, lib
 
@@ -31,8 +32,10 @@ _MEMORY_FILES = {
     2: ("memory.current", "memory.peak", "anon", "inactive_file"),
     1: ("memory.usage_in_bytes", "memory.max_usage_in_bytes", "total_rss", "total_inactive_file"),
 }
-_MEMORY_STAT_NEEDLES = {version: (f"\n{rss} ".encode(), f"\n{inactive} ".encode())
-                        for version, (_, _, rss, inactive) in _MEMORY_FILES.items()}
+_MEMORY_STAT_NEEDLES = {
+    version: (f"\n{rss} ".encode(), f"\n{inactive} ".encode())
+    for version, (_, _, rss, inactive) in _MEMORY_FILES.items()
+}
 
 
 def flat_keyed_value(data: bytes, needle: bytes) -> Optional[int]:
@@ -73,7 +76,7 @@ class OpenFiles:
 
     def __init__(self, max_open: int):
         self._max_open = max_open
-        self._fds: Dict[str, int] = {}
+        self._fds: dict[str, int] = {}
         self.closed = 0  # files closed so far: a descriptor number kept elsewhere may be stale
 
     def descriptor(self, path: str) -> Optional[int]:
@@ -178,11 +181,20 @@ class CgroupFiles:
     a hybrid host (v1 memory, v2 or v1 cpuacct, the hierarchy it is keyed in).
     """
 
-    __slots__ = ("usage", "stat", "peak", "limit", "needles", "memory_version", "cpu", "cpu_version",
-                 "procs", "directories")
+    __slots__ = (
+        "usage",
+        "stat",
+        "peak",
+        "limit",
+        "needles",
+        "memory_version",
+        "cpu",
+        "cpu_version",
+        "procs",
+        "directories",
+    )
 
-    def __init__(self, memory_dir: str, memory_version: int, cpu_dir: Optional[str], cpu_version: int,
-                 procs_dir: str):
+    def __init__(self, memory_dir: str, memory_version: int, cpu_dir: Optional[str], cpu_version: int, procs_dir: str):
         usage_file, peak_file, _, _ = _MEMORY_FILES[memory_version]
         self.usage = f"{memory_dir}/{usage_file}"
         self.stat = f"{memory_dir}/memory.stat"
@@ -232,7 +244,7 @@ _STAT_KIND = {1: lib.CGFS_MEMORY_STAT_V1, 2: lib.CGFS_MEMORY_STAT_V2}
 _CPU_KIND = {1: lib.CGFS_INTEGER, 2: lib.CGFS_CPU_STAT_V2}
 _SLOTS = 4  # usage, memory.stat, peak, cpu
 _CPU_DIVISOR = {1: 1e9, 2: 1e6}  # v1 cpuacct.usage is ns, v2 usage_usec µs
-LiveFigures = Tuple[Optional[MemoryFigures], Optional[float]]
+LiveFigures = tuple[Optional[MemoryFigures], Optional[float]]
 
 
 class FigureBatch:
@@ -243,14 +255,14 @@ class FigureBatch:
 
     def __init__(self, files: OpenFiles):
         self._files = files
-        self._order: List[CgroupFiles] = []
+        self._order: list[CgroupFiles] = []
         self._closed_at = -1
         self._count = 0
         self._fds = self._kinds = self._values = None
-        self._slow: List[bool] = []  # read the slow way every time (no descriptor to spare)
-        self._no_peak: List[bool] = []  # no peak file (memory.peak is Linux 5.19+)
+        self._slow: list[bool] = []  # read the slow way every time (no descriptor to spare)
+        self._no_peak: list[bool] = []  # no peak file (memory.peak is Linux 5.19+)
 
-    def read(self, cgroups: Sequence[CgroupFiles]) -> List[Optional[LiveFigures]]:
+    def read(self, cgroups: Sequence[CgroupFiles]) -> list[Optional[LiveFigures]]:
         if self._closed_at != self._files.closed or len(cgroups) != len(self._order) or cgroups != self._order:
             self._prepare(cgroups)
         if not self._count:
@@ -258,11 +270,16 @@ class FigureBatch:
         lib.cgfs_read_batch(self._fds, self._kinds, self._count, self._values)
         values = ffi.unpack(self._values, 2 * self._count)
         failed = lib.CGFS_READ_FAILED
-        figures: List[Optional[LiveFigures]] = []
+        figures: list[Optional[LiveFigures]] = []
         for i, cgroup in enumerate(self._order):
-            usage, _, rss, inactive_file, peak, _, cpu, _ = values[8 * i:8 * i + 8]
-            if (usage == failed or rss == failed or (peak == failed and not self._no_peak[i])
-                    or (cpu == failed and cgroup.cpu is not None) or self._slow[i]):
+            usage, _, rss, inactive_file, peak, _, cpu, _ = values[8 * i : 8 * i + 8]
+            if (
+                usage == failed
+                or rss == failed
+                or (peak == failed and not self._no_peak[i])
+                or (cpu == failed and cgroup.cpu is not None)
+                or self._slow[i]
+            ):
                 figures.append(None)
                 continue
             if usage < 0 or rss < 0:
@@ -277,18 +294,26 @@ class FigureBatch:
         """Descriptors and kinds of every slot, worked out again when the cgroups or the open files changed."""
         self._order = list(cgroups)
         self._count = _SLOTS * len(self._order)
-        fds: List[int] = []
-        kinds: List[int] = []
+        fds: list[int] = []
+        kinds: list[int] = []
         self._slow, self._no_peak = [], []
         descriptor = self._files.descriptor
         for cgroup in self._order:
-            own = (descriptor(cgroup.usage), descriptor(cgroup.stat), descriptor(cgroup.peak),
-                   descriptor(cgroup.cpu) if cgroup.cpu is not None else -1)
+            own = (
+                descriptor(cgroup.usage),
+                descriptor(cgroup.stat),
+                descriptor(cgroup.peak),
+                descriptor(cgroup.cpu) if cgroup.cpu is not None else -1,
+            )
             self._slow.append(None in own)
             self._no_peak.append(own[2] == -1)
             fds += (-1 if fd is None else fd for fd in own)
-            kinds += (lib.CGFS_INTEGER, _STAT_KIND[cgroup.memory_version], lib.CGFS_INTEGER,
-                      _CPU_KIND[cgroup.cpu_version])
+            kinds += (
+                lib.CGFS_INTEGER,
+                _STAT_KIND[cgroup.memory_version],
+                lib.CGFS_INTEGER,
+                _CPU_KIND[cgroup.cpu_version],
+            )
         self._fds = ffi.new("int[]", fds or [0])
         self._kinds = ffi.new("unsigned char[]", kinds or [0])
         self._values = ffi.new("int64_t[]", max(1, 2 * self._count))

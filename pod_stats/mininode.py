@@ -36,8 +36,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 __all__ = [
     "LAYOUTS",
@@ -54,8 +54,8 @@ __all__ = [
     "workload_path",
 ]
 
-LAYOUTS: Tuple[str, ...] = ("systemd-containerd", "systemd-crio", "systemd-docker", "cgroupfs")
-QOS_CLASSES: Tuple[str, ...] = ("guaranteed", "burstable", "besteffort")
+LAYOUTS: tuple[str, ...] = ("systemd-containerd", "systemd-crio", "systemd-docker", "cgroupfs")
+QOS_CLASSES: tuple[str, ...] = ("guaranteed", "burstable", "besteffort")
 SANDBOX_NAME = "POD"  # what kubelet/dockershim called the pause container
 
 BUSYBOX = Path("/bin/busybox")
@@ -118,13 +118,13 @@ def container_cgroup_path(layout: str, qos: str, uid: str, container_id: str) ->
     return f"{pod}/{leaf}"
 
 
-def cgroup_hierarchies(mountinfo: str = "/proc/self/mountinfo") -> Dict[str, Path]:
+def cgroup_hierarchies(mountinfo: str = "/proc/self/mountinfo") -> dict[str, Path]:
     """Mounted cgroup hierarchies: key as in /proc/<pid>/cgroup's 2nd field → mountpoint.
 
     v1 keys are the controller list ("memory", "cpu,cpuacct", "name=systemd"); the v2
     hierarchy's key is "". Only mounts of a hierarchy's root are used.
     """
-    out: Dict[str, Path] = {}
+    out: dict[str, Path] = {}
     with open(mountinfo) as f:
         for line in f:
             pre, _, post = line.partition(" - ")
@@ -146,8 +146,18 @@ def cgroup_hierarchies(mountinfo: str = "/proc/self/mountinfo") -> Dict[str, Pat
     return out
 
 
-_V1_NON_CONTROLLERS = {"relatime", "noatime", "nosuid", "nodev", "noexec", "clone_children",
-                       "noprefix", "xattr", "cpuset_v2_mode", "favordynmods"}
+_V1_NON_CONTROLLERS = {
+    "relatime",
+    "noatime",
+    "nosuid",
+    "nodev",
+    "noexec",
+    "clone_children",
+    "noprefix",
+    "xattr",
+    "cpuset_v2_mode",
+    "favordynmods",
+}
 
 
 def _is_static_elf(path: Path) -> bool:
@@ -160,15 +170,15 @@ def _is_static_elf(path: Path) -> bool:
             is64 = hdr[4] == 2
             end = "<" if hdr[5] == 1 else ">"
             if is64:
-                phoff, = struct.unpack_from(end + "Q", hdr, 32)
+                (phoff,) = struct.unpack_from(end + "Q", hdr, 32)
                 phentsize, phnum = struct.unpack_from(end + "HH", hdr, 54)
             else:
-                phoff, = struct.unpack_from(end + "I", hdr, 28)
+                (phoff,) = struct.unpack_from(end + "I", hdr, 28)
                 phentsize, phnum = struct.unpack_from(end + "HH", hdr, 42)
             f.seek(phoff)
             table = f.read(phentsize * phnum)
         for i in range(phnum):
-            p_type, = struct.unpack_from(end + "I", table, i * phentsize)
+            (p_type,) = struct.unpack_from(end + "I", table, i * phentsize)
             if p_type == 3:  # PT_INTERP
                 return False
         return True
@@ -176,7 +186,7 @@ def _is_static_elf(path: Path) -> bool:
         return False
 
 
-def check_prerequisites(workload: Optional[Path] = None) -> str:
+def check_prerequisites(workload: Path | None = None) -> str:
     """Raise MiniNodeUnavailable with one clear line if the mini node cannot run.
 
     Returns the path of runc.
@@ -191,7 +201,8 @@ def check_prerequisites(workload: Optional[Path] = None) -> str:
     wl = workload or workload_path()
     if not wl.is_file():
         raise MiniNodeUnavailable(
-            f"workload binary {wl} not built: make (or gcc -static -O2 -o {wl} src/workload/workload.c)")
+            f"workload binary {wl} not built: make (or gcc -static -O2 -o {wl} src/workload/workload.c)"
+        )
     if not _is_static_elf(wl):
         raise MiniNodeUnavailable(f"workload binary {wl} is not a static executable: rebuild with gcc -static")
     if not cgroup_hierarchies():
@@ -217,7 +228,7 @@ def _rmdir_retry(path: Path, timeout: float = RMDIR_TIMEOUT) -> bool:
             time.sleep(0.01)
 
 
-def _ancestors(rel: str) -> List[str]:
+def _ancestors(rel: str) -> list[str]:
     """'/a/b/c' → ['/a', '/a/b', '/a/b/c']"""
     parts = [p for p in rel.split("/") if p]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
@@ -226,7 +237,7 @@ def _ancestors(rel: str) -> List[str]:
 _DIR_PREFIX = "pod-stats-mininode-"
 
 
-def _owner_token(pid: int) -> Optional[str]:
+def _owner_token(pid: int) -> str | None:
     """'pid starttime' of a live process, None if it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -235,7 +246,7 @@ def _owner_token(pid: int) -> Optional[str]:
     return f"{pid} {stat.rpartition(')')[2].split()[19]}"
 
 
-def sweep_stale(base_dir: Optional[Path] = None) -> List[Path]:
+def sweep_stale(base_dir: Path | None = None) -> list[Path]:
     """Clean up after mini nodes whose owning process died without closing them
     (SIGKILL, OOM): delete their runc containers, the empty cgroup dirs they
     journaled, and their temp dir. Returns the temp dirs removed.
@@ -244,7 +255,7 @@ def sweep_stale(base_dir: Optional[Path] = None) -> List[Path]:
     whose recorded owner process is gone are touched.
     """
     base = Path(base_dir) if base_dir else Path(tempfile.gettempdir())
-    removed: List[Path] = []
+    removed: list[Path] = []
     runc = shutil.which("runc")
     for d in base.glob(_DIR_PREFIX + "*"):
         try:
@@ -256,14 +267,14 @@ def sweep_stale(base_dir: Optional[Path] = None) -> List[Path]:
         state = d / "runc"
         if runc and state.is_dir():
             for cid in os.listdir(state):
-                subprocess.run([runc, "--root", str(state), "delete", "--force", cid],
-                               capture_output=True, timeout=STOP_TIMEOUT)
+                subprocess.run(
+                    [runc, "--root", str(state), "delete", "--force", cid], capture_output=True, timeout=STOP_TIMEOUT
+                )
         try:
             journal = [ln.split(" ", 1) for ln in (d / "cgroups").read_text().splitlines()]
         except OSError:
             journal = []
-        for kind, cg in sorted({(k, Path(p)) for k, p in journal},
-                               key=lambda kp: len(kp[1].parts), reverse=True):
+        for kind, cg in sorted({(k, Path(p)) for k, p in journal}, key=lambda kp: len(kp[1].parts), reverse=True):
             if not cg.is_dir():
                 continue
             if kind == "pod":  # container leaves under a dead node's pod are its own
@@ -285,21 +296,27 @@ def sweep_stale(base_dir: Optional[Path] = None) -> List[Path]:
 class Container:
     """One real runc container running the workload (or `command`) in the foreground."""
 
-    def __init__(self, pod: "Pod", name: str, command: Optional[Sequence[str]] = None,
-                 memory_limit_bytes: Optional[int] = None, sandbox: bool = False):
+    def __init__(
+        self,
+        pod: Pod,
+        name: str,
+        command: Sequence[str] | None = None,
+        memory_limit_bytes: int | None = None,
+        sandbox: bool = False,
+    ):
         self.pod = pod
         self.name = name
         self.is_sandbox = sandbox
         self.id = secrets.token_hex(32)
         self.cgroup_path = container_cgroup_path(pod.layout, pod.qos, pod.uid, self.id)
-        self.args: List[str] = list(command) if command else ["/workload"]
+        self.args: list[str] = list(command) if command else ["/workload"]
         self.memory_limit_bytes = memory_limit_bytes
-        self.pid: Optional[int] = None
-        self.log_path: Optional[Path] = None       # <log_dir>/pods/.../<name>/0.log
-        self.log_symlink: Optional[Path] = None    # <log_dir>/containers/<...>.log
-        self.start_seconds: Optional[float] = None
-        self.stop_seconds: Optional[float] = None
-        self._proc: Optional[subprocess.Popen] = None
+        self.pid: int | None = None
+        self.log_path: Path | None = None  # <log_dir>/pods/.../<name>/0.log
+        self.log_symlink: Path | None = None  # <log_dir>/containers/<...>.log
+        self.start_seconds: float | None = None
+        self.stop_seconds: float | None = None
+        self._proc: subprocess.Popen | None = None
         self._buf = b""
         self._out_of_sync = False
         self._stopped = False
@@ -318,15 +335,18 @@ class Container:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def cgroup_dir(self, controller: str) -> Optional[Path]:
+    def cgroup_dir(self, controller: str) -> Path | None:
         """Absolute cgroup dir of this container in the hierarchy holding `controller`
         ("memory", "cpuacct", "pids", "name=systemd", or "" / "unified" for v2)."""
         return self.pod.node.cgroup_dir(controller, self.cgroup_path)
 
-    def cgroup_dirs(self) -> List[Path]:
+    def cgroup_dirs(self) -> list[Path]:
         """Every existing cgroup dir of this container, one per hierarchy."""
-        return [m / self.cgroup_path.lstrip("/") for m in self.pod.node.hierarchies.values()
-                if (m / self.cgroup_path.lstrip("/")).is_dir()]
+        return [
+            m / self.cgroup_path.lstrip("/")
+            for m in self.pod.node.hierarchies.values()
+            if (m / self.cgroup_path.lstrip("/")).is_dir()
+        ]
 
     def stderr_text(self) -> str:
         try:
@@ -337,13 +357,15 @@ class Container:
     # -- lifecycle
     def _config(self) -> dict:
         node, pod = self.pod.node, self.pod
-        namespaces: List[dict] = [{"type": "pid"}, {"type": "mount"}]
+        namespaces: list[dict] = [{"type": "pid"}, {"type": "mount"}]
         if self.is_sandbox:
             namespaces += [{"type": "network"}, {"type": "ipc"}, {"type": "uts"}]
         else:  # like kubelet: app containers share net, ipc and uts with the sandbox
             spid = pod.sandbox.pid
-            namespaces += [{"type": t, "path": f"/proc/{spid}/ns/{n}"}
-                           for t, n in (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))]
+            namespaces += [
+                {"type": t, "path": f"/proc/{spid}/ns/{n}"}
+                for t, n in (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))
+            ]
         resources: dict = {"devices": [{"allow": False, "access": "rwm"}]}
         if self.memory_limit_bytes is not None:
             resources["memory"] = {"limit": int(self.memory_limit_bytes)}
@@ -356,31 +378,55 @@ class Container:
                 "args": self.args,
                 "env": ["PATH=/bin", f"HOSTNAME={pod.name[:63]}"],
                 "cwd": "/",
-                "capabilities": {k: caps for k in ("bounding", "effective", "permitted", "ambient")},
+                "capabilities": dict.fromkeys(("bounding", "effective", "permitted", "ambient"), caps),
                 "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
                 "noNewPrivileges": True,
             },
             "root": {"path": str(node._rootfs), "readonly": True},
             "mounts": [
                 {"destination": "/proc", "type": "proc", "source": "proc"},
-                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-                 "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-                {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-                 "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-                 "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-                {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-                 "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {
+                    "destination": "/dev",
+                    "type": "tmpfs",
+                    "source": "tmpfs",
+                    "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+                },
+                {
+                    "destination": "/dev/pts",
+                    "type": "devpts",
+                    "source": "devpts",
+                    "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+                },
+                {
+                    "destination": "/dev/shm",
+                    "type": "tmpfs",
+                    "source": "shm",
+                    "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+                },
+                {
+                    "destination": "/sys",
+                    "type": "sysfs",
+                    "source": "sysfs",
+                    "options": ["nosuid", "noexec", "nodev", "ro"],
+                },
             ],
             "linux": {
                 "cgroupsPath": self.cgroup_path,
                 "resources": resources,
                 "namespaces": namespaces,
-                "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
-                                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                                "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                                  "/proc/sysrq-trigger"],
+                "maskedPaths": [
+                    "/proc/acpi",
+                    "/proc/asound",
+                    "/proc/kcore",
+                    "/proc/keys",
+                    "/proc/latency_stats",
+                    "/proc/timer_list",
+                    "/proc/timer_stats",
+                    "/proc/sched_debug",
+                    "/sys/firmware",
+                    "/proc/scsi",
+                ],
+                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
             },
         }
         if self.is_sandbox:
@@ -395,8 +441,11 @@ class Container:
         with open(self._stderr_path, "wb") as err:
             self._proc = subprocess.Popen(
                 [node.runc, "--root", str(node._state), "run", "--bundle", str(self._bundle), self.id],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                cwd=str(self._bundle), start_new_session=True,  # terminal ^C hits only Python
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                cwd=str(self._bundle),
+                start_new_session=True,  # terminal ^C hits only Python
             )
         if self.speaks_protocol:
             line = self._read_line(START_TIMEOUT, "start")
@@ -408,8 +457,9 @@ class Container:
 
     def _runc(self, *args: str, timeout: float = STOP_TIMEOUT) -> subprocess.CompletedProcess:
         node = self.pod.node
-        return subprocess.run([node.runc, "--root", str(node._state), *args], capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            [node.runc, "--root", str(node._state), *args], capture_output=True, text=True, timeout=timeout
+        )
 
     def _wait_running(self, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
@@ -474,8 +524,9 @@ class Container:
         if not self.speaks_protocol:
             raise MiniNodeError(f"{self!r} runs {self.args[0]}, not the workload")
         if self._out_of_sync:
-            raise MiniNodeError(f"{self!r}: an earlier command got no answer (or loop mode); "
-                                "answers would not match commands any more")
+            raise MiniNodeError(
+                f"{self!r}: an earlier command got no answer (or loop mode); answers would not match commands any more"
+            )
         self.send(line)
         try:
             return self._read_line(timeout, line)
@@ -527,8 +578,7 @@ class Container:
 class Pod:
     """A pod: a sandbox container, app containers, a pod cgroup and kubelet log entries."""
 
-    def __init__(self, node: "MiniNode", namespace: str, name: str, qos: str, layout: str,
-                 uid: Optional[str] = None):
+    def __init__(self, node: MiniNode, namespace: str, name: str, qos: str, layout: str, uid: str | None = None):
         _check_choice("qos", qos, QOS_CLASSES)
         _check_choice("layout", layout, LAYOUTS)
         self.node = node
@@ -538,8 +588,8 @@ class Pod:
         self.layout = layout
         self.uid = uid or str(uuid.uuid4())
         self.cgroup_path = pod_cgroup_path(layout, qos, self.uid)
-        self.containers: List[Container] = []
-        self.sandbox: Optional[Container] = None
+        self.containers: list[Container] = []
+        self.sandbox: Container | None = None
         self.log_dir = node.log_dir / "pods" / f"{namespace}_{name}_{self.uid}"
         self._stopped = False
 
@@ -550,8 +600,9 @@ class Pod:
         self.sandbox = Container(self, SANDBOX_NAME, sandbox=True)
         self.node._start_tracked(self.sandbox)
 
-    def add_container(self, name: str, command: Optional[Sequence[str]] = None,
-                      memory_limit_bytes: Optional[int] = None) -> Container:
+    def add_container(
+        self, name: str, command: Sequence[str] | None = None, memory_limit_bytes: int | None = None
+    ) -> Container:
         """Start a real container in this pod (the workload unless `command` is given)."""
         if self._stopped:
             raise MiniNodeError(f"{self!r} is stopped")
@@ -578,7 +629,7 @@ class Pod:
         """Stop all containers (sandbox last), remove the pod cgroup and log entries."""
         if self._stopped:
             return
-        errors: List[BaseException] = []
+        errors: list[BaseException] = []
         for c in list(reversed(self.containers)) + ([self.sandbox] if self.sandbox else []):
             try:
                 c.stop()
@@ -609,9 +660,15 @@ class MiniNode:
     default for add_pod). `log_dir` plays /var/log: pods/ and containers/ go there.
     """
 
-    def __init__(self, log_dir: Path, cgroup_driver_shapes: Iterable[str] = LAYOUTS, *,
-                 workload: Optional[Path] = None, base_dir: Optional[Path] = None):
-        self.layouts: Tuple[str, ...] = tuple(cgroup_driver_shapes)
+    def __init__(
+        self,
+        log_dir: Path,
+        cgroup_driver_shapes: Iterable[str] = LAYOUTS,
+        *,
+        workload: Path | None = None,
+        base_dir: Path | None = None,
+    ):
+        self.layouts: tuple[str, ...] = tuple(cgroup_driver_shapes)
         if not self.layouts:
             raise ValueError("cgroup_driver_shapes must name at least one layout")
         for layout in self.layouts:
@@ -620,18 +677,18 @@ class MiniNode:
         self.runc = check_prerequisites(self.workload)
         self.log_dir = Path(log_dir).resolve()
         self.hierarchies = cgroup_hierarchies()
-        self.pods: List[Pod] = []
+        self.pods: list[Pod] = []
         self._base_dir = base_dir
         self._dir: Path = Path()
         self._rootfs: Path = Path()
         self._state: Path = Path()
-        self._created_cgroups: List[Path] = []   # parent cgroup dirs this node created
-        self._created_log_dirs: List[Path] = []
+        self._created_cgroups: list[Path] = []  # parent cgroup dirs this node created
+        self._created_log_dirs: list[Path] = []
         self._open = False
         self._closed = False
 
     # -- context manager
-    def __enter__(self) -> "MiniNode":
+    def __enter__(self) -> MiniNode:
         self.start()
         return self
 
@@ -674,8 +731,9 @@ class MiniNode:
             (r / "data" / name).write_text(text)
 
     # -- pods
-    def add_pod(self, namespace: str, name: str, qos: str = "burstable",
-                layout: Optional[str] = None, uid: Optional[str] = None) -> Pod:
+    def add_pod(
+        self, namespace: str, name: str, qos: str = "burstable", layout: str | None = None, uid: str | None = None
+    ) -> Pod:
         """Create a pod and start its sandbox container."""
         if not self._open or self._closed:
             raise MiniNodeError("MiniNode is not started (use it as a context manager)")
@@ -694,11 +752,10 @@ class MiniNode:
             raise
         return pod
 
-    def cgroup_dir(self, controller: str, rel: str) -> Optional[Path]:
+    def cgroup_dir(self, controller: str, rel: str) -> Path | None:
         """Absolute dir of cgroup `rel` in the hierarchy holding `controller`, if it exists."""
         for key, mnt in self.hierarchies.items():
-            if controller in ("", "unified", "v2") and key == "" or \
-                    key and controller in key.split(","):
+            if controller in ("", "unified", "v2") and key == "" or key and controller in key.split(","):
                 d = mnt / rel.lstrip("/")
                 return d if d.is_dir() else None
         return None
@@ -707,8 +764,9 @@ class MiniNode:
         """Start a container, remembering which parent cgroup dirs runc creates for it."""
         pod_rel = c.pod.cgroup_path
         parents = [a for a in _ancestors(pod_rel) if a != pod_rel]
-        missing = [h / a.lstrip("/") for h in self.hierarchies.values() for a in parents
-                   if not (h / a.lstrip("/")).exists()]
+        missing = [
+            h / a.lstrip("/") for h in self.hierarchies.values() for a in parents if not (h / a.lstrip("/")).exists()
+        ]
         # journal for sweep_stale(): what a crashed owner may leave behind
         with open(self._dir / "cgroups", "a") as f:
             f.writelines(f"parent {d}\n" for d in missing)
@@ -723,7 +781,7 @@ class MiniNode:
             raise
         self._note_created(missing)
 
-    def _note_created(self, dirs: List[Path]) -> None:
+    def _note_created(self, dirs: list[Path]) -> None:
         for d in dirs:
             if d.is_dir() and d not in self._created_cgroups:
                 self._created_cgroups.append(d)
@@ -748,7 +806,7 @@ class MiniNode:
         if self._closed or not self._open:
             self._closed = True
             return
-        errors: List[BaseException] = []
+        errors: list[BaseException] = []
         for pod in reversed(self.pods):
             try:
                 pod.stop()
@@ -768,24 +826,27 @@ class MiniNode:
         if leftovers:
             raise MiniNodeError("mini node left behind: " + ", ".join(leftovers))
 
-    def _leftovers(self) -> List[str]:
-        out: List[str] = []
+    def _leftovers(self) -> list[str]:
+        out: list[str] = []
         for pod in self.pods:
             for c in pod.containers + ([pod.sandbox] if pod.sandbox else []):
                 out += [str(d) for d in c.cgroup_dirs()]
                 if c._proc is not None and c._proc.poll() is None:
                     out.append(f"runc pid {c._proc.pid}")
-            out += [str(h / pod.cgroup_path.lstrip("/")) for h in self.hierarchies.values()
-                    if (h / pod.cgroup_path.lstrip("/")).exists()]
+            out += [
+                str(h / pod.cgroup_path.lstrip("/"))
+                for h in self.hierarchies.values()
+                if (h / pod.cgroup_path.lstrip("/")).exists()
+            ]
         if self._state.is_dir():
             out += [f"runc state {p.name}" for p in self._state.iterdir()]
         # Parents (kubepods.slice, ...) this node created are removed best-effort only:
         # another node may hold pods there now, or have emptied them a moment ago.
         return out
 
-    def all_containers(self) -> List[Container]:
+    def all_containers(self) -> list[Container]:
         """Every container including sandboxes."""
-        out: List[Container] = []
+        out: list[Container] = []
         for pod in self.pods:
             if pod.sandbox:
                 out.append(pod.sandbox)

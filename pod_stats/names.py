@@ -15,8 +15,9 @@ import os
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Container, Dict, List, Mapping, Optional, Set, Tuple, Type, TypeVar
+from typing import Any, Callable, TypeVar
 
 from pod_stats.text import is_utf8
 
@@ -48,7 +49,7 @@ def _is_pod_name(name: str) -> bool:
     return len(name) <= _POD_NAME_MAX_LENGTH and _POD_NAME.fullmatch(name) is not None
 
 
-def parse_pod_log_dir_name(name: str) -> Optional[Tuple[str, str, str]]:
+def parse_pod_log_dir_name(name: str) -> tuple[str, str, str] | None:
     """(namespace, pod, uid) from `<namespace>_<pod>_<uid>`, or None if malformed."""
     parts = name.split("_")
     if len(parts) != 3:
@@ -59,7 +60,7 @@ def parse_pod_log_dir_name(name: str) -> Optional[Tuple[str, str, str]]:
     return None
 
 
-def parse_container_log_link_name(name: str) -> Optional[Tuple[str, str, str, str]]:
+def parse_container_log_link_name(name: str) -> tuple[str, str, str, str] | None:
     """(pod, namespace, container, container id) from `<pod>_<namespace>_<container>-<id>.log`.
 
     None if malformed, including names kubelet truncated to 255 characters
@@ -82,15 +83,11 @@ def parse_container_log_link_name(name: str) -> Optional[Tuple[str, str, str, st
     return None
 
 
-def _list_names(directory: str, directories_only: bool) -> Optional[List[str]]:
+def _list_names(directory: str, directories_only: bool) -> list[str] | None:
     """Entry names of `directory` (None if unreadable), never following symlinks."""
     try:
         with os.scandir(directory) as entries:
-            return [
-                entry.name
-                for entry in entries
-                if not directories_only or entry.is_dir(follow_symlinks=False)
-            ]
+            return [entry.name for entry in entries if not directories_only or entry.is_dir(follow_symlinks=False)]
     except OSError:
         return None
 
@@ -98,7 +95,7 @@ def _list_names(directory: str, directories_only: bool) -> Optional[List[str]]:
 @dataclass(frozen=True)
 class _ContainerNames:
     name: str
-    pod_uid: Optional[str]
+    pod_uid: str | None
 
 
 class KubeApiPods:
@@ -132,8 +129,8 @@ class KubeApiPods:
         self,
         api_url: str,
         node_name: str,
-        token_path: Optional[str] = os.path.join(SERVICE_ACCOUNT_DIR, "token"),
-        ca_path: Optional[str] = os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt"),
+        token_path: str | None = os.path.join(SERVICE_ACCOUNT_DIR, "token"),
+        ca_path: str | None = os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt"),
         refresh_interval: float = 30.0,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -151,12 +148,12 @@ class KubeApiPods:
         self._max_unresolved = max(1, max_unresolved)
         self._unresolved_max_age = unresolved_max_age
         self._status_lag = status_lag
-        self._last_attempt: Optional[float] = None
-        self._first_listed: Optional[float] = None  # when the first listing succeeded
+        self._last_attempt: float | None = None
+        self._first_listed: float | None = None  # when the first listing succeeded
         self._failing = False
         self.generation = 0  # +1 per successful list: what it names may have changed
-        self._pods: Dict[str, PodNames] = {}
-        self._containers: Dict[str, _ContainerNames] = {}
+        self._pods: dict[str, PodNames] = {}
+        self._containers: dict[str, _ContainerNames] = {}
         # id -> when last asked about, for ids a listing did not name (oldest first)
         self._unresolved: OrderedDict[str, float] = OrderedDict()
         # id -> when first asked about, for unknown ids no listing has settled yet (oldest first)
@@ -165,10 +162,10 @@ class KubeApiPods:
     @classmethod
     def from_environment(
         cls,
-        api_url: Optional[str] = None,
+        api_url: str | None = None,
         environ: Mapping[str, str] = os.environ,
         service_account_dir: str = SERVICE_ACCOUNT_DIR,
-    ) -> Optional[KubeApiPods]:
+    ) -> KubeApiPods | None:
         """A source for this node, or None when not in-cluster and no `api_url` is given.
 
         In-cluster means a service account token is mounted and NODE_NAME is set
@@ -191,18 +188,18 @@ class KubeApiPods:
             ca_path=os.path.join(service_account_dir, "ca.crt"),
         )
 
-    def pod(self, uid: str) -> Optional[PodNames]:
+    def pod(self, uid: str) -> PodNames | None:
         names = self._pods.get(uid)
         if names is None and self._may_list_for(uid):
             self._refresh_if_due()
             names = self._pods.get(uid)
         return names
 
-    def container(self, container_id: str) -> Optional[str]:
+    def container(self, container_id: str) -> str | None:
         names = self._container(container_id)
         return names.name if names is not None else None
 
-    def container_pod_uid(self, container_id: str) -> Optional[str]:
+    def container_pod_uid(self, container_id: str) -> str | None:
         names = self._container(container_id)
         return names.pod_uid if names is not None else None
 
@@ -225,7 +222,7 @@ class KubeApiPods:
             for key in [key for key in ids if key in named]:
                 del ids[key]
 
-    def _container(self, container_id: str) -> Optional[_ContainerNames]:
+    def _container(self, container_id: str) -> _ContainerNames | None:
         names = self._containers.get(container_id)
         if names is None and self._may_list_for(container_id):
             self._refresh_if_due()
@@ -286,8 +283,7 @@ class KubeApiPods:
         except (OSError, ValueError, RecursionError, http.client.HTTPException) as error:
             if not self._failing:
                 logger.warning(
-                    "Listing pods from %s failed (%s); until it works again, names come "
-                    "from the log directory only.",
+                    "Listing pods from %s failed (%s); until it works again, names come from the log directory only.",
                     self.api_url,
                     error,
                 )
@@ -308,9 +304,7 @@ class KubeApiPods:
             # instead of a quorum read from etcd, as kubelet-like agents should.
             {"fieldSelector": f"spec.nodeName={self.node_name}", "resourceVersion": "0"}
         )
-        request = urllib.request.Request(
-            f"{self.api_url}/api/v1/pods?{query}", headers={"Accept": "application/json"}
-        )
+        request = urllib.request.Request(f"{self.api_url}/api/v1/pods?{query}", headers={"Accept": "application/json"})
         # Projected service account tokens rotate, so the file is re-read each time.
         if self._token_path is not None and os.path.exists(self._token_path):
             with open(self._token_path) as token_file:
@@ -323,10 +317,10 @@ class KubeApiPods:
             return response.read()
 
 
-def _parse_pod_list(document: Any) -> Tuple[Dict[str, PodNames], Dict[str, _ContainerNames]]:
+def _parse_pod_list(document: Any) -> tuple[dict[str, PodNames], dict[str, _ContainerNames]]:
     """uid → names and container id → names from a PodList; ValueError on any unexpected shape."""
-    pods: Dict[str, PodNames] = {}
-    containers: Dict[str, _ContainerNames] = {}
+    pods: dict[str, PodNames] = {}
+    containers: dict[str, _ContainerNames] = {}
     for item in _field(document, "items", list):
         metadata = _field(item, "metadata", dict)
         uid = _field(metadata, "uid", str)
@@ -350,9 +344,7 @@ _FieldType = TypeVar("_FieldType")
 _REQUIRED: Any = object()
 
 
-def _field(
-    mapping: Any, key: str, expected_type: Type[_FieldType], default: _FieldType = _REQUIRED
-) -> _FieldType:
+def _field(mapping: Any, key: str, expected_type: type[_FieldType], default: _FieldType = _REQUIRED) -> _FieldType:
     """mapping[key] checked against `expected_type`; absent or null gives `default` if there is one."""
     if not isinstance(mapping, dict):
         raise ValueError(f"expected an object holding {key!r}")
@@ -389,22 +381,22 @@ class NameResolver:
         log_dir: str = "/var/log",
         min_refresh_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        api: Optional[KubeApiPods] = None,
+        api: KubeApiPods | None = None,
     ) -> None:
         self._pods_dir = os.path.join(log_dir, "pods")
         self._containers_dir = os.path.join(log_dir, "containers")
         self._min_refresh_interval = min_refresh_interval
         self._clock = clock
         self._api = api
-        self._pods: Dict[str, PodNames] = {}
-        self._containers: Dict[str, _ContainerNames] = {}
+        self._pods: dict[str, PodNames] = {}
+        self._containers: dict[str, _ContainerNames] = {}
         self.unresolved_lookups = 0
         self._scans = 0
         self._last_refresh: float
-        self._scanned_versions: Tuple[Optional[Tuple[int, int]], ...] = ()
+        self._scanned_versions: tuple[tuple[int, int] | None, ...] = ()
         self.refresh()
 
-    def pod(self, uid: str) -> Optional[PodNames]:
+    def pod(self, uid: str) -> PodNames | None:
         names = self._pods.get(uid)
         if names is None and self._refresh_if_due():
             names = self._pods.get(uid)
@@ -414,7 +406,7 @@ class NameResolver:
             self.unresolved_lookups += 1
         return names
 
-    def container(self, container_id: str) -> Optional[str]:
+    def container(self, container_id: str) -> str | None:
         names = self._containers.get(container_id)
         if names is None and self._refresh_if_due():
             names = self._containers.get(container_id)
@@ -425,7 +417,7 @@ class NameResolver:
             self.unresolved_lookups += 1
         return name
 
-    def container_pod_uid(self, container_id: str) -> Optional[str]:
+    def container_pod_uid(self, container_id: str) -> str | None:
         """The uid of a known container's pod, if the log directory or API tells it unambiguously."""
         names = self._containers.get(container_id)
         if names is not None and names.pod_uid is not None:
@@ -449,8 +441,8 @@ class NameResolver:
     def refresh(self) -> None:
         self._last_refresh = self._clock()
         self._scanned_versions = self._directory_versions()
-        pods: Dict[str, PodNames] = {}
-        uids_by_pod: Dict[Tuple[str, str], Set[str]] = {}
+        pods: dict[str, PodNames] = {}
+        uids_by_pod: dict[tuple[str, str], set[str]] = {}
         pod_dir_names = _list_names(self._pods_dir, directories_only=True)
         for dir_name in pod_dir_names or ():
             parsed = parse_pod_log_dir_name(dir_name)
@@ -458,7 +450,7 @@ class NameResolver:
                 namespace, pod, uid = parsed
                 pods[uid] = PodNames(namespace, pod)
                 uids_by_pod.setdefault((namespace, pod), set()).add(uid)
-        containers: Dict[str, _ContainerNames] = {}
+        containers: dict[str, _ContainerNames] = {}
         for link_name in _list_names(self._containers_dir, directories_only=False) or ():
             parsed_link = parse_container_log_link_name(link_name)
             if parsed_link is None:
@@ -492,7 +484,7 @@ class NameResolver:
         self.refresh()
         return True
 
-    def _directory_versions(self) -> Tuple[Optional[Tuple[int, int]], ...]:
+    def _directory_versions(self) -> tuple[tuple[int, int] | None, ...]:
         """(inode, mtime) of both directories: a directory replaced or changed has a new one."""
         versions = []
         for directory in (self._pods_dir, self._containers_dir):

@@ -2,8 +2,9 @@
 
 import errno
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Optional
 
 import orjson
 from rich.table import Table
@@ -16,22 +17,25 @@ SCHEMA = "pod-stats/v1"
 SORT_FIELDS = ("namespace", "name") + FIGURES + tuple(RATES)
 
 
-def encode(document: Dict[str, Any]) -> str:
+def encode(document: dict[str, Any]) -> str:
     """One JSON document on one line (compact, UTF-8 as is but for controls: text.json_escape_controls)."""
     return json_escape_controls(orjson.dumps(document)).decode()
 
 
-def encode_line(document: Dict[str, Any]) -> bytes:
+def encode_line(document: dict[str, Any]) -> bytes:
     """The same, newline-terminated, as bytes for a stream: a 700 KB document is not decoded
     to text only to be encoded back on the way out."""
     return json_escape_controls(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
+
+
 DEFAULT_SORT = "opens_per_second"
 
 
 def select(snapshot: Snapshot, namespaces: Sequence[str] = (), pod_glob: Optional[str] = None) -> Snapshot:
     """The pods a user asked for (all by default); non-pod cgroups go with an unfiltered view only."""
     pods = [
-        pod for pod in snapshot.pods
+        pod
+        for pod in snapshot.pods
         if (not namespaces or pod.namespace in namespaces)
         and (pod_glob is None or fnmatch.fnmatchcase(pod.name or pod.uid, pod_glob))
     ]
@@ -39,7 +43,7 @@ def select(snapshot: Snapshot, namespaces: Sequence[str] = (), pod_glob: Optiona
     return replace(snapshot, pods=pods, cgroups=[] if filtered else snapshot.cgroups)
 
 
-def sort_pods(pods: List[PodSample], field: str) -> List[PodSample]:
+def sort_pods(pods: list[PodSample], field: str) -> list[PodSample]:
     """Text fields ascending; figures descending (busiest first), unknown figures last."""
     if field in ("namespace", "name"):
         return sorted(pods, key=lambda p: (getattr(p, field) or "", p.name or "", p.uid))
@@ -50,7 +54,7 @@ def errno_name(number: int) -> str:
     return errno.errorcode.get(number, str(number))
 
 
-def errnos_json(errnos: Errnos, counted: bool) -> Optional[Dict[str, int]]:
+def errnos_json(errnos: Errnos, counted: bool) -> Optional[dict[str, int]]:
     """{"ENOENT": 13, ...}, most frequent first; null when the errno probe is off."""
     if not counted:
         return None
@@ -59,15 +63,15 @@ def errnos_json(errnos: Errnos, counted: bool) -> Optional[Dict[str, int]]:
     return {errno_name(n): count for n, count in sorted(errnos.items(), key=lambda item: (-item[1], item[0]))}
 
 
-def runq_histogram_json(slots: Optional[Sequence[int]]) -> Optional[Dict[str, int]]:
+def runq_histogram_json(slots: Optional[Sequence[int]]) -> Optional[dict[str, int]]:
     """Run-queue waits by upper bound in µs ({"4": 9, "8": 8, ..., "+Inf": 0}): slot k holds
     waits shorter than 2**k µs; the last one everything longer. Empty slots left out."""
     if slots is None:
         return None
-    return {("+Inf" if k == len(slots) - 1 else str(2 ** k)): count for k, count in enumerate(slots) if count}
+    return {("+Inf" if k == len(slots) - 1 else str(2**k)): count for k, count in enumerate(slots) if count}
 
 
-def _with_figures(document: Dict[str, Any], sample, errnos_counted: bool) -> Dict[str, Any]:
+def _with_figures(document: dict[str, Any], sample, errnos_counted: bool) -> dict[str, Any]:
     """`document` (its identity fields) followed by the sample's figures. The collector fills in
     every figure of FIGURES and RATES, in that order: they are copied as they are."""
     document.update(sample.figures)
@@ -76,49 +80,54 @@ def _with_figures(document: Dict[str, Any], sample, errnos_counted: bool) -> Dic
     return document
 
 
-def _texts(document: Dict[str, Any], **texts: Optional[str]) -> Dict[str, Any]:
+def _texts(document: dict[str, Any], **texts: Optional[str]) -> dict[str, Any]:
     """`document` with strings a tenant or the host controls added losslessly (text.put_text)."""
     for key, value in texts.items():
         put_text(document, key, value)
     return document
 
 
-def _container_identity(container) -> Dict[str, Any]:
+def _container_identity(container) -> dict[str, Any]:
     document = _texts({"id": container.id}, name=container.name)
     document["runtime"] = container.runtime
     document["cgroup_id"] = container.cgroup_id
     return _texts(document, cgroup_path=container.cgroup_path)
 
 
-def _pod_json(pod, counted: bool) -> Dict[str, Any]:
-    document = _with_figures(_texts({"uid": pod.uid}, namespace=pod.namespace, name=pod.name) | {"qos": pod.qos},
-                             pod, counted)
-    document["containers"] = [_with_figures(_container_identity(container), container, counted)
-                              for container in pod.containers]
+def _pod_json(pod, counted: bool) -> dict[str, Any]:
+    document = _with_figures(
+        _texts({"uid": pod.uid}, namespace=pod.namespace, name=pod.name) | {"qos": pod.qos}, pod, counted
+    )
+    document["containers"] = [
+        _with_figures(_container_identity(container), container, counted) for container in pod.containers
+    ]
     return document
 
 
 # The last document's pod objects by the PodSample they were made of (held, so that its id stays
 # its own): the collector hands on a pod's sample unchanged while nothing in it changed.
-_last_pods: Dict[int, Tuple[PodSample, bool, Dict[str, Any]]] = {}
+_last_pods: dict[int, tuple[PodSample, bool, dict[str, Any]]] = {}
 
 
-def _pods_json(pods: List[PodSample], counted: bool) -> List[Dict[str, Any]]:
+def _pods_json(pods: list[PodSample], counted: bool) -> list[dict[str, Any]]:
     global _last_pods
     last, made = _last_pods, {}
     for pod in pods:
         kept = last.get(id(pod))
-        made[id(pod)] = kept if kept is not None and kept[0] is pod and kept[1] == counted \
+        made[id(pod)] = (
+            kept
+            if kept is not None and kept[0] is pod and kept[1] == counted
             else (pod, counted, _pod_json(pod, counted))
+        )
     _last_pods = made
     return [made[id(pod)][2] for pod in pods]
 
 
-def to_json(snapshot: Snapshot) -> Dict[str, Any]:
+def to_json(snapshot: Snapshot) -> dict[str, Any]:
     """The JSON document of a snapshot. Its pod objects may be shared with the previous document's
     (an unchanged pod's): treat them as read-only."""
     counted = snapshot.agent.probe_groups.get("errno", False)
-    document: Dict[str, Any] = {
+    document: dict[str, Any] = {
         "schema": SCHEMA,
         **_texts({}, node=snapshot.node),
         "time": snapshot.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -132,8 +141,9 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
             "net_source": snapshot.agent.net_source,
             "open_source": snapshot.agent.open_source,
             "open_source_reason": snapshot.agent.open_source_reason,
-            "open_routes": None if snapshot.agent.open_routes is None else {
-                route: {"counted": r.counted, "detail": r.detail} for route, r in snapshot.agent.open_routes.items()},
+            "open_routes": None
+            if snapshot.agent.open_routes is None
+            else {route: {"counted": r.counted, "detail": r.detail} for route, r in snapshot.agent.open_routes.items()},
             "unresolved_cgroups": snapshot.agent.unresolved_cgroups,
             "sample_seconds": snapshot.agent.sample_seconds,
             "cgroup_index_entries": snapshot.agent.cgroup_index_entries,
@@ -146,9 +156,10 @@ def to_json(snapshot: Snapshot) -> Dict[str, Any]:
         },
     }
     if snapshot.cgroups:
-        document["cgroups"] = [_with_figures(_texts({"cgroup_id": c.cgroup_id}, cgroup_path=c.cgroup_path), c,
-                                             counted)
-                               for c in snapshot.cgroups]
+        document["cgroups"] = [
+            _with_figures(_texts({"cgroup_id": c.cgroup_id}, cgroup_path=c.cgroup_path), c, counted)
+            for c in snapshot.cgroups
+        ]
     return document
 
 
@@ -202,10 +213,11 @@ def top_errno(errnos: Errnos) -> str:
 def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence = ()) -> Table:
     """One row per pod with its containers beneath; firing alerts in the caption."""
     table = Table(
-        title=Text(f"pod-stats · {inert(snapshot.node)} · {snapshot.time:%H:%M:%S} UTC · "
-                   f"{len(snapshot.pods)} pods · "
-                   + (f"over {snapshot.interval_seconds:.1f}s" if snapshot.interval_seconds is not None
-                      else "first sample")),
+        title=Text(
+            f"pod-stats · {inert(snapshot.node)} · {snapshot.time:%H:%M:%S} UTC · "
+            f"{len(snapshot.pods)} pods · "
+            + (f"over {snapshot.interval_seconds:.1f}s" if snapshot.interval_seconds is not None else "first sample")
+        ),
         title_justify="left",
         box=None,
         header_style="bold",
@@ -226,8 +238,9 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
         return [fmt(sample.figures.get(name)) for _, name, fmt in columns] + [top_errno(sample.open_errors_by_errno)]
 
     for pod in sort_pods(snapshot.pods, sort):
-        table.add_row(Text(inert(pod.namespace) or "?", style="cyan"), Text(inert(pod.name or pod.uid), style="bold"),
-                      *cells(pod))
+        table.add_row(
+            Text(inert(pod.namespace) or "?", style="cyan"), Text(inert(pod.name or pod.uid), style="bold"), *cells(pod)
+        )
         for container in pod.containers:
             label = inert(container.name) or f"({inert(container.id or '?')[:12]})"
             table.add_row("", Text(f"  └ {label}", style="dim" if container.name is None else ""), *cells(container))
@@ -235,11 +248,16 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
         table.add_row(Text("-", style="dim"), Text(inert(cgroup.cgroup_path), style="dim"), *cells(cgroup))
     if not snapshot.pods and not snapshot.cgroups:
         table.caption = Text("no pods on this node (kubelet cgroups not found); try `pod-stats demo`")
-    notes = [f"warning: {snapshot.agent.map_full_drops} events dropped, the BPF map is full"
-             ] if snapshot.agent.map_full_drops else []
+    notes = (
+        [f"warning: {snapshot.agent.map_full_drops} events dropped, the BPF map is full"]
+        if snapshot.agent.map_full_drops
+        else []
+    )
     if snapshot.agent.counts_complete is False:
-        notes.append(f"warning: the kernel skipped {snapshot.agent.missed_events} program runs since start "
-                     "(events not counted; see --log-level info)")
+        notes.append(
+            f"warning: the kernel skipped {snapshot.agent.missed_events} program runs since start "
+            "(events not counted; see --log-level info)"
+        )
     notes += [alert.line() for alert in alerts]
     if notes:
         table.caption = Text("\n".join(notes), style="bold red")
@@ -249,21 +267,26 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
 
 # -- the on-demand views (drilldown.py) ------------------------------------------------
 
-def _where_json(where) -> Dict[str, Any]:
+
+def _where_json(where) -> dict[str, Any]:
     document = _texts({}, namespace=where.namespace, pod=where.pod)
     document["uid"] = where.pod_uid
     return _texts(document, container=where.container, container_id=where.container_id)
 
 
-def _window_json(schema: str, snapshot: Snapshot, duration: float) -> Dict[str, Any]:
-    return {"schema": schema, **_texts({}, node=snapshot.node),
-            "time": snapshot.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "duration_seconds": round(duration, 3)}
+def _window_json(schema: str, snapshot: Snapshot, duration: float) -> dict[str, Any]:
+    return {
+        "schema": schema,
+        **_texts({}, node=snapshot.node),
+        "time": snapshot.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "duration_seconds": round(duration, 3),
+    }
 
 
-def _drops_json(document: Dict[str, Any], drops: Sequence, totals, in_flight: bool) -> None:
+def _drops_json(document: dict[str, Any], drops: Sequence, totals, in_flight: bool) -> None:
     """Opens the view could not attribute: per container of the selection, and node-wide."""
-    def figures(item) -> Dict[str, int]:
+
+    def figures(item) -> dict[str, int]:
         out = {"opens_dropped": item.dropped}
         if in_flight:
             out["opens_in_flight_dropped"] = item.in_flight_dropped
@@ -274,25 +297,39 @@ def _drops_json(document: Dict[str, Any], drops: Sequence, totals, in_flight: bo
         document["drops_total"] = {**figures(totals), "cgroups_unbounded": totals.cgroups_full}
 
 
-def files_json(rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (),
-               totals=None) -> Dict[str, Any]:
+def files_json(
+    rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (), totals=None
+) -> dict[str, Any]:
     document = _window_json("pod-stats/files/v1", snapshot, duration)
     document["files"] = [
-        {**_where_json(row.where), **_texts({}, path=row.path), "truncated": row.truncated, "opens": row.opens,
-         "open_errors": row.errors, "opens_per_second": round(row.opens / max(duration, 1e-9), 3)}
+        {
+            **_where_json(row.where),
+            **_texts({}, path=row.path),
+            "truncated": row.truncated,
+            "opens": row.opens,
+            "open_errors": row.errors,
+            "opens_per_second": round(row.opens / max(duration, 1e-9), 3),
+        }
         for row in rows
     ]
     _drops_json(document, drops, totals, in_flight=True)
     return document
 
 
-def processes_json(rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (),
-                   totals=None) -> Dict[str, Any]:
+def processes_json(
+    rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (), totals=None
+) -> dict[str, Any]:
     document = _window_json("pod-stats/procs/v1", snapshot, duration)
     document["processes"] = [
-        {**_where_json(row.where), "pid": row.pid, **_texts({}, command=row.command), "rss_bytes": row.rss_bytes,
-         "opens": row.opens, "open_errors": row.errors,
-         "opens_per_second": round(row.opens / max(duration, 1e-9), 3)}
+        {
+            **_where_json(row.where),
+            "pid": row.pid,
+            **_texts({}, command=row.command),
+            "rss_bytes": row.rss_bytes,
+            "opens": row.opens,
+            "open_errors": row.errors,
+            "opens_per_second": round(row.opens / max(duration, 1e-9), 3),
+        }
         for row in rows
     ]
     _drops_json(document, drops, totals, in_flight=False)
@@ -300,15 +337,20 @@ def processes_json(rows: Sequence, snapshot: Snapshot, duration: float, drops: S
 
 
 def _window_table(title: str, snapshot: Snapshot, duration: float) -> Table:
-    table = Table(title=Text(f"{title} · {inert(snapshot.node)} · {snapshot.time:%H:%M:%S} UTC · over {duration:.1f}s"),
-                  title_justify="left", box=None, header_style="bold", pad_edge=False)
+    table = Table(
+        title=Text(f"{title} · {inert(snapshot.node)} · {snapshot.time:%H:%M:%S} UTC · over {duration:.1f}s"),
+        title_justify="left",
+        box=None,
+        header_style="bold",
+        pad_edge=False,
+    )
     table.add_column("NAMESPACE", no_wrap=True, overflow="ellipsis", max_width=20)
     table.add_column("POD", no_wrap=True, overflow="ellipsis", max_width=40)
     table.add_column("CONTAINER", no_wrap=True, overflow="ellipsis", max_width=24)
     return table
 
 
-def _where_cells(where) -> List[Text]:
+def _where_cells(where) -> list[Text]:
     """NAMESPACE, POD and CONTAINER cells, inert."""
     if where.container_id is None:
         container = Text("(pod)")
@@ -327,43 +369,52 @@ def _drops_caption(table: Table, drops: Sequence, totals, what: str) -> None:
             figures.append(f"{row.in_flight_dropped:,} opens not followed (too many threads in open at once)")
         lines.append(f"dropped in {where}: " + ", ".join(figures))
     if totals is not None and (totals.dropped or totals.in_flight_dropped or totals.cgroups_full):
-        lines.append(f"dropped on the node: {totals.dropped + totals.in_flight_dropped + totals.cgroups_full:,} "
-                     "opens (every cgroup)")
+        lines.append(
+            f"dropped on the node: {totals.dropped + totals.in_flight_dropped + totals.cgroups_full:,} "
+            "opens (every cgroup)"
+        )
     if lines:
         caption = table.caption if isinstance(table.caption, Text) else Text(table.caption or "")
         table.caption = Text("\n").join([caption, *map(Text, lines)] if caption.plain else map(Text, lines))
         table.caption_justify = "left"
 
 
-def render_files(rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (),
-                 totals=None) -> Table:
+def render_files(rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (), totals=None) -> Table:
     table = _window_table("pod-stats files", snapshot, duration)
     for header in ("OPENS", "OPENS/s", "ERRORS"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("PATH", overflow="fold")
     for row in rows:
         path = Text(inert(row.path) + ("…" if row.truncated else ""))
-        table.add_row(*_where_cells(row.where),
-                      _count(row.opens), _rate(row.opens / max(duration, 1e-9)), _count(row.errors), path)
+        table.add_row(
+            *_where_cells(row.where),
+            _count(row.opens),
+            _rate(row.opens / max(duration, 1e-9)),
+            _count(row.errors),
+            path,
+        )
     if not rows:
         table.caption = Text("no opens in the selected pods during the window")
     _drops_caption(table, drops, totals, "its paths or the node's map were full")
     return table
 
 
-def render_processes(rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (),
-                     totals=None) -> Table:
+def render_processes(rows: Sequence, snapshot: Snapshot, duration: float, drops: Sequence = (), totals=None) -> Table:
     table = _window_table("pod-stats procs", snapshot, duration)
     table.add_column("PID", justify="right", no_wrap=True)
     table.add_column("COMMAND", no_wrap=True, overflow="ellipsis", max_width=24)
     for header in ("RSS", "OPENS", "OPENS/s", "ERRORS"):
         table.add_column(header, justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(*_where_cells(row.where),
-                      str(row.pid),
-                      Text(inert(row.command)) if row.command is not None else Text("(exited)", style="dim"),
-                      human_bytes(row.rss_bytes), _count(row.opens), _rate(row.opens / max(duration, 1e-9)),
-                      _count(row.errors))
+        table.add_row(
+            *_where_cells(row.where),
+            str(row.pid),
+            Text(inert(row.command)) if row.command is not None else Text("(exited)", style="dim"),
+            human_bytes(row.rss_bytes),
+            _count(row.opens),
+            _rate(row.opens / max(duration, 1e-9)),
+            _count(row.errors),
+        )
     if not rows:
         table.caption = Text("no processes in the selected pods")
     _drops_caption(table, drops, totals, "its processes or the node's map were full; their OPENS show 0")

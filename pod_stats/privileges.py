@@ -17,8 +17,9 @@ import ctypes
 import errno
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import FrozenSet, Iterable, Optional, Tuple
+from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Capabilities:
     no_new_privs: bool
 
     @staticmethod
-    def bits(mask: int) -> FrozenSet[int]:
+    def bits(mask: int) -> frozenset[int]:
         return frozenset(bit for bit in range(64) if mask >> bit & 1)
 
 
@@ -71,7 +72,7 @@ def read_capabilities(status_path: str = "/proc/self/status") -> Capabilities:
     )
 
 
-def _kernel_version(release: str) -> Tuple[int, int]:
+def _kernel_version(release: str) -> tuple[int, int]:
     parts = release.split(".")
     try:
         return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
@@ -79,7 +80,7 @@ def _kernel_version(release: str) -> Tuple[int, int]:
         return (0, 0)
 
 
-def sampling_capabilities(kernel_release: str, unprivileged_bpf_disabled: Optional[int]) -> FrozenSet[int]:
+def sampling_capabilities(kernel_release: str, unprivileged_bpf_disabled: Optional[int]) -> frozenset[int]:
     """What sampling keeps: CAP_BPF only where the kernel checks it on every bpf(2) command.
 
     Before 5.19 (commit c8644cd0efe7, "bpf: refine kernel.unprivileged_bpf_disabled
@@ -163,6 +164,11 @@ def drop_after_attach() -> Capabilities:
     if CAP_BPF in keep and not read_capabilities().permitted >> CAP_BPF & 1:
         keep.add(CAP_SYS_ADMIN)  # attached with CAP_SYS_ADMIN alone: it is what bpf(2) checks then
     after = drop_privileges(keep)
-    log.info("capabilities after attach: effective %#x, permitted %#x, bounding %#x, no_new_privs %s",
-             after.effective, after.permitted, after.bounding, after.no_new_privs)
+    log.info(
+        "capabilities after attach: effective %#x, permitted %#x, bounding %#x, no_new_privs %s",
+        after.effective,
+        after.permitted,
+        after.bounding,
+        after.no_new_privs,
+    )
     return after

@@ -9,7 +9,7 @@ surrogate (U+DC80–U+DCFF) and the exact bytes are `value.encode("utf-8", "surr
 import base64
 import logging
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 __all__ = ["inert", "put_text", "json_escape_controls", "InertFormatter"]
 
@@ -54,7 +54,7 @@ def is_utf8(value: str) -> bool:
         return False
 
 
-def put_text(document: Dict[str, Any], key: str, value: Optional[str]) -> None:
+def put_text(document: dict[str, Any], key: str, value: Optional[str]) -> None:
     """`document[key] = value` for a JSON document, lossless and never failing on bytes that
     are not UTF-8: valid text is a JSON string as it is; otherwise the string holds the text
     with U+FFFD for each invalid sequence and `<key>_b64` (only then present) the exact bytes,

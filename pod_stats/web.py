@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Optional
 from urllib.parse import unquote
 
 import h11
@@ -47,8 +47,12 @@ class WebConfigUnsupported(WebConfigError):
 
 # -- web config ----------------------------------------------------------------------------
 
-TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
-                "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
 # Go's crypto/tls names (tls.CipherSuites() and the RSA key-exchange ones) → OpenSSL's.
 GO_CIPHERS = {
     "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
@@ -69,17 +73,37 @@ GO_CIPHERS = {
 # TLS 1.3 suites are not configurable in Go either: accepted, and they change nothing.
 GO_TLS13_CIPHERS = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
 GO_CURVES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1", "X25519": "X25519"}
-CLIENT_AUTH = {"": ssl.CERT_NONE, "NoClientCert": ssl.CERT_NONE, "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-               "RequireAndVerifyClientCert": ssl.CERT_REQUIRED}
+CLIENT_AUTH = {
+    "": ssl.CERT_NONE,
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
 # Python's ssl cannot ask for a client certificate without verifying it.
 CLIENT_AUTH_UNSUPPORTED = {"RequestClientCert", "RequireAnyClientCert", "RequireClientCert"}
 # exporter-toolkit's extraHTTPHeaders: which headers http_server_config may set, and their allowed values.
-EXTRA_HEADERS = {"Strict-Transport-Security": None, "X-Content-Type-Options": ("nosniff",),
-                 "X-Frame-Options": ("deny", "sameorigin"), "X-XSS-Protection": None,
-                 "Content-Security-Policy": None}
-TLS_KEYS = {"cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file",
-            "cipher_suites", "curve_preferences", "min_version", "max_version", "prefer_server_cipher_suites",
-            "client_allowed_sans"}
+EXTRA_HEADERS = {
+    "Strict-Transport-Security": None,
+    "X-Content-Type-Options": ("nosniff",),
+    "X-Frame-Options": ("deny", "sameorigin"),
+    "X-XSS-Protection": None,
+    "Content-Security-Policy": None,
+}
+TLS_KEYS = {
+    "cert",
+    "key",
+    "client_ca",
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "cipher_suites",
+    "curve_preferences",
+    "min_version",
+    "max_version",
+    "prefer_server_cipher_suites",
+    "client_allowed_sans",
+}
 BCRYPT_HASH = re.compile(r"^\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}$")
 
 
@@ -97,7 +121,7 @@ class TlsSettings:
     ciphers: Optional[str] = None  # OpenSSL cipher list (TLS 1.2 and older)
     curve: Optional[str] = None
     prefer_server_ciphers: bool = True
-    allowed_sans: Optional[List[str]] = None
+    allowed_sans: Optional[list[str]] = None
 
 
 @dataclass
@@ -105,8 +129,8 @@ class WebConfig:
     """The Prometheus exporter-toolkit web config: TLS, response headers and basic auth (bcrypt hashes)."""
 
     tls: Optional[TlsSettings] = None
-    headers: Dict[str, str] = field(default_factory=dict)
-    basic_auth_users: Dict[str, bytes] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    basic_auth_users: dict[str, bytes] = field(default_factory=dict)
 
 
 def _mapping(value, what: str, path: str) -> dict:
@@ -138,8 +162,10 @@ def load_web_config(path: str) -> WebConfig:
         raise WebConfigError(f"web config {path} is not a mapping")
     _unknown(document, {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"}, "the file", path)
     if document.get("rate_limit") is not None:
-        raise WebConfigUnsupported(f"web config {path}: rate_limit is not supported by pod-stats (its limits are "
-                                   "fixed: see the README's Exporter section)")
+        raise WebConfigUnsupported(
+            f"web config {path}: rate_limit is not supported by pod-stats (its limits are "
+            "fixed: see the README's Exporter section)"
+        )
     tls = _mapping(document.get("tls_server_config"), "tls_server_config", path)
     http = _mapping(document.get("http_server_config"), "http_server_config", path)
     users = document.get("basic_auth_users") or {}
@@ -148,15 +174,18 @@ def load_web_config(path: str) -> WebConfig:
     _unknown(tls, TLS_KEYS, "tls_server_config", path)
     _unknown(http, {"http2", "headers"}, "http_server_config", path)
     if http.get("http2") is True:
-        raise WebConfigUnsupported(f"web config {path}: http_server_config http2: true is not supported "
-                                   "(pod-stats serves HTTP/1.1; say http2: false)")
+        raise WebConfigUnsupported(
+            f"web config {path}: http_server_config http2: true is not supported "
+            "(pod-stats serves HTTP/1.1; say http2: false)"
+        )
     headers = {str(k): str(v) for k, v in _mapping(http.get("headers"), "headers", path).items()}
     for name, value in headers.items():
         if name not in EXTRA_HEADERS:
             raise WebConfigError(f"web config {path}: HTTP header {name!r} can not be configured")
         if EXTRA_HEADERS[name] and value not in EXTRA_HEADERS[name]:
-            raise WebConfigError(f"web config {path}: invalid value for {name}: expected one of "
-                                 f"{', '.join(EXTRA_HEADERS[name])}")
+            raise WebConfigError(
+                f"web config {path}: invalid value for {name}: expected one of {', '.join(EXTRA_HEADERS[name])}"
+            )
     hashes = {}
     for user, hashed in users.items():
         if not BCRYPT_HASH.match(str(hashed)):
@@ -167,6 +196,7 @@ def load_web_config(path: str) -> WebConfig:
 
 def _tls_settings(tls: dict, directory: str, path: str) -> Optional[TlsSettings]:
     """exporter-toolkit's ConfigToTLSConfig, checks and defaults included; None when TLS is off."""
+
     def text(key: str) -> Optional[str]:
         value = tls.get(key)
         if value is not None and not isinstance(value, str):
@@ -177,20 +207,37 @@ def _tls_settings(tls: dict, directory: str, path: str) -> Optional[TlsSettings]
         value = text(key)
         return os.path.join(directory, value) if value else None  # relative to the config, as exporter-toolkit
 
-    settings = TlsSettings(cert_file=file("cert_file"), key_file=file("key_file"), cert=text("cert"),
-                           key=text("key"), client_ca_file=file("client_ca_file"), client_ca=text("client_ca"))
+    settings = TlsSettings(
+        cert_file=file("cert_file"),
+        key_file=file("key_file"),
+        cert=text("cert"),
+        key=text("key"),
+        client_ca_file=file("client_ca_file"),
+        client_ca=text("client_ca"),
+    )
     client_auth = text("client_auth_type") or ""
-    if not any((settings.cert_file, settings.key_file, settings.cert, settings.key, settings.client_ca_file,
-                settings.client_ca, client_auth)):
+    if not any(
+        (
+            settings.cert_file,
+            settings.key_file,
+            settings.cert,
+            settings.key,
+            settings.client_ca_file,
+            settings.client_ca,
+            client_auth,
+        )
+    ):
         return None
     if not (settings.cert_file or settings.cert):
         raise WebConfigError(f"web config {path}: tls_server_config needs one of cert or cert_file")
     if not (settings.key_file or settings.key):
         raise WebConfigError(f"web config {path}: tls_server_config needs one of key or key_file")
     if client_auth in CLIENT_AUTH_UNSUPPORTED:
-        raise WebConfigUnsupported(f"web config {path}: client_auth_type {client_auth} is not supported (Python's "
-                                   "ssl cannot ask for a client certificate without verifying it); use "
-                                   "VerifyClientCertIfGiven or RequireAndVerifyClientCert")
+        raise WebConfigUnsupported(
+            f"web config {path}: client_auth_type {client_auth} is not supported (Python's "
+            "ssl cannot ask for a client certificate without verifying it); use "
+            "VerifyClientCertIfGiven or RequireAndVerifyClientCert"
+        )
     if client_auth not in CLIENT_AUTH:
         raise WebConfigError(f"web config {path}: invalid client_auth_type {client_auth!r}")
     settings.verify_mode = CLIENT_AUTH[client_auth]
@@ -199,8 +246,9 @@ def _tls_settings(tls: dict, directory: str, path: str) -> Optional[TlsSettings]
     for key, attribute in (("min_version", "min_version"), ("max_version", "max_version")):
         if tls.get(key) is not None:
             if tls[key] not in TLS_VERSIONS:
-                raise WebConfigError(f"web config {path}: unknown TLS version {tls[key]!r} "
-                                     f"(one of {', '.join(TLS_VERSIONS)})")
+                raise WebConfigError(
+                    f"web config {path}: unknown TLS version {tls[key]!r} (one of {', '.join(TLS_VERSIONS)})"
+                )
             setattr(settings, attribute, TLS_VERSIONS[tls[key]])
     if settings.min_version > settings.max_version:
         raise WebConfigError(f"web config {path}: min_version is above max_version")
@@ -219,8 +267,10 @@ def _tls_settings(tls: dict, directory: str, path: str) -> Optional[TlsSettings]
         if curve not in GO_CURVES:
             raise WebConfigError(f"web config {path}: unknown curve {curve!r}")
     if len(curves) > 1:
-        raise WebConfigUnsupported(f"web config {path}: curve_preferences of more than one curve is not supported "
-                                   "(Python's ssl restricts key exchange to one curve); name one")
+        raise WebConfigUnsupported(
+            f"web config {path}: curve_preferences of more than one curve is not supported "
+            "(Python's ssl restricts key exchange to one curve); name one"
+        )
     settings.curve = GO_CURVES[curves[0]] if curves else None
     prefer = tls.get("prefer_server_cipher_suites", True)
     if not isinstance(prefer, bool):
@@ -231,14 +281,16 @@ def _tls_settings(tls: dict, directory: str, path: str) -> Optional[TlsSettings]
         if not isinstance(sans, list):
             raise WebConfigError(f"web config {path}: client_allowed_sans must be a list")
         if settings.verify_mode != ssl.CERT_REQUIRED:
-            raise WebConfigError(f"web config {path}: client_allowed_sans requires client_auth_type "
-                                 "RequireAndVerifyClientCert")
+            raise WebConfigError(
+                f"web config {path}: client_allowed_sans requires client_auth_type RequireAndVerifyClientCert"
+            )
         settings.allowed_sans = [str(san) for san in sans]
     TlsContexts(settings)  # certificates, key and CAs load now, or the start fails
     return settings
 
 
 # -- TLS -----------------------------------------------------------------------------------
+
 
 def _memory_file(data: str) -> int:
     fd = os.memfd_create("pod-stats-tls", os.MFD_CLOEXEC)
@@ -316,8 +368,7 @@ class TlsContexts:
                     log.info("TLS: certificate files changed, reloaded")
                 except (OSError, ssl.SSLError, ValueError) as error:
                     self._failed = signature
-                    log.warning("TLS: certificate files changed but do not load, keeping the last good ones: %s",
-                                error)
+                    log.warning("TLS: certificate files changed but do not load, keeping the last good ones: %s", error)
             return self._context
 
     def peer_allowed(self, peer: Optional[dict]) -> bool:
@@ -338,26 +389,27 @@ class TlsContexts:
 
 # -- basic auth ----------------------------------------------------------------------------
 
+
 class BasicAuth:
     """exporter-toolkit's basic auth: an unknown user is checked against a dummy hash of the same
     cost (no timing difference), verified credentials are cached by a digest of user, hash and
     password, and bcrypt runs on one thread with a bounded queue (beyond it: 429, no bcrypt)."""
 
-    def __init__(self, users: Dict[str, bytes], queue: int = 8):
+    def __init__(self, users: dict[str, bytes], queue: int = 8):
         import bcrypt
 
         self._users = users
         cost = max(int(BCRYPT_HASH.match(h.decode()).group(1)) for h in users.values())  # type: ignore[union-attr]
         self._dummy = bcrypt.hashpw(b"pod-stats: no such user", bcrypt.gensalt(rounds=cost))
-        self._good: "OrderedDict[bytes, None]" = OrderedDict()  # valid credentials: attackers cannot evict them
-        self._bad: "OrderedDict[bytes, None]" = OrderedDict()
+        self._good: OrderedDict[bytes, None] = OrderedDict()  # valid credentials: attackers cannot evict them
+        self._bad: OrderedDict[bytes, None] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pod-stats-bcrypt")
         self._queue = queue
         self._waiting = 0
         self.outcomes = {"cached": 0, "bcrypt": 0, "throttled": 0}
 
     @staticmethod
-    def _parse(header: str) -> Optional[Tuple[str, str]]:
+    def _parse(header: str) -> Optional[tuple[str, str]]:
         if not header.startswith("Basic "):
             return None
         try:
@@ -409,6 +461,7 @@ def _checkpw(password: bytes, hashed: bytes) -> bool:
 
 # -- server --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Limits:
     max_connections: int = 512  # open at once
@@ -431,28 +484,32 @@ class HttpStats(Collector):
     def __init__(self):
         self.open = 0
         self.dropped = dict.fromkeys(self.DROPS, 0)
-        self.responses: Dict[str, int] = {}
+        self.responses: dict[str, int] = {}
         self.auth: Optional[BasicAuth] = None
 
     def collect(self):
         yield _gauge("pod_stats_http_connections", "HTTP connections open now.", self.open)
-        dropped = CounterMetricFamily("pod_stats_http_connections_dropped",
-                                      "Connections closed by the server before an answer: refused (at the cap, all "
-                                      "busy), evicted (at the cap, the longest waiting for a request), timeout "
-                                      "(request deadline), malformed (bad HTTP), tls (handshake or client "
-                                      "certificate refused), reset (by the client).", labels=["reason"])
+        dropped = CounterMetricFamily(
+            "pod_stats_http_connections_dropped",
+            "Connections closed by the server before an answer: refused (at the cap, all "
+            "busy), evicted (at the cap, the longest waiting for a request), timeout "
+            "(request deadline), malformed (bad HTTP), tls (handshake or client "
+            "certificate refused), reset (by the client).",
+            labels=["reason"],
+        )
         for reason, count in self.dropped.items():
             dropped.add_metric([reason], count)
         yield dropped
-        responses = CounterMetricFamily("pod_stats_http_responses", "HTTP responses by status code.",
-                                        labels=["code"])
+        responses = CounterMetricFamily("pod_stats_http_responses", "HTTP responses by status code.", labels=["code"])
         for code, count in sorted(self.responses.items()):
             responses.add_metric([code], count)
         yield responses
         if self.auth is not None:
-            checks = CounterMetricFamily("pod_stats_http_auth_checks",
-                                         "Basic-auth checks: cached (no bcrypt), bcrypt (ran it), throttled (too many "
-                                         "waiting: 429).", labels=["outcome"])
+            checks = CounterMetricFamily(
+                "pod_stats_http_auth_checks",
+                "Basic-auth checks: cached (no bcrypt), bcrypt (ran it), throttled (too many waiting: 429).",
+                labels=["outcome"],
+            )
             for outcome, count in self.auth.outcomes.items():
                 checks.add_metric([outcome], count)
             yield checks
@@ -487,30 +544,46 @@ class _Connection:
             self.task.cancel()
 
 
-REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 408:
-           "Request Timeout", 413: "Content Too Large", 429: "Too Many Requests", 431:
-           "Request Header Fields Too Large", 503: "Service Unavailable"}
+REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
 
 
 class HttpServer:
     """Serves a WSGI app from its own event-loop thread (see the module docstring for the limits)."""
 
-    def __init__(self, host: str, port: int, app: Callable, web_config: "WebConfig", stats: HttpStats,
-                 limits: Limits = Limits(), protected: Tuple[str, ...] = ("/", "/metrics")):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        app: Callable,
+        web_config: "WebConfig",
+        stats: HttpStats,
+        limits: Limits = Limits(),
+        protected: tuple[str, ...] = ("/", "/metrics"),
+    ):
         self._host, self._port, self._app, self._limits, self.stats = host, port, app, limits, stats
         self._tls = TlsContexts(web_config.tls) if web_config.tls else None
         self._auth = BasicAuth(web_config.basic_auth_users) if web_config.basic_auth_users else None
         stats.auth = self._auth
         self._headers = [(k.encode(), v.encode()) for k, v in web_config.headers.items()]
         self._protected = protected
-        self._connections: Dict[_Connection, None] = {}
-        self._waiting: "OrderedDict[_Connection, None]" = OrderedDict()  # longest waiting first
+        self._connections: dict[_Connection, None] = {}
+        self._waiting: OrderedDict[_Connection, None] = OrderedDict()  # longest waiting first
         self._pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="pod-stats-http")
         self._ready = threading.Event()
         self._error: Optional[BaseException] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stopped: Optional[asyncio.Event] = None
-        self.server_address: Tuple[str, int] = (host, port)
+        self.server_address: tuple[str, int] = (host, port)
         self._thread = threading.Thread(target=self._run, name="pod-stats-http", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -625,8 +698,10 @@ class HttpServer:
             self.stats.dropped[drop.reason] += 1
             if drop.status and writer is not None and not writer.is_closing():
                 self._count(drop.status)
-                writer.write(b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                             % (drop.status, REASONS[drop.status].encode()))
+                writer.write(
+                    b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    % (drop.status, REASONS[drop.status].encode())
+                )
         except (ConnectionError, OSError, asyncio.IncompleteReadError, h11.LocalProtocolError):
             self.stats.dropped["reset"] += 1
         except Exception:  # a bug, not a client: said, without killing the server
@@ -643,7 +718,7 @@ class HttpServer:
             else:
                 connection.client.close()
 
-    async def _open(self, connection: _Connection) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(self, connection: _Connection) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """The connection as streams, TLS handshake done (within the request deadline)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=self._limits.max_head_bytes)
@@ -653,8 +728,9 @@ class HttpServer:
             if self._tls is None:
                 transport, _ = await loop.connect_accepted_socket(lambda: protocol, connection.client)
             else:
-                opening = loop.connect_accepted_socket(lambda: protocol, connection.client, ssl=self._tls.context(),
-                                                       ssl_handshake_timeout=timeout)
+                opening = loop.connect_accepted_socket(
+                    lambda: protocol, connection.client, ssl=self._tls.context(), ssl_handshake_timeout=timeout
+                )
                 transport, _ = await asyncio.wait_for(opening, timeout)
         except asyncio.TimeoutError:
             raise _Drop("timeout") from None
@@ -678,8 +754,7 @@ class HttpServer:
     def _count(self, status: int) -> None:
         self.stats.responses[str(status)] = self.stats.responses.get(str(status), 0) + 1
 
-    async def _serve(self, connection: _Connection, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, connection: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         limits = self._limits
         deadline = connection.waiting_since + limits.request_timeout
         peer = writer.get_extra_info("peername") or ("", 0)
@@ -709,8 +784,9 @@ class HttpServer:
                 headers.append((b"Content-Length", str(len(payload)).encode()))
             if request.method not in (b"GET", b"HEAD"):
                 headers.append((b"Connection", b"close"))
-            writer.write(protocol.send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status,
-                                                                                                             "OK"))))
+            writer.write(
+                protocol.send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, "OK")))
+            )
             if payload and not head_only:
                 writer.write(protocol.send(h11.Data(data=payload)))
             writer.write(protocol.send(h11.EndOfMessage()))
@@ -742,8 +818,9 @@ class HttpServer:
             try:
                 event = protocol.next_event()
             except h11.RemoteProtocolError as error:
-                raise _Drop("malformed", error.error_status_hint if error.error_status_hint in REASONS else 400) \
-                    from None
+                raise _Drop(
+                    "malformed", error.error_status_hint if error.error_status_hint in REASONS else 400
+                ) from None
             if event is h11.NEED_DATA:
                 data = await self._read(reader, deadline)
                 protocol.receive_data(data)
@@ -765,7 +842,7 @@ class HttpServer:
             elif isinstance(event, h11.EndOfMessage):
                 return request, bytes(body)
 
-    async def _answer(self, request: h11.Request, peer) -> Tuple[int, List[Tuple[str, str]], bytes]:
+    async def _answer(self, request: h11.Request, peer) -> tuple[int, list[tuple[str, str]], bytes]:
         if request.method not in (b"GET", b"HEAD"):
             return 405, [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")], b"method not allowed\n"
         target = request.target.decode("latin-1")
@@ -777,15 +854,27 @@ class HttpServer:
             if ok is None:
                 return 429, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"too many auth checks\n"
             if not ok:
-                return 401, [("WWW-Authenticate", 'Basic realm="pod-stats"'), ("Content-Type", "text/plain")], \
-                    b"unauthorized\n"
+                return (
+                    401,
+                    [("WWW-Authenticate", 'Basic realm="pod-stats"'), ("Content-Type", "text/plain")],
+                    b"unauthorized\n",
+                )
         environ = {
-            "REQUEST_METHOD": request.method.decode("ascii"), "PATH_INFO": path, "QUERY_STRING": query,
-            "SCRIPT_NAME": "", "SERVER_NAME": str(self.server_address[0]), "SERVER_PORT": str(self.server_address[1]),
-            "SERVER_PROTOCOL": "HTTP/" + request.http_version.decode("ascii"), "REMOTE_ADDR": str(peer[0]),
-            "wsgi.version": (1, 0), "wsgi.url_scheme": "https" if self._tls else "http",
-            "wsgi.input": io.BytesIO(b""), "wsgi.errors": io.StringIO(), "wsgi.multithread": True,
-            "wsgi.multiprocess": False, "wsgi.run_once": False,
+            "REQUEST_METHOD": request.method.decode("ascii"),
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SCRIPT_NAME": "",
+            "SERVER_NAME": str(self.server_address[0]),
+            "SERVER_PORT": str(self.server_address[1]),
+            "SERVER_PROTOCOL": "HTTP/" + request.http_version.decode("ascii"),
+            "REMOTE_ADDR": str(peer[0]),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "https" if self._tls else "http",
+            "wsgi.input": io.BytesIO(b""),
+            "wsgi.errors": io.StringIO(),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
         }
         for name, value in headers.items():
             key = "HTTP_" + name.upper().replace("-", "_")
@@ -798,7 +887,7 @@ class HttpServer:
             raise _Drop("reset") from None
 
 
-def _call_wsgi(app: Callable, environ: dict) -> Tuple[int, List[Tuple[str, str]], bytes]:
+def _call_wsgi(app: Callable, environ: dict) -> tuple[int, list[tuple[str, str]], bytes]:
     response: list = []
 
     def start_response(status: str, headers, exc_info=None):
@@ -813,7 +902,7 @@ def _call_wsgi(app: Callable, environ: dict) -> Tuple[int, List[Tuple[str, str]]
     return response[0], response[1], body
 
 
-def parse_listen_address(address: str) -> Tuple[str, int]:
+def parse_listen_address(address: str) -> tuple[str, int]:
     """`HOST:PORT`, `:PORT` (all interfaces) or `[IPv6]:PORT`."""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
@@ -821,8 +910,9 @@ def parse_listen_address(address: str) -> Tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def start_http(address: str, app: Callable, web_config: WebConfig, stats: Optional[HttpStats] = None,
-               limits: Limits = Limits()) -> HttpServer:
+def start_http(
+    address: str, app: Callable, web_config: WebConfig, stats: Optional[HttpStats] = None, limits: Limits = Limits()
+) -> HttpServer:
     """Serves `app` from a background thread; returns the server (for its address and shutdown)."""
     host, port = parse_listen_address(address)
     return HttpServer(host, port, app, web_config, stats or HttpStats(), limits)

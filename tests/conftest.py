@@ -74,9 +74,11 @@ def pytest_sessionfinish(session, exitstatus):
     if not session.config.getoption("--require-bpf"):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = [r for r in (reporter.stats.get("skipped", []) if reporter else [])
-               if {"bpf", "containers"} & set(r.keywords)]
+    skipped = [
+        r for r in (reporter.stats.get("skipped", []) if reporter else []) if {"bpf", "containers"} & set(r.keywords)
+    ]
     if skipped:
-        reporter.write_line(f"FAILED: {len(skipped)} BPF/container test(s) skipped under --require-bpf",
-                            red=True, bold=True)
+        reporter.write_line(
+            f"FAILED: {len(skipped)} BPF/container test(s) skipped under --require-bpf", red=True, bold=True
+        )
         session.exitstatus = 1

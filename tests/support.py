@@ -7,7 +7,7 @@ import os
 import threading
 import time
 import urllib.error
-from typing import Iterator, List, Tuple
+from collections.abc import Iterator
 
 
 def opens(path: str, n: int) -> None:
@@ -45,10 +45,10 @@ def wait_for(what: str, check, timeout: float = 20.0, step: float = 0.2):
 
 
 @contextlib.contextmanager
-def pod_list_api(pod_list: bytes) -> Iterator[Tuple[str, List[str]]]:
+def pod_list_api(pod_list: bytes) -> Iterator[tuple[str, list[str]]]:
     """A Kubernetes API stand-in on 127.0.0.1 answering every GET with `pod_list` (JSON): its
     URL, and the paths asked for."""
-    asked: List[str] = []
+    asked: list[str] = []
 
     class PodListHandler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):

@@ -18,13 +18,16 @@ def _snapshot(pod_rss, container_rss):
     return Snapshot("node", datetime.now(timezone.utc), 1.0, [pod], [], agent)
 
 
-@pytest.mark.parametrize("text, field, operator, threshold", [
-    ("rss_bytes>512Mi", "rss_bytes", ">", 512 * 2**20),
-    (" open_errors_per_second >= 100 ", "open_errors_per_second", ">=", 100),
-    ("memory_working_set_bytes<1.5G", "memory_working_set_bytes", "<", 1.5e9),
-    ("pids!=0", "pids", "!=", 0),
-    ("cpu_cores==2", "cpu_cores", "==", 2),
-])
+@pytest.mark.parametrize(
+    "text, field, operator, threshold",
+    [
+        ("rss_bytes>512Mi", "rss_bytes", ">", 512 * 2**20),
+        (" open_errors_per_second >= 100 ", "open_errors_per_second", ">=", 100),
+        ("memory_working_set_bytes<1.5G", "memory_working_set_bytes", "<", 1.5e9),
+        ("pids!=0", "pids", "!=", 0),
+        ("cpu_cores==2", "cpu_cores", "==", 2),
+    ],
+)
 def test_rules_parse_with_units(text, field, operator, threshold):
     rule = parse_rule(text)
     assert (rule.field, rule.operator, rule.threshold) == (field, operator, threshold)

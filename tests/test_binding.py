@@ -57,8 +57,8 @@ def test_counter_fields_come_from_the_shared_header():
     cdef = _ffi_build.shared_header_cdef()
     assert "#ifndef" not in cdef and "#include" not in cdef
     assert "#define POD_STATS_DEFAULT_MAX_CGROUPS" in cdef
-    struct = cdef[cdef.index("struct pod_stats_counters {"):]
-    struct = struct[:struct.index("};")]
+    struct = cdef[cdef.index("struct pod_stats_counters {") :]
+    struct = struct[: struct.index("};")]
     assert all(f"__u64 {name};" in struct for name in COUNTER_FIELDS)
 
 

@@ -19,9 +19,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from kernels.cgroup_child import reap, run_in_cgroup, run_in_child
+from pod_stats._pod_stats_ffi import ffi, lib
+from support import opens as _opens
 
 import pod_stats.bpf
-from pod_stats._pod_stats_ffi import ffi, lib
 from pod_stats.bpf import (
     HIERARCHY_V1_MEMORY,
     HIERARCHY_V2,
@@ -38,8 +40,6 @@ from pod_stats.bpf import (
     trampolines_unavailable,
 )
 from pod_stats.cgroups import discover_mounts
-from kernels.cgroup_child import reap, run_in_cgroup, run_in_child
-from support import opens as _opens
 
 pytestmark = pytest.mark.bpf
 
@@ -92,8 +92,6 @@ def new_cgroup(mounts):
         path.rmdir()
 
 
-
-
 def _syscall_opens(n: int, number: int, *args) -> None:
     """n raw open-family syscalls with the arguments in the syscall's own order."""
     for _ in range(n):
@@ -119,8 +117,13 @@ def test_openat2_counted(probes, new_cgroup):
     cgroup = new_cgroup()
     how = ctypes.byref(_HOW)
     size = ctypes.sizeof(_HOW)
-    run_in_cgroup(cgroup, lambda: (_syscall_opens(6, _SYS_OPENAT2, _AT_FDCWD, EXISTING.encode(), how, size),
-                                    _syscall_opens(4, _SYS_OPENAT2, _AT_FDCWD, MISSING.encode(), how, size)))
+    run_in_cgroup(
+        cgroup,
+        lambda: (
+            _syscall_opens(6, _SYS_OPENAT2, _AT_FDCWD, EXISTING.encode(), how, size),
+            _syscall_opens(4, _SYS_OPENAT2, _AT_FDCWD, MISSING.encode(), how, size),
+        ),
+    )
     counters = probes.read_counters()[_key(cgroup)]
     assert (counters.opens, counters.open_errors) == (10, 4)
 
@@ -129,9 +132,14 @@ def test_openat2_counted(probes, new_cgroup):
 def test_legacy_open_and_creat_counted(probes, new_cgroup, tmp_path):
     cgroup = new_cgroup()
     created = str(tmp_path / "created").encode()
-    run_in_cgroup(cgroup, lambda: (_syscall_opens(3, _SYS_OPEN, EXISTING.encode(), os.O_RDONLY),
-                                    _syscall_opens(2, _SYS_CREAT, created, 0o600),
-                                    _syscall_opens(1, _SYS_CREAT, MISSING.encode(), 0o600)))
+    run_in_cgroup(
+        cgroup,
+        lambda: (
+            _syscall_opens(3, _SYS_OPEN, EXISTING.encode(), os.O_RDONLY),
+            _syscall_opens(2, _SYS_CREAT, created, 0o600),
+            _syscall_opens(1, _SYS_CREAT, MISSING.encode(), 0o600),
+        ),
+    )
     counters = probes.read_counters()[_key(cgroup)]
     assert (counters.opens, counters.open_errors) == (6, 1)
 
@@ -196,10 +204,13 @@ def test_two_cgroups_at_once_no_crosstalk(probes, new_cgroup):
             os.read(go_read, 1)
             _opens(EXISTING, existing)
             _opens(MISSING, missing)
+
         return action
 
-    children = [run_in_cgroup(first, after_go(300, 7), wait=False),
-                run_in_cgroup(second, after_go(111, 222), wait=False)]
+    children = [
+        run_in_cgroup(first, after_go(300, 7), wait=False),
+        run_in_cgroup(second, after_go(111, 222), wait=False),
+    ]
     os.write(go_write, b"xx")  # both start together
     for pid in children:
         reap(pid)
@@ -230,8 +241,10 @@ def test_short_lived_processes_all_counted(probes, new_cgroup):
 def test_batch_and_key_by_key_reads_agree(mounts, new_cgroup):
     cgroup = new_cgroup()
     root_id = os.stat(mounts.unified).st_ino
-    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id) as batched, \
-            PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, use_batch=False) as one_by_one:
+    with (
+        PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id) as batched,
+        PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, use_batch=False) as one_by_one,
+    ):
         run_in_cgroup(cgroup, lambda: _opens(MISSING, 17))
         assert batched.read_counters()[_key(cgroup)] == one_by_one.read_counters()[_key(cgroup)]
         assert batched.use_batch and not one_by_one.use_batch
@@ -247,6 +260,7 @@ def test_deleted_entry_starts_again_from_zero(probes, new_cgroup):
 
 
 # The slot table in front of the counters hash map (pod_stats.h): direct-mapped per CPU.
+
 
 def _slot_index(bpf: PodStatsBpf, key: CgroupKey, cpu: int) -> int:
     bits = bpf.sizes.slot_bits
@@ -265,6 +279,7 @@ def _in_cgroup_on_cpu(cgroup: Path, cpu: int, action) -> None:
     def pinned():
         os.sched_setaffinity(0, {cpu})
         action()
+
     run_in_cgroup(cgroup, pinned)
 
 
@@ -352,8 +367,12 @@ def test_a_free_slot_another_run_has_claimed_is_not_taken(mounts, new_cgroup):
     with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino) as bpf:
         index = _slot_index(bpf, key, 0)
         claimer = _colliding_key(bpf._encode_key(key), bpf.sizes.slot_bits)
-        assert lib.bpf_map_update_elem(lib.bpf_map__fd(bpf._claims_map), ffi.new("__u32 *", index),
-                                       ffi.new("__u64 *", claimer), 0) == 0  # claimed, key not yet written
+        assert (
+            lib.bpf_map_update_elem(
+                lib.bpf_map__fd(bpf._claims_map), ffi.new("__u32 *", index), ffi.new("__u64 *", claimer), 0
+            )
+            == 0
+        )  # claimed, key not yet written
         _in_cgroup_on_cpu(cgroup, 0, lambda: (_opens(EXISTING, 6), _opens(MISSING, 2)))
         assert bpf._slots[index].key == lib.POD_STATS_SLOT_FREE
         counters = bpf.read_counters()[key]
@@ -375,8 +394,7 @@ def test_full_map_counts_drops_and_keeps_working(mounts, new_cgroup):
 
 def test_cgroups_that_found_the_map_full_are_known_by_key_with_their_lost_events(mounts, new_cgroup):
     cgroups = [new_cgroup() for _ in range(3)]
-    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, max_cgroups=2,
-                     probes={"opens"}) as bpf:
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, max_cgroups=2, probes={"opens"}) as bpf:
         for n, cgroup in enumerate(cgroups):
             run_in_cgroup(cgroup, lambda n=n: _opens(EXISTING, 40 + n))
         counters, uncounted = bpf.read_counters(), bpf.read_uncounted()
@@ -478,6 +496,7 @@ def test_unprivileged_load_names_the_capabilities(tmp_path):
 
 
 # -- more of what a cgroup does: failed-open reasons, process life cycle, socket bytes, OOM kills
+
 
 def test_failed_opens_counted_by_errno(probes, new_cgroup, tmp_path):
     cgroup = new_cgroup()
@@ -604,8 +623,10 @@ def _mark_victim_trace():
     enable = instance / "events" / "oom" / "mark_victim" / "enable"
     try:
         enable.write_text("1")
-        yield lambda: sum(" mark_victim: " in line and " comm=oom_threads " in line
-                          for line in (instance / "trace").read_text().splitlines())
+        yield lambda: sum(
+            " mark_victim: " in line and " comm=oom_threads " in line
+            for line in (instance / "trace").read_text().splitlines()
+        )
     finally:
         enable.write_text("0")
         instance.rmdir()
@@ -653,8 +674,7 @@ def _oom_kill_once(limited: Path, cgroup: Path) -> None:
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "the OOM killer did not fire"
 
 
-def test_a_kernel_sigkill_that_kills_no_oom_victim_counts_nothing_in_a_cgroup_with_earlier_kills(mounts,
-                                                                                                  new_cgroup):
+def test_a_kernel_sigkill_that_kills_no_oom_victim_counts_nothing_in_a_cgroup_with_earlier_kills(mounts, new_cgroup):
     """The kernel also sends SIGKILL itself where no OOM kill is: when a pid namespace's init
     exits (zap_pid_ns_processes(), as a container ends), its other processes. In a memory cgroup
     that had OOM kills before pod-stats attached, such a signal is the first pod-stats sees there:
@@ -669,8 +689,9 @@ def test_a_kernel_sigkill_that_kills_no_oom_victim_counts_nothing_in_a_cgroup_wi
                 for directory in {limited, cgroup}:
                     (directory / "cgroup.procs").write_text("0")
                 # pid 1 of a new pid namespace leaves two processes behind: the kernel kills them
-                subprocess.run(["unshare", "--pid", "--fork", "sh", "-c", "sleep 30 & sleep 30 & exit 0"],
-                               check=True, timeout=20)
+                subprocess.run(
+                    ["unshare", "--pid", "--fork", "sh", "-c", "sleep 30 & sleep 30 & exit 0"], check=True, timeout=20
+                )
 
             run_in_child(container_ends)
             counted = bpf.read_counters().get(_key(cgroup))
@@ -740,8 +761,9 @@ def test_packet_bytes_fallback_counts_both_ends(mounts, new_cgroup):
     sender, receiver = new_cgroup(), new_cgroup()
     payload = 400_000
     root_id = os.stat(mounts.unified).st_ino
-    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"net"}, v2_root=mounts.unified,
-                     net_source=NET_PACKETS) as bpf:
+    with PodStatsBpf(
+        KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"net"}, v2_root=mounts.unified, net_source=NET_PACKETS
+    ) as bpf:
         assert bpf.net_source == NET_PACKETS and bpf.attached("net")
         assert {p.program for p in bpf.probes if p.attached} >= {"net_skb_egress", "net_skb_ingress"}
         port_read, port_write = os.pipe()
@@ -798,4 +820,3 @@ def test_a_full_map_is_counted_and_said_once(mounts, new_cgroup, caplog):
     assert second.agent.map_full_drops >= first.agent.map_full_drops
     warnings = [r for r in caplog.records if "map is full" in r.getMessage()]
     assert len(warnings) == 1 and "--max-cgroups" in warnings[0].getMessage()
-

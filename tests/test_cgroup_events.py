@@ -6,12 +6,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from kernels.cgroup_child import run_in_cgroup
+from pod_stats._pod_stats_ffi import lib
 
 import pod_stats.bpf
-from pod_stats._pod_stats_ffi import lib
 from pod_stats.bpf import HIERARCHY_V1_MEMORY, HIERARCHY_V2, CgroupEvent, CgroupKey, KeyMode, PodStatsBpf
 from pod_stats.cgroups import discover_mounts
-from kernels.cgroup_child import run_in_cgroup
 
 pytestmark = pytest.mark.bpf
 
@@ -57,8 +57,12 @@ def test_mkdir_and_rmdir_in_both_hierarchies_exactly(probes, mounts):
     for path in (v2_parent, v2_child, v1_parent, v1_child):
         path.mkdir()
     child_key = _v2_key(v2_child)
-    keys = {_v2_key(v2_parent): "v2 parent", child_key: "v2 child",
-            _v1_key(v1_parent): "v1 parent", _v1_key(v1_child): "v1 child"}
+    keys = {
+        _v2_key(v2_parent): "v2 parent",
+        child_key: "v2 child",
+        _v1_key(v1_parent): "v1 parent",
+        _v1_key(v1_child): "v1 child",
+    }
     assert _v1_key(v1_child).cgroup_id | (1 << 63) == probes._encode_key(_v1_key(v1_child))
 
     def in_both():
@@ -128,7 +132,7 @@ def test_arbitrary_bytes_in_a_name_come_back_as_the_same_bytes(probes, mounts):
     try:
         key = CgroupKey(HIERARCHY_V2, os.stat(raw).st_ino)
         (event,) = [e for e in probes.read_cgroup_events() if e.key == key]
-        assert os.fsencode(event.path) == raw[len(os.fsencode(mounts.unified)):]
+        assert os.fsencode(event.path) == raw[len(os.fsencode(mounts.unified)) :]
     finally:
         os.rmdir(raw)
 
@@ -162,7 +166,7 @@ def test_a_full_ring_counts_what_it_lost_and_works_again_once_read(mounts):
             for i in range(pairs):
                 (parent / f"{i:04d}").mkdir()
                 (parent / f"{i:04d}").rmdir()
-            prefix = str(parent)[len(mounts.unified):] + "/"
+            prefix = str(parent)[len(mounts.unified) :] + "/"
             read = bpf.read_cgroup_events()
             lost = bpf.drops().cgroup_events_lost
             events = [e for e in read if e.kind == "mkdir" and e.path and e.path.startswith(prefix)]

@@ -100,9 +100,7 @@ def test_escaped_mount_points_and_host_mounts_preferred_over_own_subtree():
 
 
 def test_no_v2_and_no_v1_memory_is_one_clear_error():
-    text = "\n".join(
-        line for line in read_fixture("v1_legacy.txt").splitlines() if "memory" not in line
-    )
+    text = "\n".join(line for line in read_fixture("v1_legacy.txt").splitlines() if "memory" not in line)
     with pytest.raises(CgroupLayoutError) as raised:
         parse_mountinfo(text)
     message = str(raised.value)
@@ -224,20 +222,35 @@ REAL_KUBELET_PATHS = [
     (
         "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod55c6c714_b240_4dec_9a45_57b61696ab6e.slice/"
         "cri-containerd-2032491dcae31e6746f47daa0ac74564f2843a1bd847c5e6c4eb501ca132ac36.scope",
-        PodRef("55c6c714-b240-4dec-9a45-57b61696ab6e", "2032491dcae31e6746f47daa0ac74564f2843a1bd847c5e6c4eb501ca132ac36", CONTAINERD, "burstable"),
+        PodRef(
+            "55c6c714-b240-4dec-9a45-57b61696ab6e",
+            "2032491dcae31e6746f47daa0ac74564f2843a1bd847c5e6c4eb501ca132ac36",
+            CONTAINERD,
+            "burstable",
+        ),
     ),
     # static pod: its uid is a 32-hex-digit hash, no dashes (same report)
     (
         "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod8daa50c3a64c9ff60bb9eab7b44b56fd.slice/"
         "cri-containerd-2884d57c0e100d7a9a2f9487ce0bc2986bca3430e988af7a4865aff061f51ac5.scope",
-        PodRef("8daa50c3a64c9ff60bb9eab7b44b56fd", "2884d57c0e100d7a9a2f9487ce0bc2986bca3430e988af7a4865aff061f51ac5", CONTAINERD, "burstable"),
+        PodRef(
+            "8daa50c3a64c9ff60bb9eab7b44b56fd",
+            "2884d57c0e100d7a9a2f9487ce0bc2986bca3430e988af7a4865aff061f51ac5",
+            CONTAINERD,
+            "burstable",
+        ),
     ),
     # systemd driver, CRI-O, node inside docker (kubernetes/minikube#11280)
     (
         "/docker/d6701ec289c56e4391acb11d07474b3139466857a305490575508a8b7a9fcf22/kubepods.slice/kubepods-besteffort.slice/"
         "kubepods-besteffort-pod2ca4a155_3599_498d_bb9d_4446693fa3ea.slice/"
         "crio-0ba8ac17e4e7a31fb82279503552fe94e64bab4745bf6fd2ff231e7c8ca8bed0.scope",
-        PodRef("2ca4a155-3599-498d-bb9d-4446693fa3ea", "0ba8ac17e4e7a31fb82279503552fe94e64bab4745bf6fd2ff231e7c8ca8bed0", CRIO, "besteffort"),
+        PodRef(
+            "2ca4a155-3599-498d-bb9d-4446693fa3ea",
+            "0ba8ac17e4e7a31fb82279503552fe94e64bab4745bf6fd2ff231e7c8ca8bed0",
+            CRIO,
+            "besteffort",
+        ),
     ),
     # systemd driver, CRI-O pod-level slice (openshift/microshift#697)
     (
@@ -254,32 +267,57 @@ REAL_KUBELET_PATHS = [
     (
         "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9692aa0e_748e_11e8_8dfa_76d458035df6.slice/"
         "docker-abddff03dfd7710c79a750ce3e730365cbb2c8247a974170c1062683bc3e9152.scope",
-        PodRef("9692aa0e-748e-11e8-8dfa-76d458035df6", "abddff03dfd7710c79a750ce3e730365cbb2c8247a974170c1062683bc3e9152", DOCKER, "besteffort"),
+        PodRef(
+            "9692aa0e-748e-11e8-8dfa-76d458035df6",
+            "abddff03dfd7710c79a750ce3e730365cbb2c8247a974170c1062683bc3e9152",
+            DOCKER,
+            "besteffort",
+        ),
     ),
     # Guaranteed, systemd driver, docker (perf_event path in a public collector)
     (
         "/kubepods.slice/kubepods-pod7bb341b7_92a7_4e41_919c_97b7e6fc68b7.slice/"
         "docker-48dcb0f76e8de43b8cd330b5e744aa92b54b47074712bd89cf382727b7999f54.scope",
-        PodRef("7bb341b7-92a7-4e41-919c-97b7e6fc68b7", "48dcb0f76e8de43b8cd330b5e744aa92b54b47074712bd89cf382727b7999f54", DOCKER, "guaranteed"),
+        PodRef(
+            "7bb341b7-92a7-4e41-919c-97b7e6fc68b7",
+            "48dcb0f76e8de43b8cd330b5e744aa92b54b47074712bd89cf382727b7999f54",
+            DOCKER,
+            "guaranteed",
+        ),
     ),
     # Guaranteed, systemd driver, containerd (cpuset path in a public test)
     (
         "/kubepods.slice/kubepods-podea2e69b4_0bd4_48f0_b75f_cc7c79111027.slice/"
         "cri-containerd-7ee34913fbefa6a0dbbdf1bbc302cc29a1bde3b83b8b9f2252a4d4360c373848.scope",
-        PodRef("ea2e69b4-0bd4-48f0-b75f-cc7c79111027", "7ee34913fbefa6a0dbbdf1bbc302cc29a1bde3b83b8b9f2252a4d4360c373848", CONTAINERD, "guaranteed"),
+        PodRef(
+            "ea2e69b4-0bd4-48f0-b75f-cc7c79111027",
+            "7ee34913fbefa6a0dbbdf1bbc302cc29a1bde3b83b8b9f2252a4d4360c373848",
+            CONTAINERD,
+            "guaranteed",
+        ),
     ),
     # Guaranteed systemd slice holding a bare container id (DataDog libdatadog tests)
     (
         "/kubepods.slice/kubepods-pod97f1ae73_7ad9_11ec_b4a7_9a35488b4fab.slice/"
         "3291bfddf3f3f8d87cb0cd1245fe9c45b2e1e5a9b6fe3de1bddf041aedaecbab",
-        PodRef("97f1ae73-7ad9-11ec-b4a7-9a35488b4fab", "3291bfddf3f3f8d87cb0cd1245fe9c45b2e1e5a9b6fe3de1bddf041aedaecbab", None, "guaranteed"),
+        PodRef(
+            "97f1ae73-7ad9-11ec-b4a7-9a35488b4fab",
+            "3291bfddf3f3f8d87cb0cd1245fe9c45b2e1e5a9b6fe3de1bddf041aedaecbab",
+            None,
+            "guaranteed",
+        ),
     ),
     # kind node: kubelet cgroup root /kubelet (kubernetes-sigs/kind#3947, Kepler tests)
     (
         "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/"
         "kubelet-kubepods-burstable-pod3cae2e45_052c_4b11_80d3_4d7b2d2d3464.slice/"
         "cri-containerd-2b180104511194aab36fd295d3e217439f3ddb5bc88277f37b4952abee85c40e.scope",
-        PodRef("3cae2e45-052c-4b11-80d3-4d7b2d2d3464", "2b180104511194aab36fd295d3e217439f3ddb5bc88277f37b4952abee85c40e", CONTAINERD, "burstable"),
+        PodRef(
+            "3cae2e45-052c-4b11-80d3-4d7b2d2d3464",
+            "2b180104511194aab36fd295d3e217439f3ddb5bc88277f37b4952abee85c40e",
+            CONTAINERD,
+            "burstable",
+        ),
     ),
     # kind node seen from the host: below the node container's docker scope (Kepler tests)
     (
@@ -287,34 +325,64 @@ REAL_KUBELET_PATHS = [
         "kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
         "kubelet-kubepods-besteffort-podeab5a334_93fe_48a8_b139_9e8079c1f163.slice/"
         "cri-containerd-99f3a16ea25b7724cb56a4f0c0df1113ad9474fbf5545bead97fd5c7f61c13f4.scope",
-        PodRef("eab5a334-93fe-48a8-b139-9e8079c1f163", "99f3a16ea25b7724cb56a4f0c0df1113ad9474fbf5545bead97fd5c7f61c13f4", CONTAINERD, "besteffort"),
+        PodRef(
+            "eab5a334-93fe-48a8-b139-9e8079c1f163",
+            "99f3a16ea25b7724cb56a4f0c0df1113ad9474fbf5545bead97fd5c7f61c13f4",
+            CONTAINERD,
+            "besteffort",
+        ),
     ),
     # cgroupfs driver (Kepler tests)
     (
         "/kubepods/burstable/podf6adb0af-0855-4bab-b25b-c853f18d0ce2/35b97177dada20362ab90d90ac63cd54e8a41cf87bea34f270631b6da17f4a93",
-        PodRef("f6adb0af-0855-4bab-b25b-c853f18d0ce2", "35b97177dada20362ab90d90ac63cd54e8a41cf87bea34f270631b6da17f4a93", None, "burstable"),
+        PodRef(
+            "f6adb0af-0855-4bab-b25b-c853f18d0ce2",
+            "35b97177dada20362ab90d90ac63cd54e8a41cf87bea34f270631b6da17f4a93",
+            None,
+            "burstable",
+        ),
     ),
     # cgroupfs driver, kubelet --cgroup-root=/kubelet (Kepler tests)
     (
         "kubelet/kubepods/besteffort/podbdd4097d-6795-404e-9bd8-6a1383386198/c79788e0da15a6597263eb2b9c51d05dd1a9a1d08c53c1161dc8c45d2dac6b38",
-        PodRef("bdd4097d-6795-404e-9bd8-6a1383386198", "c79788e0da15a6597263eb2b9c51d05dd1a9a1d08c53c1161dc8c45d2dac6b38", None, "besteffort"),
+        PodRef(
+            "bdd4097d-6795-404e-9bd8-6a1383386198",
+            "c79788e0da15a6597263eb2b9c51d05dd1a9a1d08c53c1161dc8c45d2dac6b38",
+            None,
+            "besteffort",
+        ),
     ),
     # cgroupfs driver, minikube node in docker (mountinfo in a public test)
     (
         "/docker/72be2865c435abce6fb5167e6c0604027a41964dba3b920bd34b23762af67fb8/kubepods/besteffort/"
         "pod0635783e-afc4-448c-b3c2-ed3c739eaf39/c165b8760bf6a5687d806ba33f1da4f78c81fb3f28e3e9568620da989277ee2a",
-        PodRef("0635783e-afc4-448c-b3c2-ed3c739eaf39", "c165b8760bf6a5687d806ba33f1da4f78c81fb3f28e3e9568620da989277ee2a", None, "besteffort"),
+        PodRef(
+            "0635783e-afc4-448c-b3c2-ed3c739eaf39",
+            "c165b8760bf6a5687d806ba33f1da4f78c81fb3f28e3e9568620da989277ee2a",
+            None,
+            "besteffort",
+        ),
     ),
     # runc's cgroupfs driver given a systemd "slice:prefix:id" (Kepler tests; v1 mountinfo in a public test)
     (
         "/system.slice/containerd.service/kubepods-burstable-poda3b200c9_db51_40b4_9d2d_53f8fdf80d7f.slice:"
         "cri-containerd:286b15051ec43375190802e1f40562536980a8fd97e75bb89c7f2eec6f995f17",
-        PodRef("a3b200c9-db51-40b4-9d2d-53f8fdf80d7f", "286b15051ec43375190802e1f40562536980a8fd97e75bb89c7f2eec6f995f17", CONTAINERD, "burstable"),
+        PodRef(
+            "a3b200c9-db51-40b4-9d2d-53f8fdf80d7f",
+            "286b15051ec43375190802e1f40562536980a8fd97e75bb89c7f2eec6f995f17",
+            CONTAINERD,
+            "burstable",
+        ),
     ),
     (
         "/kubepods-besteffort-pod214f3ba8_4b69_4bdb_a7d5_5ecc73f04ae9.slice:"
         "cri-containerd:d4e8e05a546c86b6443f101966c618e47753ed01fa9929cae00d3b692f7a9f80",
-        PodRef("214f3ba8-4b69-4bdb-a7d5-5ecc73f04ae9", "d4e8e05a546c86b6443f101966c618e47753ed01fa9929cae00d3b692f7a9f80", CONTAINERD, "besteffort"),
+        PodRef(
+            "214f3ba8-4b69-4bdb-a7d5-5ecc73f04ae9",
+            "d4e8e05a546c86b6443f101966c618e47753ed01fa9929cae00d3b692f7a9f80",
+            CONTAINERD,
+            "besteffort",
+        ),
     ),
 ]
 
@@ -333,11 +401,17 @@ DESIGNED_KUBELET_PATHS = [
     (f"/kubepods/besteffort/pod{UID}/crio-{ID}", PodRef(UID, ID, CRIO, "besteffort")),
     (f"/kubepods/besteffort/pod{UID}/crio-conmon-{ID}", None),
     # crun puts the payload in a "container" sub-cgroup of the scope on cgroup v2
-    (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/crio-{ID}.scope/container", PodRef(UID, ID, CRIO, "besteffort")),
+    (
+        f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/crio-{ID}.scope/container",
+        PodRef(UID, ID, CRIO, "besteffort"),
+    ),
     # kubelet --cgroup-root=/system.slice/containerd.service style nesting
     (f"/system.slice/containerd.service/kubepods/burstable/pod{UID}/{ID}", PodRef(UID, ID, None, "burstable")),
     (f"kubepods-pod{UID_}.slice:crio:{ID}", PodRef(UID, ID, CRIO, "guaranteed")),
-    (f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID}.slice/docker-{ID}.scope", PodRef(UID, ID, DOCKER, "burstable")),
+    (
+        f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID}.slice/docker-{ID}.scope",
+        PodRef(UID, ID, DOCKER, "burstable"),
+    ),
 ]
 
 NOT_PODS = [
@@ -395,9 +469,21 @@ def assert_valid(ref):
 
 
 PATH_PIECES = [
-    "kubepods", "kubepods.slice", "kubelet-kubepods.slice", "kubepods-burstable.slice",
-    "burstable", "besteffort", f"pod{UID}", f"kubepods-pod{UID_}.slice", f"crio-{ID}",
-    f"cri-containerd-{ID}.scope", ID, f"kubepods-pod{UID_}.slice:crio:{ID}", ".", "..", "",
+    "kubepods",
+    "kubepods.slice",
+    "kubelet-kubepods.slice",
+    "kubepods-burstable.slice",
+    "burstable",
+    "besteffort",
+    f"pod{UID}",
+    f"kubepods-pod{UID_}.slice",
+    f"crio-{ID}",
+    f"cri-containerd-{ID}.scope",
+    ID,
+    f"kubepods-pod{UID_}.slice:crio:{ID}",
+    ".",
+    "..",
+    "",
 ]
 
 
@@ -438,8 +524,15 @@ def systemd_path(uid, container_id, qos, scope, prefix, slice_prefix):
     return path + (f"/{scope}-{container_id}.scope" if container_id else "")
 
 
-@given(uids, st.one_of(st.none(), container_ids), qos_classes, scope_runtimes, outer_prefixes,
-       st.sampled_from(["", "kubelet-", "a-b-"]), descendants)
+@given(
+    uids,
+    st.one_of(st.none(), container_ids),
+    qos_classes,
+    scope_runtimes,
+    outer_prefixes,
+    st.sampled_from(["", "kubelet-", "a-b-"]),
+    descendants,
+)
 def test_round_trip_systemd(uid, container_id, qos, scope_runtime, prefix, slice_prefix, below):
     scope, runtime = scope_runtime
     path = systemd_path(uid, container_id, qos, scope, prefix, slice_prefix)
@@ -524,7 +617,11 @@ def test_index_resolves_both_hierarchies(tree):
     assert index.live_count == len(index) == count_dirs(tree.unified) + count_dirs(tree.v1["memory"])
     assert index.dead_count == 0
     assert {info.path for info in index.live_cgroups(V1_MEMORY)} == {
-        "/", "/kubepods", "/kubepods/burstable", f"/kubepods/burstable/pod{POD_UID}", V1_CONTAINER
+        "/",
+        "/kubepods",
+        "/kubepods/burstable",
+        f"/kubepods/burstable/pod{POD_UID}",
+        V1_CONTAINER,
     }
 
 
@@ -712,9 +809,10 @@ def test_missing_hierarchy_root_gives_an_empty_index(tmp_path):
     assert len(index) == 0
 
 
+# Marked with the container tests: it makes real cgroups, which needs root (conftest says so when
+# it cannot run); every unmarked test runs with no capabilities at all.
+@pytest.mark.containers
 def test_real_cgroup_is_found_by_its_inode():
-    if os.geteuid() != 0:
-        pytest.skip("creating a cgroup needs root")
     mounts = discover_mounts()
     clock = FakeClock()
     index = CgroupIndex(mounts, clock=clock)

@@ -7,13 +7,13 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import pytest
+from kernels.cgroup_child import reap, remove_cgroup, run_in_child
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kernels.cgroup_child import reap, remove_cgroup, run_in_child
 from pod_stats.cgroups import discover_mounts
 from pod_stats.collector import NESTED_PROCS_LIMIT, open_collector
 from pod_stats.exporter import SnapshotMetrics
@@ -22,7 +22,7 @@ from pod_stats.output import to_json
 pytestmark = pytest.mark.bpf
 
 
-def _roots() -> List[str]:
+def _roots() -> list[str]:
     """Where a runtime makes a container's cgroup: v2, and v1 memory where memory is v1."""
     mounts = discover_mounts()
     roots = [mounts.unified] if mounts.unified else []
@@ -70,12 +70,13 @@ class _Pod:
     def __init__(self, log_dir: Path, name: str, namespace: str = "churn"):
         self.uid = str(uuid.uuid4())
         self.name, self.namespace, self.log_dir = name, namespace, log_dir
-        self.slice = ("/kubepods.slice/kubepods-burstable.slice/"
-                      f"kubepods-burstable-pod{self.uid.replace('-', '_')}.slice")
+        self.slice = (
+            f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{self.uid.replace('-', '_')}.slice"
+        )
         self.cgroup = _Cgroup(self.slice)
         self.log_pod = log_dir / "pods" / f"{namespace}_{name}_{self.uid}"
         self.log_pod.mkdir(parents=True)
-        self.containers: List[_Cgroup] = []
+        self.containers: list[_Cgroup] = []
 
     def container(self, name: Optional[str], restart: int = 0) -> "_Cgroup":
         """A new container instance (a new id); named in the log dir unless `name` is None."""
@@ -160,8 +161,9 @@ def test_removed_non_pod_cgroups_leave_nothing_in_the_kernel_or_the_index(collec
             during = collector.sample()
             keys = _keys_of(units) & set(collector.bpf.read_counters())  # the hierarchy they are counted in
             assert len(keys) == len(units), "the units were not counted: no test"
-            assert not any("run-r" in c.cgroup_path or "conmon" in c.cgroup_path
-                           for pod in during.pods for c in pod.containers)
+            assert not any(
+                "run-r" in c.cgroup_path or "conmon" in c.cgroup_path for pod in during.pods for c in pod.containers
+            )
         finally:
             for unit in units:
                 unit.remove()
@@ -174,6 +176,7 @@ def test_removed_non_pod_cgroups_leave_nothing_in_the_kernel_or_the_index(collec
 def _keys_of(cgroups):
     from pod_stats.bpf import CgroupKey
     from pod_stats.cgroups import V1_MEMORY, V2
+
     mounts = discover_mounts()
     keys = set()
     for cgroup in cgroups:
@@ -218,8 +221,7 @@ def _burn(seconds: float) -> None:
         pass
 
 
-def test_a_restarted_containers_cpu_time_never_drops_while_its_old_cgroup_outlives_the_restart(collector,
-                                                                                                log_dir):
+def test_a_restarted_containers_cpu_time_never_drops_while_its_old_cgroup_outlives_the_restart(collector, log_dir):
     # the new instance starts before the old one's cgroup is removed: both are live for a while,
     # and the row (named by the newer) must not show the newer's CPU time alone (found by the soak)
     pod = _Pod(log_dir, "cpu-0")
@@ -329,8 +331,9 @@ def test_the_first_document_claims_no_rate_it_cannot_know(log_dir):
             time.sleep(0.5)
             second = collector.sample()
         reap(pid)
-        figures = [next(c for c in snapshot.cgroups if c.cgroup_path == unit.path).figures
-                   for snapshot in (first, second)]
+        figures = [
+            next(c for c in snapshot.cgroups if c.cgroup_path == unit.path).figures for snapshot in (first, second)
+        ]
         assert first.interval_seconds is None and to_json(first)["interval_seconds"] is None
         assert figures[0]["opens"] > 0 and figures[0]["opens_per_second"] is None
         assert all(figures[0][rate] is None for rate in figures[0] if rate.endswith("_per_second"))
@@ -399,8 +402,9 @@ def test_the_pod_limit_is_the_pod_cgroups_and_none_without_one(collector, log_di
     container_id = uuid.uuid4().hex * 2
     service = _Cgroup(f"/system.slice/pod-stats-test-{uuid.uuid4().hex[:8]}.service")
     (Path(memory.mount) / service.path.lstrip("/") / limit_file).write_text(str(256 * 1024 * 1024))
-    unexpanded = _Cgroup(f"{service.path}/kubepods-burstable-pod{uid.replace('-', '_')}.slice"
-                         f":cri-containerd:{container_id}")
+    unexpanded = _Cgroup(
+        f"{service.path}/kubepods-burstable-pod{uid.replace('-', '_')}.slice:cri-containerd:{container_id}"
+    )
     try:
         unexpanded.run(opens=2)
         figures = _pod(collector.sample(), uid).figures

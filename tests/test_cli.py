@@ -10,16 +10,38 @@ import time
 from pathlib import Path
 
 import pytest
+from support import pod_list_api
 
 from pod_stats import __version__
 from pod_stats.mininode import MiniNode
-from support import pod_list_api
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
-CONTAINER_FIELDS = {"id", "name", "runtime", "cgroup_id", "cgroup_path", "opens", "open_errors", "rss_bytes",
-                    "memory_working_set_bytes", "cpu_seconds", "pids"}
-POD_FIELDS = {"uid", "namespace", "name", "qos", "opens", "open_errors", "rss_bytes", "memory_working_set_bytes",
-              "cpu_seconds", "pids", "containers"}
+CONTAINER_FIELDS = {
+    "id",
+    "name",
+    "runtime",
+    "cgroup_id",
+    "cgroup_path",
+    "opens",
+    "open_errors",
+    "rss_bytes",
+    "memory_working_set_bytes",
+    "cpu_seconds",
+    "pids",
+}
+POD_FIELDS = {
+    "uid",
+    "namespace",
+    "name",
+    "qos",
+    "opens",
+    "open_errors",
+    "rss_bytes",
+    "memory_working_set_bytes",
+    "cpu_seconds",
+    "pids",
+    "containers",
+}
 
 
 def pod_stats(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -55,27 +77,34 @@ def test_help_says_what_each_exit_code_means():
     assert "0 ok, 1 runtime error, 2 usage error, 3 an --alert fired" in " ".join(pod_stats("--help").stdout.split())
 
 
-@pytest.mark.parametrize("args, phrase", [
-    (["dump", "--alert", "rss_bytes>>1"], "--alert"),  # a typo in an alert is no alert: 2, not 3
-    (["run", "--bogus"], "--bogus"),
-    (["run", "--interval", "0"], "--interval"),
-    (["dump", "--sort", "nonsense"], "--sort"),
-    (["dump", "--btf", "/nonexistent/btf"], "--btf"),
-    (["frobnicate"], "frobnicate"),
-    (["run", "--probes", "opens,bogus"], "bogus"),
-    (["serve", "--probes", ""], "--probes"),
-    (["files", "--top", "0"], "--top"),
-    (["procs", "--sort", "cpu"], "--sort"),
-    (["dump", "--open-probe", "kprobe"], "--open-probe"),
-])
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["dump", "--alert", "rss_bytes>>1"], "--alert"),  # a typo in an alert is no alert: 2, not 3
+        (["run", "--bogus"], "--bogus"),
+        (["run", "--interval", "0"], "--interval"),
+        (["dump", "--sort", "nonsense"], "--sort"),
+        (["dump", "--btf", "/nonexistent/btf"], "--btf"),
+        (["frobnicate"], "frobnicate"),
+        (["run", "--probes", "opens,bogus"], "bogus"),
+        (["serve", "--probes", ""], "--probes"),
+        (["files", "--top", "0"], "--top"),
+        (["procs", "--sort", "cpu"], "--sort"),
+        (["dump", "--open-probe", "kprobe"], "--open-probe"),
+    ],
+)
 def test_bad_flags_are_one_line(args, phrase):
     assert_one_line_error(pod_stats(*args), 2, phrase)
 
 
 @pytest.mark.bpf
 def test_without_capabilities_is_one_line():
-    result = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", POD_STATS, "dump", "--json"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", POD_STATS, "dump", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert_one_line_error(result, 1, "CAP_BPF", "CAP_PERFMON")
 
 
@@ -119,10 +148,10 @@ def test_dump_json_follows_the_contract(node):
     assert document["time"].endswith("Z") and document["interval_seconds"] > 0.4
     pods = {p["name"]: p for p in document["pods"]}
     web = pods["web-7d4b9c-k2x8p"]
-    assert POD_FIELDS <= web.keys()
+    assert web.keys() >= POD_FIELDS
     assert (web["namespace"], web["qos"]) == ("shop", "burstable")
     nginx = next(c for c in web["containers"] if c["name"] == "nginx")
-    assert CONTAINER_FIELDS <= nginx.keys()
+    assert nginx.keys() >= CONTAINER_FIELDS
     assert nginx["runtime"] == "containerd" and len(nginx["id"]) == 64
     assert nginx["opens"] > 0 and nginx["open_errors"] > 0  # the loop opens a missing file too
     assert pods["report.daily-0"]["namespace"] == "batch"
@@ -160,8 +189,12 @@ def test_run_json_streams_one_document_per_interval(node):
 @pytest.mark.containers
 @pytest.mark.bpf
 def test_sigterm_prints_the_final_sample_and_exits_0(node):
-    process = subprocess.Popen([POD_STATS, "run", "--json", "--interval", "30", "--log-dir", str(node.log_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [POD_STATS, "run", "--json", "--interval", "30", "--log-dir", str(node.log_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first = json.loads(process.stdout.readline())  # printed as soon as the probes are attached
     time.sleep(0.5)
     process.send_signal(signal.SIGTERM)
@@ -190,8 +223,12 @@ def _loaded_program_ids() -> set:
 @pytest.mark.bpf
 def test_after_sigkill_no_program_stays_attached(tmp_path):
     """Links belong to the process, nothing is pinned: the kernel detaches them however it dies."""
-    process = subprocess.Popen([POD_STATS, "run", "--json", "--interval", "30", "--log-dir", str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [POD_STATS, "run", "--json", "--interval", "30", "--log-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         json.loads(process.stdout.readline())  # attached
         held = _bpf_program_ids(process.pid)
@@ -220,10 +257,19 @@ def test_names_from_the_api_server_when_the_log_dir_has_none(node, tmp_path):
     """--kube-api: a real HTTP server on loopback answers the pod list kubelet's logs would have named."""
     pod = next(p for p in node.pods if p.name == "web-7d4b9c-k2x8p")
     container = pod.containers[0]
-    pod_list = json.dumps({"kind": "PodList", "items": [{
-        "metadata": {"uid": pod.uid, "name": "web-from-api", "namespace": "api-ns"},
-        "status": {"containerStatuses": [{"name": "nginx-from-api", "containerID": f"containerd://{container.id}"}]},
-    }]}).encode()
+    pod_list = json.dumps(
+        {
+            "kind": "PodList",
+            "items": [
+                {
+                    "metadata": {"uid": pod.uid, "name": "web-from-api", "namespace": "api-ns"},
+                    "status": {
+                        "containerStatuses": [{"name": "nginx-from-api", "containerID": f"containerd://{container.id}"}]
+                    },
+                }
+            ],
+        }
+    ).encode()
     with pod_list_api(pod_list) as (api, asked):
         result = pod_stats("dump", "--json", "--duration", "0", "--log-dir", str(tmp_path), "--kube-api", api)
     assert result.returncode == 0, result.stderr
@@ -236,15 +282,28 @@ def test_names_from_the_api_server_when_the_log_dir_has_none(node, tmp_path):
 @pytest.mark.containers
 @pytest.mark.bpf
 def test_dump_alert_exits_3_with_one_line_each_and_json(node):
-    result = pod_stats("dump", "--json", "--duration", "0.3", "--log-dir", str(node.log_dir), "--pod", "web-*",
-                       "--alert", "opens>0", "--alert", "rss_bytes>1Ti")
+    result = pod_stats(
+        "dump",
+        "--json",
+        "--duration",
+        "0.3",
+        "--log-dir",
+        str(node.log_dir),
+        "--pod",
+        "web-*",
+        "--alert",
+        "opens>0",
+        "--alert",
+        "rss_bytes>1Ti",
+    )
     assert result.returncode == 3, result.stderr  # not 2: that is a usage error
     lines = result.stderr.strip().splitlines()
     assert lines and all(line.startswith("pod-stats: ALERT opens>0: shop/web-7d4b9c-k2x8p") for line in lines)
     alerts = json.loads(result.stdout)["alerts"]
     assert {a["alert"] for a in alerts} == {"opens>0"} and len(alerts) == len(lines)
     assert {"pod": "web-7d4b9c-k2x8p", "container": "nginx"}.items() <= next(
-        a for a in alerts if a["container"] == "nginx").items()
+        a for a in alerts if a["container"] == "nginx"
+    ).items()
 
 
 @pytest.mark.containers

@@ -14,8 +14,9 @@ def test_a_pod_sum_with_a_part_whose_packets_another_cgroup_got_is_unknown():
 
 
 def test_a_pod_sum_of_parts_that_all_know_their_net_figures_is_their_sum():
-    total = _sum_figures([{"net_rx_bytes": 3, "net_rx_bytes_per_second": 1.5},
-                          {"net_rx_bytes": 4, "net_rx_bytes_per_second": 0.5}])
+    total = _sum_figures(
+        [{"net_rx_bytes": 3, "net_rx_bytes_per_second": 1.5}, {"net_rx_bytes": 4, "net_rx_bytes_per_second": 0.5}]
+    )
     assert (total["net_rx_bytes"], total["net_rx_bytes_per_second"]) == (7, 2.0)
 
 

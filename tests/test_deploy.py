@@ -13,9 +13,9 @@ import re
 import shutil
 import subprocess
 import sys
-from functools import lru_cache
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
-from typing import Dict, Iterator, List, Set
 
 import pytest
 import yaml
@@ -83,15 +83,15 @@ ALLOWED_CAPABILITIES = REQUIRED_CAPABILITIES | {"SYS_RESOURCE"}
 # -- helpers ------------------------------------------------------------------------------
 
 
-def load_documents(path: Path) -> List[dict]:
+def load_documents(path: Path) -> list[dict]:
     with open(path) as handle:
         return [doc for doc in yaml.safe_load_all(handle) if doc is not None]
 
 
-@lru_cache(maxsize=None)
-def manifests() -> Dict[str, dict]:
+@cache
+def manifests() -> dict[str, dict]:
     """deploy/daemonset.yaml by kind (one object of each kind)."""
-    by_kind: Dict[str, dict] = {}
+    by_kind: dict[str, dict] = {}
     for doc in load_documents(MANIFESTS):
         assert doc["kind"] not in by_kind, f"two {doc['kind']} objects in {MANIFESTS.name}"
         by_kind[doc["kind"]] = doc
@@ -111,8 +111,7 @@ def agent_container() -> dict:
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool not found: install Debian's `prometheus` package (make deps installs it)",
-                    pytrace=False)
+        pytest.fail("promtool not found: install Debian's `prometheus` package (make deps installs it)", pytrace=False)
     return path
 
 
@@ -124,11 +123,25 @@ def run_promtool(*args: str) -> None:
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _LABEL_LISTS = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _TOKEN = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|[A-Za-z_:][A-Za-z0-9_:]*")
-_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
-             "group_right", "inf", "nan", "atan2"}
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
+    "atan2",
+}
 
 
-def metric_names(expr: str) -> Set[str]:
+def metric_names(expr: str) -> set[str]:
     """Metric names a PromQL expression selects (Grafana's $variables allowed)."""
     text = _STRING.sub('""', expr)
     text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
@@ -141,21 +154,24 @@ def metric_names(expr: str) -> Set[str]:
         token = match.group()
         if token[0].isdigit() or token.lower() in _KEYWORDS:
             continue
-        if re.match(r"\s*\(", text[match.end():]):  # a function or aggregation
+        if re.match(r"\s*\(", text[match.end() :]):  # a function or aggregation
             continue
         names.add(token)
     return names
 
 
 def test_metric_names_extractor():
-    assert metric_names('sum by (namespace, pod) (rate(pod_stats_file_opens_total{pod=~"$pod"}[$__rate_interval]))'
-                        ) == {"pod_stats_file_opens_total"}
-    assert metric_names("a:b:rate5m > 3 * avg_over_time(a:b:rate5m[1h] offset 30m) and on (x) up == 0"
-                        ) == {"a:b:rate5m", "up"}
-    assert metric_names('time() - max without (instance) (x_seconds) * 1e9') == {"x_seconds"}
+    assert metric_names(
+        'sum by (namespace, pod) (rate(pod_stats_file_opens_total{pod=~"$pod"}[$__rate_interval]))'
+    ) == {"pod_stats_file_opens_total"}
+    assert metric_names("a:b:rate5m > 3 * avg_over_time(a:b:rate5m[1h] offset 30m) and on (x) up == 0") == {
+        "a:b:rate5m",
+        "up",
+    }
+    assert metric_names("time() - max without (instance) (x_seconds) * 1e9") == {"x_seconds"}
 
 
-def rule_groups() -> List[dict]:
+def rule_groups() -> list[dict]:
     return load_documents(RULES)[0]["groups"]
 
 
@@ -175,7 +191,7 @@ def dashboard_panels() -> Iterator[dict]:
         yield from panel.get("panels", [])  # collapsed rows hold their panels
 
 
-def dashboard_exprs() -> List[str]:
+def dashboard_exprs() -> list[str]:
     return [target["expr"] for panel in dashboard_panels() for target in panel.get("targets", [])]
 
 
@@ -201,13 +217,23 @@ def test_manifests_validate_strictly(version):
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as error:
             path = ".".join(str(part) for part in error.path)
-            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} is invalid for Kubernetes {version} "
-                        f"at {path}: {error.message}", pytrace=False)
+            pytest.fail(
+                f"{doc['kind']}/{doc['metadata']['name']} is invalid for Kubernetes {version} "
+                f"at {path}: {error.message}",
+                pytrace=False,
+            )
 
 
 def test_manifests_are_the_expected_objects():
-    assert set(manifests()) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet",
-                                "Service", "NetworkPolicy"}
+    assert set(manifests()) == {
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "DaemonSet",
+        "Service",
+        "NetworkPolicy",
+    }
     for kind, doc in manifests().items():
         if kind not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
             assert doc["metadata"]["namespace"] == "pod-stats", kind
@@ -224,11 +250,15 @@ def test_rbac_grants_only_the_pod_listing_the_code_makes():
     assert names.count("urlopen(") == 1 and '"/api/v1/pods?' in names.replace("{self.api_url}", "")
     assert "watch" not in re.sub(r"#.*|\"\"\"[\s\S]*?\"\"\"", "", names).lower()
     binding = manifests()["ClusterRoleBinding"]
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
     account = manifests()["ServiceAccount"]["metadata"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"],
-                                    "namespace": account["namespace"]}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
+    ]
     assert pod_spec()["serviceAccountName"] == account["name"]
 
 
@@ -260,18 +290,20 @@ def test_daemonset_is_not_privileged():
 
 
 def test_every_host_path_is_mounted_read_only():
-    host_paths = {volume["name"]: volume["hostPath"]["path"] for volume in pod_spec()["volumes"]
-                  if "hostPath" in volume}
+    host_paths = {
+        volume["name"]: volume["hostPath"]["path"] for volume in pod_spec()["volumes"] if "hostPath" in volume
+    }
     assert host_paths, "the agent reads the host's cgroupfs, tracefs and kubelet's log dir"
     mounts = {mount["name"]: mount for mount in agent_container()["volumeMounts"]}
     for name, path in host_paths.items():
         assert name in mounts, f"hostPath {path} is never mounted"
         assert mounts[name].get("readOnly") is True, f"hostPath {path} is mounted writable"
     assert sorted(host_paths.values()) == sorted(
-        ["/sys/fs/cgroup", "/var/log/pods", "/var/log/containers", "/sys/kernel/tracing", "/proc"])
+        ["/sys/fs/cgroup", "/var/log/pods", "/var/log/containers", "/sys/kernel/tracing", "/proc"]
+    )
 
 
-def _args() -> Dict[str, str]:
+def _args() -> dict[str, str]:
     args = agent_container()["args"]
     assert args[0] == "serve"
     options = {}
@@ -330,8 +362,7 @@ def test_service_selects_the_agents():
     template_labels = manifests()["DaemonSet"]["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["selector"].items() <= template_labels.items()
-    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9808, "targetPort": "metrics",
-                                         "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9808, "targetPort": "metrics", "protocol": "TCP"}]
     # prometheus-operator's job label is the Service name; PodStatsAgentDown expects job="pod-stats"
     assert service["metadata"]["name"] == "pod-stats"
 
@@ -389,7 +420,7 @@ def test_rule_unit_tests_cover_every_alert_firing_and_quiet():
 
 def test_required_alerts_are_labelled_and_annotated():
     alerts = {rule["alert"]: rule for rule in rules() if "alert" in rule}
-    assert REQUIRED_ALERTS <= set(alerts)
+    assert set(alerts) >= REQUIRED_ALERTS
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), name
         assert {"summary", "description"} <= set(rule["annotations"]), name
@@ -431,7 +462,8 @@ def test_prometheus_rule_crd_matches_rule_file():
     (crd,) = load_documents(RULE_CRD)
     assert (crd["apiVersion"], crd["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
     assert crd["spec"]["groups"] == rule_groups(), (
-        "deploy/prometheus-rule-crd.yaml is out of date: run .venv/bin/python tests/test_deploy.py --write-rule-crd")
+        "deploy/prometheus-rule-crd.yaml is out of date: run .venv/bin/python tests/test_deploy.py --write-rule-crd"
+    )
 
 
 # -- Grafana dashboard --------------------------------------------------------------------
@@ -460,7 +492,9 @@ def test_dashboard_uses_only_contract_metrics():
     # template variables: label_values(<selector>, <label name>)
     queries = dashboard_exprs() + [
         re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", variable["query"]["query"])
-        for variable in dashboard()["templating"]["list"] if variable["type"] == "query"]
+        for variable in dashboard()["templating"]["list"]
+        if variable["type"] == "query"
+    ]
     for expr in queries:
         names = metric_names(expr)
         assert names, f"no metric found in {expr!r}"
@@ -468,8 +502,13 @@ def test_dashboard_uses_only_contract_metrics():
         used |= names
     # the panels the dashboard promises: pods' opens, errors, memory, CPU, processes; the agents
     assert POD_METRICS - {"pod_stats_memory_usage_bytes"} <= used
-    assert {"pod_stats_sample_duration_seconds", "pod_stats_bpf_map_entries", "pod_stats_bpf_map_full_drops_total",
-            "pod_stats_bpf_program_run_seconds_total", "up"} <= used
+    assert {
+        "pod_stats_sample_duration_seconds",
+        "pod_stats_bpf_map_entries",
+        "pod_stats_bpf_map_full_drops_total",
+        "pod_stats_bpf_program_run_seconds_total",
+        "up",
+    } <= used
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path):
@@ -488,30 +527,43 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
 # -- Dockerfile ---------------------------------------------------------------------------
 
 
-def _makefile_apt_packages() -> Set[str]:
+def _makefile_apt_packages() -> set[str]:
     text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
     match = re.search(r"^APT_PACKAGES\s*:=(.*)$", text, re.MULTILINE)
     assert match, "APT_PACKAGES not found in the Makefile"
     return set(match.group(1).split())
 
 
-def _dockerfile_stages() -> List[str]:
+def _dockerfile_stages() -> list[str]:
     text = DOCKERFILE.read_text().replace("\\\n", " ")
     return re.split(r"^FROM\s", text, flags=re.MULTILINE)[1:]
 
 
 # What `make venv bpf` and the extension's build need (the rest of APT_PACKAGES is for tests).
-BUILD_PACKAGES = {"clang-19", "llvm-19", "bpftool", "libelf-dev", "zlib1g-dev", "pkg-config", "dpkg-dev", "gcc",
-                  "libc6-dev", "make", "python3", "python3-venv", "python3-dev"}
+BUILD_PACKAGES = {
+    "clang-19",
+    "llvm-19",
+    "bpftool",
+    "libelf-dev",
+    "zlib1g-dev",
+    "pkg-config",
+    "dpkg-dev",
+    "gcc",
+    "libc6-dev",
+    "make",
+    "python3",
+    "python3-venv",
+    "python3-dev",
+}
 
 
 def test_dockerfile_builds_a_wheel_and_runs_it_without_a_compiler():
     build, runtime = _dockerfile_stages()
     assert build.startswith("debian:bookworm AS build")
     # the image builds with what a developer's machine builds with
-    assert BUILD_PACKAGES <= _makefile_apt_packages()
+    assert _makefile_apt_packages() >= BUILD_PACKAGES
     build_packages = set(re.search(r"apt-get install -y --no-install-recommends([^&]*)", build).group(1).split())
-    assert BUILD_PACKAGES <= build_packages
+    assert build_packages >= BUILD_PACKAGES
     assert ".venv/bin/pip wheel --no-deps --no-build-isolation -w /dist ." in build
     assert runtime.startswith("python:3.11-slim-bookworm")
     for tool in ("clang", "gcc", "llvm", "make ", "-dev", "bpftool"):

@@ -13,9 +13,10 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rich.console import Console
-
 from kernels.cgroup_child import reap, remove_cgroup, run_in_cgroup, run_in_child
+from rich.console import Console
+from support import opens as _opens
+
 from pod_stats.bpf import (
     HIERARCHY_V2,
     MAX_FILES_PER_CGROUP,
@@ -30,7 +31,6 @@ from pod_stats.bpf import (
 from pod_stats.cgroups import discover_mounts
 from pod_stats.drilldown import DropRow, DropTotals, Where, drop_totals, read_process, statm_rss_bytes
 from pod_stats.output import files_json, processes_json, render_files, render_processes
-from support import opens as _opens
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -120,8 +120,6 @@ def _key(cgroup: Path) -> CgroupKey:
     return CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino)
 
 
-
-
 def _neighbour(cgroup: Path, n_existing: int, n_missing: int) -> None:
     run_in_cgroup(cgroup, lambda: (_opens("/etc/hostname", n_existing), _opens(MISSING, n_missing)))
 
@@ -147,8 +145,9 @@ def test_a_cgroup_opening_12000_paths_keeps_its_bound_and_evicts_no_one(files_pr
     assert drops[_key(flooder)] == DrilldownDrops(12_000 - MAX_FILES_PER_CGROUP, 0)
     assert _key(neighbour) not in drops
     assert files_probes.drops().file_bound >= 12_000 - MAX_FILES_PER_CGROUP  # other cgroups may add
-    print(f"12,000 distinct paths in {flood_seconds:.2f} s; {len(flooded)} kept, "
-          f"{drops[_key(flooder)].dropped} dropped")
+    print(
+        f"12,000 distinct paths in {flood_seconds:.2f} s; {len(flooded)} kept, {drops[_key(flooder)].dropped} dropped"
+    )
 
 
 @pytest.mark.bpf
@@ -247,11 +246,22 @@ def test_the_views_show_each_containers_drops_and_the_nodes():
     drops = [DropRow(where, 11_744, 4_136)]
     totals = DropTotals(11_800, 4_136, 0)
     document = files_json([], _snapshot(), 5.0, drops, totals)
-    assert document["drops"] == [{"namespace": "shop", "pod": "[bold]cart", "uid": "uid-1", "container": "cart",
-                                  "container_id": "c" * 64, "opens_dropped": 11_744,
-                                  "opens_in_flight_dropped": 4_136}]
-    assert document["drops_total"] == {"opens_dropped": 11_800, "opens_in_flight_dropped": 4_136,
-                                       "cgroups_unbounded": 0}
+    assert document["drops"] == [
+        {
+            "namespace": "shop",
+            "pod": "[bold]cart",
+            "uid": "uid-1",
+            "container": "cart",
+            "container_id": "c" * 64,
+            "opens_dropped": 11_744,
+            "opens_in_flight_dropped": 4_136,
+        }
+    ]
+    assert document["drops_total"] == {
+        "opens_dropped": 11_800,
+        "opens_in_flight_dropped": 4_136,
+        "cgroups_unbounded": 0,
+    }
     processes = processes_json([], _snapshot(), 5.0, [DropRow(where, 100, 0)], DropTotals(100, 0, 0))
     assert processes["drops"][0]["opens_dropped"] == 100 and "opens_in_flight_dropped" not in processes["drops"][0]
     console = Console(width=200, record=True, file=io.StringIO())

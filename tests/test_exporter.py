@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support import wait_for
 
 from pod_stats.exporter import parse_listen_address
-from support import wait_for
 from pod_stats.mininode import MiniNode
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
@@ -51,9 +51,22 @@ class Served:
 
 def _serve(log_dir: Path, *extra: str, scheme: str = "http") -> Served:
     port = _free_port()
-    process = subprocess.Popen([POD_STATS, "serve", "--listen-address", f"127.0.0.1:{port}", "--interval",
-                                str(INTERVAL), "--log-dir", str(log_dir), *extra],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            POD_STATS,
+            "serve",
+            "--listen-address",
+            f"127.0.0.1:{port}",
+            "--interval",
+            str(INTERVAL),
+            "--log-dir",
+            str(log_dir),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     served = Served(process, f"{scheme}://127.0.0.1:{port}")
     return served
 
@@ -82,11 +95,19 @@ def prometheus(exporter, tmp_path_factory):
     (workdir / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
         "scrape_configs:\n"
-        f"  - job_name: pod-stats\n    static_configs: [{{targets: ['{target}']}}]\n")
+        f"  - job_name: pod-stats\n    static_configs: [{{targets: ['{target}']}}]\n"
+    )
     port = _free_port()
-    process = subprocess.Popen([binary, f"--config.file={workdir / 'prometheus.yml'}",
-                                f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for("prometheus ready", lambda: _get(url + "/-/ready")[0] == 200, timeout=60)
@@ -205,9 +226,28 @@ def test_fifty_concurrent_scrapers_for_ten_seconds(node, exporter):
 
 def _self_signed(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -217,8 +257,9 @@ def test_tls_and_basic_auth_from_a_web_config(node, tmp_path):
     cert, key = _self_signed(tmp_path)
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
     config = tmp_path / "web.yml"
-    config.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
-                      f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    config.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\nbasic_auth_users:\n  prometheus: '{hashed}'\n"
+    )
     served = _serve(node.log_dir, "--web-config-file", str(config), scheme="https")
     context = ssl.create_default_context(cafile=str(cert))
     try:
@@ -240,16 +281,20 @@ def test_tls_and_basic_auth_from_a_web_config(node, tmp_path):
         assert served.stop() == 0
 
 
-@pytest.mark.parametrize("content, phrase", [
-    ("tls_server_config:\n  cert_file: /x\n", "key_file"),
-    ("- not\n- a mapping\n", "mapping"),
-    ("basic_auth_users: [1, 2]\n", "mappings"),
-])
+@pytest.mark.parametrize(
+    "content, phrase",
+    [
+        ("tls_server_config:\n  cert_file: /x\n", "key_file"),
+        ("- not\n- a mapping\n", "mapping"),
+        ("basic_auth_users: [1, 2]\n", "mappings"),
+    ],
+)
 def test_bad_web_config_is_one_line(tmp_path, content, phrase):
     config = tmp_path / "web.yml"
     config.write_text(content)
-    result = subprocess.run([POD_STATS, "serve", "--web-config-file", str(config)], capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        [POD_STATS, "serve", "--web-config-file", str(config)], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and phrase in result.stderr and "Traceback" not in result.stderr
 
@@ -283,9 +328,22 @@ def test_serves_with_only_the_daemonsets_capabilities(node):
     capabilities = _daemonset_capabilities()
     assert set(capabilities) == {"bpf", "perfmon"}
     port = _free_port()
-    process = subprocess.Popen(_with_only(capabilities) + [
-        POD_STATS, "serve", "--listen-address", f"127.0.0.1:{port}", "--interval", str(INTERVAL),
-        "--log-dir", str(node.log_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        _with_only(capabilities)
+        + [
+            POD_STATS,
+            "serve",
+            "--listen-address",
+            f"127.0.0.1:{port}",
+            "--interval",
+            str(INTERVAL),
+            "--log-dir",
+            str(node.log_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     served = Served(process, f"http://127.0.0.1:{port}")
     try:
         wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
@@ -300,8 +358,12 @@ def test_serves_with_only_the_daemonsets_capabilities(node):
 
 @pytest.mark.parametrize("granted, missing", [(["bpf"], "CAP_PERFMON"), (["perfmon"], "CAP_BPF")])
 def test_with_fewer_capabilities_serve_says_which_one_line(granted, missing):
-    result = subprocess.run(_with_only(granted) + [POD_STATS, "serve", "--listen-address", f"127.0.0.1:{_free_port()}"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        _with_only(granted) + [POD_STATS, "serve", "--listen-address", f"127.0.0.1:{_free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pod-stats: error: ") and missing in lines[0], result.stderr
@@ -322,13 +384,19 @@ def test_survives_malformed_http(exporter):
     still serves metrics and health, and nothing but them."""
     port = int(exporter.url.rsplit(":", 1)[1])
     crafted = [
-        b"", b"\r\n\r\n", b"GET\r\n\r\n", b"GET /\r\n", b"GET / HTTP/1.1\r\n", b"\x00\xff" * 512,
+        b"",
+        b"\r\n\r\n",
+        b"GET\r\n\r\n",
+        b"GET /\r\n",
+        b"GET / HTTP/1.1\r\n",
+        b"\x00\xff" * 512,
         b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
         b"POST /metrics HTTP/1.1\r\nContent-Length: 99999999\r\n\r\nabc",
         b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
         b"GET /metrics HTTP/1.1\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n",
         b"GET /metrics HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(500)) + b"\r\n",
-        b"BREW /coffee HTCPCP/1.0\r\n\r\n", b"GET /../../etc/passwd HTTP/1.1\r\n\r\n",
+        b"BREW /coffee HTCPCP/1.0\r\n\r\n",
+        b"GET /../../etc/passwd HTTP/1.1\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello to a plain-HTTP port
     ]
     rng = random.Random(7)
@@ -372,10 +440,18 @@ def test_a_slowloris_and_a_scrape_flood_at_once_leave_scrapes_and_sampling_on_ti
             _get(served.url + "/metrics")
         before = _proc_status(served.process.pid)
         duration = 12.0
-        attackers = [subprocess.Popen([sys.executable, helper, "127.0.0.1", port, "slowloris", "3000", "4", str(duration)],
-                                      stdout=subprocess.PIPE, text=True),
-                     subprocess.Popen([sys.executable, helper, "127.0.0.1", port, "flood", "16", str(duration)],
-                                      stdout=subprocess.PIPE, text=True)]
+        attackers = [
+            subprocess.Popen(
+                [sys.executable, helper, "127.0.0.1", port, "slowloris", "3000", "4", str(duration)],
+                stdout=subprocess.PIPE,
+                text=True,
+            ),
+            subprocess.Popen(
+                [sys.executable, helper, "127.0.0.1", port, "flood", "16", str(duration)],
+                stdout=subprocess.PIPE,
+                text=True,
+            ),
+        ]
         latencies, sample_times, sample_counts, peak = [], [], [], dict(before)
         stop_at = time.monotonic() + duration - 0.5
         time.sleep(1.5)  # the slowloris has its connections open
@@ -391,19 +467,25 @@ def test_a_slowloris_and_a_scrape_flood_at_once_leave_scrapes_and_sampling_on_ti
             time.sleep(0.2)
         results = [json.loads(attacker.communicate(timeout=60)[0]) for attacker in attackers]
         _, body = _get(served.url + "/metrics")
-        dropped = {s.labels["reason"]: s.value for f in text_string_to_metric_families(body)
-                   if f.name == "pod_stats_http_connections_dropped" for s in f.samples}
+        dropped = {
+            s.labels["reason"]: s.value
+            for f in text_string_to_metric_families(body)
+            if f.name == "pod_stats_http_connections_dropped"
+            for s in f.samples
+        }
         distinct = sorted(set(sample_times))
         expected = (distinct[-1] - distinct[0]) / INTERVAL  # samples between the first and last seen
         taken = sample_counts[-1] - sample_counts[0]
         # samples start on a fixed grid (every INTERVAL): how late one ended is how far off the grid
         offsets = [(t - distinct[0]) % INTERVAL for t in distinct]
         drift = max(min(offset, INTERVAL - offset) for offset in offsets)
-        print(f"\nbefore: {before}; peak under attack: {peak}; scrape latency max {max(latencies) * 1000:.0f} ms, "
-              f"median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms over {len(latencies)}; "
-              f"{taken:.0f} samples taken of {expected:.1f} due, at most {drift * 1000:.0f} ms off their "
-              f"{INTERVAL} s grid; "
-              f"slowloris {results[0]}; flood {results[1]}; dropped {dropped}")
+        print(
+            f"\nbefore: {before}; peak under attack: {peak}; scrape latency max {max(latencies) * 1000:.0f} ms, "
+            f"median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms over {len(latencies)}; "
+            f"{taken:.0f} samples taken of {expected:.1f} due, at most {drift * 1000:.0f} ms off their "
+            f"{INTERVAL} s grid; "
+            f"slowloris {results[0]}; flood {results[1]}; dropped {dropped}"
+        )
         assert max(latencies) < 1.0, latencies
         assert taken >= round(expected) - 1 and expected >= (duration - 3) / INTERVAL, (taken, expected, offsets)
         assert peak["threads"] <= before["threads"] + 4, (before, peak)

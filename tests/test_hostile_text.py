@@ -14,27 +14,28 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import List
 
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from kernels.cgroup_child import remove_cgroup, run_in_child
+from support import pod_list_api
+
 from pod_stats.cgroups import discover_mounts
 from pod_stats.mininode import MiniNode
 from pod_stats.output import encode_line
 from pod_stats.text import InertFormatter, inert, put_text
-from support import pod_list_api
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 
 # (bytes a tenant chooses, what the operator sees instead)
 PATHS = [
     (b"\x1b]0;pwned\x07", r"\x1b]0;pwned\x07"),  # window title
-    (b"\x1b]8;;http://evil.example/\x1b\\click\x1b]8;;\x1b\\",  # OSC 8 hyperlink
-     r"\x1b]8;;http://evil.example/\x1b\\click\x1b]8;;\x1b\\"),
+    (
+        b"\x1b]8;;http://evil.example/\x1b\\click\x1b]8;;\x1b\\",  # OSC 8 hyperlink
+        r"\x1b]8;;http://evil.example/\x1b\\click\x1b]8;;\x1b\\",
+    ),
     (b"\x1b]52;c;cm0gLXJmIH4=\x07", r"\x1b]52;c;cm0gLXJmIH4=\x07"),  # OSC 52 clipboard write
     (b"\x1b[2J\x1b[3J\x1b[H", r"\x1b[2J\x1b[3J\x1b[H"),  # clear screen and scrollback
     (b"ok\r\nkube-system  coredns  forged", r"ok\x0d\x0akube-system  coredns  forged"),  # a forged row
@@ -93,6 +94,7 @@ def pod_stats(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
 
 # -- the helpers themselves, for any bytes and any text
 
+
 @given(st.binary(max_size=64))
 def test_any_bytes_are_inert_and_lossless_in_json(raw):
     value = raw.decode("utf-8", "surrogateescape")
@@ -125,16 +127,28 @@ def test_lone_surrogates_from_json_are_replaced():
 
 
 def test_a_log_message_is_one_inert_line():
-    record = logging.LogRecord("pod_stats.exporter", logging.DEBUG, __file__, 1, "%s %s",
-                               ("127.0.0.1", "GET /\x1b]0;pwn\x07\r\nforged HTTP/1.1"), None)
+    record = logging.LogRecord(
+        "pod_stats.exporter",
+        logging.DEBUG,
+        __file__,
+        1,
+        "%s %s",
+        ("127.0.0.1", "GET /\x1b]0;pwn\x07\r\nforged HTTP/1.1"),
+        None,
+    )
     line = InertFormatter("pod-stats: %(levelname)s: %(name)s: %(message)s").format(record)
     assert line == r"pod-stats: DEBUG: pod_stats.exporter: 127.0.0.1 GET /\x1b]0;pwn\x07\x0d\x0aforged HTTP/1.1"
 
 
 def _acts_on_a_terminal(ch: str) -> bool:
     code = ord(ch)
-    return code < 0x20 or 0x7f <= code <= 0x9f or 0x202a <= code <= 0x202e or 0x2066 <= code <= 0x2069 \
-        or code in (0x061c, 0x200e, 0x200f, 0x2028, 0x2029)
+    return (
+        code < 0x20
+        or 0x7F <= code <= 0x9F
+        or 0x202A <= code <= 0x202E
+        or 0x2066 <= code <= 0x2069
+        or code in (0x061C, 0x200E, 0x200F, 0x2028, 0x2029)
+    )
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -146,6 +160,7 @@ def _is_utf8(raw: bytes) -> bool:
 
 
 # -- a tenant inside a real pod
+
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
@@ -172,7 +187,7 @@ def tenants(node, tmp_path_factory):
     container = node.pods[0].containers[0]
     directory = tmp_path_factory.mktemp("cwd")
     dirs = container.cgroup_dirs()
-    pids: List[int] = []
+    pids: list[int] = []
 
     def tenant(comm: bytes, how: str):
         def inside():
@@ -188,6 +203,7 @@ def tenants(node, tmp_path_factory):
                     except OSError:
                         pass
                 time.sleep(0.05)
+
         return inside
 
     try:
@@ -226,8 +242,9 @@ def test_files_table_shows_hostile_paths_as_escapes(node, tenants):
 @pytest.mark.bpf
 @pytest.mark.containers
 def test_files_json_keeps_every_path_byte_for_byte(node, tenants):
-    result = pod_stats("files", "--json", "--duration", "1", "--top", "50", "--log-dir", str(node.log_dir),
-                       "-n", "tenant")
+    result = pod_stats(
+        "files", "--json", "--duration", "1", "--top", "50", "--log-dir", str(node.log_dir), "-n", "tenant"
+    )
     assert result.returncode == 0, result.stderr
     assert_inert(result.stdout)
     rows = json.loads(result.stdout)["files"]
@@ -267,13 +284,25 @@ def test_names_from_the_api_server_are_inert_and_exact(node, tenants, tmp_path):
     """An API server (or whoever answers as one) names the pod with escape sequences."""
     pod, container = node.pods[0], tenants
     hostile = {"namespace": "ns\x1b]0;pwn\x07", "name": "pod\r\nkube-system  forged", "container": "[/x]\u202e"}
-    pod_list = json.dumps({"kind": "PodList", "items": [{
-        "metadata": {"uid": pod.uid, "name": hostile["name"], "namespace": hostile["namespace"]},
-        "status": {"containerStatuses": [{"name": hostile["container"], "containerID": f"containerd://{container.id}"}]},
-    }]}).encode()
+    pod_list = json.dumps(
+        {
+            "kind": "PodList",
+            "items": [
+                {
+                    "metadata": {"uid": pod.uid, "name": hostile["name"], "namespace": hostile["namespace"]},
+                    "status": {
+                        "containerStatuses": [
+                            {"name": hostile["container"], "containerID": f"containerd://{container.id}"}
+                        ]
+                    },
+                }
+            ],
+        }
+    ).encode()
     with pod_list_api(pod_list) as (api, _):
-        table = pod_stats("dump", "--duration", "0", "--log-dir", str(tmp_path), "--kube-api", api,
-                          "--alert", "pids>=1")
+        table = pod_stats(
+            "dump", "--duration", "0", "--log-dir", str(tmp_path), "--kube-api", api, "--alert", "pids>=1"
+        )
         document = pod_stats("dump", "--json", "--duration", "0", "--log-dir", str(tmp_path), "--kube-api", api)
         procs = pod_stats("procs", "--duration", "0", "--log-dir", str(tmp_path), "--kube-api", api)
     assert table.returncode == 3, table.stderr  # the alert fired
@@ -292,7 +321,8 @@ def test_names_from_the_api_server_are_inert_and_exact(node, tenants, tmp_path):
 
 # -- a tenant's cgroups outside any pod (--all)
 
-def _roots() -> List[Path]:
+
+def _roots() -> list[Path]:
     mounts = discover_mounts()
     roots = [Path(mounts.unified)] if mounts.unified else []
     if mounts.memory_hierarchy().version == 1:
@@ -352,7 +382,7 @@ def test_run_table_shows_hostile_cgroup_names_as_escapes(hostile_cgroups):
     result = pod_stats("run", "--all", "--count", "2", "--interval", "0.5")
     assert result.returncode == 0, result.stderr
     text = assert_inert(result.stdout)
-    last = text[text.rindex("pod-stats ·"):]
+    last = text[text.rindex("pod-stats ·") :]
     for _, shown in CGROUPS:
         assert shown in last, shown
 

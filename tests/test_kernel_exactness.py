@@ -11,22 +11,32 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import pod_stats.bpf
-from pod_stats.bpf import OPENS_BY_TRACEPOINTS, KeyMode, PodStatsBpf, Preemption, ProgramStats, misses_counted, \
-    preemption_model
+from pod_stats.bpf import (
+    OPENS_BY_TRACEPOINTS,
+    KeyMode,
+    PodStatsBpf,
+    Preemption,
+    ProgramStats,
+    misses_counted,
+    preemption_model,
+)
 from pod_stats.collector import open_collector
 from pod_stats.exporter import SnapshotMetrics
 from pod_stats.output import render_table, to_json
 
 
-@pytest.mark.parametrize("section, release, counted", [
-    ("fexit/do_sys_openat2", "5.10.0-32-cloud-amd64", True),  # counted (5.12+) or never skipped (before)
-    ("tp_btf/sched_process_exec", "6.1.0-50-rt-amd64", True),
-    ("cgroup_skb/egress", "5.10.0", True),  # never skipped
-    ("tracepoint/syscalls/sys_exit_openat", "6.1.0-50-cloud-amd64", False),  # skipped, uncounted
-    ("tracepoint/syscalls/sys_exit_openat", "6.6.58", False),
-    ("tracepoint/syscalls/sys_exit_openat", "6.7.0", True),
-    ("tracepoint/syscalls/sys_exit_openat", "6.18.44-fc-v657", True),
-])
+@pytest.mark.parametrize(
+    "section, release, counted",
+    [
+        ("fexit/do_sys_openat2", "5.10.0-32-cloud-amd64", True),  # counted (5.12+) or never skipped (before)
+        ("tp_btf/sched_process_exec", "6.1.0-50-rt-amd64", True),
+        ("cgroup_skb/egress", "5.10.0", True),  # never skipped
+        ("tracepoint/syscalls/sys_exit_openat", "6.1.0-50-cloud-amd64", False),  # skipped, uncounted
+        ("tracepoint/syscalls/sys_exit_openat", "6.6.58", False),
+        ("tracepoint/syscalls/sys_exit_openat", "6.7.0", True),
+        ("tracepoint/syscalls/sys_exit_openat", "6.18.44-fc-v657", True),
+    ],
+)
 def test_which_programs_skips_the_kernel_counts(section, release, counted):
     assert misses_counted(section, release) is counted
 
@@ -50,9 +60,12 @@ def _scrape(snapshot) -> dict:
     metrics.update(snapshot)
     registry = CollectorRegistry()
     registry.register(metrics)
-    return {(s.name, s.labels.get("program")): s.value
-            for family in text_string_to_metric_families(generate_latest(registry).decode())
-            for s in family.samples if s.name.startswith("pod_stats_bpf_program_misses")}
+    return {
+        (s.name, s.labels.get("program")): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+        if s.name.startswith("pod_stats_bpf_program_misses")
+    }
 
 
 @pytest.mark.bpf
@@ -97,27 +110,37 @@ def test_program_stats_default_to_unknown_misses():
     assert ProgramStats(1, 2).misses is None
 
 
-@pytest.mark.parametrize("version, dynamic, cmdline, config, expected", [
-    ("#1 SMP PREEMPT_RT Debian 6.1.158-1 (2025-11-09)", "", "", "", ("rt", True)),
-    ("#1 SMP PREEMPT Debian", "", "", "", ("full", True)),
-    ("#1 SMP PREEMPT_LAZY", "", "", "", ("lazy", True)),
-    ("#1 SMP Debian 5.10.237-1", "", "", "", ("voluntary", False)),
-    ("#1 SMP PREEMPT_DYNAMIC Debian", "none voluntary (full) lazy", "preempt=none", "", ("full", True)),
-    ("#1 SMP PREEMPT_DYNAMIC Debian", "", "ro quiet preempt=full", "CONFIG_PREEMPT_VOLUNTARY=y", ("full", True)),
-    ("#1 SMP PREEMPT_DYNAMIC @0", "", "quiet", "CONFIG_PREEMPT_NONE=y\nCONFIG_PREEMPT_DYNAMIC=y", ("none", False)),
-    ("#1 SMP PREEMPT_DYNAMIC Debian", "", "quiet", "", ("unknown", None)),
-])
+@pytest.mark.parametrize(
+    "version, dynamic, cmdline, config, expected",
+    [
+        ("#1 SMP PREEMPT_RT Debian 6.1.158-1 (2025-11-09)", "", "", "", ("rt", True)),
+        ("#1 SMP PREEMPT Debian", "", "", "", ("full", True)),
+        ("#1 SMP PREEMPT_LAZY", "", "", "", ("lazy", True)),
+        ("#1 SMP Debian 5.10.237-1", "", "", "", ("voluntary", False)),
+        ("#1 SMP PREEMPT_DYNAMIC Debian", "none voluntary (full) lazy", "preempt=none", "", ("full", True)),
+        ("#1 SMP PREEMPT_DYNAMIC Debian", "", "ro quiet preempt=full", "CONFIG_PREEMPT_VOLUNTARY=y", ("full", True)),
+        ("#1 SMP PREEMPT_DYNAMIC @0", "", "quiet", "CONFIG_PREEMPT_NONE=y\nCONFIG_PREEMPT_DYNAMIC=y", ("none", False)),
+        ("#1 SMP PREEMPT_DYNAMIC Debian", "", "quiet", "", ("unknown", None)),
+    ],
+)
 def test_the_preemption_model_is_read_from_what_the_kernel_shows(version, dynamic, cmdline, config, expected):
     found = preemption_model(version, cmdline=cmdline, dynamic=dynamic, config=config)
     assert (found.model, found.preemptible) == expected
 
 
 @pytest.mark.bpf
-@pytest.mark.parametrize("model, release, fexit", [
-    ("rt", "6.12.57+deb13-rt-amd64", False), ("full", "6.18.44", False), ("lazy", "6.13.0", False),
-    ("voluntary", "6.18.44", True), ("unknown", "6.18.44", True),
-    ("rt", "6.1.0-50-rt-amd64", True), ("full", "6.1.0-50-cloud-amd64", True),
-])
+@pytest.mark.parametrize(
+    "model, release, fexit",
+    [
+        ("rt", "6.12.57+deb13-rt-amd64", False),
+        ("full", "6.18.44", False),
+        ("lazy", "6.13.0", False),
+        ("voluntary", "6.18.44", True),
+        ("unknown", "6.18.44", True),
+        ("rt", "6.1.0-50-rt-amd64", True),
+        ("full", "6.1.0-50-cloud-amd64", True),
+    ],
+)
 def test_auto_counts_opens_on_tracepoints_where_the_kernel_preempts_programs(model, release, fexit, monkeypatch):
     """On a preemptible kernel a fexit run can be preempted, and every other open on its CPU then
     skips the program: auto takes the tracepoints, which run with preemption disabled, and says

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kernels.cgroup_child import run_in_cgroup
+from pod_stats._pod_stats_ffi import ffi, lib
 
 import pod_stats.bpf
-from pod_stats._pod_stats_ffi import ffi, lib
 from pod_stats.bpf import HIERARCHY_V2, CgroupKey, KeyMode, PodStatsBpf, map_sizes
 from pod_stats.cgroups import discover_mounts
-from kernels.cgroup_child import run_in_cgroup
 
 DAEMONSET = Path(__file__).parent.parent / "deploy" / "daemonset.yaml"
 # The agent's own RSS at rest, without what map_sizes counts: the soak's measured RSS
@@ -37,15 +37,18 @@ def _memory_limit() -> int:
 def test_the_agent_fits_its_memory_limit_at_any_cpu_count(ncpus, sched):
     sizes = map_sizes(ncpus, sched=sched)
     total = sizes.total_bytes + AGENT_BASELINE_BYTES
-    print(f"\n{ncpus} CPUs{' +sched' if sched else ''}: {sizes.max_cgroups} cgroups, "
-          f"{sizes.slots_per_cpu} slots/CPU, chunk {sizes.read_chunk}: maps "
-          f"{sum(sizes.kernel_bytes.values()) / 2**20:.1f} MiB + buffers "
-          f"{sum(sizes.user_bytes.values()) / 2**20:.1f} MiB + agent {AGENT_BASELINE_BYTES >> 20} MiB")
+    print(
+        f"\n{ncpus} CPUs{' +sched' if sched else ''}: {sizes.max_cgroups} cgroups, "
+        f"{sizes.slots_per_cpu} slots/CPU, chunk {sizes.read_chunk}: maps "
+        f"{sum(sizes.kernel_bytes.values()) / 2**20:.1f} MiB + buffers "
+        f"{sum(sizes.user_bytes.values()) / 2**20:.1f} MiB + agent {AGENT_BASELINE_BYTES >> 20} MiB"
+    )
     assert total < _memory_limit()
     assert 1 <= sizes.max_cgroups <= lib.POD_STATS_DEFAULT_MAX_CGROUPS
     assert lib.POD_STATS_MIN_SLOT_BITS <= sizes.slot_bits <= lib.POD_STATS_MAX_SLOT_BITS
     assert sizes.read_chunk * ncpus * ffi.sizeof("struct pod_stats_counters") <= max(
-        pod_stats.bpf.READ_SCRATCH_BUDGET, 16 * ncpus * ffi.sizeof("struct pod_stats_counters"))
+        pod_stats.bpf.READ_SCRATCH_BUDGET, 16 * ncpus * ffi.sizeof("struct pod_stats_counters")
+    )
 
 
 def test_small_nodes_keep_todays_sizes():
@@ -77,6 +80,7 @@ def test_an_explicit_size_beyond_the_budget_is_said(caplog):
 
 # -- against the kernel: the formula and the kernel's memlock figure per map ----------------
 
+
 # The formula mirrors the kernel's own accounting with its structures' sizes on 64-bit
 # 6.x kernels; allowed: a page, or 1 %, for those sizes drifting between versions.
 def _close(formula: int, kernel: int) -> bool:
@@ -104,12 +108,16 @@ def _kernel_figures(bpf: PodStatsBpf):
 
 
 @pytest.mark.bpf
-@pytest.mark.parametrize("options", [
-    {},
-    {"probes": {"opens", "proc", "sched"}},
-    {"max_cgroups": 1000},
-    {"slot_budget": 1},  # the fewest slots per CPU
-], ids=["default", "sched-no-errno", "max-cgroups-1000", "fewest-slots"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"probes": {"opens", "proc", "sched"}},
+        {"max_cgroups": 1000},
+        {"slot_budget": 1},  # the fewest slots per CPU
+    ],
+    ids=["default", "sched-no-errno", "max-cgroups-1000", "fewest-slots"],
+)
 def test_the_formula_matches_the_kernels_memlock_per_map(mounts, monkeypatch, options):
     options = dict(options)
     if "slot_budget" in options:
@@ -123,6 +131,7 @@ def test_the_formula_matches_the_kernels_memlock_per_map(mounts, monkeypatch, op
 
 
 # -- the run-time sizes count exactly ---------------------------------------------------------
+
 
 def _opens(n: int) -> None:
     for _ in range(n):
@@ -161,8 +170,10 @@ def test_a_hash_map_read_in_small_chunks_is_exact(mounts, monkeypatch):
     for cgroup in cgroups:
         cgroup.mkdir()
     try:
-        with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"opens"}) as chunked, \
-                PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"opens"}, use_batch=False) as by_key:
+        with (
+            PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"opens"}) as chunked,
+            PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"opens"}, use_batch=False) as by_key,
+        ):
             assert chunked.sizes.read_chunk == 16
             for n, cgroup in enumerate(cgroups):
                 run_in_cgroup(cgroup, lambda n=n: _opens(n + 1))

@@ -194,8 +194,14 @@ def test_batch_reads_the_node_formats_like_the_readers(tmp_path):
     v1, v2 = tmp_path / "v1", tmp_path / "v2"
     v1.mkdir(), v2.mkdir()
     shutil.copy(FIXTURES / "v1-memory.stat", v1 / "memory.stat")
-    _cgroup_dir(v1, {"memory.usage_in_bytes": "63123456\n", "memory.max_usage_in_bytes": "102117376\n",
-                     "cpuacct.usage": "64471760245\n"})
+    _cgroup_dir(
+        v1,
+        {
+            "memory.usage_in_bytes": "63123456\n",
+            "memory.max_usage_in_bytes": "102117376\n",
+            "cpuacct.usage": "64471760245\n",
+        },
+    )
     batch, slow = _both_ways(str(v1), 1, 1)
     assert batch == slow == ((RSS, 63123456 - INACTIVE_FILE, 63123456, 102117376), 64471760245 / 1e9)
     shutil.copy(FIXTURES / "v2-memory.stat", v2 / "memory.stat")
@@ -208,16 +214,33 @@ def test_batch_reads_the_node_formats_like_the_readers(tmp_path):
 _CONTENT = st.one_of(
     st.binary(max_size=200),
     st.integers(min_value=0, max_value=2**63 - 1).map(lambda n: f"{n}\n".encode()),
-    st.dictionaries(st.sampled_from(["anon", "anon_thp", "inactive_file", "total_rss", "total_inactive_file",
-                                     "usage_usec", "file", "rss"]),
-                    st.one_of(st.integers(min_value=0, max_value=2**62), st.just("max"), st.just(""))).map(
-        lambda d: "".join(f"{k} {v}\n" for k, v in d.items()).encode()),
+    st.dictionaries(
+        st.sampled_from(
+            ["anon", "anon_thp", "inactive_file", "total_rss", "total_inactive_file", "usage_usec", "file", "rss"]
+        ),
+        st.one_of(st.integers(min_value=0, max_value=2**62), st.just("max"), st.just("")),
+    ).map(lambda d: "".join(f"{k} {v}\n" for k, v in d.items()).encode()),
 )
 
 
-@given(st.dictionaries(st.sampled_from(["memory.stat", "memory.current", "memory.peak", "memory.usage_in_bytes",
-                                        "memory.max_usage_in_bytes", "cpu.stat", "cpuacct.usage"]), _CONTENT),
-       st.sampled_from([1, 2]), st.sampled_from([1, 2]))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "memory.stat",
+                "memory.current",
+                "memory.peak",
+                "memory.usage_in_bytes",
+                "memory.max_usage_in_bytes",
+                "cpu.stat",
+                "cpuacct.usage",
+            ]
+        ),
+        _CONTENT,
+    ),
+    st.sampled_from([1, 2]),
+    st.sampled_from([1, 2]),
+)
 def test_batch_agrees_with_the_readers_on_any_content(tmp_path_factory, contents, memory_version, cpu_version):
     directory = tmp_path_factory.mktemp("cgroup")
     for name, content in contents.items():

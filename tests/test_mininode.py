@@ -27,12 +27,23 @@ def _require_mininode() -> None:
 
 # layout, qos, expected container cgroup regex ({u} = uid with underscores, {U} = raw uid)
 PODS = [
-    ("default", "web", "systemd-containerd", "burstable", ["nginx", "sidecar"],
-     r"/kubepods\.slice/kubepods-burstable\.slice/kubepods-burstable-pod{u}\.slice/cri-containerd-{id}\.scope"),
-    ("jobs", "batch", "systemd-crio", "besteffort", ["worker"],
-     r"/kubepods\.slice/kubepods-besteffort\.slice/kubepods-besteffort-pod{u}\.slice/crio-{id}\.scope"),
-    ("kube-system", "dns", "cgroupfs", "guaranteed", ["coredns", "metrics"],
-     r"/kubepods/pod{U}/{id}"),
+    (
+        "default",
+        "web",
+        "systemd-containerd",
+        "burstable",
+        ["nginx", "sidecar"],
+        r"/kubepods\.slice/kubepods-burstable\.slice/kubepods-burstable-pod{u}\.slice/cri-containerd-{id}\.scope",
+    ),
+    (
+        "jobs",
+        "batch",
+        "systemd-crio",
+        "besteffort",
+        ["worker"],
+        r"/kubepods\.slice/kubepods-besteffort\.slice/kubepods-besteffort-pod{u}\.slice/crio-{id}\.scope",
+    ),
+    ("kube-system", "dns", "cgroupfs", "guaranteed", ["coredns", "metrics"], r"/kubepods/pod{U}/{id}"),
 ]
 
 
@@ -47,8 +58,7 @@ def _proc_cgroups(pid: int) -> dict:
 
 
 def _kubepods_parents(node_hierarchies) -> set:
-    return {m / top for m in node_hierarchies.values() for top in ("kubepods", "kubepods.slice")
-            if (m / top).exists()}
+    return {m / top for m in node_hierarchies.values() for top in ("kubepods", "kubepods.slice") if (m / top).exists()}
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +192,7 @@ def test_command_timeout_and_non_workload_container(node):
 def test_memory_limit(tmp_path):
     _require_mininode()
     with MiniNode(tmp_path / "log") as n:
-        c = n.add_pod("default", "limited", layout="systemd-docker").add_container(
-            "app", memory_limit_bytes=64 * MiB)
+        c = n.add_pod("default", "limited", layout="systemd-docker").add_container("app", memory_limit_bytes=64 * MiB)
         assert re.search(rf"/docker-{HEX64}\.scope$", c.cgroup_path)
         assert int((c.cgroup_dir("memory") / "memory.limit_in_bytes").read_text()) == 64 * MiB
 
@@ -214,8 +223,9 @@ def test_exit_leaves_nothing_behind(tmp_path):
     for c, (pid, runc_pid, dirs) in seen.items():
         assert len(dirs) == len(hierarchies)  # every v1 hierarchy + v2
         assert not any(d.exists() for d in dirs), c
-        assert not Path(f"/proc/{runc_pid}").exists() or \
-            "runc" not in Path(f"/proc/{runc_pid}/cmdline").read_bytes().decode(errors="replace")
+        assert not Path(f"/proc/{runc_pid}").exists() or "runc" not in Path(
+            f"/proc/{runc_pid}/cmdline"
+        ).read_bytes().decode(errors="replace")
         if Path(f"/proc/{pid}").exists():  # pid reused by someone else, never our workload
             assert _proc_cgroups(pid).get("memory") != c.cgroup_path
     assert not any(d.exists() for d in pod_dirs)

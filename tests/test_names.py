@@ -8,7 +8,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Optional
 
 import pytest
 from hypothesis import given, settings
@@ -38,7 +38,10 @@ ETCD_ID = "484b78324bb363a0cc93d136431e2005ceac970d035aaeec4ad6bfb6848a7b51"
 @pytest.mark.parametrize(
     "name, expected",
     [
-        (f"kube-system_coredns-5d78c9869d-abc12_{COREDNS_UID}", ("kube-system", "coredns-5d78c9869d-abc12", COREDNS_UID)),
+        (
+            f"kube-system_coredns-5d78c9869d-abc12_{COREDNS_UID}",
+            ("kube-system", "coredns-5d78c9869d-abc12", COREDNS_UID),
+        ),
         (f"default_my.app-0_{APP_UID}", ("default", "my.app-0", APP_UID)),
         (f"kube-system_etcd-node-1_{ETCD_UID}", ("kube-system", "etcd-node-1", ETCD_UID)),
         (f"a_b_{APP_UID}", ("a", "b", APP_UID)),
@@ -81,9 +84,15 @@ def test_parse_pod_log_dir_name_rejects(name):
 @pytest.mark.parametrize(
     "name, expected",
     [
-        (f"coredns-5d78c9869d-abc12_kube-system_coredns-{COREDNS_ID}.log", ("coredns-5d78c9869d-abc12", "kube-system", "coredns", COREDNS_ID)),
+        (
+            f"coredns-5d78c9869d-abc12_kube-system_coredns-{COREDNS_ID}.log",
+            ("coredns-5d78c9869d-abc12", "kube-system", "coredns", COREDNS_ID),
+        ),
         (f"my.app-0_default_app-{APP_ID}.log", ("my.app-0", "default", "app", APP_ID)),
-        (f"kube-proxy-x7k2p_kube-system_kube-proxy-{APP_ID}.log", ("kube-proxy-x7k2p", "kube-system", "kube-proxy", APP_ID)),
+        (
+            f"kube-proxy-x7k2p_kube-system_kube-proxy-{APP_ID}.log",
+            ("kube-proxy-x7k2p", "kube-system", "kube-proxy", APP_ID),
+        ),
     ],
 )
 def test_parse_container_log_link_name(name, expected):
@@ -135,7 +144,9 @@ def assert_valid_link(parsed):
 arbitrary_names = st.one_of(
     st.text(),
     st.binary(max_size=300).map(os.fsdecode),  # what os.listdir gives for undecodable names
-    st.lists(st.sampled_from(["_", "-", ".", "a", "0", ".log", COREDNS_ID, APP_UID, "\u0663", "\udcff"]), max_size=20).map("".join),
+    st.lists(
+        st.sampled_from(["_", "-", ".", "a", "0", ".log", COREDNS_ID, APP_UID, "\u0663", "\udcff"]), max_size=20
+    ).map("".join),
 )
 
 
@@ -184,12 +195,14 @@ class LogDir:
     def containers(self) -> Path:
         return self.root / "containers"
 
-    def add_pod(self, namespace: str, pod: str, uid: str, containers: Dict[str, str]) -> None:
+    def add_pod(self, namespace: str, pod: str, uid: str, containers: dict[str, str]) -> None:
         pod_dir = self.pods / f"{namespace}_{pod}_{uid}"
         for container, container_id in containers.items():
             (pod_dir / container).mkdir(parents=True, exist_ok=True)
             (pod_dir / container / "0.log").write_text("")
-            self.link(f"{pod}_{namespace}_{container}-{container_id}.log", f"/var/log/pods/{pod_dir.name}/{container}/0.log")
+            self.link(
+                f"{pod}_{namespace}_{container}-{container_id}.log", f"/var/log/pods/{pod_dir.name}/{container}/0.log"
+            )
         pod_dir.mkdir(parents=True, exist_ok=True)
 
     def remove_pod(self, namespace: str, pod: str, uid: str) -> None:
@@ -305,8 +318,14 @@ def test_symlinks_are_never_followed(log_dir, tmp_path, monkeypatch):
 
 def test_garbage_names_are_ignored(log_dir):
     garbage = [
-        "README", "_", "a_b", "x_y_z_w", "\u00e9t\u00e9_caf\u00e9_" + APP_UID, "kube-system_coredns_" + APP_UID.upper(),
-        "\U0001f600_\U0001f600_\U0001f600", "has space_pod_" + APP_UID,
+        "README",
+        "_",
+        "a_b",
+        "x_y_z_w",
+        "\u00e9t\u00e9_caf\u00e9_" + APP_UID,
+        "kube-system_coredns_" + APP_UID.upper(),
+        "\U0001f600_\U0001f600_\U0001f600",
+        "has space_pod_" + APP_UID,
     ]
     for name in garbage:
         (log_dir.pods / name).mkdir()
@@ -373,7 +392,9 @@ POD_LIST = {
     "metadata": {"resourceVersion": "123"},
     "items": [
         api_pod(
-            "shop", "web-5f7d9-xk2lp", API_UID,
+            "shop",
+            "web-5f7d9-xk2lp",
+            API_UID,
             statuses=[
                 {"name": "web", "containerID": f"containerd://{API_IDS['web']}"},
                 {"name": "crio", "containerID": f"cri-o://{API_IDS['crio']}"},
@@ -385,7 +406,9 @@ POD_LIST = {
             ephemeralContainerStatuses=[{"name": "debugger", "containerID": f"containerd://{API_IDS['debugger']}"}],
         ),
         api_pod(
-            "kube-system", "etcd-node-1", MIRROR_UID,
+            "kube-system",
+            "etcd-node-1",
+            MIRROR_UID,
             statuses=[{"name": "etcd", "containerID": f"containerd://{API_IDS['etcd']}"}],
             annotations={"kubernetes.io/config.mirror": ETCD_UID, "kubernetes.io/config.source": "file"},
         ),
@@ -397,7 +420,7 @@ POD_LIST = {
 @dataclass
 class ApiServer:
     url: str
-    requests: List[Tuple[str, Dict[str, str]]] = field(default_factory=list)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     status: int = 200
     body: bytes = json.dumps(POD_LIST).encode()
     delay: Optional[threading.Event] = None
@@ -449,8 +472,13 @@ def token(tmp_path):
 
 def make_api(api_server, token, clock=None, timeout=5.0):
     return KubeApiPods(
-        api_server.url, "node-1", token_path=token, ca_path=None,
-        refresh_interval=30.0, timeout=timeout, clock=clock or FakeClock(),
+        api_server.url,
+        "node-1",
+        token_path=token,
+        ca_path=None,
+        refresh_interval=30.0,
+        timeout=timeout,
+        clock=clock or FakeClock(),
     )
 
 
@@ -566,10 +594,27 @@ def test_api_unreachable(token):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(
-        st.sampled_from(["items", "metadata", "uid", "name", "namespace", "annotations", "status",
-                         "containerStatuses", "initContainerStatuses", "containerID", "kubernetes.io/config.mirror"]),
-        children, max_size=5,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "items",
+                    "metadata",
+                    "uid",
+                    "name",
+                    "namespace",
+                    "annotations",
+                    "status",
+                    "containerStatuses",
+                    "initContainerStatuses",
+                    "containerID",
+                    "kubernetes.io/config.mirror",
+                ]
+            ),
+            children,
+            max_size=5,
+        )
     ),
     max_leaves=30,
 )
@@ -639,8 +684,7 @@ def test_misses_do_not_rescan_unchanged_directories(log_dir, monkeypatch):
     resolver = NameResolver(str(log_dir.root), clock=clock)
     listings = []
     real_list_names = names._list_names
-    monkeypatch.setattr(names, "_list_names", lambda *args, **kw: listings.append(args) or
-                        real_list_names(*args, **kw))
+    monkeypatch.setattr(names, "_list_names", lambda *args, **kw: listings.append(args) or real_list_names(*args, **kw))
     sandbox_id = "e" * 64
     for _ in range(5):
         clock.now += 2
@@ -689,7 +733,10 @@ def test_api_a_new_container_costs_one_listing_that_names_it(api_server, token):
         ask_like_a_sample(api)
         clock.now += 30
     new_uid, new_id = "77777777-7777-4777-8777-777777777777", "7" * 64
-    set_pods(api_server, api_pod("team-a", "batch-x1", new_uid, statuses=[{"name": "job", "containerID": f"containerd://{new_id}"}]))
+    set_pods(
+        api_server,
+        api_pod("team-a", "batch-x1", new_uid, statuses=[{"name": "job", "containerID": f"containerd://{new_id}"}]),
+    )
 
     assert ask_like_a_sample(api, new_id) == ["job"]
     assert api.pod(new_uid) == PodNames("team-a", "batch-x1")
@@ -722,7 +769,10 @@ def test_api_a_container_kubelet_has_not_posted_yet_is_listed_for_once_more(api_
     set_pods(api_server, api_pod("team-a", "batch-x1", new_uid, statuses=[{"name": "job", "containerID": ""}]))
     assert ask_like_a_sample(api, new_id, new_sandbox) == [None, None]
     assert api_server.request_count == 2
-    set_pods(api_server, api_pod("team-a", "batch-x1", new_uid, statuses=[{"name": "job", "containerID": f"containerd://{new_id}"}]))
+    set_pods(
+        api_server,
+        api_pod("team-a", "batch-x1", new_uid, statuses=[{"name": "job", "containerID": f"containerd://{new_id}"}]),
+    )
     clock.now += 2
     assert ask_like_a_sample(api, new_id, new_sandbox) == [None, None]  # no listing before the interval
     assert api_server.request_count == 2

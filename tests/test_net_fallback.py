@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from support import container_named as _container
+from support import sampled_container as _sampled
 
 from pod_stats.bpf import NET_PACKETS, NET_PACKETS_UNSEEN
 from pod_stats.collector import open_collector
 from pod_stats.exporter import SnapshotMetrics
 from pod_stats.mininode import MiniNode
 from pod_stats.output import to_json
-from support import container_named as _container
-from support import sampled_container as _sampled
 
 pytestmark = [pytest.mark.bpf, pytest.mark.containers]
 
@@ -51,10 +51,6 @@ def collector(node):
         yield collector
 
 
-
-
-
-
 def test_a_container_in_the_v2_root_has_null_net_figures_under_the_packet_fallback(node, collector):
     server, client = _container(node, "server"), _container(node, "client")
     assert server.command(f"listen {PORT}") == "ok"
@@ -81,11 +77,17 @@ def test_a_container_in_the_v2_root_has_null_net_figures_under_the_packet_fallba
     metrics.update(after)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics)
-    samples = [sample for family in text_string_to_metric_families(generate_latest(registry).decode())
-               for sample in family.samples]
+    samples = [
+        sample
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+    ]
     client_samples = {s.name for s in samples if s.labels.get("container") == "client"}
     assert "pod_stats_file_opens_total" in client_samples or any("open" in n for n in client_samples)
     assert not any(name.startswith("pod_stats_network_") for name in client_samples)  # not exported as 0
-    server_rx = [s.value for s in samples
-                 if s.name == "pod_stats_network_receive_bytes_total" and s.labels.get("container") == "server"]
+    server_rx = [
+        s.value
+        for s in samples
+        if s.name == "pod_stats_network_receive_bytes_total" and s.labels.get("container") == "server"
+    ]
     assert server_rx and server_rx[0] >= PAYLOAD

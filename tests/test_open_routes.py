@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from kernels.cgroup_child import remove_cgroup, run_in_cgroup
+
 from pod_stats.bpf import (
     HIERARCHY_V2,
     OPEN_ROUTES,
@@ -41,15 +41,23 @@ SUCCEEDING, FAILING = 25, 7
 
 # (route, helper): the helper's route name is the syscall's or io_uring operation's
 ROUTES = [
-    ("openat", "open_routes"), ("open", "open_routes"), ("creat", "open_routes"), ("openat2", "open_routes"),
-    ("openat", "open_routes32"), ("open", "open_routes32"), ("creat", "open_routes32"),
+    ("openat", "open_routes"),
+    ("open", "open_routes"),
+    ("creat", "open_routes"),
+    ("openat2", "open_routes"),
+    ("openat", "open_routes32"),
+    ("open", "open_routes32"),
+    ("creat", "open_routes32"),
     ("openat2", "open_routes32"),
-    ("uring-openat", "open_routes"), ("uring-openat2", "open_routes"),
-    ("uring-openat-async", "open_routes"), ("uring-openat2-async", "open_routes"),
+    ("uring-openat", "open_routes"),
+    ("uring-openat2", "open_routes"),
+    ("uring-openat-async", "open_routes"),
+    ("uring-openat2-async", "open_routes"),
 ]
 # Every open probe this kernel takes: no skipped test under --require-bpf where fexit is refused.
-OPEN_PROBES = ["tracepoint"] + (["fexit"] if os.uname().machine == "x86_64" and trampolines_unavailable() is None
-                                else [])
+OPEN_PROBES = ["tracepoint"] + (
+    ["fexit"] if os.uname().machine == "x86_64" and trampolines_unavailable() is None else []
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +67,12 @@ def mounts():
 
 @pytest.fixture(scope="module", params=OPEN_PROBES)
 def probes(request, mounts):
-    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, probes={"opens", "errno", "ia32"},
-                     open_probe=request.param) as bpf:
+    with PodStatsBpf(
+        KeyMode.V2_ELSE_V1_MEMORY,
+        os.stat(mounts.unified).st_ino,
+        probes={"opens", "errno", "ia32"},
+        open_probe=request.param,
+    ) as bpf:
         yield bpf
 
 
@@ -84,9 +96,11 @@ def run_route(cgroup: Path, route: str, helper_name: str, n: int, path: str) -> 
     run_in_cgroup(cgroup, lambda: os.execv(binary, [helper_name, route, str(n), path]))
 
 
-@pytest.mark.parametrize("route,helper_name", ROUTES,
-                         ids=[f"{h.replace('open_routes32', 'ia32').replace('open_routes', '64')}-{r}"
-                              for r, h in ROUTES])
+@pytest.mark.parametrize(
+    "route,helper_name",
+    ROUTES,
+    ids=[f"{h.replace('open_routes32', 'ia32').replace('open_routes', '64')}-{r}" for r, h in ROUTES],
+)
 def test_every_route_counts_each_open_and_each_failure_by_errno(probes, cgroup, tmp_path, route, helper_name):
     existing = str(tmp_path / "created") if route == "creat" else EXISTING
     os.chmod(tmp_path, 0o777)
@@ -120,8 +134,9 @@ def test_open_routes_are_unknown_without_the_opens_group(mounts):
 
 
 def test_ia32_opens_are_opt_in_on_the_syscall_tracepoints_and_reported_so(mounts, cgroup):
-    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, probes={"opens"},
-                     open_probe="tracepoint") as bpf:
+    with PodStatsBpf(
+        KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, probes={"opens"}, open_probe="tracepoint"
+    ) as bpf:
         run_route(cgroup, "openat", "open_routes32", 5, EXISTING)
         counters = bpf.read_counters().get(CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino))
         routes = bpf.open_routes
@@ -132,6 +147,7 @@ def test_ia32_opens_are_opt_in_on_the_syscall_tracepoints_and_reported_so(mounts
 
 
 def test_the_ia32_group_without_opens_loads_nothing_that_counts_into_opens(mounts):
-    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, probes={"ia32", "proc"},
-                     open_probe="tracepoint") as bpf:
+    with PodStatsBpf(
+        KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, probes={"ia32", "proc"}, open_probe="tracepoint"
+    ) as bpf:
         assert not bpf.attached("ia32") and bpf.open_routes is None

@@ -13,14 +13,14 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
+from support import container_named as _container
+from support import sampled_container as _sampled
 
 from pod_stats.collector import open_collector
 from pod_stats.drilldown import hottest_files, process_rows, sort_processes
 from pod_stats.exporter import SnapshotMetrics
 from pod_stats.mininode import MiniNode
 from pod_stats.output import render_table, to_json
-from support import container_named as _container
-from support import sampled_container as _sampled
 
 pytestmark = [pytest.mark.bpf, pytest.mark.containers]
 
@@ -47,10 +47,6 @@ def collector(node):
         yield collector
 
 
-
-
-
-
 def _deltas(before, after, fields):
     return tuple(_sampled(after, c).figures[f] - _sampled(before, c).figures[f] for c, f in fields)
 
@@ -63,8 +59,11 @@ def test_socket_bytes_between_two_containers(node, collector):
     assert server.command("recv") == f"ok {PAYLOAD}"
     assert client.answer() == f"ok {PAYLOAD}"
     after = collector.sample()
-    assert _deltas(before, after, [(client, "net_tx_bytes"), (client, "net_rx_bytes"),
-                                   (server, "net_tx_bytes"), (server, "net_rx_bytes")]) == (PAYLOAD, 0, 0, PAYLOAD)
+    assert _deltas(
+        before,
+        after,
+        [(client, "net_tx_bytes"), (client, "net_rx_bytes"), (server, "net_tx_bytes"), (server, "net_rx_bytes")],
+    ) == (PAYLOAD, 0, 0, PAYLOAD)
     pod = next(p for p in after.pods if p.name == "cart-7d4f8b9c6-q2w3e")
     old_pod = next(p for p in before.pods if p.uid == pod.uid)
     assert pod.figures["net_tx_bytes"] - old_pod.figures["net_tx_bytes"] == PAYLOAD
@@ -103,8 +102,15 @@ def test_failed_opens_by_errno_everywhere(node, collector):
     assert container["open_errors_by_errno"]["ENOENT"] == sampled.open_errors_by_errno[2]
     assert pod["open_errors_by_errno"]["ENOENT"] >= container["open_errors_by_errno"]["ENOENT"]
     assert container["net_tx_bytes"] >= PAYLOAD and container["forks"] >= 8
-    assert document["agent"]["probes"] == {"opens": "on", "errno": "on", "proc": "on", "net": "on", "oom": "on",
-                                           "sched": "off", "ia32": "off"}  # opt-in
+    assert document["agent"]["probes"] == {
+        "opens": "on",
+        "errno": "on",
+        "proc": "on",
+        "net": "on",
+        "oom": "on",
+        "sched": "off",
+        "ia32": "off",
+    }  # opt-in
 
     console = Console(width=250, record=True)
     console.print(render_table(snapshot))
@@ -115,8 +121,11 @@ def test_failed_opens_by_errno_everywhere(node, collector):
     metrics.update(snapshot)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics)
-    samples = [sample for family in text_string_to_metric_families(generate_latest(registry).decode())
-               for sample in family.samples]
+    samples = [
+        sample
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+    ]
 
     def value(name, **labels):
         found = [s.value for s in samples if s.name == name and labels.items() <= s.labels.items()]
@@ -124,8 +133,10 @@ def test_failed_opens_by_errno_everywhere(node, collector):
         return found[0]
 
     client_labels = {"namespace": "shop", "pod": "cart-7d4f8b9c6-q2w3e", "container": "client"}
-    assert value("pod_stats_file_open_errors_by_errno_total", errno="ENOENT", **client_labels) \
+    assert (
+        value("pod_stats_file_open_errors_by_errno_total", errno="ENOENT", **client_labels)
         == sampled.open_errors_by_errno[2]
+    )
     assert value("pod_stats_network_transmit_bytes_total", **client_labels) == container["net_tx_bytes"]
     assert value("pod_stats_process_execs_total", **client_labels) == container["execs"]
     assert value("pod_stats_oom_kills_total", namespace="batch", container="report") == 1
@@ -144,6 +155,7 @@ def test_probe_groups_switched_off_are_null(node):
 
 
 # -- on-demand views: hottest files and processes inside containers
+
 
 def test_hottest_files_per_container(node):
     client, server = _container(node, "client"), _container(node, "server")
@@ -195,9 +207,22 @@ def test_processes_inside_a_container_told_apart(node):
 
 @pytest.mark.parametrize("command, key", [("files", "files"), ("procs", "processes")])
 def test_on_demand_commands_print_their_documents(node, command, key):
-    out = subprocess.run([str(Path(sys.executable).parent / "pod-stats"), command, "--duration", "0.3", "--json",
-                          "--log-dir", str(node.log_dir), "--namespace", "batch"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "pod-stats"),
+            command,
+            "--duration",
+            "0.3",
+            "--json",
+            "--log-dir",
+            str(node.log_dir),
+            "--namespace",
+            "batch",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     document = json.loads(out.stdout)
     assert document["schema"] == f"pod-stats/{command}/v1" and isinstance(document[key], list)

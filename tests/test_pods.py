@@ -63,8 +63,12 @@ def test_exact_opens_per_container_with_names(node, collector):
         pod = next(p for p in node.pods if p.name == name)
         for container in pod.containers:
             sampled_pod, sampled = after[container.id]
-            assert (sampled_pod.namespace, sampled_pod.name, sampled_pod.uid, sampled_pod.qos) == \
-                (namespace, name, pod.uid, qos)
+            assert (sampled_pod.namespace, sampled_pod.name, sampled_pod.uid, sampled_pod.qos) == (
+                namespace,
+                name,
+                pod.uid,
+                qos,
+            )
             assert sampled.name == container.name
             assert sampled.runtime == runtime
             assert sampled.cgroup_path == container.cgroup_path
@@ -154,8 +158,11 @@ def _reclaim_from_outside(container) -> None:
 
 def _usage_file(container) -> Path:
     """The memory usage file of a container's cgroup, or of a pod's (mininode.Container or Pod)."""
-    memory = container.pod.node.cgroup_dir("memory", container.cgroup_path) if hasattr(container, "pod") \
+    memory = (
+        container.pod.node.cgroup_dir("memory", container.cgroup_path)
+        if hasattr(container, "pod")
         else container.node.cgroup_dir("memory", container.cgroup_path)
+    )
     v1 = memory / "memory.usage_in_bytes"
     return v1 if v1.exists() else memory / "memory.current"
 
@@ -188,8 +195,9 @@ def test_an_unchanged_pod_is_handed_on_until_anything_in_it_changes(node, collec
         document = to_json(snapshot)["pods"]
         again_snapshot, again = sampled()
         if again is resting:  # (unless a background charge moved its memory meanwhile)
-            assert next(p for p in to_json(again_snapshot)["pods"] if p["uid"] == pod.uid) is \
-                next(p for p in document if p["uid"] == pod.uid)
+            assert next(p for p in to_json(again_snapshot)["pods"] if p["uid"] == pod.uid) is next(
+                p for p in document if p["uid"] == pod.uid
+            )
 
         snapshot, resting = settled()
         before = _containers(snapshot)[container.id][1].figures

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support import wait_for as _wait_for
 
 from pod_stats.mininode import MiniNode
 from pod_stats.privileges import CAP_BPF, Capabilities, read_capabilities, sampling_capabilities
-from support import wait_for as _wait_for
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 INTERVAL = 0.5
@@ -26,24 +26,29 @@ CAP_PERFMON = 38
 # -- without root ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("release, disabled, kept", [
-    ("6.18.44-fc-v657", 2, set()),  # 5.19+: bpf(2) on an open fd checks no capability
-    ("5.19.0", 1, set()),
-    ("5.15.0-91-generic", 2, {CAP_BPF}),  # Ubuntu's default sysctl, before the refinement
-    ("5.10.0-26-amd64", 1, {CAP_BPF}),
-    ("5.10.0-26-amd64", None, {CAP_BPF}),  # unreadable sysctl: assume set
-    ("5.10.0-26-amd64", 0, set()),
-    ("garbage", 2, {CAP_BPF}),
-])
+@pytest.mark.parametrize(
+    "release, disabled, kept",
+    [
+        ("6.18.44-fc-v657", 2, set()),  # 5.19+: bpf(2) on an open fd checks no capability
+        ("5.19.0", 1, set()),
+        ("5.15.0-91-generic", 2, {CAP_BPF}),  # Ubuntu's default sysctl, before the refinement
+        ("5.10.0-26-amd64", 1, {CAP_BPF}),
+        ("5.10.0-26-amd64", None, {CAP_BPF}),  # unreadable sysctl: assume set
+        ("5.10.0-26-amd64", 0, set()),
+        ("garbage", 2, {CAP_BPF}),
+    ],
+)
 def test_sampling_keeps_cap_bpf_only_where_the_kernel_checks_it_on_map_reads(release, disabled, kept):
     assert sampling_capabilities(release, disabled) == kept
 
 
 def test_capabilities_are_read_from_proc_status(tmp_path):
     status = tmp_path / "status"
-    status.write_text("Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t000000c000000000\n"
-                      "CapEff:\t0000008000000000\nCapBnd:\t000000c000000000\nCapAmb:\t0000000000000000\n"
-                      "NoNewPrivs:\t1\n")
+    status.write_text(
+        "Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t000000c000000000\n"
+        "CapEff:\t0000008000000000\nCapBnd:\t000000c000000000\nCapAmb:\t0000000000000000\n"
+        "NoNewPrivs:\t1\n"
+    )
     caps = read_capabilities(str(status))
     assert Capabilities.bits(caps.permitted) == {CAP_PERFMON, CAP_BPF}
     assert Capabilities.bits(caps.effective) == {CAP_BPF}
@@ -83,9 +88,22 @@ def node(tmp_path_factory):
 
 def _serve(node, prefix=()):
     port = _free_port()
-    process = subprocess.Popen([*prefix, POD_STATS, "serve", "--listen-address", f"127.0.0.1:{port}",
-                                "--interval", str(INTERVAL), "--log-dir", str(node.log_dir)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            *prefix,
+            POD_STATS,
+            "serve",
+            "--listen-address",
+            f"127.0.0.1:{port}",
+            "--interval",
+            str(INTERVAL),
+            "--log-dir",
+            str(node.log_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for("/healthz", lambda: urllib.request.urlopen(url + "/healthz", timeout=5).status == 200)
@@ -114,8 +132,9 @@ def test_serve_as_root_holds_no_capability_while_it_serves_and_samples(node):
         # counters keep counting, exactly
         pod = node.add_pod("shop", "cart-0", layout="systemd-containerd")
         cart = pod.add_container("cart")
-        before = wait_for("the cart series", lambda: _opens(url, "cart-0", "cart") is not None and
-                           _opens(url, "cart-0", "cart"))
+        before = wait_for(
+            "the cart series", lambda: _opens(url, "cart-0", "cart") is not None and _opens(url, "cart-0", "cart")
+        )
         time.sleep(3 * INTERVAL + 1)
         before = _opens(url, "cart-0", "cart")
         assert cart.command("open /data/config.yaml 37") == "ok 37 0"
@@ -146,8 +165,9 @@ def test_serve_with_the_daemonsets_capabilities_drops_them_too(node):
     """As deployed: uid 0 with CAP_BPF + CAP_PERFMON only, no CAP_SETPCAP, so the bounding set
     stays what the runtime set, and the effective and permitted sets empty."""
     caps = "-all,+bpf,+perfmon"
-    process, url = _serve(node, ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}",
-                                 f"--ambient-caps={caps}", "--"])
+    process, url = _serve(
+        node, ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", f"--ambient-caps={caps}", "--"]
+    )
     try:
         status = read_capabilities(f"/proc/{process.pid}/status")
         assert (status.effective, status.permitted, status.inheritable, status.ambient) == (0, 0, 0, 0)
@@ -165,17 +185,24 @@ def test_serve_with_the_daemonsets_capabilities_drops_them_too(node):
 @pytest.mark.bpf
 def test_dump_drops_too_and_still_counts():
     """`dump` samples after the drop; a child it could exec would gain nothing (no_new_privs)."""
-    code = ("import subprocess, sys\n"
-            "from pod_stats import cli\n"
-            "real = cli._drop_privileges\n"
-            "def spy():\n"
-            "    real()\n"
-            "    sys.stderr.write(open('/proc/self/status').read())\n"
-            "cli._drop_privileges = spy\n"
-            "sys.argv = ['pod-stats', 'dump', '--json', '--duration', '0.2', '--log-dir', '/nonexistent']\n"
-            "cli.cli()\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    code = (
+        "import subprocess, sys\n"
+        "from pod_stats import cli\n"
+        "real = cli._drop_privileges\n"
+        "def spy():\n"
+        "    real()\n"
+        "    sys.stderr.write(open('/proc/self/status').read())\n"
+        "cli._drop_privileges = spy\n"
+        "sys.argv = ['pod-stats', 'dump', '--json', '--duration', '0.2', '--log-dir', '/nonexistent']\n"
+        "cli.cli()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
     assert result.returncode == 0, result.stderr
     status = dict(line.split(":\t", 1) for line in result.stderr.splitlines() if ":\t" in line)
     assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0

@@ -33,13 +33,62 @@ ENOSYS = 38
 # What a traced serve run called (kernel 6.18, Debian 12's glibc, Python 3.11; the
 # trailing calls of SIGTERM and exit included).
 TRACED = {
-    "accept4", "access", "arch_prctl", "bind", "bpf", "brk", "capset", "clone3", "close", "connect",
-    "epoll_create1", "epoll_ctl", "execve", "exit", "exit_group", "faccessat2", "fcntl", "futex", "getcwd",
-    "getdents64", "getpeername", "getrandom", "getsockname", "gettid", "ioctl", "listen", "lseek", "madvise", "membarrier",
-    "mmap", "mprotect", "mremap", "munmap", "newfstatat", "openat", "perf_event_open", "poll", "prctl",
-    "pread64", "prlimit64", "read", "readlink", "recvfrom", "rseq", "rt_sigaction", "rt_sigprocmask",
-    "rt_sigreturn", "sendto", "set_robust_list", "set_tid_address", "setsockopt", "shutdown", "socket",
-    "sysinfo", "uname", "write",
+    "accept4",
+    "access",
+    "arch_prctl",
+    "bind",
+    "bpf",
+    "brk",
+    "capset",
+    "clone3",
+    "close",
+    "connect",
+    "epoll_create1",
+    "epoll_ctl",
+    "execve",
+    "exit",
+    "exit_group",
+    "faccessat2",
+    "fcntl",
+    "futex",
+    "getcwd",
+    "getdents64",
+    "getpeername",
+    "getrandom",
+    "getsockname",
+    "gettid",
+    "ioctl",
+    "listen",
+    "lseek",
+    "madvise",
+    "membarrier",
+    "mmap",
+    "mprotect",
+    "mremap",
+    "munmap",
+    "newfstatat",
+    "openat",
+    "perf_event_open",
+    "poll",
+    "prctl",
+    "pread64",
+    "prlimit64",
+    "read",
+    "readlink",
+    "recvfrom",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sendto",
+    "set_robust_list",
+    "set_tid_address",
+    "setsockopt",
+    "shutdown",
+    "socket",
+    "sysinfo",
+    "uname",
+    "write",
 }
 
 # Not seen, but what the same code may call elsewhere: older/newer glibc and Python pick other
@@ -48,32 +97,128 @@ TRACED = {
 # what a container runtime's init does between applying the profile and exec.
 MARGIN = {
     # threads, signals, exit
-    "clone", "sigaltstack", "tgkill", "kill", "getpid", "getppid", "restart_syscall", "sched_yield",
-    "sched_getaffinity", "rt_sigtimedwait", "rt_sigsuspend",
+    "clone",
+    "sigaltstack",
+    "tgkill",
+    "kill",
+    "getpid",
+    "getppid",
+    "restart_syscall",
+    "sched_yield",
+    "sched_getaffinity",
+    "rt_sigtimedwait",
+    "rt_sigsuspend",
     # files (statfs: libbpf checks tracefs/bpffs types; readlinkat, statx, fstat: other libcs)
-    "open", "stat", "fstat", "lstat", "statx", "statfs", "fstatfs", "readlinkat", "faccessat", "getdents",
-    "readv", "writev", "dup", "dup2", "dup3", "pipe2", "close_range", "fadvise64", "umask",
-    "chdir", "fchdir",
+    "open",
+    "stat",
+    "fstat",
+    "lstat",
+    "statx",
+    "statfs",
+    "fstatfs",
+    "readlinkat",
+    "faccessat",
+    "getdents",
+    "readv",
+    "writev",
+    "dup",
+    "dup2",
+    "dup3",
+    "pipe2",
+    "close_range",
+    "fadvise64",
+    "umask",
+    "chdir",
+    "fchdir",
     # memory and time
-    "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time", "getrlimit",
-    "setrlimit", "mlock", "munlock",
+    "clock_gettime",
+    "clock_getres",
+    "clock_nanosleep",
+    "nanosleep",
+    "gettimeofday",
+    "time",
+    "getrlimit",
+    "setrlimit",
+    "mlock",
+    "munlock",
     # waiting
-    "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2",
+    "ppoll",
+    "select",
+    "pselect6",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "eventfd2",
     # sockets (HTTP server, TLS, API-server client)
-    "accept", "getsockopt", "sendmsg", "recvmsg", "socketpair",
+    "accept",
+    "getsockopt",
+    "sendmsg",
+    "recvmsg",
+    "socketpair",
     # identity and capabilities (the drop after attach; runtimes' init before exec)
-    "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups", "capget", "setgroups",
-    "setuid", "setgid", "setresuid", "setresgid", "getpriority", "execveat",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getresuid",
+    "getresgid",
+    "getgroups",
+    "capget",
+    "setgroups",
+    "setuid",
+    "setgid",
+    "setresuid",
+    "setresgid",
+    "getpriority",
+    "execveat",
 }
 
 # Never: what a compromised agent would want and pod-stats does not need.
 FORBIDDEN = {
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "ptrace", "process_vm_readv",
-    "process_vm_writev", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "reboot", "swapon", "swapoff", "keyctl", "add_key", "request_key", "userfaultfd", "open_by_handle_at",
-    "name_to_handle_at", "fanotify_init", "bpf_unused", "iopl", "ioperm", "personality", "acct", "settimeofday",
-    "clock_settime", "adjtimex", "syslog", "quotactl", "lookup_dcookie", "perf_event_open_unused",
-    "io_uring_setup", "io_uring_enter", "fsopen", "fsmount", "move_mount", "open_tree", "mknod", "mknodat",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "userfaultfd",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "fanotify_init",
+    "bpf_unused",
+    "iopl",
+    "ioperm",
+    "personality",
+    "acct",
+    "settimeofday",
+    "clock_settime",
+    "adjtimex",
+    "syslog",
+    "quotactl",
+    "lookup_dcookie",
+    "perf_event_open_unused",
+    "io_uring_setup",
+    "io_uring_enter",
+    "fsopen",
+    "fsmount",
+    "move_mount",
+    "open_tree",
+    "mknod",
+    "mknodat",
 }
 
 
@@ -93,7 +238,8 @@ def _libseccomp():
 
 def test_profile_is_rendered_from_the_lists():
     assert PROFILE.read_text() == render_profile(), (
-        "deploy/pod-stats.seccomp.json is out of date: run .venv/bin/python tests/test_seccomp.py --write")
+        "deploy/pod-stats.seccomp.json is out of date: run .venv/bin/python tests/test_seccomp.py --write"
+    )
 
 
 def test_profile_allows_bpf_and_nothing_dangerous():
@@ -110,8 +256,11 @@ def test_profile_allows_bpf_and_nothing_dangerous():
 def test_every_name_is_a_syscall_libseccomp_knows():
     lib = _libseccomp()
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    unknown = [name for name in TRACED | MARGIN | FORBIDDEN - {"bpf_unused", "perf_event_open_unused"}
-               if lib.seccomp_syscall_resolve_name(name.encode()) < 0]
+    unknown = [
+        name
+        for name in TRACED | MARGIN | FORBIDDEN - {"bpf_unused", "perf_event_open_unused"}
+        if lib.seccomp_syscall_resolve_name(name.encode()) < 0
+    ]
     assert unknown == [], unknown
 
 
@@ -119,8 +268,7 @@ def test_the_daemonset_uses_the_profile():
     documents = [doc for doc in yaml.safe_load_all((ROOT / "deploy" / "daemonset.yaml").read_text()) if doc]
     daemonset = next(doc for doc in documents if doc["kind"] == "DaemonSet")
     (container,) = daemonset["spec"]["template"]["spec"]["containers"]
-    assert container["securityContext"]["seccompProfile"] == {"type": "Localhost",
-                                                              "localhostProfile": PROFILE.name}
+    assert container["securityContext"]["seccompProfile"] == {"type": "Localhost", "localhostProfile": PROFILE.name}
 
 
 # -- a real agent under the profile ----------------------------------------------------------
@@ -134,10 +282,25 @@ def _free_port() -> int:
 
 def _serve_under(profile: Path, log_dir: Path):
     port = _free_port()
-    process = subprocess.Popen([sys.executable, str(RUNNER), str(profile), "--", POD_STATS, "serve",
-                                "--listen-address", f"127.0.0.1:{port}", "--interval", "0.5",
-                                "--log-dir", str(log_dir)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(RUNNER),
+            str(profile),
+            "--",
+            POD_STATS,
+            "serve",
+            "--listen-address",
+            f"127.0.0.1:{port}",
+            "--interval",
+            "0.5",
+            "--log-dir",
+            str(log_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return process, f"http://127.0.0.1:{port}"
 
 
@@ -170,9 +333,13 @@ def test_serve_under_the_profile_attaches_samples_and_serves(tmp_path):
             cart = pod.add_container("cart")
             assert cart.command("open /data/config.yaml 11") == "ok 11 0"
             deadline = time.monotonic() + 30
-            while not any(line.startswith("pod_stats_file_opens_total{") and 'pod="cart-0"' in line
-                          and 'container="cart"' in line and not line.endswith(" 0.0")
-                          for line in _metrics(url).splitlines()):
+            while not any(
+                line.startswith("pod_stats_file_opens_total{")
+                and 'pod="cart-0"' in line
+                and 'container="cart"' in line
+                and not line.endswith(" 0.0")
+                for line in _metrics(url).splitlines()
+            ):
                 assert time.monotonic() < deadline, "the pod never showed"
                 time.sleep(0.3)
             for group in ("opens", "errno", "proc", "net", "oom"):

@@ -34,10 +34,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from kernels.cgroup_child import reap, remove_cgroup, run_in_child
 from prometheus_client.parser import text_string_to_metric_families
 
 from pod_stats.cgroups import discover_mounts
-from kernels.cgroup_child import reap, remove_cgroup, run_in_child
 
 pytestmark = pytest.mark.bpf
 
@@ -52,10 +52,24 @@ NESTED_OPENS = (5, 20, 8)  # the container's own process, its `container` cgroup
 # Beside each simple pod, one of these in turn.
 EXTRAS = ("non-pod", "restart", "nested", "short", "non-pod")
 # Cumulative figures of the JSON contract: never smaller while their pod or container lives.
-CUMULATIVE = ("opens", "open_errors", "forks", "execs", "exits", "net_tx_bytes", "net_rx_bytes", "oom_kills",
-              "cpu_seconds")
-AGENT_FIGURES = ("pod_stats_bpf_map_entries", "pod_stats_cgroup_index_entries", "pod_stats_tracked_cgroups",
-                 "pod_stats_name_cache_entries", "pod_stats_carried_identities")
+CUMULATIVE = (
+    "opens",
+    "open_errors",
+    "forks",
+    "execs",
+    "exits",
+    "net_tx_bytes",
+    "net_rx_bytes",
+    "oom_kills",
+    "cpu_seconds",
+)
+AGENT_FIGURES = (
+    "pod_stats_bpf_map_entries",
+    "pod_stats_cgroup_index_entries",
+    "pod_stats_tracked_cgroups",
+    "pod_stats_name_cache_entries",
+    "pod_stats_carried_identities",
+)
 
 
 def _free_port() -> int:
@@ -89,6 +103,7 @@ def _rss_kib(pid: int) -> int:
 
 def _opening(directories: list, count: int):
     """A child's action: join `directories` (every hierarchy), then open a file `count` times."""
+
     def in_the_cgroups():
         # opened before the first move, so that only the test's opens count in the cgroup
         procs = [open(directory / "cgroup.procs", "w") for directory in directories]
@@ -169,8 +184,11 @@ class _Transient:
     """A non-pod cgroup as systemd and CRI-O make them under /system.slice, with a process doing opens."""
 
     def __init__(self, roots: list, n: int):
-        name = (f"run-r{uuid.uuid4().hex}.scope", f"session-{n + 1}.scope",
-                f"crio-conmon-{uuid.uuid4().hex + uuid.uuid4().hex}.scope")[n % 3]
+        name = (
+            f"run-r{uuid.uuid4().hex}.scope",
+            f"session-{n + 1}.scope",
+            f"crio-conmon-{uuid.uuid4().hex + uuid.uuid4().hex}.scope",
+        )[n % 3]
         self.path = f"/system.slice/{name}"  # as the agent shows cgroup paths
         self.dirs = [Path(root) / "system.slice" / name for root in roots]
         for directory in self.dirs:
@@ -216,8 +234,9 @@ class _Scraper(threading.Thread):
                     if series in seen:
                         self.duplicates.append(series)
                     seen.add(series)
-                    if family.type != "counter" or not (sample.labels.get("namespace") == "soak"
-                                                        or sample.labels.get("uid") in self.uids):
+                    if family.type != "counter" or not (
+                        sample.labels.get("namespace") == "soak" or sample.labels.get("uid") in self.uids
+                    ):
                         continue
                     before = self._last.get(series)
                     if before is not None and sample.value < before:
@@ -251,17 +270,20 @@ def _check_documents(documents: list, pods: dict, transients: set) -> dict:
                 unnamed_again.append((pods[uid].kind, pods[uid].name, None, document["time"]))
             rows = [(("pod", uid), pod)]
             for container in pod["containers"]:
-                identity = (uid, "name", container["name"]) if container["name"] is not None else \
-                    (uid, "id", container["id"])
+                identity = (
+                    (uid, "name", container["name"]) if container["name"] is not None else (uid, "id", container["id"])
+                )
                 if container["name"] is not None:
                     container_names[container["id"]] = container["name"]
                 elif container["id"] in container_names:
-                    unnamed_again.append((pods[uid].kind, pods[uid].name, container_names[container["id"]],
-                                          document["time"]))
+                    unnamed_again.append(
+                        (pods[uid].kind, pods[uid].name, container_names[container["id"]], document["time"])
+                    )
                 rows.append((identity, container))
                 if container["name"] is not None and container["opens"] is not None:
-                    row_opens[uid, container["name"]] = max(row_opens.get((uid, container["name"]), 0),
-                                                            container["opens"])
+                    row_opens[uid, container["name"]] = max(
+                        row_opens.get((uid, container["name"]), 0), container["opens"]
+                    )
             if pod["opens"] is not None:
                 pod_opens[uid] = max(pod_opens.get(uid, 0), pod["opens"])
             if pod["exits"] is not None:
@@ -275,9 +297,16 @@ def _check_documents(documents: list, pods: dict, transients: set) -> dict:
                     if value < figures.get(name, value):
                         decreases.append((identity, name, figures[name], value, document["time"]))
                     figures[name] = max(value, figures.get(name, value))
-    return {"decreases": decreases, "non_pods": non_pods, "pod_opens": pod_opens, "pod_exits": pod_exits,
-            "row_opens": row_opens,
-            "named": named, "unnamed_again": unnamed_again, "identities": len(last)}
+    return {
+        "decreases": decreases,
+        "non_pods": non_pods,
+        "pod_opens": pod_opens,
+        "pod_exits": pod_exits,
+        "row_opens": row_opens,
+        "named": named,
+        "unnamed_again": unnamed_again,
+        "identities": len(last),
+    }
 
 
 def test_churn_leaves_nothing_behind(tmp_path):
@@ -286,19 +315,38 @@ def test_churn_leaves_nothing_behind(tmp_path):
     if mounts.memory_hierarchy().version == 1:
         roots.append(mounts.v1["memory"])
     # parents the soak may create: removed at the end if they are empty and were not there before
-    parents = [Path(root) / rel for root in roots for rel in
-               ("kubepods.slice/kubepods-burstable.slice", "kubepods.slice", "system.slice")]
+    parents = [
+        Path(root) / rel
+        for root in roots
+        for rel in ("kubepods.slice/kubepods-burstable.slice", "kubepods.slice", "system.slice")
+    ]
     absent_before = [parent for parent in parents if not parent.exists()]
     log_dir = tmp_path / "log"
     (log_dir / "pods").mkdir(parents=True)
     (log_dir / "containers").mkdir()
     port = _free_port()
     url = f"http://127.0.0.1:{port}/metrics"
-    serve = subprocess.Popen([POD_STATS, "serve", "--listen-address", f"127.0.0.1:{port}", "--interval",
-                              str(INTERVAL), "--log-dir", str(log_dir)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    run = subprocess.Popen([POD_STATS, "run", "--json", "--interval", str(INTERVAL), "--log-dir", str(log_dir)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    serve = subprocess.Popen(
+        [
+            POD_STATS,
+            "serve",
+            "--listen-address",
+            f"127.0.0.1:{port}",
+            "--interval",
+            str(INTERVAL),
+            "--log-dir",
+            str(log_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run = subprocess.Popen(
+        [POD_STATS, "run", "--json", "--interval", str(INTERVAL), "--log-dir", str(log_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     documents, bad_lines, startup = [], [], []
 
     def read_documents():
@@ -421,11 +469,13 @@ def test_churn_leaves_nothing_behind(tmp_path):
         deadline = time.monotonic() + 40  # removed cgroups and log entries are looked for every 5 s
         while time.monotonic() < deadline:
             settled = _agent_metrics(url)
-            if (settled["pod_stats_tracked_cgroups"] <= baseline["pod_stats_tracked_cgroups"]
-                    and settled["pod_stats_bpf_map_entries"] <= baseline["pod_stats_bpf_map_entries"] + 2
-                    and settled["pod_stats_cgroup_index_entries"] <= baseline["pod_stats_cgroup_index_entries"] + 2
-                    and settled["pod_stats_name_cache_entries"] <= baseline["pod_stats_name_cache_entries"]
-                    and settled["pod_stats_carried_identities"] <= baseline["pod_stats_carried_identities"]):
+            if (
+                settled["pod_stats_tracked_cgroups"] <= baseline["pod_stats_tracked_cgroups"]
+                and settled["pod_stats_bpf_map_entries"] <= baseline["pod_stats_bpf_map_entries"] + 2
+                and settled["pod_stats_cgroup_index_entries"] <= baseline["pod_stats_cgroup_index_entries"] + 2
+                and settled["pod_stats_name_cache_entries"] <= baseline["pod_stats_name_cache_entries"]
+                and settled["pod_stats_carried_identities"] <= baseline["pod_stats_carried_identities"]
+            ):
                 break
             time.sleep(0.5)
         final_rss = _rss_kib(serve.pid)
@@ -447,14 +497,18 @@ def test_churn_leaves_nothing_behind(tmp_path):
         reader.join(10)
         scraper.join(10)
 
-    seen = _check_documents(documents, pods, {made_one.path for made_one in every
-                                              if isinstance(made_one, _Transient)})
+    seen = _check_documents(documents, pods, {made_one.path for made_one in every if isinstance(made_one, _Transient)})
     report = {
-        "made": made, "churn_seconds": round(churn_seconds, 1), "documents": len(documents),
-        "scrapes": len(scraper.agent), "prometheus_series_checked": scraper.counted_series,
+        "made": made,
+        "churn_seconds": round(churn_seconds, 1),
+        "documents": len(documents),
+        "scrapes": len(scraper.agent),
+        "prometheus_series_checked": scraper.counted_series,
         "identities_checked": seen["identities"],
-        "pods_seen": {kind: sum(uid in seen["pod_opens"] for uid, pod in pods.items() if pod.kind == kind)
-                      for kind in ("simple", "restart", "nested", "short")},
+        "pods_seen": {
+            kind: sum(uid in seen["pod_opens"] for uid, pod in pods.items() if pod.kind == kind)
+            for kind in ("simple", "restart", "nested", "short")
+        },
         "baseline": {k: baseline[k] for k in AGENT_FIGURES},
         "peak_map_entries": max(s.get("pod_stats_bpf_map_entries", 0) for s in scraper.agent),
         "peak_tracked_cgroups": max(s.get("pod_stats_tracked_cgroups", 0) for s in scraper.agent),
@@ -462,7 +516,8 @@ def test_churn_leaves_nothing_behind(tmp_path):
         "settled": {k: settled[k] for k in AGENT_FIGURES},
         "cgroup_events_lost": documents[-1]["agent"].get("cgroup_events_lost") if documents else None,
         "map_full_drops": documents[-1]["agent"]["map_full_drops"] if documents else None,
-        "rss_kib": [baseline_rss, final_rss], "rss_growth": round(final_rss / baseline_rss - 1, 3),
+        "rss_kib": [baseline_rss, final_rss],
+        "rss_growth": round(final_rss / baseline_rss - 1, 3),
     }
     print("soak:", json.dumps(report))
     serve_log, run_log = serve.stderr.read(), run.stderr.read()
@@ -481,19 +536,33 @@ def test_churn_leaves_nothing_behind(tmp_path):
 
     check(not scraper.errors, f"scrapes failed: {scraper.errors[:5]}")
     check(not scraper.duplicates, f"one scrape carried a label set twice: {scraper.duplicates[:5]}")
-    check(not scraper.decreases, f"{len(scraper.decreases)} times a counter of a living series went down "
-                                 f"(series, before, after): {scraper.decreases[:5]}")
-    for name, slack in (("pod_stats_tracked_cgroups", 0), ("pod_stats_bpf_map_entries", 2),
-                        ("pod_stats_cgroup_index_entries", 2), ("pod_stats_carried_identities", 0)):
-        check(report["settled"][name] <= report["baseline"][name] + slack,
-              f"{name}: settled at {report['settled'][name]}, baseline {report['baseline'][name]}")
-    check(report["settled"]["pod_stats_name_cache_entries"] == report["baseline"]["pod_stats_name_cache_entries"],
-          "name cache not back at baseline")
+    check(
+        not scraper.decreases,
+        f"{len(scraper.decreases)} times a counter of a living series went down "
+        f"(series, before, after): {scraper.decreases[:5]}",
+    )
+    for name, slack in (
+        ("pod_stats_tracked_cgroups", 0),
+        ("pod_stats_bpf_map_entries", 2),
+        ("pod_stats_cgroup_index_entries", 2),
+        ("pod_stats_carried_identities", 0),
+    ):
+        check(
+            report["settled"][name] <= report["baseline"][name] + slack,
+            f"{name}: settled at {report['settled'][name]}, baseline {report['baseline'][name]}",
+        )
+    check(
+        report["settled"]["pod_stats_name_cache_entries"] == report["baseline"]["pod_stats_name_cache_entries"],
+        "name cache not back at baseline",
+    )
     check(report["rss_growth"] <= 0.10, f"RSS grew by {report['rss_growth']:.1%}")
     check(not seen["non_pods"], f"non-pod cgroups among the pods: {sorted(set(seen['non_pods']))[:5]}")
-    check(not seen["decreases"], f"{len(seen['decreases'])} times a cumulative figure went down "
-                                 f"(kind, identity, figure, before, after, time): "
-                                 f"{[(kind_of(d[0][1] if d[0][0] == 'pod' else d[0][0]),) + d for d in seen['decreases'][:5]]}")
+    check(
+        not seen["decreases"],
+        f"{len(seen['decreases'])} times a cumulative figure went down "
+        f"(kind, identity, figure, before, after, time): "
+        f"{[(kind_of(d[0][1] if d[0][0] == 'pod' else d[0][0]),) + d for d in seen['decreases'][:5]]}",
+    )
 
     # A simple pod that came and went between two samples may be missed; every one seen is exact.
     simple_seen = [uid for uid, pod in pods.items() if pod.kind == "simple" and uid in seen["pod_opens"]]
@@ -518,7 +587,9 @@ def test_churn_leaves_nothing_behind(tmp_path):
     check(not wrong, f"{len(wrong)} pods not exact (kind, pod, what, seen, expected): {wrong[:8]}")
     # A name, once known, stays till the last document: the final figures of a pod or container
     # (kubelet removes its log entries right after its cgroups) are its identity's, not an anonymous row's.
-    check(not seen["unnamed_again"],
-          f"{len(seen['unnamed_again'])} unnamed after being named (kind, pod, container, time): "
-          f"{seen['unnamed_again'][:5]}")
+    check(
+        not seen["unnamed_again"],
+        f"{len(seen['unnamed_again'])} unnamed after being named (kind, pod, container, time): "
+        f"{seen['unnamed_again'][:5]}",
+    )
     assert not failures, "\n".join(failures)

@@ -44,8 +44,24 @@ class Pki:
     def __init__(self, root: Path):
         self.root = root
         for ca in ("ca", "stranger"):
-            _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-                     "-subj", f"/CN={ca}", "-keyout", f"{ca}.key", "-out", f"{ca}.pem", cwd=root)
+            _openssl(
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                f"/CN={ca}",
+                "-keyout",
+                f"{ca}.key",
+                "-out",
+                f"{ca}.pem",
+                cwd=root,
+            )
         self.server("server", "rsa")
         self.client("client", "ca", "DNS:prometheus.monitoring")
         self.client("other", "ca", "DNS:intruder.example")
@@ -53,11 +69,28 @@ class Pki:
 
     def _signed(self, name: str, ca: str, subject: str, san: str, key: str = "ec") -> None:
         keyopt = ["-newkey", "rsa:2048"] if key == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
-        _openssl("req", *keyopt, "-nodes", "-subj", subject, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 cwd=self.root)
+        _openssl(
+            "req", *keyopt, "-nodes", "-subj", subject, "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=self.root
+        )
         (self.root / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
-                 "-days", "1", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=self.root)
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            f"{ca}.pem",
+            "-CAkey",
+            f"{ca}.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.pem",
+            cwd=self.root,
+        )
 
     def server(self, name: str, key: str = "rsa") -> None:
         self._signed(name, "ca", "/CN=pod-stats", "IP:127.0.0.1", key)
@@ -90,16 +123,32 @@ def _tls(pki: Pki, extra: str = "") -> str:
 
 
 def _curl(port: int, pki: Pki, cert: str = "", path: str = "/metrics") -> subprocess.CompletedProcess:
-    args = ["curl", "-sS", "--max-time", "5", "--cacert", pki.path("ca.pem"), "-o", "/dev/null", "-D", "-",
-            f"https://127.0.0.1:{port}{path}"]
+    args = [
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "--cacert",
+        pki.path("ca.pem"),
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        f"https://127.0.0.1:{port}{path}",
+    ]
     if cert:
         args += ["--cert", pki.path(f"{cert}.pem"), "--key", pki.path(f"{cert}.key")]
     return subprocess.run(args, capture_output=True, text=True, timeout=30)
 
 
 def _s_client(port: int, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *args], input="",
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *args],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def _negotiated(result: subprocess.CompletedProcess) -> str:
@@ -179,8 +228,11 @@ def test_verify_client_cert_if_given_with_an_inline_ca(pki, tmp_path):
 
 @needs_curl
 def test_client_allowed_sans(pki, tmp_path):
-    config = _tls(pki, f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.path('ca.pem')}\n"
-                       "  client_allowed_sans: [prometheus.monitoring]\n")
+    config = _tls(
+        pki,
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.path('ca.pem')}\n"
+        "  client_allowed_sans: [prometheus.monitoring]\n",
+    )
     with serving(tmp_path, config) as (port, stats):
         assert _curl(port, pki, cert="client").stdout.startswith("HTTP/1.1 200")
         assert not _curl(port, pki, cert="other").stdout.startswith("HTTP/1.1 200")
@@ -206,11 +258,15 @@ def test_cipher_suites_by_go_name(pki, tmp_path):
         assert not _negotiated(_s_client(port, "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"))
 
 
-@pytest.mark.parametrize("prefer, expected", [(True, "ECDHE-RSA-AES256-GCM-SHA384"),
-                                              (False, "ECDHE-RSA-AES128-GCM-SHA256")])
+@pytest.mark.parametrize(
+    "prefer, expected", [(True, "ECDHE-RSA-AES256-GCM-SHA384"), (False, "ECDHE-RSA-AES128-GCM-SHA256")]
+)
 def test_prefer_server_cipher_suites(pki, tmp_path, prefer, expected):
-    config = _tls(pki, "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, "
-                       f"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n  prefer_server_cipher_suites: {str(prefer).lower()}\n")
+    config = _tls(
+        pki,
+        "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, "
+        f"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n  prefer_server_cipher_suites: {str(prefer).lower()}\n",
+    )
     with serving(tmp_path, config) as (port, _):
         offered = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"
         assert _negotiated(_s_client(port, "-cipher", offered)) == expected
@@ -224,8 +280,10 @@ def test_one_curve_preference(pki, tmp_path, version):
 
 
 def test_http_server_config_headers_and_no_server_banner(tmp_path):
-    config = "http_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n" \
-             "    X-Content-Type-Options: nosniff\n"
+    config = (
+        "http_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n"
+        "    X-Content-Type-Options: nosniff\n"
+    )
     with serving(tmp_path, config) as (port, _):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             assert response.headers["X-Frame-Options"] == "deny"
@@ -233,48 +291,67 @@ def test_http_server_config_headers_and_no_server_banner(tmp_path):
             assert response.headers["Server"] is None
 
 
-@pytest.mark.parametrize("content, phrase", [
-    ("tls_server_config:\n  cert_file: x\n  key_file: y\n  client_auth_type: RequestClientCert\n", "RequestClientCert"),
-    ("tls_server_config:\n  cert_file: x\n  key_file: y\n  client_auth_type: RequireAnyClientCert\n",
-     "RequireAnyClientCert"),
-    ("tls_server_config:\n  cert_file: x\n  key_file: y\n  curve_preferences: [X25519, CurveP256]\n",
-     "curve_preferences"),
-    ("http_server_config:\n  http2: true\n", "http2"),
-    ("rate_limit:\n  burst: 10\n  interval: 1s\n", "rate_limit"),
-])
+@pytest.mark.parametrize(
+    "content, phrase",
+    [
+        (
+            "tls_server_config:\n  cert_file: x\n  key_file: y\n  client_auth_type: RequestClientCert\n",
+            "RequestClientCert",
+        ),
+        (
+            "tls_server_config:\n  cert_file: x\n  key_file: y\n  client_auth_type: RequireAnyClientCert\n",
+            "RequireAnyClientCert",
+        ),
+        (
+            "tls_server_config:\n  cert_file: x\n  key_file: y\n  curve_preferences: [X25519, CurveP256]\n",
+            "curve_preferences",
+        ),
+        ("http_server_config:\n  http2: true\n", "http2"),
+        ("rate_limit:\n  burst: 10\n  interval: 1s\n", "rate_limit"),
+    ],
+)
 def test_keys_pod_stats_does_not_implement_refuse_to_start_in_one_line(tmp_path, content, phrase):
     (tmp_path / "web.yml").write_text(content)
-    result = subprocess.run([POD_STATS, "serve", "--web-config-file", str(tmp_path / "web.yml")],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [POD_STATS, "serve", "--web-config-file", str(tmp_path / "web.yml")], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 78, result.stderr
     assert result.stderr.count("\n") == 1 and phrase in result.stderr and "not supported" in result.stderr
 
 
-@pytest.mark.parametrize("content, phrase", [
-    ("tls_server_config:\n  cert_file: x\n  key_file: y\n  client_auth: NoClientCert\n", "client_auth"),
-    ("tls_server_config:\n  cert_file: x\n  key_file: y\n  client_auth_type: Sometimes\n", "Sometimes"),
-    ("tls_server_config:\n  cert_file: x\n  key_file: y\n  client_ca_file: z\n", "client_auth_type"),
-    ("tls_server_config:\n  cert_file: x\n  key_file: y\n  min_version: TLS9\n", "TLS9"),
-    ("tls_server_config:\n  cert_file: x\n  key_file: y\n  min_version: TLS13\n  max_version: TLS12\n", "above"),
-    ("tls_server_config:\n  cert_file: x\n  key_file: y\n  cipher_suites: [RC4]\n", "RC4"),
-    ("tls_server_config:\n  cert_file: x\n  key_file: y\n  client_auth_type: VerifyClientCertIfGiven\n"
-     "  client_allowed_sans: [a]\n", "RequireAndVerifyClientCert"),
-    ("tls_server_config:\n  client_auth_type: RequireAndVerifyClientCert\n", "cert"),
-    ("tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n", "TLS"),
-    ("http_server_config:\n  headers:\n    Server: nginx\n", "Server"),
-    ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", "X-Frame-Options"),
-    ("basic_auth_users:\n  prometheus: plaintext\n", "bcrypt"),
-    ("tls_config:\n  cert_file: x\n", "tls_config"),
-])
+@pytest.mark.parametrize(
+    "content, phrase",
+    [
+        ("tls_server_config:\n  cert_file: x\n  key_file: y\n  client_auth: NoClientCert\n", "client_auth"),
+        ("tls_server_config:\n  cert_file: x\n  key_file: y\n  client_auth_type: Sometimes\n", "Sometimes"),
+        ("tls_server_config:\n  cert_file: x\n  key_file: y\n  client_ca_file: z\n", "client_auth_type"),
+        ("tls_server_config:\n  cert_file: x\n  key_file: y\n  min_version: TLS9\n", "TLS9"),
+        ("tls_server_config:\n  cert_file: x\n  key_file: y\n  min_version: TLS13\n  max_version: TLS12\n", "above"),
+        ("tls_server_config:\n  cert_file: x\n  key_file: y\n  cipher_suites: [RC4]\n", "RC4"),
+        (
+            "tls_server_config:\n  cert_file: x\n  key_file: y\n  client_auth_type: VerifyClientCertIfGiven\n"
+            "  client_allowed_sans: [a]\n",
+            "RequireAndVerifyClientCert",
+        ),
+        ("tls_server_config:\n  client_auth_type: RequireAndVerifyClientCert\n", "cert"),
+        ("tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n", "TLS"),
+        ("http_server_config:\n  headers:\n    Server: nginx\n", "Server"),
+        ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", "X-Frame-Options"),
+        ("basic_auth_users:\n  prometheus: plaintext\n", "bcrypt"),
+        ("tls_config:\n  cert_file: x\n", "tls_config"),
+    ],
+)
 def test_malformed_web_config_is_a_one_line_usage_error(tmp_path, content, phrase):
     (tmp_path / "web.yml").write_text(content)
-    result = subprocess.run([POD_STATS, "serve", "--web-config-file", str(tmp_path / "web.yml")],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [POD_STATS, "serve", "--web-config-file", str(tmp_path / "web.yml")], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and phrase in result.stderr and "Traceback" not in result.stderr
 
 
 # -- basic auth ----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def hashed():
@@ -342,8 +419,10 @@ def test_a_burst_of_wrong_passwords_is_bounded_and_valid_scrapes_go_on(tmp_path,
         assert sorted(set(statuses)) == [401, 429] and statuses.count(401) == outcomes["bcrypt"] - 1
         assert outcomes["throttled"] == statuses.count(429) > 0 and outcomes["bcrypt"] < 30
         assert max(latencies) < 1.0, latencies
-        print(f"60 wrong passwords at once: {outcomes['bcrypt'] - 1} bcrypt runs, {outcomes['throttled']} "
-              f"answered 429, {cpu:.2f} CPU-s in this process; valid scrapes at most {max(latencies) * 1000:.0f} ms")
+        print(
+            f"60 wrong passwords at once: {outcomes['bcrypt'] - 1} bcrypt runs, {outcomes['throttled']} "
+            f"answered 429, {cpu:.2f} CPU-s in this process; valid scrapes at most {max(latencies) * 1000:.0f} ms"
+        )
 
 
 def test_responses_nobody_reads_are_bounded_in_memory(tmp_path):
@@ -356,8 +435,9 @@ def test_responses_nobody_reads_are_bounded_in_memory(tmp_path):
         return [body]
 
     stats = HttpStats()
-    server = start_http(f"127.0.0.1:{_free_port()}", big, WebConfig(), stats,
-                        Limits(max_buffered_bytes=8 << 20, write_timeout=60))
+    server = start_http(
+        f"127.0.0.1:{_free_port()}", big, WebConfig(), stats, Limits(max_buffered_bytes=8 << 20, write_timeout=60)
+    )
     clients = []
     try:
         for _ in range(16):  # 128 MiB asked for
@@ -371,8 +451,10 @@ def test_responses_nobody_reads_are_bounded_in_memory(tmp_path):
             time.sleep(0.05)
         time.sleep(0.2)
         buffered = sum(c.transport.get_write_buffer_size() for c in list(server._connections) if c.transport)
-        assert stats.responses["200"] == 16 and buffered <= 8 << 20 and stats.dropped["evicted"] > 0, \
-            (buffered, stats.dropped)
+        assert stats.responses["200"] == 16 and buffered <= 8 << 20 and stats.dropped["evicted"] > 0, (
+            buffered,
+            stats.dropped,
+        )
     finally:
         for client in clients:
             client.close()

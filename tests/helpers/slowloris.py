@@ -47,7 +47,7 @@ def slowloris(host: str, port: int, connections: int, drip: float, duration: flo
                     entry[:] = connect()
                     continue
             try:
-                if sock.send(HEAD[offset:offset + 1]):
+                if sock.send(HEAD[offset : offset + 1]):
                     entry[1] += 1
                     done["bytes"] += 1
             except (BlockingIOError, InterruptedError):

@@ -27,9 +27,24 @@ def main() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with MiniNode(Path(tempfile.mkdtemp())) as node:
-        process = subprocess.Popen(["strace", "-f", "-qq", "-o", str(trace), *sys.argv[1:], POD_STATS, "serve",
-                                    "--listen-address", f"127.0.0.1:{port}", "--interval", "0.5",
-                                    "--log-dir", str(node.log_dir)])
+        process = subprocess.Popen(
+            [
+                "strace",
+                "-f",
+                "-qq",
+                "-o",
+                str(trace),
+                *sys.argv[1:],
+                POD_STATS,
+                "serve",
+                "--listen-address",
+                f"127.0.0.1:{port}",
+                "--interval",
+                "0.5",
+                "--log-dir",
+                str(node.log_dir),
+            ]
+        )
         url = f"http://127.0.0.1:{port}"
         for _ in range(600):
             try:

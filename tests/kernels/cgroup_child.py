@@ -25,6 +25,7 @@ def run_in_child(action, *, wait: bool = True) -> int:
 def run_in_cgroup(cgroup: Path, action, *, wait: bool = True) -> int:
     """The same in a child that first joins `cgroup` (the join's own open happens before, so it
     is not counted there)."""
+
     def joined():
         with open(cgroup / "cgroup.procs", "w") as procs:
             procs.write("0")

@@ -14,8 +14,21 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent.parent / "build" / "kernels" / "results.json"
 # The kernel's preemption model, then probe groups (pod-stats' own), then kernel capabilities.
-ORDER = ("preemption", "opens", "open_route_ia32", "open_route_io_uring", "errno", "ia32", "proc", "net", "oom", "sched",
-         "files", "procs", "memory_peak")
+ORDER = (
+    "preemption",
+    "opens",
+    "open_route_ia32",
+    "open_route_io_uring",
+    "errno",
+    "ia32",
+    "proc",
+    "net",
+    "oom",
+    "sched",
+    "files",
+    "procs",
+    "memory_peak",
+)
 HOST = "host"  # run_matrix.py's entry for the machine it ran on
 BEGIN, END = "<!-- compat-table:begin -->", "<!-- compat-table:end -->"
 
@@ -58,8 +71,11 @@ def cell(feature) -> str:
         # a tracepoint by its name; fexit (a kernel function) as such
         points = sorted({_point(part.split("=", 1)[1].split(" (")[0]) for part in attached.split(", ") if "=" in part})
         refused = re.search(r"opens_fexit: ([^;(]*)", detail)  # why opens are not counted by fexit
-        return ("yes" + (f": {', '.join(points)}" if points else "")
-                + (f" (no fexit: {refused.group(1).strip()})" if refused else ""))
+        return (
+            "yes"
+            + (f": {', '.join(points)}" if points else "")
+            + (f" (no fexit: {refused.group(1).strip()})" if refused else "")
+        )
     if status == "fallback":
         return f"fallback: {detail.split(':')[0]}"
     if status == "unavailable":
@@ -70,23 +86,33 @@ def cell(feature) -> str:
 
 def table(results) -> str:
     kernels = sorted((k for k in results if k != HOST), key=_version_key) + ([HOST] if HOST in results else [])
-    features = sorted({f for k in kernels for f in results[k].get("features", {})},
-                      key=lambda f: (ORDER.index(f) if f in ORDER else len(ORDER), f))
+    features = sorted(
+        {f for k in kernels for f in results[k].get("features", {})},
+        key=lambda f: (ORDER.index(f) if f in ORDER else len(ORDER), f),
+    )
+
     def heading(kernel):
         uname = results[kernel].get("uname") or "?"
         return f"this machine (`{uname}`)" if kernel == HOST else f"{kernel} (`{uname}`, VM)"
 
-    rows = ["| feature | " + " | ".join(heading(k) for k in kernels) + " |",
-            "| --- | " + " | ".join("---" for _ in kernels) + " |"]
+    rows = [
+        "| feature | " + " | ".join(heading(k) for k in kernels) + " |",
+        "| --- | " + " | ".join("---" for _ in kernels) + " |",
+    ]
     for feature in features:
         render = preemption_cell if feature == "preemption" else cell
-        rows.append(f"| {feature} | " + " | ".join(render(results[k]["features"][feature])
-                                                    if feature in results[k]["features"] else "–"
-                                                    for k in kernels) + " |")
+        rows.append(
+            f"| {feature} | "
+            + " | ".join(
+                render(results[k]["features"][feature]) if feature in results[k]["features"] else "–" for k in kernels
+            )
+            + " |"
+        )
     checks = sorted({c for k in kernels for c in results[k].get("checks", {})})
     for check in checks:
-        rows.append(f"| smoke: {check} | " + " | ".join(check_cell(results[k]["checks"].get(check)) for k in kernels)
-                    + " |")
+        rows.append(
+            f"| smoke: {check} | " + " | ".join(check_cell(results[k]["checks"].get(check)) for k in kernels) + " |"
+        )
     return "\n".join(rows)
 
 

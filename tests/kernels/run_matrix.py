@@ -37,15 +37,33 @@ VM_TIMEOUT = int(os.environ.get("POD_STATS_VM_TIMEOUT", "420"))
 VM_MEMORY = os.environ.get("POD_STATS_VM_MEMORY", "2G")
 APPEND = "console=ttyS0 rdinit=/init panic=-1 quiet mitigations=off"
 # Not needed in the guest: they only make the initramfs bigger and slower to unpack.
-EXCLUDED = ("./usr/share/doc", "./usr/share/man", "./usr/share/locale", "./usr/share/info",
-            "./usr/share/i18n", "./usr/share/zoneinfo", "./var/cache", "./var/lib/apt", "./var/log",
-            "./tmp", "./proc", "./sys", "./dev", "./run", "./opt/pod-stats/lib/python3.11/site-packages/pip",
-            "./opt/pod-stats/lib/python3.11/site-packages/setuptools",
-            "./opt/pod-stats/lib/python3.11/site-packages/pkg_resources",
-            "./opt/pod-stats/lib/python3.11/site-packages/_distutils_hack",
-            "./opt/pod-stats/lib/python3.11/site-packages/distutils-precedence.pth", "./usr/share/python-wheels",
-            "./usr/lib/x86_64-linux-gnu/gconv", "./usr/lib/x86_64-linux-gnu/perl-base", "./usr/share/perl5",
-            "./usr/share/common-licenses", "./var/lib/dpkg")
+EXCLUDED = (
+    "./usr/share/doc",
+    "./usr/share/man",
+    "./usr/share/locale",
+    "./usr/share/info",
+    "./usr/share/i18n",
+    "./usr/share/zoneinfo",
+    "./var/cache",
+    "./var/lib/apt",
+    "./var/log",
+    "./tmp",
+    "./proc",
+    "./sys",
+    "./dev",
+    "./run",
+    "./opt/pod-stats/lib/python3.11/site-packages/pip",
+    "./opt/pod-stats/lib/python3.11/site-packages/setuptools",
+    "./opt/pod-stats/lib/python3.11/site-packages/pkg_resources",
+    "./opt/pod-stats/lib/python3.11/site-packages/_distutils_hack",
+    "./opt/pod-stats/lib/python3.11/site-packages/distutils-precedence.pth",
+    "./usr/share/python-wheels",
+    "./usr/lib/x86_64-linux-gnu/gconv",
+    "./usr/lib/x86_64-linux-gnu/perl-base",
+    "./usr/share/perl5",
+    "./usr/share/common-licenses",
+    "./var/lib/dpkg",
+)
 
 
 HELPERS = ("open_routes", "open_routes32")  # tests/helpers/open_routes.c, 64- and 32-bit
@@ -78,13 +96,21 @@ def read_matrix(names):
         fields = [field.strip() for field in line.split("\t")] + ["-", "-"]
         name, suite, package, cpus, cmdline = fields[:5]
         if not name or not suite or not package or not (cpus == "-" or cpus.isdigit() and int(cpus) > 0):
-            raise Failure(f"matrix.tsv line {number}: expected name, suite, package[, cpus[, kernel arguments]] "
-                          f"separated by tabs: {line!r}")
+            raise Failure(
+                f"matrix.tsv line {number}: expected name, suite, package[, cpus[, kernel arguments]] "
+                f"separated by tabs: {line!r}"
+            )
         if name in {k["name"] for k in kernels}:
             raise Failure(f"matrix.tsv line {number}: the name {name} is taken (one name per row)")
-        kernels.append({"name": name, "suite": suite, "package": package,
-                        "cpus": int(os.environ.get("POD_STATS_VM_SMP", "1")) if cpus == "-" else int(cpus),
-                        "cmdline": "" if cmdline == "-" else cmdline})
+        kernels.append(
+            {
+                "name": name,
+                "suite": suite,
+                "package": package,
+                "cpus": int(os.environ.get("POD_STATS_VM_SMP", "1")) if cpus == "-" else int(cpus),
+                "cmdline": "" if cmdline == "-" else cmdline,
+            }
+        )
     unknown = set(names) - {k["name"] for k in kernels}
     if unknown:
         raise Failure(f"not in matrix.tsv: {', '.join(sorted(unknown))}")
@@ -101,13 +127,22 @@ def install_host_packages() -> None:
 
 
 def apt_options():
-    return ["-o", f"Dir::Etc::SourceList={APT_DIR}/sources.list",
-            "-o", f"Dir::Etc::SourceParts={APT_DIR}/sources.list.d",
-            "-o", f"Dir::State::Lists={APT_DIR}/lists",
-            "-o", f"Dir::Cache={APT_DIR}/cache",
-            # downloads land in root-owned build dirs; the _apt sandbox user could not write there
-            "-o", "APT::Sandbox::User=root",
-            "-o", "Debug::NoLocking=1", "-q"]
+    return [
+        "-o",
+        f"Dir::Etc::SourceList={APT_DIR}/sources.list",
+        "-o",
+        f"Dir::Etc::SourceParts={APT_DIR}/sources.list.d",
+        "-o",
+        f"Dir::State::Lists={APT_DIR}/lists",
+        "-o",
+        f"Dir::Cache={APT_DIR}/cache",
+        # downloads land in root-owned build dirs; the _apt sandbox user could not write there
+        "-o",
+        "APT::Sandbox::User=root",
+        "-o",
+        "Debug::NoLocking=1",
+        "-q",
+    ]
 
 
 def fetch_kernel(kernel, suites) -> Path:
@@ -126,14 +161,16 @@ def fetch_kernel(kernel, suites) -> Path:
         (APT_DIR / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
         (APT_DIR / "sources.list").write_text("")
         (APT_DIR / "sources.list.d" / "kernels.sources").write_text(
-            f"Types: deb\nURIs: {MIRROR}\nSuites: {' '.join(sorted(suites))}\nComponents: main\n"
-            f"Signed-By: {KEYRING}\n")
+            f"Types: deb\nURIs: {MIRROR}\nSuites: {' '.join(sorted(suites))}\nComponents: main\nSigned-By: {KEYRING}\n"
+        )
         say(f"{kernel['name']}: apt-get download {kernel['package']} ({kernel['suite']})")
         run(["apt-get", *apt_options(), "update"])
         try:
             run(["apt-get", *apt_options(), "download", kernel["package"]], cwd=debs)
         except Failure as failure:
-            raise Failure(f"{kernel['package']} is not in {kernel['suite']} any more? update matrix.tsv ({failure})") from None
+            raise Failure(
+                f"{kernel['package']} is not in {kernel['suite']} any more? update matrix.tsv ({failure})"
+            ) from None
         cached = sorted(debs.glob(f"{kernel['package']}_*.deb"))
     shutil.rmtree(target, ignore_errors=True)
     (target / "root").mkdir(parents=True)
@@ -164,8 +201,14 @@ def cpio(source: Path, paths, target: Path) -> None:
     """An uncompressed newc archive: the kernel unpacks it faster than gzip under emulation."""
     partial = target.with_suffix(".partial")
     with open(partial, "wb") as out:
-        subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "--owner", "0:0"], input="\n".join(paths) + "\n",
-                       text=True, cwd=source, stdout=out, check=True)
+        subprocess.run(
+            ["cpio", "--quiet", "-o", "-H", "newc", "--owner", "0:0"],
+            input="\n".join(paths) + "\n",
+            text=True,
+            cwd=source,
+            stdout=out,
+            check=True,
+        )
     partial.rename(target)
 
 
@@ -178,9 +221,11 @@ def pack_initramfs(roots) -> Path:
     base = OUT / "chroot.cpio"
     if not base.exists() or base.stat().st_mtime < max(newest_mtime(CHROOT), Path(__file__).stat().st_mtime):
         say("packing build/chroot into an initramfs")
-        listing = run(["find", ".", "(", *sum((["-path", p, "-o"] for p in EXCLUDED), [])[:-1], ")", "-prune",
-                       "-o", "-print"], cwd=CHROOT).stdout.splitlines()
-        listing += [p for p in ("./tmp", "./proc", "./sys", "./dev", "./run")]  # empty mount points
+        listing = run(
+            ["find", ".", "(", *sum((["-path", p, "-o"] for p in EXCLUDED), [])[:-1], ")", "-prune", "-o", "-print"],
+            cwd=CHROOT,
+        ).stdout.splitlines()
+        listing += ["./tmp", "./proc", "./sys", "./dev", "./run"]  # empty mount points
         cpio(CHROOT, listing, base)
     overlay_dir = OUT / "overlay"
     shutil.rmtree(overlay_dir, ignore_errors=True)
@@ -199,8 +244,12 @@ def pack_initramfs(roots) -> Path:
     for config in configs:
         shutil.copy(config, overlay_dir / "boot" / config.name)
     overlay = OUT / "overlay.cpio"
-    cpio(overlay_dir, ["./init", "./smoke.py", "./cgroup_child.py", *(f"./{h}" for h in HELPERS), "./boot"]
-         + [f"./boot/{config.name}" for config in configs], overlay)
+    cpio(
+        overlay_dir,
+        ["./init", "./smoke.py", "./cgroup_child.py", *(f"./{h}" for h in HELPERS), "./boot"]
+        + [f"./boot/{config.name}" for config in configs],
+        overlay,
+    )
     # The kernel unpacks concatenated archives in order; later files win.
     initramfs = OUT / "initramfs.cpio"
     with open(initramfs, "wb") as out:
@@ -219,11 +268,33 @@ def boot(kernel, root: Path, initramfs: Path):
     smp = kernel["cpus"]
     # several vCPUs: one host thread each (MTTCG), or they would take turns on one
     accel = "tcg,thread=multi" if smp > 1 else "tcg"
-    command = ["qemu-system-x86_64", "-accel", accel, "-cpu", "max", "-m", VM_MEMORY, "-smp", str(smp),
-               "-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none", "-no-reboot",
-               "-kernel", str(vmlinuz), "-initrd", str(initramfs),
-               # panic=-1 + -no-reboot: a panic ends qemu at once instead of waiting for the timeout
-               "-append", " ".join(filter(None, (os.environ.get("POD_STATS_VM_APPEND", APPEND), kernel["cmdline"])))]
+    command = [
+        "qemu-system-x86_64",
+        "-accel",
+        accel,
+        "-cpu",
+        "max",
+        "-m",
+        VM_MEMORY,
+        "-smp",
+        str(smp),
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-nic",
+        "none",
+        "-no-reboot",
+        "-kernel",
+        str(vmlinuz),
+        "-initrd",
+        str(initramfs),
+        # panic=-1 + -no-reboot: a panic ends qemu at once instead of waiting for the timeout
+        "-append",
+        " ".join(filter(None, (os.environ.get("POD_STATS_VM_APPEND", APPEND), kernel["cmdline"]))),
+    ]
     start = time.monotonic()
     began = None
     lines = []
@@ -299,8 +370,9 @@ def run_on_host():
     if not python.exists():
         raise Failure("no .venv: run `make build` first")
     started = time.monotonic()
-    result = subprocess.run([str(python), str(HERE / "smoke.py"), "--host"], capture_output=True, text=True,
-                            timeout=VM_TIMEOUT)
+    result = subprocess.run(
+        [str(python), str(HERE / "smoke.py"), "--host"], capture_output=True, text=True, timeout=VM_TIMEOUT
+    )
     return result.stdout.splitlines() + result.stderr.splitlines()[-5:], time.monotonic() - started
 
 
@@ -328,8 +400,9 @@ def main(argv) -> int:
         results = json.loads(results_path.read_text())
     except (OSError, ValueError):
         results = {}
-    results = {name: result for name, result in results.items()
-               if name in {k["name"] for k in read_matrix([])} | {HOST}}
+    results = {
+        name: result for name, result in results.items() if name in {k["name"] for k in read_matrix([])} | {HOST}
+    }
     # One emulated CPU per VM where one is enough (TCG gains little from a second vCPU, the
     # matrix gains a whole VM); the preemption rows need two, for tasks on every CPU at once.
     host_cpus = max(1, int(os.environ.get("POD_STATS_VM_JOBS", os.cpu_count() or 1)))
@@ -346,32 +419,53 @@ def main(argv) -> int:
     if not report["ended"]:
         print(f"kernel host: the smoke suite did not finish: {' | '.join(lines[-3:])}", flush=True)
         failed = True
-    results[HOST] = {"package": None, "uname": report["uname"], "checks": report["checks"],
-                     "features": report["features"], "complete": report["ended"],
-                     "timings": {"seconds": round(host_seconds, 1)}}
+    results[HOST] = {
+        "package": None,
+        "uname": report["uname"],
+        "checks": report["checks"],
+        "features": report["features"],
+        "complete": report["ended"],
+        "timings": {"seconds": round(host_seconds, 1)},
+    }
     for kernel, (lines, began, seconds, ended) in zip(kernels, boots):
         name = kernel["name"]
         report = parse(lines)
-        timing = dict(timings[name], pack_seconds=pack_seconds, cpus=kernel["cpus"], cmdline=kernel["cmdline"],
-                      boot_to_smoke_seconds=round(began, 1) if began is not None else None,
-                      vm_seconds=round(seconds, 1))
+        timing = dict(
+            timings[name],
+            pack_seconds=pack_seconds,
+            cpus=kernel["cpus"],
+            cmdline=kernel["cmdline"],
+            boot_to_smoke_seconds=round(began, 1) if began is not None else None,
+            vm_seconds=round(seconds, 1),
+        )
         for check, outcome in report["checks"].items():
             print(f"kernel {name}: {check} {outcome['status']} {outcome['detail']}".rstrip(), flush=True)
             failed |= outcome["status"] not in ("ok", "unavailable")
         if not report["ended"]:
             why = panic_line(lines) or ended
-            print(f"kernel {name}: VM did not report (SMOKE-END missing: {why}; "
-                  f"see {(OUT / name / 'console.log').relative_to(ROOT)})", flush=True)
+            print(
+                f"kernel {name}: VM did not report (SMOKE-END missing: {why}; "
+                f"see {(OUT / name / 'console.log').relative_to(ROOT)})",
+                flush=True,
+            )
             failed = True
         elif not report["checks"]:
             print(f"kernel {name}: the smoke suite reported no checks", flush=True)
             failed = True
         booted = "never reached SMOKE-BEGIN" if began is None else f"boot to SMOKE-BEGIN {round(began, 1)}s"
-        say(f"{name}: {report['uname'] or kernel['package']}: {booted}, VM {timing['vm_seconds']}s "
+        say(
+            f"{name}: {report['uname'] or kernel['package']}: {booted}, VM {timing['vm_seconds']}s "
             f"({kernel['cpus']} CPU{'s' if kernel['cpus'] > 1 else ''}{', ' + kernel['cmdline'] if kernel['cmdline'] else ''}), "
-            f"fetch {timing['fetch_seconds']}s")
-        results[name] = {"package": kernel["package"], "uname": report["uname"], "checks": report["checks"],
-                         "features": report["features"], "complete": report["ended"], "timings": timing}
+            f"fetch {timing['fetch_seconds']}s"
+        )
+        results[name] = {
+            "package": kernel["package"],
+            "uname": report["uname"],
+            "checks": report["checks"],
+            "features": report["features"],
+            "complete": report["ended"],
+            "timings": timing,
+        }
     say(f"the VMs took {matrix_seconds}s, this machine's checks {round(host_seconds, 1)}s")
     results_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     say(f"results in {results_path.relative_to(ROOT)}: {'FAILED' if failed else 'all checks passed'}")

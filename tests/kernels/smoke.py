@@ -80,6 +80,7 @@ def explain_failure(error: Exception) -> str:
 
 # -- processes in cgroups --------------------------------------------------------------
 
+
 def make_cgroup(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -131,6 +132,7 @@ def _config() -> str:
         with contextlib.suppress(OSError):
             if path.suffix == ".gz":
                 import gzip
+
                 return gzip.decompress(path.read_bytes()).decode()
             return path.read_text()
     return ""
@@ -164,6 +166,7 @@ def _slot_of(cgroup_id: int, bits: int) -> int:
 
 # -- checks -------------------------------------------------------------------------------
 
+
 class Suite:
     def __init__(self):
         self.collector = None
@@ -186,7 +189,7 @@ class Suite:
         try:
             with PodStatsBpf(key_mode, root_id, probes=everything, v2_root=mounts.unified) as bpf:
                 probes, net_source = list(bpf.probes), bpf.net_source
-        except Exception as error:  # noqa: BLE001 - pinpointed group by group below
+        except Exception as error:
             line("LOAD-ALL", "failed:", explain_failure(error))
             for group in everything:
                 # with opens: a group whose programs all lack their tracepoint (or that has
@@ -195,7 +198,7 @@ class Suite:
                     with PodStatsBpf(key_mode, root_id, probes={group, "opens"}, v2_root=mounts.unified) as bpf:
                         probes += [p for p in bpf.probes if p.group == group]
                         net_source = bpf.net_source if group == "net" else net_source
-                except Exception as group_error:  # noqa: BLE001
+                except Exception as group_error:
                     failures[group] = explain_failure(group_error)
         for group in everything:
             if group in failures:
@@ -203,14 +206,23 @@ class Suite:
                 continue
             mine = [p for p in probes if p.group == group]
             attached = [f"{p.program}={p.tracepoint}" for p in mine if p.attached]
-            skipped = sorted({f"{p.program}: {p.reason}" for p in mine if not p.attached
-                              and not (p.reason or "").startswith("net bytes come from")})
+            skipped = sorted(
+                {
+                    f"{p.program}: {p.reason}"
+                    for p in mine
+                    if not p.attached and not (p.reason or "").startswith("net bytes come from")
+                }
+            )
             if group == "errno":
                 opened = any(p.group == "opens" and p.attached for p in probes)
-                status, detail = ("attached", "counted by the opens programs") if opened else \
-                    ("unavailable", "the opens programs are not attached")
-            elif group == "ia32" and any(p.group == "opens" and p.program.endswith("fexit") and p.attached
-                                         for p in probes):
+                status, detail = (
+                    ("attached", "counted by the opens programs")
+                    if opened
+                    else ("unavailable", "the opens programs are not attached")
+                )
+            elif group == "ia32" and any(
+                p.group == "opens" and p.program.endswith("fexit") and p.attached for p in probes
+            ):
                 status, detail = "attached", "counted by opens_fexit, without a program of its own"
             elif not attached:
                 status, detail = "unavailable", "; ".join(skipped) or "no programs"
@@ -222,8 +234,12 @@ class Suite:
             line("FEATURE", group, status, detail)
         if mounts.memory_hierarchy().version == 2:
             peak = "memory.peak" in self._files_of_a_new_cgroup(Path(mounts.unified))
-            line("FEATURE", "memory_peak", "attached" if peak else "unavailable",
-                 "memory.peak of cgroup v2" if peak else "memory.peak is Linux 5.19+ (memory_peak_bytes is null)")
+            line(
+                "FEATURE",
+                "memory_peak",
+                "attached" if peak else "unavailable",
+                "memory.peak of cgroup v2" if peak else "memory.peak is Linux 5.19+ (memory_peak_bytes is null)",
+            )
         else:
             line("FEATURE", "memory_peak", "attached", "memory.max_usage_in_bytes of cgroup v1")
 
@@ -231,8 +247,9 @@ class Suite:
         groups = self.collector.bpf.probes
         on = sorted({p.group for p in groups if p.attached})
         if failures:
-            raise AssertionError(f"groups that failed to load: {', '.join(sorted(failures))}; "
-                                 f"default probes attached: {', '.join(on)}")
+            raise AssertionError(
+                f"groups that failed to load: {', '.join(sorted(failures))}; default probes attached: {', '.join(on)}"
+            )
         return f"all groups load; default probes attached: {', '.join(on)}; key mode {key_mode.name}"
 
     @staticmethod
@@ -270,8 +287,7 @@ class Suite:
         (bytes after a path's NUL make no new key), while a neighbour's rows stay exact."""
         import ctypes
 
-        from pod_stats.bpf import (
-            HIERARCHY_V2, MAX_FILES_PER_CGROUP, CgroupKey, DrilldownDrops, PodStatsBpf)
+        from pod_stats.bpf import HIERARCHY_V2, MAX_FILES_PER_CGROUP, CgroupKey, DrilldownDrops, PodStatsBpf
         from pod_stats.cgroups import discover_mounts
         from pod_stats.collector import key_mode_for
 
@@ -282,14 +298,16 @@ class Suite:
         def hostile():
             for i in range(rounds):  # a longer path first leaves its bytes in the program's scratch
                 libc.syscall(257, -100, f"/nonexistent/{i:02d}-{'x' * 100}".encode(), os.O_RDONLY)
-                libc.syscall(257, -100, ctypes.create_string_buffer(short + b"\0" + os.urandom(8).hex().encode()),
-                             os.O_RDONLY)
+                libc.syscall(
+                    257, -100, ctypes.create_string_buffer(short + b"\0" + os.urandom(8).hex().encode()), os.O_RDONLY
+                )
             for i in range(flood):
                 with contextlib.suppress(FileNotFoundError):
                     os.open(f"/nonexistent/flood-{i}", os.O_RDONLY)
 
-        with PodStatsBpf(key_mode_for(mounts), os.stat(mounts.unified).st_ino, probes={"files", "procs"},
-                         v2_root=mounts.unified) as bpf:
+        with PodStatsBpf(
+            key_mode_for(mounts), os.stat(mounts.unified).st_ino, probes={"files", "procs"}, v2_root=mounts.unified
+        ) as bpf:
             tenant = make_cgroup(v2_root() / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
             neighbour = make_cgroup(v2_root() / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
             run_in_cgroup(tenant, hostile)
@@ -309,8 +327,10 @@ class Suite:
             raise AssertionError(f"{len(rows)} rows kept, {short.decode()}: {rows.get(short.decode())}")
         if drops.get(keys[0]) != expected_drops or keys[1] in drops:
             raise AssertionError(f"drops {drops.get(keys[0])}, expected {expected_drops}")
-        return (f"{len(rows)} paths kept of a flooding cgroup, {expected_drops.dropped} opens dropped for it; "
-                "the neighbour's rows exact")
+        return (
+            f"{len(rows)} paths kept of a flooding cgroup, {expected_drops.dropped} opens dropped for it; "
+            "the neighbour's rows exact"
+        )
 
     def check_open_probes(self) -> str:
         """fexit and the tracepoints, both attached at once, count the same opens of every kind
@@ -331,10 +351,12 @@ class Suite:
         def every_kind():
             for _ in range(100):
                 opens(1)  # openat
-                for fd in (libc.syscall(437, -100, b"/dev/null", ctypes.byref(how), 24),  # openat2
-                           libc.syscall(2, b"/dev/null", os.O_RDONLY),  # open
-                           libc.syscall(85, created, 0o600),  # creat
-                           libc.syscall(2, b"/nonexistent/smoke", os.O_RDONLY)):  # fails: ENOENT
+                for fd in (
+                    libc.syscall(437, -100, b"/dev/null", ctypes.byref(how), 24),  # openat2
+                    libc.syscall(2, b"/dev/null", os.O_RDONLY),  # open
+                    libc.syscall(85, created, 0o600),  # creat
+                    libc.syscall(2, b"/nonexistent/smoke", os.O_RDONLY),
+                ):  # fails: ENOENT
                     if fd >= 0:
                         os.close(fd)
 
@@ -343,8 +365,10 @@ class Suite:
         cgroup = make_cgroup(root / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
         key = CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino)
         try:
-            with PodStatsBpf(KeyMode.V2, root_id, probes={"opens"}, open_probe="fexit") as fexit, \
-                    PodStatsBpf(KeyMode.V2, root_id, probes={"opens"}, open_probe="tracepoint") as tracepoints:
+            with (
+                PodStatsBpf(KeyMode.V2, root_id, probes={"opens"}, open_probe="fexit") as fexit,
+                PodStatsBpf(KeyMode.V2, root_id, probes={"opens"}, open_probe="tracepoint") as tracepoints,
+            ):
                 run_in_cgroup(cgroup, every_kind)
                 counted = {bpf.open_source: bpf.read_counters().get(key) for bpf in (fexit, tracepoints)}
         finally:
@@ -358,12 +382,19 @@ class Suite:
 
     # (route, helper, helper's route name): every route to an open (bpf.OPEN_ROUTES), each call
     # of the static helper tests/helpers/open_routes.c (beside this file in the VM)
-    OPEN_ROUTE_RUNS = (("syscalls", "open_routes", "openat"), ("syscalls", "open_routes", "open"),
-                       ("syscalls", "open_routes", "creat"), ("syscalls", "open_routes", "openat2"),
-                       ("ia32", "open_routes32", "openat"), ("ia32", "open_routes32", "open"),
-                       ("ia32", "open_routes32", "creat"), ("ia32", "open_routes32", "openat2"),
-                       ("io_uring", "open_routes", "uring-openat"), ("io_uring", "open_routes", "uring-openat2"),
-                       ("io_uring", "open_routes", "uring-openat-async"))
+    OPEN_ROUTE_RUNS = (
+        ("syscalls", "open_routes", "openat"),
+        ("syscalls", "open_routes", "open"),
+        ("syscalls", "open_routes", "creat"),
+        ("syscalls", "open_routes", "openat2"),
+        ("ia32", "open_routes32", "openat"),
+        ("ia32", "open_routes32", "open"),
+        ("ia32", "open_routes32", "creat"),
+        ("ia32", "open_routes32", "openat2"),
+        ("io_uring", "open_routes", "uring-openat"),
+        ("io_uring", "open_routes", "uring-openat2"),
+        ("io_uring", "open_routes", "uring-openat-async"),
+    )
 
     def _measure_open_routes(self):
         """Each route's runs in a fresh cgroup each, with fexit and the tracepoints attached side by
@@ -384,15 +415,19 @@ class Suite:
         created = f"/tmp/pod-stats-smoke-{uuid.uuid4().hex[:8]}"
         measured = {}
         with contextlib.ExitStack() as stack:
-            loaded = {mode: stack.enter_context(PodStatsBpf(KeyMode.V2, os.stat(root).st_ino,
-                                                            probes={"opens", "errno", "ia32"},
-                                                            open_probe=mode))
-                      for mode in modes}
+            loaded = {
+                mode: stack.enter_context(
+                    PodStatsBpf(KeyMode.V2, os.stat(root).st_ino, probes={"opens", "errno", "ia32"}, open_probe=mode)
+                )
+                for mode in modes
+            }
             for route, helper, name in self.OPEN_ROUTE_RUNS:
                 cgroup = make_cgroup(root / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
                 try:
-                    for n, path in ((OPEN_ROUTE_N, created if name == "creat" else "/dev/null"),
-                                    (OPEN_ROUTE_FAILING, "/nonexistent/smoke")):
+                    for n, path in (
+                        (OPEN_ROUTE_N, created if name == "creat" else "/dev/null"),
+                        (OPEN_ROUTE_FAILING, "/nonexistent/smoke"),
+                    ):
                         argv = [helper, name, str(n), path]
                         run_in_cgroup(cgroup, lambda binary=helpers[helper], argv=argv: os.execv(binary, argv))
                     key = CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino)
@@ -424,8 +459,12 @@ class Suite:
                     problems.append(f"{mode} {run}: (opens, errors) {got}, errnos {errnos}")
         if route != "syscalls":
             if counted_by:
-                line("FEATURE", f"open_route_{route}", "attached", ", ".join(counted_by)
-                     + (f" (not: {'; '.join(not_counted)})" if not_counted else ""))
+                line(
+                    "FEATURE",
+                    f"open_route_{route}",
+                    "attached",
+                    ", ".join(counted_by) + (f" (not: {'; '.join(not_counted)})" if not_counted else ""),
+                )
             else:
                 line("FEATURE", f"open_route_{route}", "unavailable", "; ".join(not_counted))
         if problems:
@@ -433,8 +472,11 @@ class Suite:
         if not counted_by:
             raise Unavailable("; ".join(not_counted))
         runs = len(next(iter(measured.values()))[1])
-        return (f"{runs} run(s) of {OPEN_ROUTE_N} opens + {OPEN_ROUTE_FAILING} ENOENT exact by "
-                + ", ".join(counted_by) + (f"; not counted by {'; '.join(not_counted)}" if not_counted else ""))
+        return (
+            f"{runs} run(s) of {OPEN_ROUTE_N} opens + {OPEN_ROUTE_FAILING} ENOENT exact by "
+            + ", ".join(counted_by)
+            + (f"; not counted by {'; '.join(not_counted)}" if not_counted else "")
+        )
 
     def check_open_route_syscalls(self) -> str:
         return self._open_route("syscalls")
@@ -453,8 +495,13 @@ class Suite:
         root = v2_root()
         with PodStatsBpf(KeyMode.V2, os.stat(root).st_ino, probes={"opens"}) as bpf:
             if not bpf.cgroup_events_available:
-                reasons = sorted({f"{p.program}: {p.reason}" for p in bpf.probes
-                                  if p.program in ("changes_mkdir", "changes_rmdir") and not p.attached})
+                reasons = sorted(
+                    {
+                        f"{p.program}: {p.reason}"
+                        for p in bpf.probes
+                        if p.program in ("changes_mkdir", "changes_rmdir") and not p.attached
+                    }
+                )
                 raise AssertionError(f"no cgroup events: {'; '.join(reasons)}")
             cgroup = make_cgroup(root / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
             key = CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino)
@@ -502,15 +549,20 @@ class Suite:
             before = kernel_count()
             with PodStatsBpf(key_mode_for(mounts), os.stat(root).st_ino, probes={"oom"}) as bpf:
                 if not bpf.attached("oom"):
-                    raise Unavailable("; ".join(sorted({f"{p.program}: {p.reason}" for p in bpf.probes
-                                                        if p.group == "oom"})))
+                    raise Unavailable(
+                        "; ".join(sorted({f"{p.program}: {p.reason}" for p in bpf.probes if p.group == "oom"}))
+                    )
                 kinds = "after a kill before attach: "
                 if shutil.which("unshare"):
+
                     def pid_namespace_ends():
                         for directory in joins:
                             (directory / "cgroup.procs").write_text("0")
-                        subprocess.run(["unshare", "--pid", "--fork", "sh", "-c", "sleep 30 & sleep 30 & exit 0"],
-                                       check=True, timeout=60)
+                        subprocess.run(
+                            ["unshare", "--pid", "--fork", "sh", "-c", "sleep 30 & sleep 30 & exit 0"],
+                            check=True,
+                            timeout=60,
+                        )
 
                     run_in_child(pid_namespace_ends)
                     kinds += "a pid namespace's end, "
@@ -567,10 +619,12 @@ class Suite:
             os.write(done_w, b"d")
             os.waitpid(pid, 0)
             cgroup.rmdir()
-        detail = (f"rss {f['rss_bytes'] / MIB:.1f}MiB (anon {anon / MIB:.1f}MiB), working set "
-                  f"{f['memory_working_set_bytes'] / MIB:.1f}MiB, usage {f['memory_usage_bytes'] / MIB:.1f}MiB "
-                  f"(memory.current {current / MIB:.1f}MiB), peak "
-                  + ("null" if f["memory_peak_bytes"] is None else f"{f['memory_peak_bytes'] / MIB:.1f}MiB"))
+        detail = (
+            f"rss {f['rss_bytes'] / MIB:.1f}MiB (anon {anon / MIB:.1f}MiB), working set "
+            f"{f['memory_working_set_bytes'] / MIB:.1f}MiB, usage {f['memory_usage_bytes'] / MIB:.1f}MiB "
+            f"(memory.current {current / MIB:.1f}MiB), peak "
+            + ("null" if f["memory_peak_bytes"] is None else f"{f['memory_peak_bytes'] / MIB:.1f}MiB")
+        )
         problems = []
         if not 64 * MIB - 512 * 1024 <= f["rss_bytes"] <= 64 * MIB + 16 * MIB:
             problems.append("rss is not the 64 MiB touched")
@@ -616,19 +670,31 @@ class Suite:
         if pod is None:
             raise AssertionError(f"pod {uid} not in the sample (pods: {[p.uid for p in snapshot.pods]})")
         sampled = next((c for c in pod.containers if c.id == container_id), None)
-        got = (pod.namespace, pod.name, pod.qos, sampled and sampled.name, sampled and sampled.runtime,
-               sampled and sampled.figures["opens"], pod.figures["opens"])
+        got = (
+            pod.namespace,
+            pod.name,
+            pod.qos,
+            sampled and sampled.name,
+            sampled and sampled.runtime,
+            sampled and sampled.figures["opens"],
+            pod.figures["opens"],
+        )
         expected = (namespace, name, "burstable", container, "containerd", OPENS, OPENS)
         if got != expected:
-            raise AssertionError(f"(namespace, pod, qos, container, runtime, opens, pod opens) {got}, "
-                                 f"expected {expected}")
+            raise AssertionError(
+                f"(namespace, pod, qos, container, runtime, opens, pod opens) {got}, expected {expected}"
+            )
         return f"{namespace}/{name}/{container} (containerd, burstable) with exactly {OPENS} opens"
 
     def check_dump_json(self) -> str:
         self.stack.close()  # the collector's probes detach: the CLI loads its own
         self.collector = None
-        result = subprocess.run(["/opt/pod-stats/bin/pod-stats", "dump", "--json", "--duration", "0.5", "--all"],
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            ["/opt/pod-stats/bin/pod-stats", "dump", "--json", "--duration", "0.5", "--all"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if result.returncode != 0:
             raise AssertionError(f"exit {result.returncode}: {result.stderr.strip()[-300:]}")
         document = json.loads(result.stdout)
@@ -644,10 +710,11 @@ class Suite:
             problems.append("the smoke pod is missing")
         if problems:
             raise AssertionError("; ".join(problems))
-        return (f"pod-stats/v1, {len(document['pods'])} pod(s), probes "
-                f"{','.join(g for g, s in sorted(probes.items()) if s == 'on')}, net_source "
-                f"{document['agent'].get('net_source')!r}")
-
+        return (
+            f"pod-stats/v1, {len(document['pods'])} pod(s), probes "
+            f"{','.join(g for g, s in sorted(probes.items()) if s == 'on')}, net_source "
+            f"{document['agent'].get('net_source')!r}"
+        )
 
     def check_preempt_stress_fexit(self) -> str:
         return self._preempt_stress("fexit")
@@ -689,8 +756,7 @@ class Suite:
         deleted = set()
         reads = reused = 0
         try:
-            with PodStatsBpf(KeyMode.V2, os.stat(root).st_ino, probes={"opens", "errno"},
-                             open_probe=open_probe) as bpf:
+            with PodStatsBpf(KeyMode.V2, os.stat(root).st_ino, probes={"opens", "errno"}, open_probe=open_probe) as bpf:
                 expected = "fexit" if open_probe == "fexit" else "tracepoints"
                 if expected not in (bpf.open_source or ""):
                     raise AssertionError(f"asked for {open_probe}, opens are counted by {bpf.open_source}")
@@ -700,9 +766,12 @@ class Suite:
                 for index, cgroup in enumerate(cgroups):
                     for cpu in cpus:
                         for _ in range(STRESS_TASKS_PER_CPU):
-                            workers.append(run_in_child(
-                                lambda c=cgroup, i=index, cpu=cpu: _stress_worker(c, i, cpu, go_r, report_w),
-                                wait=False))
+                            workers.append(
+                                run_in_child(
+                                    lambda c=cgroup, i=index, cpu=cpu: _stress_worker(c, i, cpu, go_r, report_w),
+                                    wait=False,
+                                )
+                            )
                 os.write(go_w, b"g" * len(workers))
                 started = time.monotonic()
                 freed_slots = set()  # slot indices that churned keys held and delete() retired
@@ -718,8 +787,9 @@ class Suite:
                     reads += 1
                     late = {k: counted[k].opens for k in deleted if k in counted and counted[k].opens}
                     if late:
-                        problems.append(f"deleted churn keys counted again: "
-                                        f"{ {k.cgroup_id: n for k, n in late.items()} }")
+                        problems.append(
+                            f"deleted churn keys counted again: { {k.cgroup_id: n for k, n in late.items()} }"
+                        )
                         deleted -= set(late)
                     if time.monotonic() - started < STRESS_SECONDS and time.monotonic() >= churn_at:
                         churn_at = time.monotonic() + CHURN_EVERY
@@ -746,8 +816,11 @@ class Suite:
                 misses -= misses_before
                 auto = PodStatsBpf(KeyMode.V2, os.stat(root).st_ino, probes={"opens"})
                 auto_picks = "fexit" if auto._fexit_unusable() is None else "tracepoints"
-                drops = {name: after - before for name, after, before
-                         in zip(drops_before._fields, bpf.drops(), drops_before) if after != before}
+                drops = {
+                    name: after - before
+                    for name, after, before in zip(drops_before._fields, bpf.drops(), drops_before)
+                    if after != before
+                }
         finally:
             for pid in workers:
                 with contextlib.suppress(ChildProcessError):
@@ -766,8 +839,11 @@ class Suite:
         got_errnos = [errnos.get(key, {}).get(2, 0) for key in keys]  # ENOENT
         truth_opens, truth_errors = (sum(t[0] for t in truth), sum(t[1] for t in truth))
         got_opens, got_errors = sum(g[0] for g in got), sum(g[1] for g in got)
-        over = [f"{key.cgroup_id}: opens {g[0]}/{t[0]}, errors {g[1]}/{t[1]}, ENOENT {e}/{t[1]}"
-                for key, g, e, t in zip(keys, got, got_errnos, truth) if g[0] > t[0] or g[1] > t[1] or e > t[1]]
+        over = [
+            f"{key.cgroup_id}: opens {g[0]}/{t[0]}, errors {g[1]}/{t[1]}, ENOENT {e}/{t[1]}"
+            for key, g, e, t in zip(keys, got, got_errnos, truth)
+            if g[0] > t[0] or g[1] > t[1] or e > t[1]
+        ]
         if over:
             problems.append(f"stress cgroups counted above what they did (counted/truth): {'; '.join(over)}")
         churn_truth = sum(made for made, _ in churned.values())
@@ -783,20 +859,30 @@ class Suite:
         shortfall = truth_opens - got_opens + churn_truth - churn_got
         if not_counted:
             if auto_picks == open_probe.replace("tracepoint", "tracepoints") and model in ("full", "lazy", "rt"):
-                problems.append(f"auto picks {auto_picks} on this preemptible kernel, whose skipped runs of "
-                                f"{', '.join(not_counted)} it does not count")
+                problems.append(
+                    f"auto picks {auto_picks} on this preemptible kernel, whose skipped runs of "
+                    f"{', '.join(not_counted)} it does not count"
+                )
         else:
-            for what, short in (("opens", shortfall), ("open errors", truth_errors - got_errors),
-                                ("ENOENT errnos", truth_errors - sum(got_errnos))):
+            for what, short in (
+                ("opens", shortfall),
+                ("open errors", truth_errors - got_errors),
+                ("ENOENT errnos", truth_errors - sum(got_errnos)),
+            ):
                 if short > misses:
                     problems.append(f"{short} {what} missing, only {misses} runs counted as missed")
-        missed = (f"misses not counted by this kernel ({', '.join(not_counted)}: agent.missed_events null)"
-                  if not_counted else f"misses +{misses}")
-        detail = (f"{open_probe}, preemption {model}, {len(cpus)} CPU(s), {STRESS_CGROUPS} cgroups x "
-                  f"{STRESS_TASKS_PER_CPU * len(cpus)} tasks: opens counted {got_opens} of {truth_opens} "
-                  f"(errors {got_errors}, ENOENT {sum(got_errnos)} of {truth_errors}), churn {len(churned)} cgroups "
-                  f"{churn_got} of {churn_truth} ({reused} on a freed slot index), shortfall {shortfall}, "
-                  f"{missed}, drops {drops or 0}, {reads} reads; auto picks {auto_picks} here")
+        missed = (
+            f"misses not counted by this kernel ({', '.join(not_counted)}: agent.missed_events null)"
+            if not_counted
+            else f"misses +{misses}"
+        )
+        detail = (
+            f"{open_probe}, preemption {model}, {len(cpus)} CPU(s), {STRESS_CGROUPS} cgroups x "
+            f"{STRESS_TASKS_PER_CPU * len(cpus)} tasks: opens counted {got_opens} of {truth_opens} "
+            f"(errors {got_errors}, ENOENT {sum(got_errnos)} of {truth_errors}), churn {len(churned)} cgroups "
+            f"{churn_got} of {churn_truth} ({reused} on a freed slot index), shortfall {shortfall}, "
+            f"{missed}, drops {drops or 0}, {reads} reads; auto picks {auto_picks} here"
+        )
         if problems:
             raise AssertionError("; ".join(problems) + f": {detail}")
         return detail
@@ -863,17 +949,38 @@ def loopback_up() -> None:
 
 OPEN_ROUTE_CHECKS = ("open_route_syscalls", "open_route_ia32", "open_route_io_uring")
 # preempt_stress last: it closes the suite's collector
-VM_CHECKS = ("load", "opens_exact", "drilldown_bounds", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "oom_exact", "memory_v2",
-             "pod_resolution", "dump_json", "preempt_stress_fexit", "preempt_stress_tracepoint")
-HOST_CHECKS = ("load", "opens_exact", "drilldown_bounds", "open_probes", *OPEN_ROUTE_CHECKS, "cgroup_events", "oom_exact",
-               "preempt_stress_fexit", "preempt_stress_tracepoint")
+VM_CHECKS = (
+    "load",
+    "opens_exact",
+    "drilldown_bounds",
+    "open_probes",
+    *OPEN_ROUTE_CHECKS,
+    "cgroup_events",
+    "oom_exact",
+    "memory_v2",
+    "pod_resolution",
+    "dump_json",
+    "preempt_stress_fexit",
+    "preempt_stress_tracepoint",
+)
+HOST_CHECKS = (
+    "load",
+    "opens_exact",
+    "drilldown_bounds",
+    "open_probes",
+    *OPEN_ROUTE_CHECKS,
+    "cgroup_events",
+    "oom_exact",
+    "preempt_stress_fexit",
+    "preempt_stress_tracepoint",
+)
 
 
 def main() -> int:
     line("SMOKE-BEGIN", os.uname().release)
     try:
         line("FEATURE", "preemption", *preemption_model())
-    except Exception as error:  # noqa: BLE001 - the checks still run
+    except Exception as error:
         line("FEATURE", "preemption", "unknown", f"{type(error).__name__}: {error}")
     if "--host" not in sys.argv:
         try:
@@ -889,7 +996,7 @@ def main() -> int:
             status, detail = "ok", getattr(suite, f"check_{check}")()
         except Unavailable as why:
             status, detail = "unavailable", str(why)
-        except Exception as error:  # noqa: BLE001 - one check's failure must not end the suite
+        except Exception as error:
             status, detail = "fail", explain_failure(error) if libbpf_log.lines else f"{type(error).__name__}: {error}"
             for text in traceback.format_exc().splitlines()[-6:]:
                 line("TRACE", text)
@@ -898,6 +1005,7 @@ def main() -> int:
     line("SMOKE-END")
     with contextlib.suppress(Exception):
         import termios
+
         termios.tcdrain(sys.stdout.fileno())  # every line out of the serial port before power-off
     return 0
 
