@@ -114,7 +114,8 @@ class OpenFiles:
 
     @staticmethod
     def _read_whole(fd: int) -> bytes:
-        chunks, offset = [], 0
+        chunks: list[bytes] = []
+        offset = 0
         while True:
             chunk = os.pread(fd, 65536, offset)
             if not chunk:

@@ -82,7 +82,7 @@ CLIENT_AUTH = {
 # Python's ssl cannot ask for a client certificate without verifying it.
 CLIENT_AUTH_UNSUPPORTED = {"RequestClientCert", "RequireAnyClientCert", "RequireClientCert"}
 # exporter-toolkit's extraHTTPHeaders: which headers http_server_config may set, and their allowed values.
-EXTRA_HEADERS = {
+EXTRA_HEADERS: dict[str, Optional[tuple[str, ...]]] = {
     "Strict-Transport-Security": None,
     "X-Content-Type-Options": ("nosniff",),
     "X-Frame-Options": ("deny", "sameorigin"),
@@ -182,10 +182,9 @@ def load_web_config(path: str) -> WebConfig:
     for name, value in headers.items():
         if name not in EXTRA_HEADERS:
             raise WebConfigError(f"web config {path}: HTTP header {name!r} can not be configured")
-        if EXTRA_HEADERS[name] and value not in EXTRA_HEADERS[name]:
-            raise WebConfigError(
-                f"web config {path}: invalid value for {name}: expected one of {', '.join(EXTRA_HEADERS[name])}"
-            )
+        allowed = EXTRA_HEADERS[name]
+        if allowed and value not in allowed:
+            raise WebConfigError(f"web config {path}: invalid value for {name}: expected one of {', '.join(allowed)}")
     hashes = {}
     for user, hashed in users.items():
         if not BCRYPT_HASH.match(str(hashed)):
@@ -424,9 +423,9 @@ class BasicAuth:
         if parsed is None:
             return False
         user, password = parsed
-        hashed = self._users.get(user)
-        valid_user = hashed is not None
-        hashed = hashed if valid_user else self._dummy
+        known = self._users.get(user)
+        valid_user = known is not None
+        hashed = known if known is not None else self._dummy
         key = hashlib.sha256(b"\0".join((user.encode(), hashed, password.encode()))).digest()
         for cache, result in ((self._good, True), (self._bad, False)):
             if key in cache:
@@ -532,7 +531,7 @@ class _Connection:
     client: socket.socket
     waiting_since: float  # monotonic: since when it waits for a handshake or request head
     task: "Optional[asyncio.Task]" = None
-    transport: Optional[asyncio.BaseTransport] = None
+    transport: Optional[asyncio.Transport] = None
 
     def close(self) -> None:
         """Closes it now, whatever its task is doing (a task cancelled before it started runs nothing)."""
@@ -779,13 +778,13 @@ class HttpServer:
             status, headers, payload = await self._answer(request, peer)
             self._count(status)
             head_only = request.method == b"HEAD"
-            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers] + self._headers
-            if not any(k.lower() == b"content-length" for k, _ in headers):
-                headers.append((b"Content-Length", str(len(payload)).encode()))
+            raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers] + self._headers
+            if not any(k.lower() == b"content-length" for k, _ in raw_headers):
+                raw_headers.append((b"Content-Length", str(len(payload)).encode()))
             if request.method not in (b"GET", b"HEAD"):
-                headers.append((b"Connection", b"close"))
+                raw_headers.append((b"Connection", b"close"))
             writer.write(
-                protocol.send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, "OK")))
+                protocol.send(h11.Response(status_code=status, headers=raw_headers, reason=REASONS.get(status, "OK")))
             )
             if payload and not head_only:
                 writer.write(protocol.send(h11.Data(data=payload)))

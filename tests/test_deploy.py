@@ -578,3 +578,12 @@ if __name__ == "__main__":
         print(f"wrote {RULE_CRD.relative_to(ROOT)}")
     else:
         sys.exit(f"usage: {sys.argv[0]} --write-rule-crd")
+
+
+def test_the_image_tag_is_the_version_pyproject_gives():
+    """pyproject.toml is the one place the version is written; the manifest's tag follows it."""
+    version = re.search(r'^version = "([^"]+)"$', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    assert agent_container()["image"].endswith(f":{version}")
+    from pod_stats import __version__
+
+    assert __version__ == version

@@ -268,7 +268,7 @@ def _check_documents(documents: list, pods: dict, transients: set) -> dict:
                 named[uid] = pod["name"]
             elif uid in named:
                 unnamed_again.append((pods[uid].kind, pods[uid].name, None, document["time"]))
-            rows = [(("pod", uid), pod)]
+            rows: list[tuple[tuple, dict]] = [(("pod", uid), pod)]
             for container in pod["containers"]:
                 identity = (
                     (uid, "name", container["name"]) if container["name"] is not None else (uid, "id", container["id"])

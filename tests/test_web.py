@@ -186,7 +186,9 @@ def _served_certificate(port: int) -> bytes:
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with context.wrap_socket(raw) as tls:
-            return tls.getpeercert(binary_form=True)
+            certificate = tls.getpeercert(binary_form=True)
+            assert certificate is not None
+            return certificate
 
 
 def test_certificate_files_reload_when_they_change_and_a_bad_change_keeps_the_last_good(pki, tmp_path):

@@ -302,6 +302,7 @@ def boot(kernel, root: Path, initramfs: Path):
     timer = threading.Timer(VM_TIMEOUT, process.kill)
     timer.start()
     with open(log_path, "wb") as log:
+        assert process.stdout is not None  # stdout=PIPE
         for raw in process.stdout:
             log.write(f"{time.monotonic() - start:7.2f} ".encode() + raw)  # host-side time: where a boot spends it
             line = raw.decode(errors="replace").replace("\r", "").rstrip("\n")
@@ -340,7 +341,7 @@ def boot_all(kernels, roots, initramfs, host_cpus: int):
     all of them at most), the many-CPU VMs first: they are the longest. Results in matrix order."""
     pending = sorted(kernels, key=lambda kernel: -kernel["cpus"])
     free = host_cpus
-    running = {}
+    running: dict[concurrent.futures.Future, dict] = {}
     results = {}
     with concurrent.futures.ThreadPoolExecutor(len(kernels)) as pool:
         while pending or running:
