@@ -21,15 +21,8 @@ from prometheus_client.registry import Collector
 from pod_stats import __version__
 from pod_stats.collector import ContainerSample, PodSample, Snapshot
 from pod_stats.output import errno_name
-from pod_stats.web import (  # noqa: F401 (the CLI's)
-    HttpStats,
-    WebConfig,
-    WebConfigError,
-    WebConfigUnsupported,
-    load_web_config,
-    parse_listen_address,
-    start_http,
-)
+from pod_stats.web import HttpStats, parse_listen_address, start_http  # noqa: F401 (the CLI's)
+from pod_stats.webconfig import WebConfig, WebConfigError, WebConfigUnsupported, load_web_config  # noqa: F401
 
 log = logging.getLogger(__name__)
 

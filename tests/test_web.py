@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pod_stats.web import HttpStats, Limits, WebConfig, load_web_config, start_http
+from pod_stats.web import HttpStats, Limits, start_http
+from pod_stats.webconfig import WebConfig, load_web_config
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 
