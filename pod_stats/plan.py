@@ -356,7 +356,9 @@ def plan(
             return lacking[group]
         if group == "net":
             packets = program.section.startswith("cgroup_skb/")
-            return None if (net == NET_PACKETS) == packets else f"net bytes come from {net or 'nowhere'}"
+            if net is None or (net == NET_PACKETS) != packets:
+                return f"net bytes come from {net or 'nowhere'}"
+            return None
         if name in CGROUP_EVENT_PROGRAMS and events_unusable:
             return f"no cgroup events: {events_unusable}"
         if name in CGROUP_COUNT_ONLY and not events_unusable:
