@@ -420,6 +420,29 @@ def run_time_stats() -> Iterator[None]:
         os.close(fd)
 
 
+def _programs_of(obj) -> dict[Program, Any]:
+    """The object's programs, in its order, with their libbpf handles."""
+    programs = {}
+    prog = lib.bpf_object__next_program(obj, ffi.NULL)
+    while prog != ffi.NULL:
+        name = ffi.string(lib.bpf_program__name(prog)).decode()
+        programs[Program(name, ffi.string(lib.bpf_program__section_name(prog)).decode())] = prog
+        prog = lib.bpf_object__next_program(obj, prog)
+    return programs
+
+
+def object_programs(btf_path: Optional[str] = None) -> list[Program]:
+    """The programs of pod-stats' BPF object, in its order (opened, not loaded: no privileges)."""
+    skel = lib.pod_stats_open(btf_path.encode() if btf_path else ffi.NULL)
+    if skel == ffi.NULL:
+        err = ffi.errno
+        raise BpfError("opening the BPF object failed", err, _hint_for(err))
+    try:
+        return list(_programs_of(lib.pod_stats_object(skel)))
+    finally:
+        lib.pod_stats_destroy(skel)
+
+
 class PodStatsBpf:
     """pod-stats' BPF programs, loaded and attached for the life of a `with` block.
 
@@ -562,15 +585,8 @@ class PodStatsBpf:
             err = ffi.errno
             raise BpfError("opening the BPF object failed", err, _hint_for(err))
         obj = lib.pod_stats_object(self._skel)
-        by_name = {}
-        prog = lib.bpf_object__next_program(obj, ffi.NULL)
-        while prog != ffi.NULL:
-            by_name[ffi.string(lib.bpf_program__name(prog)).decode()] = prog
-            prog = lib.bpf_object__next_program(obj, prog)
-        programs = [
-            Program(name, ffi.string(lib.bpf_program__section_name(prog)).decode()) for name, prog in by_name.items()
-        ]
-        self.plan = planned = self.plan_for(features, programs)
+        by_name = _programs_of(obj)
+        self.plan = planned = self.plan_for(features, list(by_name))
         self.probes = list(planned.probes)
         self.net_source = planned.net_source
 
@@ -602,11 +618,12 @@ class PodStatsBpf:
 
         for warning in planned.warnings:
             log.warning("%s", warning)
+        handles = {program.name: prog for program, prog in by_name.items()}
         for probe in planned.probes:
             if probe.attached:
-                self._programs[probe.program] = by_name[probe.program]
+                self._programs[probe.program] = handles[probe.program]
             else:
-                lib.bpf_program__set_autoload(by_name[probe.program], False)
+                lib.bpf_program__set_autoload(handles[probe.program], False)
                 if probe.reason and not probe.reason.startswith("not asked"):
                     log.info("%s: %s, skipped", probe.program, probe.reason)
         for group, reasons in planned.unavailable().items():
