@@ -41,6 +41,7 @@ from pod_stats.kernel import (
 )
 from pod_stats.mapsizes import MapSizes, array_map_bytes, hash_map_bytes, ringbuf_map_bytes
 from pod_stats.plan import (
+    ALWAYS_ON,
     CGROUP_EVENT_PROGRAMS,
     DEFAULT_PROBES,
     NET_PACKETS,
@@ -632,7 +633,7 @@ class PodStatsBpf:
                 group,
                 "; ".join(reasons) or "no programs",
             )
-        if not any(p.attached and p.group != "changes" for p in planned.probes):
+        if not any(p.attached and p.group != ALWAYS_ON for p in planned.probes):
             raise BpfError(
                 "none of the asked-for probes' tracepoints exists in this kernel",
                 hint=f"looked under {features.tracefs_events}",
