@@ -4,6 +4,8 @@ The last tests tie the table to the real object and this machine's kernel."""
 
 import dataclasses
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -548,3 +550,39 @@ def test_the_loader_applies_the_plan_of_this_machines_features(groups):
         assert bpf.cgroup_events_available == planned.cgroup_events
         if detected.trampolines_unusable is None and "opens" in groups:  # auto tried fexit: refused or kept
             assert (bpf.features.fexit_refused is None) == ("opens_fexit" in planned.loaded)
+
+
+@pytest.mark.parametrize(
+    "model, release, fexit",
+    [
+        ("rt", "6.12.57+deb13-rt-amd64", False),
+        ("full", "6.18.44", False),
+        ("lazy", "6.13.0", False),
+        ("voluntary", "6.18.44", True),
+        ("none", "6.18.44", True),
+        ("unknown", "6.18.44", True),
+        ("rt", "6.1.0-50-rt-amd64", True),
+        ("full", "6.1.0-50-cloud-amd64", True),
+    ],
+)
+def test_auto_takes_the_tracepoints_where_a_preempted_fexit_run_loses_opens_uncounted_elsewhere(model, release, fexit):
+    """A preempted fexit run makes other opens on its CPU skip it; from 6.7 a tracepoint
+    program's rarer skips are counted too, so auto takes the tracepoints on preemptible kernels
+    there. Before 6.7, and where preemption is unknown, fexit stays."""
+    features = dataclasses.replace(
+        DEBIAN_6_1, release=release, preemption=Preemption(model, "test"), tracepoints=TRACEPOINTS | SOCKET_TRACEPOINTS
+    )
+    planned = plan(PROGRAMS_X86, DEFAULT_PROBES, features, OPTIONS)
+    assert (planned.open_source == OPENS_BY_FEXIT) is fexit
+    if not fexit:
+        assert (
+            planned.fexit_unusable
+            == f"preemptible kernel ({model} (test)) that counts tracepoint programs' skipped runs"
+        )
+    asked = plan(PROGRAMS_X86, DEFAULT_PROBES, features, dataclasses.replace(OPTIONS, open_probe="fexit"))
+    assert asked.open_source == OPENS_BY_FEXIT  # asked for: taken wherever trampolines are
+
+
+def test_the_plan_and_the_kernel_facts_need_no_compiled_extension():
+    code = "import sys, pod_stats.plan, pod_stats.kernel; assert 'pod_stats._pod_stats_ffi' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
