@@ -1,8 +1,11 @@
 """Load, attach and read pod-stats' BPF programs: libbpf through the cffi extension.
 
-The only module that touches libbpf. It hands out raw per-cgroup counters,
+The only module that touches libbpf. It detects the kernel's facts once
+(detect_features: pod_stats.kernel), has the pure pod_stats.plan decide which
+programs load, applies that plan, and hands out raw per-cgroup counters,
 summed over CPUs, keyed by (hierarchy, cgroup id); naming them is the
-collector's business.
+collector's business. The plan's and the kernel module's names that other
+modules import from here are re-exported.
 """
 
 import concurrent.futures
@@ -15,8 +18,8 @@ import struct
 import time
 from collections import namedtuple
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from dataclasses import replace
+from typing import Any, NamedTuple, Optional
 
 try:
     from pod_stats._pod_stats_ffi import ffi, lib
@@ -25,6 +28,78 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 
 from pod_stats.cgroups import V1_MEMORY as HIERARCHY_V1_MEMORY
 from pod_stats.cgroups import V2 as HIERARCHY_V2
+from pod_stats.kernel import (
+    CLASSIC_TRACEPOINT_MISSES_COUNTED_SINCE,
+    KernelFeatures,
+    Preemption,
+    capability_names,
+    detect,
+    effective_capabilities,
+    misses_counted,
+    missing_for_tracing,
+    preemption_model,
+)
+from pod_stats.mapsizes import MapSizes, array_map_bytes, hash_map_bytes, ringbuf_map_bytes
+from pod_stats.plan import (
+    ALWAYS_ON,
+    CGROUP_EVENT_PROGRAMS,
+    DEFAULT_PROBES,
+    NET_PACKETS,
+    NET_PACKETS_UNSEEN,
+    NET_SOCKET,
+    ON_DEMAND_GROUPS,
+    OPEN_PROBES,
+    OPEN_ROUTES,
+    OPENS_BY_FEXIT,
+    OPENS_BY_IA32_EXIT,
+    OPENS_BY_TRACEPOINTS,
+    OPENS_BY_URING,
+    OPENS_FEXIT,
+    OPENS_IA32,
+    OPENS_URING,
+    PROBE_GROUPS,
+    OpenRoute,
+    Plan,
+    PlanOptions,
+    Probe,
+    Program,
+    Unplannable,
+    after_refusal,
+    check_groups,
+    fexit_unusable,
+    plan,
+)
+
+# Names other modules import from here (tests, collector, cli, bench), defined in the pure modules.
+__all__ = [
+    "CGROUP_EVENT_PROGRAMS",
+    "CLASSIC_TRACEPOINT_MISSES_COUNTED_SINCE",
+    "DEFAULT_PROBES",
+    "NET_PACKETS",
+    "NET_PACKETS_UNSEEN",
+    "NET_SOCKET",
+    "ON_DEMAND_GROUPS",
+    "OPENS_BY_FEXIT",
+    "OPENS_BY_IA32_EXIT",
+    "OPENS_BY_TRACEPOINTS",
+    "OPENS_BY_URING",
+    "OPENS_FEXIT",
+    "OPENS_IA32",
+    "OPENS_URING",
+    "OPEN_PROBES",
+    "OPEN_ROUTES",
+    "PROBE_GROUPS",
+    "KernelFeatures",
+    "MapSizes",
+    "OpenRoute",
+    "Preemption",
+    "Probe",
+    "array_map_bytes",
+    "hash_map_bytes",
+    "misses_counted",
+    "preemption_model",
+    "ringbuf_map_bytes",
+]
 
 log = logging.getLogger(__name__)
 libbpf_log = logging.getLogger("pod_stats.libbpf")
@@ -38,54 +113,11 @@ _TRACEFS = "/sys/kernel/tracing"
 
 # The counters' field names come from the struct in src/bpf/pod_stats.h.
 COUNTER_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_counters").fields)
-Counters = namedtuple("Counters", COUNTER_FIELDS)
+Counters = namedtuple("Counters", COUNTER_FIELDS)  # type: ignore[misc]  # fields from the C struct
 DROP_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_drops").fields)
-Drops = namedtuple("Drops", DROP_FIELDS)
+Drops = namedtuple("Drops", DROP_FIELDS)  # type: ignore[misc]  # fields from the C struct
 CHANGE_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_changes").fields)
-Changes = namedtuple("Changes", CHANGE_FIELDS)
-
-# Probe groups a user can switch (--probes); a program's group is the first word of its
-# name in src/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
-# programs also count failures by errno. "changes" (cgroups created or removed, tasks
-# moved) only tells the collector when to look again, and is always on.
-PROBE_GROUPS = ("opens", "errno", "ia32", "proc", "net", "oom", "sched")
-# sched runs on every context switch, the hottest path in the kernel: opt-in. ia32 (opens by
-# 32-bit x86 code, counted in opens) runs on every syscall where opens are counted on the
-# syscall tracepoints (where fexit counts opens, it sees those already): opt-in too.
-DEFAULT_PROBES = frozenset(PROBE_GROUPS) - {"sched", "ia32"}
-_ALWAYS_ON = "changes"
-# How opens are counted: one fexit program on do_sys_openat2 where the kernel has BPF
-# trampolines (cheaper per open), else the syscall tracepoints; "auto" prefers fexit.
-OPEN_PROBES = ("auto", "fexit", "tracepoint")
-OPENS_FEXIT = "opens_fexit"
-# Routes to an open besides the 64-bit syscalls, each with its own program (pod_stats.bpf.c):
-# ia32 compat syscalls (group ia32, needed only where opens are counted on the syscall
-# tracepoints: the fexit program sees them) and io_uring's open operations (group opens,
-# needed either way).
-OPENS_IA32 = "ia32_opens"
-OPENS_URING = "opens_uring"
-# The routes PodStatsBpf.open_routes reports on, in this order.
-OPEN_ROUTES = ("syscalls", "ia32", "io_uring")
-# The OOM kill counter, and the program that tells whether a memcg's first candidate killed.
-_OOM_KILL = "oom_kill"
-# The programs that tell whether a memcg's first candidate killed: the one for the mark_victim that
-# passes the task (Linux 6.8+), and the one for the mark_victim that passes its pid (before).
-_OOM_FIRST_KILL = ("oom_first_kill", "oom_first_kill_pid")
-_PROGRAMLESS = {"errno": "opens"}  # group -> the group whose programs do its counting
-# Groups of the on-demand commands (`pod-stats files`, `pod-stats procs`): never in the
-# always-on path, attached only while such a command runs.
-ON_DEMAND_GROUPS = ("files", "procs")
-# Maps only a group's programs use: shrunk to one entry when the group is off, so that an
-# always-on agent does not carry the on-demand commands' memory.
-_SHRUNK_WHEN_OFF = {"errno": (b"open_errnos",)}  # referenced by always-loaded programs
-# Maps only an optional group's programs use: not created at all when the group is off
-# (task storage, for one, does not exist before Linux 5.11).
-_CREATED_WHEN_ON = {
-    "files": (b"files", b"files_in_flight", b"files_scratch", b"files_held"),
-    "procs": (b"process_opens", b"procs_held"),
-    "oom": (b"oom_kills_seen", b"oom_first_sight"),
-    "sched": (b"sched", b"sched_runnable_since"),
-}
+Changes = namedtuple("Changes", CHANGE_FIELDS)  # type: ignore[misc]  # fields from the C struct
 
 # The probe group that counts each field of struct pod_stats_counters (its comment there
 # says the same); a group that is off or missing leaves its fields unknown (null).
@@ -113,72 +145,11 @@ PER_CPU_MAPS_BUDGET = 32 << 20  # counters + sched per-CPU values, all CPUs
 SLOT_TABLE_BUDGET = 16 << 20  # the slot table, all CPUs
 READ_SCRATCH_BUDGET = 1 << 20  # user space's per-CPU values of one batch of the counters map
 _MIN_READ_CHUNK = 16  # entries per batch however many CPUs (a hash bucket rarely holds more)
-# Sizes of the kernel's own structures that memlock (fdinfo) adds (kernel 6.x, 64-bit): the
-# hash table's header, an element's header and its buckets, an array's header, the ring's.
-_HTAB_BYTES, _HTAB_ELEM_BYTES, _HTAB_BUCKET_BYTES, _HTAB_LOCKS_PER_CPU = 832, 48, 16, 8
-_ARRAY_BYTES, _RINGBUF_BYTES, _RINGBUF_META_PAGES = 312, 304, 3
 
 _COUNTERS_BYTES = ffi.sizeof("struct pod_stats_counters")
 _SCHED_BYTES = ffi.sizeof("struct pod_stats_sched")
 _SLOT_BYTES = ffi.sizeof("struct pod_stats_slot")
 _OOM_FIRST_SIGHT_BYTES = 24  # struct oom_first_sight (src/bpf/pod_stats.bpf.c)
-
-
-@dataclass(frozen=True)
-class MapSizes:
-    """How big the loader makes each map and user-space buffer (map_sizes)."""
-
-    ncpus: int  # possible CPUs
-    max_cgroups: int  # entries of the counters (and sched) map
-    over_budget: bool  # an explicit max_cgroups beyond PER_CPU_MAPS_BUDGET
-    slot_bits: int  # the slot table has 1 << slot_bits slots per CPU
-    read_chunk: int  # counters entries per batched read
-    kernel_bytes: dict[str, int]  # per map: the kernel's memlock figure for it
-    user_bytes: dict[str, int]  # per user-space buffer that lives as long as the loader
-
-    @property
-    def slots_per_cpu(self) -> int:
-        return 1 << self.slot_bits
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(self.kernel_bytes.values()) + sum(self.user_bytes.values())
-
-
-def _round_up(n: int, to: int) -> int:
-    return (n + to - 1) // to * to
-
-
-def _pow2_at_least(n: int) -> int:
-    return 1 << max(0, n - 1).bit_length()
-
-
-def hash_map_bytes(entries: int, key_size: int, value_size: int, ncpus: int, percpu: bool, lru: bool = False) -> int:
-    """A preallocated BPF hash map's memory, as the kernel counts it (memlock in fdinfo)."""
-    value = _round_up(value_size, 8)
-    usage = _HTAB_BYTES + _HTAB_BUCKET_BYTES * _pow2_at_least(entries) + 4 * ncpus * _HTAB_LOCKS_PER_CPU
-    if percpu:  # elements hold a pointer to their per-CPU values
-        return usage + entries * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + 8) + entries * value * ncpus
-    if lru:  # shared values, no spare elements
-        return usage + entries * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + value)
-    # shared values: one spare element per CPU, and a per-CPU pointer to it
-    return usage + (entries + ncpus) * (_HTAB_ELEM_BYTES + _round_up(key_size, 8) + value) + 8 * ncpus
-
-
-def array_map_bytes(
-    entries: int, value_size: int, ncpus: int, percpu: bool = False, mmapable: bool = False, page_size: int = 4096
-) -> int:
-    value = _round_up(value_size, 8)
-    if percpu:
-        return _ARRAY_BYTES + entries * 8 + entries * value * ncpus
-    if mmapable:
-        return _round_up(_ARRAY_BYTES, page_size) + _round_up(entries * value, page_size)
-    return _ARRAY_BYTES + entries * value
-
-
-def ringbuf_map_bytes(size: int, page_size: int = 4096) -> int:
-    data_pages = size // page_size
-    return _RINGBUF_BYTES + _RINGBUF_META_PAGES * page_size + size + (_RINGBUF_META_PAGES + 2 * data_pages) * 8
 
 
 def map_sizes(
@@ -278,12 +249,6 @@ def _strerror(err: int) -> str:
 
 
 _PRIVILEGE_HINT = "run as root, or grant CAP_BPF and CAP_PERFMON"
-_CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 12, 21, 38, 39
-
-
-def _effective_capabilities(status_path: str = "/proc/self/status") -> int:
-    with open(status_path) as status:
-        return next(int(line.split()[1], 16) for line in status if line.startswith("CapEff:"))
 
 
 def missing_capabilities(status_path: str = "/proc/self/status") -> list[str]:
@@ -291,10 +256,7 @@ def missing_capabilities(status_path: str = "/proc/self/status") -> list[str]:
 
     CAP_SYS_ADMIN covers both on every kernel; CAP_BPF + CAP_PERFMON (5.8+) are the least.
     """
-    effective = _effective_capabilities(status_path)
-    if effective & (1 << _CAP_SYS_ADMIN):
-        return []
-    return [name for bit, name in ((_CAP_BPF, "CAP_BPF"), (_CAP_PERFMON, "CAP_PERFMON")) if not effective & (1 << bit)]
+    return missing_for_tracing(capability_names(effective_capabilities(status_path)))
 
 
 def _hint_for(err: int) -> Optional[str]:
@@ -302,55 +264,6 @@ def _hint_for(err: int) -> Optional[str]:
         return _PRIVILEGE_HINT
     if err == errno.ENOMEM:
         return "raise RLIMIT_MEMLOCK (ulimit -l) or use a kernel with memcg accounting of BPF memory"
-    return None
-
-
-@dataclass(frozen=True)
-class Probe:
-    program: str  # BPF program name
-    tracepoint: str  # category/name
-    attached: bool
-    reason: Optional[str] = None  # why it is not attached
-
-    @property
-    def group(self) -> str:
-        return self.program.split("_", 1)[0]
-
-
-def _tracepoint_of(section: str, events: str) -> Optional[str]:
-    """category/name of a program's tracepoint ("tracepoint/sched/x" or "tp_btf/x"), None if the
-    kernel has no such tracepoint."""
-    kind, _, name = section.partition("/")
-    if kind == "tp_btf":
-        # where ours are: no need to look through every category
-        for category in ("sched", "signal", "cgroup", "sock", "io_uring", "raw_syscalls"):
-            if os.path.isdir(os.path.join(events, category, name)):
-                return f"{category}/{name}"
-        with contextlib.suppress(OSError):
-            for category in sorted(os.listdir(events)):
-                if os.path.isdir(os.path.join(events, category, name)):
-                    return f"{category}/{name}"
-        return None
-    return name if os.path.isdir(os.path.join(events, name)) else None
-
-
-def _unsupported(program: str, tracepoint: str, events: str) -> Optional[str]:
-    """Why this kernel's version of a tracepoint cannot take the program, if it cannot."""
-    if tracepoint == "io_uring/io_uring_complete":
-        # Older versions (5.10's among them) pass the ring, user_data and the result only:
-        # which operation completed is not known there.
-        with contextlib.suppress(OSError), open(os.path.join(events, tracepoint, "format")) as fmt:
-            if " req;" in fmt.read():
-                return None
-        return "this kernel's io_uring/io_uring_complete does not pass the request (its operation is unknown)"
-    if tracepoint == "oom/mark_victim":
-        passes_task = False
-        with contextlib.suppress(OSError), open(os.path.join(events, tracepoint, "format")) as fmt:
-            passes_task = " uid;" in fmt.read()  # the task-passing version (6.8+) also records the uid
-        if program == _OOM_FIRST_KILL[0] and not passes_task:
-            return f"this kernel's mark_victim passes a pid (before 6.8): {_OOM_FIRST_KILL[1]} counts"
-        if program == _OOM_FIRST_KILL[1] and passes_task:
-            return f"this kernel's mark_victim passes the task (6.8+): {_OOM_FIRST_KILL[0]} counts"
     return None
 
 
@@ -362,11 +275,6 @@ class CgroupEvent(NamedTuple):
     path: Optional[str]  # from the hierarchy's root (mkdir); None for rmdir or a path too long to keep
 
 
-# The tp_btf programs that send cgroup events (pod_stats.h), and the plain tracepoint programs
-# that only count the same changes where those cannot load.
-CGROUP_EVENT_PROGRAMS = ("changes_mkdir", "changes_rmdir")
-_CGROUP_COUNT_ONLY = {f"{name}_tp": name for name in CGROUP_EVENT_PROGRAMS}
-_CGROUP_EVENT_MAPS = (b"cgroup_events", b"cgroup_event_scratch")
 _CGROUP_EVENT_KINDS = {lib.POD_STATS_CGROUP_MKDIR: "mkdir", lib.POD_STATS_CGROUP_RMDIR: "rmdir"}
 # A record's header (struct pod_stats_cgroup_event up to path): key, kind, flags, path_size.
 _CGROUP_EVENT_HEADER = struct.Struct("=QIHH")
@@ -407,26 +315,6 @@ RUNQ_SLOTS = lib.POD_STATS_RUNQ_SLOTS
 # Where the kernel cannot say when every program run has ended (PodStatsBpf.delete): how long a
 # dead cgroup's slots stay retired before they are zeroed and free (pod_stats.h).
 SLOT_RETIREMENT_SECONDS = 1.0
-# Where net bytes come from (PodStatsBpf.net_source).
-NET_SOCKET = "socket payload (sock_send_length, sock_recv_length)"
-NET_PACKETS = "packets (cgroup_skb at the cgroup v2 root)"
-# Under NET_PACKETS on hybrid hosts (KeyMode.V2_ELSE_V1_MEMORY): whose net figures are null, and why.
-NET_PACKETS_UNSEEN = (
-    "null for cgroups whose tasks sit in the cgroup v2 root (keyed by their v1 memory cgroup): "
-    "their packets are counted under the v2 root"
-)
-# Where opens are counted (PodStatsBpf.open_source).
-OPENS_BY_FEXIT = "fexit (do_sys_openat2)"
-OPENS_BY_TRACEPOINTS = "syscall tracepoints (sys_exit_open, openat, openat2, creat)"
-OPENS_BY_IA32_EXIT = "raw syscall exit tracepoint (sys_exit, ia32 syscalls only)"
-OPENS_BY_URING = "io_uring_complete (IORING_OP_OPENAT, OPENAT2)"
-
-
-class OpenRoute(NamedTuple):
-    """Whether one route to an open is counted in the opens figures (PodStatsBpf.open_routes)."""
-
-    counted: bool
-    detail: str  # what counts it, or why it is not counted
 
 
 class SchedCounts(NamedTuple):
@@ -440,28 +328,6 @@ class ProgramStats(NamedTuple):
     run_time_ns: int
     run_count: int
     misses: Optional[int] = None  # runs the kernel skipped (PodStatsBpf.program_misses); None: not counted here
-
-
-def _kernel_version(release: str) -> tuple[int, int]:
-    parts = release.split(".")
-    try:
-        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
-    except (IndexError, ValueError):
-        return 0, 0
-
-
-# A classic tracepoint program is skipped while any BPF program or BPF map syscall holds
-# bpf_prog_active on its CPU (trace_call_bpf); only Linux 6.7+ counts those skips in the
-# program's misses. fexit, tp_btf and cgroup_skb programs do not use bpf_prog_active: the
-# kernel counts their skipped runs (5.12+ fexit, 6.1+ tp_btf) or never skips them (before).
-CLASSIC_TRACEPOINT_MISSES_COUNTED_SINCE = (6, 7)
-
-
-def misses_counted(section: str, release: Optional[str] = None) -> bool:
-    """Whether the kernel counts every run of a program in this ELF section that it skips."""
-    if not section.startswith("tracepoint/"):
-        return True
-    return _kernel_version(release or os.uname().release) >= CLASSIC_TRACEPOINT_MISSES_COUNTED_SINCE
 
 
 @ffi.def_extern()
@@ -520,83 +386,22 @@ def trampolines_unavailable() -> Optional[str]:
     return None
 
 
-class Preemption(NamedTuple):
-    """How the running kernel preempts kernel code, as far as it shows (preemption_model)."""
-
-    model: str  # none, voluntary, full, lazy, rt, or unknown
-    source: str  # where that was read
-
-    @property
-    def preemptible(self) -> Optional[bool]:
-        """Whether a task can be preempted inside a fexit or cgroup_skb program; None: unknown."""
-        if self.model == "unknown":
-            return None
-        return self.model in ("full", "lazy", "rt")
-
-    def __str__(self) -> str:
-        return f"{self.model} ({self.source})"
+_MAP_TYPES = {"task_storage": lib.BPF_MAP_TYPE_TASK_STORAGE, "ringbuf": lib.BPF_MAP_TYPE_RINGBUF}
 
 
-_PREEMPT_CONFIG = {
-    "CONFIG_PREEMPT_RT": "rt",
-    "CONFIG_PREEMPT_LAZY": "lazy",
-    "CONFIG_PREEMPT": "full",
-    "CONFIG_PREEMPT_VOLUNTARY": "voluntary",
-    "CONFIG_PREEMPT_NONE": "none",
-}
+def _map_type_supported(name: str) -> bool:
+    return lib.libbpf_probe_bpf_map_type(_MAP_TYPES[name], ffi.NULL) == 1
 
 
-def _read_text(path: str, compressed: bool = False) -> Optional[str]:
-    try:
-        if compressed:
-            import gzip
-
-            with gzip.open(path, "rt", errors="replace") as f:
-                return f.read()
-        with open(path, errors="replace") as f:
-            return f.read()
-    except (OSError, EOFError):
-        return None
-
-
-def preemption_model(
-    version: Optional[str] = None,
-    cmdline: Optional[str] = None,
-    dynamic: Optional[str] = None,
-    config: Optional[str] = None,
-) -> Preemption:
-    """The kernel's preemption model, from `uname -v` (PREEMPT_RT, PREEMPT_LAZY, PREEMPT, or
-    PREEMPT_DYNAMIC: chosen at boot), then for a dynamic one what the scheduler's debugfs file
-    says, else the preempt= boot option, else the kernel config's default. Arguments stand in
-    for those sources (tests); by default they are read from this machine."""
-    words = (version if version is not None else os.uname().version).split()
-    if "PREEMPT_RT" in words:
-        return Preemption("rt", "uname -v")
-    if "PREEMPT_DYNAMIC" not in words:
-        if "PREEMPT_LAZY" in words:
-            return Preemption("lazy", "uname -v")
-        if "PREEMPT" in words:
-            return Preemption("full", "uname -v")
-        return Preemption("voluntary", "uname -v: no PREEMPT")  # none or voluntary: alike here
-    if dynamic is None:
-        dynamic = _read_text("/sys/kernel/debug/sched/preempt") or ""
-    chosen = next((w.strip("()") for w in dynamic.split() if w.startswith("(")), None)
-    if chosen:
-        return Preemption(chosen, "/sys/kernel/debug/sched/preempt")
-    if cmdline is None:
-        cmdline = _read_text("/proc/cmdline") or ""
-    option = next((w.split("=", 1)[1] for w in cmdline.split() if w.startswith("preempt=")), None)
-    if option in ("none", "voluntary", "full", "lazy"):
-        return Preemption(option, "preempt= boot option")
-    if config is None:
-        config = (
-            _read_text("/proc/config.gz", compressed=True) or _read_text(f"/boot/config-{os.uname().release}") or ""
-        )
-    for line in config.splitlines():
-        name, _, value = line.partition("=")
-        if value == "y" and name in _PREEMPT_CONFIG and name != "CONFIG_PREEMPT_RT":
-            return Preemption(_PREEMPT_CONFIG[name], "kernel config default (PREEMPT_DYNAMIC)")
-    return Preemption("unknown", "PREEMPT_DYNAMIC, and neither debugfs, preempt= nor the kernel config says which")
+def detect_features(preemption: Optional[Preemption] = None) -> KernelFeatures:
+    """This kernel's facts (pod_stats.kernel.detect), with libbpf's map-type probes and the
+    trampoline check; `preemption` stands in for preemption_model()."""
+    return detect(
+        os.path.join(tracing_dir(), "events"),
+        map_type_supported=_map_type_supported,
+        trampolines_unavailable=trampolines_unavailable,
+        preemption=preemption,
+    )
 
 
 @contextlib.contextmanager
@@ -616,11 +421,37 @@ def run_time_stats() -> Iterator[None]:
         os.close(fd)
 
 
+def _programs_of(obj) -> dict[Program, Any]:
+    """The object's programs, in its order, with their libbpf handles."""
+    programs = {}
+    prog = lib.bpf_object__next_program(obj, ffi.NULL)
+    while prog != ffi.NULL:
+        name = ffi.string(lib.bpf_program__name(prog)).decode()
+        programs[Program(name, ffi.string(lib.bpf_program__section_name(prog)).decode())] = prog
+        prog = lib.bpf_object__next_program(obj, prog)
+    return programs
+
+
+def object_programs(btf_path: Optional[str] = None) -> list[Program]:
+    """The programs of pod-stats' BPF object, in its order (opened, not loaded: no privileges)."""
+    skel = lib.pod_stats_open(btf_path.encode() if btf_path else ffi.NULL)
+    if skel == ffi.NULL:
+        err = ffi.errno
+        raise BpfError("opening the BPF object failed", err, _hint_for(err))
+    try:
+        return list(_programs_of(lib.pod_stats_object(skel)))
+    finally:
+        lib.pod_stats_destroy(skel)
+
+
 class PodStatsBpf:
     """pod-stats' BPF programs, loaded and attached for the life of a `with` block.
 
     Links belong to this process (nothing is pinned), so the kernel detaches
     them when the block exits, or when the process dies, however it dies.
+    On entry the kernel's facts are detected once (features), the pure plan
+    decides what loads (plan), and the loader applies it; where the kernel
+    refuses an optional part, the plan is redone with what that taught.
     """
 
     def __init__(
@@ -639,18 +470,12 @@ class PodStatsBpf:
             raise ValueError(f"unknown open probe {open_probe!r} (known: {', '.join(OPEN_PROBES)})")
         self.open_probe = open_probe
         self.preemption = preemption_model()
-        self._fexit_refused: Optional[str] = None  # why fexit could not be loaded (then retried without)
-        self._cgroup_events_refused: Optional[str] = None  # why cgroup events could not load (then retried without)
-        self.wanted = frozenset(probes) | {_ALWAYS_ON}
-        unknown = self.wanted - set(PROBE_GROUPS) - set(ON_DEMAND_GROUPS) - {_ALWAYS_ON}
-        if unknown:
-            raise ValueError(f"unknown probe group {', '.join(sorted(unknown))} (known: {', '.join(PROBE_GROUPS)})")
+        self.wanted = check_groups(probes)
         if net_source not in (None, NET_SOCKET, NET_PACKETS):
             raise ValueError(f"unknown net source {net_source!r}")
         self.key_mode = key_mode
         self.v2_root = v2_root  # the cgroup v2 mount: where the cgroup_skb fallback attaches
         self._net_source_asked = net_source
-        self.net_source: Optional[str] = None  # what counts net bytes once attached
         self.v2_root_cgroup_id = v2_root_cgroup_id
         self._ncpus = lib.libbpf_num_possible_cpus()
         if self._ncpus <= 0:
@@ -674,7 +499,10 @@ class PodStatsBpf:
         self.max_cgroups = self.sizes.max_cgroups
         self.btf_path = btf_path
         self.use_batch = use_batch
-        self.probes: list[Probe] = []
+        self.features: Optional[KernelFeatures] = None  # detected on entry, with what a refusal taught
+        self.plan: Optional[Plan] = None  # what was (or is being) applied
+        self.probes: list[Probe] = []  # the plan's, for every program of the object
+        self.net_source: Optional[str] = None  # what counts net bytes once attached
         self._skel = ffi.NULL
         self._slots = ffi.NULL  # the slot table, mapped after load
         self._retired_slots: list[tuple[float, object, int]] = []  # (when, indices, count), oldest first
@@ -683,40 +511,40 @@ class PodStatsBpf:
         self._programs: dict[str, object] = {}
         self._cgroup_events = ffi.NULL  # the ring's reader, while the cgroup event programs are attached
 
+    @property
+    def options(self) -> PlanOptions:
+        """What this loader asks of the plan besides the groups."""
+        return PlanOptions(self.sizes, self.open_probe, self._net_source_asked, self.v2_root is not None)
+
+    def plan_for(self, features: KernelFeatures, programs: Iterable[Program]) -> Plan:
+        """The plan for these facts and this object's programs, refusals as BpfError."""
+        try:
+            return plan(list(programs), self.wanted, features, self.options)
+        except Unplannable as error:
+            raise BpfError(error.what, hint=error.hint) from None
+
     # -- life cycle ---------------------------------------------------------
 
     def __enter__(self) -> "PodStatsBpf":
         try:
+            self._check_privileges_and_btf()
+            self.features = detect_features(self.preemption)
             while True:
+                self.plan = None
                 try:
-                    self._open_load_attach()
+                    self._open_plan_load_attach(self.features)
                     break
                 except BpfError as error:
-                    if not self._fall_back_after(error):
+                    learned = after_refusal(self.plan, self.features, str(error)) if self.plan else None
+                    if learned is None:
                         raise
+                    self.features, message = learned
+                    log.info("%s", message)
                     self.close()
-                    self.probes = []
         except BaseException:
             self.close()
             raise
         return self
-
-    def _fall_back_after(self, error: BpfError) -> bool:
-        """After a failed load or attach: whether an optional part that this kernel may refuse
-        was in it, now left out for the retry (one part per retry)."""
-        if self.open_probe == "auto" and OPENS_FEXIT in self._programs:
-            # A kernel that lists the trampoline's function but refuses the program: count
-            # opens on the tracepoints instead of not at all.
-            log.info(
-                "%s: loading or attaching failed (%s): opens are counted on syscall tracepoints", OPENS_FEXIT, error
-            )
-            self._fexit_refused = f"refused by this kernel ({error})"
-            return True
-        if any(name in self._programs for name in CGROUP_EVENT_PROGRAMS):
-            log.info("cgroup events: loading or attaching failed (%s): cgroup changes are only counted", error)
-            self._cgroup_events_refused = f"refused by this kernel ({error})"
-            return True
-        return False
 
     def __exit__(self, *exc_info) -> None:
         self.close()
@@ -739,7 +567,7 @@ class PodStatsBpf:
             self._skel = ffi.NULL
         self._programs = {}
 
-    def _open_load_attach(self) -> None:
+    def _check_privileges_and_btf(self) -> None:
         missing = missing_capabilities()
         if missing:
             raise BpfError(f"missing capabilities {' and '.join(missing)}", errno.EPERM, _PRIVILEGE_HINT)
@@ -750,14 +578,18 @@ class PodStatsBpf:
                 hint="CO-RE needs it: use a kernel built with CONFIG_DEBUG_INFO_BTF=y, or pass --btf PATH "
                 "(e.g. a BTFHub file for this kernel)",
             )
-        events = os.path.join(tracing_dir(), "events")
-        _route_libbpf_log()  # logging may have been configured since import
 
+    def _open_plan_load_attach(self, features: KernelFeatures) -> None:
+        _route_libbpf_log()  # logging may have been configured since import
         self._skel = lib.pod_stats_open(self.btf_path.encode() if self.btf_path else ffi.NULL)
         if self._skel == ffi.NULL:
             err = ffi.errno
             raise BpfError("opening the BPF object failed", err, _hint_for(err))
         obj = lib.pod_stats_object(self._skel)
+        by_name = _programs_of(obj)
+        self.plan = planned = self.plan_for(features, list(by_name))
+        self.probes = list(planned.probes)
+        self.net_source = planned.net_source
 
         config = ffi.new("struct pod_stats_config *")
         config.key_mode = int(self.key_mode)
@@ -766,101 +598,45 @@ class PodStatsBpf:
         config.slot_bits = self.sizes.slot_bits
         lib.pod_stats_set_config(self._skel, config)
 
-        self._counters_map = lib.bpf_object__find_map_by_name(obj, b"counters")
-        self._drops_map = lib.bpf_object__find_map_by_name(obj, b"drops")
-        self._changes_map = lib.bpf_object__find_map_by_name(obj, b"changes")
-        self._errnos_map = lib.bpf_object__find_map_by_name(obj, b"open_errnos")
-        self._uncounted_map = lib.bpf_object__find_map_by_name(obj, b"uncounted")
-        self._files_map = lib.bpf_object__find_map_by_name(obj, b"files")
-        self._processes_map = lib.bpf_object__find_map_by_name(obj, b"process_opens")
-        self._held_maps = {
-            "files": lib.bpf_object__find_map_by_name(obj, b"files_held"),
-            "procs": lib.bpf_object__find_map_by_name(obj, b"procs_held"),
-        }
-        lib.bpf_map__set_max_entries(self._counters_map, self.max_cgroups)
-        self._slots_map = lib.bpf_object__find_map_by_name(obj, b"slots")
-        lib.bpf_map__set_max_entries(self._slots_map, self._ncpus * self.sizes.slots_per_cpu)
-        self._claims_map = lib.bpf_object__find_map_by_name(obj, b"slot_claims")
-        lib.bpf_map__set_max_entries(self._claims_map, self._ncpus * self.sizes.slots_per_cpu)
-        for group, maps in _SHRUNK_WHEN_OFF.items():
-            if group not in self.wanted:
-                for map_name in maps:
-                    lib.bpf_map__set_max_entries(lib.bpf_object__find_map_by_name(obj, map_name), 1)
-        lacking = self._kernel_lacks()
-        for group, maps in _CREATED_WHEN_ON.items():
-            if group not in self.wanted or group in lacking:
-                for map_name in maps:
-                    lib.bpf_map__set_autocreate(lib.bpf_object__find_map_by_name(obj, map_name), False)
-        cgroup_events_unusable = self._cgroup_events_unusable()
-        if cgroup_events_unusable:
-            for map_name in _CGROUP_EVENT_MAPS:
-                lib.bpf_map__set_autocreate(lib.bpf_object__find_map_by_name(obj, map_name), False)
-        self._sched_map = lib.bpf_object__find_map_by_name(obj, b"sched")
-        if "sched" in self.wanted and "sched" not in lacking:
-            lib.bpf_map__set_max_entries(self._sched_map, self.max_cgroups)
+        def find_map(name: str):
+            return lib.bpf_object__find_map_by_name(obj, name.encode())
 
-        # Optional probes: a group not asked for, or a tracepoint this kernel lacks
-        # (openat2 before 5.6, open/creat on arm64, sock_*_length before 6.3) is left
-        # out instead of failing the load.
-        self.net_source = self._choose_net_source(events)
-        fexit_unusable = self._fexit_unusable()
-        prog = lib.bpf_object__next_program(obj, ffi.NULL)
-        while prog != ffi.NULL:
-            name = ffi.string(lib.bpf_program__name(prog)).decode()
-            section = ffi.string(lib.bpf_program__section_name(prog)).decode()
-            packets = section.startswith("cgroup_skb/")
-            fexit = section.startswith("fexit/")
-            tracepoint = None if packets or fexit else _tracepoint_of(section, events)
-            if packets:
-                shown = f"{section} (cgroup v2 root)"
+        self._counters_map = find_map("counters")
+        self._drops_map = find_map("drops")
+        self._changes_map = find_map("changes")
+        self._errnos_map = find_map("open_errnos")
+        self._uncounted_map = find_map("uncounted")
+        self._files_map = find_map("files")
+        self._processes_map = find_map("process_opens")
+        self._held_maps = {"files": find_map("files_held"), "procs": find_map("procs_held")}
+        self._slots_map = find_map("slots")
+        self._claims_map = find_map("slot_claims")
+        self._sched_map = find_map("sched")
+        for name, entries in planned.map_entries.items():
+            lib.bpf_map__set_max_entries(find_map(name), entries)
+        for name in sorted(planned.maps_not_created):
+            lib.bpf_map__set_autocreate(find_map(name), False)
+
+        for warning in planned.warnings:
+            log.warning("%s", warning)
+        handles = {program.name: prog for program, prog in by_name.items()}
+        for probe in planned.probes:
+            if probe.attached:
+                self._programs[probe.program] = handles[probe.program]
             else:
-                shown = section if fexit else tracepoint or section.split("/", 1)[1]
-            reason = None
-            if name.split("_", 1)[0] not in self.wanted:
-                reason = "not asked for (--probes)"
-            elif name == OPENS_IA32 and "opens" not in self.wanted:
-                reason = "it counts into opens, which is not asked for (--probes)"
-            elif name.split("_", 1)[0] in lacking:
-                reason = lacking[name.split("_", 1)[0]]
-            elif name.startswith("net_"):
-                if (self.net_source == NET_PACKETS) != packets:
-                    reason = f"net bytes come from {self.net_source or 'nowhere'}"
-            elif name in CGROUP_EVENT_PROGRAMS and cgroup_events_unusable:
-                reason = f"no cgroup events: {cgroup_events_unusable}"
-            elif name in _CGROUP_COUNT_ONLY and not cgroup_events_unusable:
-                reason = f"cgroup changes are counted by {_CGROUP_COUNT_ONLY[name]} (tp_btf)"
-            elif name == OPENS_FEXIT:
-                reason = fexit_unusable
-            elif name == OPENS_IA32 and fexit_unusable is None:
-                reason = f"ia32 opens are counted by {OPENS_FEXIT}"
-            elif name.startswith("opens_") and name != OPENS_URING and fexit_unusable is None:
-                reason = f"opens are counted by {OPENS_FEXIT}"
-            elif tracepoint is None:
-                reason = "tracepoint not in this kernel"
-            elif name in _OOM_FIRST_KILL and not any(p.program == _OOM_KILL and p.attached for p in self.probes):
-                reason = f"it completes {_OOM_KILL}, which is not attached"
-            else:
-                reason = _unsupported(name, tracepoint, events)
-            if reason is None:
-                self._programs[name] = prog
-                self.probes.append(Probe(name, shown, attached=True))
-            else:
-                lib.bpf_program__set_autoload(prog, False)
-                self.probes.append(Probe(name, shown, attached=False, reason=reason))
-                if not reason.startswith("not asked"):
-                    log.info("%s: %s, skipped", name, reason)
-            prog = lib.bpf_object__next_program(obj, prog)
-        for group in sorted(self.wanted - {_ALWAYS_ON} - set(_PROGRAMLESS)):
-            if not self.attached(group):
-                reasons = sorted({p.reason for p in self.probes if p.group == group and p.reason})
-                log.warning(
-                    "probe group %s is unavailable on this kernel (%s): its figures are null",
-                    group,
-                    "; ".join(reasons) or "no programs",
-                )
-        if not any(p.attached and p.group != _ALWAYS_ON for p in self.probes):
+                lib.bpf_program__set_autoload(handles[probe.program], False)
+                if probe.reason and not probe.reason.startswith("not asked"):
+                    log.info("%s: %s, skipped", probe.program, probe.reason)
+        for group, reasons in planned.unavailable().items():
+            log.warning(
+                "probe group %s is unavailable on this kernel (%s): its figures are null",
+                group,
+                "; ".join(reasons) or "no programs",
+            )
+        if not any(p.attached and p.group != ALWAYS_ON for p in planned.probes):
             raise BpfError(
-                "none of the asked-for probes' tracepoints exists in this kernel", hint=f"looked under {events}"
+                "none of the asked-for probes' tracepoints exists in this kernel",
+                hint=f"looked under {features.tracefs_events}",
             )
 
         err = -lib.pod_stats_load(self._skel)
@@ -881,8 +657,8 @@ class PodStatsBpf:
                 raise BpfError(f"attaching {name} failed", err, _hint_for(err))
             self._links.append(link)
 
-        if all(name in self._programs for name in CGROUP_EVENT_PROGRAMS):
-            ring = lib.bpf_object__find_map_by_name(obj, b"cgroup_events")
+        if planned.cgroup_events:
+            ring = find_map("cgroup_events")
             self._cgroup_events = lib.pod_stats_cgroup_events_open(lib.bpf_map__fd(ring), CGROUP_EVENTS_BUFFER_BYTES)
             if self._cgroup_events == ffi.NULL:
                 err = ffi.errno
@@ -909,68 +685,23 @@ class PodStatsBpf:
         self._uncounted_lost = ffi.new("__u64[]", uncounted_capacity)
         # errno entries per cgroup key as last read, so that a dead cgroup's go with it
         self._errno_entries: dict[int, list[int]] = {}
-        self._sched_keys = self._sched_sums = self._sched_scratch = None
+        self._sched_keys: Any = None
+        self._sched_sums: Any = None
+        self._sched_scratch: Any = None
         if self.attached("sched"):
             self._sched_keys = ffi.new("__u64[]", self.max_cgroups)
             self._sched_sums = ffi.new("struct pod_stats_sched[]", self.max_cgroups)
             self._sched_scratch = ffi.new("struct pod_stats_sched[]", self._ncpus)
 
-    def _kernel_lacks(self) -> dict[str, str]:
-        """Asked-for groups whose maps this kernel cannot create (their programs would fail the
-        whole load), and why."""
-        lacking = {}
-        if "sched" in self.wanted and lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_TASK_STORAGE, ffi.NULL) != 1:
-            lacking["sched"] = "this kernel has no BPF task storage (Linux 5.11+)"
-        return lacking
-
-    def _cgroup_events_unusable(self) -> Optional[str]:
-        """Why cgroup events cannot be sent here (None: they will be)."""
-        if self._cgroup_events_refused:
-            return self._cgroup_events_refused
-        if lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_RINGBUF, ffi.NULL) != 1:
-            return "this kernel has no BPF ring buffer (Linux 5.8+)"
-        return None
-
     def _fexit_unusable(self) -> Optional[str]:
-        """Why opens cannot be counted by fexit here (None: they will be)."""
-        if "opens" not in self.wanted:
-            return "not asked for (--probes)"
-        if self.open_probe == "tracepoint":
-            return "syscall tracepoints asked for (--open-probe)"
-        reason = self._fexit_refused or trampolines_unavailable()
-        if reason and self.open_probe == "fexit":
-            raise BpfError(f"--open-probe fexit: {reason}", hint="use --open-probe auto or tracepoint")
-        if (
-            reason is None
-            and self.open_probe == "auto"
-            and self.preemption.preemptible
-            and misses_counted("tracepoint/syscalls/sys_exit_openat")
-        ):
-            # A preempted fexit run makes every other open on its CPU skip the program until it
-            # resumes: counted as missed, but lost (3-6 % of opens under CPU contention in the
-            # matrix VMs). A tracepoint program is never preempted; it is skipped only while a
-            # BPF map syscall or another BPF program holds its CPU — rarer, and counted since 6.7.
-            # Before 6.7 those skips are not counted: there fexit stays, whose losses are.
-            return f"preemptible kernel ({self.preemption}) that counts tracepoint programs' skipped runs"
-        return reason
-
-    def _choose_net_source(self, events: str) -> Optional[str]:
-        """Socket payload from the sock tracepoints (Linux 6.3+), else packets at the cgroup v2 root."""
-        if "net" not in self.wanted:
-            return None
-        have_tracepoints = all(
-            os.path.isdir(os.path.join(events, "sock", t)) for t in ("sock_send_length", "sock_recv_length")
-        )
-        if self._net_source_asked != NET_PACKETS and have_tracepoints:
-            return NET_SOCKET
-        if self.v2_root is None:
-            log.warning("net: no sock_*_length tracepoints and no cgroup v2 hierarchy for the packet fallback")
-            return None  # net figures unknown
-        if not _effective_capabilities() & (1 << _CAP_NET_ADMIN | 1 << _CAP_SYS_ADMIN):
-            # cgroup_skb programs need it; without, the whole object would fail to load
-            log.warning("net: the packet fallback (no sock_*_length tracepoints) needs CAP_NET_ADMIN")
-            return None
-        return NET_PACKETS
+        """Why opens would not be counted by fexit here (None: they would be), from this
+        machine's facts now (or those learned on entry); BpfError where fexit was asked for and
+        cannot be had."""
+        features = self.features or detect_features(self.preemption)
+        try:
+            return fexit_unusable(self.wanted, self.open_probe, replace(features, preemption=self.preemption))
+        except Unplannable as error:
+            raise BpfError(error.what, hint=error.hint) from None
 
     def _attach_to_v2_root(self, prog):
         try:
@@ -1134,7 +865,8 @@ class PodStatsBpf:
     def _keys_of(bpf_map, key_type: str) -> list:
         """Every key of a (small, on-demand) map, one syscall each."""
         fd = lib.bpf_map__fd(bpf_map)
-        keys, previous = [], ffi.NULL
+        keys: list[Any] = []
+        previous = ffi.NULL
         while True:
             key = ffi.new(key_type)
             if lib.bpf_map_get_next_key(fd, previous, key) != 0:
@@ -1153,56 +885,22 @@ class PodStatsBpf:
     @property
     def open_source(self) -> Optional[str]:
         """What counts opens (None when the opens group is off or missing)."""
-        if not self.attached("opens"):
-            return None
-        fexit = any(p.program == OPENS_FEXIT and p.attached for p in self.probes)
-        return OPENS_BY_FEXIT if fexit else OPENS_BY_TRACEPOINTS
+        return self.plan.open_source if self.plan else None
 
     @property
     def open_source_reason(self) -> Optional[str]:
         """Why open_source is what counts opens (None when the opens group is off or missing)."""
-        if not self.attached("opens"):
-            return None
-        if self.open_source == OPENS_BY_FEXIT:
-            return f"--open-probe {self.open_probe}: BPF trampolines, kernel preemption {self.preemption}" + (
-                ""
-                if self.preemption.preemptible is False
-                else "; a run preempted inside the program makes other opens on its CPU skip it, "
-                "counted in missed_events"
-            )
-        fexit = next((p for p in self.probes if p.program == OPENS_FEXIT), None)
-        return f"--open-probe {self.open_probe}: " + (fexit.reason if fexit and fexit.reason else "no fexit")
+        return self.plan.open_source_reason if self.plan else None
 
     @property
     def open_routes(self) -> Optional[dict[str, OpenRoute]]:
         """Each route to an open (OPEN_ROUTES) and whether the opens figures count it; None when
         the opens group is off or missing."""
-        source = self.open_source
-        if source is None:
-            return None
-        by_program = {p.program: p for p in self.probes}
-
-        def route(program: str, counted_by: str) -> OpenRoute:
-            probe = by_program.get(program)
-            if probe is None:
-                return OpenRoute(False, f"not built for {os.uname().machine}")
-            if probe.attached:
-                return OpenRoute(True, counted_by)
-            return OpenRoute(False, probe.reason or "not attached")
-
-        ia32 = OpenRoute(True, OPENS_BY_FEXIT) if source == OPENS_BY_FEXIT else route(OPENS_IA32, OPENS_BY_IA32_EXIT)
-        return {"syscalls": OpenRoute(True, source), "ia32": ia32, "io_uring": route(OPENS_URING, OPENS_BY_URING)}
+        return self.plan.open_routes if self.plan else None
 
     def attached(self, group: str) -> bool:
-        """Whether a probe group counts. A program whose tracepoint is missing is missing because
-        the kernel lacks what it counts (openat2 before 5.6, open/creat on arm64), so one attached
-        program is enough."""
-        if group in _PROGRAMLESS:
-            return group in self.wanted and self.attached(_PROGRAMLESS[group])
-        if group == "ia32" and "ia32" in self.wanted and self.open_source == OPENS_BY_FEXIT:
-            return True  # counted by the fexit program, without one of its own
-        programs = [p for p in self.probes if p.group == group]
-        return any(p.attached for p in programs)
+        """Whether a probe group counts (Plan.attached)."""
+        return self.plan.attached(group) if self.plan else False
 
     def _sum_per_cpu(self, bpf_map, per_cpu, fields):
         key = ffi.new("__u32 *", 0)

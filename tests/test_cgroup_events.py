@@ -1,6 +1,7 @@
 """Cgroup life-cycle events from the real kernel: the key and path of every cgroup the
 kernel creates, and the key of every one it removes, in order, through the ring buffer."""
 
+import dataclasses
 import os
 import uuid
 from pathlib import Path
@@ -187,7 +188,8 @@ def test_a_full_ring_counts_what_it_lost_and_works_again_once_read(mounts):
 
 
 def test_where_the_ring_cannot_load_changes_are_still_counted(mounts, monkeypatch):
-    monkeypatch.setattr(PodStatsBpf, "_cgroup_events_unusable", lambda self: "no ring buffer (test)")
+    detected = pod_stats.bpf.detect_features
+    monkeypatch.setattr(pod_stats.bpf, "detect_features", lambda p: dataclasses.replace(detected(p), ring_buffer=False))
     with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, os.stat(mounts.unified).st_ino, probes={"opens"}) as bpf:
         assert not bpf.cgroup_events_available
         attached = {p.program for p in bpf.probes if p.attached}
