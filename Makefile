@@ -177,19 +177,11 @@ distclean: clean
 soak: deps build
 	$(SUDO) env POD_STATS_SOAK_PODS=2000 POD_STATS_SOAK_SECONDS=120 $(VENV)/bin/pytest -q -s tests/test_soak.py
 
-## bench: benchmarks of issue #7 → bench/results.json and a table (needs root; < 10 min)
+## bench: benchmarks of issue #7 → bench/results.json and a table (needs root; < 10 min); bench/README.md
+## has the method. QUICK=1: fewer rounds and pods (a smoke test); BENCH_FLAGS: more flags of bench/run.py
 BENCH_APT_PACKAGES := bpftrace libbpf-tools
-BENCH_BIN := $(BUILD)/bench
 .PHONY: bench
 bench: deps build
 	@dpkg -s $(BENCH_APT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(BENCH_APT_PACKAGES); }
-	@mkdir -p $(BENCH_BIN)
-	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I vmlinux/$(ARCH) \
-		-I $(LIBBPF_PREFIX)/include -c bench/empty.bpf.c -o $(BENCH_BIN)/empty.bpf.o
-	for group in PROC NET SCHED IA32 URING OOM; do $(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -DGROUP_$$group \
-		-I vmlinux/$(ARCH) -I $(LIBBPF_PREFIX)/include -c bench/empty_probes.bpf.c \
-		-o $(BENCH_BIN)/empty_$$(echo $$group | tr A-Z a-z).bpf.o || exit 1; done
-	gcc -O2 -Wall -pthread -I $(LIBBPF_PREFIX)/include -o $(BENCH_BIN)/attach bench/attach.c $(LIBBPF_A) -lelf -lz
-	for tool in sysloop podfarm cgfloor storm; do gcc -static -O2 -Wall -o $(BENCH_BIN)/$$tool bench/$$tool.c -luring || exit 1; done
-	$(SUDO) $(VENV)/bin/python bench/run.py --bin-dir $(BENCH_BIN)
+	$(MAKE) -C bench run BUILD=$(abspath $(BUILD)) VENV=$(abspath $(VENV)) CLANG=$(CLANG) ARCH=$(ARCH)

@@ -12,9 +12,8 @@ import sys
 import time
 
 t0 = time.perf_counter()
-from pod_stats.bpf import PodStatsBpf  # noqa: E402
-from pod_stats.cgroups import discover_mounts  # noqa: E402
-from pod_stats.collector import key_mode_for  # noqa: E402
+# the loader's modules, as the agent imports them (bench/ is sys.path[0] when run as a script)
+from pod_stats_bench.target import PodStatsBpf, discover_mounts, key_mode_for  # noqa: E402
 
 t1 = time.perf_counter()
 mounts = discover_mounts()

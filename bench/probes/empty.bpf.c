@@ -9,11 +9,11 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define EMPTY_ON_EXIT(syscall)                                  \
-	SEC("tracepoint/syscalls/sys_exit_" #syscall)           \
+#define EMPTY_ON_EXIT(syscall)                                    \
+	SEC("tracepoint/syscalls/sys_exit_" #syscall)             \
 	int empty_##syscall(struct trace_event_raw_sys_exit *ctx) \
-	{                                                       \
-		return 0;                                       \
+	{                                                         \
+		return 0;                                         \
 	}
 
 EMPTY_ON_EXIT(openat)

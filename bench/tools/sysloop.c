@@ -96,7 +96,8 @@ static void run_socketpair(long n)
 	char buf[64] = {0};
 
 	for (long i = 0; i < n; i++)
-		if (write(pair[0], buf, sizeof(buf)) != sizeof(buf) || read(pair[1], buf, sizeof(buf)) != sizeof(buf))
+		if (write(pair[0], buf, sizeof(buf)) != sizeof(buf) ||
+		    read(pair[1], buf, sizeof(buf)) != sizeof(buf))
 			die("socketpair");
 }
 
@@ -141,9 +142,14 @@ static const struct {
 	const char *name;
 	void (*run)(long);
 } loops[] = {
-	{"open", run_open}, {"getppid", run_getppid}, {"openmissing", run_openmissing},
-	{"forkexit", run_forkexit}, {"socketpair", run_socketpair}, {"pingpong", run_pingpong},
-	{"uringopen", run_uringopen}, {"signal", run_signal},
+	{"open", run_open},
+	{"getppid", run_getppid},
+	{"openmissing", run_openmissing},
+	{"forkexit", run_forkexit},
+	{"socketpair", run_socketpair},
+	{"pingpong", run_pingpong},
+	{"uringopen", run_uringopen},
+	{"signal", run_signal},
 };
 
 /* The other end of pingpong, on the same CPU (inherited affinity). */
@@ -156,7 +162,7 @@ static void start_echo(void)
 		die("fork");
 	if (echo > 0)
 		return;
-	close(there[1]);  /* so that the parent's close ends it */
+	close(there[1]); /* so that the parent's close ends it */
 	close(back[0]);
 	while (read(there[0], &c, 1) == 1)
 		if (write(back[1], &c, 1) != 1)
@@ -182,8 +188,11 @@ int main(int argc, char **argv)
 		argv = timed;
 	}
 	if (argc != 5 && argc != 6) {
-		fprintf(stderr, "usage: %s [-t SECONDS] open|getppid|openmissing|forkexit|socketpair|pingpong|uringopen|signal "
-			"ITERATIONS REPS CPU [PROCS_FILE,...]\n", argv[0]);
+		fprintf(stderr,
+			"usage: %s [-t SECONDS] "
+			"open|getppid|openmissing|forkexit|socketpair|pingpong|uringopen|signal "
+			"ITERATIONS REPS CPU [PROCS_FILE,...]\n",
+			argv[0]);
 		return 2;
 	}
 	for (size_t i = 0; i < sizeof(loops) / sizeof(loops[0]); i++)
@@ -196,7 +205,8 @@ int main(int argc, char **argv)
 	if (argc == 6) {
 		char *save = NULL, *file;
 
-		for (file = strtok_r(argv[5], ",", &save); file; file = strtok_r(NULL, ",", &save)) {
+		for (file = strtok_r(argv[5], ",", &save); file;
+		     file = strtok_r(NULL, ",", &save)) {
 			FILE *procs = fopen(file, "w");
 
 			if (!procs || fprintf(procs, "%d\n", getpid()) < 0 || fclose(procs) != 0)
@@ -223,7 +233,8 @@ int main(int argc, char **argv)
 	run(n / 10 + 1); /* warm-up */
 	if (seconds > 0) {
 		long capacity = 1 << 20, count = 0;
-		double *ends = malloc(capacity * sizeof(double)), *per = malloc(capacity * sizeof(double));
+		double *ends = malloc(capacity * sizeof(double)),
+		       *per = malloc(capacity * sizeof(double));
 		double stop = now_ns() + seconds * 1e9, t0 = now_ns(), t1;
 
 		if (!ends || !per)
@@ -248,7 +259,7 @@ int main(int argc, char **argv)
 	printf("\n");
 	fflush(stdout);
 	if (run == run_pingpong) {
-		close(there[1]);  /* ends the echo process */
+		close(there[1]); /* ends the echo process */
 		while (wait(NULL) > 0)
 			;
 	}

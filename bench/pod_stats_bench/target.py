@@ -1,0 +1,58 @@
+"""pod-stats as the benchmark drives it: every name the benchmark imports from the package is
+imported here, and only here.
+
+At the top, the loader's names (bench/attach_time.py times this import in a fresh interpreter:
+what the agent imports before it attaches). In functions, imported when first called: the JSON
+encoder and the miniature node's kubelet path builders, which attaching does not need.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pod_stats._pod_stats_ffi import ffi, lib
+
+from pod_stats.bpf import DEFAULT_PROBES, HIERARCHY_V1_MEMORY, HIERARCHY_V2, CgroupKey, PodStatsBpf
+from pod_stats.cgroups import CgroupMounts, discover_mounts
+from pod_stats.collector import key_mode_for, open_collector
+
+__all__ = [
+    "DEFAULT_PROBES",
+    "HIERARCHY_V1_MEMORY",
+    "HIERARCHY_V2",
+    "CgroupKey",
+    "CgroupMounts",
+    "PodStatsBpf",
+    "container_cgroup_path",
+    "discover_mounts",
+    "ffi",
+    "json_sampler",
+    "key_mode_for",
+    "lib",
+    "open_collector",
+    "pod_cgroup_path",
+]
+
+
+def json_sampler(collector: Any) -> Callable[[], str]:
+    """One sample of `collector` (an open_collector()), encoded as `pod-stats run --json` prints it."""
+    from pod_stats.output import encode, to_json
+
+    def sample() -> str:
+        return encode(to_json(collector.sample()))
+
+    return sample
+
+
+def pod_cgroup_path(layout: str, qos: str, uid: str) -> str:
+    """A pod's cgroup path under a hierarchy's root, as kubelet makes it."""
+    from pod_stats.mininode import pod_cgroup_path as build
+
+    return build(layout, qos, uid)
+
+
+def container_cgroup_path(layout: str, qos: str, uid: str, container_id: str) -> str:
+    """A container's cgroup path under a hierarchy's root, as kubelet and its runtime make it."""
+    from pod_stats.mininode import container_cgroup_path as build
+
+    return build(layout, qos, uid, container_id)
