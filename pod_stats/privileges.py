@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Optional
 
+from pod_stats.kernel import kernel_version
+
 log = logging.getLogger(__name__)
 
 CAP_SETPCAP = 8
@@ -72,14 +74,6 @@ def read_capabilities(status_path: str = "/proc/self/status") -> Capabilities:
     )
 
 
-def _kernel_version(release: str) -> tuple[int, int]:
-    parts = release.split(".")
-    try:
-        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
-    except (IndexError, ValueError):
-        return (0, 0)
-
-
 def sampling_capabilities(kernel_release: str, unprivileged_bpf_disabled: Optional[int]) -> frozenset[int]:
     """What sampling keeps: CAP_BPF only where the kernel checks it on every bpf(2) command.
 
@@ -87,7 +81,7 @@ def sampling_capabilities(kernel_release: str, unprivileged_bpf_disabled: Option
     behaviour"), a set kernel.unprivileged_bpf_disabled refused even map reads on an open fd
     to a process without CAP_BPF. An unreadable sysctl counts as set.
     """
-    if _kernel_version(kernel_release) >= (5, 19) or unprivileged_bpf_disabled == 0:
+    if kernel_version(kernel_release) >= (5, 19) or unprivileged_bpf_disabled == 0:
         return frozenset()
     return frozenset({CAP_BPF})
 
