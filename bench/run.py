@@ -745,7 +745,8 @@ class PodFarm:
             self.made_dirs.append(directory)
 
     def add_pods(self, count: int) -> None:
-        from pod_stats.mininode import container_cgroup_path, pod_cgroup_path
+        from pod_stats.kubelet import kubelet_container_path as container_cgroup_path
+        from pod_stats.kubelet import kubelet_pod_path as pod_cgroup_path
 
         spec = []
         start = len(self.pods)
@@ -790,7 +791,7 @@ class PodFarm:
     def loop_cgroup(self) -> str:
         """A named pod's container cgroup, without processes, for the syscall loops to join:
         its cgroup.procs files, comma-separated."""
-        from pod_stats.mininode import container_cgroup_path
+        from pod_stats.kubelet import kubelet_container_path as container_cgroup_path
 
         uid = LOOP_POD_UID
         path = container_cgroup_path("systemd-containerd", "burstable", uid, f"{UID_PREFIX}ff{0:058x}")

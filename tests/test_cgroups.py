@@ -96,6 +96,34 @@ def test_escaped_mount_points_and_host_mounts_preferred_over_own_subtree():
     assert mounts.v1["pids"] == f"{host}/pids"
 
 
+def test_mount_lines_list_every_cgroup_mount_named_hierarchies_too():
+    lines = cgroups.cgroup_mount_lines(read_fixture("escaped_daemonset.txt"))
+    host = "/host root/sys\tfs/cgroup"
+    assert [(line.version, line.root, line.point, line.controllers, line.name) for line in lines[-5:]] == [
+        (1, "/", f"{host}/cpu,cpuacct", ("cpu", "cpuacct"), None),
+        (1, "/", f"{host}/memory", ("memory",), None),
+        (1, "/", f"{host}/pids", ("pids",), None),
+        (1, "/", f"{host}/systemd", (), "systemd"),  # "xattr" is an option, not a controller
+        (2, "/", f"{host}/unified", (), None),
+    ]
+    assert all(line.root.startswith("/kubepods/besteffort/") for line in lines[:-5])
+
+
+def test_the_miniature_node_reads_mounts_with_the_same_parser(tmp_path):
+    from pod_stats.mininode import cgroup_hierarchies
+
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(read_fixture("escaped_daemonset.txt"))
+    host = "/host root/sys\tfs/cgroup"
+    assert cgroup_hierarchies(str(mountinfo)) == {  # hierarchy roots only, keyed as /proc/<pid>/cgroup keys them
+        "cpu,cpuacct": Path(f"{host}/cpu,cpuacct"),
+        "memory": Path(f"{host}/memory"),
+        "pids": Path(f"{host}/pids"),
+        "name=systemd": Path(f"{host}/systemd"),
+        "": Path(f"{host}/unified"),
+    }
+
+
 def test_no_v2_and_no_v1_memory_is_one_clear_error():
     text = "\n".join(line for line in read_fixture("v1_legacy.txt").splitlines() if "memory" not in line)
     with pytest.raises(CgroupLayoutError) as raised:
