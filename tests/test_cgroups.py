@@ -110,7 +110,7 @@ def test_mount_lines_list_every_cgroup_mount_named_hierarchies_too():
 
 
 def test_the_miniature_node_reads_mounts_with_the_same_parser(tmp_path):
-    from pod_stats.mininode import cgroup_hierarchies
+    from pod_stats_dev.mininode import cgroup_hierarchies
 
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text(read_fixture("escaped_daemonset.txt"))

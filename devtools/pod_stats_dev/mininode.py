@@ -1,19 +1,19 @@
 """A Kubernetes node in miniature: real runc containers in kubelet-shaped cgroups.
 
-Used by the integration tests and by ``pod-stats demo``. Nothing is faked except
-that no kubelet started the containers: every container is a real ``runc run``
-(cgroupfs driver, ``linux.cgroupsPath`` set to the exact path kubelet + the
-runtime would use), every pod has a sandbox container and kubelet's log-dir
-entries (``<log_dir>/pods/...`` and ``<log_dir>/containers/*.log``).
+Used by the integration tests and the demo (pod_stats_dev.demo); never shipped. Nothing is
+faked except that no kubelet started the containers: every container is a real ``runc run``
+(cgroupfs driver, ``linux.cgroupsPath`` set to the exact path kubelet + the runtime would use,
+built by pod_stats.kubelet), every pod has a sandbox container and kubelet's log-dir entries
+(``<log_dir>/pods/...`` and ``<log_dir>/containers/*.log``).
 
     with MiniNode(tmp_path / "log") as node:
         pod = node.add_pod("default", "web", qos="burstable", layout="systemd-containerd")
         c = pod.add_container("nginx")
         c.command("open /data/config.yaml 5")   # -> "ok 5 0"
 
-Each container runs the static workload binary (``pod_stats/_workload``, see
-``src/workload/workload.c`` for its line protocol) in the foreground under runc,
-with stdin/stdout as pipes to this process. If this process dies, the pipes
+Each container runs the static workload binary (``build/workload``, built by ``make build``
+from ``workload.c`` next to this file, which documents its line protocol) in the foreground
+under runc, with stdin/stdout as pipes to this process. If this process dies, the pipes
 close, the workload exits on EOF and runc removes the container and its leaf
 cgroups by itself; only empty parent cgroups and the temp dir can be left then.
 
@@ -93,10 +93,8 @@ class MiniNodeUnavailable(MiniNodeError):
 
 
 def workload_path() -> Path:
-    """Where the Makefile puts the static workload binary."""
-    import pod_stats
-
-    return Path(pod_stats.__file__).resolve().parent / "_workload"
+    """Where the Makefile puts the static workload binary: build/ of the source tree."""
+    return Path(__file__).resolve().parents[2] / "build" / "workload"
 
 
 def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
@@ -166,9 +164,8 @@ def check_prerequisites(workload: Path | None = None) -> str:
         raise MiniNodeUnavailable(f"{BUSYBOX} missing or not static: apt-get install busybox-static")
     wl = workload or workload_path()
     if not wl.is_file():
-        raise MiniNodeUnavailable(
-            f"workload binary {wl} not built: make (or gcc -static -O2 -o {wl} src/workload/workload.c)"
-        )
+        source = Path(__file__).parent / "workload.c"
+        raise MiniNodeUnavailable(f"workload binary {wl} not built: make build (or gcc -static -O2 -o {wl} {source})")
     if not _is_static_elf(wl):
         raise MiniNodeUnavailable(f"workload binary {wl} is not a static executable: rebuild with gcc -static")
     if not cgroup_hierarchies():
