@@ -30,7 +30,10 @@ DEB_SRC_LIST := /etc/apt/sources.list.d/pod-stats-deb-src.sources
 BPF_OBJ := $(BUILD)/pod_stats.bpf.o
 SKEL := $(BUILD)/pod_stats.skel.h
 FFI_EXT := pod_stats/_pod_stats_ffi.abi3.so
-WORKLOAD := pod_stats/_workload
+# Test and demo tooling (devtools/pod_stats_dev: the miniature node, its workload, the demo):
+# editable in the venv, never in the wheel. The workload is found in build/ by path.
+DEVTOOLS_STAMP := $(VENV)/.devtools-installed
+WORKLOAD := $(BUILD)/workload
 # Test helpers (not shipped): exactly N opens by one route, 64-bit (syscalls, io_uring) and
 # 32-bit (ia32 compat syscalls); static, for the kernel matrix's compiler-less guests too.
 HELPERS := $(BUILD)/helpers/open_routes $(BUILD)/helpers/open_routes32
@@ -93,14 +96,19 @@ vmlinux:
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h
 
 ## build: the cffi extension (skeleton + libbpf) and the package, editable, in the venv
-build: $(FFI_EXT) $(WORKLOAD) $(HELPERS)
+build: $(FFI_EXT) $(DEVTOOLS_STAMP) $(WORKLOAD) $(HELPERS)
 
 $(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py src/cgroupfs/cgroupfs_batch.c $(VENV_STAMP)
 	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test]'
 	@touch $@
 
+$(DEVTOOLS_STAMP): devtools/pyproject.toml $(VENV_STAMP)
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e devtools
+	touch $@
+
 # static test/demo workload run inside the miniature node's containers
-$(WORKLOAD): src/workload/workload.c
+$(WORKLOAD): devtools/pod_stats_dev/workload.c
+	@mkdir -p $(@D)
 	gcc -static -O2 -Wall -Wextra -o $@ $<
 
 $(BUILD)/helpers/open_routes: tests/helpers/open_routes.c
@@ -136,8 +144,8 @@ kernels: test-wheel
 	$(SUDO) $(PYTHON) tests/kernels/run_matrix.py
 	$(PYTHON) tests/kernels/compat_table.py --readme README.md
 
-## lint: ruff (lint and format check), mypy, over pod_stats, tests and bench
-PY_SOURCES := pod_stats tests bench
+## lint: ruff (lint and format check), mypy, over pod_stats, tests, bench and devtools
+PY_SOURCES := pod_stats tests bench devtools
 lint: build
 	$(VENV)/bin/ruff check -q $(PY_SOURCES)
 	$(VENV)/bin/ruff format -q --check $(PY_SOURCES)
@@ -156,12 +164,14 @@ run: deps build
 	@if [ -n "$$(ls -A /var/log/pods 2>/dev/null)" ]; then \
 		$(SUDO) $(VENV)/bin/pod-stats run; \
 	else \
-		echo "no kubelet pods on this machine: starting pod-stats demo (real runc containers, removed on exit)"; \
-		$(SUDO) $(VENV)/bin/pod-stats demo; \
+		echo "no kubelet pods on this machine: starting the demo (real runc containers, removed on exit)"; \
+		$(SUDO) $(VENV)/bin/python -m pod_stats_dev.demo $(DEMO_ARGS); \
 	fi
 
+## demo: a miniature node of real runc containers watched by `pod-stats run` (devtools/; not in the wheel);
+## e.g. make demo DEMO_ARGS='--count 3 --json'
 demo: deps build
-	$(SUDO) $(VENV)/bin/pod-stats demo
+	$(SUDO) $(VENV)/bin/python -m pod_stats_dev.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(BUILD)/pod_stats.* $(BUILD)/cffi $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.* dist \

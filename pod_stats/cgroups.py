@@ -1,8 +1,8 @@
-"""cgroup mounts, cgroup id ↔ path index, and kubelet cgroup path → pod/container.
+"""cgroup mounts, and the cgroup id ↔ path index that names each cgroup's pod and container.
 
 The kernel's cgroup id is the inode number of the cgroup's directory (kernfs node
 id), so ids from BPF are resolved by walking the hierarchy and keying every
-directory by its inode.
+directory by its inode. Reading a path as a kubelet pod's or container's is pod_stats.kubelet's job.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Callable
 
+from pod_stats.kubelet import PodRef, parse_kubelet_path
+
 V2 = "v2"
 V1_MEMORY = "v1-memory"
-
-QOS_GUARANTEED = "guaranteed"
-QOS_BURSTABLE = "burstable"
-QOS_BESTEFFORT = "besteffort"
 
 MOUNTINFO_PATH = "/proc/self/mountinfo"
 
@@ -143,6 +141,49 @@ def _unescape_mountinfo(field_text: str) -> str:
     return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field_text)
 
 
+@dataclass(frozen=True)
+class CgroupMountLine:
+    """One cgroup filesystem in a mountinfo text."""
+
+    version: int  # 1 or 2
+    root: str  # the directory of the hierarchy mounted there, "/" for all of it
+    point: str
+    controllers: tuple[str, ...]  # a v1 hierarchy's controllers as listed (none for v2 and named-only v1)
+    name: str | None  # a v1 hierarchy's "name=" (e.g. "systemd"), if it has one
+
+
+def cgroup_mount_lines(text: str) -> list[CgroupMountLine]:
+    """The cgroup and cgroup2 mounts of a /proc/<pid>/mountinfo text, in its order."""
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            separator = fields.index("-", 6)
+            fs_type, super_options = fields[separator + 1], fields[separator + 3]
+        except (ValueError, IndexError):
+            continue
+        if fs_type not in ("cgroup", "cgroup2"):
+            continue
+        controllers: list[str] = []
+        name = None
+        if fs_type == "cgroup":
+            for option in super_options.split(","):
+                if option.startswith("name="):
+                    name = option[len("name=") :]
+                elif option not in _V1_NON_CONTROLLER_OPTIONS and "=" not in option:
+                    controllers.append(option)
+        mounts.append(
+            CgroupMountLine(
+                version=2 if fs_type == "cgroup2" else 1,
+                root=_unescape_mountinfo(fields[3]),
+                point=_unescape_mountinfo(fields[4]),
+                controllers=tuple(controllers),
+                name=name,
+            )
+        )
+    return mounts
+
+
 def parse_mountinfo(text: str, read_controllers: Callable[[str], frozenset[str]] = read_v2_controllers) -> CgroupMounts:
     """Cgroup mounts listed in a /proc/<pid>/mountinfo text.
 
@@ -152,23 +193,15 @@ def parse_mountinfo(text: str, read_controllers: Callable[[str], frozenset[str]]
     """
     unified: tuple[str, str] | None = None  # (mount root, mount point)
     v1: dict[str, tuple[str, str]] = {}
-    for line in text.splitlines():
-        fields = line.split(" ")
-        try:
-            separator = fields.index("-", 6)
-            fs_type, super_options = fields[separator + 1], fields[separator + 3]
-        except (ValueError, IndexError):
-            continue
-        mount = (_unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4]))
-        if fs_type == "cgroup2":
+    for line in cgroup_mount_lines(text):
+        mount = (line.root, line.point)
+        if line.version == 2:
             if unified is None or _better_mount(mount, unified):
                 unified = mount
-        elif fs_type == "cgroup":
-            for option in super_options.split(","):
-                if option in _V1_NON_CONTROLLER_OPTIONS or "=" in option:
-                    continue
-                if option not in v1 or _better_mount(mount, v1[option]):
-                    v1[option] = mount
+            continue
+        for controller in line.controllers:
+            if controller not in v1 or _better_mount(mount, v1[controller]):
+                v1[controller] = mount
     unified_mount = unified[1] if unified is not None else None
     return _checked(
         CgroupMounts(
@@ -235,64 +268,6 @@ def discover_mounts(mountinfo_path: str = MOUNTINFO_PATH, cgroup_root: str | Non
     return parse_mountinfo(text)
 
 
-@dataclass(frozen=True)
-class PodRef:
-    pod_uid: str
-    container_id: str | None  # None for the pod-level cgroup
-    runtime: str | None  # "containerd" | "cri-o" | "docker" | None when the path does not tell
-    qos: str  # "guaranteed" | "burstable" | "besteffort"
-
-
-# A Kubernetes pod uid is a UUID; static pods' uids are a 32-hex-digit hash.
-# The systemd driver writes the UUID's dashes as underscores.
-_UID = (
-    r"(?P<uid>[0-9a-f]{8}(?P<sep>[-_])[0-9a-f]{4}(?P=sep)[0-9a-f]{4}(?P=sep)[0-9a-f]{4}(?P=sep)[0-9a-f]{12}"
-    r"|[0-9a-f]{32})"
-)
-_CONTAINER_ID = "[0-9a-f]{64}"
-_SCOPE_RUNTIMES = {"cri-containerd": "containerd", "crio": "cri-o", "docker": "docker"}
-_SCOPE_PREFIX = "|".join(_SCOPE_RUNTIMES)
-
-_CGROUPFS_POD = re.compile("pod" + _UID)
-_SYSTEMD_POD_SLICE_SUFFIX = re.compile(_UID + r"\.slice")
-_SYSTEMD_SCOPE = re.compile(rf"(?P<runtime>{_SCOPE_PREFIX})-(?P<id>{_CONTAINER_ID})\.scope")
-# Also found below systemd pod slices: runtimes using cgroupfs names inside them.
-_CGROUPFS_CONTAINER = re.compile(rf"(?P<crio>crio-)?(?P<id>{_CONTAINER_ID})")
-# runc's cgroupfs driver, handed kubelet's systemd-style "slice:prefix:id", uses it
-# as one literal name: /system.slice/containerd.service/kubepods-…-pod<uid>.slice:cri-containerd:<id>.
-_UNEXPANDED_SYSTEMD_CONTAINER = re.compile(
-    rf"(?:.*-)?kubepods(?:-(?P<qos>burstable|besteffort))?-pod{_UID}\.slice"
-    rf":(?P<runtime>{_SCOPE_PREFIX}):(?P<id>{_CONTAINER_ID})"
-)
-_SYSTEMD_ROOT = "kubepods.slice"
-
-
-def parse_kubelet_path(path: str) -> PodRef | None:
-    """The pod (and container) a kubelet-created cgroup path belongs to, or None.
-
-    Anchors on the first kubepods component, so prefixes such as a kind node's
-    /kubelet.slice/kubelet-kubepods.slice or a nested /docker/<id>/kubepods
-    are fine. Cgroups below a container's (crun's `container` subgroup,
-    nested cgroups) belong to that container.
-    """
-    components = [component for component in path.split("/") if component]
-    for index, component in enumerate(components):
-        below = components[index + 1 :]
-        if component == "kubepods":
-            return _parse_cgroupfs(below)
-        if component == _SYSTEMD_ROOT or component.endswith("-" + _SYSTEMD_ROOT):
-            return _parse_systemd(component[: -len(_SYSTEMD_ROOT)], below)
-        unexpanded = _UNEXPANDED_SYSTEMD_CONTAINER.fullmatch(component)
-        if unexpanded is not None:
-            return PodRef(
-                _canonical_uid(unexpanded.group("uid")),
-                unexpanded.group("id"),
-                _SCOPE_RUNTIMES[unexpanded.group("runtime")],
-                unexpanded.group("qos") or QOS_GUARANTEED,
-            )
-    return None
-
-
 def container_cgroup_path(path: str) -> str | None:
     """The container's own cgroup for a cgroup path at or below it (a nested cgroup), or None
     when the path is not a container's."""
@@ -307,54 +282,6 @@ def container_cgroup_path(path: str) -> str | None:
             break
         own = parent
     return own
-
-
-def _canonical_uid(uid: str) -> str:
-    return uid.replace("_", "-")
-
-
-def _split_qos(components: list[str], burstable: str, besteffort: str) -> tuple[str, list[str]]:
-    if components and components[0] == burstable:
-        return QOS_BURSTABLE, components[1:]
-    if components and components[0] == besteffort:
-        return QOS_BESTEFFORT, components[1:]
-    return QOS_GUARANTEED, components
-
-
-def _parse_cgroupfs(components: list[str]) -> PodRef | None:
-    qos, components = _split_qos(components, "burstable", "besteffort")
-    pod = _CGROUPFS_POD.fullmatch(components[0]) if components else None
-    if pod is None:
-        return None
-    return _pod_ref(pod.group("uid"), qos, components[1:])
-
-
-def _parse_systemd(prefix: str, components: list[str]) -> PodRef | None:
-    # Slice names spell out their ancestry: <prefix>kubepods-burstable-pod<uid>.slice
-    # lives in <prefix>kubepods-burstable.slice, Guaranteed pods directly in the root.
-    root = prefix + "kubepods"
-    qos, components = _split_qos(components, root + "-burstable.slice", root + "-besteffort.slice")
-    pod_slice_prefix = root + ("-pod" if qos == QOS_GUARANTEED else f"-{qos}-pod")
-    if not components or not components[0].startswith(pod_slice_prefix):
-        return None
-    pod = _SYSTEMD_POD_SLICE_SUFFIX.fullmatch(components[0][len(pod_slice_prefix) :])
-    if pod is None:
-        return None
-    return _pod_ref(pod.group("uid"), qos, components[1:])
-
-
-def _pod_ref(uid: str, qos: str, below_pod: list[str]) -> PodRef | None:
-    if not below_pod:
-        return PodRef(_canonical_uid(uid), None, None, qos)
-    scope = _SYSTEMD_SCOPE.fullmatch(below_pod[0])
-    if scope is not None:
-        runtime = _SCOPE_RUNTIMES[scope.group("runtime")]
-        return PodRef(_canonical_uid(uid), scope.group("id"), runtime, qos)
-    container = _CGROUPFS_CONTAINER.fullmatch(below_pod[0])
-    if container is not None:
-        runtime = "cri-o" if container.group("crio") else None
-        return PodRef(_canonical_uid(uid), container.group("id"), runtime, qos)
-    return None  # not a container's, e.g. CRI-O's crio-conmon-<id>[.scope]
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,9 @@ import logging
 import signal
 import ssl
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Callable, Optional
 
 import click
@@ -451,51 +449,6 @@ def procs(sort, duration, as_json, namespaces, pod_glob, **identity_options) -> 
             _print_json(processes_json(rows, snapshot, window, drops, totals))
         else:
             _print_table(render_processes(rows, snapshot, window, drops, totals))
-
-
-@cli.command()
-@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1))
-@click.option("--count", default=None, type=click.IntRange(min=1), help="Stop after this many samples.")
-@click.option("--json", "as_json", is_flag=True, help="NDJSON instead of the table.")
-def demo(interval, count, as_json) -> None:
-    """Start a miniature node of real runc containers in kubelet layouts and watch it.
-
-    Needs root, runc and busybox-static. Everything it starts is removed on exit.
-    """
-    from pod_stats.mininode import MiniNode, MiniNodeError
-
-    with tempfile.TemporaryDirectory(prefix="pod-stats-demo-") as log_dir:
-        try:
-            with _user_errors(), MiniNode(Path(log_dir)) as node:
-                _start_demo_pods(node)
-                _sample_loop(interval, count, as_json, "opens_per_second", log_dir=log_dir)
-        except MiniNodeError as error:
-            _fail(str(error))
-
-
-# (namespace, pod, qos, layout, [(container, loop args per ~200 ms tick: opens, missing opens,
-#  CPU ms, forks, socket bytes; MiB held)])
-DEMO_PODS = (
-    (
-        "shop",
-        "cart-5d9c7b6f4-x2x9z",
-        "burstable",
-        "systemd-containerd",
-        [("cart", "40 2 20 0 4096", 48), ("envoy", "10 0 5 0 65536", 16)],
-    ),
-    ("shop", "catalog-0", "guaranteed", "systemd-crio", [("catalog", "120 30 40 0 0", 96)]),
-    ("monitoring", "node-exporter-7kq2p", "besteffort", "cgroupfs", [("node-exporter", "5 0 2 2 1024", 8)]),
-    ("kube-system", "coredns-5d78c9869d-abc12", "burstable", "systemd-docker", [("coredns", "20 60 10 0 8192", 24)]),
-)
-
-
-def _start_demo_pods(node) -> None:
-    for namespace, name, qos, layout, containers in DEMO_PODS:
-        pod = node.add_pod(namespace, name, qos=qos, layout=layout)
-        for container_name, loop_args, mib in containers:
-            container = pod.add_container(container_name)
-            container.command(f"alloc {mib}")
-            container.send(f"loop {loop_args}")
 
 
 class _user_errors:

@@ -2,9 +2,8 @@
 
 The primary source needs no credentials: kubelet names every pod's log
 directory `<log_dir>/pods/<namespace>_<pod>_<uid>` and every container's log
-symlink `<log_dir>/containers/<pod>_<namespace>_<container>-<id>.log`. None of
-namespace, pod name or container name can contain "_", so the names split
-unambiguously. The Kubernetes API is an optional fallback when running in-cluster.
+symlink `<log_dir>/containers/<pod>_<namespace>_<container>-<id>.log` (read by
+pod_stats.kubelet). The Kubernetes API is an optional fallback when running in-cluster.
 """
 
 from __future__ import annotations
@@ -12,28 +11,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
+from pod_stats.kubelet import (
+    CONTAINERS_LOG_DIR,
+    PODS_LOG_DIR,
+    parse_container_log_link_name,
+    parse_pod_log_dir_name,
+    strip_container_id_scheme,
+)
 from pod_stats.text import is_utf8
 
 logger = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
-_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
-_NAMESPACE = re.compile(_DNS_LABEL)
-_CONTAINER_NAME = re.compile(_DNS_LABEL)
-_POD_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
-_POD_NAME_MAX_LENGTH = 253
-# A UUID, or the 32-hex-digit hash kubelet gives static pods.
-_POD_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
-_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
-_CONTAINER_ID_SCHEMES = ("containerd://", "cri-o://", "docker://")
 # Set by kubelet on a static pod's mirror in the API: the static pod's own uid,
 # which is what its cgroups and log directory carry.
 _MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
@@ -43,44 +39,6 @@ _MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 class PodNames:
     namespace: str
     name: str
-
-
-def _is_pod_name(name: str) -> bool:
-    return len(name) <= _POD_NAME_MAX_LENGTH and _POD_NAME.fullmatch(name) is not None
-
-
-def parse_pod_log_dir_name(name: str) -> tuple[str, str, str] | None:
-    """(namespace, pod, uid) from `<namespace>_<pod>_<uid>`, or None if malformed."""
-    parts = name.split("_")
-    if len(parts) != 3:
-        return None
-    namespace, pod, uid = parts
-    if _NAMESPACE.fullmatch(namespace) and _is_pod_name(pod) and _POD_UID.fullmatch(uid):
-        return namespace, pod, uid
-    return None
-
-
-def parse_container_log_link_name(name: str) -> tuple[str, str, str, str] | None:
-    """(pod, namespace, container, container id) from `<pod>_<namespace>_<container>-<id>.log`.
-
-    None if malformed, including names kubelet truncated to 255 characters
-    (very long pod names), which lose the end of the container id.
-    """
-    if not name.endswith(".log"):
-        return None
-    parts = name[: -len(".log")].split("_")
-    if len(parts) != 3:
-        return None
-    pod, namespace, container_and_id = parts
-    container, _, container_id = container_and_id.rpartition("-")
-    if (
-        _is_pod_name(pod)
-        and _NAMESPACE.fullmatch(namespace)
-        and _CONTAINER_NAME.fullmatch(container)
-        and _CONTAINER_ID.fullmatch(container_id)
-    ):
-        return pod, namespace, container, container_id
-    return None
 
 
 def _list_names(directory: str, directories_only: bool) -> list[str] | None:
@@ -333,7 +291,7 @@ def _parse_pod_list(document: Any) -> tuple[dict[str, PodNames], dict[str, _Cont
         status = _field(item, "status", dict, {})
         for statuses_key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
             for container_status in _field(status, statuses_key, list, []):
-                container_id = _strip_scheme(_field(container_status, "containerID", str, ""))
+                container_id = strip_container_id_scheme(_field(container_status, "containerID", str, ""))
                 if container_id:  # empty until the container is created
                     name = _field(container_status, "name", str)
                     containers[container_id] = _ContainerNames(name, uid)
@@ -359,13 +317,6 @@ def _field(mapping: Any, key: str, expected_type: type[_FieldType], default: _Fi
     return value
 
 
-def _strip_scheme(container_id: str) -> str:
-    for scheme in _CONTAINER_ID_SCHEMES:
-        if container_id.startswith(scheme):
-            return container_id[len(scheme) :]
-    return container_id
-
-
 class NameResolver:
     """Names pods and containers from kubelet's log directory, then the optional API source.
 
@@ -383,8 +334,8 @@ class NameResolver:
         clock: Callable[[], float] = time.monotonic,
         api: KubeApiPods | None = None,
     ) -> None:
-        self._pods_dir = os.path.join(log_dir, "pods")
-        self._containers_dir = os.path.join(log_dir, "containers")
+        self._pods_dir = os.path.join(log_dir, PODS_LOG_DIR)
+        self._containers_dir = os.path.join(log_dir, CONTAINERS_LOG_DIR)
         self._min_refresh_interval = min_refresh_interval
         self._clock = clock
         self._api = api
@@ -486,7 +437,7 @@ class NameResolver:
 
     def _directory_versions(self) -> tuple[tuple[int, int] | None, ...]:
         """(inode, mtime) of both directories: a directory replaced or changed has a new one."""
-        versions = []
+        versions: list[tuple[int, int] | None] = []
         for directory in (self._pods_dir, self._containers_dir):
             try:
                 stat = os.stat(directory)

@@ -8,11 +8,11 @@ use) that line is an error instead and the run fails.
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 from pod_stats.bpf import VMLINUX_BTF
+from pod_stats_dev.mininode import workload_path
 
 _REASON_KEY = pytest.StashKey[str]()
 
@@ -39,8 +39,8 @@ def _why_containers_cannot_run() -> str:
         return why.replace("BPF tests", "container tests")
     if not shutil.which("runc"):
         return "container tests need runc (apt-get install runc)"
-    if not (Path(__file__).parent.parent / "pod_stats" / "_workload").exists():
-        return "container tests need the workload binary (make build)"
+    if not workload_path().exists():
+        return f"container tests need the workload binary {workload_path()} (make build)"
     return ""
 
 

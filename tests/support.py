@@ -20,7 +20,7 @@ def opens(path: str, n: int) -> None:
 
 
 def container_named(node, name):
-    """The container of that name in a miniature node (pod_stats.mininode)."""
+    """The container of that name in a miniature node (pod_stats_dev.mininode)."""
     return next(c for pod in node.pods for c in pod.containers if c.name == name)
 
 

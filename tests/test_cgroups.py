@@ -4,8 +4,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from pod_stats import cgroups
 from pod_stats.cgroups import (
@@ -18,12 +16,11 @@ from pod_stats.cgroups import (
     CgroupLayoutError,
     CgroupMounts,
     Hierarchy,
-    PodRef,
     discover_mounts,
     inspect_cgroup_root,
-    parse_kubelet_path,
     parse_mountinfo,
 )
+from pod_stats.kubelet import CONTAINERD, PodRef
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mountinfo"
 V2_CONTROLLERS = frozenset({"cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"})
@@ -97,6 +94,34 @@ def test_escaped_mount_points_and_host_mounts_preferred_over_own_subtree():
     assert mounts.v1["memory"] == f"{host}/memory"
     assert mounts.v1["cpu"] == mounts.v1["cpuacct"] == f"{host}/cpu,cpuacct"
     assert mounts.v1["pids"] == f"{host}/pids"
+
+
+def test_mount_lines_list_every_cgroup_mount_named_hierarchies_too():
+    lines = cgroups.cgroup_mount_lines(read_fixture("escaped_daemonset.txt"))
+    host = "/host root/sys\tfs/cgroup"
+    assert [(line.version, line.root, line.point, line.controllers, line.name) for line in lines[-5:]] == [
+        (1, "/", f"{host}/cpu,cpuacct", ("cpu", "cpuacct"), None),
+        (1, "/", f"{host}/memory", ("memory",), None),
+        (1, "/", f"{host}/pids", ("pids",), None),
+        (1, "/", f"{host}/systemd", (), "systemd"),  # "xattr" is an option, not a controller
+        (2, "/", f"{host}/unified", (), None),
+    ]
+    assert all(line.root.startswith("/kubepods/besteffort/") for line in lines[:-5])
+
+
+def test_the_miniature_node_reads_mounts_with_the_same_parser(tmp_path):
+    from pod_stats_dev.mininode import cgroup_hierarchies
+
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(read_fixture("escaped_daemonset.txt"))
+    host = "/host root/sys\tfs/cgroup"
+    assert cgroup_hierarchies(str(mountinfo)) == {  # hierarchy roots only, keyed as /proc/<pid>/cgroup keys them
+        "cpu,cpuacct": Path(f"{host}/cpu,cpuacct"),
+        "memory": Path(f"{host}/memory"),
+        "pids": Path(f"{host}/pids"),
+        "name=systemd": Path(f"{host}/systemd"),
+        "": Path(f"{host}/unified"),
+    }
 
 
 def test_no_v2_and_no_v1_memory_is_one_clear_error():
@@ -208,357 +233,6 @@ def test_cpu_hierarchy_prefers_v2_cpu_stat_per_cgroup(tmp_path):
     assert mounts.cpu_hierarchy("/in-v2") == v2
     assert mounts.cpu_hierarchy("/only-in-v1") == Hierarchy("v1-cpuacct", str(cpuacct), 1)
     assert CgroupMounts(str(unified), {}, frozenset()).cpu_hierarchy("/only-in-v1") is None
-
-
-# --- kubelet cgroup paths --------------------------------------------------
-
-CONTAINERD = "containerd"
-CRIO = "cri-o"
-DOCKER = "docker"
-
-# Real paths, from public bug reports and projects' tests (ids as found there).
-REAL_KUBELET_PATHS = [
-    # systemd driver, containerd (netdata/netdata#4868, systemd-cgls of a node)
-    (
-        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod55c6c714_b240_4dec_9a45_57b61696ab6e.slice/"
-        "cri-containerd-2032491dcae31e6746f47daa0ac74564f2843a1bd847c5e6c4eb501ca132ac36.scope",
-        PodRef(
-            "55c6c714-b240-4dec-9a45-57b61696ab6e",
-            "2032491dcae31e6746f47daa0ac74564f2843a1bd847c5e6c4eb501ca132ac36",
-            CONTAINERD,
-            "burstable",
-        ),
-    ),
-    # static pod: its uid is a 32-hex-digit hash, no dashes (same report)
-    (
-        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod8daa50c3a64c9ff60bb9eab7b44b56fd.slice/"
-        "cri-containerd-2884d57c0e100d7a9a2f9487ce0bc2986bca3430e988af7a4865aff061f51ac5.scope",
-        PodRef(
-            "8daa50c3a64c9ff60bb9eab7b44b56fd",
-            "2884d57c0e100d7a9a2f9487ce0bc2986bca3430e988af7a4865aff061f51ac5",
-            CONTAINERD,
-            "burstable",
-        ),
-    ),
-    # systemd driver, CRI-O, node inside docker (kubernetes/minikube#11280)
-    (
-        "/docker/d6701ec289c56e4391acb11d07474b3139466857a305490575508a8b7a9fcf22/kubepods.slice/kubepods-besteffort.slice/"
-        "kubepods-besteffort-pod2ca4a155_3599_498d_bb9d_4446693fa3ea.slice/"
-        "crio-0ba8ac17e4e7a31fb82279503552fe94e64bab4745bf6fd2ff231e7c8ca8bed0.scope",
-        PodRef(
-            "2ca4a155-3599-498d-bb9d-4446693fa3ea",
-            "0ba8ac17e4e7a31fb82279503552fe94e64bab4745bf6fd2ff231e7c8ca8bed0",
-            CRIO,
-            "besteffort",
-        ),
-    ),
-    # systemd driver, CRI-O pod-level slice (openshift/microshift#697)
-    (
-        "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podc8bad552_5c99_4d4f_b71c_c426c0cde014.slice",
-        PodRef("c8bad552-5c99-4d4f-b71c-c426c0cde014", None, None, "besteffort"),
-    ),
-    # CRI-O's conmon scope is not a container (opencontainers/runc#4620)
-    (
-        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod207aaad1_659f_4db8_88e0_46e0cdcc3004.slice/"
-        "crio-conmon-32da98c8522068be05a7510a3eddb09cad6ed2f03286180d0e931d0d0b6224a6.scope",
-        None,
-    ),
-    # systemd driver, docker (kontena/pharos-cluster#440)
-    (
-        "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9692aa0e_748e_11e8_8dfa_76d458035df6.slice/"
-        "docker-abddff03dfd7710c79a750ce3e730365cbb2c8247a974170c1062683bc3e9152.scope",
-        PodRef(
-            "9692aa0e-748e-11e8-8dfa-76d458035df6",
-            "abddff03dfd7710c79a750ce3e730365cbb2c8247a974170c1062683bc3e9152",
-            DOCKER,
-            "besteffort",
-        ),
-    ),
-    # Guaranteed, systemd driver, docker (perf_event path in a public collector)
-    (
-        "/kubepods.slice/kubepods-pod7bb341b7_92a7_4e41_919c_97b7e6fc68b7.slice/"
-        "docker-48dcb0f76e8de43b8cd330b5e744aa92b54b47074712bd89cf382727b7999f54.scope",
-        PodRef(
-            "7bb341b7-92a7-4e41-919c-97b7e6fc68b7",
-            "48dcb0f76e8de43b8cd330b5e744aa92b54b47074712bd89cf382727b7999f54",
-            DOCKER,
-            "guaranteed",
-        ),
-    ),
-    # Guaranteed, systemd driver, containerd (cpuset path in a public test)
-    (
-        "/kubepods.slice/kubepods-podea2e69b4_0bd4_48f0_b75f_cc7c79111027.slice/"
-        "cri-containerd-7ee34913fbefa6a0dbbdf1bbc302cc29a1bde3b83b8b9f2252a4d4360c373848.scope",
-        PodRef(
-            "ea2e69b4-0bd4-48f0-b75f-cc7c79111027",
-            "7ee34913fbefa6a0dbbdf1bbc302cc29a1bde3b83b8b9f2252a4d4360c373848",
-            CONTAINERD,
-            "guaranteed",
-        ),
-    ),
-    # Guaranteed systemd slice holding a bare container id (DataDog libdatadog tests)
-    (
-        "/kubepods.slice/kubepods-pod97f1ae73_7ad9_11ec_b4a7_9a35488b4fab.slice/"
-        "3291bfddf3f3f8d87cb0cd1245fe9c45b2e1e5a9b6fe3de1bddf041aedaecbab",
-        PodRef(
-            "97f1ae73-7ad9-11ec-b4a7-9a35488b4fab",
-            "3291bfddf3f3f8d87cb0cd1245fe9c45b2e1e5a9b6fe3de1bddf041aedaecbab",
-            None,
-            "guaranteed",
-        ),
-    ),
-    # kind node: kubelet cgroup root /kubelet (kubernetes-sigs/kind#3947, Kepler tests)
-    (
-        "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/"
-        "kubelet-kubepods-burstable-pod3cae2e45_052c_4b11_80d3_4d7b2d2d3464.slice/"
-        "cri-containerd-2b180104511194aab36fd295d3e217439f3ddb5bc88277f37b4952abee85c40e.scope",
-        PodRef(
-            "3cae2e45-052c-4b11-80d3-4d7b2d2d3464",
-            "2b180104511194aab36fd295d3e217439f3ddb5bc88277f37b4952abee85c40e",
-            CONTAINERD,
-            "burstable",
-        ),
-    ),
-    # kind node seen from the host: below the node container's docker scope (Kepler tests)
-    (
-        "/system.slice/docker-fd9d0ea06257a9780827cbc7fd92e3812a54fca26d63e191b73610d5d48b9cbd.scope/"
-        "kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
-        "kubelet-kubepods-besteffort-podeab5a334_93fe_48a8_b139_9e8079c1f163.slice/"
-        "cri-containerd-99f3a16ea25b7724cb56a4f0c0df1113ad9474fbf5545bead97fd5c7f61c13f4.scope",
-        PodRef(
-            "eab5a334-93fe-48a8-b139-9e8079c1f163",
-            "99f3a16ea25b7724cb56a4f0c0df1113ad9474fbf5545bead97fd5c7f61c13f4",
-            CONTAINERD,
-            "besteffort",
-        ),
-    ),
-    # cgroupfs driver (Kepler tests)
-    (
-        "/kubepods/burstable/podf6adb0af-0855-4bab-b25b-c853f18d0ce2/35b97177dada20362ab90d90ac63cd54e8a41cf87bea34f270631b6da17f4a93",
-        PodRef(
-            "f6adb0af-0855-4bab-b25b-c853f18d0ce2",
-            "35b97177dada20362ab90d90ac63cd54e8a41cf87bea34f270631b6da17f4a93",
-            None,
-            "burstable",
-        ),
-    ),
-    # cgroupfs driver, kubelet --cgroup-root=/kubelet (Kepler tests)
-    (
-        "kubelet/kubepods/besteffort/podbdd4097d-6795-404e-9bd8-6a1383386198/c79788e0da15a6597263eb2b9c51d05dd1a9a1d08c53c1161dc8c45d2dac6b38",
-        PodRef(
-            "bdd4097d-6795-404e-9bd8-6a1383386198",
-            "c79788e0da15a6597263eb2b9c51d05dd1a9a1d08c53c1161dc8c45d2dac6b38",
-            None,
-            "besteffort",
-        ),
-    ),
-    # cgroupfs driver, minikube node in docker (mountinfo in a public test)
-    (
-        "/docker/72be2865c435abce6fb5167e6c0604027a41964dba3b920bd34b23762af67fb8/kubepods/besteffort/"
-        "pod0635783e-afc4-448c-b3c2-ed3c739eaf39/c165b8760bf6a5687d806ba33f1da4f78c81fb3f28e3e9568620da989277ee2a",
-        PodRef(
-            "0635783e-afc4-448c-b3c2-ed3c739eaf39",
-            "c165b8760bf6a5687d806ba33f1da4f78c81fb3f28e3e9568620da989277ee2a",
-            None,
-            "besteffort",
-        ),
-    ),
-    # runc's cgroupfs driver given a systemd "slice:prefix:id" (Kepler tests; v1 mountinfo in a public test)
-    (
-        "/system.slice/containerd.service/kubepods-burstable-poda3b200c9_db51_40b4_9d2d_53f8fdf80d7f.slice:"
-        "cri-containerd:286b15051ec43375190802e1f40562536980a8fd97e75bb89c7f2eec6f995f17",
-        PodRef(
-            "a3b200c9-db51-40b4-9d2d-53f8fdf80d7f",
-            "286b15051ec43375190802e1f40562536980a8fd97e75bb89c7f2eec6f995f17",
-            CONTAINERD,
-            "burstable",
-        ),
-    ),
-    (
-        "/kubepods-besteffort-pod214f3ba8_4b69_4bdb_a7d5_5ecc73f04ae9.slice:"
-        "cri-containerd:d4e8e05a546c86b6443f101966c618e47753ed01fa9929cae00d3b692f7a9f80",
-        PodRef(
-            "214f3ba8-4b69-4bdb-a7d5-5ecc73f04ae9",
-            "d4e8e05a546c86b6443f101966c618e47753ed01fa9929cae00d3b692f7a9f80",
-            CONTAINERD,
-            "besteffort",
-        ),
-    ),
-]
-
-UID = "6eb5044d-ef2e-49d1-a9cc-28f4e3fe88a3"
-UID_ = UID.replace("-", "_")
-ID = "f93ee491b8ed2680d5a909eb098b14a9430173b57ca1c4efedd8768566d67e8e"
-
-# Layouts from DESIGN.md and the runtimes' sources, with synthetic ids.
-DESIGNED_KUBELET_PATHS = [
-    (f"/kubepods.slice/kubepods-pod{UID_}.slice/crio-{ID}.scope", PodRef(UID, ID, CRIO, "guaranteed")),
-    (f"/kubepods.slice/kubepods-pod{UID_}.slice", PodRef(UID, None, None, "guaranteed")),
-    (f"/kubepods/pod{UID}/{ID}", PodRef(UID, ID, None, "guaranteed")),
-    (f"/kubepods/pod{UID}", PodRef(UID, None, None, "guaranteed")),
-    (f"/kubepods/burstable/pod{UID_}/{ID}", PodRef(UID, ID, None, "burstable")),
-    # CRI-O's cgroupfs manager names containers crio-<id>, conmon crio-conmon-<id>
-    (f"/kubepods/besteffort/pod{UID}/crio-{ID}", PodRef(UID, ID, CRIO, "besteffort")),
-    (f"/kubepods/besteffort/pod{UID}/crio-conmon-{ID}", None),
-    # crun puts the payload in a "container" sub-cgroup of the scope on cgroup v2
-    (
-        f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/crio-{ID}.scope/container",
-        PodRef(UID, ID, CRIO, "besteffort"),
-    ),
-    # kubelet --cgroup-root=/system.slice/containerd.service style nesting
-    (f"/system.slice/containerd.service/kubepods/burstable/pod{UID}/{ID}", PodRef(UID, ID, None, "burstable")),
-    (f"kubepods-pod{UID_}.slice:crio:{ID}", PodRef(UID, ID, CRIO, "guaranteed")),
-    (
-        f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID}.slice/docker-{ID}.scope",
-        PodRef(UID, ID, DOCKER, "burstable"),
-    ),
-]
-
-NOT_PODS = [
-    "",
-    "/",
-    "//",
-    "/kubepods",
-    "/kubepods.slice",
-    "/kubepods.slice/kubepods-burstable.slice",
-    "/kubepods/besteffort",
-    "/kubelet.slice/kubelet.service",
-    "/system.slice/containerd.service",
-    "/system.slice/docker-2fa3e04b676df750842faf017052dd37ea0cc5bc7259a3487a1718c7fe100c94.scope",
-    "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-3f05ee050f82c0145f1d88c94269c39dff0f07dbf8bba20aafd54b3a75dcaecc.scope/container",
-    "/machine.slice/libpod-8e363eb2287da4ccc9f52ffc5de11252ac5fe707e3ddb917a3c0bdf9bb64165b.scope",
-    "/docker/ce82d94d69e1fbbc7feeb66930c69e9b96d9f151f594773e5d0e342741d15437",
-    # QoS and pod slice disagree, or a pod slice outside its QoS slice
-    f"/kubepods.slice/kubepods-burstable.slice/kubepods-besteffort-pod{UID_}.slice",
-    f"/kubepods.slice/kubepods-burstable-pod{UID_}.slice",
-    f"/kubelet.slice/kubelet-kubepods.slice/kubepods-pod{UID_}.slice",
-    # malformed uids and ids
-    f"/kubepods/pod{UID[:-1]}/{ID}",
-    f"/kubepods/pod{UID.upper()}",
-    f"/kubepods/pod{UID.replace('-', '_', 1)}",
-    f"/kubepods/pod{UID}/{ID[:-1]}",
-    f"/kubepods/pod{UID}/{ID}0",
-    f"/kubepods/pod{UID}/not-a-container",
-    f"/kubepods.slice/kubepods-pod{UID_}.slice/cri-containerd-{ID}",
-    f"/kubepods.slice/kubepods-pod{UID_}.slice/runc-{ID}.scope",
-    f"/kubepods.slice/kubepods-pod{UID_}.slice/crio-conmon-{ID}.scope",
-    f"kubepods-pod{UID_}.slice:runc:{ID}",
-]
-
-
-@pytest.mark.parametrize("path, expected", REAL_KUBELET_PATHS + DESIGNED_KUBELET_PATHS)
-def test_parse_kubelet_path(path, expected):
-    assert parse_kubelet_path(path) == expected
-
-
-@pytest.mark.parametrize("path", NOT_PODS)
-def test_parse_kubelet_path_not_a_pod(path):
-    assert parse_kubelet_path(path) is None
-
-
-CANONICAL_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
-
-
-def assert_valid(ref):
-    if ref is None:
-        return
-    assert CANONICAL_UID.fullmatch(ref.pod_uid)
-    assert ref.container_id is None or re.fullmatch("[0-9a-f]{64}", ref.container_id)
-    assert ref.runtime in (None, CONTAINERD, CRIO, DOCKER)
-    assert ref.qos in ("guaranteed", "burstable", "besteffort")
-
-
-PATH_PIECES = [
-    "kubepods",
-    "kubepods.slice",
-    "kubelet-kubepods.slice",
-    "kubepods-burstable.slice",
-    "burstable",
-    "besteffort",
-    f"pod{UID}",
-    f"kubepods-pod{UID_}.slice",
-    f"crio-{ID}",
-    f"cri-containerd-{ID}.scope",
-    ID,
-    f"kubepods-pod{UID_}.slice:crio:{ID}",
-    ".",
-    "..",
-    "",
-]
-
-
-@settings(max_examples=500)
-@given(st.text())
-def test_parse_kubelet_path_never_raises_on_text(text):
-    assert_valid(parse_kubelet_path(text))
-
-
-@settings(max_examples=500)
-@given(st.lists(st.one_of(st.sampled_from(PATH_PIECES), st.text(max_size=8)), max_size=8))
-def test_parse_kubelet_path_never_raises_on_path_like_text(pieces):
-    assert_valid(parse_kubelet_path("/".join(pieces)))
-
-
-@settings(max_examples=300)
-@given(st.binary(max_size=200))
-def test_parse_kubelet_path_never_raises_on_undecodable_bytes(raw):
-    assert_valid(parse_kubelet_path(os.fsdecode(raw)))
-
-
-uids = st.one_of(st.uuids().map(str), st.binary(min_size=16, max_size=16).map(bytes.hex))
-container_ids = st.binary(min_size=32, max_size=32).map(bytes.hex)
-qos_classes = st.sampled_from(["guaranteed", "burstable", "besteffort"])
-scope_runtimes = st.sampled_from([("cri-containerd", CONTAINERD), ("crio", CRIO), ("docker", DOCKER)])
-outer_prefixes = st.sampled_from(["", "/system.slice/containerd.service", "/docker/abc", "/kubelet"])
-descendants = st.sampled_from(["", "/container", "/init.scope/x"])
-
-
-def systemd_path(uid, container_id, qos, scope, prefix, slice_prefix):
-    root = f"{slice_prefix}kubepods"
-    pod_uid = uid.replace("-", "_")
-    path = f"{prefix}/{root}.slice"
-    if qos == "guaranteed":
-        path += f"/{root}-pod{pod_uid}.slice"
-    else:
-        path += f"/{root}-{qos}.slice/{root}-{qos}-pod{pod_uid}.slice"
-    return path + (f"/{scope}-{container_id}.scope" if container_id else "")
-
-
-@given(
-    uids,
-    st.one_of(st.none(), container_ids),
-    qos_classes,
-    scope_runtimes,
-    outer_prefixes,
-    st.sampled_from(["", "kubelet-", "a-b-"]),
-    descendants,
-)
-def test_round_trip_systemd(uid, container_id, qos, scope_runtime, prefix, slice_prefix, below):
-    scope, runtime = scope_runtime
-    path = systemd_path(uid, container_id, qos, scope, prefix, slice_prefix)
-    if container_id:
-        path += below
-    expected = PodRef(uid, container_id, runtime if container_id else None, qos)
-    assert parse_kubelet_path(path) == expected
-
-
-@given(uids, st.one_of(st.none(), container_ids), qos_classes, st.booleans(), outer_prefixes, descendants)
-def test_round_trip_cgroupfs(uid, container_id, qos, crio, prefix, below):
-    path = f"{prefix}/kubepods" + ("" if qos == "guaranteed" else f"/{qos}") + f"/pod{uid}"
-    runtime = None
-    if container_id:
-        path += f"/crio-{container_id}" if crio else f"/{container_id}"
-        path += below
-        runtime = CRIO if crio else None
-    assert parse_kubelet_path(path) == PodRef(uid, container_id, runtime, qos)
-
-
-@given(uids, container_ids, qos_classes, scope_runtimes, outer_prefixes)
-def test_round_trip_unexpanded_systemd(uid, container_id, qos, scope_runtime, prefix):
-    scope, runtime = scope_runtime
-    qos_part = "" if qos == "guaranteed" else f"-{qos}"
-    path = f"{prefix}/kubepods{qos_part}-pod{uid.replace('-', '_')}.slice:{scope}:{container_id}"
-    assert parse_kubelet_path(path) == PodRef(uid, container_id, runtime, qos)
 
 
 # --- cgroup index ----------------------------------------------------------

@@ -23,9 +23,9 @@ from kernels.cgroup_child import remove_cgroup, run_in_child
 from support import pod_list_api
 
 from pod_stats.cgroups import discover_mounts
-from pod_stats.mininode import MiniNode
 from pod_stats.output import encode_line
 from pod_stats.text import InertFormatter, inert, put_text
+from pod_stats_dev.mininode import MiniNode
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 

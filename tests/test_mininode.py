@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from pod_stats import mininode
-from pod_stats.mininode import MiniNode, MiniNodeError, MiniNodeUnavailable
+from pod_stats_dev import mininode
+from pod_stats_dev.mininode import MiniNode, MiniNodeError, MiniNodeUnavailable
 
 pytestmark = pytest.mark.containers
 
@@ -236,3 +239,23 @@ def test_exit_leaves_nothing_behind(tmp_path):
     assert not log_dir.exists()
     # closing again is a no-op
     n.close()
+
+
+@pytest.mark.bpf
+def test_the_demo_is_its_pods_watched_by_pod_stats_run():
+    """`make demo`: the demo's pods, named, in `pod-stats run --json`; the demo exits with it."""
+    _require_mininode()
+    from pod_stats_dev.demo import DEMO_PODS
+
+    devtools = Path(__file__).resolve().parent.parent / "devtools"
+    result = subprocess.run(
+        [sys.executable, "-m", "pod_stats_dev.demo", "--count", "2", "--interval", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(devtools)},
+    )
+    assert result.returncode == 0, result.stderr
+    last = json.loads(result.stdout.splitlines()[-1])
+    seen = {(pod["namespace"], pod["name"]) for pod in last["pods"]}
+    assert {(namespace, name) for namespace, name, *_ in DEMO_PODS} <= seen

@@ -1,7 +1,6 @@
 import json
 import logging
 import os
-import re
 import threading
 import time
 import urllib.parse
@@ -19,8 +18,6 @@ from pod_stats.names import (
     KubeApiPods,
     NameResolver,
     PodNames,
-    parse_container_log_link_name,
-    parse_pod_log_dir_name,
 )
 
 COREDNS_UID = "5f3b2d1c-8a4e-4b6f-9c0d-1e2f3a4b5c6d"
@@ -30,144 +27,6 @@ COREDNS_ID = "2032491dcae31e6746f47daa0ac74564f2843a1bd847c5e6c4eb501ca132ac36"
 APP_ID = "7bd5db88ae6e5e52e941a2709ed9c18d7572f32db6ea44e8afe783227711151a"
 SIDECAR_ID = "ba64f7c0ec6c86df331a1a5daf464605c3a69c688ca7ebf156a7a067e8e75d09"
 ETCD_ID = "484b78324bb363a0cc93d136431e2005ceac970d035aaeec4ad6bfb6848a7b51"
-
-
-# --- name parsing ----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "name, expected",
-    [
-        (
-            f"kube-system_coredns-5d78c9869d-abc12_{COREDNS_UID}",
-            ("kube-system", "coredns-5d78c9869d-abc12", COREDNS_UID),
-        ),
-        (f"default_my.app-0_{APP_UID}", ("default", "my.app-0", APP_UID)),
-        (f"kube-system_etcd-node-1_{ETCD_UID}", ("kube-system", "etcd-node-1", ETCD_UID)),
-        (f"a_b_{APP_UID}", ("a", "b", APP_UID)),
-    ],
-)
-def test_parse_pod_log_dir_name(name, expected):
-    assert parse_pod_log_dir_name(name) == expected
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "",
-        "_",
-        "__",
-        f"default_my-app_{APP_UID}_extra",
-        f"default_{APP_UID}",
-        f"default__{APP_UID}",
-        f"_my-app_{APP_UID}",
-        f"Default_my-app_{APP_UID}",
-        f"default_My-app_{APP_UID}",
-        f"my.ns_my-app_{APP_UID}",  # namespaces are DNS labels: no dots
-        f"default_-my-app_{APP_UID}",
-        f"default_my-app-_{APP_UID}",
-        f"default_my..app_{APP_UID}",
-        f"default_my-app_{APP_UID.upper()}",
-        f"default_my-app_{APP_UID[:-1]}",
-        f"default_my-app_{APP_UID.replace('-', '_')}",
-        f"default_my-app_{APP_UID}.log",
-        f"{'n' * 64}_my-app_{APP_UID}",
-        f"default_{'p' * 254}_{APP_UID}",
-        f"default_my-app\u0663_{APP_UID}",  # Arabic-Indic digit
-        f"default_my-app\udcff_{APP_UID}",  # undecodable byte
-    ],
-)
-def test_parse_pod_log_dir_name_rejects(name):
-    assert parse_pod_log_dir_name(name) is None
-
-
-@pytest.mark.parametrize(
-    "name, expected",
-    [
-        (
-            f"coredns-5d78c9869d-abc12_kube-system_coredns-{COREDNS_ID}.log",
-            ("coredns-5d78c9869d-abc12", "kube-system", "coredns", COREDNS_ID),
-        ),
-        (f"my.app-0_default_app-{APP_ID}.log", ("my.app-0", "default", "app", APP_ID)),
-        (
-            f"kube-proxy-x7k2p_kube-system_kube-proxy-{APP_ID}.log",
-            ("kube-proxy-x7k2p", "kube-system", "kube-proxy", APP_ID),
-        ),
-    ],
-)
-def test_parse_container_log_link_name(name, expected):
-    assert parse_container_log_link_name(name) == expected
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "",
-        ".log",
-        f"my-app_default_app-{APP_ID}",
-        f"my-app_default_app-{APP_ID}.log.1",
-        f"my-app_default_app_{APP_ID}.log",
-        f"my-app_default_-{APP_ID}.log",
-        f"my-app_default_{APP_ID}.log",
-        f"my-app_default_app-{APP_ID[:-1]}.log",  # kubelet truncates names past 255 characters
-        f"my-app_default_app-{APP_ID.upper()}.log",
-        f"my-app_default_my.app-{APP_ID}.log",  # container names are DNS labels
-        f"my-app_my.ns_app-{APP_ID}.log",
-        f"my-app_default_extra_app-{APP_ID}.log",
-        f"My-app_default_app-{APP_ID}.log",
-        f"my-app_default_app\u00e9-{APP_ID}.log",
-    ],
-)
-def test_parse_container_log_link_name_rejects(name):
-    assert parse_container_log_link_name(name) is None
-
-
-NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-POD_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-def assert_valid_pod_dir(parsed):
-    if parsed is not None:
-        namespace, pod, uid = parsed
-        assert NAMESPACE.fullmatch(namespace) and len(namespace) <= 63
-        assert POD_NAME.fullmatch(pod) and len(pod) <= 253
-        assert re.fullmatch(r"[0-9a-f-]{32,36}", uid)
-
-
-def assert_valid_link(parsed):
-    if parsed is not None:
-        pod, namespace, container, container_id = parsed
-        assert POD_NAME.fullmatch(pod) and NAMESPACE.fullmatch(namespace) and NAMESPACE.fullmatch(container)
-        assert re.fullmatch("[0-9a-f]{64}", container_id)
-
-
-arbitrary_names = st.one_of(
-    st.text(),
-    st.binary(max_size=300).map(os.fsdecode),  # what os.listdir gives for undecodable names
-    st.lists(
-        st.sampled_from(["_", "-", ".", "a", "0", ".log", COREDNS_ID, APP_UID, "\u0663", "\udcff"]), max_size=20
-    ).map("".join),
-)
-
-
-@settings(max_examples=500)
-@given(arbitrary_names)
-def test_parsers_never_raise(name):
-    assert_valid_pod_dir(parse_pod_log_dir_name(name))
-    assert_valid_link(parse_container_log_link_name(name))
-
-
-dns_labels = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z")
-pod_names = st.lists(dns_labels, min_size=1, max_size=3).map(".".join)
-pod_uids = st.one_of(st.uuids().map(str), st.binary(min_size=16, max_size=16).map(bytes.hex))
-container_ids = st.binary(min_size=32, max_size=32).map(bytes.hex)
-
-
-@given(dns_labels, pod_names, pod_uids, dns_labels, container_ids)
-def test_round_trip(namespace, pod, uid, container, container_id):
-    assert parse_pod_log_dir_name(f"{namespace}_{pod}_{uid}") == (namespace, pod, uid)
-    link = f"{pod}_{namespace}_{container}-{container_id}.log"
-    assert parse_container_log_link_name(link) == (pod, namespace, container, container_id)
 
 
 # --- log directory resolver ------------------------------------------------

@@ -19,8 +19,8 @@ from support import sampled_container as _sampled
 from pod_stats.collector import open_collector
 from pod_stats.drilldown import hottest_files, process_rows, sort_processes
 from pod_stats.exporter import SnapshotMetrics
-from pod_stats.mininode import MiniNode
 from pod_stats.output import render_table, to_json
+from pod_stats_dev.mininode import MiniNode
 
 pytestmark = [pytest.mark.bpf, pytest.mark.containers]
 

@@ -8,8 +8,8 @@ import pytest
 
 from pod_stats.collector import open_collector
 from pod_stats.memory import read_memory_limit
-from pod_stats.mininode import MiniNode
 from pod_stats.output import to_json
+from pod_stats_dev.mininode import MiniNode
 
 pytestmark = [pytest.mark.bpf, pytest.mark.containers]
 

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import wait_for as _wait_for
 
-from pod_stats.mininode import MiniNode
 from pod_stats.privileges import CAP_BPF, Capabilities, read_capabilities, sampling_capabilities
+from pod_stats_dev.mininode import MiniNode
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 INTERVAL = 0.5

@@ -312,7 +312,7 @@ def _metrics(url: str) -> str:
 @pytest.mark.bpf
 @pytest.mark.containers
 def test_serve_under_the_profile_attaches_samples_and_serves(tmp_path):
-    from pod_stats.mininode import MiniNode
+    from pod_stats_dev.mininode import MiniNode
 
     with MiniNode(tmp_path / "log") as node:
         process, url = _serve_under(PROFILE, node.log_dir)

@@ -16,6 +16,17 @@ venv_python=.venv/bin/python
 say() { printf 'wheel-in-chroot: %s\n' "$*"; }
 fail() { say "FAILED: $*"; exit 1; }
 
+# The agent ships; its test and demo tooling (devtools/pod_stats_dev: the miniature node, the
+# workload, the demo) does not.
+tooling=$("$venv_python" - "$wheel" <<'EOF'
+import re, sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+print(" ".join(name for name in names if re.search(r"mininode|workload|demo|pod_stats_dev", name, re.IGNORECASE)))
+EOF
+)
+[ -z "$tooling" ] || fail "test or demo tooling in the wheel: $tooling"
+say "ok: no test or demo tooling in $(basename "$wheel")"
+
 if [ ! -f "$root/.ready" ]; then
     rm -rf "$root"
     say "debootstrap bookworm (minbase + python3, python3-venv, libelf1) into $root"

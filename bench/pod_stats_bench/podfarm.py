@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from pod_stats import kubelet
+
 from .common import LOOP_POD_UID, UID_PREFIX, Tool, remove_dirs
 from .target import container_cgroup_path, discover_mounts, pod_cgroup_path
 
@@ -65,12 +67,13 @@ class PodFarm:
                 for cgroup in pod["containers"].values():
                     self._mkdir(root + cgroup)
             # kubelet's log dir: the app container has a log, the sandbox (pause) has none
-            pod_log = self.log_dir / "pods" / f"bench_{pod['name']}_{uid}" / "app"
+            pod_log = self.log_dir / kubelet.PODS_LOG_DIR / kubelet.pod_log_dir_name("bench", pod["name"], uid) / "app"
             pod_log.mkdir(parents=True)
-            (pod_log / "0.log").touch()
-            link = self.log_dir / "containers" / f"{pod['name']}_bench_app-{pod['app']}.log"
+            (pod_log / kubelet.container_log_name(0)).touch()
+            link = self.log_dir / kubelet.CONTAINERS_LOG_DIR
+            link /= kubelet.container_log_link_name(pod["name"], "bench", "app", pod["app"])
             link.parent.mkdir(exist_ok=True)
-            link.symlink_to(pod_log / "0.log")
+            link.symlink_to(pod_log / kubelet.container_log_name(0))
             sandbox_files = " ".join(
                 root + pod["containers"][pod["sandbox"]] + "/cgroup.procs" for root in self.roots.values()
             )

@@ -46,13 +46,13 @@ def json_sampler(collector: Any) -> Callable[[], str]:
 
 def pod_cgroup_path(layout: str, qos: str, uid: str) -> str:
     """A pod's cgroup path under a hierarchy's root, as kubelet makes it."""
-    from pod_stats.mininode import pod_cgroup_path as build
+    from pod_stats.kubelet import kubelet_pod_path as build
 
     return build(layout, qos, uid)
 
 
 def container_cgroup_path(layout: str, qos: str, uid: str, container_id: str) -> str:
     """A container's cgroup path under a hierarchy's root, as kubelet and its runtime make it."""
-    from pod_stats.mininode import container_cgroup_path as build
+    from pod_stats.kubelet import kubelet_container_path as build
 
     return build(layout, qos, uid, container_id)

@@ -16,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pod_stats.mininode import MiniNode
+from pod_stats_dev.mininode import MiniNode
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 

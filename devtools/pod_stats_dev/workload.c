@@ -44,7 +44,7 @@
  * PID-namespace init ignores signals it has no handler for). Unknown or malformed
  * command -> err <message>.
  *
- * Build: gcc -static -O2 -Wall -Wextra -o pod_stats/_workload src/workload/workload.c
+ * Build: gcc -static -O2 -Wall -Wextra -o build/workload devtools/pod_stats_dev/workload.c (make build)
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -1,19 +1,19 @@
 """A Kubernetes node in miniature: real runc containers in kubelet-shaped cgroups.
 
-Used by the integration tests and by ``pod-stats demo``. Nothing is faked except
-that no kubelet started the containers: every container is a real ``runc run``
-(cgroupfs driver, ``linux.cgroupsPath`` set to the exact path kubelet + the
-runtime would use), every pod has a sandbox container and kubelet's log-dir
-entries (``<log_dir>/pods/...`` and ``<log_dir>/containers/*.log``).
+Used by the integration tests and the demo (pod_stats_dev.demo); never shipped. Nothing is
+faked except that no kubelet started the containers: every container is a real ``runc run``
+(cgroupfs driver, ``linux.cgroupsPath`` set to the exact path kubelet + the runtime would use,
+built by pod_stats.kubelet), every pod has a sandbox container and kubelet's log-dir entries
+(``<log_dir>/pods/...`` and ``<log_dir>/containers/*.log``).
 
     with MiniNode(tmp_path / "log") as node:
         pod = node.add_pod("default", "web", qos="burstable", layout="systemd-containerd")
         c = pod.add_container("nginx")
         c.command("open /data/config.yaml 5")   # -> "ok 5 0"
 
-Each container runs the static workload binary (``pod_stats/_workload``, see
-``src/workload/workload.c`` for its line protocol) in the foreground under runc,
-with stdin/stdout as pipes to this process. If this process dies, the pipes
+Each container runs the static workload binary (``build/workload``, built by ``make build``
+from ``workload.c`` next to this file, which documents its line protocol) in the foreground
+under runc, with stdin/stdout as pipes to this process. If this process dies, the pipes
 close, the workload exits on EOF and runc removes the container and its leaf
 cgroups by itself; only empty parent cgroups and the temp dir can be left then.
 
@@ -39,6 +39,18 @@ import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from pod_stats.cgroups import MOUNTINFO_PATH, cgroup_mount_lines
+from pod_stats.kubelet import (
+    CONTAINERS_LOG_DIR,
+    PODS_LOG_DIR,
+    QOS_CLASSES,
+    container_log_link_name,
+    container_log_name,
+    kubelet_container_path,
+    kubelet_pod_path,
+    pod_log_dir_name,
+)
+
 __all__ = [
     "LAYOUTS",
     "QOS_CLASSES",
@@ -48,14 +60,12 @@ __all__ = [
     "Pod",
     "Container",
     "cgroup_hierarchies",
-    "container_cgroup_path",
-    "pod_cgroup_path",
     "sweep_stale",
     "workload_path",
 ]
 
+# The kubelet.LAYOUTS a mini node runs containers in.
 LAYOUTS: tuple[str, ...] = ("systemd-containerd", "systemd-crio", "systemd-docker", "cgroupfs")
-QOS_CLASSES: tuple[str, ...] = ("guaranteed", "burstable", "besteffort")
 SANDBOX_NAME = "POD"  # what kubelet/dockershim called the pause container
 
 BUSYBOX = Path("/bin/busybox")
@@ -83,10 +93,8 @@ class MiniNodeUnavailable(MiniNodeError):
 
 
 def workload_path() -> Path:
-    """Where the Makefile puts the static workload binary."""
-    import pod_stats
-
-    return Path(pod_stats.__file__).resolve().parent / "_workload"
+    """Where the Makefile puts the static workload binary: build/ of the source tree."""
+    return Path(__file__).resolve().parents[2] / "build" / "workload"
 
 
 def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
@@ -94,70 +102,26 @@ def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{what} must be one of {', '.join(choices)}, not {value!r}")
 
 
-def pod_cgroup_path(layout: str, qos: str, uid: str) -> str:
-    """kubelet's pod-level cgroup (relative to a hierarchy root, starting with '/')."""
-    _check_choice("layout", layout, LAYOUTS)
-    _check_choice("qos", qos, QOS_CLASSES)
-    if layout == "cgroupfs":
-        return f"/kubepods/pod{uid}" if qos == "guaranteed" else f"/kubepods/{qos}/pod{uid}"
-    u = uid.replace("-", "_")
-    if qos == "guaranteed":
-        return f"/kubepods.slice/kubepods-pod{u}.slice"
-    return f"/kubepods.slice/kubepods-{qos}.slice/kubepods-{qos}-pod{u}.slice"
-
-
-def container_cgroup_path(layout: str, qos: str, uid: str, container_id: str) -> str:
-    """The container's cgroup as kubelet + runtime would name it."""
-    pod = pod_cgroup_path(layout, qos, uid)
-    leaf = {
-        "systemd-containerd": f"cri-containerd-{container_id}.scope",
-        "systemd-crio": f"crio-{container_id}.scope",
-        "systemd-docker": f"docker-{container_id}.scope",
-        "cgroupfs": container_id,
-    }[layout]
-    return f"{pod}/{leaf}"
-
-
-def cgroup_hierarchies(mountinfo: str = "/proc/self/mountinfo") -> dict[str, Path]:
+def cgroup_hierarchies(mountinfo: str = MOUNTINFO_PATH) -> dict[str, Path]:
     """Mounted cgroup hierarchies: key as in /proc/<pid>/cgroup's 2nd field → mountpoint.
 
     v1 keys are the controller list ("memory", "cpu,cpuacct", "name=systemd"); the v2
     hierarchy's key is "". Only mounts of a hierarchy's root are used.
     """
     out: dict[str, Path] = {}
-    with open(mountinfo) as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fields = pre.split()
-            fstype, _source, superopts = (post.split() + ["", "", ""])[:3]
-            if fields[3] != "/" or fstype not in ("cgroup", "cgroup2"):
+    with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
+        text = f.read()
+    for mount in cgroup_mount_lines(text):
+        if mount.root != "/":
+            continue
+        if mount.version == 2:
+            key = ""
+        else:
+            key = ",".join(sorted(mount.controllers) + ([f"name={mount.name}"] if mount.name is not None else []))
+            if not key:
                 continue
-            mnt = Path(fields[4].replace("\\040", " "))
-            if fstype == "cgroup2":
-                key = ""
-            else:
-                opts = [o for o in superopts.split(",") if o not in ("rw", "ro")]
-                ctrls = sorted(o for o in opts if "=" not in o and o not in _V1_NON_CONTROLLERS)
-                names = [o for o in opts if o.startswith("name=")]
-                key = ",".join(ctrls + names)
-                if not key:
-                    continue
-            out.setdefault(key, mnt)
+        out.setdefault(key, Path(mount.point))
     return out
-
-
-_V1_NON_CONTROLLERS = {
-    "relatime",
-    "noatime",
-    "nosuid",
-    "nodev",
-    "noexec",
-    "clone_children",
-    "noprefix",
-    "xattr",
-    "cpuset_v2_mode",
-    "favordynmods",
-}
 
 
 def _is_static_elf(path: Path) -> bool:
@@ -200,9 +164,8 @@ def check_prerequisites(workload: Path | None = None) -> str:
         raise MiniNodeUnavailable(f"{BUSYBOX} missing or not static: apt-get install busybox-static")
     wl = workload or workload_path()
     if not wl.is_file():
-        raise MiniNodeUnavailable(
-            f"workload binary {wl} not built: make (or gcc -static -O2 -o {wl} src/workload/workload.c)"
-        )
+        source = Path(__file__).parent / "workload.c"
+        raise MiniNodeUnavailable(f"workload binary {wl} not built: make build (or gcc -static -O2 -o {wl} {source})")
     if not _is_static_elf(wl):
         raise MiniNodeUnavailable(f"workload binary {wl} is not a static executable: rebuild with gcc -static")
     if not cgroup_hierarchies():
@@ -308,7 +271,7 @@ class Container:
         self.name = name
         self.is_sandbox = sandbox
         self.id = secrets.token_hex(32)
-        self.cgroup_path = container_cgroup_path(pod.layout, pod.qos, pod.uid, self.id)
+        self.cgroup_path = kubelet_container_path(pod.layout, pod.qos, pod.uid, self.id)
         self.args: list[str] = list(command) if command else ["/workload"]
         self.memory_limit_bytes = memory_limit_bytes
         self.pid: int | None = None
@@ -361,6 +324,7 @@ class Container:
         if self.is_sandbox:
             namespaces += [{"type": "network"}, {"type": "ipc"}, {"type": "uts"}]
         else:  # like kubelet: app containers share net, ipc and uts with the sandbox
+            assert pod.sandbox is not None  # started with the pod, before any app container
             spid = pod.sandbox.pid
             namespaces += [
                 {"type": t, "path": f"/proc/{spid}/ns/{n}"}
@@ -587,10 +551,10 @@ class Pod:
         self.qos = qos
         self.layout = layout
         self.uid = uid or str(uuid.uuid4())
-        self.cgroup_path = pod_cgroup_path(layout, qos, self.uid)
+        self.cgroup_path = kubelet_pod_path(layout, qos, self.uid)
         self.containers: list[Container] = []
         self.sandbox: Container | None = None
-        self.log_dir = node.log_dir / "pods" / f"{namespace}_{name}_{self.uid}"
+        self.log_dir = node.log_dir / PODS_LOG_DIR / pod_log_dir_name(namespace, name, self.uid)
         self._stopped = False
 
     def __repr__(self) -> str:
@@ -618,9 +582,11 @@ class Pod:
         # kubelet's log entries: pods/<ns>_<pod>_<uid>/<container>/0.log + containers/ symlink
         d = self.log_dir / name
         d.mkdir(parents=True, exist_ok=True)
-        c.log_path = d / "0.log"
+        c.log_path = d / container_log_name(0)
         c.log_path.touch()
-        c.log_symlink = self.node.log_dir / "containers" / f"{self.name}_{self.namespace}_{name}-{c.id}.log"
+        c.log_symlink = (
+            self.node.log_dir / CONTAINERS_LOG_DIR / container_log_link_name(self.name, self.namespace, name, c.id)
+        )
         c.log_symlink.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(c.log_path, c.log_symlink)
         return c
@@ -709,7 +675,7 @@ class MiniNode:
             if not self.log_dir.exists():
                 self.log_dir.mkdir(parents=True)
                 self._created_log_dirs.append(self.log_dir)
-            for sub in ("pods", "containers"):
+            for sub in (PODS_LOG_DIR, CONTAINERS_LOG_DIR):
                 d = self.log_dir / sub
                 if not d.exists():
                     d.mkdir(parents=True)
