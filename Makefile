@@ -77,10 +77,10 @@ $(LIBBPF_A):
 ## bpf: the BPF object and its skeleton
 bpf: $(SKEL)
 
-$(BPF_OBJ): src/bpf/pod_stats.bpf.c src/bpf/pod_stats.h vmlinux/$(ARCH)/vmlinux.h $(LIBBPF_A)
+$(BPF_OBJ): csrc/bpf/pod_stats.bpf.c csrc/bpf/pod_stats.h vmlinux/$(ARCH)/vmlinux.h $(LIBBPF_A)
 	@mkdir -p $(BUILD)
 	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
-		-I vmlinux/$(ARCH) -I src/bpf -I $(LIBBPF_PREFIX)/include -c $< -o $@
+		-I vmlinux/$(ARCH) -I csrc/bpf -I $(LIBBPF_PREFIX)/include -c $< -o $@
 	# keep BTF (CO-RE needs it), drop DWARF
 	$(LLVM_STRIP) -g $@
 
@@ -95,7 +95,7 @@ vmlinux:
 ## build: the cffi extension (skeleton + libbpf) and the package, editable, in the venv
 build: $(FFI_EXT) $(WORKLOAD) $(HELPERS)
 
-$(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py src/cgroupfs/cgroupfs_batch.c $(VENV_STAMP)
+$(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py csrc/ffi/cgroupfs_batch.c $(VENV_STAMP)
 	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test]'
 	@touch $@
 

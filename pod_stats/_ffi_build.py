@@ -15,8 +15,8 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("POD_STATS_BUILD_DIR", ROOT / "build"))
-SHARED_HEADER = ROOT / "src" / "bpf" / "pod_stats.h"
-CGROUPFS_SOURCE_DIR = ROOT / "src" / "cgroupfs"
+SHARED_HEADER = ROOT / "csrc" / "bpf" / "pod_stats.h"
+CGROUPFS_SOURCE_DIR = ROOT / "csrc" / "ffi"
 LIBBPF_PREFIX = BUILD / "libbpf" / "usr"
 
 
@@ -118,7 +118,7 @@ int pod_stats_cgroup_events_read(struct pod_stats_cgroup_events *reader, const c
                                  bool *more);
 void pod_stats_cgroup_events_close(struct pod_stats_cgroup_events *reader);
 
-/* src/cgroupfs/cgroupfs_batch.c */
+/* csrc/ffi/cgroupfs_batch.c */
 enum { CGFS_INTEGER = 0, CGFS_MEMORY_STAT_V1 = 1, CGFS_MEMORY_STAT_V2 = 2, CGFS_CPU_STAT_V2 = 3 };
 enum { CGFS_MISSING = -1, CGFS_READ_FAILED = -2 };
 int cgfs_read_batch(const int *fds, const unsigned char *kinds, int count, int64_t *values);

@@ -36,7 +36,7 @@ VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 _DEBUGFS_TRACING = "/sys/kernel/debug/tracing"
 _TRACEFS = "/sys/kernel/tracing"
 
-# The counters' field names come from the struct in src/bpf/pod_stats.h.
+# The counters' field names come from the struct in csrc/bpf/pod_stats.h.
 COUNTER_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_counters").fields)
 Counters = namedtuple("Counters", COUNTER_FIELDS)
 DROP_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_drops").fields)
@@ -45,7 +45,7 @@ CHANGE_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_changes")
 Changes = namedtuple("Changes", CHANGE_FIELDS)
 
 # Probe groups a user can switch (--probes); a program's group is the first word of its
-# name in src/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
+# name in csrc/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
 # programs also count failures by errno. "changes" (cgroups created or removed, tasks
 # moved) only tells the collector when to look again, and is always on.
 PROBE_GROUPS = ("opens", "errno", "ia32", "proc", "net", "oom", "sched")
@@ -121,7 +121,7 @@ _ARRAY_BYTES, _RINGBUF_BYTES, _RINGBUF_META_PAGES = 312, 304, 3
 _COUNTERS_BYTES = ffi.sizeof("struct pod_stats_counters")
 _SCHED_BYTES = ffi.sizeof("struct pod_stats_sched")
 _SLOT_BYTES = ffi.sizeof("struct pod_stats_slot")
-_OOM_FIRST_SIGHT_BYTES = 24  # struct oom_first_sight (src/bpf/pod_stats.bpf.c)
+_OOM_FIRST_SIGHT_BYTES = 24  # struct oom_first_sight (csrc/bpf/pod_stats.bpf.c)
 
 
 @dataclass(frozen=True)
@@ -390,7 +390,7 @@ class DrilldownDrops(NamedTuple):
     in_flight_dropped: int  # files: opens not followed, too many of the cgroup's threads in open() at once
 
 
-# What one cgroup may hold in the on-demand views (src/bpf/pod_stats.h).
+# What one cgroup may hold in the on-demand views (csrc/bpf/pod_stats.h).
 MAX_FILES_PER_CGROUP = lib.POD_STATS_MAX_FILES_PER_CGROUP
 MAX_IN_FLIGHT_PER_CGROUP = lib.POD_STATS_MAX_IN_FLIGHT_PER_CGROUP
 MAX_PROCESSES_PER_CGROUP = lib.POD_STATS_MAX_PROCESSES_PER_CGROUP
