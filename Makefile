@@ -30,6 +30,8 @@ DEB_SRC_LIST := /etc/apt/sources.list.d/pod-stats-deb-src.sources
 BPF_OBJ := $(BUILD)/pod_stats.bpf.o
 SKEL := $(BUILD)/pod_stats.skel.h
 FFI_EXT := pod_stats/_pod_stats_ffi.abi3.so
+# the extension's C: one header per unit, all compiled by cffi (pod_stats/_ffi_build.py)
+FFI_SOURCES := $(wildcard csrc/ffi/*.c csrc/ffi/*.h)
 WORKLOAD := pod_stats/_workload
 # Test helpers (not shipped): exactly N opens by one route, 64-bit (syscalls, io_uring) and
 # 32-bit (ia32 compat syscalls); static, for the kernel matrix's compiler-less guests too.
@@ -95,7 +97,7 @@ vmlinux:
 ## build: the cffi extension (skeleton + libbpf) and the package, editable, in the venv
 build: $(FFI_EXT) $(WORKLOAD) $(HELPERS)
 
-$(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py csrc/ffi/cgroupfs_batch.c $(VENV_STAMP)
+$(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py $(FFI_SOURCES) csrc/bpf/pod_stats.h $(VENV_STAMP)
 	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test]'
 	@touch $@
 

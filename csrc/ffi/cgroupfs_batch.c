@@ -1,6 +1,6 @@
 /* One call reads and parses the cgroupfs files of every tracked cgroup for a sample.
  *
- * Included into the cffi extension (pod_stats/_ffi_build.py). A sample re-reads four
+ * Compiled into the cffi extension (pod_stats/_ffi_build.py). A sample re-reads four
  * files of each container cgroup (usage, memory.stat, peak, cpu) through descriptors it
  * keeps open; doing the preads and the few key lookups here, instead of one Python call
  * and one bytes object per file, is most of what a sample costs above the kernel's own
@@ -10,19 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
-
-/* What a file is, hence which numbers come out of it (two slots per file). */
-enum {
-    CGFS_INTEGER = 0,     /* the whole file one integer: slot 0 */
-    CGFS_MEMORY_STAT_V1,  /* total_rss, total_inactive_file */
-    CGFS_MEMORY_STAT_V2,  /* anon, inactive_file */
-    CGFS_CPU_STAT_V2,     /* usage_usec */
-};
-
-enum {
-    CGFS_MISSING = -1,     /* key absent or not a plain integer (e.g. "max") */
-    CGFS_READ_FAILED = -2, /* no descriptor, or the read failed: Python reads it itself */
-};
+#include "cgroupfs_batch.h"
 
 /* The value of `key` (given as "\nkey ") in a "key value" file; CGFS_MISSING if absent. */
 static int64_t cgfs_keyed_value(const char *data, size_t length, const char *needle, size_t needle_length)
@@ -70,9 +58,7 @@ static int64_t cgfs_integer(const char *data, size_t length)
 
 #define CGFS_KEY(name) "\n" name " ", sizeof("\n" name " ") - 1
 
-/* For each i < count: pread fds[i] from offset 0 and parse it as kinds[i] into
- * values[2i], values[2i + 1]. Returns how many files could not be read. */
-static int cgfs_read_batch(const int *fds, const unsigned char *kinds, int count, int64_t *values)
+int cgfs_read_batch(const int *fds, const unsigned char *kinds, int count, int64_t *values)
 {
     char data[16384];
     int failed = 0;
