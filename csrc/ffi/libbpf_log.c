@@ -9,17 +9,17 @@ static int forwarded_max_level = LIBBPF_DEBUG;
 
 static int forward_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
-    char line[1024];
+	char line[1024];
 
-    if ((int)level > forwarded_max_level)
-        return 0;
-    vsnprintf(line, sizeof(line), fmt, args);
-    pod_stats_libbpf_log_line(level, line);
-    return 0;
+	if ((int)level > forwarded_max_level)
+		return 0;
+	vsnprintf(line, sizeof(line), fmt, args);
+	pod_stats_libbpf_log_line(level, line);
+	return 0;
 }
 
 void pod_stats_route_libbpf_log(int max_level)
 {
-    forwarded_max_level = max_level;
-    libbpf_set_print(forward_libbpf_print);
+	forwarded_max_level = max_level;
+	libbpf_set_print(forward_libbpf_print);
 }

@@ -7,27 +7,27 @@
 
 struct pod_stats *pod_stats_open(const char *btf_custom_path)
 {
-    LIBBPF_OPTS(bpf_object_open_opts, opts, .btf_custom_path = btf_custom_path);
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .btf_custom_path = btf_custom_path);
 
-    return pod_stats__open_opts(&opts);
+	return pod_stats__open_opts(&opts);
 }
 
 struct bpf_object *pod_stats_object(struct pod_stats *skel)
 {
-    return skel->obj;
+	return skel->obj;
 }
 
 void pod_stats_set_config(struct pod_stats *skel, const struct pod_stats_config *config)
 {
-    skel->rodata->pod_stats_config = *config;
+	skel->rodata->pod_stats_config = *config;
 }
 
 int pod_stats_load(struct pod_stats *skel)
 {
-    return pod_stats__load(skel);
+	return pod_stats__load(skel);
 }
 
 void pod_stats_destroy(struct pod_stats *skel)
 {
-    pod_stats__destroy(skel);
+	pod_stats__destroy(skel);
 }
