@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # no test uses that server (`systemctl disable --now prometheus` if you do not want it).
 APT_PACKAGES := clang-19 llvm-19 bpftool libelf-dev zlib1g-dev pkg-config dpkg-dev \
 	gcc libc6-dev make python3 python3-venv python3-dev runc busybox-static \
-	prometheus openssl gcc-multilib liburing-dev
+	prometheus openssl gcc-multilib liburing-dev clang-format-19
 
 # The libbpf we compile against is the one that runs (statically linked):
 # Debian bookworm's source package, upstream tarball pinned by hash.
@@ -138,17 +138,21 @@ kernels: test-wheel
 	$(SUDO) $(PYTHON) tests/kernels/run_matrix.py
 	$(PYTHON) tests/kernels/compat_table.py --readme README.md
 
-## lint: ruff (lint and format check), mypy, over pod_stats, tests and bench
+## lint: ruff (lint and format check), mypy, over pod_stats, tests and bench; clang-format over the C
 PY_SOURCES := pod_stats tests bench
+C_SOURCES := $(wildcard csrc/bpf/*.[ch] csrc/ffi/*.[ch]) tests/helpers/open_routes.c src/workload/workload.c
+CLANG_FORMAT ?= clang-format-19
 lint: build
 	$(VENV)/bin/ruff check -q $(PY_SOURCES)
 	$(VENV)/bin/ruff format -q --check $(PY_SOURCES)
 	$(VENV)/bin/mypy
+	$(CLANG_FORMAT) --dry-run -Werror $(C_SOURCES)
 
-## format: rewrite the Python sources in the project's style
+## format: rewrite the Python and C sources in the project's style (.clang-format for the C)
 format: venv
 	$(VENV)/bin/ruff check -q --fix $(PY_SOURCES)
 	$(VENV)/bin/ruff format -q $(PY_SOURCES)
+	$(CLANG_FORMAT) -i $(C_SOURCES)
 
 test-unit: deps build
 	$(VENV)/bin/pytest -q -m 'not bpf and not containers'
