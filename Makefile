@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # no test uses that server (`systemctl disable --now prometheus` if you do not want it).
 APT_PACKAGES := clang-19 llvm-19 bpftool libelf-dev zlib1g-dev pkg-config dpkg-dev \
 	gcc libc6-dev make python3 python3-venv python3-dev runc busybox-static \
-	prometheus openssl gcc-multilib liburing-dev
+	prometheus openssl gcc-multilib liburing-dev clang-format-19
 
 # The libbpf we compile against is the one that runs (statically linked):
 # Debian bookworm's source package, upstream tarball pinned by hash.
@@ -30,6 +30,8 @@ DEB_SRC_LIST := /etc/apt/sources.list.d/pod-stats-deb-src.sources
 BPF_OBJ := $(BUILD)/pod_stats.bpf.o
 SKEL := $(BUILD)/pod_stats.skel.h
 FFI_EXT := pod_stats/_pod_stats_ffi.abi3.so
+# the extension's C: one header per unit, all compiled by cffi (pod_stats/_ffi_build.py)
+FFI_SOURCES := $(wildcard csrc/ffi/*.c csrc/ffi/*.h)
 # Test and demo tooling (devtools/pod_stats_dev: the miniature node, its workload, the demo):
 # editable in the venv, never in the wheel. The workload is found in build/ by path.
 DEVTOOLS_STAMP := $(VENV)/.devtools-installed
@@ -80,10 +82,10 @@ $(LIBBPF_A):
 ## bpf: the BPF object and its skeleton
 bpf: $(SKEL)
 
-$(BPF_OBJ): src/bpf/pod_stats.bpf.c src/bpf/pod_stats.h vmlinux/$(ARCH)/vmlinux.h $(LIBBPF_A)
+$(BPF_OBJ): csrc/bpf/pod_stats.bpf.c csrc/bpf/pod_stats.h vmlinux/$(ARCH)/vmlinux.h $(LIBBPF_A)
 	@mkdir -p $(BUILD)
 	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
-		-I vmlinux/$(ARCH) -I src/bpf -I $(LIBBPF_PREFIX)/include -c $< -o $@
+		-I vmlinux/$(ARCH) -I csrc/bpf -I $(LIBBPF_PREFIX)/include -c $< -o $@
 	# keep BTF (CO-RE needs it), drop DWARF
 	$(LLVM_STRIP) -g $@
 
@@ -98,7 +100,7 @@ vmlinux:
 ## build: the cffi extension (skeleton + libbpf) and the package, editable, in the venv
 build: $(FFI_EXT) $(DEVTOOLS_STAMP) $(WORKLOAD) $(HELPERS)
 
-$(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py src/cgroupfs/cgroupfs_batch.c $(VENV_STAMP)
+$(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py $(FFI_SOURCES) csrc/bpf/pod_stats.h $(VENV_STAMP)
 	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test]'
 	@touch $@
 
@@ -144,17 +146,20 @@ kernels: test-wheel
 	$(SUDO) $(PYTHON) tests/kernels/run_matrix.py
 	$(PYTHON) tests/kernels/compat_table.py --readme README.md
 
-## lint: ruff (lint and format check), mypy, over pod_stats, tests, bench and devtools
+## lint: pre-commit's hooks (.pre-commit-config.yaml) over every file: ruff (lint and format
+## check) and mypy over pod_stats, tests, bench and devtools; clang-format over the C and BPF
 PY_SOURCES := pod_stats tests bench devtools
+C_SOURCES := $(wildcard csrc/bpf/*.[ch] csrc/ffi/*.[ch] bench/probes/*.c bench/tools/*.c) \
+	tests/helpers/open_routes.c devtools/pod_stats_dev/workload.c
+CLANG_FORMAT ?= clang-format-19
 lint: build
-	$(VENV)/bin/ruff check -q $(PY_SOURCES)
-	$(VENV)/bin/ruff format -q --check $(PY_SOURCES)
-	$(VENV)/bin/mypy
+	$(VENV)/bin/pre-commit run --all-files
 
-## format: rewrite the Python sources in the project's style
+## format: rewrite the Python and C sources in the project's style (.clang-format for the C)
 format: venv
 	$(VENV)/bin/ruff check -q --fix $(PY_SOURCES)
 	$(VENV)/bin/ruff format -q $(PY_SOURCES)
+	$(CLANG_FORMAT) -i $(C_SOURCES)
 
 test-unit: deps build
 	$(VENV)/bin/pytest -q -m 'not bpf and not containers'

@@ -111,7 +111,7 @@ VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 _DEBUGFS_TRACING = "/sys/kernel/debug/tracing"
 _TRACEFS = "/sys/kernel/tracing"
 
-# The counters' field names come from the struct in src/bpf/pod_stats.h.
+# The counters' field names come from the struct in csrc/bpf/pod_stats.h.
 COUNTER_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_counters").fields)
 Counters = namedtuple("Counters", COUNTER_FIELDS)  # type: ignore[misc]  # fields from the C struct
 DROP_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_drops").fields)
@@ -149,7 +149,7 @@ _MIN_READ_CHUNK = 16  # entries per batch however many CPUs (a hash bucket rarel
 _COUNTERS_BYTES = ffi.sizeof("struct pod_stats_counters")
 _SCHED_BYTES = ffi.sizeof("struct pod_stats_sched")
 _SLOT_BYTES = ffi.sizeof("struct pod_stats_slot")
-_OOM_FIRST_SIGHT_BYTES = 24  # struct oom_first_sight (src/bpf/pod_stats.bpf.c)
+_OOM_FIRST_SIGHT_BYTES = 24  # struct oom_first_sight (csrc/bpf/pod_stats.bpf.c)
 
 
 def map_sizes(
@@ -298,7 +298,7 @@ class DrilldownDrops(NamedTuple):
     in_flight_dropped: int  # files: opens not followed, too many of the cgroup's threads in open() at once
 
 
-# What one cgroup may hold in the on-demand views (src/bpf/pod_stats.h).
+# What one cgroup may hold in the on-demand views (csrc/bpf/pod_stats.h).
 MAX_FILES_PER_CGROUP = lib.POD_STATS_MAX_FILES_PER_CGROUP
 MAX_IN_FLIGHT_PER_CGROUP = lib.POD_STATS_MAX_IN_FLIGHT_PER_CGROUP
 MAX_PROCESSES_PER_CGROUP = lib.POD_STATS_MAX_PROCESSES_PER_CGROUP

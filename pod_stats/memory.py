@@ -249,7 +249,7 @@ LiveFigures = tuple[Optional[MemoryFigures], Optional[float]]
 
 
 class FigureBatch:
-    """Every tracked cgroup's memory and CPU figures in one C call (src/cgroupfs/cgroupfs_batch.c):
+    """Every tracked cgroup's memory and CPU figures in one C call (csrc/ffi/cgroupfs_batch.c):
     the same figures CgroupFiles.memory and .cpu_seconds give, read through OpenFiles'
     descriptors. A cgroup whose file could not be read comes back as None: the caller reads
     it the slow way, which also tells a vanished cgroup from a failed read."""

@@ -18,7 +18,7 @@ from pod_stats.kernel import KernelFeatures, Preemption, misses_counted
 from pod_stats.mapsizes import MapSizes
 
 # Probe groups a user can switch (--probes); a program's group is the first word of its
-# name in src/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
+# name in csrc/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
 # programs also count failures by errno. "changes" (cgroups created or removed, tasks
 # moved) only tells the collector when to look again, and is always on.
 PROBE_GROUPS = ("opens", "errno", "ia32", "proc", "net", "oom", "sched")

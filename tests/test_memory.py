@@ -171,7 +171,7 @@ def test_a_removed_cgroups_open_file_reads_as_gone():
     assert len(files) == 0
 
 
-# -- the batch reader (src/cgroupfs/cgroupfs_batch.c): the same figures as the readers above
+# -- the batch reader (csrc/ffi/cgroupfs_batch.c): the same figures as the readers above
 
 
 def _both_ways(directory: str, memory_version: int, cpu_version: int, files=None):

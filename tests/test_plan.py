@@ -28,7 +28,7 @@ from pod_stats.plan import (
 )
 
 
-# The object's programs (src/bpf/pod_stats.bpf.c), in its order: checked against the built
+# The object's programs (csrc/bpf/pod_stats.bpf.c), in its order: checked against the built
 # object below. ia32_opens is built for x86 only.
 def _programs(table: str) -> list[Program]:
     return [Program(*line.split()) for line in table.strip().splitlines()]

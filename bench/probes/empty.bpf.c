@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * The floor: EMPTY programs on exactly the tracepoints pod-stats uses (same SEC
- * names as src/bpf/pod_stats.bpf.c), each returning 0. What any tool attached to
+ * names as csrc/bpf/pod_stats.bpf.c), each returning 0. What any tool attached to
  * these tracepoints pays before doing any work.
  */
 #include "vmlinux.h"

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * The floor of each optional probe group: EMPTY programs on exactly the hooks
- * pod-stats uses for it (same SEC names as src/bpf/pod_stats.bpf.c). Built once
+ * pod-stats uses for it (same SEC names as csrc/bpf/pod_stats.bpf.c). Built once
  * per group, -DGROUP_PROC, -DGROUP_NET, -DGROUP_SCHED, -DGROUP_IA32, -DGROUP_URING or -DGROUP_OOM (the
  * last two: the opens group's syscall tracepoints too, which pod-stats attaches with them).
  */

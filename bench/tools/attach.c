@@ -72,8 +72,7 @@ static int attach_all(struct bpf_object *obj, struct bpf_link **links)
 			continue;
 		links[n] = bpf_program__attach(prog);
 		if (!links[n]) {
-			fprintf(stderr, "attach: attaching %s: %s\n", bpf_program__name(prog),
-				strerror(errno));
+			fprintf(stderr, "attach: attaching %s: %s\n", bpf_program__name(prog), strerror(errno));
 			return -1;
 		}
 		n++;
@@ -114,8 +113,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "attach: opening %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	bpf_object__for_each_program(prog,
-				     obj) if (!tracepoint_exists(bpf_program__section_name(prog)))
+	bpf_object__for_each_program(prog, obj) if (!tracepoint_exists(bpf_program__section_name(prog)))
 		bpf_program__set_autoload(prog, false);
 	if (bpf_object__load(obj)) {
 		fprintf(stderr, "attach: loading %s: %s\n", path, strerror(errno));
@@ -161,9 +159,8 @@ int main(int argc, char **argv)
 			continue;
 		memset(&info, 0, sizeof(info));
 		if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0)
-			printf("%s id=%u run_time_ns=%llu run_cnt=%llu\n", bpf_program__name(prog),
-			       info.id, (unsigned long long)info.run_time_ns,
-			       (unsigned long long)info.run_cnt);
+			printf("%s id=%u run_time_ns=%llu run_cnt=%llu\n", bpf_program__name(prog), info.id,
+			       (unsigned long long)info.run_time_ns, (unsigned long long)info.run_cnt);
 	}
 	fflush(stdout);
 	for (i = 0; i < nlinks; i++)

@@ -98,8 +98,8 @@ int main(void)
 			len = snprintf(pid_text, sizeof(pid_text), "%d\n", pid);
 			for (int f = 0; f < nfiles; f++) {
 				if (write(fds[f], pid_text, len) != len) {
-					fprintf(stderr, "podfarm: moving %d to %s: %s\n", pid,
-						files[f], strerror(errno));
+					fprintf(stderr, "podfarm: moving %d to %s: %s\n", pid, files[f],
+						strerror(errno));
 					kill_all();
 					return 1;
 				}

@@ -71,8 +71,7 @@ int main(int argc, char **argv)
 		int fd = open(argv[i + 2], O_WRONLY);
 
 		if (fd < 0 || write(fd, text, len) != len) {
-			fprintf(stderr, "storm: moving %d to %s: %s\n", pids[i], argv[i + 2],
-				strerror(errno));
+			fprintf(stderr, "storm: moving %d to %s: %s\n", pids[i], argv[i + 2], strerror(errno));
 			for (int k = 0; k < n; k++)
 				kill(pids[k], SIGKILL);
 			return 1;

@@ -93,11 +93,10 @@ static void run_forkexit(long n)
 
 static void run_socketpair(long n)
 {
-	char buf[64] = {0};
+	char buf[64] = { 0 };
 
 	for (long i = 0; i < n; i++)
-		if (write(pair[0], buf, sizeof(buf)) != sizeof(buf) ||
-		    read(pair[1], buf, sizeof(buf)) != sizeof(buf))
+		if (write(pair[0], buf, sizeof(buf)) != sizeof(buf) || read(pair[1], buf, sizeof(buf)) != sizeof(buf))
 			die("socketpair");
 }
 
@@ -142,14 +141,9 @@ static const struct {
 	const char *name;
 	void (*run)(long);
 } loops[] = {
-	{"open", run_open},
-	{"getppid", run_getppid},
-	{"openmissing", run_openmissing},
-	{"forkexit", run_forkexit},
-	{"socketpair", run_socketpair},
-	{"pingpong", run_pingpong},
-	{"uringopen", run_uringopen},
-	{"signal", run_signal},
+	{ "open", run_open },		{ "getppid", run_getppid },	  { "openmissing", run_openmissing },
+	{ "forkexit", run_forkexit },	{ "socketpair", run_socketpair }, { "pingpong", run_pingpong },
+	{ "uringopen", run_uringopen }, { "signal", run_signal },
 };
 
 /* The other end of pingpong, on the same CPU (inherited affinity). */
@@ -205,8 +199,7 @@ int main(int argc, char **argv)
 	if (argc == 6) {
 		char *save = NULL, *file;
 
-		for (file = strtok_r(argv[5], ",", &save); file;
-		     file = strtok_r(NULL, ",", &save)) {
+		for (file = strtok_r(argv[5], ",", &save); file; file = strtok_r(NULL, ",", &save)) {
 			FILE *procs = fopen(file, "w");
 
 			if (!procs || fprintf(procs, "%d\n", getpid()) < 0 || fclose(procs) != 0)
@@ -233,8 +226,7 @@ int main(int argc, char **argv)
 	run(n / 10 + 1); /* warm-up */
 	if (seconds > 0) {
 		long capacity = 1 << 20, count = 0;
-		double *ends = malloc(capacity * sizeof(double)),
-		       *per = malloc(capacity * sizeof(double));
+		double *ends = malloc(capacity * sizeof(double)), *per = malloc(capacity * sizeof(double));
 		double stop = now_ns() + seconds * 1e9, t0 = now_ns(), t1;
 
 		if (!ends || !per)

@@ -27,7 +27,7 @@
 #endif
 
 #ifndef SYS_openat2
-#define SYS_openat2 437  /* the same number in both x86 tables */
+#define SYS_openat2 437 /* the same number in both x86 tables */
 #endif
 
 struct how {
@@ -80,7 +80,7 @@ static int uring_opens(const char *route, long n, const char *path)
 		if (cqe->res >= 0)
 			close(cqe->res);
 		else if (cqe->res == -EINVAL || cqe->res == -EOPNOTSUPP)
-			return 4;  /* the kernel does not know the operation */
+			return 4; /* the kernel does not know the operation */
 		io_uring_cqe_seen(&ring, cqe);
 	}
 	io_uring_queue_exit(&ring);

@@ -160,7 +160,7 @@ def _stress_worker(cgroup: Path, index: int, cpu: int, go: int, report: int) -> 
 
 
 def _slot_of(cgroup_id: int, bits: int) -> int:
-    """POD_STATS_SLOT_OF (src/bpf/pod_stats.h): a v2 key's index in each CPU's slot table."""
+    """POD_STATS_SLOT_OF (csrc/bpf/pod_stats.h): a v2 key's index in each CPU's slot table."""
     return ((cgroup_id * 0x9E3779B97F4A7C15) & (2**64 - 1)) >> (64 - bits)
 
 

@@ -9,7 +9,7 @@
 #include <bpf/bpf_tracing.h>
 #include "pod_stats.h"
 
-#define EEXIST 17
+#define EEXIST	 17
 #define MSG_PEEK 2
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -100,8 +100,7 @@ static __always_inline __u64 v1_memory_key_of(struct task_struct *task)
 	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
 		return 0;
 	memory_id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
-	return task->cgroups->subsys[memory_id]->cgroup->kn->id |
-	       (1ULL << POD_STATS_KEY_V1_MEMORY_BIT);
+	return task->cgroups->subsys[memory_id]->cgroup->kn->id | (1ULL << POD_STATS_KEY_V1_MEMORY_BIT);
 }
 
 /* Where a task's events are counted (key_mode), read by direct loads. */
@@ -112,8 +111,7 @@ static __always_inline __u64 cgroup_key_of(struct task_struct *task)
 	if (pod_stats_config.key_mode == POD_STATS_KEY_V1_MEMORY)
 		return v1_memory_key_of(task);
 	id = task->cgroups->dfl_cgrp->kn->id;
-	if (pod_stats_config.key_mode == POD_STATS_KEY_V2_ELSE_V1_MEMORY &&
-	    id == pod_stats_config.v2_root_cgroup_id)
+	if (pod_stats_config.key_mode == POD_STATS_KEY_V2_ELSE_V1_MEMORY && id == pod_stats_config.v2_root_cgroup_id)
 		return v1_memory_key_of(task);
 	return id;
 }
@@ -128,8 +126,7 @@ static __always_inline __u64 current_cgroup_key_by_helpers(void)
 
 	if (pod_stats_config.key_mode != POD_STATS_KEY_V1_MEMORY) {
 		id = bpf_get_current_cgroup_id();
-		if (pod_stats_config.key_mode == POD_STATS_KEY_V2 ||
-		    id != pod_stats_config.v2_root_cgroup_id)
+		if (pod_stats_config.key_mode == POD_STATS_KEY_V2 || id != pod_stats_config.v2_root_cgroup_id)
 			return id;
 	}
 	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
@@ -148,8 +145,17 @@ static __always_inline __u64 current_cgroup_key(void)
 
 /* Events that could not be counted (map full). */
 enum drop {
-	DROP_COUNTERS, DROP_ERRNOS, DROP_PROCESSES, DROP_SCHED, DROP_UNCOUNTED, DROP_CGROUP_EVENTS,
-	DROP_PROCESS_BOUND, DROP_FILE_MAP_FULL, DROP_FILE_BOUND, DROP_IN_FLIGHT_FULL, DROP_IN_FLIGHT_BOUND,
+	DROP_COUNTERS,
+	DROP_ERRNOS,
+	DROP_PROCESSES,
+	DROP_SCHED,
+	DROP_UNCOUNTED,
+	DROP_CGROUP_EVENTS,
+	DROP_PROCESS_BOUND,
+	DROP_FILE_MAP_FULL,
+	DROP_FILE_BOUND,
+	DROP_IN_FLIGHT_FULL,
+	DROP_IN_FLIGHT_BOUND,
 	DROP_DRILLDOWN_CGROUPS,
 };
 
@@ -242,7 +248,7 @@ static __noinline int create_counters(__u64 key)
  */
 static __always_inline struct pod_stats_counters *counters_of(__u64 key)
 {
-	__u64 bits = pod_stats_config.slot_bits;  /* 64-bit: the shifts need no zero-extension */
+	__u64 bits = pod_stats_config.slot_bits; /* 64-bit: the shifts need no zero-extension */
 	__u32 index = (bpf_get_smp_processor_id() << bits) + POD_STATS_SLOT_OF(key, bits);
 	struct pod_stats_slot *slot = bpf_map_lookup_elem(&slots, &index);
 	struct pod_stats_counters *c;
@@ -271,14 +277,13 @@ static __always_inline struct pod_stats_counters *counters_of(__u64 key)
  * task whose run on this CPU then counts into the same value: on kernels before 5.12 nothing
  * stops it) and cgroup_skb programs run in softirq too: theirs are atomic adds.
  */
-#define COUNT(counter, n, shared)                               \
-	do {                                                    \
-		if (shared)                                     \
-			__sync_fetch_and_add(&(counter), (n));  \
-		else                                            \
-			(counter) += (n);                       \
+#define COUNT(counter, n, shared)                              \
+	do {                                                   \
+		if (shared)                                    \
+			__sync_fetch_and_add(&(counter), (n)); \
+		else                                           \
+			(counter) += (n);                      \
 	} while (0)
-
 
 static __always_inline struct pod_stats_counters *current_counters(void)
 {
@@ -334,11 +339,11 @@ static __always_inline int count_open_return(long ret, bool preemptible)
  * kernels add a field to it, and a program reading the raw layout reads past the record
  * there (the kernel refuses to attach it).
  */
-#define COUNT_OPEN_ON_EXIT(syscall)                                        \
-	SEC("tracepoint/syscalls/sys_exit_" #syscall)                      \
-	int opens_##syscall(struct syscall_trace_exit *ctx)          \
-	{                                                                  \
-		return count_open_return(ctx->ret, false);                 \
+#define COUNT_OPEN_ON_EXIT(syscall)                         \
+	SEC("tracepoint/syscalls/sys_exit_" #syscall)       \
+	int opens_##syscall(struct syscall_trace_exit *ctx) \
+	{                                                   \
+		return count_open_return(ctx->ret, false);  \
 	}
 
 COUNT_OPEN_ON_EXIT(openat)
@@ -371,10 +376,10 @@ int BPF_PROG(opens_fexit, int dfd, const char *filename, struct open_how *how, l
  * openat2 and creat all return through it).
  */
 #if defined(__TARGET_ARCH_x86)
-#define TS_COMPAT 0x0002
-#define IA32_NR_open 5
-#define IA32_NR_creat 8
-#define IA32_NR_openat 295
+#define TS_COMPAT	0x0002
+#define IA32_NR_open	5
+#define IA32_NR_creat	8
+#define IA32_NR_openat	295
 #define IA32_NR_openat2 437
 
 static __always_inline bool in_ia32_syscall(void)
@@ -413,7 +418,7 @@ int BPF_PROG(opens_uring, void *ring, struct io_kiocb *req)
 	__u8 opcode;
 
 	if (!req)
-		return 0;  /* a completion of no request (the ring's own notices) */
+		return 0; /* a completion of no request (the ring's own notices) */
 	opcode = BPF_CORE_READ(req, opcode);
 	if (opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2)
 		return 0;
@@ -504,7 +509,7 @@ static __always_inline int count_packet(struct __sk_buff *skb, bool tx)
 		else
 			COUNT(c->net_rx_bytes, skb->len, true);
 	}
-	return 1;  /* count, never drop */
+	return 1; /* count, never drop */
 }
 
 SEC("cgroup_skb/egress")
@@ -544,7 +549,7 @@ int net_skb_ingress(struct __sk_buff *skb)
  * both under task_lock(victim), so on one CPU). The count goes to the victim's
  * cgroup, whoever ran out.
  */
-#define SIGKILL 9
+#define SIGKILL	      9
 #define SEND_SIG_PRIV 1
 
 static __always_inline __u64 key_of_cgroup(struct cgroup *cgrp);
@@ -560,9 +565,9 @@ struct {
 
 /* A first candidate of its memcg, waiting for mark_victim to tell whether it killed (per CPU). */
 struct oom_first_sight {
-	__u64 sender;		/* pid_tgid of the task that sent the SIGKILL; 0: none waits */
-	__u64 key;		/* the target's counter key */
-	__s32 target;		/* the target's pid, as mark_victim passes it */
+	__u64 sender; /* pid_tgid of the task that sent the SIGKILL; 0: none waits */
+	__u64 key;    /* the target's counter key */
+	__s32 target; /* the target's pid, as mark_victim passes it */
 	__u32 reserved;
 };
 
@@ -591,7 +596,7 @@ int BPF_PROG(oom_kill, int sig, struct kernel_siginfo *info, struct task_struct 
 	first = bpf_map_lookup_elem(&oom_first_sight, &zero);
 	if (!first)
 		return 0;
-	first->sender = 0;  /* a candidate that waited is followed by another: it killed nothing */
+	first->sender = 0; /* a candidate that waited is followed by another: it killed nothing */
 	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id) ||
 	    !bpf_core_enum_value_exists(enum memcg_memory_event, MEMCG_OOM_KILL) ||
 	    !bpf_core_field_exists(struct mm_struct, owner))
@@ -748,7 +753,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	if (prev->pid != 0 && is_runnable(prev))
 		mark_runnable(prev);
 	if (next->pid == 0)
-		return 0;  /* the idle task */
+		return 0; /* the idle task */
 	key = cgroup_key_of(next);
 	counts = bpf_map_lookup_elem(&sched, &key);
 	if (!counts) {
@@ -798,7 +803,7 @@ static __always_inline struct pod_stats_drilldown_held *held_of(void *held_map, 
 
 	if (held)
 		return held;
-	bpf_map_update_elem(held_map, &cgroup, &zero, BPF_NOEXIST);	/* EEXIST: another CPU made it */
+	bpf_map_update_elem(held_map, &cgroup, &zero, BPF_NOEXIST); /* EEXIST: another CPU made it */
 	held = bpf_map_lookup_elem(held_map, &cgroup);
 	if (!held)
 		count_drop(DROP_DRILLDOWN_CGROUPS);
@@ -830,7 +835,7 @@ static __always_inline bool take(__u64 *count, __u64 bound)
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, POD_STATS_MAX_IN_FLIGHT);
-	__type(key, __u64);			/* pid_tgid: one open in flight per thread */
+	__type(key, __u64); /* pid_tgid: one open in flight per thread */
 	__type(value, struct pod_stats_file_key);
 } files_in_flight SEC(".maps");
 
@@ -933,16 +938,16 @@ static __always_inline int count_path(long ret)
 	return 0;
 }
 
-#define FILES_ON(syscall, path_arg)                                          \
-	SEC("tracepoint/syscalls/sys_enter_" #syscall)                       \
-	int files_enter_##syscall(struct syscall_trace_enter *ctx)     \
-	{                                                                    \
-		return remember_path((const char *)ctx->args[path_arg]);      \
-	}                                                                    \
-	SEC("tracepoint/syscalls/sys_exit_" #syscall)                        \
-	int files_exit_##syscall(struct syscall_trace_exit *ctx)       \
-	{                                                                    \
-		return count_path(ctx->ret);                                  \
+#define FILES_ON(syscall, path_arg)                                      \
+	SEC("tracepoint/syscalls/sys_enter_" #syscall)                   \
+	int files_enter_##syscall(struct syscall_trace_enter *ctx)       \
+	{                                                                \
+		return remember_path((const char *)ctx->args[path_arg]); \
+	}                                                                \
+	SEC("tracepoint/syscalls/sys_exit_" #syscall)                    \
+	int files_exit_##syscall(struct syscall_trace_exit *ctx)         \
+	{                                                                \
+		return count_path(ctx->ret);                             \
 	}
 
 FILES_ON(openat, 1)
@@ -957,7 +962,7 @@ FILES_ON(creat, 0)
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, POD_STATS_MAX_PROCESSES);
-	__type(key, __u32);			/* tgid */
+	__type(key, __u32); /* tgid */
 	__type(value, struct pod_stats_process_counts);
 } process_opens SEC(".maps");
 
@@ -999,11 +1004,11 @@ static __always_inline int count_process_open(long ret)
 	return 0;
 }
 
-#define PROCS_ON(syscall)                                                    \
-	SEC("tracepoint/syscalls/sys_exit_" #syscall)                        \
-	int procs_##syscall(struct syscall_trace_exit *ctx)            \
-	{                                                                    \
-		return count_process_open(ctx->ret);                          \
+#define PROCS_ON(syscall)                                   \
+	SEC("tracepoint/syscalls/sys_exit_" #syscall)       \
+	int procs_##syscall(struct syscall_trace_exit *ctx) \
+	{                                                   \
+		return count_process_open(ctx->ret);        \
 	}
 
 PROCS_ON(openat)
@@ -1039,7 +1044,7 @@ struct {
 /* A record is built here, then copied into the ring at its own length: too big for the stack. */
 struct cgroup_event_scratch {
 	struct pod_stats_cgroup_event event;
-	char spill[8];		/* the byte past path[] that tells a cut path from a full one */
+	char spill[8]; /* the byte past path[] that tells a cut path from a full one */
 };
 
 struct {
@@ -1055,7 +1060,7 @@ static __always_inline __u64 key_of_cgroup(struct cgroup *cgrp)
 	struct cgroup_root *root = cgrp->root;
 	int memory_id;
 
-	if (root->hierarchy_id == 0)  /* the default hierarchy: cgroup v2 */
+	if (root->hierarchy_id == 0) /* the default hierarchy: cgroup v2 */
 		return cgrp->kn->id;
 	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
 		return 0;
@@ -1098,8 +1103,8 @@ static __always_inline int send_cgroup_event(struct cgroup *cgrp, const char *pa
 	barrier_var(size);
 	if (size > POD_STATS_CGROUP_PATH_MAX)
 		return 0;
-	if (bpf_ringbuf_output(&cgroup_events, &scratch->event,
-			       offsetof(struct pod_stats_cgroup_event, path) + size, 0))
+	if (bpf_ringbuf_output(&cgroup_events, &scratch->event, offsetof(struct pod_stats_cgroup_event, path) + size,
+			       0))
 		count_drop(DROP_CGROUP_EVENTS);
 	return 0;
 }
@@ -1118,17 +1123,32 @@ int BPF_PROG(changes_rmdir, struct cgroup *cgrp, const char *path)
 
 /* Where the tp_btf programs above cannot load: counted only. */
 SEC("tracepoint/cgroup/cgroup_mkdir")
-int changes_mkdir_tp(void *ctx) { return count_change(false); }
+int changes_mkdir_tp(void *ctx)
+{
+	return count_change(false);
+}
 
 SEC("tracepoint/cgroup/cgroup_rmdir")
-int changes_rmdir_tp(void *ctx) { return count_change(false); }
+int changes_rmdir_tp(void *ctx)
+{
+	return count_change(false);
+}
 
 /* tp_btf, as proc_exec: not skipped while a BPF map syscall holds the CPU */
 SEC("tp_btf/cgroup_rename")
-int BPF_PROG(changes_rename, struct cgroup *cgrp) { return count_change(false); }
+int BPF_PROG(changes_rename, struct cgroup *cgrp)
+{
+	return count_change(false);
+}
 
 SEC("tp_btf/cgroup_attach_task")
-int BPF_PROG(changes_attach, struct cgroup *dst_cgrp) { return count_change(true); }
+int BPF_PROG(changes_attach, struct cgroup *dst_cgrp)
+{
+	return count_change(true);
+}
 
 SEC("tp_btf/cgroup_transfer_tasks")
-int BPF_PROG(changes_transfer, struct cgroup *dst_cgrp) { return count_change(true); }
+int BPF_PROG(changes_transfer, struct cgroup *dst_cgrp)
+{
+	return count_change(true);
+}
