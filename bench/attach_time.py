@@ -14,7 +14,7 @@ import time
 t0 = time.perf_counter()
 from pod_stats.bpf import PodStatsBpf  # noqa: E402
 from pod_stats.cgroups import discover_mounts  # noqa: E402
-from pod_stats.collector import key_mode_for  # noqa: E402
+from pod_stats.sampler import key_mode_for  # noqa: E402
 
 t1 = time.perf_counter()
 mounts = discover_mounts()

@@ -471,7 +471,7 @@ class ToggledPodStats:
 
         from pod_stats.bpf import DEFAULT_PROBES, PodStatsBpf
         from pod_stats.cgroups import discover_mounts
-        from pod_stats.collector import key_mode_for
+        from pod_stats.sampler import key_mode_for
 
         mounts = discover_mounts()
         self.ffi, self.lib = ffi, lib
@@ -891,8 +891,8 @@ def floor_sample(bins: Path, list_file: str) -> float:
 def sample_rounds(farm: PodFarm, bins: Path, rounds: int, rng: random.Random) -> dict:
     """pod-stats' sample vs the kernel floor vs the naive /proc walk, interleaved, ~1 s apart
     (the agent's cadence: its once-a-second and every-5-s work is in there as in real life)."""
-    from pod_stats.collector import open_collector
     from pod_stats.output import encode, to_json
+    from pod_stats.sampler import open_sampler
 
     npods = len(farm.pods)
     with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as listing:
@@ -900,7 +900,7 @@ def sample_rounds(farm: PodFarm, bins: Path, rounds: int, rng: random.Random) ->
             listing.write(f"{memory_dir}/memory.stat\n{v2_dir}/cpu.stat\n")
     raw: dict[str, list[float]] = {"podstats": [], "floor": [], "naive": []}
     try:
-        with open_collector(log_dir=str(farm.log_dir)) as collector:
+        with open_sampler(log_dir=str(farm.log_dir)) as collector:
             # warm-up: the first sample tracks every container
             for _ in range(2):
                 encode(to_json(collector.sample()))
@@ -1036,7 +1036,7 @@ def zero_loss(bins: Path, cgroups: int, opens: int) -> dict:
     Half are v2 cgroups; half are v1 memory cgroups of tasks in the v2 root (the hybrid key)."""
     from pod_stats.bpf import HIERARCHY_V1_MEMORY, HIERARCHY_V2, CgroupKey, PodStatsBpf
     from pod_stats.cgroups import discover_mounts
-    from pod_stats.collector import key_mode_for
+    from pod_stats.sampler import key_mode_for
 
     mounts = discover_mounts()
     made = []

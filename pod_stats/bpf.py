@@ -25,6 +25,18 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 
 from pod_stats.cgroups import V1_MEMORY as HIERARCHY_V1_MEMORY
 from pod_stats.cgroups import V2 as HIERARCHY_V2
+from pod_stats.figures import FIELD_GROUPS
+from pod_stats.model import (
+    CgroupKey,
+    Changes,
+    DrilldownDrops,
+    Drops,
+    FileCounts,
+    OpenRoute,
+    Probe,
+    ProcessCounts,
+    ProgramStats,
+)
 
 log = logging.getLogger(__name__)
 libbpf_log = logging.getLogger("pod_stats.libbpf")
@@ -39,10 +51,11 @@ _TRACEFS = "/sys/kernel/tracing"
 # The counters' field names come from the struct in src/bpf/pod_stats.h.
 COUNTER_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_counters").fields)
 Counters = namedtuple("Counters", COUNTER_FIELDS)
-DROP_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_drops").fields)
-Drops = namedtuple("Drops", DROP_FIELDS)
-CHANGE_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_changes").fields)
-Changes = namedtuple("Changes", CHANGE_FIELDS)
+# Drops and Changes (pod_stats.model) mirror their structs, field for field.
+DROP_FIELDS = Drops._fields
+assert tuple(name for name, _ in ffi.typeof("struct pod_stats_drops").fields) == DROP_FIELDS
+CHANGE_FIELDS = Changes._fields
+assert tuple(name for name, _ in ffi.typeof("struct pod_stats_changes").fields) == CHANGE_FIELDS
 
 # Probe groups a user can switch (--probes); a program's group is the first word of its
 # name in src/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
@@ -87,19 +100,9 @@ _CREATED_WHEN_ON = {
     "sched": (b"sched", b"sched_runnable_since"),
 }
 
-# The probe group that counts each field of struct pod_stats_counters (its comment there
-# says the same); a group that is off or missing leaves its fields unknown (null).
-FIELD_GROUPS = {
-    "opens": "opens",
-    "open_errors": "opens",
-    "forks": "proc",
-    "execs": "proc",
-    "exits": "proc",
-    "net_tx_bytes": "net",
-    "net_rx_bytes": "net",
-    "oom_kills": "oom",
-}
-assert set(FIELD_GROUPS) == set(COUNTER_FIELDS), "every counter needs its probe group"
+# FIELD_GROUPS (pod_stats.figures): the probe group that counts each field of struct
+# pod_stats_counters; a group that is off or missing leaves its fields unknown (null).
+assert tuple(FIELD_GROUPS) == COUNTER_FIELDS, "struct pod_stats_counters and pod_stats/figures.py: one row per field"
 
 
 # -- memory: what the maps and buffers cost, at any CPU count ---------------------------------
@@ -232,11 +235,6 @@ def map_sizes(
     return MapSizes(ncpus, entries, over_budget, slot_bits, chunk, kernel, user)
 
 
-class CgroupKey(NamedTuple):
-    hierarchy: str  # cgroups.V2 or cgroups.V1_MEMORY
-    cgroup_id: int  # the cgroup directory's inode number
-
-
 class KeyMode(enum.IntEnum):
     """Which cgroup a task's events are counted under (see pod_stats.h)."""
 
@@ -305,18 +303,6 @@ def _hint_for(err: int) -> Optional[str]:
     return None
 
 
-@dataclass(frozen=True)
-class Probe:
-    program: str  # BPF program name
-    tracepoint: str  # category/name
-    attached: bool
-    reason: Optional[str] = None  # why it is not attached
-
-    @property
-    def group(self) -> str:
-        return self.program.split("_", 1)[0]
-
-
 def _tracepoint_of(section: str, events: str) -> Optional[str]:
     """category/name of a program's tracepoint ("tracepoint/sched/x" or "tp_btf/x"), None if the
     kernel has no such tracepoint."""
@@ -375,32 +361,10 @@ assert _CGROUP_EVENT_HEADER.size == ffi.offsetof("struct pod_stats_cgroup_event"
 CGROUP_EVENTS_BUFFER_BYTES = 256 * 1024
 
 
-class FileCounts(NamedTuple):
-    path: str  # as the process passed it, bytes that are not UTF-8 kept (surrogateescape); cut at
-    # POD_STATS_PATH_MAX - 1 bytes (truncated then)
-    truncated: bool
-    opens: int
-    errors: int
-
-
-class DrilldownDrops(NamedTuple):
-    """What one cgroup lost in an on-demand view (struct pod_stats_drilldown_held)."""
-
-    dropped: int  # opens not counted under a path (files) or a process (procs): bound or map full
-    in_flight_dropped: int  # files: opens not followed, too many of the cgroup's threads in open() at once
-
-
 # What one cgroup may hold in the on-demand views (src/bpf/pod_stats.h).
 MAX_FILES_PER_CGROUP = lib.POD_STATS_MAX_FILES_PER_CGROUP
 MAX_IN_FLIGHT_PER_CGROUP = lib.POD_STATS_MAX_IN_FLIGHT_PER_CGROUP
 MAX_PROCESSES_PER_CGROUP = lib.POD_STATS_MAX_PROCESSES_PER_CGROUP
-
-
-class ProcessCounts(NamedTuple):
-    pid: int  # the process (thread group) id
-    cgroup: "CgroupKey"
-    opens: int
-    errors: int
 
 
 RUNQ_SLOTS = lib.POD_STATS_RUNQ_SLOTS
@@ -422,24 +386,11 @@ OPENS_BY_IA32_EXIT = "raw syscall exit tracepoint (sys_exit, ia32 syscalls only)
 OPENS_BY_URING = "io_uring_complete (IORING_OP_OPENAT, OPENAT2)"
 
 
-class OpenRoute(NamedTuple):
-    """Whether one route to an open is counted in the opens figures (PodStatsBpf.open_routes)."""
-
-    counted: bool
-    detail: str  # what counts it, or why it is not counted
-
-
 class SchedCounts(NamedTuple):
     runq_wait_ns: int
     runq_waits: int
     last_active_ns: int  # CLOCK_MONOTONIC (time.monotonic_ns()) when a task of the cgroup last ran
     runq_wait_slots: tuple[int, ...]  # slot k: waits shorter than 2**k µs (and not shorter than 2**(k-1))
-
-
-class ProgramStats(NamedTuple):
-    run_time_ns: int
-    run_count: int
-    misses: Optional[int] = None  # runs the kernel skipped (PodStatsBpf.program_misses); None: not counted here
 
 
 def _kernel_version(release: str) -> tuple[int, int]:

@@ -19,55 +19,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from pod_stats import __version__
-from pod_stats.collector import ContainerSample, PodSample, Snapshot
+from pod_stats.figures import BY_NAME, HISTOGRAM_SUM, SERIES_METRICS
+from pod_stats.model import ContainerSample, PodSample, Snapshot
 from pod_stats.output import errno_name
-from pod_stats.web import (  # noqa: F401 (the CLI's)
-    HttpStats,
-    WebConfig,
-    WebConfigError,
-    WebConfigUnsupported,
-    load_web_config,
-    parse_listen_address,
-    start_http,
-)
 
 log = logging.getLogger(__name__)
 
-# (metric name, JSON figure, help, counter?) — meanings follow cAdvisor where they overlap.
-CONTAINER_METRICS = (
-    ("pod_stats_file_opens", "opens", "open/openat/openat2/creat calls that returned, since pod-stats started.", True),
-    ("pod_stats_file_open_errors", "open_errors", "Opens that failed, since pod-stats started.", True),
-    ("pod_stats_memory_rss_bytes", "rss_bytes", "Anonymous memory (cAdvisor's RSS).", False),
-    (
-        "pod_stats_memory_working_set_bytes",
-        "memory_working_set_bytes",
-        "Memory usage minus inactive file cache (cAdvisor's working set).",
-        False,
-    ),
-    ("pod_stats_memory_usage_bytes", "memory_usage_bytes", "Memory usage, page cache included.", False),
-    ("pod_stats_memory_limit_bytes", "memory_limit_bytes", "Memory limit of the container's cgroup.", False),
-    ("pod_stats_cpu_seconds", "cpu_seconds", "CPU time consumed by the container.", True),
-    ("pod_stats_processes", "pids", "Processes in the container.", False),
-    ("pod_stats_process_forks", "forks", "Tasks (processes and threads) created in the container.", True),
-    ("pod_stats_process_execs", "execs", "Successful execve/execveat calls in the container.", True),
-    ("pod_stats_process_exits", "exits", "Tasks (processes and threads) that exited in the container.", True),
-    ("pod_stats_network_transmit_bytes", "net_tx_bytes", "Socket payload bytes sent by the container.", True),
-    ("pod_stats_network_receive_bytes", "net_rx_bytes", "Socket payload bytes received by the container.", True),
-    ("pod_stats_oom_kills", "oom_kills", "Tasks of the container killed by the OOM killer.", True),
-    (
-        "pod_stats_last_active_timestamp_seconds",
-        "last_active_timestamp_seconds",
-        "When a task of the container last got a CPU (Unix time; sched probe).",
-        False,
-    ),
-    (
-        "pod_stats_uncounted_events",
-        "uncounted_events",
-        "Events of the container the kernel could not count (its BPF counters map was full); while there are any, "
-        "the container's kernel counters are absent, not a smaller number.",
-        True,
-    ),
-)
+# (metric name, JSON figure, help, counter?) of each figure served as one series per container
+# (pod_stats.figures); meanings follow cAdvisor where they overlap.
+CONTAINER_METRICS = SERIES_METRICS
+# The run-queue histogram: its sum is runq_wait_seconds, its buckets the sample's runq_wait_slots.
+_RUNQ_WAIT = BY_NAME["runq_wait_seconds"]
+assert _RUNQ_WAIT.exported == HISTOGRAM_SUM and _RUNQ_WAIT.metric is not None
 CONTAINER_LABELS = ("namespace", "pod", "container")
 # The same figures of whole pods, as the JSON document's pod objects: memory, CPU and limit of the
 # pod's own cgroup, kernel counters of all its containers (ended instances included) and of the pod
@@ -151,11 +114,7 @@ class SnapshotMetrics(Collector):
                     by_errno.add_metric([labels.get(label, "") for label in label_names] + [errno_name(number)], count)
             yield by_errno
         if snapshot.agent.probe_groups.get("sched"):
-            runq = HistogramMetricFamily(
-                "pod_stats_runq_wait_seconds",
-                "Time the container's tasks waited runnable for a CPU (sched probe).",
-                labels=label_names,
-            )
+            runq = HistogramMetricFamily(_RUNQ_WAIT.metric, _RUNQ_WAIT.help, labels=label_names)
             for labels, container in rows:
                 slots, total = container.runq_wait_slots, container.figures.get("runq_wait_seconds")
                 if slots is None or total is None:

@@ -1,7 +1,7 @@
-"""How the collector adds figures up (pure, no kernel): a net figure one part cannot know makes
+"""How the sampler adds figures up (pure, no kernel): a net figure one part cannot know makes
 the sum unknown, where a figure no part knows (its probe group off) stays unknown anyway."""
 
-from pod_stats.collector import _Carry, _sum_figures
+from pod_stats.sampler import _Carry, _sum_figures
 
 
 def test_a_pod_sum_with_a_part_whose_packets_another_cgroup_got_is_unknown():

@@ -16,55 +16,62 @@ from datetime import datetime, timezone
 from typing import Callable, NamedTuple, Optional
 
 from pod_stats.bpf import (
-    COUNTER_FIELDS,
     DEFAULT_PROBES,
-    FIELD_GROUPS,
     NET_PACKETS,
     NET_PACKETS_UNSEEN,
     PROBE_GROUPS,
     RUNQ_SLOTS,
-    CgroupKey,
     Counters,
     KeyMode,
-    OpenRoute,
     PodStatsBpf,
-    Probe,
-    ProgramStats,
     SchedCounts,
 )
-from pod_stats.cgroups import V2, CgroupIndex, CgroupInfo, CgroupMounts, container_cgroup_path, discover_mounts
+from pod_stats.cgroups import (
+    V2,
+    CgroupIndex,
+    CgroupInfo,
+    CgroupMounts,
+    PodRef,
+    container_cgroup_path,
+    discover_mounts,
+)
+from pod_stats.figures import (
+    CGROUPFS_FIGURES,
+    COUNTER_FIELDS,
+    COUNTER_RATES,
+    FIELD_GROUPS,
+    FLOAT_FIGURES,
+    JSON_FIGURES,
+    LAST_ACTIVE,
+    MEMORY_FIGURES,
+    NET_FIGURES,
+    OWN_CGROUP,
+    POD_SUMMED,
+    RATES,
+    SCHED_COUNTERS,
+    SINCE_ATTACH,
+    UNCOUNTED,
+)
 from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles
+from pod_stats.model import (
+    AgentStats,
+    CgroupKey,
+    CgroupSample,
+    ContainerSample,
+    Errnos,
+    Figures,
+    PodSample,
+    ProgramStats,
+    Snapshot,
+)
 from pod_stats.names import KubeApiPods, NameResolver, PodNames
 
 log = logging.getLogger(__name__)
 
-# Figures every container, pod and non-pod cgroup carries, in JSON order. The
-# BPF counters come first and are cumulative since pod-stats attached.
-MEMORY_FIGURES = (
-    "rss_bytes",
-    "memory_working_set_bytes",
-    "memory_usage_bytes",
-    "memory_peak_bytes",
-    "memory_limit_bytes",
-)
-# Run-queue figures (opt-in sched probe): wait and waits cumulative since attach like the
-# counters; when a task of the cgroup last got a CPU (Unix time).
-SCHED_COUNTERS = ("runq_wait_seconds", "runq_waits")
-LAST_ACTIVE = "last_active_timestamp_seconds"
-# Events the kernel could not count for a cgroup (its counters map was full): while any were
-# lost, the cgroup's kernel counters are unknown (null), never a plausible zero.
-UNCOUNTED = "uncounted_events"
-# What the packet fallback (bpf.NET_PACKETS) counts under the socket's cgroup v2 id: a cgroup whose
-# tasks sit in the v2 root (counted by their v1 memory cgroup, hybrid hosts) has its packets
-# counted under the root instead, so its net figures are unknown (null), not 0.
-NET_FIGURES = ("net_tx_bytes", "net_rx_bytes")
-FIGURES = COUNTER_FIELDS + MEMORY_FIGURES + ("cpu_seconds", "pids") + SCHED_COUNTERS + (LAST_ACTIVE, UNCOUNTED)
-# Per-second rates over the last interval, beside the cumulative figure they come from.
-RATES = {f"{name}_per_second": name for name in COUNTER_FIELDS + SCHED_COUNTERS}
-COUNTER_RATES = tuple(RATES)
-RATES["cpu_cores"] = "cpu_seconds"
-# What is counted per cgroup since attach (a nested cgroup's add up; so do a pod cgroup's own).
-_SINCE_ATTACH = COUNTER_FIELDS + SCHED_COUNTERS
+# Which figures are which is pod_stats.figures'. Of NET_FIGURES: the packet fallback
+# (bpf.NET_PACKETS) counts under the socket's cgroup v2 id, so a cgroup whose tasks sit in the v2
+# root (counted by their v1 memory cgroup, hybrid hosts) has its packets counted under the root
+# instead: its net figures are unknown (null), not 0.
 
 # How often idle new cgroups are looked for (busy ones are found as soon as they count something):
 # every RESCAN_SECONDS when the kernel says a cgroup was created or removed since the last look,
@@ -79,10 +86,6 @@ LIMIT_REFRESH_SECONDS = 30.0
 # counters are still counted and added up.
 NESTED_PROCS_LIMIT = 32
 
-Figures = dict[str, Optional[float]]
-# Failed opens by errno number, cumulative like the counters (empty when the errno probe is off).
-Errnos = dict[int, int]
-
 
 def _add_errnos(parts: list[Errnos]) -> Errnos:
     total: Errnos = {}
@@ -93,82 +96,8 @@ def _add_errnos(parts: list[Errnos]) -> Errnos:
 
 
 @dataclass
-class ContainerSample:
-    id: Optional[str]
-    name: Optional[str]
-    runtime: Optional[str]
-    cgroup_id: int
-    cgroup_path: str
-    figures: Figures
-    open_errors_by_errno: Errnos = field(default_factory=dict)
-    runq_wait_slots: Optional[tuple[int, ...]] = None  # log2 µs histogram; None without the sched probe
-
-
-@dataclass
-class PodSample:
-    uid: str
-    namespace: Optional[str]
-    name: Optional[str]
-    qos: str
-    figures: Figures
-    containers: list[ContainerSample]
-    open_errors_by_errno: Errnos = field(default_factory=dict)
-    runq_wait_slots: Optional[tuple[int, ...]] = None
-    final: bool = False  # the pod's cgroups are gone: this is its last sample
-
-
-@dataclass
-class CgroupSample:
-    """A cgroup that is not a pod's (only collected when asked for)."""
-
-    cgroup_id: int
-    cgroup_path: str
-    figures: Figures
-    open_errors_by_errno: Errnos = field(default_factory=dict)
-    runq_wait_slots: Optional[tuple[int, ...]] = None
-
-
-@dataclass
-class AgentStats:
-    cgroups_in_map: int
-    map_max_entries: int
-    map_full_drops: int
-    errno_map_full_drops: int
-    unresolved_cgroups: int
-    sample_seconds: float
-    cgroup_index_entries: int  # what the agent remembers: back to baseline after pod churn
-    tracked_cgroups: int
-    name_cache_entries: int
-    probes: list[Probe]
-    probe_groups: dict[str, bool]  # probe group -> counting (asked for and attached)
-    net_source: Optional[str]  # what net bytes are (bpf.NET_SOCKET / NET_PACKETS), None when net is off
-    open_source: Optional[str]  # what counts opens (bpf.OPENS_BY_FEXIT / OPENS_BY_TRACEPOINTS)
-    programs: dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
-    cgroup_events_lost: int = 0  # the kernel's cgroup events that found their ring full (then walked)
-    carried_identities: int = 0  # containers whose ended instances' counts are carried (see _Carry)
-    open_source_reason: Optional[str] = None  # why open_source (trampolines, preemption, --open-probe)
-    open_routes: Optional[dict[str, OpenRoute]] = None  # each route to an open: counted or why not (bpf.OPEN_ROUTES)
-    # Program runs the kernel skipped since attach, each an event not counted (bpf.program_misses):
-    # None when some attached program's skips are not counted by this kernel.
-    missed_events: Optional[int] = 0
-    # Whether this sample's counts are complete as far as the kernel can tell: no run skipped
-    # since the previous sample (since attach, for the first). None: it cannot tell.
-    counts_complete: Optional[bool] = True
-
-
-@dataclass
-class Snapshot:
-    node: str
-    time: datetime
-    interval_seconds: Optional[float]  # what the rates cover; None in the first sample (no rates yet)
-    pods: list[PodSample]
-    cgroups: list[CgroupSample]
-    agent: AgentStats
-
-
-@dataclass
 class _Tracked:
-    """What the collector remembers of one cgroup path between samples."""
+    """What the sampler remembers of one cgroup path between samples."""
 
     info: CgroupInfo
     files: CgroupFiles
@@ -176,7 +105,7 @@ class _Tracked:
     top: Optional[str] = None  # the container's own cgroup path (CONTAINER, NESTED)
     read_procs: bool = True  # NESTED beyond NESTED_PROCS_LIMIT: processes not counted
     uncounted: int = 0  # events its keys lost to a full counters map, since attach
-    identity: Optional[tuple[str, ...]] = None  # its container's (see Collector._identity) ...
+    identity: Optional[tuple[str, ...]] = None  # its container's (see Sampler._identity) ...
     identity_at: int = -1  # ... as the name resolver's generation then knew it
     keys: set[CgroupKey] = field(default_factory=set)
     figures: Figures = field(default_factory=dict)
@@ -186,7 +115,7 @@ class _Tracked:
     counts: Optional[tuple[int, ...]] = None  # the BPF counters of the last sample
     # (forks, exits) when cgroup.procs was last read for a change, and whether it was read once
     # more in the sample after (then its count stands until the next change)
-    procs_read_at: Optional[tuple[int, int]] = None
+    procs_read_at: Optional[tuple[Optional[float], Optional[float]]] = None
     procs_settled: bool = False
     live: Optional["LiveFigures"] = None  # the cgroupfs figures of the last sample's batch
     # at rest: the last sample's figures are what the same inputs give again (no counts, no CPU
@@ -206,7 +135,7 @@ class _Carry:
     a pod's own cgroups: kept while the pod lives and added to what its live cgroups count, so
     that a restart or a nested cgroup going away never makes a cumulative figure go down."""
 
-    # _SINCE_ATTACH, cpu_seconds, UNCOUNTED; NET_FIGURES None once an ended cgroup did not know them
+    # SINCE_ATTACH, cpu_seconds, UNCOUNTED; NET_FIGURES None once an ended cgroup did not know them
     figures: dict[str, Optional[float]] = field(default_factory=dict)
     errnos: Errnos = field(default_factory=dict)
     slots: Optional[tuple[int, ...]] = None
@@ -225,7 +154,7 @@ class _Carry:
 
 @dataclass
 class _Remembered:
-    """What the collector keeps of a pod until it ends, for its final samples: its names (kubelet
+    """What the sampler keeps of a pod until it ends, for its final samples: its names (kubelet
     removes the log entries first) and its cgroup's last figures (it may go before a container
     whose removal the kernel's events did not tell)."""
 
@@ -234,16 +163,13 @@ class _Remembered:
     pod_cgroup: Optional[Figures] = None
 
 
-# What a pod sums of its containers: not the limit, which the pod's own cgroup holds.
-_SUMMED = tuple(name for name in FIGURES + tuple(RATES) if name not in ("memory_limit_bytes", LAST_ACTIVE))
-_SUMMED_SET = frozenset(_SUMMED)
-_FLOAT_SUMS = frozenset(RATES) | {"cpu_seconds", "runq_wait_seconds"}  # rounded: no float noise in sums
+_SUMMED_SET = frozenset(POD_SUMMED)
 _NO_SCHED = dict.fromkeys(SCHED_COUNTERS + (LAST_ACTIVE,))
 _ZERO_COUNTS = (0,) * len(COUNTER_FIELDS)
-_CPU_RATE = (("cpu_cores", "cpu_seconds"),)
-_NET_COUNTS = NET_FIGURES + tuple(f"{name}_per_second" for name in NET_FIGURES)
+# The rates of an idle cgroup that can still change: cgroupfs' (cpu_cores).
+_CPU_RATE = tuple((rate, figure) for rate, figure in RATES.items() if figure in CGROUPFS_FIGURES)
+_NET_COUNTS = NET_FIGURES + tuple(rate for rate, figure in RATES.items() if figure in NET_FIGURES)
 _NET_UNKNOWN = dict.fromkeys(_NET_COUNTS)
-_LIVE_FIGURES = MEMORY_FIGURES + ("cpu_seconds", "pids")
 
 
 def _sum_figures(parts: list[Figures]) -> Figures:
@@ -251,8 +177,8 @@ def _sum_figures(parts: list[Figures]) -> Figures:
     part knows stays unknown. Pods are mostly a sandbox and a container, most of their
     counters zero: the first part is copied, the others add only what they can change."""
     if not parts:
-        return dict.fromkeys(_SUMMED + (LAST_ACTIVE,))
-    total: Figures = dict.fromkeys(_SUMMED)
+        return dict.fromkeys(POD_SUMMED + (LAST_ACTIVE,))
+    total: Figures = dict.fromkeys(POD_SUMMED)
     total.update(parts[0])
     total.pop("memory_limit_bytes", None)  # the pod's own, set by the caller
     for part in parts[1:]:
@@ -264,7 +190,7 @@ def _sum_figures(parts: list[Figures]) -> Figures:
                 total[name] = value
             elif value:
                 # summing rounded rates must not print float noise
-                total[name] = round(before + value, 6) if name in _FLOAT_SUMS else before + value
+                total[name] = round(before + value, 6) if name in FLOAT_FIGURES else before + value
     total[LAST_ACTIVE] = _latest(part.get(LAST_ACTIVE) for part in parts)
     for name in _NET_COUNTS:  # a part whose packets another cgroup got: the sum is unknown too
         if total[name] is not None and any(name in part and part[name] is None for part in parts):
@@ -272,7 +198,13 @@ def _sum_figures(parts: list[Figures]) -> Figures:
     return total
 
 
-def _latest(times) -> Optional[float]:
+def _sum_known(values: list[Optional[float]]) -> Optional[float]:
+    """Their sum; None if any of them is unknown."""
+    known = [value for value in values if value is not None]
+    return sum(known) if len(known) == len(values) else None
+
+
+def _latest(times: Iterable[Optional[float]]) -> Optional[float]:
     known = [t for t in times if t is not None]
     return max(known) if known else None
 
@@ -284,23 +216,28 @@ def _add_slots(parts: list[Optional[tuple[int, ...]]]) -> Optional[tuple[int, ..
 
 # The identity of a pod's own cgroup among its container identities (see _Carry).
 _POD_LEVEL = ("pod",)
-# Every figure and rate, in the order the JSON document shows them.
-_ORDER = FIGURES + tuple(RATES)
 _COUNT_FIGURES = COUNTER_FIELDS + COUNTER_RATES
 
 
 class _Part(NamedTuple):
     """One tracked cgroup of a pod in this sample."""
 
-    tracked: "_Tracked"
+    tracked: _Tracked
     figures: Figures
     vanished: bool  # this is its final sample
+
+
+def _pod_of(tracked: _Tracked) -> PodRef:
+    """The pod of a pod's cgroup."""
+    pod = tracked.info.pod
+    assert pod is not None
+    return pod
 
 
 def _fold(carry: _Carry, part: _Part) -> _Carry:
     """Adds the final counts of a cgroup that ended to its identity's carry (its CPU time too when
     it is the container's own cgroup: a nested one's is in that already)."""
-    final: dict[str, Optional[float]] = {name: part.figures.get(name) for name in _SINCE_ATTACH}
+    final: dict[str, Optional[float]] = {name: part.figures.get(name) for name in SINCE_ATTACH}
     if part.tracked.kind == CONTAINER:
         final["cpu_seconds"] = part.figures.get("cpu_seconds")
     final[UNCOUNTED] = part.tracked.uncounted
@@ -313,13 +250,13 @@ def _adopt_carries(carried: dict[tuple[str, ...], "_Carry"], identities: dict[tu
     for identity, parts in identities.items():
         if identity[0] != "name":
             continue
-        for container_id in {part.tracked.info.pod.container_id for part in parts}:
+        for container_id in {_pod_of(part.tracked).container_id for part in parts}:
             carry = carried.pop(("id", container_id or ""), None)
             if carry is not None:
                 carried.setdefault(identity, _Carry()).add(carry.figures, carry.errnos, carry.slots)
 
 
-def _unknown_counts(figures: Figures, lost: Optional[int]) -> Figures:
+def _unknown_counts(figures: Figures, lost: Optional[float]) -> Figures:
     """Kernel counters some of whose events were never counted are unknown, not a smaller number."""
     for name in _COUNT_FIGURES:
         figures[name] = None
@@ -327,7 +264,7 @@ def _unknown_counts(figures: Figures, lost: Optional[int]) -> Figures:
     return figures
 
 
-class Collector:
+class Sampler:
     def __init__(
         self,
         bpf: PodStatsBpf,
@@ -362,7 +299,9 @@ class Collector:
         self._identities: dict[str, tuple[str, ...]] = {}  # container id -> identity, this sample's
         self._events = bpf.cgroup_events_available
         self._events_lost = 0
-        self._missed_before = self._missed = 0  # program runs skipped, as of the previous and this sample
+        # program runs skipped, as of the previous and this sample
+        self._missed_before: Optional[int] = 0
+        self._missed: Optional[int] = 0
         self._walk_owed = False  # the events missed something: walk the tree in the next sample
         self._counters_read_at = self._last_sample
         if self._events:
@@ -379,7 +318,9 @@ class Collector:
         # packets are counted by the socket's v2 cgroup: cgroups keyed otherwise see none of theirs
         self._net_by_packets = bpf.attached("net") and bpf.net_source == NET_PACKETS and bpf.key_mode != KeyMode.V2
         self._warned_full = self._warned_errnos_full = False
-        self._idle_rates = {f"{name}_per_second": 0.0 for name in COUNTER_FIELDS if name not in self._unknown_counters}
+        self._idle_rates = {
+            rate: 0.0 for rate, name in RATES.items() if name in COUNTER_FIELDS and name not in self._unknown_counters
+        }
         self._count_errnos = bpf.attached("errno")
         self._sched_on = bpf.attached("sched")
         # Process counts change only by a fork, an exit or a move between cgroups, which the
@@ -584,7 +525,8 @@ class Collector:
         """Program runs the kernel skipped since attach (None: not all of them are counted)."""
         misses = [stats.misses for stats in programs.values()]
         self._missed_before = self._missed
-        self._missed = None if None in misses else sum(misses)
+        counted = [n for n in misses if n is not None]
+        self._missed = sum(counted) if len(counted) == len(misses) else None
         if self._missed is not None and self._missed_before is not None and self._missed > self._missed_before:
             skipped = {name: stats.misses for name, stats in programs.items() if stats.misses}
             # the first time loudly; then where someone asked for details
@@ -608,6 +550,7 @@ class Collector:
             self._hidden.add(key)  # released once removed (see _release_hidden)
             return None
         tracked = self._track(info)
+        assert tracked is not None  # only idle cgroups go untracked
         tracked.keys.add(key)
         if self._net_by_packets and key.hierarchy != V2:
             tracked.net_unseen = True  # its tasks sit in the v2 root (bpf.KeyMode.V2_ELSE_V1_MEMORY)
@@ -647,7 +590,7 @@ class Collector:
         known = tracked.identity
         if known is not None and (known[0] == "name" or tracked.identity_at == self._names.generation):
             return known
-        pod = tracked.info.pod
+        pod = _pod_of(tracked)
         container_id = pod.container_id or ""
         identity = self._identities.get(container_id)
         if identity is None:
@@ -726,7 +669,7 @@ class Collector:
         own = remembered.pod_cgroup  # the pod cgroup's, or its last figures while the pod ends
         if own is not None:
             # memory, CPU and limit are the pod cgroup's own: what its limit applies to
-            for name in MEMORY_FIGURES + ("cpu_seconds", "cpu_cores"):
+            for name in OWN_CGROUP:
                 figures[name] = own.get(name) if pod_part is not None or name not in RATES else 0.0
         else:
             figures["memory_limit_bytes"] = None  # no pod cgroup (runc's unexpanded systemd names)
@@ -740,7 +683,7 @@ class Collector:
             uid=uid,
             namespace=names.namespace if names else None,
             name=names.name if names else None,
-            qos=any_part.tracked.info.pod.qos,
+            qos=_pod_of(any_part.tracked).qos,
             figures=figures,
             containers=containers,
             open_errors_by_errno=_add_errnos([e for _, e, _ in totals]),
@@ -776,6 +719,7 @@ class Collector:
         else:
             figures, errnos_, slots = self._combine(carried, identity, parts, top)
         info, name = top.tracked.info, identity[1] if identity[0] == "name" else None
+        pod = _pod_of(top.tracked)
         sample = top.tracked.sample
         if (
             sample is None
@@ -785,9 +729,9 @@ class Collector:
             or sample.runq_wait_slots != slots
         ):
             sample = top.tracked.sample = ContainerSample(
-                id=info.pod.container_id,
+                id=pod.container_id,
                 name=name,
-                runtime=info.pod.runtime,
+                runtime=pod.runtime,
                 cgroup_id=info.cgroup_id,
                 cgroup_path=info.path,
                 figures=figures,
@@ -814,34 +758,34 @@ class Collector:
             carried[identity] = carry
         live = [part for part in parts if not part.vanished]
         base = carry.figures if carry is not None else {}
-        figures: Figures = dict.fromkeys(_ORDER)
-        for name in _SINCE_ATTACH:
+        figures: Figures = dict.fromkeys(JSON_FIGURES)
+        for name in SINCE_ATTACH:
             if all(part.figures.get(name) is None for part in parts):
                 continue  # its probe group is off: unknown
             if name in NET_FIGURES and (base.get(name, 0) is None or any(p.figures.get(name) is None for p in parts)):
                 continue  # some part's packets were counted under another cgroup: unknown
-            total = base.get(name, 0) + sum(part.figures.get(name) or 0 for part in live)
+            total = (base.get(name) or 0) + sum(part.figures.get(name) or 0 for part in live)
             figures[name] = round(total, 9) if name == "runq_wait_seconds" else total
         for rate in COUNTER_RATES:
-            known = [part.figures[rate] for part in parts if part.figures.get(rate) is not None]
+            known = [value for value in (part.figures.get(rate) for part in parts) if value is not None]
             figures[rate] = round(sum(known), 3) if known and figures[RATES[rate]] is not None else None
         if top is not None:
-            for name in MEMORY_FIGURES + ("cpu_seconds", "cpu_cores"):
+            for name in OWN_CGROUP:
                 figures[name] = top.figures.get(name)
             # CPU time of every live instance's own cgroup (nested ones are inside it): a restarted
             # container's old cgroup can outlive its successor's start, and its time must not drop out
             instances = [part for part in live if part.tracked.kind == CONTAINER]
             if "cpu_seconds" in base or len(instances) > 1:
-                cpu = [part.figures.get("cpu_seconds") for part in instances]
-                figures["cpu_seconds"] = None if None in cpu else round(base.get("cpu_seconds", 0) + sum(cpu), 6)
+                cpu = _sum_known([part.figures.get("cpu_seconds") for part in instances])
+                figures["cpu_seconds"] = None if cpu is None else round((base.get("cpu_seconds") or 0) + cpu, 6)
             if len(instances) > 1:
-                cores = [part.figures.get("cpu_cores") for part in instances]
-                figures["cpu_cores"] = None if None in cores else round(sum(cores), 6)
+                cores = _sum_known([part.figures.get("cpu_cores") for part in instances])
+                figures["cpu_cores"] = None if cores is None else round(cores, 6)
         pids = [part.figures.get("pids") for part in live]
         unread = top is not None and top.tracked.info.path in self._nested_unread
         figures["pids"] = None if unread or None in pids else sum(pids)  # type: ignore[arg-type]
         figures[LAST_ACTIVE] = _latest([part.figures.get(LAST_ACTIVE) for part in parts])
-        lost = base.get(UNCOUNTED, 0) + sum(part.tracked.uncounted for part in live)
+        lost = (base.get(UNCOUNTED) or 0) + sum(part.tracked.uncounted for part in live)
         figures[UNCOUNTED] = lost
         if self._all_uncounted:
             _unknown_counts(figures, None)
@@ -875,9 +819,9 @@ class Collector:
             if info.pod is not None:
                 kind = POD if info.pod.container_id is None else CONTAINER
                 if kind == CONTAINER:
-                    top = container_cgroup_path(info.path)
+                    top = container_cgroup_path(info.path) or info.path  # (never None: info.pod is a container's)
                     kind = CONTAINER if top == info.path else NESTED
-            if kind == NESTED and idle and len(self._nested.get(top, ())) >= NESTED_PROCS_LIMIT:
+            if top is not None and kind == NESTED and idle and len(self._nested.get(top, ())) >= NESTED_PROCS_LIMIT:
                 self._nested_unread.add(top)
                 return None
             cpu = self._mounts.cpu_hierarchy(info.path) if kind != NESTED else None
@@ -892,7 +836,7 @@ class Collector:
             # where the packet fallback counts: only under cgroups of the v2 hierarchy
             tracked.net_unseen = self._net_by_packets and self._processes_directory(info) != self._v2_directory(info)
             self._index.pin(info.hierarchy, info.cgroup_id)
-            if kind == NESTED:
+            if top is not None and kind == NESTED:
                 siblings = self._nested.setdefault(top, set())
                 siblings.add(info.path)
                 tracked.read_procs = len(siblings) <= NESTED_PROCS_LIMIT
@@ -914,6 +858,7 @@ class Collector:
         """This cgroup's figures now, and whether it has vanished (then its last known ones).
         `live` is its memory and CPU figures read in the sample's batch; None: read them here."""
         files, previous = tracked.files, tracked.figures
+        counts: tuple[int, ...]
         if len(bpf_counts) == 1:
             counts = tuple(bpf_counts[0])
         elif bpf_counts:
@@ -926,6 +871,7 @@ class Collector:
         at_rest = idle and tracked.at_rest and live is not None and live == tracked.live and not moved
         if (
             at_rest
+            and tracked.limit_read_at is not None
             and now - tracked.limit_read_at < LIMIT_REFRESH_SECONDS
             and not (self._index_changed and self._index.is_dead(tracked.info.hierarchy, tracked.info.cgroup_id))
         ):
@@ -958,7 +904,7 @@ class Collector:
         else:
             vanished = missing
         if vanished or missing:
-            for name in _LIVE_FIGURES + ("memory_limit_bytes",):
+            for name in CGROUPFS_FIGURES:
                 figures[name] = previous.get(name)
         elif nested:
             for name in MEMORY_FIGURES + ("cpu_seconds",):
@@ -985,7 +931,7 @@ class Collector:
 
         for rate, cumulative in _CPU_RATE if idle else RATES.items():
             current, before = figures[cumulative], previous.get(cumulative)
-            if before is None and cumulative in _SINCE_ATTACH and self._samples > 1:
+            if before is None and cumulative in SINCE_ATTACH and self._samples > 1:
                 # BPF counters start at attach: all they hold was counted since. In the first
                 # sample no interval exists yet: the programs attach one after the other, so no
                 # one moment is when counting started (its rates are null, like cpu_cores').
@@ -1008,7 +954,7 @@ class Collector:
         )
         return figures, vanished
 
-    def _processes(self, tracked: _Tracked, figures: Figures, read, moved: bool) -> Optional[int]:
+    def _processes(self, tracked: _Tracked, figures: Figures, read, moved: bool) -> Optional[float]:
         """The cgroup's process count: re-read only when the kernel saw it change (see __init__)."""
         counted = (figures["forks"], figures["exits"])
         if not self._track_procs or moved or counted != tracked.procs_read_at:
@@ -1020,7 +966,7 @@ class Collector:
         return tracked.files.processes(read)
 
     @staticmethod
-    def _sched_figures(tracked: _Tracked, figures: Figures, counted: list[SchedCounts], wall_offset: float) -> None:
+    def _sched_figures(tracked: _Tracked, figures: Figures, counted: Sequence[SchedCounts], wall_offset: float) -> None:
         """Run-queue figures of one cgroup (from the map when its tasks ran since attach)."""
         figures["runq_wait_seconds"] = round(sum(c.runq_wait_ns for c in counted) / 1e9, 9)
         figures["runq_waits"] = sum(c.runq_waits for c in counted)
@@ -1129,7 +1075,7 @@ def key_mode_for(mounts: CgroupMounts) -> KeyMode:
 
 
 @contextlib.contextmanager
-def open_collector(
+def open_sampler(
     log_dir: str = "/var/log",
     cgroup_root: Optional[str] = None,
     include_non_pods: bool = False,
@@ -1139,8 +1085,8 @@ def open_collector(
     probes: Iterable[str] = DEFAULT_PROBES,
     open_probe: str = "auto",
     net_source: Optional[str] = None,
-) -> Iterator[Collector]:
-    """Discovers the host's cgroups, attaches the BPF programs and yields a Collector;
+) -> Iterator[Sampler]:
+    """Discovers the host's cgroups, attaches the BPF programs and yields a Sampler;
     detaches on exit. Names come from kubelet's log dir, and from the API server when
     running in-cluster or when `kube_api` is given. `net_source` (bpf.NET_PACKETS) forces the
     packet fallback where the socket tracepoints exist (tests)."""
@@ -1161,17 +1107,17 @@ def open_collector(
         # a miss rescans the log dir whenever it changed: a container shorter than a sample has
         # one chance to be named (misses are few: an unnamed container asks again only after a rescan)
         names = NameResolver(log_dir, min_refresh_interval=0.0, api=KubeApiPods.from_environment(api_url=kube_api))
-        collector = Collector(
+        sampler = Sampler(
             bpf, mounts, index, names, include_non_pods=include_non_pods, max_open_files=_open_file_budget()
         )
         try:
-            yield collector
+            yield sampler
         finally:
-            collector.close()
+            sampler.close()
 
 
 def _open_file_budget() -> int:
-    """How many cgroupfs files the collector may keep open: the soft RLIMIT_NOFILE, raised to
+    """How many cgroupfs files the sampler may keep open: the soft RLIMIT_NOFILE, raised to
     the hard limit, less room for everything else the process opens."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
