@@ -130,7 +130,7 @@ def _source_options(command: Callable) -> Callable:
     """Where the figures come from: options of every sampling command."""
     from pod_stats.bpf import DEFAULT_PROBES, OPEN_PROBES, PROBE_GROUPS
 
-    options = [
+    options: list[Callable[[Callable], Callable]] = [
         click.option(
             "--probes",
             default=",".join(g for g in PROBE_GROUPS if g in DEFAULT_PROBES),

@@ -11,8 +11,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from typing import Callable, Optional
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Callable, Optional, Union
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
@@ -31,6 +31,7 @@ CONTAINER_METRICS = SERIES_METRICS
 # The run-queue histogram: its sum is runq_wait_seconds, its buckets the sample's runq_wait_slots.
 _RUNQ_WAIT = BY_NAME["runq_wait_seconds"]
 assert _RUNQ_WAIT.exported == HISTOGRAM_SUM and _RUNQ_WAIT.metric is not None
+_RUNQ_WAIT_METRIC: str = _RUNQ_WAIT.metric
 CONTAINER_LABELS = ("namespace", "pod", "container")
 # The same figures of whole pods, as the JSON document's pod objects: memory, CPU and limit of the
 # pod's own cgroup, kernel counters of all its containers (ended instances included) and of the pod
@@ -114,7 +115,7 @@ class SnapshotMetrics(Collector):
                     by_errno.add_metric([labels.get(label, "") for label in label_names] + [errno_name(number)], count)
             yield by_errno
         if snapshot.agent.probe_groups.get("sched"):
-            runq = HistogramMetricFamily(_RUNQ_WAIT.metric, _RUNQ_WAIT.help, labels=label_names)
+            runq = HistogramMetricFamily(_RUNQ_WAIT_METRIC, _RUNQ_WAIT.help, labels=label_names)
             for labels, container in rows:
                 slots, total = container.runq_wait_slots, container.figures.get("runq_wait_seconds")
                 if slots is None or total is None:
@@ -249,19 +250,25 @@ def _newest(pod: PodSample, snapshot: Snapshot) -> bool:
     )
 
 
-def _label_names(base_labels: tuple[str, ...], rows: list[tuple[dict[str, str], object]]) -> tuple[str, ...]:
+# One row of series: its labels, and the sample whose figures they carry.
+_Row = tuple[dict[str, str], Union[ContainerSample, PodSample]]
+
+
+def _label_names(base_labels: tuple[str, ...], rows: Sequence[_Row]) -> tuple[str, ...]:
     """The base labels, and the identity labels (uid, id) some row needs to stay apart."""
     return base_labels + tuple(extra for extra in ("uid", "id") if any(extra in labels for labels, _ in rows))
 
 
-def _families(metrics, base_labels: tuple[str, ...], rows: list[tuple[dict[str, str], object]]) -> Iterator:
+def _families(
+    metrics: Iterable[tuple[str, str, str, bool]], base_labels: tuple[str, ...], rows: Sequence[_Row]
+) -> Iterator:
     """One metric family per figure over `rows` of (labels, sample); unknown figures are left out."""
     label_names = _label_names(base_labels, rows)
     for name, figure, help_text, is_counter in metrics:
         family_type = CounterMetricFamily if is_counter else GaugeMetricFamily
         family = family_type(name, help_text, labels=label_names)
         for labels, sample in rows:
-            value = sample.figures.get(figure)  # type: ignore[attr-defined]
+            value = sample.figures.get(figure)
             if value is not None:
                 family.add_metric([labels.get(label, "") for label in label_names], value)
         yield family

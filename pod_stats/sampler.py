@@ -1,7 +1,8 @@
-"""One sample = BPF counters + cgroupfs figures + names → a Snapshot.
+"""One sample = BPF counters + cgroupfs figures + names → a Snapshot (pod_stats.model).
 
 The only place where the kernel's per-cgroup numbers meet pod identity.
 Everything below knows nothing of output; everything above reads Snapshots.
+Which figures there are, and how they add up, is pod_stats.figures'.
 """
 
 import contextlib
@@ -57,7 +58,9 @@ from pod_stats.model import (
     AgentStats,
     CgroupKey,
     CgroupSample,
+    Changes,
     ContainerSample,
+    Drops,
     Errnos,
     Figures,
     PodSample,
@@ -227,6 +230,40 @@ class _Part(NamedTuple):
     vanished: bool  # this is its final sample
 
 
+class _KernelRead(NamedTuple):
+    """What one sample read from the kernel."""
+
+    changes: Changes
+    moved: bool  # a task moved between cgroups since the last sample
+    counters: dict[CgroupKey, Counters]
+    errnos: dict[CgroupKey, Errnos]
+    sched: dict[CgroupKey, SchedCounts]
+    uncounted: dict[CgroupKey, int]  # events lost to a full counters map, by the key they were for
+    programs: dict[str, ProgramStats]
+    missed: Optional[int]  # program runs skipped since attach (None: not all of them are counted)
+    wall_offset: float  # time.time() - time.monotonic(): the BPF clock's times as Unix time
+    drops: Drops
+
+
+class _Attributed(NamedTuple):
+    """The kernel's counts by tracked cgroup path, and the keys no cgroup could be named for."""
+
+    counts: dict[str, list[Counters]]
+    errnos: dict[str, list[Errnos]]
+    sched: dict[str, list[SchedCounts]]
+    uncounted: dict[str, int]
+    unknown: list[CgroupKey]
+
+
+class _CgroupFigures(NamedTuple):
+    """Every tracked cgroup's figures in this sample, as the pods and the snapshot take them."""
+
+    non_pods: list[CgroupSample]
+    pod_parts: list[_Part]
+    gone: list[str]  # paths whose final sample this is
+    changed_pods: set[str]  # uids of the pods some part of which changed
+
+
 def _pod_of(tracked: _Tracked) -> PodRef:
     """The pod of a pod's cgroup."""
     pod = tracked.info.pod
@@ -245,7 +282,7 @@ def _fold(carry: _Carry, part: _Part) -> _Carry:
     return carry
 
 
-def _adopt_carries(carried: dict[tuple[str, ...], "_Carry"], identities: dict[tuple[str, ...], list[_Part]]) -> None:
+def _adopt_carries(carried: dict[tuple[str, ...], _Carry], identities: dict[tuple[str, ...], list[_Part]]) -> None:
     """A container first known by its id and named later keeps what it carried under the id."""
     for identity, parts in identities.items():
         if identity[0] != "name":
@@ -265,6 +302,10 @@ def _unknown_counts(figures: Figures, lost: Optional[float]) -> Figures:
 
 
 class Sampler:
+    """Takes Snapshots of one node: each sample() reads what the kernel counted since the last,
+    attributes it to the cgroups it tracks, and makes their container, pod and cgroup samples.
+    Between samples it remembers what outlives a cgroup (carried counts, names, last figures)."""
+
     def __init__(
         self,
         bpf: PodStatsBpf,
@@ -330,10 +371,25 @@ class Sampler:
         self._changes = bpf.changes()
 
     def sample(self) -> Snapshot:
+        """One Snapshot: kernel read → attribution → container samples → pods → snapshot."""
         started = self._clock()
+        self._samples += 1
+        read = self._read_kernel()
+        self._rescan(started, read.changes)
+        now = self._clock()
+        elapsed = max(now - self._last_sample, 1e-9)
+        self._last_sample = now
+        attributed = self._attribute(read)
+        self._track_idle()
+        cgroups = self._cgroup_figures(read, attributed, elapsed, now)
+        pods = self._pod_samples(cgroups.pod_parts, cgroups.changed_pods)
+        self._end(pods, cgroups.gone)
+        return self._snapshot(started, elapsed, read, attributed, pods, cgroups.non_pods)
+
+    def _read_kernel(self) -> _KernelRead:
+        """Reads what the kernel counted: cgroup events first, then every map, drops last."""
         changes = self._bpf.changes()
         moved = changes.migrations != self._changes.migrations
-        self._samples += 1
         # The kernel's cgroup events before the counters: a cgroup known to be removed before its
         # counters were read has counted all it ever will, so this sample can be its final one.
         # (One made after this point and counted is named from the next sample's events.)
@@ -346,9 +402,13 @@ class Sampler:
         uncounted = self._bpf.read_uncounted()
         programs = self._bpf.program_stats()
         missed = self._missed_events(programs)
-        wall_minus_monotonic = time.time() - time.monotonic()
+        wall_offset = time.time() - time.monotonic()
         drops = self._bpf.drops()
         self._warn_once_when_full(drops)
+        return _KernelRead(changes, moved, counters, errnos, sched, uncounted, programs, missed, wall_offset, drops)
+
+    def _rescan(self, started: float, changes: Changes) -> None:
+        """Walks the cgroup tree and re-reads names when due (see RESCAN_SECONDS)."""
         if self._events and self._walk_owed:
             # events were lost (or a path cut short): what they would have told, only a walk tells
             self._index.refresh()
@@ -365,38 +425,37 @@ class Sampler:
             self._changes = changes
         else:
             self._changes = self._changes._replace(migrations=changes.migrations)
-        now = self._clock()
-        elapsed = max(now - self._last_sample, 1e-9)
-        self._last_sample = now
 
+    def _attribute(self, read: _KernelRead) -> _Attributed:
+        """The kernel's counts by tracked cgroup path; keys no cgroup can be named for are dropped."""
         # A container can be counted under its v2 and its v1 memory cgroup (hybrid
         # hosts): both have the same path, so counts are summed by path.
-        counts_by_path: dict[str, list[Counters]] = {}
-        errnos_by_path: dict[str, list[Errnos]] = {}
-        sched_by_path: dict[str, list[SchedCounts]] = {}
-        uncounted_by_path: dict[str, int] = {}
-        unknown: list[CgroupKey] = []
-        for key, value in counters.items():
-            path = self._claim(key, unknown)
+        attributed = _Attributed({}, {}, {}, {}, [])
+        for key, value in read.counters.items():
+            path = self._claim(key, attributed.unknown)
             if path is not None:
-                counts_by_path.setdefault(path, []).append(value)
-                if key in errnos:
-                    errnos_by_path.setdefault(path, []).append(errnos[key])
-        for key, value in sched.items():  # a cgroup can run without counting anything else
+                attributed.counts.setdefault(path, []).append(value)
+                if key in read.errnos:
+                    attributed.errnos.setdefault(path, []).append(read.errnos[key])
+        for key, sched in read.sched.items():  # a cgroup can run without counting anything else
             path = self._claim(key)
             if path is not None:
-                sched_by_path.setdefault(path, []).append(value)
-        for key, lost in uncounted.items():
+                attributed.sched.setdefault(path, []).append(sched)
+        for key, lost in read.uncounted.items():
             path = self._claim(key)
             if path is not None:
-                uncounted_by_path[path] = uncounted_by_path.get(path, 0) + lost
-        self._drop_unnamable(unknown)
+                attributed.uncounted[path] = attributed.uncounted.get(path, 0) + lost
+        self._drop_unnamable(attributed.unknown)
         self._release_hidden()
+        return attributed
 
-        # idle containers and pods too: their memory still matters
+    def _track_idle(self) -> None:
+        """Tracks the pods' cgroups that counted nothing: their memory still matters."""
         if self._index.walks != self._walks_seen:
             self._walks_seen = self._index.walks
-            self._nested_unread = {t.top for t in self._tracked.values() if t.kind == NESTED and not t.read_procs}
+            self._nested_unread = {
+                t.top for t in self._tracked.values() if t.kind == NESTED and not t.read_procs and t.top is not None
+            }
             for hierarchy in self._index.hierarchies:
                 for info in self._index.live_cgroups(hierarchy):
                     if info.pod is not None:
@@ -407,15 +466,16 @@ class Sampler:
         # a cgroup can have died only if the index changed since the last sample (see _figures)
         self._index_changed = self._index.generation != self._index_generation
         self._index_generation = self._index.generation
+
+    def _cgroup_figures(self, read: _KernelRead, attributed: _Attributed, elapsed: float, now: float) -> _CgroupFigures:
+        """Every tracked cgroup's figures: non-pod cgroups' samples, pods' parts, what vanished."""
         tracked_items = list(self._tracked.items())
         with_files = [(path, tracked) for path, tracked in tracked_items if tracked.kind != NESTED]
         live_by_path = dict(
             zip((path for path, _ in with_files), self._batch.read([tracked.files for _, tracked in with_files]))
         )
-        self._all_uncounted = drops.uncounted_map_full > 0
-
-        non_pods: list[CgroupSample] = []
-        gone: list[str] = []
+        self._all_uncounted = read.drops.uncounted_map_full > 0
+        result = _CgroupFigures([], [], [], set())
         self._identities = {}
         # A pod none of whose cgroups' figures changed (at rest: the same objects), none gone, is
         # handed on as the last sample's, unless names or the uncounted state may have changed.
@@ -424,29 +484,27 @@ class Sampler:
             names_generation != self._names_generation or self._all_uncounted != self._was_all_uncounted
         )
         self._names_generation, self._was_all_uncounted = names_generation, self._all_uncounted
-        changed_pods: set[str] = set()
-        pod_parts: list[_Part] = []
         for path, tracked in tracked_items:
             info = tracked.info
             before = tracked.figures
             figures, vanished = self._figures(
                 tracked,
-                counts_by_path.get(path, ()),
+                attributed.counts.get(path, ()),
                 elapsed,
                 now,
-                sched_by_path.get(path, ()),
-                wall_minus_monotonic,
-                moved,
+                attributed.sched.get(path, ()),
+                read.wall_offset,
+                read.moved,
                 live_by_path.get(path),
             )
-            if path in errnos_by_path:
-                tracked.errnos = _add_errnos(errnos_by_path[path])
-            if uncounted_by_path:
-                tracked.uncounted = max(tracked.uncounted, uncounted_by_path.get(path, 0))
+            if path in attributed.errnos:
+                tracked.errnos = _add_errnos(attributed.errnos[path])
+            if attributed.uncounted:
+                tracked.uncounted = max(tracked.uncounted, attributed.uncounted.get(path, 0))
             if vanished:
-                gone.append(path)
+                result.gone.append(path)
             if info.pod is None:
-                non_pods.append(
+                result.non_pods.append(
                     CgroupSample(
                         info.cgroup_id,
                         path,
@@ -457,14 +515,17 @@ class Sampler:
                 )
                 continue
             if figures is not before or vanished or everything_changed:
-                changed_pods.add(info.pod.pod_uid)
-            pod_parts.append(_Part(tracked, figures, vanished))
+                result.changed_pods.add(info.pod.pod_uid)
+            result.pod_parts.append(_Part(tracked, figures, vanished))
+        return result
 
+    def _pod_samples(self, pod_parts: list[_Part], changed_pods: set[str]) -> dict[str, PodSample]:
+        """Every pod's sample by uid: the last sample's where none of its parts changed."""
         pods: dict[str, PodSample] = {}
         # pod uid -> identity -> (CONTAINER or POD part, its nested parts); vanished parts included
         parts_by_pod: dict[str, dict[tuple[str, ...], list[_Part]]] = {}
         for part in pod_parts:
-            uid = part.tracked.info.pod.pod_uid
+            uid = _pod_of(part.tracked).pod_uid
             if uid not in changed_pods and uid in self._pods:
                 pods[uid] = self._pods[uid]
                 continue
@@ -481,7 +542,10 @@ class Sampler:
             pod = self._pod_sample(uid, identities)
             if pod is not None:
                 pods[uid] = pod
+        return pods
 
+    def _end(self, pods: dict[str, PodSample], gone: list[str]) -> None:
+        """Remembers this sample's pods; forgets the cgroups and pods whose final sample it was."""
         self._pods = pods
         self._forget(gone)
         # a pod ends when nothing of it is left: what it carried and remembered goes with it
@@ -491,6 +555,18 @@ class Sampler:
             self._remembered.pop(uid, None)
             self._pod_inputs.pop(uid, None)
         self._index.expire_dead()
+
+    def _snapshot(
+        self,
+        started: float,
+        elapsed: float,
+        read: _KernelRead,
+        attributed: _Attributed,
+        pods: dict[str, PodSample],
+        non_pods: list[CgroupSample],
+    ) -> Snapshot:
+        """The Snapshot of this sample: pods and cgroups in a stable order, and the agent's stats."""
+        drops, missed = read.drops, read.missed
         return Snapshot(
             node=self._node,
             time=datetime.now(timezone.utc),
@@ -498,11 +574,11 @@ class Sampler:
             pods=sorted(pods.values(), key=lambda p: (p.namespace or "", p.name or "", p.uid)),
             cgroups=sorted(non_pods, key=lambda c: c.cgroup_path),
             agent=AgentStats(
-                cgroups_in_map=len(counters),
+                cgroups_in_map=len(read.counters),
                 map_max_entries=self._bpf.max_cgroups,
                 map_full_drops=drops.map_full,
                 errno_map_full_drops=drops.errno_map_full,
-                unresolved_cgroups=len(unknown),
+                unresolved_cgroups=len(attributed.unknown),
                 sample_seconds=round(self._clock() - started, 6),
                 cgroup_index_entries=len(self._index),
                 tracked_cgroups=len(self._tracked),
@@ -513,7 +589,7 @@ class Sampler:
                 open_source=self._bpf.open_source,
                 open_source_reason=self._bpf.open_source_reason,
                 open_routes=self._bpf.open_routes,
-                programs=programs,
+                programs=read.programs,
                 missed_events=missed,
                 counts_complete=None if missed is None else missed == self._missed_before,
                 cgroup_events_lost=drops.cgroup_events_lost,
