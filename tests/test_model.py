@@ -54,6 +54,6 @@ def test_samples_are_frozen():
     pod = PodSample("uid-1", "shop", "cart-0", "burstable", {}, [])
     snapshot = Snapshot("node", datetime.now(timezone.utc), None, [pod], [], agent)
     with pytest.raises(FrozenInstanceError):
-        pod.name = "other"  # type: ignore[misc]
+        pod.name = "other"
     with pytest.raises(FrozenInstanceError):
-        snapshot.pods = []  # type: ignore[misc]
+        snapshot.pods = []
