@@ -61,6 +61,8 @@ class Column:
 
 @dataclass(frozen=True)
 class Figure:
+    """One figure of every container, pod and non-pod cgroup: a row of TABLE (a rate: derived)."""
+
     name: str  # its key in the JSON document (pod-stats/v1) and its alert/sort field
     source: str  # the probe group that counts it (pod_stats.bpf.PROBE_GROUPS), CGROUPFS or AGENT
     kind: str  # COUNTER or GAUGE

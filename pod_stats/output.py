@@ -106,7 +106,7 @@ def _pod_json(pod, counted: bool) -> dict[str, Any]:
 
 
 # The last document's pod objects by the PodSample they were made of (held, so that its id stays
-# its own): the collector hands on a pod's sample unchanged while nothing in it changed.
+# its own): the sampler hands on a pod's sample unchanged while nothing in it changed.
 _last_pods: dict[int, tuple[PodSample, bool, dict[str, Any]]] = {}
 
 
