@@ -4,7 +4,8 @@ A background loop samples every interval; a scrape only renders the newest
 Snapshot (never a kernel or cgroupfs read), so scrapes cost the same however
 often they come and cannot slow sampling down. Series of a container that is
 gone disappear after its last sample, because every scrape is built from the
-latest Snapshot alone.
+latest Snapshot alone. Which figures are served, as which metric, is pod_stats.figures'; the
+HTTP server, TLS and auth are pod_stats.web's.
 """
 
 import logging

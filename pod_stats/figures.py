@@ -209,7 +209,7 @@ TABLE: tuple[Figure, ...] = (
         CGROUPFS,
         GAUGE,
         BYTES,
-        "Highest memory usage of the container's cgroup (memory.peak, max_usage_in_bytes).",
+        "Peak memory usage where the kernel keeps it (v2 memory.peak, v1 max_usage_in_bytes).",
         pods=OWN,
     ),
     Figure(
@@ -259,7 +259,7 @@ TABLE: tuple[Figure, ...] = (
         "sched",
         COUNTER,
         COUNT,
-        "Times the container's tasks waited runnable for a CPU (sched probe).",
+        "Waits for a CPU of the container's tasks that ended (sched probe).",
         metric="pod_stats_runq_wait_seconds",
         exported=HISTOGRAM_COUNT,
         rate="runq_waits_per_second",
