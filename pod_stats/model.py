@@ -157,7 +157,7 @@ class AgentStats:
     open_source: Optional[str]  # what counts opens (bpf.OPENS_BY_FEXIT / OPENS_BY_TRACEPOINTS)
     programs: dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
     cgroup_events_lost: int = 0  # the kernel's cgroup events that found their ring full (then walked)
-    carried_identities: int = 0  # containers whose ended instances' counts are carried (sampler._Carry)
+    carried_identities: int = 0  # containers whose ended instances' counts are carried (pod_stats.sums.Carry)
     open_source_reason: Optional[str] = None  # why open_source (trampolines, preemption, --open-probe)
     open_routes: Optional[dict[str, OpenRoute]] = None  # each route to an open: counted or why not (bpf.OPEN_ROUTES)
     # Program runs the kernel skipped since attach, each an event not counted (bpf.program_misses):

@@ -41,13 +41,11 @@ from pod_stats.figures import (
     COUNTER_FIELDS,
     COUNTER_RATES,
     FIELD_GROUPS,
-    FLOAT_FIGURES,
     JSON_FIGURES,
     LAST_ACTIVE,
     MEMORY_FIGURES,
     NET_FIGURES,
     OWN_CGROUP,
-    POD_SUMMED,
     RATES,
     SCHED_COUNTERS,
     SINCE_ATTACH,
@@ -68,6 +66,16 @@ from pod_stats.model import (
     Snapshot,
 )
 from pod_stats.names import KubeApiPods, NameResolver, PodNames
+from pod_stats.sums import (
+    NET_COUNTS,
+    Carry,
+    add_errnos,
+    add_slots,
+    latest,
+    sum_known,
+    sum_pod_figures,
+    unknown_counts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +96,6 @@ LIMIT_REFRESH_SECONDS = 30.0
 # not make every sample slower. Beyond it the container's `pids` is unknown (null); their kernel
 # counters are still counted and added up.
 NESTED_PROCS_LIMIT = 32
-
-
-def _add_errnos(parts: list[Errnos]) -> Errnos:
-    total: Errnos = {}
-    for part in parts:
-        for error, count in part.items():
-            total[error] = total.get(error, 0) + count
-    return total
 
 
 @dataclass
@@ -133,29 +133,6 @@ CONTAINER, NESTED, POD, OTHER = "container", "nested", "pod", "other"
 
 
 @dataclass
-class _Carry:
-    """What the ended cgroups of one container identity (pod uid, container name) counted, or of
-    a pod's own cgroups: kept while the pod lives and added to what its live cgroups count, so
-    that a restart or a nested cgroup going away never makes a cumulative figure go down."""
-
-    # SINCE_ATTACH, cpu_seconds, UNCOUNTED; NET_FIGURES None once an ended cgroup did not know them
-    figures: dict[str, Optional[float]] = field(default_factory=dict)
-    errnos: Errnos = field(default_factory=dict)
-    slots: Optional[tuple[int, ...]] = None
-    version: int = 0  # +1 per add: what the pod's figures were made of has changed
-
-    def add(self, figures: dict[str, Optional[float]], errnos: Errnos, slots: Optional[tuple[int, ...]]) -> None:
-        self.version += 1
-        for name, value in figures.items():
-            if name in NET_FIGURES and (value is None or (name in self.figures and self.figures[name] is None)):
-                self.figures[name] = None  # counted under another cgroup (or not at all): unknown for good
-            elif value is not None:
-                self.figures[name] = round(self.figures.get(name, 0) + value, 9)  # type: ignore[operator]
-        self.errnos = _add_errnos([self.errnos, errnos])
-        self.slots = _add_slots([self.slots, slots])
-
-
-@dataclass
 class _Remembered:
     """What the sampler keeps of a pod until it ends, for its final samples: its names (kubelet
     removes the log entries first) and its cgroup's last figures (it may go before a container
@@ -166,60 +143,15 @@ class _Remembered:
     pod_cgroup: Optional[Figures] = None
 
 
-_SUMMED_SET = frozenset(POD_SUMMED)
 _NO_SCHED = dict.fromkeys(SCHED_COUNTERS + (LAST_ACTIVE,))
 _ZERO_COUNTS = (0,) * len(COUNTER_FIELDS)
 # The rates of an idle cgroup that can still change: cgroupfs' (cpu_cores).
 _CPU_RATE = tuple((rate, figure) for rate, figure in RATES.items() if figure in CGROUPFS_FIGURES)
-_NET_COUNTS = NET_FIGURES + tuple(rate for rate, figure in RATES.items() if figure in NET_FIGURES)
-_NET_UNKNOWN = dict.fromkeys(_NET_COUNTS)
+_NET_UNKNOWN = dict.fromkeys(NET_COUNTS)
 
 
-def _sum_figures(parts: list[Figures]) -> Figures:
-    """A pod's figures: its containers' (and its own cgroup's counters) added up; a figure no
-    part knows stays unknown. Pods are mostly a sandbox and a container, most of their
-    counters zero: the first part is copied, the others add only what they can change."""
-    if not parts:
-        return dict.fromkeys(POD_SUMMED + (LAST_ACTIVE,))
-    total: Figures = dict.fromkeys(POD_SUMMED)
-    total.update(parts[0])
-    total.pop("memory_limit_bytes", None)  # the pod's own, set by the caller
-    for part in parts[1:]:
-        for name, value in part.items():
-            if value is None or name not in _SUMMED_SET:
-                continue
-            before = total[name]
-            if before is None:
-                total[name] = value
-            elif value:
-                # summing rounded rates must not print float noise
-                total[name] = round(before + value, 6) if name in FLOAT_FIGURES else before + value
-    total[LAST_ACTIVE] = _latest(part.get(LAST_ACTIVE) for part in parts)
-    for name in _NET_COUNTS:  # a part whose packets another cgroup got: the sum is unknown too
-        if total[name] is not None and any(name in part and part[name] is None for part in parts):
-            total[name] = None
-    return total
-
-
-def _sum_known(values: list[Optional[float]]) -> Optional[float]:
-    """Their sum; None if any of them is unknown."""
-    known = [value for value in values if value is not None]
-    return sum(known) if len(known) == len(values) else None
-
-
-def _latest(times: Iterable[Optional[float]]) -> Optional[float]:
-    known = [t for t in times if t is not None]
-    return max(known) if known else None
-
-
-def _add_slots(parts: list[Optional[tuple[int, ...]]]) -> Optional[tuple[int, ...]]:
-    known = [p for p in parts if p is not None]
-    return tuple(map(sum, zip(*known))) if known else None
-
-
-# The identity of a pod's own cgroup among its container identities (see _Carry).
+# The identity of a pod's own cgroup among its container identities (see Carry).
 _POD_LEVEL = ("pod",)
-_COUNT_FIGURES = COUNTER_FIELDS + COUNTER_RATES
 
 
 class _Part(NamedTuple):
@@ -271,7 +203,7 @@ def _pod_of(tracked: _Tracked) -> PodRef:
     return pod
 
 
-def _fold(carry: _Carry, part: _Part) -> _Carry:
+def _fold(carry: Carry, part: _Part) -> Carry:
     """Adds the final counts of a cgroup that ended to its identity's carry (its CPU time too when
     it is the container's own cgroup: a nested one's is in that already)."""
     final: dict[str, Optional[float]] = {name: part.figures.get(name) for name in SINCE_ATTACH}
@@ -282,7 +214,7 @@ def _fold(carry: _Carry, part: _Part) -> _Carry:
     return carry
 
 
-def _adopt_carries(carried: dict[tuple[str, ...], _Carry], identities: dict[tuple[str, ...], list[_Part]]) -> None:
+def _adopt_carries(carried: dict[tuple[str, ...], Carry], identities: dict[tuple[str, ...], list[_Part]]) -> None:
     """A container first known by its id and named later keeps what it carried under the id."""
     for identity, parts in identities.items():
         if identity[0] != "name":
@@ -290,15 +222,7 @@ def _adopt_carries(carried: dict[tuple[str, ...], _Carry], identities: dict[tupl
         for container_id in {_pod_of(part.tracked).container_id for part in parts}:
             carry = carried.pop(("id", container_id or ""), None)
             if carry is not None:
-                carried.setdefault(identity, _Carry()).add(carry.figures, carry.errnos, carry.slots)
-
-
-def _unknown_counts(figures: Figures, lost: Optional[float]) -> Figures:
-    """Kernel counters some of whose events were never counted are unknown, not a smaller number."""
-    for name in _COUNT_FIGURES:
-        figures[name] = None
-    figures[UNCOUNTED] = lost
-    return figures
+                carried.setdefault(identity, Carry()).add(carry.figures, carry.errnos, carry.slots)
 
 
 class Sampler:
@@ -334,7 +258,7 @@ class Sampler:
         self._nested_unread: set[str] = set()  # containers with nested cgroups whose processes are not read
         self._samples = 0
         self._hidden: set[CgroupKey] = set()  # counted, not a pod's, not shown (no --all)
-        self._carried: dict[str, dict[tuple[str, ...], _Carry]] = {}  # pod uid -> identity -> carry
+        self._carried: dict[str, dict[tuple[str, ...], Carry]] = {}  # pod uid -> identity -> carry
         self._remembered: dict[str, _Remembered] = {}  # pod uid -> what outlives its sources
         self._all_uncounted = False
         self._identities: dict[str, tuple[str, ...]] = {}  # container id -> identity, this sample's
@@ -498,7 +422,7 @@ class Sampler:
                 live_by_path.get(path),
             )
             if path in attributed.errnos:
-                tracked.errnos = _add_errnos(attributed.errnos[path])
+                tracked.errnos = add_errnos(attributed.errnos[path])
             if attributed.uncounted:
                 tracked.uncounted = max(tracked.uncounted, attributed.uncounted.get(path, 0))
             if vanished:
@@ -682,7 +606,7 @@ class Sampler:
         """A cgroup's figures as shown alone, its lost events made visible (see UNCOUNTED)."""
         if not tracked.uncounted and not self._all_uncounted:
             return figures
-        return _unknown_counts(dict(figures), None if self._all_uncounted else tracked.uncounted)
+        return unknown_counts(dict(figures), None if self._all_uncounted else tracked.uncounted)
 
     def _remembered_of(self, uid: str) -> _Remembered:
         remembered = self._remembered.get(uid)
@@ -741,7 +665,7 @@ class Sampler:
             return before
         self._pod_inputs[uid] = inputs
         any_part = pod_part or next(iter(identities.values()))[0]
-        figures = _sum_figures([f for f, _, _ in totals])
+        figures = sum_pod_figures([f for f, _, _ in totals])
         own = remembered.pod_cgroup  # the pod cgroup's, or its last figures while the pod ends
         if own is not None:
             # memory, CPU and limit are the pod cgroup's own: what its limit applies to
@@ -751,9 +675,9 @@ class Sampler:
             figures["memory_limit_bytes"] = None  # no pod cgroup (runc's unexpanded systemd names)
         lost = [f.get(UNCOUNTED, 0) for f, _, _ in totals]
         if None in lost or self._all_uncounted:
-            _unknown_counts(figures, None)
+            unknown_counts(figures, None)
         elif any(lost):
-            _unknown_counts(figures, sum(lost))  # type: ignore[arg-type]
+            unknown_counts(figures, sum(lost))  # type: ignore[arg-type]
         containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
         pod = PodSample(
             uid=uid,
@@ -762,8 +686,8 @@ class Sampler:
             qos=_pod_of(any_part.tracked).qos,
             figures=figures,
             containers=containers,
-            open_errors_by_errno=_add_errnos([e for _, e, _ in totals]),
-            runq_wait_slots=_add_slots([s for _, _, s in totals]),
+            open_errors_by_errno=add_errnos([e for _, e, _ in totals]),
+            runq_wait_slots=add_slots([s for _, _, s in totals]),
             final=pod_part.vanished
             if pod_part is not None
             else all(part.vanished for parts in identities.values() for part in parts),
@@ -771,7 +695,7 @@ class Sampler:
         return pod
 
     def _identity_row(
-        self, carried: dict[tuple[str, ...], _Carry], identity: tuple[str, ...], parts: list[_Part]
+        self, carried: dict[tuple[str, ...], Carry], identity: tuple[str, ...], parts: list[_Part]
     ) -> Optional[ContainerSample]:
         """The row of one container identity (None when only nested leftovers of it remain)."""
         tops = (
@@ -791,7 +715,7 @@ class Sampler:
         if len(parts) == 1 and identity not in carried and not top.tracked.uncounted and not self._all_uncounted:
             figures, errnos_, slots = top.figures, top.tracked.errnos, top.tracked.runq_wait_slots
             if top.vanished:
-                carried[identity] = _fold(_Carry(), top)
+                carried[identity] = _fold(Carry(), top)
         else:
             figures, errnos_, slots = self._combine(carried, identity, parts, top)
         info, name = top.tracked.info, identity[1] if identity[0] == "name" else None
@@ -818,7 +742,7 @@ class Sampler:
 
     def _combine(
         self,
-        carried: dict[tuple[str, ...], _Carry],
+        carried: dict[tuple[str, ...], Carry],
         identity: tuple[str, ...],
         parts: list[_Part],
         top: Optional[_Part] = None,
@@ -829,7 +753,7 @@ class Sampler:
         carry = carried.get(identity)
         for part in parts:
             if part.vanished:
-                carry = _fold(carry or _Carry(), part)
+                carry = _fold(carry or Carry(), part)
         if carry is not None:
             carried[identity] = carry
         live = [part for part in parts if not part.vanished]
@@ -852,24 +776,24 @@ class Sampler:
             # container's old cgroup can outlive its successor's start, and its time must not drop out
             instances = [part for part in live if part.tracked.kind == CONTAINER]
             if "cpu_seconds" in base or len(instances) > 1:
-                cpu = _sum_known([part.figures.get("cpu_seconds") for part in instances])
+                cpu = sum_known([part.figures.get("cpu_seconds") for part in instances])
                 figures["cpu_seconds"] = None if cpu is None else round((base.get("cpu_seconds") or 0) + cpu, 6)
             if len(instances) > 1:
-                cores = _sum_known([part.figures.get("cpu_cores") for part in instances])
+                cores = sum_known([part.figures.get("cpu_cores") for part in instances])
                 figures["cpu_cores"] = None if cores is None else round(cores, 6)
         pids = [part.figures.get("pids") for part in live]
         unread = top is not None and top.tracked.info.path in self._nested_unread
         figures["pids"] = None if unread or None in pids else sum(pids)  # type: ignore[arg-type]
-        figures[LAST_ACTIVE] = _latest([part.figures.get(LAST_ACTIVE) for part in parts])
+        figures[LAST_ACTIVE] = latest([part.figures.get(LAST_ACTIVE) for part in parts])
         lost = (base.get(UNCOUNTED) or 0) + sum(part.tracked.uncounted for part in live)
         figures[UNCOUNTED] = lost
         if self._all_uncounted:
-            _unknown_counts(figures, None)
+            unknown_counts(figures, None)
         elif lost:
-            _unknown_counts(figures, lost)
+            unknown_counts(figures, lost)
         kept = [carry] if carry is not None else []
-        errnos_ = _add_errnos([c.errnos for c in kept] + [part.tracked.errnos for part in live])
-        slots = _add_slots([c.slots for c in kept] + [part.tracked.runq_wait_slots for part in live])
+        errnos_ = add_errnos([c.errnos for c in kept] + [part.tracked.errnos for part in live])
+        slots = add_slots([c.slots for c in kept] + [part.tracked.runq_wait_slots for part in live])
         return figures, errnos_, slots
 
     def _warn_once_when_full(self, drops) -> None:
@@ -1048,7 +972,7 @@ class Sampler:
         figures["runq_waits"] = sum(c.runq_waits for c in counted)
         last = max((c.last_active_ns for c in counted), default=0)
         figures[LAST_ACTIVE] = round(last / 1e9 + wall_offset, 3) if last else tracked.figures.get(LAST_ACTIVE)
-        tracked.runq_wait_slots = _add_slots([c.runq_wait_slots for c in counted]) or (0,) * RUNQ_SLOTS
+        tracked.runq_wait_slots = add_slots([c.runq_wait_slots for c in counted]) or (0,) * RUNQ_SLOTS
 
     def close(self) -> None:
         self._files.close()

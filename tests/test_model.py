@@ -18,6 +18,7 @@ _LOWER_LAYERS = ("pod_stats.bpf", "pod_stats._pod_stats_ffi", "pod_stats.sampler
     [
         "pod_stats.model",
         "pod_stats.figures",
+        "pod_stats.sums",
         "pod_stats.output",
         "pod_stats.alerts",
         "pod_stats.exporter",
