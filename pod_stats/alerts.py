@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from pod_stats.collector import FIGURES, RATES, Figures, Snapshot
+from pod_stats.figures import JSON_FIGURES
+from pod_stats.model import Figures, Snapshot
 from pod_stats.text import inert, put_text
 
 _OPERATORS = {
@@ -22,7 +23,7 @@ _OPERATORS = {
 }
 _UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 _RULE = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|==|!=|>|<)\s*([0-9]+(?:\.[0-9]+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T)?\s*$")
-FIELDS = FIGURES + tuple(RATES)
+FIELDS = JSON_FIGURES
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ The only module that touches libbpf. It detects the kernel's facts once
 (detect_features: pod_stats.kernel), has the pure pod_stats.plan decide which
 programs load, applies that plan, and hands out raw per-cgroup counters,
 summed over CPUs, keyed by (hierarchy, cgroup id); naming them is the
-collector's business. The plan's and the kernel module's names that other
+sampler's business. The plan's and the kernel module's names that other
 modules import from here are re-exported.
 """
 
@@ -28,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 
 from pod_stats.cgroups import V1_MEMORY as HIERARCHY_V1_MEMORY
 from pod_stats.cgroups import V2 as HIERARCHY_V2
+from pod_stats.figures import FIELD_GROUPS
 from pod_stats.kernel import (
     CLASSIC_TRACEPOINT_MISSES_COUNTED_SINCE,
     KernelFeatures,
@@ -40,6 +41,17 @@ from pod_stats.kernel import (
     preemption_model,
 )
 from pod_stats.mapsizes import MapSizes, array_map_bytes, hash_map_bytes, ringbuf_map_bytes
+from pod_stats.model import (
+    CgroupKey,
+    Changes,
+    DrilldownDrops,
+    Drops,
+    FileCounts,
+    OpenRoute,
+    Probe,
+    ProcessCounts,
+    ProgramStats,
+)
 from pod_stats.plan import (
     ALWAYS_ON,
     CGROUP_EVENT_PROGRAMS,
@@ -58,10 +70,8 @@ from pod_stats.plan import (
     OPENS_IA32,
     OPENS_URING,
     PROBE_GROUPS,
-    OpenRoute,
     Plan,
     PlanOptions,
-    Probe,
     Program,
     Unplannable,
     after_refusal,
@@ -70,7 +80,7 @@ from pod_stats.plan import (
     plan,
 )
 
-# Names other modules import from here (tests, collector, cli, bench), defined in the pure modules.
+# Names other modules import from here (tests, sampler, cli, bench), defined in the pure modules.
 __all__ = [
     "CGROUP_EVENT_PROGRAMS",
     "CLASSIC_TRACEPOINT_MISSES_COUNTED_SINCE",
@@ -114,24 +124,15 @@ _TRACEFS = "/sys/kernel/tracing"
 # The counters' field names come from the struct in csrc/bpf/pod_stats.h.
 COUNTER_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_counters").fields)
 Counters = namedtuple("Counters", COUNTER_FIELDS)  # type: ignore[misc]  # fields from the C struct
-DROP_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_drops").fields)
-Drops = namedtuple("Drops", DROP_FIELDS)  # type: ignore[misc]  # fields from the C struct
-CHANGE_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_changes").fields)
-Changes = namedtuple("Changes", CHANGE_FIELDS)  # type: ignore[misc]  # fields from the C struct
+# Drops and Changes (pod_stats.model) mirror their structs, field for field.
+DROP_FIELDS = Drops._fields
+assert tuple(name for name, _ in ffi.typeof("struct pod_stats_drops").fields) == DROP_FIELDS
+CHANGE_FIELDS = Changes._fields
+assert tuple(name for name, _ in ffi.typeof("struct pod_stats_changes").fields) == CHANGE_FIELDS
 
-# The probe group that counts each field of struct pod_stats_counters (its comment there
-# says the same); a group that is off or missing leaves its fields unknown (null).
-FIELD_GROUPS = {
-    "opens": "opens",
-    "open_errors": "opens",
-    "forks": "proc",
-    "execs": "proc",
-    "exits": "proc",
-    "net_tx_bytes": "net",
-    "net_rx_bytes": "net",
-    "oom_kills": "oom",
-}
-assert set(FIELD_GROUPS) == set(COUNTER_FIELDS), "every counter needs its probe group"
+# FIELD_GROUPS (pod_stats.figures): the probe group that counts each field of struct
+# pod_stats_counters; a group that is off or missing leaves its fields unknown (null).
+assert tuple(FIELD_GROUPS) == COUNTER_FIELDS, "struct pod_stats_counters and pod_stats/figures.py: one row per field"
 
 
 # -- memory: what the maps and buffers cost, at any CPU count ---------------------------------
@@ -201,11 +202,6 @@ def map_sizes(
         user["sched"] = entries * (8 + _SCHED_BYTES) + ncpus * _SCHED_BYTES
     over_budget = bool(max_cgroups) and max_cgroups * per_entry > PER_CPU_MAPS_BUDGET
     return MapSizes(ncpus, entries, over_budget, slot_bits, chunk, kernel, user)
-
-
-class CgroupKey(NamedTuple):
-    hierarchy: str  # cgroups.V2 or cgroups.V1_MEMORY
-    cgroup_id: int  # the cgroup directory's inode number
 
 
 class KeyMode(enum.IntEnum):
@@ -283,32 +279,10 @@ assert _CGROUP_EVENT_HEADER.size == ffi.offsetof("struct pod_stats_cgroup_event"
 CGROUP_EVENTS_BUFFER_BYTES = 256 * 1024
 
 
-class FileCounts(NamedTuple):
-    path: str  # as the process passed it, bytes that are not UTF-8 kept (surrogateescape); cut at
-    # POD_STATS_PATH_MAX - 1 bytes (truncated then)
-    truncated: bool
-    opens: int
-    errors: int
-
-
-class DrilldownDrops(NamedTuple):
-    """What one cgroup lost in an on-demand view (struct pod_stats_drilldown_held)."""
-
-    dropped: int  # opens not counted under a path (files) or a process (procs): bound or map full
-    in_flight_dropped: int  # files: opens not followed, too many of the cgroup's threads in open() at once
-
-
 # What one cgroup may hold in the on-demand views (csrc/bpf/pod_stats.h).
 MAX_FILES_PER_CGROUP = lib.POD_STATS_MAX_FILES_PER_CGROUP
 MAX_IN_FLIGHT_PER_CGROUP = lib.POD_STATS_MAX_IN_FLIGHT_PER_CGROUP
 MAX_PROCESSES_PER_CGROUP = lib.POD_STATS_MAX_PROCESSES_PER_CGROUP
-
-
-class ProcessCounts(NamedTuple):
-    pid: int  # the process (thread group) id
-    cgroup: "CgroupKey"
-    opens: int
-    errors: int
 
 
 RUNQ_SLOTS = lib.POD_STATS_RUNQ_SLOTS
@@ -322,12 +296,6 @@ class SchedCounts(NamedTuple):
     runq_waits: int
     last_active_ns: int  # CLOCK_MONOTONIC (time.monotonic_ns()) when a task of the cgroup last ran
     runq_wait_slots: tuple[int, ...]  # slot k: waits shorter than 2**k µs (and not shorter than 2**(k-1))
-
-
-class ProgramStats(NamedTuple):
-    run_time_ns: int
-    run_count: int
-    misses: Optional[int] = None  # runs the kernel skipped (PodStatsBpf.program_misses); None: not counted here
 
 
 @ffi.def_extern()

@@ -315,7 +315,7 @@ class CgroupIndex:
     Keyed by hierarchy too because inode numbers of different hierarchies
     can collide. Learns cgroups by walking the hierarchies (`refresh`) and, between
     walks, from the kernel's own mkdir/rmdir events (`learn`, `mark_dead`). A cgroup
-    that disappears stays resolvable as dead while the collector may still hold
+    that disappears stays resolvable as dead while the sampler may still hold
     samples for it, until `release`; one nothing looked up is forgotten by
     `expire_dead` after a grace period (bounded, see MAX_UNCLAIMED_DEAD).
     """
@@ -330,7 +330,7 @@ class CgroupIndex:
         self._min_refresh_interval = min_refresh_interval
         self._clock = clock
         self._entries: dict[tuple[str, int], _Entry] = {}
-        # Only cgroups the collector has looked up can have pending samples, so
+        # Only cgroups the sampler has looked up can have pending samples, so
         # only those are kept after they vanish, until released.
         self._looked_up: set[tuple[str, int]] = set()
         # dead and not looked up, oldest first: key -> the expire_dead call count when it died
@@ -413,7 +413,7 @@ class CgroupIndex:
         self._expiries += 1
         for key, died_at in list(self._unclaimed_dead.items()):
             if key in self._looked_up:
-                del self._unclaimed_dead[key]  # claimed: the collector releases it
+                del self._unclaimed_dead[key]  # claimed: the sampler releases it
             elif self._expiries - died_at >= DEAD_GRACE_SAMPLES or len(self._unclaimed_dead) > MAX_UNCLAIMED_DEAD:
                 del self._unclaimed_dead[key]
                 self._entries.pop(key, None)
@@ -432,7 +432,7 @@ class CgroupIndex:
         return entry.info
 
     def pin(self, hierarchy: str, cgroup_id: int) -> None:
-        """The collector tracks this cgroup: keep it (dead or alive) until it is released."""
+        """The sampler tracks this cgroup: keep it (dead or alive) until it is released."""
         key = (hierarchy, cgroup_id)
         if key in self._entries:
             self._looked_up.add(key)
@@ -448,7 +448,7 @@ class CgroupIndex:
         return entry.dead_since if entry is not None else None
 
     def release(self, hierarchy: str, cgroup_id: int) -> None:
-        """The collector is done with this cgroup: forget it if dead, else stop pinning it."""
+        """The sampler is done with this cgroup: forget it if dead, else stop pinning it."""
         key = (hierarchy, cgroup_id)
         self._looked_up.discard(key)
         entry = self._entries.get(key)

@@ -128,7 +128,7 @@ def _source_options(command: Callable) -> Callable:
     """Where the figures come from: options of every sampling command."""
     from pod_stats.bpf import DEFAULT_PROBES, OPEN_PROBES, PROBE_GROUPS
 
-    options = [
+    options: list[Callable[[Callable], Callable]] = [
         click.option(
             "--probes",
             default=",".join(g for g in PROBE_GROUPS if g in DEFAULT_PROBES),
@@ -225,9 +225,9 @@ def _sort_option(command: Callable) -> Callable:
 @_sort_option
 @_view_options
 @_source_options
-def run(interval, count, as_json, sort, **collector_options) -> None:
+def run(interval, count, as_json, sort, **sampler_options) -> None:
     """Live table of every pod on this node (or NDJSON with --json). Ctrl-C prints the final sample."""
-    _sample_loop(interval, count, as_json, sort, **collector_options)
+    _sample_loop(interval, count, as_json, sort, **sampler_options)
 
 
 @cli.command()
@@ -242,20 +242,20 @@ def run(interval, count, as_json, sort, **collector_options) -> None:
 @_sort_option
 @_view_options
 @_source_options
-def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **collector_options) -> None:
+def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_options) -> None:
     """Count for --duration seconds, print one sample, exit: for cron and scripts.
 
     Exits 3 when an --alert fired (1: runtime error, 2: usage error), so cron jobs and
     monitoring scripts can act on it.
     """
-    from pod_stats.collector import open_collector
     from pod_stats.output import select
+    from pod_stats.sampler import open_sampler
 
-    with _user_errors(), open_collector(**collector_options) as collector:
+    with _user_errors(), open_sampler(**sampler_options) as sampler:
         _drop_privileges()
-        collector.sample()  # baseline: rates cover exactly the duration
+        sampler.sample()  # baseline: rates cover exactly the duration
         time.sleep(duration)
-        snapshot = select(collector.sample(), namespaces, pod_glob)
+        snapshot = select(sampler.sample(), namespaces, pod_glob)
     if _print_snapshot(snapshot, as_json, sort, None, alert_rules):
         sys.exit(EXIT_ALERT)
 
@@ -293,17 +293,15 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **collector
 def serve(listen_address, interval, web_config_file, bpf_stats, **source_options) -> None:
     """Prometheus exporter: sample every --interval, serve the latest sample on /metrics."""
     from pod_stats.bpf import BpfError, run_time_stats
-    from pod_stats.collector import open_collector
-    from pod_stats.exporter import (
+    from pod_stats.exporter import SnapshotMetrics, make_app, sample_forever
+    from pod_stats.sampler import open_sampler
+    from pod_stats.web import (
         HttpStats,
-        SnapshotMetrics,
         WebConfig,
         WebConfigError,
         WebConfigUnsupported,
         load_web_config,
-        make_app,
         parse_listen_address,
-        sample_forever,
         start_http,
     )
 
@@ -323,7 +321,7 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
         return sampled_at is not None and time.time() - sampled_at < 3 * interval + 5
 
     try:
-        with _user_errors(), open_collector(**source_options) as collector, contextlib.ExitStack() as stack:
+        with _user_errors(), open_sampler(**source_options) as sampler, contextlib.ExitStack() as stack:
             if bpf_stats:
                 try:
                     stack.enter_context(run_time_stats())
@@ -341,7 +339,7 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
             # Sampling reads hundreds of files, taking the GIL back after each read; with the HTTP
             # thread busy (a scrape flood) every take waits a switch interval: 5 ms by default.
             sys.setswitchinterval(0.0005)
-            sample_forever(collector.sample, metrics, interval, stop)
+            sample_forever(sampler.sample, metrics, interval, stop)
             server.shutdown()
     finally:
         for sig, handler in previous.items():
@@ -371,18 +369,18 @@ def _selection_options(command: Callable) -> Callable:
 
 @contextlib.contextmanager
 def _watch_window(group: str, duration: float, namespaces, pod_glob, **identity_options):
-    """Attaches `group`'s on-demand probes for `duration` seconds; yields (collector, snapshot)
+    """Attaches `group`'s on-demand probes for `duration` seconds; yields (sampler, snapshot)
     at the end of the window, the probes still attached."""
-    from pod_stats.collector import open_collector
     from pod_stats.output import select
+    from pod_stats.sampler import open_sampler
 
-    with _user_errors(), open_collector(probes={group}, **identity_options) as collector:
-        collector.sample()  # finds the pods' cgroups before the window closes
+    with _user_errors(), open_sampler(probes={group}, **identity_options) as sampler:
+        sampler.sample()  # finds the pods' cgroups before the window closes
         try:
             time.sleep(duration)
         except KeyboardInterrupt:
             pass  # Ctrl-C ends the window early; what was counted is shown
-        yield collector, select(collector.sample(), namespaces, pod_glob)
+        yield sampler, select(sampler.sample(), namespaces, pod_glob)
 
 
 def _print_json(document) -> None:
@@ -416,10 +414,10 @@ def files(top, duration, as_json, namespaces, pod_glob, **identity_options) -> N
     from pod_stats.output import files_json, render_files
 
     started = time.monotonic()
-    with _watch_window("files", duration, namespaces, pod_glob, **identity_options) as (collector, snapshot):
-        rows = hottest_files(collector, snapshot, collector.bpf.read_files(), top)
-        drops = drop_rows(collector, snapshot, collector.bpf.read_drilldown_drops("files"))
-        totals = drop_totals("files", collector.bpf.drops())
+    with _watch_window("files", duration, namespaces, pod_glob, **identity_options) as (sampler, snapshot):
+        rows = hottest_files(sampler, snapshot, sampler.bpf.read_files(), top)
+        drops = drop_rows(sampler, snapshot, sampler.bpf.read_drilldown_drops("files"))
+        totals = drop_totals("files", sampler.bpf.drops())
         window = time.monotonic() - started
         if as_json:
             _print_json(files_json(rows, snapshot, window, drops, totals))
@@ -440,10 +438,10 @@ def procs(sort, duration, as_json, namespaces, pod_glob, **identity_options) -> 
     from pod_stats.output import processes_json, render_processes
 
     started = time.monotonic()
-    with _watch_window("procs", duration, namespaces, pod_glob, **identity_options) as (collector, snapshot):
-        rows = sort_processes(process_rows(collector, snapshot, collector.bpf.read_process_opens()), sort)
-        drops = drop_rows(collector, snapshot, collector.bpf.read_drilldown_drops("procs"))
-        totals = drop_totals("procs", collector.bpf.drops())
+    with _watch_window("procs", duration, namespaces, pod_glob, **identity_options) as (sampler, snapshot):
+        rows = sort_processes(process_rows(sampler, snapshot, sampler.bpf.read_process_opens()), sort)
+        drops = drop_rows(sampler, snapshot, sampler.bpf.read_drilldown_drops("procs"))
+        totals = drop_totals("procs", sampler.bpf.drops())
         window = time.monotonic() - started
         if as_json:
             _print_json(processes_json(rows, snapshot, window, drops, totals))
@@ -495,17 +493,17 @@ def _sample_loop(
     namespaces: Sequence[str] = (),
     pod_glob: Optional[str] = None,
     alert_rules=(),
-    **collector_options,
+    **sampler_options,
 ) -> None:
     """Samples every interval until --count, Ctrl-C or SIGTERM; the final sample is always printed."""
     from rich.live import Live
 
-    from pod_stats.collector import open_collector
     from pod_stats.output import select
+    from pod_stats.sampler import open_sampler
 
     previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        with _user_errors(), open_collector(**collector_options) as collector:
+        with _user_errors(), open_sampler(**sampler_options) as sampler:
             _drop_privileges()
             _steady_heap()
             live = None if as_json or not sys.stdout.isatty() else Live(auto_refresh=False)
@@ -514,7 +512,7 @@ def _sample_loop(
                 deadline = time.monotonic()
                 try:
                     while True:
-                        snapshot = select(collector.sample(), namespaces, pod_glob)
+                        snapshot = select(sampler.sample(), namespaces, pod_glob)
                         taken += 1
                         _print_snapshot(snapshot, as_json, sort, live, alert_rules)
                         if count is not None and taken >= count:
@@ -523,7 +521,7 @@ def _sample_loop(
                         time.sleep(max(0.0, deadline - time.monotonic()))
                 except (KeyboardInterrupt, _Stop):
                     # what was counted since the last sample is not lost
-                    _print_snapshot(select(collector.sample(), namespaces, pod_glob), as_json, sort, live, alert_rules)
+                    _print_snapshot(select(sampler.sample(), namespaces, pod_glob), as_json, sort, live, alert_rules)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
 

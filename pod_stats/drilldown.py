@@ -9,13 +9,34 @@ could not add is shown as its drops (`DropRow`) beside the rows.
 """
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Protocol
 
-from pod_stats.bpf import CgroupKey, DrilldownDrops, Drops, ProcessCounts
-from pod_stats.collector import Collector, ContainerSample, PodSample, Snapshot
+from pod_stats.model import (
+    CgroupKey,
+    ContainerSample,
+    DrilldownDrops,
+    Drops,
+    FileCounts,
+    PodSample,
+    ProcessCounts,
+    Snapshot,
+)
+
+if TYPE_CHECKING:
+    from pod_stats.cgroups import CgroupInfo
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+class Owners(Protocol):
+    """What the views ask of the sampler (pod_stats.sampler.Sampler): whose a BPF key is, and
+    which processes a cgroup holds now."""
+
+    def owner(self, key: CgroupKey) -> Optional["CgroupInfo"]: ...
+
+    def process_ids(self, cgroup_path: str) -> list[int]: ...
 
 
 @dataclass
@@ -92,12 +113,14 @@ def _where(pod: PodSample, container: Optional[ContainerSample]) -> Where:
     )
 
 
-def hottest_files(collector: Collector, snapshot: Snapshot, files: dict, top: int) -> list[FileRow]:
+def hottest_files(
+    owners: Owners, snapshot: Snapshot, files: Mapping[CgroupKey, Sequence[FileCounts]], top: int
+) -> list[FileRow]:
     """The `top` most-opened paths of each container of the snapshot's pods, busiest first."""
     known = _containers(snapshot)
     rows: dict[tuple[str, Optional[str]], list[FileRow]] = {}
     for key, counted in files.items():
-        info = collector.owner(key)
+        info = owners.owner(key)
         if info is None or info.pod is None:
             continue
         found = known.get((info.pod.pod_uid, info.pod.container_id))
@@ -130,13 +153,13 @@ def hottest_files(collector: Collector, snapshot: Snapshot, files: dict, top: in
     return result
 
 
-def drop_rows(collector: Collector, snapshot: Snapshot, drops: dict[CgroupKey, DrilldownDrops]) -> list[DropRow]:
+def drop_rows(owners: Owners, snapshot: Snapshot, drops: Mapping[CgroupKey, DrilldownDrops]) -> list[DropRow]:
     """The drops of the snapshot's containers (summed where a container has two cgroups),
     most first; cgroups outside the selected pods are in the totals only."""
     known = _containers(snapshot)
     rows: dict[tuple[str, Optional[str]], DropRow] = {}
     for key, lost in drops.items():
-        info = collector.owner(key)
+        info = owners.owner(key)
         if info is None or info.pod is None:
             continue
         found = known.get((info.pod.pod_uid, info.pod.container_id))
@@ -184,7 +207,7 @@ def read_process(proc_root: str, pid: int) -> Optional[tuple[str, Optional[int]]
 
 
 def process_rows(
-    collector: Collector, snapshot: Snapshot, opens: dict[int, ProcessCounts], proc_root: str = "/proc"
+    owners: Owners, snapshot: Snapshot, opens: Mapping[int, ProcessCounts], proc_root: str = "/proc"
 ) -> list[ProcessRow]:
     """Every process of the snapshot's containers, with RSS now and its opens over the window;
     processes that opened files and exited during the window are listed too."""
@@ -192,7 +215,7 @@ def process_rows(
     seen = set()
     for pod in snapshot.pods:
         for container in pod.containers:
-            for pid in collector.process_ids(container.cgroup_path):
+            for pid in owners.process_ids(container.cgroup_path):
                 process = read_process(proc_root, pid)
                 if process is None:
                     continue  # vanished between listing and reading
@@ -212,7 +235,7 @@ def process_rows(
     for pid, counted in opens.items():
         if pid in seen:
             continue
-        info = collector.owner(counted.cgroup)
+        info = owners.owner(counted.cgroup)
         if info is None or info.pod is None or (info.pod.pod_uid, info.pod.container_id) not in known:
             continue
         rows.append(

@@ -4,63 +4,35 @@ A background loop samples every interval; a scrape only renders the newest
 Snapshot (never a kernel or cgroupfs read), so scrapes cost the same however
 often they come and cannot slow sampling down. Series of a container that is
 gone disappear after its last sample, because every scrape is built from the
-latest Snapshot alone.
+latest Snapshot alone. Which figures are served, as which metric, is pod_stats.figures'; the
+HTTP server, TLS and auth are pod_stats.web's.
 """
 
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from typing import Callable, Optional
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Callable, Optional, Union
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from pod_stats import __version__
-from pod_stats.collector import ContainerSample, PodSample, Snapshot
+from pod_stats.figures import BY_NAME, HISTOGRAM_SUM, SERIES_METRICS
+from pod_stats.model import ContainerSample, PodSample, Snapshot
 from pod_stats.output import errno_name
-from pod_stats.web import HttpStats, parse_listen_address, start_http  # noqa: F401 (the CLI's)
-from pod_stats.webconfig import WebConfig, WebConfigError, WebConfigUnsupported, load_web_config  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-# (metric name, JSON figure, help, counter?) — meanings follow cAdvisor where they overlap.
-CONTAINER_METRICS = (
-    ("pod_stats_file_opens", "opens", "open/openat/openat2/creat calls that returned, since pod-stats started.", True),
-    ("pod_stats_file_open_errors", "open_errors", "Opens that failed, since pod-stats started.", True),
-    ("pod_stats_memory_rss_bytes", "rss_bytes", "Anonymous memory (cAdvisor's RSS).", False),
-    (
-        "pod_stats_memory_working_set_bytes",
-        "memory_working_set_bytes",
-        "Memory usage minus inactive file cache (cAdvisor's working set).",
-        False,
-    ),
-    ("pod_stats_memory_usage_bytes", "memory_usage_bytes", "Memory usage, page cache included.", False),
-    ("pod_stats_memory_limit_bytes", "memory_limit_bytes", "Memory limit of the container's cgroup.", False),
-    ("pod_stats_cpu_seconds", "cpu_seconds", "CPU time consumed by the container.", True),
-    ("pod_stats_processes", "pids", "Processes in the container.", False),
-    ("pod_stats_process_forks", "forks", "Tasks (processes and threads) created in the container.", True),
-    ("pod_stats_process_execs", "execs", "Successful execve/execveat calls in the container.", True),
-    ("pod_stats_process_exits", "exits", "Tasks (processes and threads) that exited in the container.", True),
-    ("pod_stats_network_transmit_bytes", "net_tx_bytes", "Socket payload bytes sent by the container.", True),
-    ("pod_stats_network_receive_bytes", "net_rx_bytes", "Socket payload bytes received by the container.", True),
-    ("pod_stats_oom_kills", "oom_kills", "Tasks of the container killed by the OOM killer.", True),
-    (
-        "pod_stats_last_active_timestamp_seconds",
-        "last_active_timestamp_seconds",
-        "When a task of the container last got a CPU (Unix time; sched probe).",
-        False,
-    ),
-    (
-        "pod_stats_uncounted_events",
-        "uncounted_events",
-        "Events of the container the kernel could not count (its BPF counters map was full); while there are any, "
-        "the container's kernel counters are absent, not a smaller number.",
-        True,
-    ),
-)
+# (metric name, JSON figure, help, counter?) of each figure served as one series per container
+# (pod_stats.figures); meanings follow cAdvisor where they overlap.
+CONTAINER_METRICS = SERIES_METRICS
+# The run-queue histogram: its sum is runq_wait_seconds, its buckets the sample's runq_wait_slots.
+_RUNQ_WAIT = BY_NAME["runq_wait_seconds"]
+assert _RUNQ_WAIT.exported == HISTOGRAM_SUM and _RUNQ_WAIT.metric is not None
+_RUNQ_WAIT_METRIC: str = _RUNQ_WAIT.metric
 CONTAINER_LABELS = ("namespace", "pod", "container")
 # The same figures of whole pods, as the JSON document's pod objects: memory, CPU and limit of the
 # pod's own cgroup, kernel counters of all its containers (ended instances included) and of the pod
@@ -144,11 +116,7 @@ class SnapshotMetrics(Collector):
                     by_errno.add_metric([labels.get(label, "") for label in label_names] + [errno_name(number)], count)
             yield by_errno
         if snapshot.agent.probe_groups.get("sched"):
-            runq = HistogramMetricFamily(
-                "pod_stats_runq_wait_seconds",
-                "Time the container's tasks waited runnable for a CPU (sched probe).",
-                labels=label_names,
-            )
+            runq = HistogramMetricFamily(_RUNQ_WAIT_METRIC, _RUNQ_WAIT.help, labels=label_names)
             for labels, container in rows:
                 slots, total = container.runq_wait_slots, container.figures.get("runq_wait_seconds")
                 if slots is None or total is None:
@@ -283,19 +251,25 @@ def _newest(pod: PodSample, snapshot: Snapshot) -> bool:
     )
 
 
-def _label_names(base_labels: tuple[str, ...], rows: list[tuple[dict[str, str], object]]) -> tuple[str, ...]:
+# One row of series: its labels, and the sample whose figures they carry.
+_Row = tuple[dict[str, str], Union[ContainerSample, PodSample]]
+
+
+def _label_names(base_labels: tuple[str, ...], rows: Sequence[_Row]) -> tuple[str, ...]:
     """The base labels, and the identity labels (uid, id) some row needs to stay apart."""
     return base_labels + tuple(extra for extra in ("uid", "id") if any(extra in labels for labels, _ in rows))
 
 
-def _families(metrics, base_labels: tuple[str, ...], rows: list[tuple[dict[str, str], object]]) -> Iterator:
+def _families(
+    metrics: Iterable[tuple[str, str, str, bool]], base_labels: tuple[str, ...], rows: Sequence[_Row]
+) -> Iterator:
     """One metric family per figure over `rows` of (labels, sample); unknown figures are left out."""
     label_names = _label_names(base_labels, rows)
     for name, figure, help_text, is_counter in metrics:
         family_type = CounterMetricFamily if is_counter else GaugeMetricFamily
         family = family_type(name, help_text, labels=label_names)
         for labels, sample in rows:
-            value = sample.figures.get(figure)  # type: ignore[attr-defined]
+            value = sample.figures.get(figure)
             if value is not None:
                 family.add_metric([labels.get(label, "") for label in label_names], value)
         yield family

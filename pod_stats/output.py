@@ -4,17 +4,18 @@ import errno
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import orjson
 from rich.table import Table
 from rich.text import Text
 
-from pod_stats.collector import FIGURES, RATES, Errnos, PodSample, Snapshot
+from pod_stats.figures import COLUMNS, FORMAT_BYTES, FORMAT_CORES, FORMAT_COUNT, FORMAT_RATE, JSON_FIGURES
+from pod_stats.model import Errnos, PodSample, Snapshot
 from pod_stats.text import inert, json_escape_controls, put_text
 
 SCHEMA = "pod-stats/v1"
-SORT_FIELDS = ("namespace", "name") + FIGURES + tuple(RATES)
+SORT_FIELDS = ("namespace", "name") + JSON_FIGURES
 
 
 def encode(document: dict[str, Any]) -> str:
@@ -72,8 +73,8 @@ def runq_histogram_json(slots: Optional[Sequence[int]]) -> Optional[dict[str, in
 
 
 def _with_figures(document: dict[str, Any], sample, errnos_counted: bool) -> dict[str, Any]:
-    """`document` (its identity fields) followed by the sample's figures. The collector fills in
-    every figure of FIGURES and RATES, in that order: they are copied as they are."""
+    """`document` (its identity fields) followed by the sample's figures. The sampler fills in
+    every figure of figures.JSON_FIGURES: they are copied as they are."""
     document.update(sample.figures)
     document["open_errors_by_errno"] = errnos_json(sample.open_errors_by_errno, errnos_counted)
     document["runq_wait_histogram_us"] = runq_histogram_json(sample.runq_wait_slots)
@@ -105,7 +106,7 @@ def _pod_json(pod, counted: bool) -> dict[str, Any]:
 
 
 # The last document's pod objects by the PodSample they were made of (held, so that its id stays
-# its own): the collector hands on a pod's sample unchanged while nothing in it changed.
+# its own): the sampler hands on a pod's sample unchanged while nothing in it changed.
 _last_pods: dict[int, tuple[PodSample, bool, dict[str, Any]]] = {}
 
 
@@ -185,20 +186,17 @@ def _cores(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-# (header, figure, formatter)
-_COLUMNS = (
-    ("OPENS", "opens", _count),
-    ("OPENS/s", "opens_per_second", _rate),
-    ("ERRORS", "open_errors", _count),
-    ("ERR/s", "open_errors_per_second", _rate),
-    ("RSS", "rss_bytes", human_bytes),
-    ("WORKING SET", "memory_working_set_bytes", human_bytes),
-    ("CPU", "cpu_cores", _cores),
-    ("PIDS", "pids", _count),
-    ("FORKS/s", "forks_per_second", _rate),
-    ("NET TX/s", "net_tx_bytes_per_second", human_bytes),
-    ("NET RX/s", "net_rx_bytes_per_second", human_bytes),
-    ("OOM", "oom_kills", _count),
+_FORMATS: dict[str, Callable[[Optional[float]], str]] = {
+    FORMAT_COUNT: _count,
+    FORMAT_RATE: _rate,
+    FORMAT_BYTES: human_bytes,
+    FORMAT_CORES: _cores,
+}
+# (header, figure, formatter, probe group: shown only while it counts; None: always shown)
+_COLUMNS = tuple(
+    (f.column.header, f.name, _FORMATS[f.column.format], f.source if f.column.opt_in else None)
+    for f in COLUMNS
+    if f.column is not None
 )
 
 
@@ -226,10 +224,8 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
     # Figures are never cut short: on a narrow terminal the names give way.
     table.add_column("NAMESPACE", no_wrap=True, overflow="ellipsis", max_width=20)
     table.add_column("POD / CONTAINER", no_wrap=True, overflow="ellipsis", min_width=16)
-    columns = _COLUMNS
-    if snapshot.agent.probe_groups.get("sched"):
-        # seconds waited for a CPU per second: how many of the cgroup's tasks wait, on average
-        columns += (("RUNQ WAIT", "runq_wait_seconds_per_second", _cores),)
+    groups = snapshot.agent.probe_groups
+    columns = [(header, name, fmt) for header, name, fmt, group in _COLUMNS if group is None or groups.get(group)]
     for header, _, _ in columns:
         table.add_column(header, justify="right", no_wrap=True, min_width=max(len(header), 7))
     table.add_column("TOP ERRNO", no_wrap=True, min_width=9)

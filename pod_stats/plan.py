@@ -16,11 +16,12 @@ from typing import NamedTuple, Optional
 
 from pod_stats.kernel import KernelFeatures, Preemption, misses_counted
 from pod_stats.mapsizes import MapSizes
+from pod_stats.model import OpenRoute, Probe
 
 # Probe groups a user can switch (--probes); a program's group is the first word of its
 # name in csrc/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
 # programs also count failures by errno. "changes" (cgroups created or removed, tasks
-# moved) only tells the collector when to look again, and is always on.
+# moved) only tells the sampler when to look again, and is always on.
 PROBE_GROUPS = ("opens", "errno", "ia32", "proc", "net", "oom", "sched")
 # sched runs on every context switch, the hottest path in the kernel: opt-in. ia32 (opens by
 # 32-bit x86 code, counted in opens) runs on every syscall where opens are counted on the
@@ -99,25 +100,6 @@ class Program(NamedTuple):
     @property
     def group(self) -> str:
         return self.name.split("_", 1)[0]
-
-
-@dataclass(frozen=True)
-class Probe:
-    program: str  # BPF program name
-    tracepoint: str  # category/name
-    attached: bool
-    reason: Optional[str] = None  # why it is not attached
-
-    @property
-    def group(self) -> str:
-        return self.program.split("_", 1)[0]
-
-
-class OpenRoute(NamedTuple):
-    """Whether one route to an open is counted in the opens figures (Plan.open_routes)."""
-
-    counted: bool
-    detail: str  # what counts it, or why it is not counted
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pod_stats.alerts import evaluate, parse_rule
-from pod_stats.collector import AgentStats, ContainerSample, PodSample, Snapshot
+from pod_stats.model import AgentStats, ContainerSample, PodSample, Snapshot
 
 
 def _snapshot(pod_rss, container_rss):

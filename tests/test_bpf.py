@@ -804,16 +804,16 @@ def test_fallback_programs_are_not_attached_where_the_tracepoints_are(probes):
 
 def test_a_full_map_is_counted_and_said_once(mounts, new_cgroup, caplog):
     """--max-cgroups 3: cgroups beyond it are not counted, but counted as dropped; the
-    collector says so once; the cgroups that fit stay exact."""
-    from pod_stats.collector import open_collector
+    sampler says so once; the cgroups that fit stay exact."""
+    from pod_stats.sampler import open_sampler
 
-    with open_collector(max_cgroups=3, include_non_pods=True) as collector, caplog.at_level(logging.WARNING):
-        collector.sample()
+    with open_sampler(max_cgroups=3, include_non_pods=True) as sampler, caplog.at_level(logging.WARNING):
+        sampler.sample()
         cgroups = [new_cgroup() for _ in range(6)]
         for cgroup in cgroups:
             run_in_cgroup(cgroup, lambda: _opens(MISSING, 10))
-        first, second = collector.sample(), collector.sample()
-        counters = collector.bpf.read_counters()
+        first, second = sampler.sample(), sampler.sample()
+        counters = sampler.bpf.read_counters()
     counted = [c for c in cgroups if _key(c) in counters]
     assert len(counters) == 3 and all(counters[_key(c)].opens == 10 for c in counted)
     assert first.agent.map_full_drops >= 10 * (len(cgroups) - len(counted))

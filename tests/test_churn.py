@@ -1,5 +1,5 @@
 """Counts that stay true under the churn of a real node (issue #13): real cgroups in kubelet's and
-systemd's layouts appearing and vanishing around one collector, each test one way a node breaks
+systemd's layouts appearing and vanishing around one sampler, each test one way a node breaks
 "exact" — non-pod units, restarts, nested cgroups, containers shorter than a sample, the first
 sample's rates, a full map, the pod's own cgroup, a tenant's thousands of nested cgroups."""
 
@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pod_stats.cgroups import discover_mounts
-from pod_stats.collector import NESTED_PROCS_LIMIT, open_collector
 from pod_stats.exporter import SnapshotMetrics
 from pod_stats.output import to_json
+from pod_stats.sampler import NESTED_PROCS_LIMIT, open_sampler
 
 pytestmark = pytest.mark.bpf
 
@@ -105,10 +105,10 @@ def log_dir(tmp_path):
 
 
 @pytest.fixture
-def collector(log_dir):
-    with open_collector(log_dir=str(log_dir)) as collector:
-        collector.sample()
-        yield collector
+def sampler(log_dir):
+    with open_sampler(log_dir=str(log_dir)) as sampler:
+        sampler.sample()
+        yield sampler
 
 
 def _pod(snapshot, uid):
@@ -150,7 +150,7 @@ def _duplicate_series(text: str) -> list:
     return duplicates
 
 
-def test_removed_non_pod_cgroups_leave_nothing_in_the_kernel_or_the_index(collector):
+def test_removed_non_pod_cgroups_leave_nothing_in_the_kernel_or_the_index(sampler):
     # systemd's transient units and CRI-O's conmon scopes come and go all day on a node
     for round_number in range(3):
         units = [_Cgroup(f"/system.slice/run-r{uuid.uuid4().hex}.scope") for _ in range(5)]
@@ -158,8 +158,8 @@ def test_removed_non_pod_cgroups_leave_nothing_in_the_kernel_or_the_index(collec
         try:
             for unit in units:
                 unit.run(opens=3)
-            during = collector.sample()
-            keys = _keys_of(units) & set(collector.bpf.read_counters())  # the hierarchy they are counted in
+            during = sampler.sample()
+            keys = _keys_of(units) & set(sampler.bpf.read_counters())  # the hierarchy they are counted in
             assert len(keys) == len(units), "the units were not counted: no test"
             assert not any(
                 "run-r" in c.cgroup_path or "conmon" in c.cgroup_path for pod in during.pods for c in pod.containers
@@ -168,9 +168,9 @@ def test_removed_non_pod_cgroups_leave_nothing_in_the_kernel_or_the_index(collec
             for unit in units:
                 unit.remove()
         for _ in range(3):
-            collector.sample()
-        assert not keys & set(collector.bpf.read_counters()), round_number
-        assert not any(tuple(key) in collector._index for key in keys), round_number
+            sampler.sample()
+        assert not keys & set(sampler.bpf.read_counters()), round_number
+        assert not any(tuple(key) in sampler._index for key in keys), round_number
 
 
 def _keys_of(cgroups):
@@ -186,20 +186,20 @@ def _keys_of(cgroups):
     return keys
 
 
-def test_a_restarted_container_keeps_counting_up_under_one_label_set(collector, log_dir):
+def test_a_restarted_container_keeps_counting_up_under_one_label_set(sampler, log_dir):
     pod = _Pod(log_dir, "web-0")
     try:
         pod.container(None).run(then=lambda: time.sleep(30), wait=False)  # the sandbox
         first = pod.container("app", restart=0)
         first.run(opens=100)
-        before = _row(collector.sample(), pod.uid, "app")
+        before = _row(sampler.sample(), pod.uid, "app")
         assert before.figures["opens"] == 100
         first.remove()  # the container exits ...
         second = pod.container("app", restart=1)  # ... and kubelet starts it again
         second.run(opens=10)
         documents = []
         for _ in range(3):
-            snapshot = collector.sample()
+            snapshot = sampler.sample()
             assert not _duplicate_series(_scrape(snapshot)), "one label set twice in one scrape"
             row = _row(snapshot, pod.uid, "app")
             documents.append((row.figures["opens"], _pod(snapshot, pod.uid).figures["opens"], row.id))
@@ -221,7 +221,7 @@ def _burn(seconds: float) -> None:
         pass
 
 
-def test_a_restarted_containers_cpu_time_never_drops_while_its_old_cgroup_outlives_the_restart(collector, log_dir):
+def test_a_restarted_containers_cpu_time_never_drops_while_its_old_cgroup_outlives_the_restart(sampler, log_dir):
     # the new instance starts before the old one's cgroup is removed: both are live for a while,
     # and the row (named by the newer) must not show the newer's CPU time alone (found by the soak)
     pod = _Pod(log_dir, "cpu-0")
@@ -229,12 +229,12 @@ def test_a_restarted_containers_cpu_time_never_drops_while_its_old_cgroup_outliv
         pod.container(None).run(then=lambda: time.sleep(30), wait=False)  # the sandbox
         first = pod.container("app", restart=0)
         first.run(then=lambda: _burn(0.3))
-        seen = [_row(collector.sample(), pod.uid, "app").figures["cpu_seconds"]]
+        seen = [_row(sampler.sample(), pod.uid, "app").figures["cpu_seconds"]]
         second = pod.container("app", restart=1)  # ... started while the first cgroup is still there
         second.run(then=lambda: _burn(0.05))
-        seen.append(_row(collector.sample(), pod.uid, "app").figures["cpu_seconds"])
+        seen.append(_row(sampler.sample(), pod.uid, "app").figures["cpu_seconds"])
         first.remove()
-        seen += [_row(collector.sample(), pod.uid, "app").figures["cpu_seconds"] for _ in range(2)]
+        seen += [_row(sampler.sample(), pod.uid, "app").figures["cpu_seconds"] for _ in range(2)]
         assert seen[0] >= 0.25, seen
         assert seen == sorted(seen), f"cpu_seconds went down: {seen}"
         assert seen[1] >= seen[0] + 0.04, seen  # both instances' time
@@ -253,7 +253,7 @@ def _stop_sandbox(pod):
     time.sleep(0.1)
 
 
-def test_a_nested_cgroup_that_goes_away_leaves_its_counts_with_its_container(collector, log_dir):
+def test_a_nested_cgroup_that_goes_away_leaves_its_counts_with_its_container(sampler, log_dir):
     # Docker-in-Docker, CI runners, systemd in a container: cgroups come and go inside a living one
     pod = _Pod(log_dir, "runner-0")
     try:
@@ -261,42 +261,42 @@ def test_a_nested_cgroup_that_goes_away_leaves_its_counts_with_its_container(col
         container.run(opens=7)
         job = _Cgroup(container.path + "/job-1")
         job.run(opens=500)
-        assert _row(collector.sample(), pod.uid, "runner").figures["opens"] == 507
+        assert _row(sampler.sample(), pod.uid, "runner").figures["opens"] == 507
         job.remove()
         for _ in range(3):
-            assert _row(collector.sample(), pod.uid, "runner").figures["opens"] == 507
+            assert _row(sampler.sample(), pod.uid, "runner").figures["opens"] == 507
         container.run(opens=3)
-        assert _row(collector.sample(), pod.uid, "runner").figures["opens"] == 510
+        assert _row(sampler.sample(), pod.uid, "runner").figures["opens"] == 510
     finally:
         pod.remove()
 
 
-def test_a_container_shorter_than_an_interval_appears_once_named_and_exact(collector, log_dir):
+def test_a_container_shorter_than_an_interval_appears_once_named_and_exact(sampler, log_dir):
     pod = _Pod(log_dir, "job-28391-x2x9z")
     try:
-        collector.sample()
+        sampler.sample()
         # created, counted and removed between two samples: no walk of the tree ever sees it
         short = pod.container("migrate")
         short.run(opens=37)
         short.remove()
-        snapshot = collector.sample()
+        snapshot = sampler.sample()
         row = _row(snapshot, pod.uid, "migrate")
         assert row is not None, "a container that lived less than an interval was never reported"
         assert (row.figures["opens"], row.id) == (37, short.id)
         assert _pod(snapshot, pod.uid).figures["opens"] == 37
-        later = collector.sample()
+        later = sampler.sample()
         assert _row(later, pod.uid, "migrate") is None  # then it is gone
         assert _pod(later, pod.uid).figures["opens"] == 37  # and still the pod's
     finally:
         pod.remove()
 
 
-def test_an_oom_kill_in_a_container_shorter_than_an_interval_is_counted(collector, log_dir):
-    if not collector.bpf.attached("oom"):
+def test_an_oom_kill_in_a_container_shorter_than_an_interval_is_counted(sampler, log_dir):
+    if not sampler.bpf.attached("oom"):
         pytest.fail("this kernel's oom probe is unavailable: the test cannot run")
     pod = _Pod(log_dir, "oom-0")
     try:
-        collector.sample()
+        sampler.sample()
         short = pod.container("greedy")
         mounts = discover_mounts()
         limit = "memory.max" if mounts.memory_hierarchy().version == 2 else "memory.limit_in_bytes"
@@ -306,7 +306,7 @@ def test_an_oom_kill_in_a_container_shorter_than_an_interval_is_counted(collecto
         with pytest.raises(AssertionError):
             reap(pid)  # killed
         short.remove()
-        row = _row(collector.sample(), pod.uid, "greedy")
+        row = _row(sampler.sample(), pod.uid, "greedy")
         assert row is not None and row.figures["oom_kills"] == 1 and row.figures["opens"] == 5
     finally:
         pod.remove()
@@ -315,7 +315,7 @@ def test_an_oom_kill_in_a_container_shorter_than_an_interval_is_counted(collecto
 def test_the_first_document_claims_no_rate_it_cannot_know(log_dir):
     # A steady workload: the first document (printed as soon as the probes are attached) has no
     # interval yet, so no rates; before, it divided what was counted since attach by the moments
-    # since the collector started, and --alert on a rate fired on the first line.
+    # since the sampler started, and --alert on a rate fired on the first line.
     unit = _Cgroup(f"/system.slice/run-r{uuid.uuid4().hex}.scope")
 
     def steady():
@@ -326,10 +326,10 @@ def test_the_first_document_claims_no_rate_it_cannot_know(log_dir):
     try:
         pid = unit.run(then=steady, wait=False)
         time.sleep(0.5)
-        with open_collector(log_dir=str(log_dir), include_non_pods=True) as collector:
-            first = collector.sample()
+        with open_sampler(log_dir=str(log_dir), include_non_pods=True) as sampler:
+            first = sampler.sample()
             time.sleep(0.5)
-            second = collector.sample()
+            second = sampler.sample()
         reap(pid)
         figures = [
             next(c for c in snapshot.cgroups if c.cgroup_path == unit.path).figures for snapshot in (first, second)
@@ -346,13 +346,13 @@ def test_a_cgroup_the_full_map_could_not_count_is_unknown_not_zero(log_dir):
     pod = _Pod(log_dir, "late-0")
     filler = [_Cgroup(f"/system.slice/run-r{uuid.uuid4().hex}.scope") for _ in range(3)]
     try:
-        with open_collector(log_dir=str(log_dir), max_cgroups=2) as collector:
+        with open_sampler(log_dir=str(log_dir), max_cgroups=2) as sampler:
             for unit in filler:
                 unit.run(opens=1)
-            assert collector.sample().agent.map_full_drops > 0, "the map never filled: no test"
+            assert sampler.sample().agent.map_full_drops > 0, "the map never filled: no test"
             late = pod.container("late")
             late.run(opens=20)
-            snapshot = collector.sample()
+            snapshot = sampler.sample()
             row, whole = _row(snapshot, pod.uid, "late"), _pod(snapshot, pod.uid)
             assert row.figures["opens"] is None and row.figures["opens_per_second"] is None
             assert row.figures["uncounted_events"] >= 20
@@ -370,13 +370,13 @@ def test_a_cgroup_the_full_map_could_not_count_is_unknown_not_zero(log_dir):
         pod.remove()
 
 
-def test_processes_in_the_pod_cgroup_count_in_json_and_metrics_alike(collector, log_dir):
+def test_processes_in_the_pod_cgroup_count_in_json_and_metrics_alike(sampler, log_dir):
     # CRI-O's conmon with conmon_cgroup=pod, or anything kubelet puts in the pod's own cgroup
     pod = _Pod(log_dir, "conmon-0")
     try:
         pod.container("app").run(opens=4)
         pod.cgroup.run(opens=9)
-        snapshot = collector.sample()
+        snapshot = sampler.sample()
         whole = _pod(snapshot, pod.uid)
         assert whole.figures["opens"] == 13
         assert next(p for p in to_json(snapshot)["pods"] if p["uid"] == pod.uid)["opens"] == 13
@@ -385,7 +385,7 @@ def test_processes_in_the_pod_cgroup_count_in_json_and_metrics_alike(collector, 
         pod.remove()
 
 
-def test_the_pod_limit_is_the_pod_cgroups_and_none_without_one(collector, log_dir):
+def test_the_pod_limit_is_the_pod_cgroups_and_none_without_one(sampler, log_dir):
     pod = _Pod(log_dir, "limited-0")
     mounts = discover_mounts()
     memory = mounts.memory_hierarchy()
@@ -393,7 +393,7 @@ def test_the_pod_limit_is_the_pod_cgroups_and_none_without_one(collector, log_di
     try:
         (Path(memory.mount) / pod.slice.lstrip("/") / limit_file).write_text(str(512 * 1024 * 1024))
         pod.container("app").run(opens=1)
-        assert _pod(collector.sample(), pod.uid).figures["memory_limit_bytes"] == 512 * 1024 * 1024
+        assert _pod(sampler.sample(), pod.uid).figures["memory_limit_bytes"] == 512 * 1024 * 1024
     finally:
         pod.remove()
     # runc's cgroupfs driver given kubelet's systemd names: no pod cgroup, the container sits in
@@ -407,75 +407,75 @@ def test_the_pod_limit_is_the_pod_cgroups_and_none_without_one(collector, log_di
     )
     try:
         unexpanded.run(opens=2)
-        figures = _pod(collector.sample(), uid).figures
+        figures = _pod(sampler.sample(), uid).figures
         assert figures["memory_limit_bytes"] is None and figures["opens"] == 2
     finally:
         unexpanded.remove()
         service.remove()
 
 
-def test_a_tenants_nested_cgroups_have_a_bounded_cost(collector, log_dir):
+def test_a_tenants_nested_cgroups_have_a_bounded_cost(sampler, log_dir):
     pod = _Pod(log_dir, "tenant-0")
     nested = []
     try:
         container = pod.container("app")
         container.run(opens=1)
-        collector.sample()
+        sampler.sample()
         nested = [_Cgroup(f"{container.path}/n{i}") for i in range(10 * NESTED_PROCS_LIMIT)]
-        snapshot = collector.sample()
-        inside = [t for t in collector._tracked.values() if t.top == container.path and t.kind == "nested"]
+        snapshot = sampler.sample()
+        inside = [t for t in sampler._tracked.values() if t.top == container.path and t.kind == "nested"]
         assert len(inside) == NESTED_PROCS_LIMIT  # what a sample reads of them is bounded
         row = _row(snapshot, pod.uid, "app")
         assert row.figures["pids"] is None  # processes in nested cgroups it did not read: unknown
         assert row.figures["opens"] == 1
         busy = nested[-1]
         busy.run(opens=6)  # one that counts is counted, however many there are
-        assert _row(collector.sample(), pod.uid, "app").figures["opens"] == 7
+        assert _row(sampler.sample(), pod.uid, "app").figures["opens"] == 7
     finally:
         for cgroup in nested:
             cgroup.remove()
         pod.remove()
 
 
-def test_the_final_sample_keeps_the_names_kubelet_removed_first(collector, log_dir):
+def test_the_final_sample_keeps_the_names_kubelet_removed_first(sampler, log_dir):
     # kubelet removes a container's log link about a second after it stops, within one interval
     pod = _Pod(log_dir, "web-1")
     try:
         pod.container(None).run(opens=1)  # the sandbox: unnamed, so every sample rescans the log dir
         app = pod.container("app")
         app.run(opens=25)
-        assert _row(collector.sample(), pod.uid, "app").figures["opens"] == 25
+        assert _row(sampler.sample(), pod.uid, "app").figures["opens"] == 25
         app.run(opens=10)
         for link in (log_dir / "containers").iterdir():
             link.unlink()
         app.remove()
-        final = collector.sample()
+        final = sampler.sample()
         assert (_pod(final, pod.uid).name, _row(final, pod.uid, "app").figures["opens"]) == ("web-1", 35)
     finally:
         pod.remove()
 
 
-def test_cgroups_whose_events_the_full_ring_lost_are_found_by_a_walk(collector, log_dir):
+def test_cgroups_whose_events_the_full_ring_lost_are_found_by_a_walk(sampler, log_dir):
     # a burst of cgroups (a CI runner's) overflows the ring: what it did not tell, a walk must
     removed, created = _Pod(log_dir, "p-removed"), _Pod(log_dir, "q-created")
     flood = _Cgroup(f"/system.slice/run-r{uuid.uuid4().hex}.scope")
     try:
         leaving = removed.container("app")
         leaving.run(opens=25)
-        assert _pod(collector.sample(), removed.uid).figures["opens"] == 25
+        assert _pod(sampler.sample(), removed.uid).figures["opens"] == 25
         for number in range(4000):
             (flood.dirs[0] / (f"{number:06d}-" + "c" * 200)).mkdir()
         removed.remove()  # while the ring is full: neither its rmdir ...
         arriving = created.container("app")  # ... nor this mkdir reaches the agent
         arriving.run(opens=25)
-        first = collector.sample()
+        first = sampler.sample()
         assert first.agent.cgroup_events_lost > 0, "the ring never filled: no test"
         flood.remove()
-        samples = [first] + [collector.sample() for _ in range(3)]
+        samples = [first] + [sampler.sample() for _ in range(3)]
         assert _pod(samples[-1], removed.uid) is None  # found gone, not kept for a minute
         assert _pod(samples[-1], created.uid).figures["opens"] == 25  # found, its counts kept
         arriving.run(opens=10)
-        assert _pod(collector.sample(), created.uid).figures["opens"] == 35
+        assert _pod(sampler.sample(), created.uid).figures["opens"] == 35
     finally:
         flood.remove()
         created.remove()

@@ -22,7 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import wait_for
 
-from pod_stats.exporter import parse_listen_address
+from pod_stats.web import parse_listen_address
 from pod_stats_dev.mininode import MiniNode
 
 POD_STATS = str(Path(sys.executable).parent / "pod-stats")

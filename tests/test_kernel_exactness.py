@@ -20,9 +20,9 @@ from pod_stats.bpf import (
     misses_counted,
     preemption_model,
 )
-from pod_stats.collector import open_collector
 from pod_stats.exporter import SnapshotMetrics
 from pod_stats.output import render_table, to_json
+from pod_stats.sampler import open_sampler
 
 
 @pytest.mark.parametrize(
@@ -44,14 +44,14 @@ def test_which_programs_skips_the_kernel_counts(section, release, counted):
 @pytest.mark.bpf
 def test_every_attached_program_has_its_misses_read(tmp_path):
     (tmp_path / "pods").mkdir()
-    with open_collector(log_dir=str(tmp_path)) as collector:
-        bpf = collector.bpf
+    with open_sampler(log_dir=str(tmp_path)) as sampler:
+        bpf = sampler.bpf
         misses = bpf.program_misses()
         attached = {p.program for p in bpf.probes if p.attached}
         assert set(misses) == attached
         # this kernel (6.18) counts every program's skips; nothing preempts a program here
         assert all(value == 0 for value in misses.values()), misses
-        snapshot = collector.sample()
+        snapshot = sampler.sample()
         assert (snapshot.agent.missed_events, snapshot.agent.counts_complete) == (0, True)
 
 
@@ -73,8 +73,8 @@ def test_a_sample_after_skipped_runs_says_its_counts_are_incomplete(tmp_path, mo
     """The kernel's figures are stood in for (a preempted fexit run on a real node): 7 runs of
     one program skipped between two samples, then none, then a kernel that cannot tell."""
     (tmp_path / "pods").mkdir()
-    with open_collector(log_dir=str(tmp_path)) as collector:
-        bpf = collector.bpf
+    with open_sampler(log_dir=str(tmp_path)) as sampler:
+        bpf = sampler.bpf
         real = bpf.program_stats
         skipped = {"runs": 0, "known": True}
 
@@ -87,20 +87,20 @@ def test_a_sample_after_skipped_runs_says_its_counts_are_incomplete(tmp_path, mo
 
         monkeypatch.setattr(bpf, "program_stats", program_stats)
         program = sorted(real())[0]
-        assert collector.sample().agent.counts_complete is True
+        assert sampler.sample().agent.counts_complete is True
         skipped["runs"] = 7
-        snapshot = collector.sample()
+        snapshot = sampler.sample()
         assert (snapshot.agent.missed_events, snapshot.agent.counts_complete) == (7, False)
         document = to_json(snapshot)
         assert (document["agent"]["missed_events"], document["agent"]["counts_complete"]) == (7, False)
         assert _scrape(snapshot)[("pod_stats_bpf_program_misses_total", program)] == 7
         assert "skipped 7 program runs" in str(render_table(snapshot).caption)
 
-        snapshot = collector.sample()  # nothing skipped since: complete again, the total stays
+        snapshot = sampler.sample()  # nothing skipped since: complete again, the total stays
         assert (snapshot.agent.missed_events, snapshot.agent.counts_complete) == (7, True)
 
         skipped["known"] = False
-        snapshot = collector.sample()
+        snapshot = sampler.sample()
         document = to_json(snapshot)
         assert (document["agent"]["missed_events"], document["agent"]["counts_complete"]) == (None, None)
         assert ("pod_stats_bpf_program_misses_total", program) not in _scrape(snapshot)
@@ -160,7 +160,7 @@ def test_auto_counts_opens_on_tracepoints_where_the_kernel_preempts_programs(mod
 @pytest.mark.bpf
 def test_the_json_says_why_opens_are_counted_where_they_are(tmp_path):
     (tmp_path / "pods").mkdir()
-    with open_collector(log_dir=str(tmp_path)) as collector:
-        agent = to_json(collector.sample())["agent"]
+    with open_sampler(log_dir=str(tmp_path)) as sampler:
+        agent = to_json(sampler.sample())["agent"]
     assert agent["open_source"] == OPENS_BY_TRACEPOINTS  # this machine refuses fexit
     assert agent["open_source_reason"].startswith("--open-probe auto: ")

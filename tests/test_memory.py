@@ -167,7 +167,7 @@ def test_a_removed_cgroups_open_file_reads_as_gone():
     cgroup.rmdir()
     assert read_memory(str(cgroup), memory.version, files.read_bytes) is None
     assert len(files) < opened  # the files that answered ENODEV were closed
-    files.close_directory(str(cgroup))  # what the collector does for a vanished cgroup
+    files.close_directory(str(cgroup))  # what the sampler does for a vanished cgroup
     assert len(files) == 0
 
 

@@ -567,7 +567,7 @@ def set_pods(api_server, *extra_pods):
 
 
 def ask_like_a_sample(api, *container_ids):
-    """What the collector asks each sample: the pod and every container of its cgroups."""
+    """What the sampler asks each sample: the pod and every container of its cgroups."""
     assert api.pod(API_UID) == PodNames("shop", "web-5f7d9-xk2lp")
     assert api.container(API_IDS["web"]) == "web"
     assert api.container(SANDBOX_ID) is None

@@ -13,9 +13,9 @@ from support import container_named as _container
 from support import sampled_container as _sampled
 
 from pod_stats.bpf import NET_PACKETS, NET_PACKETS_UNSEEN
-from pod_stats.collector import open_collector
 from pod_stats.exporter import SnapshotMetrics
 from pod_stats.output import to_json
+from pod_stats.sampler import open_sampler
 from pod_stats_dev.mininode import MiniNode
 
 pytestmark = [pytest.mark.bpf, pytest.mark.containers]
@@ -43,22 +43,22 @@ def node(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def collector(node):
-    with open_collector(log_dir=str(node.log_dir), net_source=NET_PACKETS) as collector:
-        if collector.bpf.key_mode.name != "V2_ELSE_V1_MEMORY":
+def sampler(node):
+    with open_sampler(log_dir=str(node.log_dir), net_source=NET_PACKETS) as sampler:
+        if sampler.bpf.key_mode.name != "V2_ELSE_V1_MEMORY":
             pytest.fail("this test needs a hybrid host (cgroup v2 without the memory controller)")
-        collector._index.refresh()
-        yield collector
+        sampler._index.refresh()
+        yield sampler
 
 
-def test_a_container_in_the_v2_root_has_null_net_figures_under_the_packet_fallback(node, collector):
+def test_a_container_in_the_v2_root_has_null_net_figures_under_the_packet_fallback(node, sampler):
     server, client = _container(node, "server"), _container(node, "client")
     assert server.command(f"listen {PORT}") == "ok"
-    before = collector.sample()
+    before = sampler.sample()
     client.send(f"send {PORT} {PAYLOAD}")
     assert server.command("recv") == f"ok {PAYLOAD}"
     assert client.answer() == f"ok {PAYLOAD}"
-    after = collector.sample()
+    after = sampler.sample()
 
     sent = _sampled(after, client).figures
     assert {name: sent[name] for name in NET} == dict.fromkeys(NET)  # its packets went to the v2 root

@@ -16,10 +16,10 @@ from rich.console import Console
 from support import container_named as _container
 from support import sampled_container as _sampled
 
-from pod_stats.collector import open_collector
 from pod_stats.drilldown import hottest_files, process_rows, sort_processes
 from pod_stats.exporter import SnapshotMetrics
 from pod_stats.output import render_table, to_json
+from pod_stats.sampler import open_sampler
 from pod_stats_dev.mininode import MiniNode
 
 pytestmark = [pytest.mark.bpf, pytest.mark.containers]
@@ -41,24 +41,24 @@ def node(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def collector(node):
-    with open_collector(log_dir=str(node.log_dir)) as collector:
-        collector._index.refresh()
-        yield collector
+def sampler(node):
+    with open_sampler(log_dir=str(node.log_dir)) as sampler:
+        sampler._index.refresh()
+        yield sampler
 
 
 def _deltas(before, after, fields):
     return tuple(_sampled(after, c).figures[f] - _sampled(before, c).figures[f] for c, f in fields)
 
 
-def test_socket_bytes_between_two_containers(node, collector):
+def test_socket_bytes_between_two_containers(node, sampler):
     server, client = _container(node, "server"), _container(node, "client")
     assert server.command(f"listen {PORT}") == "ok"
-    before = collector.sample()
+    before = sampler.sample()
     client.send(f"send {PORT} {PAYLOAD}")  # blocks until the server reads
     assert server.command("recv") == f"ok {PAYLOAD}"
     assert client.answer() == f"ok {PAYLOAD}"
-    after = collector.sample()
+    after = sampler.sample()
     assert _deltas(
         before,
         after,
@@ -70,29 +70,29 @@ def test_socket_bytes_between_two_containers(node, collector):
     assert _sampled(after, client).figures["net_tx_bytes_per_second"] > 0
 
 
-def test_forks_execs_exits(node, collector):
+def test_forks_execs_exits(node, sampler):
     client = _container(node, "client")
-    before = collector.sample()
+    before = sampler.sample()
     assert client.command("spawn 5") == "ok 5"
     assert client.command("exec 3") == "ok 3"
-    after = collector.sample()
+    after = sampler.sample()
     assert _deltas(before, after, [(client, "forks"), (client, "execs"), (client, "exits")]) == (8, 3, 8)
 
 
-def test_oom_kill_in_a_limited_container(node, collector):
+def test_oom_kill_in_a_limited_container(node, sampler):
     report = _container(node, "report")
-    before = collector.sample()
+    before = sampler.sample()
     assert report.command("oom 256") == "ok 1", "the OOM killer should have taken the child"
-    after = collector.sample()
+    after = sampler.sample()
     assert _deltas(before, after, [(report, "oom_kills")]) == (1,)
     assert report.command("pid") == "ok 1"  # the container itself lives on
 
 
-def test_failed_opens_by_errno_everywhere(node, collector):
+def test_failed_opens_by_errno_everywhere(node, sampler):
     client = _container(node, "client")
-    before = _sampled(collector.sample(), client).open_errors_by_errno.get(2, 0)
+    before = _sampled(sampler.sample(), client).open_errors_by_errno.get(2, 0)
     assert client.command("open /data/missing 6") == "ok 0 6"
-    snapshot = collector.sample()
+    snapshot = sampler.sample()
     sampled = _sampled(snapshot, client)
     assert sampled.open_errors_by_errno[2] - before == 6  # ENOENT
 
@@ -144,7 +144,7 @@ def test_failed_opens_by_errno_everywhere(node, collector):
 
 
 def test_probe_groups_switched_off_are_null(node):
-    with open_collector(log_dir=str(node.log_dir), probes={"opens"}) as only_opens:
+    with open_sampler(log_dir=str(node.log_dir), probes={"opens"}) as only_opens:
         only_opens._index.refresh()
         document = to_json(only_opens.sample())
     container = next(c for p in document["pods"] for c in p["containers"] if c["name"] == "client")
@@ -159,14 +159,14 @@ def test_probe_groups_switched_off_are_null(node):
 
 def test_hottest_files_per_container(node):
     client, server = _container(node, "client"), _container(node, "server")
-    with open_collector(log_dir=str(node.log_dir), probes={"files"}) as collector:
-        snapshot = collector.sample()
+    with open_sampler(log_dir=str(node.log_dir), probes={"files"}) as sampler:
+        snapshot = sampler.sample()
         assert client.command("open /data/config.yaml 11") == "ok 11 0"
         assert client.command("open /data/missing 4") == "ok 0 4"
         assert server.command("open /data/config.yaml 2") == "ok 2 0"
         long_path = "/data/" + "d" * 400
         assert client.command(f"open {long_path} 1") == "ok 0 1"
-        rows = hottest_files(collector, snapshot, collector.bpf.read_files(), top=2)
+        rows = hottest_files(sampler, snapshot, sampler.bpf.read_files(), top=2)
     seen = {(r.where.container, r.path): (r.opens, r.errors) for r in rows}
     assert seen[("client", "/data/config.yaml")] == (11, 0)
     assert seen[("client", "/data/missing")] == (4, 4)
@@ -178,10 +178,10 @@ def test_hottest_files_per_container(node):
 def test_long_paths_are_cut_safely(node):
     client = _container(node, "client")
     long_path = "/data/" + "é" * 300  # multi-byte: the cut may fall inside a character
-    with open_collector(log_dir=str(node.log_dir), probes={"files"}) as collector:
-        snapshot = collector.sample()
+    with open_sampler(log_dir=str(node.log_dir), probes={"files"}) as sampler:
+        snapshot = sampler.sample()
         assert client.command(f"open {long_path} 3") == "ok 0 3"
-        rows = hottest_files(collector, snapshot, collector.bpf.read_files(), top=5)
+        rows = hottest_files(sampler, snapshot, sampler.bpf.read_files(), top=5)
     cut = [r for r in rows if r.truncated]
     assert len(cut) == 1 and cut[0].opens == 3 and cut[0].errors == 3
     kept = cut[0].path.encode("utf-8", "surrogateescape")  # the bytes as the kernel kept them
@@ -190,12 +190,12 @@ def test_long_paths_are_cut_safely(node):
 
 def test_processes_inside_a_container_told_apart(node):
     report = _container(node, "report")
-    with open_collector(log_dir=str(node.log_dir), probes={"procs"}) as collector:
-        snapshot = collector.sample()
+    with open_sampler(log_dir=str(node.log_dir), probes={"procs"}) as sampler:
+        snapshot = sampler.sample()
         assert report.command("hold 24 7").startswith("ok ")  # a second process: 24 MiB, 7 opens
         assert report.command("alloc 8") == "ok 8"
         assert report.command("open /data/config.yaml 5") == "ok 5 0"
-        rows = process_rows(collector, snapshot, collector.bpf.read_process_opens())
+        rows = process_rows(sampler, snapshot, sampler.bpf.read_process_opens())
     mine = sorted((r for r in rows if r.where.container == "report"), key=lambda r: r.opens)
     assert [r.opens for r in mine] == [5, 7]
     parent, child = mine
@@ -234,9 +234,9 @@ def test_on_demand_commands_print_their_documents(node, command, key):
 def test_run_queue_wait_of_a_container_beside_a_busy_one(node):
     cpu = max(os.sched_getaffinity(0))
     server, client, report = _container(node, "server"), _container(node, "client"), _container(node, "report")
-    with open_collector(log_dir=str(node.log_dir), probes={"opens", "sched"}) as collector:
-        collector._index.refresh()
-        before = collector.sample()
+    with open_sampler(log_dir=str(node.log_dir), probes={"opens", "sched"}) as sampler:
+        sampler._index.refresh()
+        before = sampler.sample()
         assert server.command(f"pin {cpu}") == "ok" and client.command(f"pin {cpu}") == "ok"
         server.send("cpu 1500")  # the busy neighbour
         started = time.monotonic()
@@ -244,7 +244,7 @@ def test_run_queue_wait_of_a_container_beside_a_busy_one(node):
         wall = time.monotonic() - started
         assert server.answer(timeout=30).startswith("ok ")
         assert report.command("pid") == "ok 1"  # the idle one: wakes, runs briefly
-        after = collector.sample()
+        after = sampler.sample()
     waited = wall - cpu_ns / 1e9  # never slept: not running was waiting (or talking to us, briefly)
     assert waited > 0.2, "the two containers should have shared the CPU"
     client_wait, report_wait = _deltas(before, after, [(client, "runq_wait_seconds"), (report, "runq_wait_seconds")])

@@ -1,14 +1,14 @@
 """A node in miniature — real runc containers in kubelet layouts, real log dir —
-seen through the collector: exact per-container counts, names, memory, lifecycle."""
+seen through the sampler: exact per-container counts, names, memory, lifecycle."""
 
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from pod_stats.collector import open_collector
 from pod_stats.memory import read_memory_limit
 from pod_stats.output import to_json
+from pod_stats.sampler import open_sampler
 from pod_stats_dev.mininode import MiniNode
 
 pytestmark = [pytest.mark.bpf, pytest.mark.containers]
@@ -36,9 +36,9 @@ def node(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def collector(node):
-    with open_collector(log_dir=str(node.log_dir)) as collector:
-        yield collector
+def sampler(node):
+    with open_sampler(log_dir=str(node.log_dir)) as sampler:
+        yield sampler
 
 
 def _containers(snapshot):
@@ -49,15 +49,15 @@ def _workload(node):
     return [c for pod in node.pods for c in pod.containers]
 
 
-def test_exact_opens_per_container_with_names(node, collector):
-    before = _containers(collector.sample())
+def test_exact_opens_per_container_with_names(node, sampler):
+    before = _containers(sampler.sample())
     expected = {}
     for i, container in enumerate(_workload(node)):
         existing, missing = 10 + 7 * i, 3 * i
         assert container.command(f"open /data/config.yaml {existing}") == f"ok {existing} 0"
         assert container.command(f"open /data/missing {missing}") == f"ok 0 {missing}"
         expected[container.id] = (existing + missing, missing)
-    after = _containers(collector.sample())
+    after = _containers(sampler.sample())
 
     for namespace, name, qos, layout, runtime, _ in PODS:
         pod = next(p for p in node.pods if p.name == name)
@@ -80,8 +80,8 @@ def test_exact_opens_per_container_with_names(node, collector):
         assert after[pod.sandbox.id][1].name is None
 
 
-def test_pod_counters_are_its_containers_and_its_memory_is_its_own_cgroup(node, collector):
-    snapshot = collector.sample()
+def test_pod_counters_are_its_containers_and_its_memory_is_its_own_cgroup(node, sampler):
+    snapshot = sampler.sample()
     ours = {pod.uid for pod in node.pods}
     for pod in snapshot.pods:
         if pod.uid not in ours:
@@ -101,11 +101,11 @@ def test_pod_counters_are_its_containers_and_its_memory_is_its_own_cgroup(node, 
         assert pod.figures["cpu_seconds"] >= sum(c.figures["cpu_seconds"] for c in pod.containers) - 0.01
 
 
-def test_rss_covers_what_the_workload_touched(node, collector):
+def test_rss_covers_what_the_workload_touched(node, sampler):
     container = _workload(node)[0]
-    base = _containers(collector.sample())[container.id][1].figures["rss_bytes"]
+    base = _containers(sampler.sample())[container.id][1].figures["rss_bytes"]
     assert container.command("alloc 64").startswith("ok")
-    figures = _containers(collector.sample())[container.id][1].figures
+    figures = _containers(sampler.sample())[container.id][1].figures
     assert figures["rss_bytes"] - base >= 64 * MIB - 512 * 1024  # per-CPU charge batching
     assert figures["memory_working_set_bytes"] >= figures["rss_bytes"]
     assert figures["memory_usage_bytes"] >= figures["memory_working_set_bytes"]
@@ -113,35 +113,35 @@ def test_rss_covers_what_the_workload_touched(node, collector):
     assert container.command("free") == "ok"
 
 
-def test_cpu_seconds_grow_with_the_work_done(node, collector):
+def test_cpu_seconds_grow_with_the_work_done(node, sampler):
     container = _workload(node)[0]
-    before = _containers(collector.sample())[container.id][1].figures["cpu_seconds"]
+    before = _containers(sampler.sample())[container.id][1].figures["cpu_seconds"]
     assert container.command("cpu 300").startswith("ok")
-    after = _containers(collector.sample())[container.id][1].figures["cpu_seconds"]
+    after = _containers(sampler.sample())[container.id][1].figures["cpu_seconds"]
     assert after - before >= 0.29
 
 
-def test_stopped_container_keeps_its_last_figures_then_disappears(node, collector):
-    collector.sample()
-    open_files = collector.open_files
+def test_stopped_container_keeps_its_last_figures_then_disappears(node, sampler):
+    sampler.sample()
+    open_files = sampler.open_files
     pod = node.add_pod("shop", "short-lived-1", layout="systemd-containerd")
     container = pod.add_container("job")
-    collector.sample()
-    collector._index.refresh()  # the pod is idle, so it would otherwise appear within the rescan period
-    before = _containers(collector.sample())[container.id][1].figures["opens"]
+    sampler.sample()
+    sampler._index.refresh()  # the pod is idle, so it would otherwise appear within the rescan period
+    before = _containers(sampler.sample())[container.id][1].figures["opens"]
     assert container.command("open /data/config.yaml 42") == "ok 42 0"
     container.stop()
 
-    last = _containers(collector.sample())
+    last = _containers(sampler.sample())
     assert container.id in last, "the final figures of a container stopped mid-interval are owed"
     assert last[container.id][1].figures["opens"] - before == 42
 
-    gone = _containers(collector.sample())
+    gone = _containers(sampler.sample())
     assert container.id not in gone
     pod.stop()
-    collector.sample()  # the sandbox's final figures
-    collector.sample()
-    assert collector.open_files == open_files  # the gone cgroups' files were closed
+    sampler.sample()  # the sandbox's final figures
+    sampler.sample()
+    assert sampler.open_files == open_files  # the gone cgroups' files were closed
 
 
 def _reclaim_from_outside(container) -> None:
@@ -167,17 +167,17 @@ def _usage_file(container) -> Path:
     return v1 if v1.exists() else memory / "memory.current"
 
 
-def test_an_unchanged_pod_is_handed_on_until_anything_in_it_changes(node, collector):
+def test_an_unchanged_pod_is_handed_on_until_anything_in_it_changes(node, sampler):
     """A pod none of whose inputs changed (counters, cgroupfs figures, processes, limits, names)
     comes back as the last sample's object, and its JSON object with it; memory reclaimed from
     the outside, a process moved in, opens made each show in the very next sample."""
     pod = node.add_pod("shop", "resting-0", layout="systemd-containerd")
     container = pod.add_container("app")
-    collector._index.refresh()
+    sampler._index.refresh()
     sleeper = None
 
     def sampled():
-        snapshot = collector.sample()
+        snapshot = sampler.sample()
         return snapshot, next(p for p in snapshot.pods if p.uid == pod.uid)
 
     def settled():
@@ -228,15 +228,15 @@ def test_an_unchanged_pod_is_handed_on_until_anything_in_it_changes(node, collec
             sleeper.kill()
             sleeper.wait()
         pod.stop()
-        collector.sample()  # the final figures of the stopped pod
+        sampler.sample()  # the final figures of the stopped pod
 
 
-def test_only_pods_that_exist_are_reported(node, collector):
-    collector.sample()  # owes the final figures of containers stopped by earlier tests
-    snapshot = collector.sample()
+def test_only_pods_that_exist_are_reported(node, sampler):
+    sampler.sample()  # owes the final figures of containers stopped by earlier tests
+    snapshot = sampler.sample()
     running = {p.uid for p in node.pods if any(c.running for c in p.containers)}
     assert running <= {p.uid for p in snapshot.pods}
-    memory_root = Path(collector._memory.mount)
+    memory_root = Path(sampler._memory.mount)
     for pod in snapshot.pods:  # other pods may run on this machine; none may be invented
         assert all((memory_root / c.cgroup_path.lstrip("/")).is_dir() for c in pod.containers), pod.uid
     assert "short-lived-1" not in {p.name for p in snapshot.pods}
@@ -246,7 +246,7 @@ def test_only_pods_that_exist_are_reported(node, collector):
 def test_first_sample_has_no_rates(node):
     """cpu_seconds counts since the container started, BPF counters since attach: neither has an
     interval in the first sample."""
-    with open_collector(log_dir=str(node.log_dir)) as fresh:
+    with open_sampler(log_dir=str(node.log_dir)) as fresh:
         first = fresh.sample()
     for pod in first.pods:
         assert pod.figures["cpu_seconds"] > 0
@@ -254,31 +254,31 @@ def test_first_sample_has_no_rates(node):
         assert pod.figures["opens_per_second"] is None
 
 
-def test_memory_limit_is_the_containers_own(node, collector):
+def test_memory_limit_is_the_containers_own(node, sampler):
     pod = node.add_pod("shop", "limited-0", layout="cgroupfs", qos="guaranteed")
     limited = pod.add_container("limited", memory_limit_bytes=256 * MIB)
-    collector._index.refresh()
-    sampled = _containers(collector.sample())
+    sampler._index.refresh()
+    sampled = _containers(sampler.sample())
     assert sampled[limited.id][1].figures["memory_limit_bytes"] == 256 * MIB
     assert sampled[pod.sandbox.id][1].figures["memory_limit_bytes"] is None  # runc sets none for it
     pod.stop()
-    collector.sample()  # the final figures of the stopped pod
+    sampler.sample()  # the final figures of the stopped pod
 
 
-def test_payload_in_a_nested_cgroup_is_one_container(node, collector):
+def test_payload_in_a_nested_cgroup_is_one_container(node, sampler):
     """crun on cgroup v2 runs the payload in `<container scope>/container`."""
-    if collector._mounts.unified is None:
+    if sampler._mounts.unified is None:
         pytest.skip("needs a cgroup v2 hierarchy")
     pod = node.add_pod("shop", "crun-0", layout="systemd-crio")
     container = pod.add_container("app")
-    nested = Path(collector._mounts.unified) / container.cgroup_path.lstrip("/") / "container"
+    nested = Path(sampler._mounts.unified) / container.cgroup_path.lstrip("/") / "container"
     nested.mkdir()
     try:
         (nested / "cgroup.procs").write_text(str(container.pid))
-        collector._index.refresh()
-        before = _containers(collector.sample())[container.id][1].figures["opens"]
+        sampler._index.refresh()
+        before = _containers(sampler.sample())[container.id][1].figures["opens"]
         assert container.command("open /data/config.yaml 9") == "ok 9 0"
-        snapshot = collector.sample()
+        snapshot = sampler.sample()
         sampled_pod = next(p for p in snapshot.pods if p.uid == pod.uid)
         same_id = [c for c in sampled_pod.containers if c.id == container.id]
         assert len(same_id) == 1 and same_id[0].cgroup_path == container.cgroup_path
@@ -288,4 +288,4 @@ def test_payload_in_a_nested_cgroup_is_one_container(node, collector):
         (nested.parent / "cgroup.procs").write_text(str(container.pid))
         nested.rmdir()
         pod.stop()
-        collector.sample()
+        sampler.sample()

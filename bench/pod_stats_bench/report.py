@@ -254,7 +254,7 @@ METHOD = {
     "(their BPF fds all open) and stopped after it.",
     "bpf_stats": "all four tools attached at once with BPF_ENABLE_STATS held by bench/attach --stats; "
     "run_time_ns delta of each tool's programs over the open loop / opens",
-    "sample": "in this process: json.dumps(to_json(collector.sample())) of open_collector(), one sample per "
+    "sample": "in this process: json.dumps(to_json(sampler.sample())) of open_sampler(), one sample per "
     "~1 s like the agent; floor: bench/cgfloor (C) reads the v1 memory.stat and v2 cpu.stat of each "
     "container and each pod cgroup (the cgroups whose figures pod-stats reports) once; "
     "naive: Python reading /proc/<pid>/cgroup + statm of every PID, grouped by pod "

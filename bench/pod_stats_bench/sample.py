@@ -17,7 +17,7 @@ from typing import Any
 from .common import LOOP_POD_UID, TOOL_CPU, UID_PREFIX, ms_printed
 from .podfarm import PodFarm
 from .stats import median, rnd
-from .target import json_sampler, open_collector
+from .target import json_sampler, open_sampler
 
 # The prototype's own pattern, kept as it was: this arm measures that prototype, not pod_stats.kubelet.
 _POD_UID_RE = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
@@ -63,8 +63,8 @@ def sample_rounds(farm: PodFarm, bins: Path, rounds: int, rng: random.Random) ->
     raw: dict[str, list[float]] = {"podstats": [], "floor": [], "naive": []}
     document: dict[str, Any] = {}
     try:
-        with open_collector(log_dir=str(farm.log_dir)) as collector:
-            sample_json = json_sampler(collector)  # as `pod-stats run --json` does
+        with open_sampler(log_dir=str(farm.log_dir)) as sampler:
+            sample_json = json_sampler(sampler)  # as `pod-stats run --json` does
             # warm-up: the first sample tracks every container
             for _ in range(2):
                 sample_json()

@@ -14,7 +14,7 @@ from pod_stats._pod_stats_ffi import ffi, lib
 
 from pod_stats.bpf import DEFAULT_PROBES, HIERARCHY_V1_MEMORY, HIERARCHY_V2, CgroupKey, PodStatsBpf
 from pod_stats.cgroups import CgroupMounts, discover_mounts
-from pod_stats.collector import key_mode_for, open_collector
+from pod_stats.sampler import key_mode_for, open_sampler
 
 __all__ = [
     "DEFAULT_PROBES",
@@ -29,17 +29,17 @@ __all__ = [
     "json_sampler",
     "key_mode_for",
     "lib",
-    "open_collector",
+    "open_sampler",
     "pod_cgroup_path",
 ]
 
 
-def json_sampler(collector: Any) -> Callable[[], str]:
-    """One sample of `collector` (an open_collector()), encoded as `pod-stats run --json` prints it."""
+def json_sampler(sampler: Any) -> Callable[[], str]:
+    """One sample of `sampler` (an open_sampler()), encoded as `pod-stats run --json` prints it."""
     from pod_stats.output import encode, to_json
 
     def sample() -> str:
-        return encode(to_json(collector.sample()))
+        return encode(to_json(sampler.sample()))
 
     return sample
 

@@ -6,7 +6,8 @@
  * lines removed, so keep it to plain structs, enums and integer #defines.
  * Every field of struct pod_stats_counters is a __u64 counter: user space
  * sums the per-CPU copies as an array of u64 and names them by field name,
- * so a new counter needs nothing more than a new field here.
+ * so a new counter is a new field here, the BPF code that counts it and one
+ * row in pod_stats/figures.py (which says how it is summed, shown and served).
  */
 #ifndef POD_STATS_H
 #define POD_STATS_H

@@ -169,16 +169,16 @@ def _slot_of(cgroup_id: int, bits: int) -> int:
 
 class Suite:
     def __init__(self):
-        self.collector = None
+        self.sampler = None
         self.stack = contextlib.ExitStack()
         self.pod = None  # (uid, namespace, name, container, container id, cgroup)
 
     def check_load(self) -> str:
         """Every probe group (on-demand ones too) loaded at once; where that fails, each alone,
-        to tell which group's programs the kernel refuses. Then the collector used below."""
+        to tell which group's programs the kernel refuses. Then the sampler used below."""
         from pod_stats.bpf import NET_PACKETS, ON_DEMAND_GROUPS, PROBE_GROUPS, PodStatsBpf
         from pod_stats.cgroups import discover_mounts
-        from pod_stats.collector import key_mode_for, open_collector
+        from pod_stats.sampler import key_mode_for, open_sampler
 
         mounts = discover_mounts()
         key_mode = key_mode_for(mounts)
@@ -243,8 +243,8 @@ class Suite:
         else:
             line("FEATURE", "memory_peak", "attached", "memory.max_usage_in_bytes of cgroup v1")
 
-        self.collector = self.stack.enter_context(open_collector(log_dir=str(LOG_DIR), include_non_pods=True))
-        groups = self.collector.bpf.probes
+        self.sampler = self.stack.enter_context(open_sampler(log_dir=str(LOG_DIR), include_non_pods=True))
+        groups = self.sampler.bpf.probes
         on = sorted({p.group for p in groups if p.attached})
         if failures:
             raise AssertionError(
@@ -260,15 +260,15 @@ class Suite:
         finally:
             probe.rmdir()
 
-    def need_collector(self):
-        if self.collector is None:
+    def need_sampler(self):
+        if self.sampler is None:
             raise AssertionError("pod-stats did not load (see the load check)")
-        return self.collector
+        return self.sampler
 
     def check_opens_exact(self) -> str:
         from pod_stats.bpf import HIERARCHY_V2, CgroupKey, trampolines_unavailable
 
-        bpf = self.need_collector().bpf
+        bpf = self.need_sampler().bpf
         cgroup = make_cgroup(v2_root() / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
         run_in_cgroup(cgroup, lambda: opens(OPENS))
         counters = bpf.read_counters().get(CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino))
@@ -289,7 +289,7 @@ class Suite:
 
         from pod_stats.bpf import HIERARCHY_V2, MAX_FILES_PER_CGROUP, CgroupKey, DrilldownDrops, PodStatsBpf
         from pod_stats.cgroups import discover_mounts
-        from pod_stats.collector import key_mode_for
+        from pod_stats.sampler import key_mode_for
 
         libc = ctypes.CDLL(None, use_errno=True)
         mounts = discover_mounts()
@@ -525,7 +525,7 @@ class Suite:
 
         from pod_stats.bpf import HIERARCHY_V2, CgroupKey, PodStatsBpf
         from pod_stats.cgroups import discover_mounts
-        from pod_stats.collector import key_mode_for
+        from pod_stats.sampler import key_mode_for
 
         mounts = discover_mounts()
         memory = mounts.memory_hierarchy()
@@ -584,7 +584,7 @@ class Suite:
         return f"{kinds}: oom_kills {got} = {events} oom_kill's rise {kernel}"
 
     def check_memory_v2(self) -> str:
-        collector = self.need_collector()
+        sampler = self.need_sampler()
         if "memory" not in (CGROUP_ROOT / "cgroup.controllers").read_text().split():
             raise Unavailable("no memory controller on cgroup v2")
         cgroup = make_cgroup(CGROUP_ROOT / f"pod-stats-smoke-mem-{uuid.uuid4().hex[:8]}")
@@ -604,9 +604,9 @@ class Suite:
                 os._exit(0)
         try:
             os.read(ready_r, 1)
-            collector._index.refresh()  # as tests/test_pods.py: a new cgroup may be inside the rescan period
-            collector.sample()
-            snapshot = collector.sample()
+            sampler._index.refresh()  # as tests/test_pods.py: a new cgroup may be inside the rescan period
+            sampler.sample()
+            snapshot = sampler.sample()
             path = "/" + cgroup.name
             sampled = next((c for c in snapshot.cgroups if c.cgroup_path == path), None)
             if sampled is None:
@@ -659,13 +659,13 @@ class Suite:
         self.pod = (uid, namespace, name, container, container_id, scope)
 
     def check_pod_resolution(self) -> str:
-        collector = self.need_collector()
+        sampler = self.need_sampler()
         self.make_pod()
         uid, namespace, name, container, container_id, scope = self.pod
-        collector.sample()
+        sampler.sample()
         run_in_cgroup(scope, lambda: opens(OPENS))
-        collector._index.refresh()  # as tests/test_pods.py: a new cgroup may be inside the rescan period
-        snapshot = collector.sample()
+        sampler._index.refresh()  # as tests/test_pods.py: a new cgroup may be inside the rescan period
+        snapshot = sampler.sample()
         pod = next((p for p in snapshot.pods if p.uid == uid), None)
         if pod is None:
             raise AssertionError(f"pod {uid} not in the sample (pods: {[p.uid for p in snapshot.pods]})")
@@ -687,8 +687,8 @@ class Suite:
         return f"{namespace}/{name}/{container} (containerd, burstable) with exactly {OPENS} opens"
 
     def check_dump_json(self) -> str:
-        self.stack.close()  # the collector's probes detach: the CLI loads its own
-        self.collector = None
+        self.stack.close()  # the sampler's probes detach: the CLI loads its own
+        self.sampler = None
         result = subprocess.run(
             ["/opt/pod-stats/bin/pod-stats", "dump", "--json", "--duration", "0.5", "--all"],
             capture_output=True,
@@ -740,9 +740,9 @@ class Suite:
                 if "--host" in sys.argv:
                     raise Unavailable(f"fexit: {why_not}")
                 raise AssertionError(f"the matrix's kernels offer fexit, this one says: {why_not}")
-        # this check's programs alone: the suite's collector would add its own runs (and misses)
+        # this check's programs alone: the suite's sampler would add its own runs (and misses)
         self.stack.close()
-        self.collector = None
+        self.sampler = None
         cpus = sorted(os.sched_getaffinity(0))
         root = v2_root()
         tag = uuid.uuid4().hex[:8]
@@ -783,7 +783,7 @@ class Suite:
                     # the agent's side: reads (map syscalls), churn (claims, retirements, frees)
                     counted = bpf.read_counters()
                     bpf.read_open_errnos()
-                    bpf.read_cgroup_events()  # as the collector does: the churn's records fill the ring
+                    bpf.read_cgroup_events()  # as the sampler does: the churn's records fill the ring
                     reads += 1
                     late = {k: counted[k].opens for k in deleted if k in counted and counted[k].opens}
                     if late:
@@ -948,7 +948,7 @@ def loopback_up() -> None:
 
 
 OPEN_ROUTE_CHECKS = ("open_route_syscalls", "open_route_ia32", "open_route_io_uring")
-# preempt_stress last: it closes the suite's collector
+# preempt_stress last: it closes the suite's sampler
 VM_CHECKS = (
     "load",
     "opens_exact",

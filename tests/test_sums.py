@@ -1,31 +1,31 @@
-"""How the collector adds figures up (pure, no kernel): a net figure one part cannot know makes
+"""How figures add up (pod_stats.sums: pure, no kernel): a net figure one part cannot know makes
 the sum unknown, where a figure no part knows (its probe group off) stays unknown anyway."""
 
-from pod_stats.collector import _Carry, _sum_figures
+from pod_stats.sums import Carry, sum_pod_figures
 
 
 def test_a_pod_sum_with_a_part_whose_packets_another_cgroup_got_is_unknown():
     seen = {"opens": 5, "net_tx_bytes": 100, "net_tx_bytes_per_second": 10.0}
     unseen = {"opens": 7, "net_tx_bytes": None, "net_tx_bytes_per_second": None}
     for parts in ([seen, unseen], [unseen, seen]):
-        total = _sum_figures(parts)
+        total = sum_pod_figures(parts)
         assert total["opens"] == 12
         assert total["net_tx_bytes"] is None and total["net_tx_bytes_per_second"] is None
 
 
 def test_a_pod_sum_of_parts_that_all_know_their_net_figures_is_their_sum():
-    total = _sum_figures(
+    total = sum_pod_figures(
         [{"net_rx_bytes": 3, "net_rx_bytes_per_second": 1.5}, {"net_rx_bytes": 4, "net_rx_bytes_per_second": 0.5}]
     )
     assert (total["net_rx_bytes"], total["net_rx_bytes_per_second"]) == (7, 2.0)
 
 
 def test_an_ended_cgroup_that_did_not_know_its_net_figures_leaves_them_unknown_for_good():
-    carry = _Carry()
+    carry = Carry()
     carry.add({"opens": 2, "net_tx_bytes": None}, {}, None)
     carry.add({"opens": 3, "net_tx_bytes": 50}, {}, None)
     assert carry.figures["opens"] == 5 and carry.figures["net_tx_bytes"] is None
-    known = _Carry()
+    known = Carry()
     known.add({"net_tx_bytes": 50}, {}, None)
     known.add({"net_tx_bytes": 25}, {}, None)
     assert known.figures["net_tx_bytes"] == 75

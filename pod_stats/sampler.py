@@ -1,7 +1,8 @@
-"""One sample = BPF counters + cgroupfs figures + names → a Snapshot.
+"""One sample = BPF counters + cgroupfs figures + names → a Snapshot (pod_stats.model).
 
 The only place where the kernel's per-cgroup numbers meet pod identity.
 Everything below knows nothing of output; everything above reads Snapshots.
+Which figures there are, and how they add up, is pod_stats.figures'.
 """
 
 import contextlib
@@ -16,55 +17,72 @@ from datetime import datetime, timezone
 from typing import Callable, NamedTuple, Optional
 
 from pod_stats.bpf import (
-    COUNTER_FIELDS,
     DEFAULT_PROBES,
-    FIELD_GROUPS,
     NET_PACKETS,
     NET_PACKETS_UNSEEN,
     PROBE_GROUPS,
     RUNQ_SLOTS,
-    CgroupKey,
     Counters,
     KeyMode,
-    OpenRoute,
     PodStatsBpf,
-    Probe,
-    ProgramStats,
     SchedCounts,
 )
-from pod_stats.cgroups import V2, CgroupIndex, CgroupInfo, CgroupMounts, container_cgroup_path, discover_mounts
+from pod_stats.cgroups import (
+    V2,
+    CgroupIndex,
+    CgroupInfo,
+    CgroupMounts,
+    PodRef,
+    container_cgroup_path,
+    discover_mounts,
+)
+from pod_stats.figures import (
+    CGROUPFS_FIGURES,
+    COUNTER_FIELDS,
+    COUNTER_RATES,
+    FIELD_GROUPS,
+    JSON_FIGURES,
+    LAST_ACTIVE,
+    MEMORY_FIGURES,
+    NET_FIGURES,
+    OWN_CGROUP,
+    RATES,
+    SCHED_COUNTERS,
+    SINCE_ATTACH,
+    UNCOUNTED,
+)
 from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles
+from pod_stats.model import (
+    AgentStats,
+    CgroupKey,
+    CgroupSample,
+    Changes,
+    ContainerSample,
+    Drops,
+    Errnos,
+    Figures,
+    PodSample,
+    ProgramStats,
+    Snapshot,
+)
 from pod_stats.names import KubeApiPods, NameResolver, PodNames
+from pod_stats.sums import (
+    NET_COUNTS,
+    Carry,
+    add_errnos,
+    add_slots,
+    latest,
+    sum_known,
+    sum_pod_figures,
+    unknown_counts,
+)
 
 log = logging.getLogger(__name__)
 
-# Figures every container, pod and non-pod cgroup carries, in JSON order. The
-# BPF counters come first and are cumulative since pod-stats attached.
-MEMORY_FIGURES = (
-    "rss_bytes",
-    "memory_working_set_bytes",
-    "memory_usage_bytes",
-    "memory_peak_bytes",
-    "memory_limit_bytes",
-)
-# Run-queue figures (opt-in sched probe): wait and waits cumulative since attach like the
-# counters; when a task of the cgroup last got a CPU (Unix time).
-SCHED_COUNTERS = ("runq_wait_seconds", "runq_waits")
-LAST_ACTIVE = "last_active_timestamp_seconds"
-# Events the kernel could not count for a cgroup (its counters map was full): while any were
-# lost, the cgroup's kernel counters are unknown (null), never a plausible zero.
-UNCOUNTED = "uncounted_events"
-# What the packet fallback (bpf.NET_PACKETS) counts under the socket's cgroup v2 id: a cgroup whose
-# tasks sit in the v2 root (counted by their v1 memory cgroup, hybrid hosts) has its packets
-# counted under the root instead, so its net figures are unknown (null), not 0.
-NET_FIGURES = ("net_tx_bytes", "net_rx_bytes")
-FIGURES = COUNTER_FIELDS + MEMORY_FIGURES + ("cpu_seconds", "pids") + SCHED_COUNTERS + (LAST_ACTIVE, UNCOUNTED)
-# Per-second rates over the last interval, beside the cumulative figure they come from.
-RATES = {f"{name}_per_second": name for name in COUNTER_FIELDS + SCHED_COUNTERS}
-COUNTER_RATES = tuple(RATES)
-RATES["cpu_cores"] = "cpu_seconds"
-# What is counted per cgroup since attach (a nested cgroup's add up; so do a pod cgroup's own).
-_SINCE_ATTACH = COUNTER_FIELDS + SCHED_COUNTERS
+# Which figures are which is pod_stats.figures'. Of NET_FIGURES: the packet fallback
+# (bpf.NET_PACKETS) counts under the socket's cgroup v2 id, so a cgroup whose tasks sit in the v2
+# root (counted by their v1 memory cgroup, hybrid hosts) has its packets counted under the root
+# instead: its net figures are unknown (null), not 0.
 
 # How often idle new cgroups are looked for (busy ones are found as soon as they count something):
 # every RESCAN_SECONDS when the kernel says a cgroup was created or removed since the last look,
@@ -79,96 +97,10 @@ LIMIT_REFRESH_SECONDS = 30.0
 # counters are still counted and added up.
 NESTED_PROCS_LIMIT = 32
 
-Figures = dict[str, Optional[float]]
-# Failed opens by errno number, cumulative like the counters (empty when the errno probe is off).
-Errnos = dict[int, int]
-
-
-def _add_errnos(parts: list[Errnos]) -> Errnos:
-    total: Errnos = {}
-    for part in parts:
-        for error, count in part.items():
-            total[error] = total.get(error, 0) + count
-    return total
-
-
-@dataclass
-class ContainerSample:
-    id: Optional[str]
-    name: Optional[str]
-    runtime: Optional[str]
-    cgroup_id: int
-    cgroup_path: str
-    figures: Figures
-    open_errors_by_errno: Errnos = field(default_factory=dict)
-    runq_wait_slots: Optional[tuple[int, ...]] = None  # log2 µs histogram; None without the sched probe
-
-
-@dataclass
-class PodSample:
-    uid: str
-    namespace: Optional[str]
-    name: Optional[str]
-    qos: str
-    figures: Figures
-    containers: list[ContainerSample]
-    open_errors_by_errno: Errnos = field(default_factory=dict)
-    runq_wait_slots: Optional[tuple[int, ...]] = None
-    final: bool = False  # the pod's cgroups are gone: this is its last sample
-
-
-@dataclass
-class CgroupSample:
-    """A cgroup that is not a pod's (only collected when asked for)."""
-
-    cgroup_id: int
-    cgroup_path: str
-    figures: Figures
-    open_errors_by_errno: Errnos = field(default_factory=dict)
-    runq_wait_slots: Optional[tuple[int, ...]] = None
-
-
-@dataclass
-class AgentStats:
-    cgroups_in_map: int
-    map_max_entries: int
-    map_full_drops: int
-    errno_map_full_drops: int
-    unresolved_cgroups: int
-    sample_seconds: float
-    cgroup_index_entries: int  # what the agent remembers: back to baseline after pod churn
-    tracked_cgroups: int
-    name_cache_entries: int
-    probes: list[Probe]
-    probe_groups: dict[str, bool]  # probe group -> counting (asked for and attached)
-    net_source: Optional[str]  # what net bytes are (bpf.NET_SOCKET / NET_PACKETS), None when net is off
-    open_source: Optional[str]  # what counts opens (bpf.OPENS_BY_FEXIT / OPENS_BY_TRACEPOINTS)
-    programs: dict[str, ProgramStats]  # kernel run time/count (zero unless BPF stats are on)
-    cgroup_events_lost: int = 0  # the kernel's cgroup events that found their ring full (then walked)
-    carried_identities: int = 0  # containers whose ended instances' counts are carried (see _Carry)
-    open_source_reason: Optional[str] = None  # why open_source (trampolines, preemption, --open-probe)
-    open_routes: Optional[dict[str, OpenRoute]] = None  # each route to an open: counted or why not (bpf.OPEN_ROUTES)
-    # Program runs the kernel skipped since attach, each an event not counted (bpf.program_misses):
-    # None when some attached program's skips are not counted by this kernel.
-    missed_events: Optional[int] = 0
-    # Whether this sample's counts are complete as far as the kernel can tell: no run skipped
-    # since the previous sample (since attach, for the first). None: it cannot tell.
-    counts_complete: Optional[bool] = True
-
-
-@dataclass
-class Snapshot:
-    node: str
-    time: datetime
-    interval_seconds: Optional[float]  # what the rates cover; None in the first sample (no rates yet)
-    pods: list[PodSample]
-    cgroups: list[CgroupSample]
-    agent: AgentStats
-
 
 @dataclass
 class _Tracked:
-    """What the collector remembers of one cgroup path between samples."""
+    """What the sampler remembers of one cgroup path between samples."""
 
     info: CgroupInfo
     files: CgroupFiles
@@ -176,7 +108,7 @@ class _Tracked:
     top: Optional[str] = None  # the container's own cgroup path (CONTAINER, NESTED)
     read_procs: bool = True  # NESTED beyond NESTED_PROCS_LIMIT: processes not counted
     uncounted: int = 0  # events its keys lost to a full counters map, since attach
-    identity: Optional[tuple[str, ...]] = None  # its container's (see Collector._identity) ...
+    identity: Optional[tuple[str, ...]] = None  # its container's (see Sampler._identity) ...
     identity_at: int = -1  # ... as the name resolver's generation then knew it
     keys: set[CgroupKey] = field(default_factory=set)
     figures: Figures = field(default_factory=dict)
@@ -186,7 +118,7 @@ class _Tracked:
     counts: Optional[tuple[int, ...]] = None  # the BPF counters of the last sample
     # (forks, exits) when cgroup.procs was last read for a change, and whether it was read once
     # more in the sample after (then its count stands until the next change)
-    procs_read_at: Optional[tuple[int, int]] = None
+    procs_read_at: Optional[tuple[Optional[float], Optional[float]]] = None
     procs_settled: bool = False
     live: Optional["LiveFigures"] = None  # the cgroupfs figures of the last sample's batch
     # at rest: the last sample's figures are what the same inputs give again (no counts, no CPU
@@ -201,31 +133,8 @@ CONTAINER, NESTED, POD, OTHER = "container", "nested", "pod", "other"
 
 
 @dataclass
-class _Carry:
-    """What the ended cgroups of one container identity (pod uid, container name) counted, or of
-    a pod's own cgroups: kept while the pod lives and added to what its live cgroups count, so
-    that a restart or a nested cgroup going away never makes a cumulative figure go down."""
-
-    # _SINCE_ATTACH, cpu_seconds, UNCOUNTED; NET_FIGURES None once an ended cgroup did not know them
-    figures: dict[str, Optional[float]] = field(default_factory=dict)
-    errnos: Errnos = field(default_factory=dict)
-    slots: Optional[tuple[int, ...]] = None
-    version: int = 0  # +1 per add: what the pod's figures were made of has changed
-
-    def add(self, figures: dict[str, Optional[float]], errnos: Errnos, slots: Optional[tuple[int, ...]]) -> None:
-        self.version += 1
-        for name, value in figures.items():
-            if name in NET_FIGURES and (value is None or (name in self.figures and self.figures[name] is None)):
-                self.figures[name] = None  # counted under another cgroup (or not at all): unknown for good
-            elif value is not None:
-                self.figures[name] = round(self.figures.get(name, 0) + value, 9)  # type: ignore[operator]
-        self.errnos = _add_errnos([self.errnos, errnos])
-        self.slots = _add_slots([self.slots, slots])
-
-
-@dataclass
 class _Remembered:
-    """What the collector keeps of a pod until it ends, for its final samples: its names (kubelet
+    """What the sampler keeps of a pod until it ends, for its final samples: its names (kubelet
     removes the log entries first) and its cgroup's last figures (it may go before a container
     whose removal the kernel's events did not tell)."""
 
@@ -234,73 +143,70 @@ class _Remembered:
     pod_cgroup: Optional[Figures] = None
 
 
-# What a pod sums of its containers: not the limit, which the pod's own cgroup holds.
-_SUMMED = tuple(name for name in FIGURES + tuple(RATES) if name not in ("memory_limit_bytes", LAST_ACTIVE))
-_SUMMED_SET = frozenset(_SUMMED)
-_FLOAT_SUMS = frozenset(RATES) | {"cpu_seconds", "runq_wait_seconds"}  # rounded: no float noise in sums
 _NO_SCHED = dict.fromkeys(SCHED_COUNTERS + (LAST_ACTIVE,))
 _ZERO_COUNTS = (0,) * len(COUNTER_FIELDS)
-_CPU_RATE = (("cpu_cores", "cpu_seconds"),)
-_NET_COUNTS = NET_FIGURES + tuple(f"{name}_per_second" for name in NET_FIGURES)
-_NET_UNKNOWN = dict.fromkeys(_NET_COUNTS)
-_LIVE_FIGURES = MEMORY_FIGURES + ("cpu_seconds", "pids")
+# The rates of an idle cgroup that can still change: cgroupfs' (cpu_cores).
+_CPU_RATE = tuple((rate, figure) for rate, figure in RATES.items() if figure in CGROUPFS_FIGURES)
+_NET_UNKNOWN = dict.fromkeys(NET_COUNTS)
 
 
-def _sum_figures(parts: list[Figures]) -> Figures:
-    """A pod's figures: its containers' (and its own cgroup's counters) added up; a figure no
-    part knows stays unknown. Pods are mostly a sandbox and a container, most of their
-    counters zero: the first part is copied, the others add only what they can change."""
-    if not parts:
-        return dict.fromkeys(_SUMMED + (LAST_ACTIVE,))
-    total: Figures = dict.fromkeys(_SUMMED)
-    total.update(parts[0])
-    total.pop("memory_limit_bytes", None)  # the pod's own, set by the caller
-    for part in parts[1:]:
-        for name, value in part.items():
-            if value is None or name not in _SUMMED_SET:
-                continue
-            before = total[name]
-            if before is None:
-                total[name] = value
-            elif value:
-                # summing rounded rates must not print float noise
-                total[name] = round(before + value, 6) if name in _FLOAT_SUMS else before + value
-    total[LAST_ACTIVE] = _latest(part.get(LAST_ACTIVE) for part in parts)
-    for name in _NET_COUNTS:  # a part whose packets another cgroup got: the sum is unknown too
-        if total[name] is not None and any(name in part and part[name] is None for part in parts):
-            total[name] = None
-    return total
-
-
-def _latest(times) -> Optional[float]:
-    known = [t for t in times if t is not None]
-    return max(known) if known else None
-
-
-def _add_slots(parts: list[Optional[tuple[int, ...]]]) -> Optional[tuple[int, ...]]:
-    known = [p for p in parts if p is not None]
-    return tuple(map(sum, zip(*known))) if known else None
-
-
-# The identity of a pod's own cgroup among its container identities (see _Carry).
+# The identity of a pod's own cgroup among its container identities (see Carry).
 _POD_LEVEL = ("pod",)
-# Every figure and rate, in the order the JSON document shows them.
-_ORDER = FIGURES + tuple(RATES)
-_COUNT_FIGURES = COUNTER_FIELDS + COUNTER_RATES
 
 
 class _Part(NamedTuple):
     """One tracked cgroup of a pod in this sample."""
 
-    tracked: "_Tracked"
+    tracked: _Tracked
     figures: Figures
     vanished: bool  # this is its final sample
 
 
-def _fold(carry: _Carry, part: _Part) -> _Carry:
+class _KernelRead(NamedTuple):
+    """What one sample read from the kernel."""
+
+    changes: Changes
+    moved: bool  # a task moved between cgroups since the last sample
+    counters: dict[CgroupKey, Counters]
+    errnos: dict[CgroupKey, Errnos]
+    sched: dict[CgroupKey, SchedCounts]
+    uncounted: dict[CgroupKey, int]  # events lost to a full counters map, by the key they were for
+    programs: dict[str, ProgramStats]
+    missed: Optional[int]  # program runs skipped since attach (None: not all of them are counted)
+    wall_offset: float  # time.time() - time.monotonic(): the BPF clock's times as Unix time
+    drops: Drops
+
+
+class _Attributed(NamedTuple):
+    """The kernel's counts by tracked cgroup path, and the keys no cgroup could be named for."""
+
+    counts: dict[str, list[Counters]]
+    errnos: dict[str, list[Errnos]]
+    sched: dict[str, list[SchedCounts]]
+    uncounted: dict[str, int]
+    unknown: list[CgroupKey]
+
+
+class _CgroupFigures(NamedTuple):
+    """Every tracked cgroup's figures in this sample, as the pods and the snapshot take them."""
+
+    non_pods: list[CgroupSample]
+    pod_parts: list[_Part]
+    gone: list[str]  # paths whose final sample this is
+    changed_pods: set[str]  # uids of the pods some part of which changed
+
+
+def _pod_of(tracked: _Tracked) -> PodRef:
+    """The pod of a pod's cgroup."""
+    pod = tracked.info.pod
+    assert pod is not None
+    return pod
+
+
+def _fold(carry: Carry, part: _Part) -> Carry:
     """Adds the final counts of a cgroup that ended to its identity's carry (its CPU time too when
     it is the container's own cgroup: a nested one's is in that already)."""
-    final: dict[str, Optional[float]] = {name: part.figures.get(name) for name in _SINCE_ATTACH}
+    final: dict[str, Optional[float]] = {name: part.figures.get(name) for name in SINCE_ATTACH}
     if part.tracked.kind == CONTAINER:
         final["cpu_seconds"] = part.figures.get("cpu_seconds")
     final[UNCOUNTED] = part.tracked.uncounted
@@ -308,26 +214,22 @@ def _fold(carry: _Carry, part: _Part) -> _Carry:
     return carry
 
 
-def _adopt_carries(carried: dict[tuple[str, ...], "_Carry"], identities: dict[tuple[str, ...], list[_Part]]) -> None:
+def _adopt_carries(carried: dict[tuple[str, ...], Carry], identities: dict[tuple[str, ...], list[_Part]]) -> None:
     """A container first known by its id and named later keeps what it carried under the id."""
     for identity, parts in identities.items():
         if identity[0] != "name":
             continue
-        for container_id in {part.tracked.info.pod.container_id for part in parts}:
+        for container_id in {_pod_of(part.tracked).container_id for part in parts}:
             carry = carried.pop(("id", container_id or ""), None)
             if carry is not None:
-                carried.setdefault(identity, _Carry()).add(carry.figures, carry.errnos, carry.slots)
+                carried.setdefault(identity, Carry()).add(carry.figures, carry.errnos, carry.slots)
 
 
-def _unknown_counts(figures: Figures, lost: Optional[int]) -> Figures:
-    """Kernel counters some of whose events were never counted are unknown, not a smaller number."""
-    for name in _COUNT_FIGURES:
-        figures[name] = None
-    figures[UNCOUNTED] = lost
-    return figures
+class Sampler:
+    """Takes Snapshots of one node: each sample() reads what the kernel counted since the last,
+    attributes it to the cgroups it tracks, and makes their container, pod and cgroup samples.
+    Between samples it remembers what outlives a cgroup (carried counts, names, last figures)."""
 
-
-class Collector:
     def __init__(
         self,
         bpf: PodStatsBpf,
@@ -356,13 +258,15 @@ class Collector:
         self._nested_unread: set[str] = set()  # containers with nested cgroups whose processes are not read
         self._samples = 0
         self._hidden: set[CgroupKey] = set()  # counted, not a pod's, not shown (no --all)
-        self._carried: dict[str, dict[tuple[str, ...], _Carry]] = {}  # pod uid -> identity -> carry
+        self._carried: dict[str, dict[tuple[str, ...], Carry]] = {}  # pod uid -> identity -> carry
         self._remembered: dict[str, _Remembered] = {}  # pod uid -> what outlives its sources
         self._all_uncounted = False
         self._identities: dict[str, tuple[str, ...]] = {}  # container id -> identity, this sample's
         self._events = bpf.cgroup_events_available
         self._events_lost = 0
-        self._missed_before = self._missed = 0  # program runs skipped, as of the previous and this sample
+        # program runs skipped, as of the previous and this sample
+        self._missed_before: Optional[int] = 0
+        self._missed: Optional[int] = 0
         self._walk_owed = False  # the events missed something: walk the tree in the next sample
         self._counters_read_at = self._last_sample
         if self._events:
@@ -379,7 +283,9 @@ class Collector:
         # packets are counted by the socket's v2 cgroup: cgroups keyed otherwise see none of theirs
         self._net_by_packets = bpf.attached("net") and bpf.net_source == NET_PACKETS and bpf.key_mode != KeyMode.V2
         self._warned_full = self._warned_errnos_full = False
-        self._idle_rates = {f"{name}_per_second": 0.0 for name in COUNTER_FIELDS if name not in self._unknown_counters}
+        self._idle_rates = {
+            rate: 0.0 for rate, name in RATES.items() if name in COUNTER_FIELDS and name not in self._unknown_counters
+        }
         self._count_errnos = bpf.attached("errno")
         self._sched_on = bpf.attached("sched")
         # Process counts change only by a fork, an exit or a move between cgroups, which the
@@ -389,10 +295,25 @@ class Collector:
         self._changes = bpf.changes()
 
     def sample(self) -> Snapshot:
+        """One Snapshot: kernel read → attribution → container samples → pods → snapshot."""
         started = self._clock()
+        self._samples += 1
+        read = self._read_kernel()
+        self._rescan(started, read.changes)
+        now = self._clock()
+        elapsed = max(now - self._last_sample, 1e-9)
+        self._last_sample = now
+        attributed = self._attribute(read)
+        self._track_idle()
+        cgroups = self._cgroup_figures(read, attributed, elapsed, now)
+        pods = self._pod_samples(cgroups.pod_parts, cgroups.changed_pods)
+        self._end(pods, cgroups.gone)
+        return self._snapshot(started, elapsed, read, attributed, pods, cgroups.non_pods)
+
+    def _read_kernel(self) -> _KernelRead:
+        """Reads what the kernel counted: cgroup events first, then every map, drops last."""
         changes = self._bpf.changes()
         moved = changes.migrations != self._changes.migrations
-        self._samples += 1
         # The kernel's cgroup events before the counters: a cgroup known to be removed before its
         # counters were read has counted all it ever will, so this sample can be its final one.
         # (One made after this point and counted is named from the next sample's events.)
@@ -405,9 +326,13 @@ class Collector:
         uncounted = self._bpf.read_uncounted()
         programs = self._bpf.program_stats()
         missed = self._missed_events(programs)
-        wall_minus_monotonic = time.time() - time.monotonic()
+        wall_offset = time.time() - time.monotonic()
         drops = self._bpf.drops()
         self._warn_once_when_full(drops)
+        return _KernelRead(changes, moved, counters, errnos, sched, uncounted, programs, missed, wall_offset, drops)
+
+    def _rescan(self, started: float, changes: Changes) -> None:
+        """Walks the cgroup tree and re-reads names when due (see RESCAN_SECONDS)."""
         if self._events and self._walk_owed:
             # events were lost (or a path cut short): what they would have told, only a walk tells
             self._index.refresh()
@@ -424,38 +349,37 @@ class Collector:
             self._changes = changes
         else:
             self._changes = self._changes._replace(migrations=changes.migrations)
-        now = self._clock()
-        elapsed = max(now - self._last_sample, 1e-9)
-        self._last_sample = now
 
+    def _attribute(self, read: _KernelRead) -> _Attributed:
+        """The kernel's counts by tracked cgroup path; keys no cgroup can be named for are dropped."""
         # A container can be counted under its v2 and its v1 memory cgroup (hybrid
         # hosts): both have the same path, so counts are summed by path.
-        counts_by_path: dict[str, list[Counters]] = {}
-        errnos_by_path: dict[str, list[Errnos]] = {}
-        sched_by_path: dict[str, list[SchedCounts]] = {}
-        uncounted_by_path: dict[str, int] = {}
-        unknown: list[CgroupKey] = []
-        for key, value in counters.items():
-            path = self._claim(key, unknown)
+        attributed = _Attributed({}, {}, {}, {}, [])
+        for key, value in read.counters.items():
+            path = self._claim(key, attributed.unknown)
             if path is not None:
-                counts_by_path.setdefault(path, []).append(value)
-                if key in errnos:
-                    errnos_by_path.setdefault(path, []).append(errnos[key])
-        for key, value in sched.items():  # a cgroup can run without counting anything else
+                attributed.counts.setdefault(path, []).append(value)
+                if key in read.errnos:
+                    attributed.errnos.setdefault(path, []).append(read.errnos[key])
+        for key, sched in read.sched.items():  # a cgroup can run without counting anything else
             path = self._claim(key)
             if path is not None:
-                sched_by_path.setdefault(path, []).append(value)
-        for key, lost in uncounted.items():
+                attributed.sched.setdefault(path, []).append(sched)
+        for key, lost in read.uncounted.items():
             path = self._claim(key)
             if path is not None:
-                uncounted_by_path[path] = uncounted_by_path.get(path, 0) + lost
-        self._drop_unnamable(unknown)
+                attributed.uncounted[path] = attributed.uncounted.get(path, 0) + lost
+        self._drop_unnamable(attributed.unknown)
         self._release_hidden()
+        return attributed
 
-        # idle containers and pods too: their memory still matters
+    def _track_idle(self) -> None:
+        """Tracks the pods' cgroups that counted nothing: their memory still matters."""
         if self._index.walks != self._walks_seen:
             self._walks_seen = self._index.walks
-            self._nested_unread = {t.top for t in self._tracked.values() if t.kind == NESTED and not t.read_procs}
+            self._nested_unread = {
+                t.top for t in self._tracked.values() if t.kind == NESTED and not t.read_procs and t.top is not None
+            }
             for hierarchy in self._index.hierarchies:
                 for info in self._index.live_cgroups(hierarchy):
                     if info.pod is not None:
@@ -466,15 +390,16 @@ class Collector:
         # a cgroup can have died only if the index changed since the last sample (see _figures)
         self._index_changed = self._index.generation != self._index_generation
         self._index_generation = self._index.generation
+
+    def _cgroup_figures(self, read: _KernelRead, attributed: _Attributed, elapsed: float, now: float) -> _CgroupFigures:
+        """Every tracked cgroup's figures: non-pod cgroups' samples, pods' parts, what vanished."""
         tracked_items = list(self._tracked.items())
         with_files = [(path, tracked) for path, tracked in tracked_items if tracked.kind != NESTED]
         live_by_path = dict(
             zip((path for path, _ in with_files), self._batch.read([tracked.files for _, tracked in with_files]))
         )
-        self._all_uncounted = drops.uncounted_map_full > 0
-
-        non_pods: list[CgroupSample] = []
-        gone: list[str] = []
+        self._all_uncounted = read.drops.uncounted_map_full > 0
+        result = _CgroupFigures([], [], [], set())
         self._identities = {}
         # A pod none of whose cgroups' figures changed (at rest: the same objects), none gone, is
         # handed on as the last sample's, unless names or the uncounted state may have changed.
@@ -483,29 +408,27 @@ class Collector:
             names_generation != self._names_generation or self._all_uncounted != self._was_all_uncounted
         )
         self._names_generation, self._was_all_uncounted = names_generation, self._all_uncounted
-        changed_pods: set[str] = set()
-        pod_parts: list[_Part] = []
         for path, tracked in tracked_items:
             info = tracked.info
             before = tracked.figures
             figures, vanished = self._figures(
                 tracked,
-                counts_by_path.get(path, ()),
+                attributed.counts.get(path, ()),
                 elapsed,
                 now,
-                sched_by_path.get(path, ()),
-                wall_minus_monotonic,
-                moved,
+                attributed.sched.get(path, ()),
+                read.wall_offset,
+                read.moved,
                 live_by_path.get(path),
             )
-            if path in errnos_by_path:
-                tracked.errnos = _add_errnos(errnos_by_path[path])
-            if uncounted_by_path:
-                tracked.uncounted = max(tracked.uncounted, uncounted_by_path.get(path, 0))
+            if path in attributed.errnos:
+                tracked.errnos = add_errnos(attributed.errnos[path])
+            if attributed.uncounted:
+                tracked.uncounted = max(tracked.uncounted, attributed.uncounted.get(path, 0))
             if vanished:
-                gone.append(path)
+                result.gone.append(path)
             if info.pod is None:
-                non_pods.append(
+                result.non_pods.append(
                     CgroupSample(
                         info.cgroup_id,
                         path,
@@ -516,14 +439,17 @@ class Collector:
                 )
                 continue
             if figures is not before or vanished or everything_changed:
-                changed_pods.add(info.pod.pod_uid)
-            pod_parts.append(_Part(tracked, figures, vanished))
+                result.changed_pods.add(info.pod.pod_uid)
+            result.pod_parts.append(_Part(tracked, figures, vanished))
+        return result
 
+    def _pod_samples(self, pod_parts: list[_Part], changed_pods: set[str]) -> dict[str, PodSample]:
+        """Every pod's sample by uid: the last sample's where none of its parts changed."""
         pods: dict[str, PodSample] = {}
         # pod uid -> identity -> (CONTAINER or POD part, its nested parts); vanished parts included
         parts_by_pod: dict[str, dict[tuple[str, ...], list[_Part]]] = {}
         for part in pod_parts:
-            uid = part.tracked.info.pod.pod_uid
+            uid = _pod_of(part.tracked).pod_uid
             if uid not in changed_pods and uid in self._pods:
                 pods[uid] = self._pods[uid]
                 continue
@@ -540,7 +466,10 @@ class Collector:
             pod = self._pod_sample(uid, identities)
             if pod is not None:
                 pods[uid] = pod
+        return pods
 
+    def _end(self, pods: dict[str, PodSample], gone: list[str]) -> None:
+        """Remembers this sample's pods; forgets the cgroups and pods whose final sample it was."""
         self._pods = pods
         self._forget(gone)
         # a pod ends when nothing of it is left: what it carried and remembered goes with it
@@ -550,6 +479,18 @@ class Collector:
             self._remembered.pop(uid, None)
             self._pod_inputs.pop(uid, None)
         self._index.expire_dead()
+
+    def _snapshot(
+        self,
+        started: float,
+        elapsed: float,
+        read: _KernelRead,
+        attributed: _Attributed,
+        pods: dict[str, PodSample],
+        non_pods: list[CgroupSample],
+    ) -> Snapshot:
+        """The Snapshot of this sample: pods and cgroups in a stable order, and the agent's stats."""
+        drops, missed = read.drops, read.missed
         return Snapshot(
             node=self._node,
             time=datetime.now(timezone.utc),
@@ -557,11 +498,11 @@ class Collector:
             pods=sorted(pods.values(), key=lambda p: (p.namespace or "", p.name or "", p.uid)),
             cgroups=sorted(non_pods, key=lambda c: c.cgroup_path),
             agent=AgentStats(
-                cgroups_in_map=len(counters),
+                cgroups_in_map=len(read.counters),
                 map_max_entries=self._bpf.max_cgroups,
                 map_full_drops=drops.map_full,
                 errno_map_full_drops=drops.errno_map_full,
-                unresolved_cgroups=len(unknown),
+                unresolved_cgroups=len(attributed.unknown),
                 sample_seconds=round(self._clock() - started, 6),
                 cgroup_index_entries=len(self._index),
                 tracked_cgroups=len(self._tracked),
@@ -572,7 +513,7 @@ class Collector:
                 open_source=self._bpf.open_source,
                 open_source_reason=self._bpf.open_source_reason,
                 open_routes=self._bpf.open_routes,
-                programs=programs,
+                programs=read.programs,
                 missed_events=missed,
                 counts_complete=None if missed is None else missed == self._missed_before,
                 cgroup_events_lost=drops.cgroup_events_lost,
@@ -584,7 +525,8 @@ class Collector:
         """Program runs the kernel skipped since attach (None: not all of them are counted)."""
         misses = [stats.misses for stats in programs.values()]
         self._missed_before = self._missed
-        self._missed = None if None in misses else sum(misses)
+        counted = [n for n in misses if n is not None]
+        self._missed = sum(counted) if len(counted) == len(misses) else None
         if self._missed is not None and self._missed_before is not None and self._missed > self._missed_before:
             skipped = {name: stats.misses for name, stats in programs.items() if stats.misses}
             # the first time loudly; then where someone asked for details
@@ -608,6 +550,7 @@ class Collector:
             self._hidden.add(key)  # released once removed (see _release_hidden)
             return None
         tracked = self._track(info)
+        assert tracked is not None  # only idle cgroups go untracked
         tracked.keys.add(key)
         if self._net_by_packets and key.hierarchy != V2:
             tracked.net_unseen = True  # its tasks sit in the v2 root (bpf.KeyMode.V2_ELSE_V1_MEMORY)
@@ -647,7 +590,7 @@ class Collector:
         known = tracked.identity
         if known is not None and (known[0] == "name" or tracked.identity_at == self._names.generation):
             return known
-        pod = tracked.info.pod
+        pod = _pod_of(tracked)
         container_id = pod.container_id or ""
         identity = self._identities.get(container_id)
         if identity is None:
@@ -663,7 +606,7 @@ class Collector:
         """A cgroup's figures as shown alone, its lost events made visible (see UNCOUNTED)."""
         if not tracked.uncounted and not self._all_uncounted:
             return figures
-        return _unknown_counts(dict(figures), None if self._all_uncounted else tracked.uncounted)
+        return unknown_counts(dict(figures), None if self._all_uncounted else tracked.uncounted)
 
     def _remembered_of(self, uid: str) -> _Remembered:
         remembered = self._remembered.get(uid)
@@ -722,29 +665,29 @@ class Collector:
             return before
         self._pod_inputs[uid] = inputs
         any_part = pod_part or next(iter(identities.values()))[0]
-        figures = _sum_figures([f for f, _, _ in totals])
+        figures = sum_pod_figures([f for f, _, _ in totals])
         own = remembered.pod_cgroup  # the pod cgroup's, or its last figures while the pod ends
         if own is not None:
             # memory, CPU and limit are the pod cgroup's own: what its limit applies to
-            for name in MEMORY_FIGURES + ("cpu_seconds", "cpu_cores"):
+            for name in OWN_CGROUP:
                 figures[name] = own.get(name) if pod_part is not None or name not in RATES else 0.0
         else:
             figures["memory_limit_bytes"] = None  # no pod cgroup (runc's unexpanded systemd names)
         lost = [f.get(UNCOUNTED, 0) for f, _, _ in totals]
         if None in lost or self._all_uncounted:
-            _unknown_counts(figures, None)
+            unknown_counts(figures, None)
         elif any(lost):
-            _unknown_counts(figures, sum(lost))  # type: ignore[arg-type]
+            unknown_counts(figures, sum(lost))  # type: ignore[arg-type]
         containers.sort(key=lambda c: (c.name is None, c.name or "", c.id or ""))
         pod = PodSample(
             uid=uid,
             namespace=names.namespace if names else None,
             name=names.name if names else None,
-            qos=any_part.tracked.info.pod.qos,
+            qos=_pod_of(any_part.tracked).qos,
             figures=figures,
             containers=containers,
-            open_errors_by_errno=_add_errnos([e for _, e, _ in totals]),
-            runq_wait_slots=_add_slots([s for _, _, s in totals]),
+            open_errors_by_errno=add_errnos([e for _, e, _ in totals]),
+            runq_wait_slots=add_slots([s for _, _, s in totals]),
             final=pod_part.vanished
             if pod_part is not None
             else all(part.vanished for parts in identities.values() for part in parts),
@@ -752,7 +695,7 @@ class Collector:
         return pod
 
     def _identity_row(
-        self, carried: dict[tuple[str, ...], _Carry], identity: tuple[str, ...], parts: list[_Part]
+        self, carried: dict[tuple[str, ...], Carry], identity: tuple[str, ...], parts: list[_Part]
     ) -> Optional[ContainerSample]:
         """The row of one container identity (None when only nested leftovers of it remain)."""
         tops = (
@@ -772,10 +715,11 @@ class Collector:
         if len(parts) == 1 and identity not in carried and not top.tracked.uncounted and not self._all_uncounted:
             figures, errnos_, slots = top.figures, top.tracked.errnos, top.tracked.runq_wait_slots
             if top.vanished:
-                carried[identity] = _fold(_Carry(), top)
+                carried[identity] = _fold(Carry(), top)
         else:
             figures, errnos_, slots = self._combine(carried, identity, parts, top)
         info, name = top.tracked.info, identity[1] if identity[0] == "name" else None
+        pod = _pod_of(top.tracked)
         sample = top.tracked.sample
         if (
             sample is None
@@ -785,9 +729,9 @@ class Collector:
             or sample.runq_wait_slots != slots
         ):
             sample = top.tracked.sample = ContainerSample(
-                id=info.pod.container_id,
+                id=pod.container_id,
                 name=name,
-                runtime=info.pod.runtime,
+                runtime=pod.runtime,
                 cgroup_id=info.cgroup_id,
                 cgroup_path=info.path,
                 figures=figures,
@@ -798,7 +742,7 @@ class Collector:
 
     def _combine(
         self,
-        carried: dict[tuple[str, ...], _Carry],
+        carried: dict[tuple[str, ...], Carry],
         identity: tuple[str, ...],
         parts: list[_Part],
         top: Optional[_Part] = None,
@@ -809,47 +753,47 @@ class Collector:
         carry = carried.get(identity)
         for part in parts:
             if part.vanished:
-                carry = _fold(carry or _Carry(), part)
+                carry = _fold(carry or Carry(), part)
         if carry is not None:
             carried[identity] = carry
         live = [part for part in parts if not part.vanished]
         base = carry.figures if carry is not None else {}
-        figures: Figures = dict.fromkeys(_ORDER)
-        for name in _SINCE_ATTACH:
+        figures: Figures = dict.fromkeys(JSON_FIGURES)
+        for name in SINCE_ATTACH:
             if all(part.figures.get(name) is None for part in parts):
                 continue  # its probe group is off: unknown
             if name in NET_FIGURES and (base.get(name, 0) is None or any(p.figures.get(name) is None for p in parts)):
                 continue  # some part's packets were counted under another cgroup: unknown
-            total = base.get(name, 0) + sum(part.figures.get(name) or 0 for part in live)
+            total = (base.get(name) or 0) + sum(part.figures.get(name) or 0 for part in live)
             figures[name] = round(total, 9) if name == "runq_wait_seconds" else total
         for rate in COUNTER_RATES:
-            known = [part.figures[rate] for part in parts if part.figures.get(rate) is not None]
+            known = [value for value in (part.figures.get(rate) for part in parts) if value is not None]
             figures[rate] = round(sum(known), 3) if known and figures[RATES[rate]] is not None else None
         if top is not None:
-            for name in MEMORY_FIGURES + ("cpu_seconds", "cpu_cores"):
+            for name in OWN_CGROUP:
                 figures[name] = top.figures.get(name)
             # CPU time of every live instance's own cgroup (nested ones are inside it): a restarted
             # container's old cgroup can outlive its successor's start, and its time must not drop out
             instances = [part for part in live if part.tracked.kind == CONTAINER]
             if "cpu_seconds" in base or len(instances) > 1:
-                cpu = [part.figures.get("cpu_seconds") for part in instances]
-                figures["cpu_seconds"] = None if None in cpu else round(base.get("cpu_seconds", 0) + sum(cpu), 6)
+                cpu = sum_known([part.figures.get("cpu_seconds") for part in instances])
+                figures["cpu_seconds"] = None if cpu is None else round((base.get("cpu_seconds") or 0) + cpu, 6)
             if len(instances) > 1:
-                cores = [part.figures.get("cpu_cores") for part in instances]
-                figures["cpu_cores"] = None if None in cores else round(sum(cores), 6)
+                cores = sum_known([part.figures.get("cpu_cores") for part in instances])
+                figures["cpu_cores"] = None if cores is None else round(cores, 6)
         pids = [part.figures.get("pids") for part in live]
         unread = top is not None and top.tracked.info.path in self._nested_unread
         figures["pids"] = None if unread or None in pids else sum(pids)  # type: ignore[arg-type]
-        figures[LAST_ACTIVE] = _latest([part.figures.get(LAST_ACTIVE) for part in parts])
-        lost = base.get(UNCOUNTED, 0) + sum(part.tracked.uncounted for part in live)
+        figures[LAST_ACTIVE] = latest([part.figures.get(LAST_ACTIVE) for part in parts])
+        lost = (base.get(UNCOUNTED) or 0) + sum(part.tracked.uncounted for part in live)
         figures[UNCOUNTED] = lost
         if self._all_uncounted:
-            _unknown_counts(figures, None)
+            unknown_counts(figures, None)
         elif lost:
-            _unknown_counts(figures, lost)
+            unknown_counts(figures, lost)
         kept = [carry] if carry is not None else []
-        errnos_ = _add_errnos([c.errnos for c in kept] + [part.tracked.errnos for part in live])
-        slots = _add_slots([c.slots for c in kept] + [part.tracked.runq_wait_slots for part in live])
+        errnos_ = add_errnos([c.errnos for c in kept] + [part.tracked.errnos for part in live])
+        slots = add_slots([c.slots for c in kept] + [part.tracked.runq_wait_slots for part in live])
         return figures, errnos_, slots
 
     def _warn_once_when_full(self, drops) -> None:
@@ -875,9 +819,9 @@ class Collector:
             if info.pod is not None:
                 kind = POD if info.pod.container_id is None else CONTAINER
                 if kind == CONTAINER:
-                    top = container_cgroup_path(info.path)
+                    top = container_cgroup_path(info.path) or info.path  # (never None: info.pod is a container's)
                     kind = CONTAINER if top == info.path else NESTED
-            if kind == NESTED and idle and len(self._nested.get(top, ())) >= NESTED_PROCS_LIMIT:
+            if top is not None and kind == NESTED and idle and len(self._nested.get(top, ())) >= NESTED_PROCS_LIMIT:
                 self._nested_unread.add(top)
                 return None
             cpu = self._mounts.cpu_hierarchy(info.path) if kind != NESTED else None
@@ -892,7 +836,7 @@ class Collector:
             # where the packet fallback counts: only under cgroups of the v2 hierarchy
             tracked.net_unseen = self._net_by_packets and self._processes_directory(info) != self._v2_directory(info)
             self._index.pin(info.hierarchy, info.cgroup_id)
-            if kind == NESTED:
+            if top is not None and kind == NESTED:
                 siblings = self._nested.setdefault(top, set())
                 siblings.add(info.path)
                 tracked.read_procs = len(siblings) <= NESTED_PROCS_LIMIT
@@ -914,6 +858,7 @@ class Collector:
         """This cgroup's figures now, and whether it has vanished (then its last known ones).
         `live` is its memory and CPU figures read in the sample's batch; None: read them here."""
         files, previous = tracked.files, tracked.figures
+        counts: tuple[int, ...]
         if len(bpf_counts) == 1:
             counts = tuple(bpf_counts[0])
         elif bpf_counts:
@@ -926,6 +871,7 @@ class Collector:
         at_rest = idle and tracked.at_rest and live is not None and live == tracked.live and not moved
         if (
             at_rest
+            and tracked.limit_read_at is not None
             and now - tracked.limit_read_at < LIMIT_REFRESH_SECONDS
             and not (self._index_changed and self._index.is_dead(tracked.info.hierarchy, tracked.info.cgroup_id))
         ):
@@ -958,7 +904,7 @@ class Collector:
         else:
             vanished = missing
         if vanished or missing:
-            for name in _LIVE_FIGURES + ("memory_limit_bytes",):
+            for name in CGROUPFS_FIGURES:
                 figures[name] = previous.get(name)
         elif nested:
             for name in MEMORY_FIGURES + ("cpu_seconds",):
@@ -985,7 +931,7 @@ class Collector:
 
         for rate, cumulative in _CPU_RATE if idle else RATES.items():
             current, before = figures[cumulative], previous.get(cumulative)
-            if before is None and cumulative in _SINCE_ATTACH and self._samples > 1:
+            if before is None and cumulative in SINCE_ATTACH and self._samples > 1:
                 # BPF counters start at attach: all they hold was counted since. In the first
                 # sample no interval exists yet: the programs attach one after the other, so no
                 # one moment is when counting started (its rates are null, like cpu_cores').
@@ -1008,7 +954,7 @@ class Collector:
         )
         return figures, vanished
 
-    def _processes(self, tracked: _Tracked, figures: Figures, read, moved: bool) -> Optional[int]:
+    def _processes(self, tracked: _Tracked, figures: Figures, read, moved: bool) -> Optional[float]:
         """The cgroup's process count: re-read only when the kernel saw it change (see __init__)."""
         counted = (figures["forks"], figures["exits"])
         if not self._track_procs or moved or counted != tracked.procs_read_at:
@@ -1020,13 +966,13 @@ class Collector:
         return tracked.files.processes(read)
 
     @staticmethod
-    def _sched_figures(tracked: _Tracked, figures: Figures, counted: list[SchedCounts], wall_offset: float) -> None:
+    def _sched_figures(tracked: _Tracked, figures: Figures, counted: Sequence[SchedCounts], wall_offset: float) -> None:
         """Run-queue figures of one cgroup (from the map when its tasks ran since attach)."""
         figures["runq_wait_seconds"] = round(sum(c.runq_wait_ns for c in counted) / 1e9, 9)
         figures["runq_waits"] = sum(c.runq_waits for c in counted)
         last = max((c.last_active_ns for c in counted), default=0)
         figures[LAST_ACTIVE] = round(last / 1e9 + wall_offset, 3) if last else tracked.figures.get(LAST_ACTIVE)
-        tracked.runq_wait_slots = _add_slots([c.runq_wait_slots for c in counted]) or (0,) * RUNQ_SLOTS
+        tracked.runq_wait_slots = add_slots([c.runq_wait_slots for c in counted]) or (0,) * RUNQ_SLOTS
 
     def close(self) -> None:
         self._files.close()
@@ -1129,7 +1075,7 @@ def key_mode_for(mounts: CgroupMounts) -> KeyMode:
 
 
 @contextlib.contextmanager
-def open_collector(
+def open_sampler(
     log_dir: str = "/var/log",
     cgroup_root: Optional[str] = None,
     include_non_pods: bool = False,
@@ -1139,8 +1085,8 @@ def open_collector(
     probes: Iterable[str] = DEFAULT_PROBES,
     open_probe: str = "auto",
     net_source: Optional[str] = None,
-) -> Iterator[Collector]:
-    """Discovers the host's cgroups, attaches the BPF programs and yields a Collector;
+) -> Iterator[Sampler]:
+    """Discovers the host's cgroups, attaches the BPF programs and yields a Sampler;
     detaches on exit. Names come from kubelet's log dir, and from the API server when
     running in-cluster or when `kube_api` is given. `net_source` (bpf.NET_PACKETS) forces the
     packet fallback where the socket tracepoints exist (tests)."""
@@ -1161,17 +1107,17 @@ def open_collector(
         # a miss rescans the log dir whenever it changed: a container shorter than a sample has
         # one chance to be named (misses are few: an unnamed container asks again only after a rescan)
         names = NameResolver(log_dir, min_refresh_interval=0.0, api=KubeApiPods.from_environment(api_url=kube_api))
-        collector = Collector(
+        sampler = Sampler(
             bpf, mounts, index, names, include_non_pods=include_non_pods, max_open_files=_open_file_budget()
         )
         try:
-            yield collector
+            yield sampler
         finally:
-            collector.close()
+            sampler.close()
 
 
 def _open_file_budget() -> int:
-    """How many cgroupfs files the collector may keep open: the soft RLIMIT_NOFILE, raised to
+    """How many cgroupfs files the sampler may keep open: the soft RLIMIT_NOFILE, raised to
     the hard limit, less room for everything else the process opens."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:

@@ -1,0 +1,356 @@
+"""Every figure of a pod, container or cgroup, defined once: the table below.
+
+A row says where a figure comes from (the probe group that counts it, or cgroupfs), whether
+it is a counter or a gauge, its Prometheus metric and help, its column in the terminal table,
+its per-second rate, and how a pod's figure is made of its cgroups'. Everything else is
+derived from it: the JSON figures and their order, the sampler's sets of figures, the
+exporter's metric families, the table's columns, the sort and alert fields, and the loader's
+FIELD_GROUPS. Standard library only (see pod_stats.model).
+
+A new kernel counter is a field of struct pod_stats_counters (src/bpf/pod_stats.h), the BPF
+code that counts it, and one row here with in_counters=True, placed after the other such rows
+in the struct's order (tests/test_figures.py checks both, and that its metric is served).
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+# Figure.source besides a probe group of pod_stats.bpf.PROBE_GROUPS
+CGROUPFS = "cgroupfs"  # the cgroup's files (memory.stat, memory.current, cpu.stat, cgroup.procs ...)
+AGENT = "agent"  # pod-stats' own accounting of what the kernel could not count
+
+# Figure.kind
+COUNTER = "counter"  # only goes up (from when pod-stats attached, or from the cgroup's creation)
+GAUGE = "gauge"
+
+# Figure.unit
+COUNT = "count"
+BYTES = "bytes"
+SECONDS = "seconds"
+UNIX_TIME = "unix time"  # seconds since the epoch
+PER_SECOND = "per second"  # a rate: the unit of its figure per second
+CORES = "cores"  # CPU seconds per second
+
+# Figure.pods: how a pod's figure is made of its containers' and its own cgroup's
+SUM = "sum"  # added up (what ended containers counted included); unknown if no part knows it
+OWN = "own"  # the pod cgroup's own (it holds its containers'); without one, the containers' sum
+OWN_ONLY = "own only"  # the pod cgroup's own; without one, unknown
+LATEST = "latest"  # the latest of its parts'
+
+# Figure.exported: how its metric shows it
+SERIES = "series"  # one series per container (its metric) and per pod (pod_stats_pod_...)
+HISTOGRAM_SUM = "histogram sum"  # the _sum of a per-container histogram (buckets: the sample's runq_wait_slots)
+HISTOGRAM_COUNT = "histogram count"  # the _count of that histogram
+
+# Column.format (pod_stats.output's formatters)
+FORMAT_COUNT = "count"  # 1,234
+FORMAT_RATE = "rate"  # 1,234.5
+FORMAT_BYTES = "bytes"  # 1.5MiB
+FORMAT_CORES = "cores"  # 0.25
+
+
+@dataclass(frozen=True)
+class Column:
+    """A figure's column in the terminal table."""
+
+    header: str
+    format: str  # FORMAT_*
+    position: int  # columns go left to right by position
+    opt_in: bool = False  # shown only while its probe group counts (one that is off by default)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of every container, pod and non-pod cgroup: a row of TABLE (a rate: derived)."""
+
+    name: str  # its key in the JSON document (pod-stats/v1) and its alert/sort field
+    source: str  # the probe group that counts it (pod_stats.bpf.PROBE_GROUPS), CGROUPFS or AGENT
+    kind: str  # COUNTER or GAUGE
+    unit: str
+    help: str  # what it is, for a container (the metric's help; a pod's says "the pod")
+    metric: Optional[str] = None  # the Prometheus family of its container series; None: JSON only
+    exported: str = SERIES
+    pods: str = SUM
+    in_counters: bool = False  # a field of struct pod_stats_counters, in the struct's order
+    rate: Optional[str] = None  # the name of its per-second rate over the last interval, if it has one
+    column: Optional[Column] = None
+    rate_column: Optional[Column] = None  # its rate's column
+    rate_of: Optional[str] = None  # a rate (derived below): the figure it is the rate of
+
+    @property
+    def since_attach(self) -> bool:
+        """Counted by BPF programs since they attached (a nested cgroup's add up into its container's)."""
+        return self.kind == COUNTER and self.source not in (CGROUPFS, AGENT)
+
+
+# The figures, in the JSON document's order (their rates follow, see RATE_FIGURES).
+TABLE: tuple[Figure, ...] = (
+    # -- struct pod_stats_counters, field by field ------------------------------------------------
+    Figure(
+        "opens",
+        "opens",
+        COUNTER,
+        COUNT,
+        "open/openat/openat2/creat calls that returned, since pod-stats started.",
+        metric="pod_stats_file_opens",
+        in_counters=True,
+        rate="opens_per_second",
+        column=Column("OPENS", FORMAT_COUNT, 1),
+        rate_column=Column("OPENS/s", FORMAT_RATE, 2),
+    ),
+    Figure(
+        "open_errors",
+        "opens",
+        COUNTER,
+        COUNT,
+        "Opens that failed, since pod-stats started.",
+        metric="pod_stats_file_open_errors",
+        in_counters=True,
+        rate="open_errors_per_second",
+        column=Column("ERRORS", FORMAT_COUNT, 3),
+        rate_column=Column("ERR/s", FORMAT_RATE, 4),
+    ),
+    Figure(
+        "forks",
+        "proc",
+        COUNTER,
+        COUNT,
+        "Tasks (processes and threads) created in the container.",
+        metric="pod_stats_process_forks",
+        in_counters=True,
+        rate="forks_per_second",
+        rate_column=Column("FORKS/s", FORMAT_RATE, 9),
+    ),
+    Figure(
+        "execs",
+        "proc",
+        COUNTER,
+        COUNT,
+        "Successful execve/execveat calls in the container.",
+        metric="pod_stats_process_execs",
+        in_counters=True,
+        rate="execs_per_second",
+    ),
+    Figure(
+        "exits",
+        "proc",
+        COUNTER,
+        COUNT,
+        "Tasks (processes and threads) that exited in the container.",
+        metric="pod_stats_process_exits",
+        in_counters=True,
+        rate="exits_per_second",
+    ),
+    Figure(
+        "net_tx_bytes",
+        "net",
+        COUNTER,
+        BYTES,
+        "Socket payload bytes sent by the container.",
+        metric="pod_stats_network_transmit_bytes",
+        in_counters=True,
+        rate="net_tx_bytes_per_second",
+        rate_column=Column("NET TX/s", FORMAT_BYTES, 10),
+    ),
+    Figure(
+        "net_rx_bytes",
+        "net",
+        COUNTER,
+        BYTES,
+        "Socket payload bytes received by the container.",
+        metric="pod_stats_network_receive_bytes",
+        in_counters=True,
+        rate="net_rx_bytes_per_second",
+        rate_column=Column("NET RX/s", FORMAT_BYTES, 11),
+    ),
+    Figure(
+        "oom_kills",
+        "oom",
+        COUNTER,
+        COUNT,
+        "Tasks of the container killed by the OOM killer.",
+        metric="pod_stats_oom_kills",
+        in_counters=True,
+        rate="oom_kills_per_second",
+        column=Column("OOM", FORMAT_COUNT, 12),
+    ),
+    # -- cgroupfs: memory, CPU and processes of the cgroup (a container's includes its nested ones) --
+    Figure(
+        "rss_bytes",
+        CGROUPFS,
+        GAUGE,
+        BYTES,
+        "Anonymous memory (cAdvisor's RSS).",
+        metric="pod_stats_memory_rss_bytes",
+        pods=OWN,
+        column=Column("RSS", FORMAT_BYTES, 5),
+    ),
+    Figure(
+        "memory_working_set_bytes",
+        CGROUPFS,
+        GAUGE,
+        BYTES,
+        "Memory usage minus inactive file cache (cAdvisor's working set).",
+        metric="pod_stats_memory_working_set_bytes",
+        pods=OWN,
+        column=Column("WORKING SET", FORMAT_BYTES, 6),
+    ),
+    Figure(
+        "memory_usage_bytes",
+        CGROUPFS,
+        GAUGE,
+        BYTES,
+        "Memory usage, page cache included.",
+        metric="pod_stats_memory_usage_bytes",
+        pods=OWN,
+    ),
+    Figure(
+        "memory_peak_bytes",
+        CGROUPFS,
+        GAUGE,
+        BYTES,
+        "Peak memory usage where the kernel keeps it (v2 memory.peak, v1 max_usage_in_bytes).",
+        pods=OWN,
+    ),
+    Figure(
+        "memory_limit_bytes",
+        CGROUPFS,
+        GAUGE,
+        BYTES,
+        "Memory limit of the container's cgroup.",
+        metric="pod_stats_memory_limit_bytes",
+        pods=OWN_ONLY,
+    ),
+    Figure(
+        "cpu_seconds",
+        CGROUPFS,
+        COUNTER,
+        SECONDS,
+        "CPU time consumed by the container.",
+        metric="pod_stats_cpu_seconds",
+        pods=OWN,
+        rate="cpu_cores",
+        rate_column=Column("CPU", FORMAT_CORES, 7),
+    ),
+    Figure(
+        "pids",
+        CGROUPFS,
+        GAUGE,
+        COUNT,
+        "Processes in the container.",
+        metric="pod_stats_processes",
+        column=Column("PIDS", FORMAT_COUNT, 8),
+    ),
+    # -- sched (opt-in): the run queue ---------------------------------------------------------------
+    Figure(
+        "runq_wait_seconds",
+        "sched",
+        COUNTER,
+        SECONDS,
+        "Time the container's tasks waited runnable for a CPU (sched probe).",
+        metric="pod_stats_runq_wait_seconds",
+        exported=HISTOGRAM_SUM,
+        rate="runq_wait_seconds_per_second",
+        # seconds waited for a CPU per second: how many of the cgroup's tasks wait, on average
+        rate_column=Column("RUNQ WAIT", FORMAT_CORES, 13, opt_in=True),
+    ),
+    Figure(
+        "runq_waits",
+        "sched",
+        COUNTER,
+        COUNT,
+        "Waits for a CPU of the container's tasks that ended (sched probe).",
+        metric="pod_stats_runq_wait_seconds",
+        exported=HISTOGRAM_COUNT,
+        rate="runq_waits_per_second",
+    ),
+    Figure(
+        "last_active_timestamp_seconds",
+        "sched",
+        GAUGE,
+        UNIX_TIME,
+        "When a task of the container last got a CPU (Unix time; sched probe).",
+        metric="pod_stats_last_active_timestamp_seconds",
+        pods=LATEST,
+    ),
+    # -- what could not be counted -----------------------------------------------------------------
+    Figure(
+        "uncounted_events",
+        AGENT,
+        COUNTER,
+        COUNT,
+        "Events of the container the kernel could not count (its BPF counters map was full); while there are any, "
+        "the container's kernel counters are absent, not a smaller number.",
+        metric="pod_stats_uncounted_events",
+    ),
+)
+
+
+def _rate_figure(figure: Figure) -> Figure:
+    assert figure.rate is not None
+    return Figure(
+        figure.rate,
+        figure.source,
+        GAUGE,
+        CORES if figure.unit == SECONDS and figure.source == CGROUPFS else PER_SECOND,
+        f"{figure.name} per second over the last interval.",
+        pods=figure.pods,
+        column=figure.rate_column,
+        rate_of=figure.name,
+    )
+
+
+# Rates, in the JSON document's order: the kernel's counters' first, then cgroupfs' (cpu_cores).
+RATE_FIGURES: tuple[Figure, ...] = tuple(
+    _rate_figure(f) for f in TABLE if f.rate is not None and f.since_attach
+) + tuple(_rate_figure(f) for f in TABLE if f.rate is not None and not f.since_attach)
+# Every figure and rate, in the JSON document's order.
+ALL_FIGURES: tuple[Figure, ...] = TABLE + RATE_FIGURES
+BY_NAME: dict[str, Figure] = {f.name: f for f in ALL_FIGURES}
+assert len(BY_NAME) == len(ALL_FIGURES), "figure names are unique"
+
+# -- names by role ----------------------------------------------------------------------------------
+
+# Cumulative and current figures, in JSON order; their rates; both.
+FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE)
+RATES: dict[str, str] = {f.name: f.rate_of for f in RATE_FIGURES if f.rate_of is not None}  # rate -> its figure
+JSON_FIGURES: tuple[str, ...] = FIGURES + tuple(RATES)
+# The fields of struct pod_stats_counters, in its order, and the probe group counting each: a
+# group that is off or missing leaves its fields unknown (null).
+COUNTER_FIELDS: tuple[str, ...] = tuple(f.name for f in TABLE if f.in_counters)
+FIELD_GROUPS: dict[str, str] = {f.name: f.source for f in TABLE if f.in_counters}
+# Counted per cgroup since attach (a nested cgroup's add up; so do a pod cgroup's own).
+SINCE_ATTACH: tuple[str, ...] = tuple(f.name for f in TABLE if f.since_attach)
+# Run-queue figures (opt-in sched probe) counted since attach like the counters.
+SCHED_COUNTERS: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == "sched" and f.kind == COUNTER)
+# The rates of what is counted since attach.
+COUNTER_RATES: tuple[str, ...] = tuple(f.name for f in RATE_FIGURES if BY_NAME[f.rate_of or ""].since_attach)
+# What the sampler reads from cgroupfs: memory (in bytes), CPU time and processes.
+CGROUPFS_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == CGROUPFS)
+MEMORY_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == CGROUPFS and f.unit == BYTES)
+# Bytes the net probes count: under the packet fallback some cgroups' are unknown (see the sampler).
+NET_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == "net" and f.kind == COUNTER)
+# When a task of the cgroup last got a CPU (Unix time).
+LAST_ACTIVE = "last_active_timestamp_seconds"
+# Events the kernel could not count for a cgroup (its counters map was full): while any were
+# lost, the cgroup's kernel counters are unknown (null), never a plausible zero.
+UNCOUNTED = "uncounted_events"
+assert BY_NAME[LAST_ACTIVE].pods == LATEST and BY_NAME[UNCOUNTED].source == AGENT
+# What a pod sums of its parts; what it takes from its own cgroup instead (and a container's row
+# from its own cgroup, which includes its nested ones).
+POD_SUMMED: tuple[str, ...] = tuple(f.name for f in ALL_FIGURES if f.pods in (SUM, OWN))
+OWN_CGROUP: tuple[str, ...] = tuple(f.name for f in ALL_FIGURES if f.pods in (OWN, OWN_ONLY))
+# Sums of these are rounded (no float noise): seconds and rates.
+FLOAT_FIGURES: frozenset[str] = frozenset(f.name for f in ALL_FIGURES if f.unit == SECONDS or f.rate_of is not None)
+
+
+def _position(figure: Figure) -> int:
+    return figure.column.position if figure.column is not None else 0
+
+
+# The figures the terminal table shows, left to right (their Column says how).
+COLUMNS: tuple[Figure, ...] = tuple(sorted((f for f in ALL_FIGURES if f.column is not None), key=_position))
+# The exporter's series: (metric, figure, help, counter?) of a container; a pod's are derived there.
+SERIES_METRICS: tuple[tuple[str, str, str, bool], ...] = tuple(
+    (f.metric, f.name, f.help, f.kind == COUNTER) for f in TABLE if f.metric is not None and f.exported == SERIES
+)
