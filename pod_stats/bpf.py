@@ -19,7 +19,7 @@ import time
 from collections import namedtuple
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import Any, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 try:
     from pod_stats._pod_stats_ffi import ffi, lib
@@ -123,7 +123,20 @@ _TRACEFS = "/sys/kernel/tracing"
 
 # The counters' field names come from the struct in csrc/bpf/pod_stats.h.
 COUNTER_FIELDS = tuple(name for name, _ in ffi.typeof("struct pod_stats_counters").fields)
-Counters = namedtuple("Counters", COUNTER_FIELDS)  # type: ignore[misc]  # fields from the C struct
+if TYPE_CHECKING:
+
+    class Counters(tuple):
+        """For the type checker: the fields of struct pod_stats_counters, each an int, by name."""
+
+        _fields: tuple[str, ...]
+
+        def __getattr__(self, name: str) -> int: ...
+        def _replace(self, **fields: int) -> "Counters": ...
+        @classmethod
+        def _make(cls, values: Iterable[int]) -> "Counters": ...
+
+else:
+    Counters = namedtuple("Counters", COUNTER_FIELDS)  # its fields are the C struct's
 # Drops and Changes (pod_stats.model) mirror their structs, field for field.
 DROP_FIELDS = Drops._fields
 assert tuple(name for name, _ in ffi.typeof("struct pod_stats_drops").fields) == DROP_FIELDS

@@ -295,15 +295,8 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
     from pod_stats.bpf import BpfError, run_time_stats
     from pod_stats.exporter import SnapshotMetrics, make_app, sample_forever
     from pod_stats.sampler import open_sampler
-    from pod_stats.web import (
-        HttpStats,
-        WebConfig,
-        WebConfigError,
-        WebConfigUnsupported,
-        load_web_config,
-        parse_listen_address,
-        start_http,
-    )
+    from pod_stats.web import HttpStats, parse_listen_address, start_http
+    from pod_stats.webconfig import WebConfig, WebConfigError, WebConfigUnsupported, load_web_config
 
     try:
         parse_listen_address(listen_address)

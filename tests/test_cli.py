@@ -208,7 +208,7 @@ def test_sigterm_prints_the_final_sample_and_exits_0(node):
 
 def _bpf_program_ids(pid: int) -> set:
     """The BPF programs a process holds, from its file descriptors."""
-    ids = set()
+    ids: set[int] = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
             with open(f"/proc/{pid}/fdinfo/{fd}") as info:

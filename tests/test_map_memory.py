@@ -28,7 +28,9 @@ def _memory_limit() -> int:
     with open(DAEMONSET) as handle:
         docs = [doc for doc in yaml.safe_load_all(handle) if doc and doc.get("kind") == "DaemonSet"]
     (container,) = [c for c in docs[0]["spec"]["template"]["spec"]["containers"] if c["name"] == "pod-stats"]
-    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", container["resources"]["limits"]["memory"]).groups()
+    limit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", container["resources"]["limits"]["memory"])
+    assert limit is not None, container["resources"]["limits"]["memory"]
+    number, unit = limit.groups()
     return int(number) * _UNITS[unit]
 
 

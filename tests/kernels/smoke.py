@@ -182,6 +182,7 @@ class Suite:
 
         mounts = discover_mounts()
         key_mode = key_mode_for(mounts)
+        assert mounts.unified is not None, "the smoke suite needs a cgroup v2 hierarchy"
         root_id = os.stat(mounts.unified).st_ino
         everything = PROBE_GROUPS + ON_DEMAND_GROUPS
         failures = {}
@@ -232,7 +233,7 @@ class Suite:
                 status = "attached"
                 detail = ", ".join(attached) + (f" (not: {'; '.join(skipped)})" if skipped else "")
             line("FEATURE", group, status, detail)
-        if mounts.memory_hierarchy().version == 2:
+        if mounts.memory_hierarchy().version == 2 and mounts.unified is not None:
             peak = "memory.peak" in self._files_of_a_new_cgroup(Path(mounts.unified))
             line(
                 "FEATURE",
@@ -305,6 +306,7 @@ class Suite:
                 with contextlib.suppress(FileNotFoundError):
                     os.open(f"/nonexistent/flood-{i}", os.O_RDONLY)
 
+        assert mounts.unified is not None
         with PodStatsBpf(
             key_mode_for(mounts), os.stat(mounts.unified).st_ino, probes={"files", "procs"}, v2_root=mounts.unified
         ) as bpf:
@@ -752,8 +754,8 @@ class Suite:
         report_r, report_w = os.pipe()
         workers = []
         problems = []
-        churned = {}  # key: (opens it made, counted before delete)
-        deleted = set()
+        churned: dict[CgroupKey, tuple[int, int]] = {}  # key: (opens it made, counted before delete)
+        deleted: set[CgroupKey] = set()
         reads = reused = 0
         try:
             with PodStatsBpf(KeyMode.V2, os.stat(root).st_ino, probes={"opens", "errno"}, open_probe=open_probe) as bpf:
@@ -776,7 +778,7 @@ class Suite:
                 started = time.monotonic()
                 freed_slots = set()  # slot indices that churned keys held and delete() retired
                 churn_at = started
-                reports = []
+                reports: list[tuple[int, int, int]] = []
                 while len(reports) < len(workers):
                     if time.monotonic() - started > STRESS_SECONDS + 120:
                         raise AssertionError(f"{len(workers) - len(reports)} stress task(s) never reported")
@@ -834,8 +836,7 @@ class Suite:
         for index, made, failed in reports:
             truth[index][0] += made
             truth[index][1] += failed
-        got = [counted.get(key) for key in keys]
-        got = [(c.opens, c.open_errors) if c else (0, 0) for c in got]
+        got = [(c.opens, c.open_errors) if c else (0, 0) for c in (counted.get(key) for key in keys)]
         got_errnos = [errnos.get(key, {}).get(2, 0) for key in keys]  # ENOENT
         truth_opens, truth_errors = (sum(t[0] for t in truth), sum(t[1] for t in truth))
         got_opens, got_errors = sum(g[0] for g in got), sum(g[1] for g in got)
@@ -851,9 +852,9 @@ class Suite:
         churn_over = {k.cgroup_id: n for k, (made, n) in churned.items() if n > made}
         if churn_over:
             problems.append(f"churn cgroups counted above their {CHURN_OPENS} opens: {churn_over}")
-        late = {k.cgroup_id: counted[k].opens for k in deleted if k in counted and counted[k].opens}
-        if late:
-            problems.append(f"deleted churn keys counted again: {late}")
+        late_ids = {k.cgroup_id: counted[k].opens for k in deleted if k in counted and counted[k].opens}
+        if late_ids:
+            problems.append(f"deleted churn keys counted again: {late_ids}")
         # every missing count must be a skipped program run the kernel counted — or, where this
         # kernel does not count a program's skips, the agent must say its counts are unknown
         shortfall = truth_opens - got_opens + churn_truth - churn_got
@@ -932,7 +933,9 @@ def v2_root() -> Path:
     """Where new v2 cgroups go: the whole hierarchy in the VM, /sys/fs/cgroup/unified on a hybrid host."""
     from pod_stats.cgroups import discover_mounts
 
-    return Path(discover_mounts().unified)
+    unified = discover_mounts().unified
+    assert unified is not None, "the smoke suite needs a cgroup v2 hierarchy"
+    return Path(unified)
 
 
 def loopback_up() -> None:
