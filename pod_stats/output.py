@@ -243,7 +243,10 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
     for cgroup in snapshot.cgroups:
         table.add_row(Text("-", style="dim"), Text(inert(cgroup.cgroup_path), style="dim"), *cells(cgroup))
     if not snapshot.pods and not snapshot.cgroups:
-        table.caption = Text("no pods on this node (kubelet cgroups not found); try `pod-stats demo`")
+        table.caption = Text(
+            "no pods on this node (kubelet cgroups not found); "
+            "from a source checkout, `make demo` starts a miniature node"
+        )
     notes = (
         [f"warning: {snapshot.agent.map_full_drops} events dropped, the BPF map is full"]
         if snapshot.agent.map_full_drops
