@@ -1,9 +1,14 @@
 """pod-stats: per-pod kernel activity from CO-RE eBPF, joined with cgroupfs figures."""
 
-from importlib.metadata import PackageNotFoundError, version
 
-# pyproject.toml is the one place the version is written; the installed metadata carries it.
-try:
-    __version__ = version("pod-stats")
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+def __getattr__(name: str) -> str:
+    # pyproject.toml is the one place the version is written; the installed metadata carries it.
+    # Looked up on first use: importlib.metadata costs ~40 ms to import, paid by every start.
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pod-stats")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "0+unknown"

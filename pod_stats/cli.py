@@ -13,8 +13,6 @@ from typing import Callable, Optional
 
 import click
 
-from pod_stats import __version__
-
 log = logging.getLogger("pod_stats")
 
 # Errors a user can cause end in one line and a non-zero exit, never a traceback. Each code
@@ -48,11 +46,27 @@ def _libbpf_version() -> str:
 
 
 def _version_message() -> str:
+    from pod_stats import __version__
+
     return f"pod-stats {__version__} (libbpf {_libbpf_version()}, BPF object built in)"
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    # the version and libbpf's are looked up only when asked for, not at every start
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_message())
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, "--version", message=_version_message())
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),

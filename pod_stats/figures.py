@@ -7,7 +7,7 @@ derived from it: the JSON figures and their order, the sampler's sets of figures
 exporter's metric families, the table's columns, the sort and alert fields, and the loader's
 FIELD_GROUPS. Standard library only (see pod_stats.model).
 
-A new kernel counter is a field of struct pod_stats_counters (src/bpf/pod_stats.h), the BPF
+A new kernel counter is a field of struct pod_stats_counters (csrc/bpf/pod_stats.h), the BPF
 code that counts it, and one row here with in_counters=True, placed after the other such rows
 in the struct's order (tests/test_figures.py checks both, and that its metric is served).
 """
@@ -15,7 +15,7 @@ in the struct's order (tests/test_figures.py checks both, and that its metric is
 from dataclasses import dataclass
 from typing import Optional
 
-# Figure.source besides a probe group of pod_stats.bpf.PROBE_GROUPS
+# Figure.source besides a probe group of pod_stats.plan.PROBE_GROUPS
 CGROUPFS = "cgroupfs"  # the cgroup's files (memory.stat, memory.current, cpu.stat, cgroup.procs ...)
 AGENT = "agent"  # pod-stats' own accounting of what the kernel could not count
 
@@ -64,7 +64,7 @@ class Figure:
     """One figure of every container, pod and non-pod cgroup: a row of TABLE (a rate: derived)."""
 
     name: str  # its key in the JSON document (pod-stats/v1) and its alert/sort field
-    source: str  # the probe group that counts it (pod_stats.bpf.PROBE_GROUPS), CGROUPFS or AGENT
+    source: str  # the probe group that counts it (pod_stats.plan.PROBE_GROUPS), CGROUPFS or AGENT
     kind: str  # COUNTER or GAUGE
     unit: str
     help: str  # what it is, for a container (the metric's help; a pod's says "the pod")

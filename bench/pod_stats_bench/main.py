@@ -19,6 +19,7 @@ Run as root from the Makefile (`make bench`), which builds the helpers into buil
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import random
@@ -213,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)  # also when started with SIGINT ignored (a background job)
     started = time.monotonic()
+    # As a node runs it: pip compiles a wheel's modules at install; without this, an environment
+    # with PYTHONDONTWRITEBYTECODE would have every agent start (attach, first sample) compile them.
+    compileall.compile_dir(str(ROOT / "pod_stats"), quiet=1)
     sweep_stale()
     PREEXISTING_TRACERS.update(p["id"] for p in tracing_programs())
     if PREEXISTING_TRACERS:

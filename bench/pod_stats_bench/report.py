@@ -263,7 +263,8 @@ METHOD = {
     "measured seconds after a 3 s warm-up; at 250 pods three agents one after the other, the median "
     "reported; RSS = VmRSS at the end (of that agent)",
     "attach_ms": "spawn of a fresh venv python running bench/attach_time.py → its line printed right after "
-    "PodStatsBpf.__enter__ (interpreter start + imports + open/load/attach), median of 5",
+    "PodStatsBpf.__enter__ (interpreter start + imports + open/load/attach), median of 5; pod_stats' "
+    "bytecode compiled first, as pip installs a wheel",
     "first_sample_ms": "spawn of `pod-stats run --json --interval 1` → first NDJSON line, 250 pods present, "
     "median of 5",
     "zero_loss": "bench/storm: 8 children, each in its own cgroup (4 v2, 4 v1-memory-only: the hybrid key), "
