@@ -126,6 +126,9 @@ class _Tracked:
     at_rest: bool = False
     sample: Optional[ContainerSample] = None  # the last sample's, taken again while nothing changed
     net_unseen: bool = False  # its packets are not counted under it (see NET_FIGURES)
+    # its CPU time as last read: what its identity carries once it ends, if the final read failed
+    # (a restarted container's old cgroup removed between two reads, or only its v2 half on a hybrid host)
+    cpu_seconds_read: Optional[float] = None
 
 
 # What a tracked cgroup is to its pod.
@@ -208,7 +211,8 @@ def _fold(carry: Carry, part: _Part) -> Carry:
     it is the container's own cgroup: a nested one's is in that already)."""
     final: dict[str, Optional[float]] = {name: part.figures.get(name) for name in SINCE_ATTACH}
     if part.tracked.kind == CONTAINER:
-        final["cpu_seconds"] = part.figures.get("cpu_seconds")
+        cpu = part.figures.get("cpu_seconds")
+        final["cpu_seconds"] = cpu if cpu is not None else part.tracked.cpu_seconds_read
     final[UNCOUNTED] = part.tracked.uncounted
     carry.add(final, part.tracked.errnos, part.tracked.runq_wait_slots)
     return carry
@@ -927,6 +931,8 @@ class Sampler:
             else:
                 figures["memory_limit_bytes"] = previous.get("memory_limit_bytes")
             figures["cpu_seconds"] = files.cpu_seconds(read) if live is None else live[1]
+            if figures["cpu_seconds"] is not None:
+                tracked.cpu_seconds_read = figures["cpu_seconds"]
             figures["pids"] = self._processes(tracked, figures, read, moved)
 
         for rate, cumulative in _CPU_RATE if idle else RATES.items():

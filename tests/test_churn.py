@@ -243,6 +243,20 @@ def test_a_restarted_containers_cpu_time_never_drops_while_its_old_cgroup_outliv
         pod.remove()
 
 
+def test_an_ended_container_cgroup_whose_final_cpu_read_failed_carries_its_cpu_time_as_last_read():
+    # a restarted container's old cgroup removed between two reads (or only its v2 half, on a
+    # hybrid host): its final sample has no CPU time, and the row must not drop to the newer
+    # instance's alone (found by the soak in CI)
+    from pod_stats.sampler import CONTAINER, Carry, _fold, _Part, _Tracked
+
+    old = _Tracked(info=None, files=None, kind=CONTAINER)
+    old.cpu_seconds_read = 0.005084
+    carry = _fold(Carry(), _Part(old, {"cpu_seconds": None}, vanished=True))
+    assert carry.figures["cpu_seconds"] == 0.005084
+    read = _fold(Carry(), _Part(old, {"cpu_seconds": 0.0061}, vanished=True))
+    assert read.figures["cpu_seconds"] == 0.0061  # a final read that worked is the final figure
+
+
 def _stop_sandbox(pod):
     for directory in pod.containers[0].dirs:
         try:
