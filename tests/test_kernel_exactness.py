@@ -9,6 +9,7 @@ import os
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from test_plan import AUTO_OPEN_PROBE_CASES
 
 import pod_stats.bpf
 from pod_stats.bpf import (
@@ -129,18 +130,7 @@ def test_the_preemption_model_is_read_from_what_the_kernel_shows(version, dynami
 
 
 @pytest.mark.bpf
-@pytest.mark.parametrize(
-    "model, release, fexit",
-    [
-        ("rt", "6.12.57+deb13-rt-amd64", False),
-        ("full", "6.18.44", False),
-        ("lazy", "6.13.0", False),
-        ("voluntary", "6.18.44", True),
-        ("unknown", "6.18.44", True),
-        ("rt", "6.1.0-50-rt-amd64", True),
-        ("full", "6.1.0-50-cloud-amd64", True),
-    ],
-)
+@pytest.mark.parametrize("model, release, fexit", AUTO_OPEN_PROBE_CASES)
 def test_auto_counts_opens_on_tracepoints_where_the_kernel_preempts_programs(model, release, fexit, monkeypatch):
     """On a preemptible kernel a fexit run can be preempted, and every other open on its CPU then
     skips the program: auto takes the tracepoints, which run with preemption disabled, and says

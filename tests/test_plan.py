@@ -552,19 +552,21 @@ def test_the_loader_applies_the_plan_of_this_machines_features(groups):
             assert (bpf.features.fexit_refused is None) == ("opens_fexit" in planned.loaded)
 
 
-@pytest.mark.parametrize(
-    "model, release, fexit",
-    [
-        ("rt", "6.12.57+deb13-rt-amd64", False),
-        ("full", "6.18.44", False),
-        ("lazy", "6.13.0", False),
-        ("voluntary", "6.18.44", True),
-        ("none", "6.18.44", True),
-        ("unknown", "6.18.44", True),
-        ("rt", "6.1.0-50-rt-amd64", True),
-        ("full", "6.1.0-50-cloud-amd64", True),
-    ],
-)
+# Preemption model, kernel release, whether auto counts opens by fexit there (tests/test_kernel_exactness.py
+# checks the loader makes the same choice).
+AUTO_OPEN_PROBE_CASES = [
+    ("rt", "6.12.57+deb13-rt-amd64", False),
+    ("full", "6.18.44", False),
+    ("lazy", "6.13.0", False),
+    ("voluntary", "6.18.44", True),
+    ("none", "6.18.44", True),
+    ("unknown", "6.18.44", True),
+    ("rt", "6.1.0-50-rt-amd64", True),
+    ("full", "6.1.0-50-cloud-amd64", True),
+]
+
+
+@pytest.mark.parametrize("model, release, fexit", AUTO_OPEN_PROBE_CASES)
 def test_auto_takes_the_tracepoints_where_a_preempted_fexit_run_loses_opens_uncounted_elsewhere(model, release, fexit):
     """A preempted fexit run makes other opens on its CPU skip it; from 6.7 a tracepoint
     program's rarer skips are counted too, so auto takes the tracepoints on preemptible kernels
