@@ -1,13 +1,41 @@
 """What several test files need alike: opens of a path, waiting for a condition, a container of a
-miniature node and its sample, and an API server that answers every request with one pod list."""
+miniature node and its sample, an API server that answers every request with one pod list, and
+the venv's `pod-stats serve` on a free local port."""
 
 import contextlib
 import http.server
 import os
+import socket
+import sys
 import threading
 import time
 import urllib.error
 from collections.abc import Iterator
+from pathlib import Path
+
+POD_STATS = str(Path(sys.executable).parent / "pod-stats")  # the venv's command, as the tests run it
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve_command(port: int, log_dir: object, interval: float, *extra: str) -> list[str]:
+    """`pod-stats serve` on 127.0.0.1:port, sampling every `interval` s, naming from `log_dir`."""
+    return [
+        POD_STATS,
+        "serve",
+        "--listen-address",
+        f"127.0.0.1:{port}",
+        "--interval",
+        str(interval),
+        "--log-dir",
+        str(log_dir),
+        *extra,
+    ]
 
 
 def opens(path: str, n: int) -> None:

@@ -5,17 +5,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from support import pod_list_api
+from support import POD_STATS, pod_list_api
 
 from pod_stats import __version__
 from pod_stats_dev.mininode import MiniNode
 
-POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 CONTAINER_FIELDS = {
     "id",
     "name",

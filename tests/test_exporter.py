@@ -16,23 +16,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import wait_for
+from support import POD_STATS, free_port, serve_command, wait_for
 
 from pod_stats.web import parse_listen_address
 from pod_stats_dev.mininode import MiniNode
 
-POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 INTERVAL = 0.5
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _get(url: str, timeout: float = 5.0, **kwargs):
@@ -49,20 +43,10 @@ class Served:
         return self.process.wait(timeout=20)
 
 
-def _serve(log_dir: Path, *extra: str, scheme: str = "http") -> Served:
-    port = _free_port()
+def _serve(log_dir: Path, *extra: str, scheme: str = "http", prefix: Sequence[str] = ()) -> Served:
+    port = free_port()
     process = subprocess.Popen(
-        [
-            POD_STATS,
-            "serve",
-            "--listen-address",
-            f"127.0.0.1:{port}",
-            "--interval",
-            str(INTERVAL),
-            "--log-dir",
-            str(log_dir),
-            *extra,
-        ],
+        [*prefix, *serve_command(port, log_dir, INTERVAL, *extra)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -97,7 +81,7 @@ def prometheus(exporter, tmp_path_factory):
         "scrape_configs:\n"
         f"  - job_name: pod-stats\n    static_configs: [{{targets: ['{target}']}}]\n"
     )
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             binary,
@@ -327,24 +311,8 @@ def test_serves_with_only_the_daemonsets_capabilities(node):
     """Least privilege, as deployed: uid 0 (tracefs is root's) holding only what the DaemonSet adds."""
     capabilities = _daemonset_capabilities()
     assert set(capabilities) == {"bpf", "perfmon"}
-    port = _free_port()
-    process = subprocess.Popen(
-        _with_only(capabilities)
-        + [
-            POD_STATS,
-            "serve",
-            "--listen-address",
-            f"127.0.0.1:{port}",
-            "--interval",
-            str(INTERVAL),
-            "--log-dir",
-            str(node.log_dir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    served = Served(process, f"http://127.0.0.1:{port}")
+    served = _serve(node.log_dir, prefix=_with_only(capabilities))
+    process = served.process
     try:
         wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
         _, metrics = _get(served.url + "/metrics")
@@ -359,7 +327,7 @@ def test_serves_with_only_the_daemonsets_capabilities(node):
 @pytest.mark.parametrize("granted, missing", [(["bpf"], "CAP_PERFMON"), (["perfmon"], "CAP_BPF")])
 def test_with_fewer_capabilities_serve_says_which_one_line(granted, missing):
     result = subprocess.run(
-        _with_only(granted) + [POD_STATS, "serve", "--listen-address", f"127.0.0.1:{_free_port()}"],
+        _with_only(granted) + [POD_STATS, "serve", "--listen-address", f"127.0.0.1:{free_port()}"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,14 +19,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from kernels.cgroup_child import remove_cgroup, run_in_child
-from support import pod_list_api
+from support import POD_STATS, pod_list_api
 
 from pod_stats.cgroups import discover_mounts
 from pod_stats.output import encode_line
 from pod_stats.text import InertFormatter, inert, put_text
 from pod_stats_dev.mininode import MiniNode
-
-POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 
 # (bytes a tenant chooses, what the operator sees instead)
 PATHS = [

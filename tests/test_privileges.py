@@ -3,7 +3,6 @@ it serves, and sampling shown to go on without them (counts, new and removed cgr
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support import free_port, serve_command
 from support import wait_for as _wait_for
 
 from pod_stats.privileges import CAP_BPF, Capabilities, read_capabilities, sampling_capabilities
 from pod_stats_dev.mininode import MiniNode
 
-POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 INTERVAL = 0.5
 CAP_PERFMON = 38
 
@@ -58,12 +57,6 @@ def test_capabilities_are_read_from_proc_status(tmp_path):
 # -- a real agent ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _families(url: str) -> dict:
     with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
         return {f.name: f for f in text_string_to_metric_families(response.read().decode())}
@@ -87,19 +80,9 @@ def node(tmp_path_factory):
 
 
 def _serve(node, prefix=()):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
-        [
-            *prefix,
-            POD_STATS,
-            "serve",
-            "--listen-address",
-            f"127.0.0.1:{port}",
-            "--interval",
-            str(INTERVAL),
-            "--log-dir",
-            str(node.log_dir),
-        ],
+        [*prefix, *serve_command(port, node.log_dir, INTERVAL)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -13,7 +13,6 @@ import ctypes
 import ctypes.util
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,11 +22,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import free_port, serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ROOT / "deploy" / "pod-stats.seccomp.json"
 RUNNER = ROOT / "tests" / "helpers" / "seccomp_exec.py"
-POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 ENOSYS = 38
 
 # What a traced serve run called (kernel 6.18, Debian 12's glibc, Python 3.11; the
@@ -274,28 +273,15 @@ def test_the_daemonset_uses_the_profile():
 # -- a real agent under the profile ----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _serve_under(profile: Path, log_dir: Path):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
             str(RUNNER),
             str(profile),
             "--",
-            POD_STATS,
-            "serve",
-            "--listen-address",
-            f"127.0.0.1:{port}",
-            "--interval",
-            "0.5",
-            "--log-dir",
-            str(log_dir),
+            *serve_command(port, log_dir, 0.5),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -24,9 +24,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -36,12 +34,12 @@ from pathlib import Path
 import pytest
 from kernels.cgroup_child import reap, remove_cgroup, run_in_child
 from prometheus_client.parser import text_string_to_metric_families
+from support import POD_STATS, free_port, serve_command
 
 from pod_stats.cgroups import discover_mounts
 
 pytestmark = pytest.mark.bpf
 
-POD_STATS = str(Path(sys.executable).parent / "pod-stats")
 PODS = int(os.environ.get("POD_STATS_SOAK_PODS", "200"))
 SECONDS = float(os.environ.get("POD_STATS_SOAK_SECONDS", "20"))
 INTERVAL = 0.5  # the agents' sample interval
@@ -70,12 +68,6 @@ AGENT_FIGURES = (
     "pod_stats_name_cache_entries",
     "pod_stats_carried_identities",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _scrape(url: str) -> str:
@@ -324,19 +316,10 @@ def test_churn_leaves_nothing_behind(tmp_path):
     log_dir = tmp_path / "log"
     (log_dir / "pods").mkdir(parents=True)
     (log_dir / "containers").mkdir()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     serve = subprocess.Popen(
-        [
-            POD_STATS,
-            "serve",
-            "--listen-address",
-            f"127.0.0.1:{port}",
-            "--interval",
-            str(INTERVAL),
-            "--log-dir",
-            str(log_dir),
-        ],
+        serve_command(port, log_dir, INTERVAL),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -9,7 +9,6 @@ import socket
 import ssl
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -17,17 +16,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support import POD_STATS, free_port
 
 from pod_stats.web import HttpStats, Limits, start_http
 from pod_stats.webconfig import WebConfig, load_web_config
-
-POD_STATS = str(Path(sys.executable).parent / "pod-stats")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _app(environ, start_response):
@@ -112,7 +104,7 @@ def pki(tmp_path_factory):
 def serving(tmp_path: Path, config: str):
     (tmp_path / "web.yml").write_text(config)
     stats = HttpStats()
-    server = start_http(f"127.0.0.1:{_free_port()}", _app, load_web_config(str(tmp_path / "web.yml")), stats)
+    server = start_http(f"127.0.0.1:{free_port()}", _app, load_web_config(str(tmp_path / "web.yml")), stats)
     try:
         yield server.server_address[1], stats
     finally:
@@ -439,7 +431,7 @@ def test_responses_nobody_reads_are_bounded_in_memory(tmp_path):
 
     stats = HttpStats()
     server = start_http(
-        f"127.0.0.1:{_free_port()}", big, WebConfig(), stats, Limits(max_buffered_bytes=8 << 20, write_timeout=60)
+        f"127.0.0.1:{free_port()}", big, WebConfig(), stats, Limits(max_buffered_bytes=8 << 20, write_timeout=60)
     )
     clients = []
     try:
