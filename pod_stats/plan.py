@@ -325,14 +325,17 @@ def plan(
     net, net_warning = net_source(wanted, features, options)
     no_fexit = fexit_unusable(wanted, options.open_probe, features)
 
-    def tracepoint(program: Program) -> Optional[str]:
-        if program.section.startswith(("cgroup_skb/", "fexit/")):
-            return None
-        return tracepoint_of(program.section, features.tracepoints)
+    # each program's tracepoint (category/name) on this kernel, looked up once
+    tracepoints = {
+        program.name: None
+        if program.section.startswith(("cgroup_skb/", "fexit/"))
+        else tracepoint_of(program.section, features.tracepoints)
+        for program in programs
+    }
 
     def reason(program: Program) -> Optional[str]:
         name, group = program.name, program.group
-        found = tracepoint(program)
+        found = tracepoints[name]
         if group not in wanted:
             return NOT_ASKED
         if name == OPENS_IA32 and "opens" not in wanted:
@@ -370,7 +373,7 @@ def plan(
         elif kind == "fexit":
             shown = program.section
         else:
-            shown = tracepoint(program) or target
+            shown = tracepoints[program.name] or target
         why = reason(program)
         probes.append(Probe(program.name, shown, attached=why is None, reason=why))
 
