@@ -1126,7 +1126,8 @@ def open_sampler(
             log_dir,
             min_refresh_interval=0.0,
             api=KubeApiPods.from_environment(api_url=kube_api, label_allowlist=pod_labels),
-            node_name=socket.gethostname(),
+            # static pods are named after kubelet's node name: the DaemonSet's NODE_NAME (downward API)
+            node_name=os.environ.get("NODE_NAME") or socket.gethostname(),
         )
         sampler = Sampler(
             bpf, mounts, index, names, include_non_pods=include_non_pods, max_open_files=_open_file_budget()
