@@ -93,8 +93,9 @@ class KubeApiPods:
 
     The same listing tells each pod's owner and its labels that `label_allowlist` allows
     (pod_stats.owners): asked about a pod the log directory named, it lists as for an id it
-    cannot name, so a steady node is still listed once. Labels changed on a running pod show
-    with the next listing.
+    cannot name. Owners and labels are asked about in every sample, so they list again once the
+    last listing is `relist_interval` seconds old (5 minutes): a label changed on a running pod
+    shows by then; a steady node is listed that often, from the API server's watch cache.
     """
 
     def __init__(
@@ -110,6 +111,7 @@ class KubeApiPods:
         unresolved_max_age: float = 600.0,
         status_lag: float = 10.0,
         label_allowlist: LabelAllowlist = NO_LABELS,
+        relist_interval: float = 300.0,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.node_name = node_name
@@ -122,6 +124,8 @@ class KubeApiPods:
         self._unresolved_max_age = unresolved_max_age
         self._status_lag = status_lag
         self._label_allowlist = label_allowlist
+        self._relist_interval = relist_interval
+        self._listed_at: float | None = None  # when the last listing succeeded
         self._last_attempt: float | None = None
         self._first_listed: float | None = None  # when the first listing succeeded
         self._failing = False
@@ -175,7 +179,8 @@ class KubeApiPods:
     def identity(self, uid: str) -> PodIdentity | None:
         """The pod's owner and allowlisted labels as the API has them; None if no listing names it."""
         identity = self._identities.get(uid)
-        if identity is None and self._may_list_for(uid):
+        stale = self._listed_at is not None and self._clock() - self._listed_at >= self._relist_interval
+        if (identity is None and self._may_list_for(uid)) or stale:
             self._refresh_if_due()
             identity = self._identities.get(uid)
         return identity
@@ -266,6 +271,7 @@ class KubeApiPods:
                 json.loads(self._fetch()), self._label_allowlist
             )
             self.generation += 1
+            self._listed_at = now
         # RecursionError: json.loads on absurdly nested garbage.
         except (OSError, ValueError, RecursionError, http.client.HTTPException) as error:
             if not self._failing:

@@ -1120,12 +1120,15 @@ def open_sampler(
         net_source=net_source,
     ) as bpf:
         index = CgroupIndex(mounts)
+        api = KubeApiPods.from_environment(api_url=kube_api, label_allowlist=pod_labels)
+        if pod_labels and api is None:
+            log.warning("--pod-labels: labels come from the Kubernetes API, and there is none (--kube-api)")
         # a miss rescans the log dir whenever it changed: a container shorter than a sample has
         # one chance to be named (misses are few: an unnamed container asks again only after a rescan)
         names = NameResolver(
             log_dir,
             min_refresh_interval=0.0,
-            api=KubeApiPods.from_environment(api_url=kube_api, label_allowlist=pod_labels),
+            api=api,
             # static pods are named after kubelet's node name: the DaemonSet's NODE_NAME (downward API)
             node_name=os.environ.get("NODE_NAME") or socket.gethostname(),
         )

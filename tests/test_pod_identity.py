@@ -144,12 +144,14 @@ def test_owners_are_derived_from_pod_names_without_an_api_server(node, served):
 
 def test_dump_json_has_each_pods_owner_marked_as_derived(node):
     result = subprocess.run(
-        [POD_STATS, "dump", "--json", "--duration", "0", "--log-dir", str(node.log_dir)],
+        [POD_STATS, "dump", "--json", "--duration", "0", "--log-dir", str(node.log_dir), "--pod-labels", "app"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+    (warning,) = result.stderr.strip().splitlines()  # labels asked for, and no API to tell them
+    assert "--pod-labels" in warning and "--kube-api" in warning
     pods = {p["uid"]: p for p in json.loads(result.stdout)["pods"]}
     for _, name, _, owner in PODS:
         sampled = pods[_pod(node, name).uid]
