@@ -14,12 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pod_stats import names
-from pod_stats.owners import OWNER_FROM_API, LabelAllowlist
 from pod_stats.names import (
     KubeApiPods,
     NameResolver,
     PodNames,
 )
+from pod_stats.owners import OWNER_FROM_API, LabelAllowlist
 
 COREDNS_UID = "5f3b2d1c-8a4e-4b6f-9c0d-1e2f3a4b5c6d"
 APP_UID = "0a1b2c3d-4e5f-4a7b-8c9d-0e1f2a3b4c5d"
@@ -396,7 +396,7 @@ def test_api_owners_and_labels_are_listed_again_when_stale(api_server, token):
     clock.now += 299
     assert api.identity(API_UID) == web and api_server.request_count == 1  # a steady node: no listing yet
     clock.now += 1
-    assert api.identity(API_UID).labels == (("app", "web"),)  # type: ignore[union-attr]
+    assert api.identity(API_UID).labels == (("app", "web"),)
     assert api_server.request_count == 2
 
 
