@@ -107,13 +107,16 @@ def owner_from_name(name: str, uid: str, node_name: str | None = None) -> PodIde
     if len(name) >= MAX_NAME_LENGTH:  # the generator may have cut the prefix
         return UNKNOWN
     deployment = _DEPLOYMENT_POD.fullmatch(name)
+    if deployment is not None and not is_replica_set_hash(deployment.group("hash")):
+        deployment = None
     cron = _CRON_JOB_POD.fullmatch(name)
-    is_deployment = deployment is not None and is_replica_set_hash(deployment.group("hash"))
-    is_cron_job = cron is not None and _is_cron_minutes(cron.group("minutes"))
-    if is_deployment and not is_cron_job:  # both: a hash of digits 4-9 that is a minute too
-        return PodIdentity(DEPLOYMENT, deployment.group("owner"), OWNER_FROM_NAME)  # type: ignore[union-attr]
-    if is_cron_job and not is_deployment:
-        return PodIdentity(CRON_JOB, cron.group("owner"), OWNER_FROM_NAME)  # type: ignore[union-attr]
+    if cron is not None and not _is_cron_minutes(cron.group("minutes")):
+        cron = None
+    # both (a hash of the characters 4-9 only that reads as a minute too): ambiguous
+    if deployment is not None and cron is None:
+        return PodIdentity(DEPLOYMENT, deployment.group("owner"), OWNER_FROM_NAME)
+    if cron is not None and deployment is None:
+        return PodIdentity(CRON_JOB, cron.group("owner"), OWNER_FROM_NAME)
     return UNKNOWN
 
 

@@ -128,6 +128,7 @@ def test_near_misses_of_deployment_names_are_not_derived(deployment, value, suff
         "7d4b9c8f6d-x2kqz",  # no workload name before the hash
         "a" * 46 + "-7d4b9c8f6d-x2kqz",  # 63 characters: the generator may have cut it
         "etcd-vm",  # a static pod's name, but a UUID: not kubelet's hash of a manifest
+        "x-56789455-4bq9z",  # a pod-template-hash (of 12345011) and a minute (in 2077) alike
     ],
 )
 def test_ambiguous_names_are_not_derived(pod):
