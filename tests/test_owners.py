@@ -287,3 +287,8 @@ def test_hostile_owner_and_label_values_round_trip_through_the_exposition(value)
         "label_app": value,
         "label_app_kubernetes_io_name": "ok",
     }
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=80))
+def test_any_text_as_owner_and_label_value_round_trips(value):
+    test_hostile_owner_and_label_values_round_trip_through_the_exposition(value)
