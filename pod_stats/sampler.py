@@ -66,6 +66,7 @@ from pod_stats.model import (
     Snapshot,
 )
 from pod_stats.names import KubeApiPods, NameResolver, PodNames
+from pod_stats.owners import NO_LABELS, LabelAllowlist, PodIdentity
 from pod_stats.sums import (
     NET_COUNTS,
     Carry,
@@ -144,6 +145,7 @@ class _Remembered:
     pod: Optional[PodNames] = None
     containers: dict[str, str] = field(default_factory=dict)  # container id -> name
     pod_cgroup: Optional[Figures] = None
+    identity: Optional[PodIdentity] = None  # its owner and labels (the API forgets ending pods)
 
 
 _NO_SCHED = dict.fromkeys(SCHED_COUNTERS + (LAST_ACTIVE,))
@@ -655,10 +657,12 @@ class Sampler:
             remembered.pod_cgroup = pod_part.figures
         names = self._names.pod(uid) or remembered.pod  # kubelet may remove its logs before its cgroups
         remembered.pod = names
+        workload = remembered.identity = self._names.identity(uid, names, remembered.identity)
         # Every input is the object it was in the last sample (figures at rest are handed on
         # as they are): so is the pod.
         inputs = (
             names,
+            workload,
             tuple(map(id, containers)),
             tuple(id(f) for f, _, _ in totals),
             tuple(carry.version for carry in carried.values()),
@@ -688,6 +692,10 @@ class Sampler:
             namespace=names.namespace if names else None,
             name=names.name if names else None,
             qos=_pod_of(any_part.tracked).qos,
+            owner_kind=workload.owner_kind,
+            owner_name=workload.owner_name,
+            owner_source=workload.owner_source,
+            labels=dict(workload.labels) if workload.labels is not None else None,
             figures=figures,
             containers=containers,
             open_errors_by_errno=add_errnos([e for _, e, _ in totals]),
@@ -1091,11 +1099,13 @@ def open_sampler(
     probes: Iterable[str] = DEFAULT_PROBES,
     open_probe: str = "auto",
     net_source: Optional[str] = None,
+    pod_labels: LabelAllowlist = NO_LABELS,
 ) -> Iterator[Sampler]:
     """Discovers the host's cgroups, attaches the BPF programs and yields a Sampler;
     detaches on exit. Names come from kubelet's log dir, and from the API server when
     running in-cluster or when `kube_api` is given. `net_source` (bpf.NET_PACKETS) forces the
-    packet fallback where the socket tracepoints exist (tests)."""
+    packet fallback where the socket tracepoints exist (tests). The API also tells each pod's owner
+    and the labels `pod_labels` allows (pod_stats.owners)."""
     mounts = discover_mounts(cgroup_root=cgroup_root)
     key_mode = key_mode_for(mounts)
     v2_root_id = os.stat(mounts.unified).st_ino if mounts.unified else 0
@@ -1110,9 +1120,18 @@ def open_sampler(
         net_source=net_source,
     ) as bpf:
         index = CgroupIndex(mounts)
+        api = KubeApiPods.from_environment(api_url=kube_api, label_allowlist=pod_labels)
+        if pod_labels and api is None:
+            log.warning("--pod-labels: labels come from the Kubernetes API, and there is none (--kube-api)")
         # a miss rescans the log dir whenever it changed: a container shorter than a sample has
         # one chance to be named (misses are few: an unnamed container asks again only after a rescan)
-        names = NameResolver(log_dir, min_refresh_interval=0.0, api=KubeApiPods.from_environment(api_url=kube_api))
+        names = NameResolver(
+            log_dir,
+            min_refresh_interval=0.0,
+            api=api,
+            # static pods are named after kubelet's node name: the DaemonSet's NODE_NAME (downward API)
+            node_name=os.environ.get("NODE_NAME") or socket.gethostname(),
+        )
         sampler = Sampler(
             bpf, mounts, index, names, include_non_pods=include_non_pods, max_open_files=_open_file_budget()
         )
