@@ -534,7 +534,10 @@ assert BY_NAME[LAST_ACTIVE].pods == LATEST and BY_NAME[UNCOUNTED].source == AGEN
 # from its own cgroup, which includes its nested ones).
 POD_SUMMED: tuple[str, ...] = tuple(f.name for f in ALL_FIGURES if f.pods in (SUM, OWN, OWN_WHERE_HIERARCHICAL))
 OWN_CGROUP: tuple[str, ...] = tuple(f.name for f in ALL_FIGURES if f.pods in (OWN, OWN_ONLY))
-# Sums of these are rounded (no float noise): seconds and rates.
+# Sums of these are rounded (no float noise): seconds and rates. To the nanosecond, the finest
+# unit any source counts seconds in: a sum never shows less than the one part it may be (a
+# restarted container's carried throttled_time in ns plus its new instance's 0).
+SUM_DECIMALS = 9
 FLOAT_FIGURES: frozenset[str] = frozenset(f.name for f in ALL_FIGURES if f.unit == SECONDS or f.rate_of is not None)
 
 

@@ -53,6 +53,7 @@ from pod_stats.figures import (
     RATIOS,
     SCHED_COUNTERS,
     SINCE_ATTACH,
+    SUM_DECIMALS,
     UNCOUNTED,
 )
 from pod_stats.memory import LIVE_FIGURES, CgroupFiles, FigureBatch, LiveFigures, OpenFiles
@@ -816,7 +817,7 @@ class Sampler:
             if name in NET_FIGURES and (base.get(name, 0) is None or any(p.figures.get(name) is None for p in parts)):
                 continue  # some part's packets were counted under another cgroup: unknown
             total = (base.get(name) or 0) + sum(part.figures.get(name) or 0 for part in live)
-            figures[name] = round(total, 9) if name == "runq_wait_seconds" else total
+            figures[name] = round(total, SUM_DECIMALS) if name == "runq_wait_seconds" else total
         for rate in COUNTER_RATES:
             known = [value for value in (part.figures.get(rate) for part in parts) if value is not None]
             figures[rate] = round(sum(known), 3) if known and figures[RATES[rate]] is not None else None
@@ -830,11 +831,11 @@ class Sampler:
             for name in CGROUPFS_COUNTERS:
                 if name in base or len(instances) > 1:
                     counted = sum_known([part.figures.get(name) for part in instances])
-                    figures[name] = None if counted is None else round((base.get(name) or 0) + counted, 6)
+                    figures[name] = None if counted is None else round((base.get(name) or 0) + counted, SUM_DECIMALS)
             if len(instances) > 1:
                 for rate, _ in _CGROUPFS_RATES:
                     summed = sum_known([part.figures.get(rate) for part in instances])
-                    figures[rate] = None if summed is None else round(summed, 6)
+                    figures[rate] = None if summed is None else round(summed, SUM_DECIMALS)
         pids = [part.figures.get("pids") for part in live]
         unread = top is not None and top.tracked.info.path in self._nested_unread
         figures["pids"] = None if unread or None in pids else sum(pids)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from pod_stats.figures import (
     NET_FIGURES,
     POD_SUMMED,
     RATES,
+    SUM_DECIMALS,
     UNCOUNTED,
 )
 from pod_stats.model import Errnos, Figures, Slots
@@ -71,7 +72,7 @@ def sum_pod_figures(parts: list[Figures]) -> Figures:
                 total[name] = value
             elif value:
                 # summing rounded rates must not print float noise
-                total[name] = round(before + value, 6) if name in FLOAT_FIGURES else before + value
+                total[name] = round(before + value, SUM_DECIMALS) if name in FLOAT_FIGURES else before + value
     total[LAST_ACTIVE] = latest(part.get(LAST_ACTIVE) for part in parts)
     for name in NET_COUNTS:  # a part whose packets another cgroup got: the sum is unknown too
         if total[name] is not None and any(name in part and part[name] is None for part in parts):
@@ -105,6 +106,6 @@ class Carry:
             if name in NET_FIGURES and (value is None or (name in self.figures and self.figures[name] is None)):
                 self.figures[name] = None  # counted under another cgroup (or not at all): unknown for good
             elif value is not None:
-                self.figures[name] = round(self.figures.get(name, 0) + value, 9)  # type: ignore[operator]
+                self.figures[name] = round(self.figures.get(name, 0) + value, SUM_DECIMALS)  # type: ignore[operator]
         self.errnos = add_errnos([self.errnos, errnos])
         self.slots = add_slots([self.slots, slots])
