@@ -81,6 +81,7 @@ class Figure:
     column: Optional[Column] = None
     rate_column: Optional[Column] = None  # its rate's column
     rate_of: Optional[str] = None  # a rate (derived below): the figure it is the rate of
+    cadvisor: Optional[str] = None  # cAdvisor's metric of the same meaning, if it has one (for the README)
     rate_unit: str = PER_SECOND  # its rate's unit
     # a RATIO of two counters' increases over the last interval (numerator, denominator): null
     # when the denominator did not increase
@@ -192,6 +193,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_memory_rss_bytes",
         pods=OWN,
         column=Column("RSS", FORMAT_BYTES, 5),
+        cadvisor="container_memory_rss",
     ),
     Figure(
         "memory_working_set_bytes",
@@ -202,6 +204,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_memory_working_set_bytes",
         pods=OWN,
         column=Column("WORKING SET", FORMAT_BYTES, 6),
+        cadvisor="container_memory_working_set_bytes",
     ),
     Figure(
         "memory_usage_bytes",
@@ -211,6 +214,7 @@ TABLE: tuple[Figure, ...] = (
         "Memory usage, page cache included.",
         metric="pod_stats_memory_usage_bytes",
         pods=OWN,
+        cadvisor="container_memory_usage_bytes",
     ),
     Figure(
         "memory_peak_bytes",
@@ -219,6 +223,7 @@ TABLE: tuple[Figure, ...] = (
         BYTES,
         "Peak memory usage where the kernel keeps it (v2 memory.peak, v1 max_usage_in_bytes).",
         pods=OWN,
+        cadvisor="container_memory_max_usage_bytes",
     ),
     Figure(
         "memory_limit_bytes",
@@ -228,6 +233,7 @@ TABLE: tuple[Figure, ...] = (
         "Memory limit of the container's cgroup.",
         metric="pod_stats_memory_limit_bytes",
         pods=OWN_ONLY,
+        cadvisor="container_spec_memory_limit_bytes",
     ),
     Figure(
         "cpu_seconds",
@@ -240,6 +246,7 @@ TABLE: tuple[Figure, ...] = (
         rate="cpu_cores",
         rate_unit=CORES,
         rate_column=Column("CPU", FORMAT_CORES, 7),
+        cadvisor="container_cpu_usage_seconds_total",
     ),
     Figure(
         "pids",
@@ -249,6 +256,7 @@ TABLE: tuple[Figure, ...] = (
         "Processes in the container.",
         metric="pod_stats_processes",
         column=Column("PIDS", FORMAT_COUNT, 9),
+        cadvisor="container_processes",
     ),
     # -- cgroupfs: CPU throttling (CFS bandwidth: cpu.stat of the cpu controller) ----------------
     # A pod's are its own cgroup's (its quota's periods); they do not add up over containers.
@@ -260,6 +268,7 @@ TABLE: tuple[Figure, ...] = (
         "Enforcement periods of the container's CPU quota that elapsed while it ran (cpu.stat nr_periods).",
         metric="pod_stats_cpu_cfs_periods",
         pods=OWN_ONLY,
+        cadvisor="container_cpu_cfs_periods_total",
     ),
     Figure(
         "cpu_throttled_periods",
@@ -269,6 +278,7 @@ TABLE: tuple[Figure, ...] = (
         "Periods in which the container used up its CPU quota and was throttled (cpu.stat nr_throttled).",
         metric="pod_stats_cpu_cfs_throttled_periods",
         pods=OWN_ONLY,
+        cadvisor="container_cpu_cfs_throttled_periods_total",
     ),
     Figure(
         "cpu_throttled_seconds",
@@ -279,6 +289,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_cpu_cfs_throttled_seconds",
         pods=OWN_ONLY,
         rate="cpu_throttled_seconds_per_second",
+        cadvisor="container_cpu_cfs_throttled_seconds_total",
     ),
     Figure(
         "cpu_throttled_ratio",
@@ -302,6 +313,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_memory_oom_kills",
         pods=OWN_WHERE_HIERARCHICAL,
         column=Column("OOM", FORMAT_COUNT, 13),
+        cadvisor="container_oom_events_total",
     ),
     Figure(
         "memory_oom_events",
@@ -341,6 +353,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_cpu_pressure_some_seconds",
         pods=OWN_ONLY,
         rate="cpu_pressure_some_seconds_per_second",
+        cadvisor="container_pressure_cpu_waiting_seconds_total",
     ),
     Figure(
         "cpu_pressure_full_seconds",
@@ -350,6 +363,7 @@ TABLE: tuple[Figure, ...] = (
         "Time all of the container's runnable tasks waited for a CPU at once (v2 cpu.pressure full).",
         metric="pod_stats_cpu_pressure_full_seconds",
         pods=OWN_ONLY,
+        cadvisor="container_pressure_cpu_stalled_seconds_total",
     ),
     Figure(
         "memory_pressure_some_seconds",
@@ -360,6 +374,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_memory_pressure_some_seconds",
         pods=OWN_ONLY,
         rate="memory_pressure_some_seconds_per_second",
+        cadvisor="container_pressure_memory_waiting_seconds_total",
     ),
     Figure(
         "memory_pressure_full_seconds",
@@ -369,6 +384,7 @@ TABLE: tuple[Figure, ...] = (
         "Time all of the container's non-idle tasks stalled on memory at once (v2 memory.pressure full).",
         metric="pod_stats_memory_pressure_full_seconds",
         pods=OWN_ONLY,
+        cadvisor="container_pressure_memory_stalled_seconds_total",
     ),
     Figure(
         "io_pressure_some_seconds",
@@ -379,6 +395,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_io_pressure_some_seconds",
         pods=OWN_ONLY,
         rate="io_pressure_some_seconds_per_second",
+        cadvisor="container_pressure_io_waiting_seconds_total",
     ),
     Figure(
         "io_pressure_full_seconds",
@@ -388,6 +405,7 @@ TABLE: tuple[Figure, ...] = (
         "Time all of the container's non-idle tasks waited for I/O at once (v2 io.pressure full).",
         metric="pod_stats_io_pressure_full_seconds",
         pods=OWN_ONLY,
+        cadvisor="container_pressure_io_stalled_seconds_total",
     ),
     # -- cgroupfs: block I/O (v2 io.stat, v1 blkio.throttle.*_recursive; summed over devices) ----
     Figure(
@@ -399,6 +417,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_block_io_read_bytes",
         pods=OWN,
         rate="io_read_bytes_per_second",
+        cadvisor="container_fs_reads_bytes_total",
     ),
     Figure(
         "io_write_bytes",
@@ -409,6 +428,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_block_io_write_bytes",
         pods=OWN,
         rate="io_write_bytes_per_second",
+        cadvisor="container_fs_writes_bytes_total",
     ),
     Figure(
         "io_reads",
@@ -418,6 +438,7 @@ TABLE: tuple[Figure, ...] = (
         "Read operations of the container on block devices (v2 io.stat rios, v1 blkio io_serviced Read).",
         metric="pod_stats_block_io_reads",
         pods=OWN,
+        cadvisor="container_fs_reads_total",
     ),
     Figure(
         "io_writes",
@@ -427,6 +448,7 @@ TABLE: tuple[Figure, ...] = (
         "Write operations of the container on block devices (v2 io.stat wios, v1 blkio io_serviced Write).",
         metric="pod_stats_block_io_writes",
         pods=OWN,
+        cadvisor="container_fs_writes_total",
     ),
     # -- sched (opt-in): the run queue ---------------------------------------------------------------
     Figure(
@@ -440,6 +462,7 @@ TABLE: tuple[Figure, ...] = (
         rate="runq_wait_seconds_per_second",
         # seconds waited for a CPU per second: how many of the cgroup's tasks wait, on average
         rate_column=Column("RUNQ WAIT", FORMAT_CORES, 14, opt_in=True),
+        cadvisor="container_cpu_schedstat_run_queue_seconds_total",
     ),
     Figure(
         "runq_waits",
