@@ -216,7 +216,6 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_tcp_retransmitted_segments",
         in_counters=True,
         rate="tcp_retransmits_per_second",
-        rate_column=Column("RETRANS/s", FORMAT_RATE, 14),
     ),
     # -- cgroupfs: memory, CPU and processes of the cgroup (a container's includes its nested ones) --
     Figure(

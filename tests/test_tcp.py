@@ -190,3 +190,69 @@ def test_the_tcp_group_left_out_counts_nothing(mounts, new_cgroup):
         assert not only_proc.attached("tcp")
         run_in_cgroup(cgroup, lambda: refused_connects(free_port(), 3))
         assert _tcp(only_proc, cgroup) == dict.fromkeys(TCP, 0)
+
+
+# -- through the sampler: a pod's containers, their JSON figures and metrics ------------------
+
+
+@pytest.fixture(scope="module")
+def pod_node(tmp_path_factory):
+    from pod_stats_dev.mininode import MiniNode
+
+    with MiniNode(tmp_path_factory.mktemp("log")) as node:
+        pod = node.add_pod("shop", "cart-7d9f8b6c5-q2w3e")
+        pod.add_container("server")
+        pod.add_container("client")
+        yield node
+
+
+@pytest.mark.containers
+def test_a_pods_connections_failures_and_accepts_in_its_figures_and_metrics(pod_node):
+    """Containers of one pod share its network: the client connects to the server twice and to a
+    closed port three times; each container's figures, the pod's sums and the metrics say so."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+    from support import container_named, sampled_container
+
+    from pod_stats.exporter import SnapshotMetrics
+    from pod_stats.output import to_json
+    from pod_stats.sampler import open_sampler
+
+    server, client = container_named(pod_node, "server"), container_named(pod_node, "client")
+    closed = free_port()
+    with open_sampler(log_dir=str(pod_node.log_dir)) as sampler:
+        sampler._index.refresh()
+        port = free_port()
+        assert server.command(f"listen {port}") == "ok"
+        before = sampler.sample()
+        for _ in range(2):
+            client.send(f"send {port} 10")
+            assert server.command("recv") == "ok 10"
+            assert client.answer() == "ok 10"
+        for _ in range(3):
+            assert client.command(f"send {closed} 10").startswith("err")
+        after = sampler.sample()
+
+    def added(container) -> dict:
+        then, now = sampled_container(before, container).figures, sampled_container(after, container).figures
+        return {name: now[name] - then[name] for name in TCP}
+
+    assert added(client) == {**dict.fromkeys(TCP, 0), "tcp_connects": 2, "tcp_connect_failures": 3}
+    assert added(server) == {**dict.fromkeys(TCP, 0), "tcp_accepts": 2}
+    pod = next(p for p in after.pods if p.name == "cart-7d9f8b6c5-q2w3e")
+    assert pod.figures["tcp_connect_failures"] >= 3 and pod.figures["tcp_accepts"] >= 2
+    row = next(c for p in to_json(after)["pods"] for c in p["containers"] if c["name"] == "client")
+    assert row["tcp_connect_failures"] == sampled_container(after, client).figures["tcp_connect_failures"]
+    assert row["tcp_connect_failures_per_second"] > 0
+
+    metrics = SnapshotMetrics("1.1")
+    metrics.update(after)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics)
+    served = {
+        (s.name, s.labels.get("container")): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    assert served[("pod_stats_tcp_connect_failures_total", "client")] == row["tcp_connect_failures"]
+    assert served[("pod_stats_tcp_accepts_total", "server")] >= 2
