@@ -61,6 +61,8 @@ OOM_FIRST_KILL = ("oom_first_kill", "oom_first_kill_pid")
 # The programs that count TCP retransmissions: the one for the tcp_retransmit_skb that passes the
 # error (and fires for failed ones too), and the one for the one that fires for sent ones only.
 TCP_RETRANSMIT = ("tcp_retransmit", "tcp_retransmit_sent")
+# Their events are counted under the socket's cgroup v2: without that hierarchy, all under its root.
+TCP_NO_V2 = "no cgroup v2 hierarchy: a socket knows only its cgroup v2 (every socket's would be the root)"
 
 # Where net bytes come from (Plan.net_source).
 NET_SOCKET = "socket payload (sock_send_length, sock_recv_length)"
@@ -352,6 +354,8 @@ def plan(
             return "it counts into opens, which is not asked for (--probes)"
         if group in lacking:
             return lacking[group]
+        if group == "tcp" and not options.v2_root:
+            return TCP_NO_V2
         if group == "net":
             packets = program.section.startswith("cgroup_skb/")
             if net is None or (net == NET_PACKETS) != packets:

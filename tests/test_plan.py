@@ -19,6 +19,7 @@ from pod_stats.plan import (
     OPENS_BY_IA32_EXIT,
     OPENS_BY_TRACEPOINTS,
     OPENS_BY_URING,
+    TCP_NO_V2,
     OpenRoute,
     PlanOptions,
     Program,
@@ -361,7 +362,7 @@ CASES = [
     case(
         "cgroup v1 only (no v2 hierarchy) before 6.3: no packet fallback",
         DEBIAN_6_1,
-        FEXIT_ONLY | {"opens_uring"} | PROC | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
+        FEXIT_ONLY | {"opens_uring"} | PROC | OOM_BEFORE_6_8 | CHANGES,
         options=dataclasses.replace(OPTIONS, v2_root=False),
         net_source=None,
         warnings=("net: no sock_*_length tracepoints and no cgroup v2 hierarchy for the packet fallback",),
@@ -369,7 +370,7 @@ CASES = [
     case(
         "cgroup v1 only on 6.18: socket payload",
         THIS_MACHINE,
-        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | TCP_WITH_ERROR | CHANGES,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | CHANGES,
         options=dataclasses.replace(OPTIONS, v2_root=False),
         net_source=NET_SOCKET,
     ),
@@ -442,6 +443,15 @@ CASES = [
         },
         attached={"tcp": False},
         unavailable={"tcp": ["tracepoint not in this kernel"]},
+    ),
+    case(
+        "tcp on a cgroup v1 only host: not attached, sockets know only their cgroup v2",
+        THIS_MACHINE,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | CHANGES,
+        options=dataclasses.replace(OPTIONS, v2_root=False),
+        skipped={"tcp_state": TCP_NO_V2, "tcp_retransmit": TCP_NO_V2},
+        attached={"tcp": False},
+        unavailable={"tcp": [TCP_NO_V2]},
     ),
     case(
         "tcp not asked for",
