@@ -41,7 +41,8 @@ def mounts():
 
 @pytest.fixture(scope="module")
 def probes(mounts):
-    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, v2_root_cgroup_id=os.stat(mounts.unified).st_ino) as bpf:
+    root_id = os.stat(mounts.unified).st_ino
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, v2_root=mounts.unified) as bpf:
         if not bpf.attached("tcp"):
             pytest.fail(f"the tcp group is not attached here: {bpf.plan.unavailable().get('tcp')}")
         yield bpf
@@ -186,7 +187,7 @@ def test_retransmissions_of_a_lossy_flow_counted_as_the_kernel_counts_them(probe
 def test_the_tcp_group_left_out_counts_nothing(mounts, new_cgroup):
     cgroup = new_cgroup()
     root_id = os.stat(mounts.unified).st_ino
-    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"proc"}) as only_proc:
+    with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"proc"}, v2_root=mounts.unified) as only_proc:
         assert not only_proc.attached("tcp")
         run_in_cgroup(cgroup, lambda: refused_connects(free_port(), 3))
         assert _tcp(only_proc, cgroup) == dict.fromkeys(TCP, 0)
