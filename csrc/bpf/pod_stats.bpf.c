@@ -540,21 +540,21 @@ struct sock_cgroup_data___before_5_15 {
 	__u64 val;
 } __attribute__((preserve_access_index));
 
+/* sk: a BTF pointer (tp_btf), read by direct loads where the layout allows (see have_task_btf). */
 static __always_inline __u64 socket_cgroup_key(const struct sock *sk)
 {
 	struct cgroup *cgrp;
 	__u64 val;
 
 	if (bpf_core_field_exists(struct sock_cgroup_data, cgroup)) {
-		cgrp = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
-	} else {
-		val = BPF_CORE_READ((struct sock_cgroup_data___before_5_15 *)&sk->sk_cgrp_data, val);
-		/* the kernel's sock_cgroup_ptr(): tagged or empty means the v2 root */
-		cgrp = (val & 3) ? NULL : (struct cgroup *)val;
+		cgrp = sk->sk_cgrp_data.cgroup;
+		return cgrp ? cgrp->kn->id : pod_stats_config.v2_root_cgroup_id;
 	}
-	if (!cgrp)
+	val = BPF_CORE_READ((struct sock_cgroup_data___before_5_15 *)&sk->sk_cgrp_data, val);
+	/* the kernel's sock_cgroup_ptr(): tagged or empty means the v2 root */
+	if (!val || (val & 3))
 		return pod_stats_config.v2_root_cgroup_id;
-	return BPF_CORE_READ(cgrp, kn, id);
+	return BPF_CORE_READ((struct cgroup *)val, kn, id);
 }
 
 /* Only the three transitions counted reach a map: a connection makes six or more. */
