@@ -183,6 +183,49 @@ TABLE: tuple[Figure, ...] = (
         in_counters=True,
         rate="oom_kills_per_second",
     ),
+    Figure(
+        "tcp_connects",
+        "tcp",
+        COUNTER,
+        COUNT,
+        "TCP connections the container opened that were established (connect(): SYN_SENT to ESTABLISHED), "
+        "counted under the cgroup of the task that created the socket.",
+        metric="pod_stats_tcp_connects",
+        in_counters=True,
+        rate="tcp_connects_per_second",
+    ),
+    Figure(
+        "tcp_accepts",
+        "tcp",
+        COUNTER,
+        COUNT,
+        "TCP connections established to the container's listening sockets (SYN_RECV to ESTABLISHED), counted "
+        "under the cgroup of the task that created the listening socket, whoever accepts them.",
+        metric="pod_stats_tcp_accepts",
+        in_counters=True,
+        rate="tcp_accepts_per_second",
+    ),
+    Figure(
+        "tcp_connect_failures",
+        "tcp",
+        COUNTER,
+        COUNT,
+        "TCP connections the container opened that never were established (SYN_SENT to CLOSE: refused, timed out, "
+        "unreachable, or closed while connecting).",
+        metric="pod_stats_tcp_connect_failures",
+        in_counters=True,
+        rate="tcp_connect_failures_per_second",
+    ),
+    Figure(
+        "tcp_retransmits",
+        "tcp",
+        COUNTER,
+        COUNT,
+        "TCP segments the container's sockets retransmitted (as the kernel's RetransSegs counts them).",
+        metric="pod_stats_tcp_retransmitted_segments",
+        in_counters=True,
+        rate="tcp_retransmits_per_second",
+    ),
     # -- cgroupfs: memory, CPU and processes of the cgroup (a container's includes its nested ones) --
     Figure(
         "rss_bytes",
@@ -547,6 +590,11 @@ RATIOS: dict[str, tuple[str, str]] = {f.name: f.ratio_of for f in TABLE if f.rat
 OWN_WHERE_HIERARCHICAL_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.pods == OWN_WHERE_HIERARCHICAL)
 # Bytes the net probes count: under the packet fallback some cgroups' are unknown (see the sampler).
 NET_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == "net" and f.kind == COUNTER)
+# TCP events, always counted under the socket's cgroup v2: on hybrid hosts, unknown for cgroups keyed
+# by their v1 memory cgroup, as net bytes under the packet fallback (see the sampler).
+TCP_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == "tcp" and f.kind == COUNTER)
+# What may be counted under a socket's cgroup v2 rather than the cgroup's key: either of the above.
+SOCKET_FIGURES: tuple[str, ...] = NET_FIGURES + TCP_FIGURES
 # When a task of the cgroup last got a CPU (Unix time).
 LAST_ACTIVE = "last_active_timestamp_seconds"
 # Events the kernel could not count for a cgroup (its counters map was full): while any were

@@ -53,7 +53,9 @@ from pod_stats.figures import (
     RATIOS,
     SCHED_COUNTERS,
     SINCE_ATTACH,
+    SOCKET_FIGURES,
     SUM_DECIMALS,
+    TCP_FIGURES,
     UNCOUNTED,
 )
 from pod_stats.memory import LIVE_FIGURES, CgroupFiles, FigureBatch, LiveFigures, OpenFiles
@@ -73,7 +75,6 @@ from pod_stats.model import (
 from pod_stats.names import KubeApiPods, NameResolver, PodNames
 from pod_stats.owners import NO_LABELS, LabelAllowlist, PodIdentity
 from pod_stats.sums import (
-    NET_COUNTS,
     Carry,
     add_errnos,
     add_slots,
@@ -85,10 +86,10 @@ from pod_stats.sums import (
 
 log = logging.getLogger(__name__)
 
-# Which figures are which is pod_stats.figures'. Of NET_FIGURES: the packet fallback
-# (bpf.NET_PACKETS) counts under the socket's cgroup v2 id, so a cgroup whose tasks sit in the v2
-# root (counted by their v1 memory cgroup, hybrid hosts) has its packets counted under the root
-# instead: its net figures are unknown (null), not 0.
+# Which figures are which is pod_stats.figures'. Of SOCKET_FIGURES: the tcp probes, and the packet
+# fallback of net (bpf.NET_PACKETS), count under the socket's cgroup v2 id, so a cgroup whose tasks
+# sit in the v2 root (counted by their v1 memory cgroup, hybrid hosts) has those events counted
+# under the root instead: its figures of them are unknown (null), not 0.
 
 # How often idle new cgroups are looked for (busy ones are found as soon as they count something):
 # every RESCAN_SECONDS when the kernel says a cgroup was created or removed since the last look,
@@ -131,7 +132,7 @@ class _Tracked:
     # time, nothing re-read since): the next sample with the same inputs takes them as they are
     at_rest: bool = False
     sample: Optional[ContainerSample] = None  # the last sample's, taken again while nothing changed
-    net_unseen: bool = False  # its packets are not counted under it (see NET_FIGURES)
+    socket_unseen: bool = False  # its sockets' events are not counted under it (see SOCKET_FIGURES)
     # its cgroupfs counters (CPU time, throttling, memory events, pressure, I/O) as last read: what
     # its identity carries once it ends, if the final read failed (a restarted container's old
     # cgroup removed between two reads, or only its v2 half on a hybrid host)
@@ -158,7 +159,6 @@ _NO_SCHED = dict.fromkeys(SCHED_COUNTERS + (LAST_ACTIVE,))
 _ZERO_COUNTS = (0,) * len(COUNTER_FIELDS)
 # The rates of an idle cgroup that can still change: cgroupfs' (cpu_cores ...).
 _CGROUPFS_RATES = tuple((rate, figure) for rate, figure in RATES.items() if figure in CGROUPFS_FIGURES)
-_NET_UNKNOWN = dict.fromkeys(NET_COUNTS)
 # A nested cgroup's memory, CPU, pressure and I/O are its container's (which includes them).
 _NESTED_UNKNOWN = dict.fromkeys(LIVE_FIGURES + ("memory_limit_bytes",) + tuple(RATIOS))
 # Where the counters are in LIVE_FIGURES.
@@ -324,6 +324,13 @@ class Sampler:
         self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
         # packets are counted by the socket's v2 cgroup: cgroups keyed otherwise see none of theirs
         self._net_by_packets = bpf.attached("net") and bpf.net_source == NET_PACKETS and bpf.key_mode != KeyMode.V2
+        # so are TCP events, always: the figures such cgroups never get, and with their rates
+        self._socket_keyed = (NET_FIGURES if self._net_by_packets else ()) + (
+            TCP_FIGURES if bpf.attached("tcp") and bpf.key_mode != KeyMode.V2 else ()
+        )
+        self._socket_unknown = dict.fromkeys(
+            self._socket_keyed + tuple(rate for rate, name in RATES.items() if name in self._socket_keyed)
+        )
         self._warned_full = self._warned_errnos_full = False
         self._idle_rates = {
             rate: 0.0 for rate, name in RATES.items() if name in COUNTER_FIELDS and name not in self._unknown_counters
@@ -594,8 +601,8 @@ class Sampler:
         tracked = self._track(info)
         assert tracked is not None  # only idle cgroups go untracked
         tracked.keys.add(key)
-        if self._net_by_packets and key.hierarchy != V2:
-            tracked.net_unseen = True  # its tasks sit in the v2 root (bpf.KeyMode.V2_ELSE_V1_MEMORY)
+        if self._socket_keyed and key.hierarchy != V2:
+            tracked.socket_unseen = True  # its tasks sit in the v2 root (bpf.KeyMode.V2_ELSE_V1_MEMORY)
         return info.path
 
     def _learn_cgroup_events(self, drops) -> bool:
@@ -814,8 +821,9 @@ class Sampler:
         for name in SINCE_ATTACH:
             if all(part.figures.get(name) is None for part in parts):
                 continue  # its probe group is off: unknown
-            if name in NET_FIGURES and (base.get(name, 0) is None or any(p.figures.get(name) is None for p in parts)):
-                continue  # some part's packets were counted under another cgroup: unknown
+            unseen = base.get(name, 0) is None or any(p.figures.get(name) is None for p in parts)
+            if name in SOCKET_FIGURES and unseen:
+                continue  # some part's sockets' events were counted under another cgroup: unknown
             total = (base.get(name) or 0) + sum(part.figures.get(name) or 0 for part in live)
             figures[name] = round(total, SUM_DECIMALS) if name == "runq_wait_seconds" else total
         for rate in COUNTER_RATES:
@@ -894,8 +902,10 @@ class Sampler:
                 io_version=io.version if io else 1,
             )
             tracked = self._tracked[info.path] = _Tracked(info, files, kind, top)
-            # where the packet fallback counts: only under cgroups of the v2 hierarchy
-            tracked.net_unseen = self._net_by_packets and self._processes_directory(info) != self._v2_directory(info)
+            # where sockets' events are counted: only under cgroups of the v2 hierarchy
+            tracked.socket_unseen = bool(self._socket_keyed) and self._processes_directory(info) != self._v2_directory(
+                info
+            )
             self._index.pin(info.hierarchy, info.cgroup_id)
             if top is not None and kind == NESTED:
                 siblings = self._nested.setdefault(top, set())
@@ -941,14 +951,14 @@ class Sampler:
         if idle:
             figures: Figures = previous.copy()
             figures.update(self._idle_rates)
-            if tracked.net_unseen:
-                figures.update(_NET_UNKNOWN)
+            if tracked.socket_unseen:
+                figures.update(self._socket_unknown)
         else:
             figures = dict(zip(COUNTER_FIELDS, counts))
             for name in self._unknown_counters:
                 figures[name] = None
-            if tracked.net_unseen:
-                figures["net_tx_bytes"] = figures["net_rx_bytes"] = None
+            if tracked.socket_unseen:
+                figures.update(dict.fromkeys(self._socket_keyed))
             if self._sched_on:
                 self._sched_figures(tracked, figures, sched_counts, wall_offset)
             else:

@@ -39,6 +39,7 @@ GOALS: list[tuple[str, str, Callable[[Any], bool] | None, str]] = [
     ("errno_overhead_vs_floor", "≤ 1.2", lambda v: v <= 1.2, "×"),
     ("io_uring_overhead_vs_floor", "≤ 1.2", lambda v: v <= 1.2, "×"),
     ("oom_overhead_vs_floor", "≤ 1.2", lambda v: v <= 1.2, "×"),
+    ("tcp_overhead_vs_floor", "≤ 1.2", lambda v: v <= 1.2, "×"),
     ("sched_overhead_vs_floor", "(info: opt-in)", None, "×"),
     ("ia32_overhead_vs_floor", "(info: opt-in)", None, "×"),
 ]

@@ -20,6 +20,7 @@ _POD_RULES = {
     figures.SUM: "sum",
     figures.OWN: "pod cgroup's",
     figures.OWN_ONLY: "pod cgroup's only",
+    figures.OWN_WHERE_HIERARCHICAL: "pod cgroup's where hierarchical",
     figures.LATEST: "latest",
 }
 
