@@ -97,6 +97,8 @@ class Served:
 
         def named():
             families = self.families()
+            if "pod_stats_pod_info" not in families:
+                return None  # no sample yet: the pod families come with the first
             info = {s.labels["uid"]: s.labels for s in families["pod_stats_pod_info"].samples}
             return families if all(info.get(pod.uid, {}).get("pod") == pod.name for pod in node.pods) else None
 
