@@ -156,9 +156,10 @@ def _source_options(command: Callable) -> Callable:
             callback=_parse_probes,
             metavar="GROUP,...",
             help="Kernel probe groups to attach: opens (opens and failed opens), errno (failed opens by "
-            "errno), proc (forks, execs, exits), net (socket bytes), oom (OOM kills), sched "
-            "(run-queue wait; opt-in, it runs on every context switch). Figures of a group that is "
-            "off are null.",
+            "errno), proc (forks, execs, exits), net (socket bytes), oom (OOM kills), tcp (TCP "
+            "connects, accepts, failed connects, retransmits), sched (run-queue wait; opt-in, it runs "
+            "on every context switch), ia32 (32-bit programs' opens on the syscall tracepoints; "
+            "opt-in). Figures of a group that is off are null.",
         ),
         click.option(
             "--open-probe",
