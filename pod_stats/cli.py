@@ -138,6 +138,12 @@ def _identity_options(command: Callable) -> Callable:
     return command
 
 
+def _parse_pod_labels(ctx, param, value):
+    from pod_stats.owners import LabelAllowlist
+
+    return LabelAllowlist.parse(value)
+
+
 def _source_options(command: Callable) -> Callable:
     """Where the figures come from: options of every sampling command."""
     from pod_stats.bpf import DEFAULT_PROBES, OPEN_PROBES, PROBE_GROUPS
@@ -150,9 +156,10 @@ def _source_options(command: Callable) -> Callable:
             callback=_parse_probes,
             metavar="GROUP,...",
             help="Kernel probe groups to attach: opens (opens and failed opens), errno (failed opens by "
-            "errno), proc (forks, execs, exits), net (socket bytes), oom (OOM kills), sched "
-            "(run-queue wait; opt-in, it runs on every context switch). Figures of a group that is "
-            "off are null.",
+            "errno), proc (forks, execs, exits), net (socket bytes), oom (OOM kills), tcp (TCP "
+            "connects, accepts, failed connects, retransmits), sched (run-queue wait; opt-in, it runs "
+            "on every context switch), ia32 (32-bit programs' opens on the syscall tracepoints; "
+            "opt-in). Figures of a group that is off are null.",
         ),
         click.option(
             "--open-probe",
@@ -169,6 +176,15 @@ def _source_options(command: Callable) -> Callable:
             type=click.IntRange(min=1),
             metavar="N",
             help="Capacity of the BPF counters map (default 4096 cgroups).",
+        ),
+        click.option(
+            "--pod-labels",
+            default="",
+            callback=_parse_pod_labels,
+            metavar="KEY,...",
+            help="Pod labels to show, from the Kubernetes API (names or globs, e.g. "
+            "'app,app.kubernetes.io/*'; '*' is every label): in JSON as each pod's labels, on "
+            "/metrics as pod_stats_pod_labels{label_<key>=…}. Default: none.",
         ),
         _identity_options,
     ]
@@ -274,6 +290,21 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_o
         sys.exit(EXIT_ALERT)
 
 
+def _parse_metrics_exclude(ctx, param, values) -> tuple[str, ...]:
+    from types import SimpleNamespace
+
+    from pod_stats.exporter import family_names, unmatched_patterns
+    from pod_stats.web import HttpStats
+
+    patterns = tuple(dict.fromkeys(part.strip() for value in values for part in value.split(",") if part.strip()))
+    http_stats = HttpStats()
+    http_stats.auth = SimpleNamespace(outcomes={})  # type: ignore[assignment]  # its optional family too
+    unmatched = unmatched_patterns(patterns, family_names(http_stats))
+    if unmatched:
+        raise click.BadParameter(f"{', '.join(unmatched)}: matches no metric family of /metrics", ctx=ctx, param=param)
+    return patterns
+
+
 @cli.command()
 @click.option(
     "--listen-address",
@@ -303,8 +334,17 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_o
     help="Have the kernel measure BPF run time while serving (needs CAP_SYS_ADMIN; "
     "without it, only when kernel.bpf_stats_enabled=1).",
 )
+@click.option(
+    "--metrics-exclude",
+    multiple=True,
+    callback=_parse_metrics_exclude,
+    metavar="FAMILY,...",
+    help="Leave these metric families out of /metrics (names or globs, e.g. "
+    "'pod_stats_pod_*,pod_stats_runq_wait_seconds'; repeatable), to bound the series per node. "
+    "A name that matches no family is a usage error.",
+)
 @_source_options
-def serve(listen_address, interval, web_config_file, bpf_stats, **source_options) -> None:
+def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude, **source_options) -> None:
     """Prometheus exporter: sample every --interval, serve the latest sample on /metrics."""
     from pod_stats.bpf import BpfError, run_time_stats
     from pod_stats.exporter import SnapshotMetrics, make_app, sample_forever
@@ -336,7 +376,8 @@ def serve(listen_address, interval, web_config_file, bpf_stats, **source_options
                     log.warning("BPF run-time statistics are off: %s", error)
             try:
                 http_stats = HttpStats()
-                server = start_http(listen_address, make_app(metrics, healthy, http_stats), web_config, http_stats)
+                app = make_app(metrics, healthy, http_stats, exclude=metrics_exclude)
+                server = start_http(listen_address, app, web_config, http_stats)
             except (OSError, ssl.SSLError) as error:
                 _fail(f"cannot serve on {listen_address}: {error}")
             host, port = server.server_address[:2]

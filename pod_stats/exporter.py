@@ -8,20 +8,24 @@ latest Snapshot alone. Which figures are served, as which metric, is pod_stats.f
 HTTP server, TLS and auth are pod_stats.web's.
 """
 
+import fnmatch
 import logging
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
 from typing import Callable, Optional, Union
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from pod_stats import __version__
 from pod_stats.figures import BY_NAME, HISTOGRAM_SUM, SERIES_METRICS
-from pod_stats.model import ContainerSample, PodSample, Snapshot
+from pod_stats.model import AgentStats, ContainerSample, OpenRoute, PodSample, Snapshot
 from pod_stats.output import errno_name
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,11 @@ POD_METRICS = tuple(
     for name, figure, help_text, is_counter in CONTAINER_METRICS
 )
 POD_LABELS = ("namespace", "pod")
+# One series per pod to join on, as kube-state-metrics' kube_pod_info and kube_pod_labels: the
+# owner (pod_stats.owners) and the allowlisted labels are not labels of every series.
+POD_INFO_LABELS = ("namespace", "pod", "uid", "qos", "owner_kind", "owner_name", "owner_source")
+POD_INFO = "pod_stats_pod_info"
+POD_LABELS_METRIC = "pod_stats_pod_labels"
 
 
 class SnapshotMetrics(Collector):
@@ -77,6 +86,7 @@ class SnapshotMetrics(Collector):
         if snapshot is None:
             return
         yield from self._container_metrics(snapshot)
+        yield from _pod_identity_metrics(snapshot.pods)
         yield from self._agent_metrics(snapshot, sampled_at)
         samples = CounterMetricFamily(
             "pod_stats_samples", "Samples taken since pod-stats started (its rate is the sampling cadence)."
@@ -243,6 +253,63 @@ class SnapshotMetrics(Collector):
         yield events_lost
 
 
+def _pod_identity_metrics(pods: Sequence[PodSample]) -> Iterator:
+    info = GaugeMetricFamily(
+        POD_INFO,
+        "1 for each pod: its uid, QoS class and owning workload (owner_kind, owner_name: a ReplicaSet "
+        "of a Deployment is the Deployment, a Job of a CronJob the CronJob), owner_source api (from "
+        "the Kubernetes API) or name (derived from the pod's name; empty: unknown). Join on "
+        "namespace and pod.",
+        labels=POD_INFO_LABELS,
+    )
+    for pod in pods:
+        info.add_metric(
+            [
+                pod.namespace or "",
+                pod.name or "",
+                pod.uid,
+                pod.qos,
+                pod.owner_kind or "",
+                pod.owner_name or "",
+                pod.owner_source or "",
+            ],
+            1,
+        )
+    yield info
+    known = [pod for pod in pods if pod.labels is not None]
+    names = sorted({key for pod in known for key in pod.labels or {}})
+    label_names = prometheus_label_names(names)
+    labels = GaugeMetricFamily(
+        POD_LABELS_METRIC,
+        "1 for each pod whose labels the Kubernetes API told: the labels --pod-labels allows, as "
+        "label_<name> (characters Prometheus does not allow in a label name written as _).",
+        labels=("namespace", "pod", "uid", *label_names.values()),
+    )
+    for pod in known:
+        values = pod.labels or {}
+        labels.add_metric(
+            [pod.namespace or "", pod.name or "", pod.uid, *(values.get(key, "") for key in label_names)], 1
+        )
+    yield labels
+
+
+_NOT_IN_LABEL_NAME = re.compile("[^a-zA-Z0-9_]")
+
+
+def prometheus_label_names(keys: Iterable[str]) -> dict[str, str]:
+    """Kubernetes label key → Prometheus label name `label_<key>`, each character a label name
+    cannot hold written as "_" (as kube-state-metrics does). Keys that come out the same: the
+    first in sorted order keeps the name, the others are left out."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for key in sorted(keys):
+        name = "label_" + _NOT_IN_LABEL_NAME.sub("_", key)
+        if name not in taken:
+            taken.add(name)
+            names[key] = name
+    return names
+
+
 def _newest(pod: PodSample, snapshot: Snapshot) -> bool:
     """Whether no other live pod of the snapshot has this pod's name (one being re-created)."""
     return not any(
@@ -282,6 +349,75 @@ def _gauge(name: str, help_text: str, value: Optional[float], labels: Optional[d
     return family
 
 
+# -- leaving families out -------------------------------------------------------
+
+
+def _exposed_names(family: Metric) -> tuple[str, ...]:
+    """The names a family goes by: its own, and for counters and info what /metrics shows."""
+    if family.type == "counter":
+        return (family.name, family.name + "_total")
+    if family.type == "info":
+        return (family.name, family.name + "_info")
+    return (family.name,)
+
+
+class Excluding(Collector):
+    """A collector's families but those whose name matches one of `patterns` (fnmatch globs)."""
+
+    def __init__(self, collector: Collector, patterns: Sequence[str]):
+        self._collector = collector
+        self._patterns = tuple(re.compile(fnmatch.translate(pattern)) for pattern in patterns)
+
+    def collect(self) -> Iterator:
+        for family in self._collector.collect():
+            if not any(pattern.match(name) for pattern in self._patterns for name in _exposed_names(family)):
+                yield family
+
+
+def family_names(*collectors: Collector) -> set[str]:
+    """Every name --metrics-exclude may match: the families SnapshotMetrics yields when every
+    optional family is present, and those of `collectors`."""
+    metrics = SnapshotMetrics("")
+    metrics.update(
+        Snapshot(
+            node="",
+            time=datetime.fromtimestamp(0, timezone.utc),
+            interval_seconds=None,
+            pods=[],
+            cgroups=[],
+            agent=AgentStats(
+                cgroups_in_map=0,
+                map_max_entries=0,
+                map_full_drops=0,
+                errno_map_full_drops=0,
+                unresolved_cgroups=0,
+                sample_seconds=0.0,
+                cgroup_index_entries=0,
+                tracked_cgroups=0,
+                name_cache_entries=0,
+                probes=[],
+                probe_groups={"errno": True, "sched": True},
+                net_source="any",
+                open_source="any",
+                programs={},
+                open_routes={"any": OpenRoute(True, "")},
+            ),
+        )
+    )
+    return {
+        name
+        for collector in (metrics, *collectors)
+        for family in collector.collect()
+        for name in _exposed_names(family)
+    }
+
+
+def unmatched_patterns(patterns: Sequence[str], names: Iterable[str]) -> list[str]:
+    """The patterns that match none of `names` (a typo would otherwise exclude nothing)."""
+    names = list(names)
+    return [pattern for pattern in patterns if not any(fnmatch.fnmatchcase(name, pattern) for name in names)]
+
+
 # -- HTTP -------------------------------------------------------------------
 
 INDEX_HTML = b"""<!doctype html>
@@ -291,8 +427,11 @@ INDEX_HTML = b"""<!doctype html>
 """
 
 
-def make_app(metrics: SnapshotMetrics, healthy: Callable[[], bool], *collectors: Collector):
+def make_app(
+    metrics: SnapshotMetrics, healthy: Callable[[], bool], *collectors: Collector, exclude: Sequence[str] = ()
+):
     """WSGI app: /metrics, /healthz and / — and nothing else (basic auth is the server's).
+    Families whose name matches a glob of `exclude` are left out of /metrics.
 
     /metrics is rendered once per sample and Accept/Accept-Encoding/query, then served from
     that rendering until the next sample: a flood of scrapes costs copies, not renders. The
@@ -300,9 +439,8 @@ def make_app(metrics: SnapshotMetrics, healthy: Callable[[], bool], *collectors:
     one interval.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(metrics)
-    for collector in collectors:
-        registry.register(collector)
+    for collector in (metrics, *collectors):
+        registry.register(Excluding(collector, exclude) if exclude else collector)
     metrics_app = make_wsgi_app(registry)
     rendered: dict[tuple, tuple[str, list, bytes]] = {}
     render_lock = threading.Lock()

@@ -81,6 +81,7 @@ class Figure:
     column: Optional[Column] = None
     rate_column: Optional[Column] = None  # its rate's column
     rate_of: Optional[str] = None  # a rate (derived below): the figure it is the rate of
+    cadvisor: Optional[str] = None  # cAdvisor's metric of the same meaning, if it has one (for the README)
     rate_unit: str = PER_SECOND  # its rate's unit
     # a RATIO of two counters' increases over the last interval (numerator, denominator): null
     # when the denominator did not increase
@@ -182,6 +183,49 @@ TABLE: tuple[Figure, ...] = (
         in_counters=True,
         rate="oom_kills_per_second",
     ),
+    Figure(
+        "tcp_connects",
+        "tcp",
+        COUNTER,
+        COUNT,
+        "TCP connections the container opened that were established (connect(): SYN_SENT to ESTABLISHED), "
+        "counted under the cgroup of the task that created the socket.",
+        metric="pod_stats_tcp_connects",
+        in_counters=True,
+        rate="tcp_connects_per_second",
+    ),
+    Figure(
+        "tcp_accepts",
+        "tcp",
+        COUNTER,
+        COUNT,
+        "TCP connections established to the container's listening sockets (SYN_RECV to ESTABLISHED), counted "
+        "under the cgroup of the task that created the listening socket, whoever accepts them.",
+        metric="pod_stats_tcp_accepts",
+        in_counters=True,
+        rate="tcp_accepts_per_second",
+    ),
+    Figure(
+        "tcp_connect_failures",
+        "tcp",
+        COUNTER,
+        COUNT,
+        "TCP connections the container opened that never were established (SYN_SENT to CLOSE: refused, timed out, "
+        "unreachable, or closed while connecting).",
+        metric="pod_stats_tcp_connect_failures",
+        in_counters=True,
+        rate="tcp_connect_failures_per_second",
+    ),
+    Figure(
+        "tcp_retransmits",
+        "tcp",
+        COUNTER,
+        COUNT,
+        "TCP segments the container's sockets retransmitted (as the kernel's RetransSegs counts them).",
+        metric="pod_stats_tcp_retransmitted_segments",
+        in_counters=True,
+        rate="tcp_retransmits_per_second",
+    ),
     # -- cgroupfs: memory, CPU and processes of the cgroup (a container's includes its nested ones) --
     Figure(
         "rss_bytes",
@@ -192,6 +236,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_memory_rss_bytes",
         pods=OWN,
         column=Column("RSS", FORMAT_BYTES, 5),
+        cadvisor="container_memory_rss",
     ),
     Figure(
         "memory_working_set_bytes",
@@ -202,6 +247,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_memory_working_set_bytes",
         pods=OWN,
         column=Column("WORKING SET", FORMAT_BYTES, 6),
+        cadvisor="container_memory_working_set_bytes",
     ),
     Figure(
         "memory_usage_bytes",
@@ -211,6 +257,7 @@ TABLE: tuple[Figure, ...] = (
         "Memory usage, page cache included.",
         metric="pod_stats_memory_usage_bytes",
         pods=OWN,
+        cadvisor="container_memory_usage_bytes",
     ),
     Figure(
         "memory_peak_bytes",
@@ -219,6 +266,7 @@ TABLE: tuple[Figure, ...] = (
         BYTES,
         "Peak memory usage where the kernel keeps it (v2 memory.peak, v1 max_usage_in_bytes).",
         pods=OWN,
+        cadvisor="container_memory_max_usage_bytes",
     ),
     Figure(
         "memory_limit_bytes",
@@ -228,6 +276,7 @@ TABLE: tuple[Figure, ...] = (
         "Memory limit of the container's cgroup.",
         metric="pod_stats_memory_limit_bytes",
         pods=OWN_ONLY,
+        cadvisor="container_spec_memory_limit_bytes",
     ),
     Figure(
         "cpu_seconds",
@@ -240,6 +289,7 @@ TABLE: tuple[Figure, ...] = (
         rate="cpu_cores",
         rate_unit=CORES,
         rate_column=Column("CPU", FORMAT_CORES, 7),
+        cadvisor="container_cpu_usage_seconds_total",
     ),
     Figure(
         "pids",
@@ -249,6 +299,7 @@ TABLE: tuple[Figure, ...] = (
         "Processes in the container.",
         metric="pod_stats_processes",
         column=Column("PIDS", FORMAT_COUNT, 9),
+        cadvisor="container_processes",
     ),
     # -- cgroupfs: CPU throttling (CFS bandwidth: cpu.stat of the cpu controller) ----------------
     # A pod's are its own cgroup's (its quota's periods); they do not add up over containers.
@@ -260,6 +311,7 @@ TABLE: tuple[Figure, ...] = (
         "Enforcement periods of the container's CPU quota that elapsed while it ran (cpu.stat nr_periods).",
         metric="pod_stats_cpu_cfs_periods",
         pods=OWN_ONLY,
+        cadvisor="container_cpu_cfs_periods_total",
     ),
     Figure(
         "cpu_throttled_periods",
@@ -269,6 +321,7 @@ TABLE: tuple[Figure, ...] = (
         "Periods in which the container used up its CPU quota and was throttled (cpu.stat nr_throttled).",
         metric="pod_stats_cpu_cfs_throttled_periods",
         pods=OWN_ONLY,
+        cadvisor="container_cpu_cfs_throttled_periods_total",
     ),
     Figure(
         "cpu_throttled_seconds",
@@ -279,6 +332,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_cpu_cfs_throttled_seconds",
         pods=OWN_ONLY,
         rate="cpu_throttled_seconds_per_second",
+        cadvisor="container_cpu_cfs_throttled_seconds_total",
     ),
     Figure(
         "cpu_throttled_ratio",
@@ -291,7 +345,7 @@ TABLE: tuple[Figure, ...] = (
         ratio_of=("cpu_throttled_periods", "cpu_periods"),
         column=Column("THROTTLED", FORMAT_PERCENT, 8),
     ),
-    # -- cgroupfs: memory events (v2 memory.events; v1 memory.oom_control, memory.failcnt) ------
+    # -- cgroupfs: memory events (v2 memory.events; v1 memory.oom_control: OOM kills only) ------
     Figure(
         "memory_oom_kills",
         CGROUPFS,
@@ -302,6 +356,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_memory_oom_kills",
         pods=OWN_WHERE_HIERARCHICAL,
         column=Column("OOM", FORMAT_COUNT, 13),
+        cadvisor="container_oom_events_total",
     ),
     Figure(
         "memory_oom_events",
@@ -317,7 +372,7 @@ TABLE: tuple[Figure, ...] = (
         CGROUPFS,
         COUNTER,
         COUNT,
-        "Times the container's memory usage was about to go over its limit (v2 memory.events max, v1 memory.failcnt).",
+        "Times the container's memory usage was about to go over its limit (v2 memory.events max).",
         metric="pod_stats_memory_max_events",
         pods=OWN_WHERE_HIERARCHICAL,
     ),
@@ -341,6 +396,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_cpu_pressure_some_seconds",
         pods=OWN_ONLY,
         rate="cpu_pressure_some_seconds_per_second",
+        cadvisor="container_pressure_cpu_waiting_seconds_total",
     ),
     Figure(
         "cpu_pressure_full_seconds",
@@ -350,6 +406,7 @@ TABLE: tuple[Figure, ...] = (
         "Time all of the container's runnable tasks waited for a CPU at once (v2 cpu.pressure full).",
         metric="pod_stats_cpu_pressure_full_seconds",
         pods=OWN_ONLY,
+        cadvisor="container_pressure_cpu_stalled_seconds_total",
     ),
     Figure(
         "memory_pressure_some_seconds",
@@ -360,6 +417,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_memory_pressure_some_seconds",
         pods=OWN_ONLY,
         rate="memory_pressure_some_seconds_per_second",
+        cadvisor="container_pressure_memory_waiting_seconds_total",
     ),
     Figure(
         "memory_pressure_full_seconds",
@@ -369,6 +427,7 @@ TABLE: tuple[Figure, ...] = (
         "Time all of the container's non-idle tasks stalled on memory at once (v2 memory.pressure full).",
         metric="pod_stats_memory_pressure_full_seconds",
         pods=OWN_ONLY,
+        cadvisor="container_pressure_memory_stalled_seconds_total",
     ),
     Figure(
         "io_pressure_some_seconds",
@@ -379,6 +438,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_io_pressure_some_seconds",
         pods=OWN_ONLY,
         rate="io_pressure_some_seconds_per_second",
+        cadvisor="container_pressure_io_waiting_seconds_total",
     ),
     Figure(
         "io_pressure_full_seconds",
@@ -388,6 +448,7 @@ TABLE: tuple[Figure, ...] = (
         "Time all of the container's non-idle tasks waited for I/O at once (v2 io.pressure full).",
         metric="pod_stats_io_pressure_full_seconds",
         pods=OWN_ONLY,
+        cadvisor="container_pressure_io_stalled_seconds_total",
     ),
     # -- cgroupfs: block I/O (v2 io.stat, v1 blkio.throttle.*_recursive; summed over devices) ----
     Figure(
@@ -399,6 +460,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_block_io_read_bytes",
         pods=OWN,
         rate="io_read_bytes_per_second",
+        cadvisor="container_fs_reads_bytes_total",
     ),
     Figure(
         "io_write_bytes",
@@ -409,6 +471,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_block_io_write_bytes",
         pods=OWN,
         rate="io_write_bytes_per_second",
+        cadvisor="container_fs_writes_bytes_total",
     ),
     Figure(
         "io_reads",
@@ -418,6 +481,7 @@ TABLE: tuple[Figure, ...] = (
         "Read operations of the container on block devices (v2 io.stat rios, v1 blkio io_serviced Read).",
         metric="pod_stats_block_io_reads",
         pods=OWN,
+        cadvisor="container_fs_reads_total",
     ),
     Figure(
         "io_writes",
@@ -427,6 +491,7 @@ TABLE: tuple[Figure, ...] = (
         "Write operations of the container on block devices (v2 io.stat wios, v1 blkio io_serviced Write).",
         metric="pod_stats_block_io_writes",
         pods=OWN,
+        cadvisor="container_fs_writes_total",
     ),
     # -- sched (opt-in): the run queue ---------------------------------------------------------------
     Figure(
@@ -440,6 +505,7 @@ TABLE: tuple[Figure, ...] = (
         rate="runq_wait_seconds_per_second",
         # seconds waited for a CPU per second: how many of the cgroup's tasks wait, on average
         rate_column=Column("RUNQ WAIT", FORMAT_CORES, 14, opt_in=True),
+        cadvisor="container_cpu_schedstat_run_queue_seconds_total",
     ),
     Figure(
         "runq_waits",
@@ -524,6 +590,11 @@ RATIOS: dict[str, tuple[str, str]] = {f.name: f.ratio_of for f in TABLE if f.rat
 OWN_WHERE_HIERARCHICAL_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.pods == OWN_WHERE_HIERARCHICAL)
 # Bytes the net probes count: under the packet fallback some cgroups' are unknown (see the sampler).
 NET_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == "net" and f.kind == COUNTER)
+# TCP events, always counted under the socket's cgroup v2: on hybrid hosts, unknown for cgroups keyed
+# by their v1 memory cgroup, as net bytes under the packet fallback (see the sampler).
+TCP_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == "tcp" and f.kind == COUNTER)
+# What may be counted under a socket's cgroup v2 rather than the cgroup's key: either of the above.
+SOCKET_FIGURES: tuple[str, ...] = NET_FIGURES + TCP_FIGURES
 # When a task of the cgroup last got a CPU (Unix time).
 LAST_ACTIVE = "last_active_timestamp_seconds"
 # Events the kernel could not count for a cgroup (its counters map was full): while any were
@@ -534,7 +605,10 @@ assert BY_NAME[LAST_ACTIVE].pods == LATEST and BY_NAME[UNCOUNTED].source == AGEN
 # from its own cgroup, which includes its nested ones).
 POD_SUMMED: tuple[str, ...] = tuple(f.name for f in ALL_FIGURES if f.pods in (SUM, OWN, OWN_WHERE_HIERARCHICAL))
 OWN_CGROUP: tuple[str, ...] = tuple(f.name for f in ALL_FIGURES if f.pods in (OWN, OWN_ONLY))
-# Sums of these are rounded (no float noise): seconds and rates.
+# Sums of these are rounded (no float noise): seconds and rates. To the nanosecond, the finest
+# unit any source counts seconds in: a sum never shows less than the one part it may be (a
+# restarted container's carried throttled_time in ns plus its new instance's 0).
+SUM_DECIMALS = 9
 FLOAT_FIGURES: frozenset[str] = frozenset(f.name for f in ALL_FIGURES if f.unit == SECONDS or f.rate_of is not None)
 
 

@@ -1,7 +1,7 @@
 """What the running kernel offers pod-stats' BPF programs, detected once: `KernelFeatures`.
 
 Every fact the probe plan (pod_stats.plan) consults is read here and nowhere else: release and
-architecture, preemption model, which tracepoints exist and what two of them pass, whether BPF
+architecture, preemption model, which tracepoints exist and what three of them pass, whether BPF
 trampolines, task storage and the ring buffer are usable, and the process's capabilities.
 `detect()` reads them from injectable paths; the two facts only libbpf can tell (map types) and
 the trampoline check (which may mount tracefs) are passed in by the loader, so this module needs
@@ -54,6 +54,7 @@ class KernelFeatures:
     tracepoints: frozenset[str]  # every tracepoint present, as "category/name"
     io_uring_complete_passes_request: bool  # its operation is known (not 5.10's version)
     mark_victim_passes_task: bool  # 6.8+; before, it passes a pid
+    tcp_retransmit_passes_error: bool  # newer kernels: it fires for failed retransmissions too
     trampolines_unusable: Optional[str]  # why fexit programs cannot attach (None: they likely can)
     task_storage: bool  # BPF_MAP_TYPE_TASK_STORAGE (5.11+)
     ring_buffer: bool  # BPF_MAP_TYPE_RINGBUF (5.8+)
@@ -209,6 +210,7 @@ def detect(
         io_uring_complete_passes_request=_format_has(events, "io_uring/io_uring_complete", " req;"),
         # the task-passing version (6.8+) also records the uid
         mark_victim_passes_task=_format_has(events, "oom/mark_victim", " uid;"),
+        tcp_retransmit_passes_error=_format_has(events, "tcp/tcp_retransmit_skb", " err;"),
         trampolines_unusable=trampolines_unavailable(),
         task_storage=map_type_supported("task_storage"),
         ring_buffer=map_type_supported("ringbuf"),

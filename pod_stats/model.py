@@ -127,6 +127,12 @@ class PodSample:
     open_errors_by_errno: Errnos = field(default_factory=dict)
     runq_wait_slots: Optional[Slots] = None
     final: bool = False  # the pod's cgroups are gone: this is its last sample
+    # Its workload (pod_stats.owners): kind and name, and where they come from ("api", or "name"
+    # when derived from the pod's name); None where unknown.
+    owner_kind: Optional[str] = None
+    owner_name: Optional[str] = None
+    owner_source: Optional[str] = None
+    labels: Optional[dict[str, str]] = None  # the allowlisted labels; None without the API
 
 
 @dataclass(frozen=True)

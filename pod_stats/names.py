@@ -24,6 +24,15 @@ from pod_stats.kubelet import (
     parse_pod_log_dir_name,
     strip_container_id_scheme,
 )
+from pod_stats.owners import (
+    NO_LABELS,
+    OWNER_FROM_API,
+    UNKNOWN,
+    LabelAllowlist,
+    PodIdentity,
+    identity_from_metadata,
+    owner_from_name,
+)
 from pod_stats.text import is_utf8
 
 logger = logging.getLogger(__name__)
@@ -81,6 +90,12 @@ class KubeApiPods:
     it; beyond the count the longest-unasked is forgotten first. A forgotten id
     asked about again is new again: at most one listing per `refresh_interval`.
     Failures keep the previous data and never reach the caller.
+
+    The same listing tells each pod's owner and its labels that `label_allowlist` allows
+    (pod_stats.owners): asked about a pod the log directory named, it lists as for an id it
+    cannot name. Owners and labels are asked about in every sample, so they list again once the
+    last listing is `relist_interval` seconds old (5 minutes): a label changed on a running pod
+    shows by then; a steady node is listed that often, from the API server's watch cache.
     """
 
     def __init__(
@@ -95,6 +110,8 @@ class KubeApiPods:
         max_unresolved: int = 4096,
         unresolved_max_age: float = 600.0,
         status_lag: float = 10.0,
+        label_allowlist: LabelAllowlist = NO_LABELS,
+        relist_interval: float = 300.0,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.node_name = node_name
@@ -106,11 +123,15 @@ class KubeApiPods:
         self._max_unresolved = max(1, max_unresolved)
         self._unresolved_max_age = unresolved_max_age
         self._status_lag = status_lag
+        self._label_allowlist = label_allowlist
+        self._relist_interval = relist_interval
+        self._listed_at: float | None = None  # when the last listing succeeded
         self._last_attempt: float | None = None
         self._first_listed: float | None = None  # when the first listing succeeded
         self._failing = False
         self.generation = 0  # +1 per successful list: what it names may have changed
         self._pods: dict[str, PodNames] = {}
+        self._identities: dict[str, PodIdentity] = {}
         self._containers: dict[str, _ContainerNames] = {}
         # id -> when last asked about, for ids a listing did not name (oldest first)
         self._unresolved: OrderedDict[str, float] = OrderedDict()
@@ -123,6 +144,7 @@ class KubeApiPods:
         api_url: str | None = None,
         environ: Mapping[str, str] = os.environ,
         service_account_dir: str = SERVICE_ACCOUNT_DIR,
+        label_allowlist: LabelAllowlist = NO_LABELS,
     ) -> KubeApiPods | None:
         """A source for this node, or None when not in-cluster and no `api_url` is given.
 
@@ -144,6 +166,7 @@ class KubeApiPods:
             node_name or os.uname().nodename,
             token_path=token_path,
             ca_path=os.path.join(service_account_dir, "ca.crt"),
+            label_allowlist=label_allowlist,
         )
 
     def pod(self, uid: str) -> PodNames | None:
@@ -152,6 +175,15 @@ class KubeApiPods:
             self._refresh_if_due()
             names = self._pods.get(uid)
         return names
+
+    def identity(self, uid: str) -> PodIdentity | None:
+        """The pod's owner and allowlisted labels as the API has them; None if no listing names it."""
+        identity = self._identities.get(uid)
+        stale = self._listed_at is not None and self._clock() - self._listed_at >= self._relist_interval
+        if (identity is None and self._may_list_for(uid)) or stale:
+            self._refresh_if_due()
+            identity = self._identities.get(uid)
+        return identity
 
     def container(self, container_id: str) -> str | None:
         names = self._container(container_id)
@@ -235,8 +267,11 @@ class KubeApiPods:
         import http.client  # here, not at the top: most nodes never talk to an API server
 
         try:
-            self._pods, self._containers = _parse_pod_list(json.loads(self._fetch()))
+            self._pods, self._containers, self._identities = _parse_pod_list(
+                json.loads(self._fetch()), self._label_allowlist
+            )
             self.generation += 1
+            self._listed_at = now
         # RecursionError: json.loads on absurdly nested garbage.
         except (OSError, ValueError, RecursionError, http.client.HTTPException) as error:
             if not self._failing:
@@ -275,18 +310,24 @@ class KubeApiPods:
             return response.read()
 
 
-def _parse_pod_list(document: Any) -> tuple[dict[str, PodNames], dict[str, _ContainerNames]]:
-    """uid → names and container id → names from a PodList; ValueError on any unexpected shape."""
+def _parse_pod_list(
+    document: Any, label_allowlist: LabelAllowlist = NO_LABELS
+) -> tuple[dict[str, PodNames], dict[str, _ContainerNames], dict[str, PodIdentity]]:
+    """uid → names, container id → names and uid → identity from a PodList; ValueError on any
+    unexpected shape of what names need (an owner or label that is not plausible is left out)."""
     pods: dict[str, PodNames] = {}
     containers: dict[str, _ContainerNames] = {}
+    identities: dict[str, PodIdentity] = {}
     for item in _field(document, "items", list):
         metadata = _field(item, "metadata", dict)
         uid = _field(metadata, "uid", str)
         names = PodNames(_field(metadata, "namespace", str), _field(metadata, "name", str))
         pods[uid] = names
+        identities[uid] = identity_from_metadata(metadata, label_allowlist)
         mirrored_uid = _field(metadata, "annotations", dict, {}).get(_MIRROR_POD_ANNOTATION)
         if isinstance(mirrored_uid, str) and mirrored_uid:
             pods[mirrored_uid] = names
+            identities[mirrored_uid] = identities[uid]
             uid = mirrored_uid
         status = _field(item, "status", dict, {})
         for statuses_key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
@@ -295,7 +336,7 @@ def _parse_pod_list(document: Any) -> tuple[dict[str, PodNames], dict[str, _Cont
                 if container_id:  # empty until the container is created
                     name = _field(container_status, "name", str)
                     containers[container_id] = _ContainerNames(name, uid)
-    return pods, containers
+    return pods, containers, identities
 
 
 _FieldType = TypeVar("_FieldType")
@@ -333,7 +374,9 @@ class NameResolver:
         min_refresh_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         api: KubeApiPods | None = None,
+        node_name: str | None = None,
     ) -> None:
+        self._node_name = node_name  # static pods are named <name>-<node>
         self._pods_dir = os.path.join(log_dir, PODS_LOG_DIR)
         self._containers_dir = os.path.join(log_dir, CONTAINERS_LOG_DIR)
         self._min_refresh_interval = min_refresh_interval
@@ -356,6 +399,17 @@ class NameResolver:
         if names is None:
             self.unresolved_lookups += 1
         return names
+
+    def identity(self, uid: str, names: PodNames | None, before: PodIdentity | None = None) -> PodIdentity:
+        """The pod's owner and labels: the API's when it has the pod, else what the pod's name
+        tells (pod_stats.owners.owner_from_name). `before`, the pod's identity in the previous
+        sample, is kept if it was the API's and the API no longer lists the pod (it is ending)."""
+        identity = self._api.identity(uid) if self._api is not None else None
+        if identity is not None:
+            return identity
+        if before is not None and before.owner_source == OWNER_FROM_API:
+            return before
+        return owner_from_name(names.name, uid, self._node_name) if names is not None else UNKNOWN
 
     def container(self, container_id: str) -> str | None:
         names = self._containers.get(container_id)

@@ -104,9 +104,12 @@ def _container_identity(container) -> dict[str, Any]:
 
 
 def _pod_json(pod, counted: bool) -> dict[str, Any]:
-    document = _with_figures(
-        _texts({"uid": pod.uid}, namespace=pod.namespace, name=pod.name) | {"qos": pod.qos}, pod, counted
-    )
+    identity = _texts({"uid": pod.uid}, namespace=pod.namespace, name=pod.name) | {"qos": pod.qos}
+    identity["owner_kind"] = pod.owner_kind
+    _texts(identity, owner_name=pod.owner_name)
+    identity["owner_source"] = pod.owner_source
+    identity["labels"] = pod.labels
+    document = _with_figures(identity, pod, counted)
     document["containers"] = [
         _with_figures(_container_identity(container), container, counted) for container in pod.containers
     ]

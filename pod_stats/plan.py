@@ -22,10 +22,11 @@ from pod_stats.model import OpenRoute, Probe
 # name in csrc/bpf/pod_stats.bpf.c. "errno" has no programs of its own: it has the opens
 # programs also count failures by errno. "changes" (cgroups created or removed, tasks
 # moved) only tells the sampler when to look again, and is always on.
-PROBE_GROUPS = ("opens", "errno", "ia32", "proc", "net", "oom", "sched")
+PROBE_GROUPS = ("opens", "errno", "ia32", "proc", "net", "oom", "tcp", "sched")
 # sched runs on every context switch, the hottest path in the kernel: opt-in. ia32 (opens by
 # 32-bit x86 code, counted in opens) runs on every syscall where opens are counted on the
-# syscall tracepoints (where fexit counts opens, it sees those already): opt-in too.
+# syscall tracepoints (where fexit counts opens, it sees those already): opt-in too. tcp runs
+# on a TCP socket's state changes and retransmissions only, never per packet or per syscall: on.
 DEFAULT_PROBES = frozenset(PROBE_GROUPS) - {"sched", "ia32"}
 ALWAYS_ON = "changes"
 # Groups of the on-demand commands (`pod-stats files`, `pod-stats procs`): never in the
@@ -57,6 +58,12 @@ OPENS_BY_URING = "io_uring_complete (IORING_OP_OPENAT, OPENAT2)"
 OOM_KILL = "oom_kill"
 OOM_FIRST_KILL = ("oom_first_kill", "oom_first_kill_pid")
 
+# The programs that count TCP retransmissions: the one for the tcp_retransmit_skb that passes the
+# error (and fires for failed ones too), and the one for the one that fires for sent ones only.
+TCP_RETRANSMIT = ("tcp_retransmit", "tcp_retransmit_sent")
+# Their events are counted under the socket's cgroup v2: without that hierarchy, all under its root.
+TCP_NO_V2 = "no cgroup v2 hierarchy: a socket knows only its cgroup v2 (every socket's would be the root)"
+
 # Where net bytes come from (Plan.net_source).
 NET_SOCKET = "socket payload (sock_send_length, sock_recv_length)"
 NET_PACKETS = "packets (cgroup_skb at the cgroup v2 root)"
@@ -86,7 +93,7 @@ CREATED_WHEN_ON = {
 }
 
 # tp_btf programs name a tracepoint without its category: where ours are, looked at first.
-_TP_BTF_CATEGORIES = ("sched", "signal", "cgroup", "sock", "io_uring", "raw_syscalls")
+_TP_BTF_CATEGORIES = ("sched", "signal", "cgroup", "sock", "tcp", "io_uring", "raw_syscalls")
 
 NOT_ASKED = "not asked for (--probes)"
 
@@ -308,6 +315,11 @@ def unsupported(program: str, tracepoint: str, features: KernelFeatures) -> Opti
             return f"this kernel's mark_victim passes a pid (before 6.8): {OOM_FIRST_KILL[1]} counts"
         if program == OOM_FIRST_KILL[1] and features.mark_victim_passes_task:
             return f"this kernel's mark_victim passes the task (6.8+): {OOM_FIRST_KILL[0]} counts"
+    if tracepoint == "tcp/tcp_retransmit_skb":
+        if program == TCP_RETRANSMIT[0] and not features.tcp_retransmit_passes_error:
+            return f"this kernel's tcp_retransmit_skb passes no error (sent ones only): {TCP_RETRANSMIT[1]} counts"
+        if program == TCP_RETRANSMIT[1] and features.tcp_retransmit_passes_error:
+            return f"this kernel's tcp_retransmit_skb passes the error: {TCP_RETRANSMIT[0]} counts"
     return None
 
 
@@ -342,6 +354,8 @@ def plan(
             return "it counts into opens, which is not asked for (--probes)"
         if group in lacking:
             return lacking[group]
+        if group == "tcp" and not options.v2_root:
+            return TCP_NO_V2
         if group == "net":
             packets = program.section.startswith("cgroup_skb/")
             if net is None or (net == NET_PACKETS) != packets:

@@ -53,6 +53,9 @@ from pod_stats.figures import (
     RATIOS,
     SCHED_COUNTERS,
     SINCE_ATTACH,
+    SOCKET_FIGURES,
+    SUM_DECIMALS,
+    TCP_FIGURES,
     UNCOUNTED,
 )
 from pod_stats.memory import LIVE_FIGURES, CgroupFiles, FigureBatch, LiveFigures, OpenFiles
@@ -70,8 +73,8 @@ from pod_stats.model import (
     Snapshot,
 )
 from pod_stats.names import KubeApiPods, NameResolver, PodNames
+from pod_stats.owners import NO_LABELS, LabelAllowlist, PodIdentity
 from pod_stats.sums import (
-    NET_COUNTS,
     Carry,
     add_errnos,
     add_slots,
@@ -83,10 +86,10 @@ from pod_stats.sums import (
 
 log = logging.getLogger(__name__)
 
-# Which figures are which is pod_stats.figures'. Of NET_FIGURES: the packet fallback
-# (bpf.NET_PACKETS) counts under the socket's cgroup v2 id, so a cgroup whose tasks sit in the v2
-# root (counted by their v1 memory cgroup, hybrid hosts) has its packets counted under the root
-# instead: its net figures are unknown (null), not 0.
+# Which figures are which is pod_stats.figures'. Of SOCKET_FIGURES: the tcp probes, and the packet
+# fallback of net (bpf.NET_PACKETS), count under the socket's cgroup v2 id, so a cgroup whose tasks
+# sit in the v2 root (counted by their v1 memory cgroup, hybrid hosts) has those events counted
+# under the root instead: its figures of them are unknown (null), not 0.
 
 # How often idle new cgroups are looked for (busy ones are found as soon as they count something):
 # every RESCAN_SECONDS when the kernel says a cgroup was created or removed since the last look,
@@ -129,7 +132,7 @@ class _Tracked:
     # time, nothing re-read since): the next sample with the same inputs takes them as they are
     at_rest: bool = False
     sample: Optional[ContainerSample] = None  # the last sample's, taken again while nothing changed
-    net_unseen: bool = False  # its packets are not counted under it (see NET_FIGURES)
+    socket_unseen: bool = False  # its sockets' events are not counted under it (see SOCKET_FIGURES)
     # its cgroupfs counters (CPU time, throttling, memory events, pressure, I/O) as last read: what
     # its identity carries once it ends, if the final read failed (a restarted container's old
     # cgroup removed between two reads, or only its v2 half on a hybrid host)
@@ -149,13 +152,13 @@ class _Remembered:
     pod: Optional[PodNames] = None
     containers: dict[str, str] = field(default_factory=dict)  # container id -> name
     pod_cgroup: Optional[Figures] = None
+    identity: Optional[PodIdentity] = None  # its owner and labels (the API forgets ending pods)
 
 
 _NO_SCHED = dict.fromkeys(SCHED_COUNTERS + (LAST_ACTIVE,))
 _ZERO_COUNTS = (0,) * len(COUNTER_FIELDS)
 # The rates of an idle cgroup that can still change: cgroupfs' (cpu_cores ...).
 _CGROUPFS_RATES = tuple((rate, figure) for rate, figure in RATES.items() if figure in CGROUPFS_FIGURES)
-_NET_UNKNOWN = dict.fromkeys(NET_COUNTS)
 # A nested cgroup's memory, CPU, pressure and I/O are its container's (which includes them).
 _NESTED_UNKNOWN = dict.fromkeys(LIVE_FIGURES + ("memory_limit_bytes",) + tuple(RATIOS))
 # Where the counters are in LIVE_FIGURES.
@@ -321,6 +324,13 @@ class Sampler:
         self._unknown_counters = tuple(name for name in COUNTER_FIELDS if not bpf.attached(FIELD_GROUPS[name]))
         # packets are counted by the socket's v2 cgroup: cgroups keyed otherwise see none of theirs
         self._net_by_packets = bpf.attached("net") and bpf.net_source == NET_PACKETS and bpf.key_mode != KeyMode.V2
+        # so are TCP events, always: the figures such cgroups never get, and with their rates
+        self._socket_keyed = (NET_FIGURES if self._net_by_packets else ()) + (
+            TCP_FIGURES if bpf.attached("tcp") and bpf.key_mode != KeyMode.V2 else ()
+        )
+        self._socket_unknown = dict.fromkeys(
+            self._socket_keyed + tuple(rate for rate, name in RATES.items() if name in self._socket_keyed)
+        )
         self._warned_full = self._warned_errnos_full = False
         self._idle_rates = {
             rate: 0.0 for rate, name in RATES.items() if name in COUNTER_FIELDS and name not in self._unknown_counters
@@ -591,8 +601,8 @@ class Sampler:
         tracked = self._track(info)
         assert tracked is not None  # only idle cgroups go untracked
         tracked.keys.add(key)
-        if self._net_by_packets and key.hierarchy != V2:
-            tracked.net_unseen = True  # its tasks sit in the v2 root (bpf.KeyMode.V2_ELSE_V1_MEMORY)
+        if self._socket_keyed and key.hierarchy != V2:
+            tracked.socket_unseen = True  # its tasks sit in the v2 root (bpf.KeyMode.V2_ELSE_V1_MEMORY)
         return info.path
 
     def _learn_cgroup_events(self, drops) -> bool:
@@ -690,10 +700,12 @@ class Sampler:
             remembered.pod_cgroup = pod_part.figures
         names = self._names.pod(uid) or remembered.pod  # kubelet may remove its logs before its cgroups
         remembered.pod = names
+        workload = remembered.identity = self._names.identity(uid, names, remembered.identity)
         # Every input is the object it was in the last sample (figures at rest are handed on
         # as they are): so is the pod.
         inputs = (
             names,
+            workload,
             tuple(map(id, containers)),
             tuple(id(f) for f, _, _ in totals),
             tuple(carry.version for carry in carried.values()),
@@ -727,6 +739,10 @@ class Sampler:
             namespace=names.namespace if names else None,
             name=names.name if names else None,
             qos=_pod_of(any_part.tracked).qos,
+            owner_kind=workload.owner_kind,
+            owner_name=workload.owner_name,
+            owner_source=workload.owner_source,
+            labels=dict(workload.labels) if workload.labels is not None else None,
             figures=figures,
             containers=containers,
             open_errors_by_errno=add_errnos([e for _, e, _ in totals]),
@@ -805,10 +821,11 @@ class Sampler:
         for name in SINCE_ATTACH:
             if all(part.figures.get(name) is None for part in parts):
                 continue  # its probe group is off: unknown
-            if name in NET_FIGURES and (base.get(name, 0) is None or any(p.figures.get(name) is None for p in parts)):
-                continue  # some part's packets were counted under another cgroup: unknown
+            unseen = base.get(name, 0) is None or any(p.figures.get(name) is None for p in parts)
+            if name in SOCKET_FIGURES and unseen:
+                continue  # some part's sockets' events were counted under another cgroup: unknown
             total = (base.get(name) or 0) + sum(part.figures.get(name) or 0 for part in live)
-            figures[name] = round(total, 9) if name == "runq_wait_seconds" else total
+            figures[name] = round(total, SUM_DECIMALS) if name == "runq_wait_seconds" else total
         for rate in COUNTER_RATES:
             known = [value for value in (part.figures.get(rate) for part in parts) if value is not None]
             figures[rate] = round(sum(known), 3) if known and figures[RATES[rate]] is not None else None
@@ -822,11 +839,11 @@ class Sampler:
             for name in CGROUPFS_COUNTERS:
                 if name in base or len(instances) > 1:
                     counted = sum_known([part.figures.get(name) for part in instances])
-                    figures[name] = None if counted is None else round((base.get(name) or 0) + counted, 6)
+                    figures[name] = None if counted is None else round((base.get(name) or 0) + counted, SUM_DECIMALS)
             if len(instances) > 1:
                 for rate, _ in _CGROUPFS_RATES:
                     summed = sum_known([part.figures.get(rate) for part in instances])
-                    figures[rate] = None if summed is None else round(summed, 6)
+                    figures[rate] = None if summed is None else round(summed, SUM_DECIMALS)
         pids = [part.figures.get("pids") for part in live]
         unread = top is not None and top.tracked.info.path in self._nested_unread
         figures["pids"] = None if unread or None in pids else sum(pids)  # type: ignore[arg-type]
@@ -885,8 +902,10 @@ class Sampler:
                 io_version=io.version if io else 1,
             )
             tracked = self._tracked[info.path] = _Tracked(info, files, kind, top)
-            # where the packet fallback counts: only under cgroups of the v2 hierarchy
-            tracked.net_unseen = self._net_by_packets and self._processes_directory(info) != self._v2_directory(info)
+            # where sockets' events are counted: only under cgroups of the v2 hierarchy
+            tracked.socket_unseen = bool(self._socket_keyed) and self._processes_directory(info) != self._v2_directory(
+                info
+            )
             self._index.pin(info.hierarchy, info.cgroup_id)
             if top is not None and kind == NESTED:
                 siblings = self._nested.setdefault(top, set())
@@ -932,14 +951,14 @@ class Sampler:
         if idle:
             figures: Figures = previous.copy()
             figures.update(self._idle_rates)
-            if tracked.net_unseen:
-                figures.update(_NET_UNKNOWN)
+            if tracked.socket_unseen:
+                figures.update(self._socket_unknown)
         else:
             figures = dict(zip(COUNTER_FIELDS, counts))
             for name in self._unknown_counters:
                 figures[name] = None
-            if tracked.net_unseen:
-                figures["net_tx_bytes"] = figures["net_rx_bytes"] = None
+            if tracked.socket_unseen:
+                figures.update(dict.fromkeys(self._socket_keyed))
             if self._sched_on:
                 self._sched_figures(tracked, figures, sched_counts, wall_offset)
             else:
@@ -962,11 +981,15 @@ class Sampler:
             figures.update(_NESTED_UNKNOWN)
             figures["pids"] = self._processes(tracked, figures, read, moved) if tracked.read_procs else None
         else:
-            figures.update(zip(LIVE_FIGURES, values))
-            known = tracked.cgroupfs_read
-            for at, name in _LIVE_COUNTERS:
-                if values[at] is not None:
-                    known[name] = values[at]  # type: ignore[assignment]
+            # the batch hands on the last sample's tuple when no file changed: then an idle
+            # cgroup's copy of its last figures has them already, and they were remembered
+            if values is not tracked.live or not idle:
+                figures.update(zip(LIVE_FIGURES, values))
+            if values is not tracked.live:
+                known = tracked.cgroupfs_read
+                for at, name in _LIVE_COUNTERS:
+                    if values[at] is not None:
+                        known[name] = values[at]  # type: ignore[assignment]
             if tracked.limit_read_at is None or now - tracked.limit_read_at >= LIMIT_REFRESH_SECONDS:
                 figures["memory_limit_bytes"] = files.memory_limit(read)
                 tracked.limit_read_at = now
@@ -1138,11 +1161,13 @@ def open_sampler(
     probes: Iterable[str] = DEFAULT_PROBES,
     open_probe: str = "auto",
     net_source: Optional[str] = None,
+    pod_labels: LabelAllowlist = NO_LABELS,
 ) -> Iterator[Sampler]:
     """Discovers the host's cgroups, attaches the BPF programs and yields a Sampler;
     detaches on exit. Names come from kubelet's log dir, and from the API server when
     running in-cluster or when `kube_api` is given. `net_source` (bpf.NET_PACKETS) forces the
-    packet fallback where the socket tracepoints exist (tests)."""
+    packet fallback where the socket tracepoints exist (tests). The API also tells each pod's owner
+    and the labels `pod_labels` allows (pod_stats.owners)."""
     mounts = discover_mounts(cgroup_root=cgroup_root)
     key_mode = key_mode_for(mounts)
     v2_root_id = os.stat(mounts.unified).st_ino if mounts.unified else 0
@@ -1157,9 +1182,18 @@ def open_sampler(
         net_source=net_source,
     ) as bpf:
         index = CgroupIndex(mounts)
+        api = KubeApiPods.from_environment(api_url=kube_api, label_allowlist=pod_labels)
+        if pod_labels and api is None:
+            log.warning("--pod-labels: labels come from the Kubernetes API, and there is none (--kube-api)")
         # a miss rescans the log dir whenever it changed: a container shorter than a sample has
         # one chance to be named (misses are few: an unnamed container asks again only after a rescan)
-        names = NameResolver(log_dir, min_refresh_interval=0.0, api=KubeApiPods.from_environment(api_url=kube_api))
+        names = NameResolver(
+            log_dir,
+            min_refresh_interval=0.0,
+            api=api,
+            # static pods are named after kubelet's node name: the DaemonSet's NODE_NAME (downward API)
+            node_name=os.environ.get("NODE_NAME") or socket.gethostname(),
+        )
         sampler = Sampler(
             bpf, mounts, index, names, include_non_pods=include_non_pods, max_open_files=_open_file_budget()
         )

@@ -11,17 +11,18 @@ from pod_stats.figures import (
     COUNTER_RATES,
     FLOAT_FIGURES,
     LAST_ACTIVE,
-    NET_FIGURES,
     POD_SUMMED,
     RATES,
+    SOCKET_FIGURES,
+    SUM_DECIMALS,
     UNCOUNTED,
 )
 from pod_stats.model import Errnos, Figures, Slots
 
 _SUMMED_SET = frozenset(POD_SUMMED)
-# Net bytes and their rates: where the packet fallback counted some part's under another cgroup
-# (see pod_stats.sampler), a sum over that part is unknown.
-NET_COUNTS = NET_FIGURES + tuple(rate for rate, figure in RATES.items() if figure in NET_FIGURES)
+# Net bytes, TCP events and their rates: where they were counted under a socket's cgroup v2 instead of
+# some part (see pod_stats.sampler), a sum over that part is unknown.
+SOCKET_COUNTS = SOCKET_FIGURES + tuple(rate for rate, figure in RATES.items() if figure in SOCKET_FIGURES)
 # What lost events make unknown: the kernel's counters, and the rates of all counted since attach.
 _COUNT_FIGURES = COUNTER_FIELDS + COUNTER_RATES
 
@@ -71,9 +72,9 @@ def sum_pod_figures(parts: list[Figures]) -> Figures:
                 total[name] = value
             elif value:
                 # summing rounded rates must not print float noise
-                total[name] = round(before + value, 6) if name in FLOAT_FIGURES else before + value
+                total[name] = round(before + value, SUM_DECIMALS) if name in FLOAT_FIGURES else before + value
     total[LAST_ACTIVE] = latest(part.get(LAST_ACTIVE) for part in parts)
-    for name in NET_COUNTS:  # a part whose packets another cgroup got: the sum is unknown too
+    for name in SOCKET_COUNTS:  # a part whose sockets' events another cgroup got: the sum is unknown too
         if total[name] is not None and any(name in part and part[name] is None for part in parts):
             total[name] = None
     return total
@@ -93,7 +94,7 @@ class Carry:
     a pod's own cgroups: kept while the pod lives and added to what its live cgroups count, so
     that a restart or a nested cgroup going away never makes a cumulative figure go down."""
 
-    # SINCE_ATTACH, CGROUPFS_COUNTERS, UNCOUNTED; NET_FIGURES None once an ended cgroup did not know them
+    # SINCE_ATTACH, CGROUPFS_COUNTERS, UNCOUNTED; SOCKET_FIGURES None once an ended cgroup did not know them
     figures: dict[str, Optional[float]] = field(default_factory=dict)
     errnos: Errnos = field(default_factory=dict)
     slots: Optional[Slots] = None
@@ -102,9 +103,9 @@ class Carry:
     def add(self, figures: dict[str, Optional[float]], errnos: Errnos, slots: Optional[Slots]) -> None:
         self.version += 1
         for name, value in figures.items():
-            if name in NET_FIGURES and (value is None or (name in self.figures and self.figures[name] is None)):
+            if name in SOCKET_FIGURES and (value is None or (name in self.figures and self.figures[name] is None)):
                 self.figures[name] = None  # counted under another cgroup (or not at all): unknown for good
             elif value is not None:
-                self.figures[name] = round(self.figures.get(name, 0) + value, 9)  # type: ignore[operator]
+                self.figures[name] = round(self.figures.get(name, 0) + value, SUM_DECIMALS)  # type: ignore[operator]
         self.errnos = add_errnos([self.errnos, errnos])
         self.slots = add_slots([self.slots, slots])

@@ -19,6 +19,7 @@ from pod_stats.names import (
     NameResolver,
     PodNames,
 )
+from pod_stats.owners import OWNER_FROM_API, LabelAllowlist
 
 COREDNS_UID = "5f3b2d1c-8a4e-4b6f-9c0d-1e2f3a4b5c6d"
 APP_UID = "0a1b2c3d-4e5f-4a7b-8c9d-0e1f2a3b4c5d"
@@ -373,6 +374,29 @@ def test_api_refreshes_at_most_every_interval(api_server, token):
     assert api_server.request_count == 1
     clock.now += 1
     assert api.container("1" * 64) is None
+    assert api_server.request_count == 2
+
+
+def test_api_owners_and_labels_are_listed_again_when_stale(api_server, token):
+    clock = FakeClock()
+    api = KubeApiPods(
+        api_server.url,
+        "node-1",
+        token_path=token,
+        ca_path=None,
+        clock=clock,
+        label_allowlist=LabelAllowlist.parse("app"),
+        relist_interval=300.0,
+    )
+    web = api.identity(API_UID)
+    assert web is not None and web.owner_source == OWNER_FROM_API and web.labels == ()
+    relabelled = json.loads(api_server.body)
+    relabelled["items"][0]["metadata"]["labels"] = {"app": "web", "team": "red"}
+    api_server.body = json.dumps(relabelled).encode()
+    clock.now += 299
+    assert api.identity(API_UID) == web and api_server.request_count == 1  # a steady node: no listing yet
+    clock.now += 1
+    assert api.identity(API_UID).labels == (("app", "web"),)
     assert api_server.request_count == 2
 
 

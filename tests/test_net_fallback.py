@@ -1,7 +1,8 @@
 """The packet fallback for net bytes (kernels before 6.3, forced here with net_source=NET_PACKETS):
 packets are counted under the socket's cgroup v2 id, so a container whose tasks sit in the v2 root
 (counted by its v1 memory cgroup, hybrid hosts) has null net figures, never a plausible 0; one in
-the v2 hierarchy has its packets counted."""
+the v2 hierarchy has its packets counted. TCP events are counted by the socket's cgroup v2 id on
+every kernel: the same holds for them."""
 
 import json
 from pathlib import Path
@@ -91,3 +92,24 @@ def test_a_container_in_the_v2_root_has_null_net_figures_under_the_packet_fallba
         if s.name == "pod_stats_network_receive_bytes_total" and s.labels.get("container") == "server"
     ]
     assert server_rx and server_rx[0] >= PAYLOAD
+
+
+TCP = ("tcp_connects", "tcp_accepts", "tcp_connect_failures", "tcp_retransmits")
+
+
+def test_a_container_in_the_v2_root_has_null_tcp_figures_and_its_peer_counts_its_accepts(node, sampler):
+    server, client = _container(node, "server"), _container(node, "client")
+    assert server.command(f"listen {PORT + 1}") == "ok"
+    before = sampler.sample()
+    client.send(f"send {PORT + 1} 10")
+    assert server.command("recv") == "ok 10"
+    assert client.answer() == "ok 10"
+    after = sampler.sample()
+
+    sent = _sampled(after, client).figures
+    assert {name: sent[name] for name in TCP} == dict.fromkeys(TCP)  # its socket's events went to the v2 root
+    assert sent["tcp_connects_per_second"] is None
+    served = _sampled(after, server).figures
+    assert served["tcp_accepts"] - _sampled(before, server).figures["tcp_accepts"] == 1
+    pod = next(p for p in after.pods if p.name == "proxy-5f6d7c8b9-x1y2z")
+    assert {name: pod.figures[name] for name in TCP} == dict.fromkeys(TCP)  # a sum with an unknown part

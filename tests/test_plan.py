@@ -19,6 +19,7 @@ from pod_stats.plan import (
     OPENS_BY_IA32_EXIT,
     OPENS_BY_TRACEPOINTS,
     OPENS_BY_URING,
+    TCP_NO_V2,
     OpenRoute,
     PlanOptions,
     Program,
@@ -58,6 +59,9 @@ PROGRAMS_X86 = _programs(
         net_recv tp_btf/sock_recv_length
         net_skb_egress cgroup_skb/egress
         net_skb_ingress cgroup_skb/ingress
+        tcp_state tp_btf/inet_sock_set_state
+        tcp_retransmit tp_btf/tcp_retransmit_skb
+        tcp_retransmit_sent tp_btf/tcp_retransmit_skb
         oom_kill tp_btf/signal_generate
         oom_first_kill tp_btf/mark_victim
         oom_first_kill_pid tp_btf/mark_victim
@@ -86,6 +90,7 @@ TRACEPOINTS = frozenset(
     + [f"sched/{name}" for name in ("sched_process_fork", "sched_process_exec", "sched_process_exit")]
     + [f"sched/{name}" for name in ("sched_wakeup", "sched_wakeup_new", "sched_switch")]
     + [f"cgroup/cgroup_{name}" for name in ("mkdir", "rmdir", "rename", "attach_task", "transfer_tasks")]
+    + list(TCP_TRACEPOINTS := ("sock/inet_sock_set_state", "tcp/tcp_retransmit_skb"))
 )
 SOCKET_TRACEPOINTS = frozenset({"sock/sock_send_length", "sock/sock_recv_length"})  # 6.3+
 NO_OPEN_CREAT = frozenset(f"syscalls/sys_{way}_{syscall}" for way in ("enter", "exit") for syscall in ("open", "creat"))
@@ -101,6 +106,7 @@ DEBIAN_5_10 = KernelFeatures(
     tracepoints=TRACEPOINTS,
     io_uring_complete_passes_request=False,
     mark_victim_passes_task=False,
+    tcp_retransmit_passes_error=False,
     trampolines_unusable=None,
     task_storage=False,
     ring_buffer=True,
@@ -121,6 +127,7 @@ THIS_MACHINE = dataclasses.replace(
     preemption=Preemption("none", "/sys/kernel/debug/sched/preempt"),
     tracepoints=TRACEPOINTS | SOCKET_TRACEPOINTS,
     mark_victim_passes_task=True,
+    tcp_retransmit_passes_error=True,
     trampolines_unusable=NO_FTRACE,
 )
 ARM64_6_1 = dataclasses.replace(
@@ -148,6 +155,8 @@ SOCKET = {"net_send", "net_recv"}
 CHANGES = {"changes_mkdir", "changes_rmdir", "changes_rename", "changes_attach", "changes_transfer"}
 OOM_BEFORE_6_8 = {"oom_kill", "oom_first_kill_pid"}
 OOM_SINCE_6_8 = {"oom_kill", "oom_first_kill"}
+TCP_SENT_ONLY = {"tcp_state", "tcp_retransmit_sent"}  # tcp_retransmit_skb fires for sent ones only
+TCP_WITH_ERROR = {"tcp_state", "tcp_retransmit"}  # it passes the error
 
 URING_UNKNOWN = "this kernel's io_uring/io_uring_complete does not pass the request (its operation is unknown)"
 FEXIT_FINE = "--open-probe auto: BPF trampolines, kernel preemption "
@@ -162,7 +171,7 @@ CASES = [
     case(
         "Debian 5.10: fexit, packets, no io_uring request, mark_victim passes a pid",
         DEBIAN_5_10,
-        FEXIT_ONLY | PROC | PACKETS | OOM_BEFORE_6_8 | CHANGES,
+        FEXIT_ONLY | PROC | PACKETS | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
         open_source=OPENS_BY_FEXIT,
         open_source_reason=FEXIT_FINE + "voluntary (uname -v: no PREEMPT)",
         net_source=NET_PACKETS,
@@ -184,7 +193,7 @@ CASES = [
     case(
         "Debian 5.10 with sched: no task storage, its maps not created",
         DEBIAN_5_10,
-        FEXIT_ONLY | PROC | PACKETS | OOM_BEFORE_6_8 | CHANGES,
+        FEXIT_ONLY | PROC | PACKETS | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
         groups=DEFAULT_PROBES | {"sched"},
         skipped={"sched_switch": "this kernel has no BPF task storage (Linux 5.11+)"},
         unavailable={"sched": ["this kernel has no BPF task storage (Linux 5.11+)"]},
@@ -193,7 +202,7 @@ CASES = [
     case(
         "Debian 6.1: fexit, io_uring counted, packets",
         DEBIAN_6_1,
-        FEXIT_ONLY | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | CHANGES,
+        FEXIT_ONLY | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
         open_source=OPENS_BY_FEXIT,
         net_source=NET_PACKETS,
         routes={
@@ -213,6 +222,7 @@ CASES = [
         | PROC
         | PACKETS
         | OOM_BEFORE_6_8
+        | TCP_SENT_ONLY
         | CHANGES
         | {"sched_wakeup", "sched_wakeup_new", "sched_switch"},
         groups=DEFAULT_PROBES | {"sched", "ia32"},
@@ -223,21 +233,21 @@ CASES = [
     case(
         "preemptible 6.1 (preempt=full, before 6.7): fexit stays, its skipped runs counted",
         DEBIAN_6_1_FULL,
-        FEXIT_ONLY | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | CHANGES,
+        FEXIT_ONLY | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
         open_source=OPENS_BY_FEXIT,
         open_source_reason=FEXIT_FINE + "full (/sys/kernel/debug/sched/preempt)" + PREEMPTED_FEXIT,
     ),
     case(
         "PREEMPT_RT 6.1 (before 6.7): fexit stays",
         DEBIAN_6_1_RT,
-        FEXIT_ONLY | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | CHANGES,
+        FEXIT_ONLY | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
         open_source=OPENS_BY_FEXIT,
         open_source_reason=FEXIT_FINE + "rt (uname -v)" + PREEMPTED_FEXIT,
     ),
     case(
         "preemptible kernel after 6.7: the tracepoints, whose skips are counted",
         PREEMPTIBLE_AFTER_6_7,
-        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | CHANGES,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | TCP_WITH_ERROR | CHANGES,
         open_source=OPENS_BY_TRACEPOINTS,
         open_source_reason="--open-probe auto: preemptible kernel (full (preempt= boot option)) that counts "
         "tracepoint programs' skipped runs",
@@ -248,7 +258,7 @@ CASES = [
     case(
         "PREEMPT_RT after 6.7: the tracepoints",
         RT_AFTER_6_7,
-        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | CHANGES,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | TCP_WITH_ERROR | CHANGES,
         open_source=OPENS_BY_TRACEPOINTS,
         open_source_reason="--open-probe auto: preemptible kernel (rt (uname -v)) that counts tracepoint "
         "programs' skipped runs",
@@ -256,7 +266,7 @@ CASES = [
     case(
         "this machine's 6.18: no trampolines, socket payload, mark_victim passes the task",
         THIS_MACHINE,
-        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | CHANGES,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | TCP_WITH_ERROR | CHANGES,
         open_source=OPENS_BY_TRACEPOINTS,
         open_source_reason=f"--open-probe auto: {NO_FTRACE}",
         net_source=NET_SOCKET,
@@ -276,7 +286,7 @@ CASES = [
     case(
         "this machine's 6.18 with ia32: the raw syscall exit counts ia32 opens",
         THIS_MACHINE,
-        SYSCALL_TRACEPOINTS | {"opens_uring", "ia32_opens"} | PROC | SOCKET | OOM_SINCE_6_8 | CHANGES,
+        SYSCALL_TRACEPOINTS | {"opens_uring", "ia32_opens"} | PROC | SOCKET | OOM_SINCE_6_8 | TCP_WITH_ERROR | CHANGES,
         groups=DEFAULT_PROBES | {"ia32"},
         routes={
             "syscalls": OpenRoute(True, OPENS_BY_TRACEPOINTS),
@@ -287,7 +297,7 @@ CASES = [
     case(
         "arm64 without open/creat syscalls: no trampolines, no ia32 program",
         ARM64_6_1,
-        {"opens_openat", "opens_openat2", "opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | CHANGES,
+        {"opens_openat", "opens_openat2", "opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
         programs=PROGRAMS_ARM64,
         open_source=OPENS_BY_TRACEPOINTS,
         open_source_reason="--open-probe auto: no BPF trampolines for fexit on aarch64 in the kernels pod-stats supports",
@@ -301,7 +311,7 @@ CASES = [
     case(
         "fexit refused by the kernel (learned from a failed attach): the tracepoints",
         dataclasses.replace(DEBIAN_6_1, fexit_refused="refused by this kernel (attaching opens_fexit failed)"),
-        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | CHANGES,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
         open_source=OPENS_BY_TRACEPOINTS,
         open_source_reason="--open-probe auto: refused by this kernel (attaching opens_fexit failed)",
     ),
@@ -313,6 +323,7 @@ CASES = [
         | PROC
         | PACKETS
         | OOM_BEFORE_6_8
+        | TCP_SENT_ONLY
         | CHANGES - {"changes_mkdir", "changes_rmdir"}
         | {"changes_mkdir_tp", "changes_rmdir_tp"},
         skipped={"changes_mkdir": "no cgroup events: refused by this kernel (x)"},
@@ -326,6 +337,7 @@ CASES = [
         | PROC
         | PACKETS
         | OOM_BEFORE_6_8
+        | TCP_SENT_ONLY
         | CHANGES - {"changes_mkdir", "changes_rmdir"}
         | {"changes_mkdir_tp", "changes_rmdir_tp"},
         skipped={"changes_rmdir": "no cgroup events: this kernel has no BPF ring buffer (Linux 5.8+)"},
@@ -334,7 +346,7 @@ CASES = [
     case(
         "no CAP_NET_ADMIN before 6.3: no packet fallback, net unavailable",
         dataclasses.replace(DEBIAN_6_1, capabilities=frozenset({"CAP_BPF", "CAP_PERFMON"})),
-        FEXIT_ONLY | {"opens_uring"} | PROC | OOM_BEFORE_6_8 | CHANGES,
+        FEXIT_ONLY | {"opens_uring"} | PROC | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
         net_source=None,
         skipped={"net_skb_egress": "net bytes come from nowhere", "net_send": "net bytes come from nowhere"},
         warnings=("net: the packet fallback (no sock_*_length tracepoints) needs CAP_NET_ADMIN",),
@@ -343,7 +355,7 @@ CASES = [
     case(
         "no CAP_NET_ADMIN on 6.18: the socket tracepoints need none",
         dataclasses.replace(THIS_MACHINE, capabilities=frozenset({"CAP_BPF", "CAP_PERFMON"})),
-        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | CHANGES,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | TCP_WITH_ERROR | CHANGES,
         net_source=NET_SOCKET,
         warnings=(),
     ),
@@ -365,20 +377,20 @@ CASES = [
     case(
         "hybrid cgroups before 6.3: packets at the v2 root",
         DEBIAN_6_1,
-        FEXIT_ONLY | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | CHANGES,
+        FEXIT_ONLY | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
         net_source=NET_PACKETS,
     ),
     case(
         "packets forced where the socket tracepoints exist (tests)",
         THIS_MACHINE,
-        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | PACKETS | OOM_SINCE_6_8 | CHANGES,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | PACKETS | OOM_SINCE_6_8 | TCP_WITH_ERROR | CHANGES,
         options=dataclasses.replace(OPTIONS, net_source=NET_PACKETS),
         net_source=NET_PACKETS,
     ),
     case(
         "--open-probe tracepoint where fexit would do",
         DEBIAN_6_1,
-        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | CHANGES,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
         options=dataclasses.replace(OPTIONS, open_probe="tracepoint"),
         open_source_reason="--open-probe tracepoint: syscall tracepoints asked for (--open-probe)",
     ),
@@ -396,6 +408,58 @@ CASES = [
         },
         attached={"errno": False, "oom": False},
         unavailable={"oom": ["it completes oom_kill, which is not attached", "tracepoint not in this kernel"]},
+    ),
+    case(
+        "tcp on Debian 5.10 and 6.1: tcp_retransmit_skb fires for sent retransmissions only",
+        DEBIAN_6_1,
+        FEXIT_ONLY | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
+        skipped={
+            "tcp_retransmit": "this kernel's tcp_retransmit_skb passes no error (sent ones only): "
+            "tcp_retransmit_sent counts"
+        },
+        attached={"tcp": True},
+    ),
+    case(
+        "tcp on this machine's 6.18: tcp_retransmit_skb passes the error",
+        THIS_MACHINE,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | TCP_WITH_ERROR | CHANGES,
+        skipped={"tcp_retransmit_sent": "this kernel's tcp_retransmit_skb passes the error: tcp_retransmit counts"},
+        attached={"tcp": True},
+    ),
+    case(
+        "tcp stays on under the packet fallback (net's cgroup_skb route): a group of its own",
+        dataclasses.replace(THIS_MACHINE, tracepoints=THIS_MACHINE.tracepoints - SOCKET_TRACEPOINTS),
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | PACKETS | OOM_SINCE_6_8 | TCP_WITH_ERROR | CHANGES,
+        net_source=NET_PACKETS,
+        attached={"tcp": True, "net": True},
+    ),
+    case(
+        "tcp where the kernel has neither tracepoint: skipped, each with its reason",
+        dataclasses.replace(DEBIAN_6_1, tracepoints=TRACEPOINTS - set(TCP_TRACEPOINTS)),
+        FEXIT_ONLY | {"opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | CHANGES,
+        skipped={
+            "tcp_state": "tracepoint not in this kernel",
+            "tcp_retransmit_sent": "tracepoint not in this kernel",
+        },
+        attached={"tcp": False},
+        unavailable={"tcp": ["tracepoint not in this kernel"]},
+    ),
+    case(
+        "tcp on a cgroup v1 only host: not attached, sockets know only their cgroup v2",
+        THIS_MACHINE,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | CHANGES,
+        options=dataclasses.replace(OPTIONS, v2_root=False),
+        skipped={"tcp_state": TCP_NO_V2, "tcp_retransmit": TCP_NO_V2},
+        attached={"tcp": False},
+        unavailable={"tcp": [TCP_NO_V2]},
+    ),
+    case(
+        "tcp not asked for",
+        THIS_MACHINE,
+        SYSCALL_TRACEPOINTS | {"opens_uring"} | PROC | SOCKET | OOM_SINCE_6_8 | CHANGES,
+        groups=DEFAULT_PROBES - {"tcp"},
+        skipped={"tcp_state": "not asked for (--probes)", "tcp_retransmit": "not asked for (--probes)"},
+        attached={"tcp": False},
     ),
     case(
         "errno off: its map shrunk to one entry",
@@ -490,10 +554,12 @@ def test_tp_btf_programs_find_their_category_anywhere():
 
 def test_detect_reads_every_fact_from_its_sources(tmp_path):
     events = tmp_path / "events"
-    for tracepoint in ("syscalls/sys_exit_openat", "io_uring/io_uring_complete", "oom/mark_victim"):
+    found = ("syscalls/sys_exit_openat", "io_uring/io_uring_complete", "oom/mark_victim", "tcp/tcp_retransmit_skb")
+    for tracepoint in found:
         (events / tracepoint).mkdir(parents=True)
     (events / "io_uring/io_uring_complete/format").write_text("\tfield:void * req;\toffset:16;\n")
     (events / "oom/mark_victim/format").write_text("\tfield:int pid;\toffset:8;\n")
+    (events / "tcp/tcp_retransmit_skb/format").write_text("\tfield:int err;\toffset:76;\n")
     (events / "header_page").write_text("")
     status = tmp_path / "status"
     status.write_text(f"Name:\tx\nCapEff:\t{(1 << 39) | (1 << 38) | (1 << 12):016x}\n")
@@ -509,9 +575,10 @@ def test_detect_reads_every_fact_from_its_sources(tmp_path):
         arch="x86_64",
         preemption=Preemption("rt", "uname -v"),
         tracefs_events=str(events),
-        tracepoints=frozenset({"syscalls/sys_exit_openat", "io_uring/io_uring_complete", "oom/mark_victim"}),
+        tracepoints=frozenset(found),
         io_uring_complete_passes_request=True,
         mark_victim_passes_task=False,
+        tcp_retransmit_passes_error=True,
         trampolines_unusable="no trampolines (test)",
         task_storage=False,
         ring_buffer=True,

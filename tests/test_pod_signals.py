@@ -108,6 +108,7 @@ def test_failed_opens_by_errno_everywhere(node, sampler):
         "proc": "on",
         "net": "on",
         "oom": "on",
+        "tcp": "on",
         "sched": "off",
         "ia32": "off",
     }  # opt-in

@@ -29,3 +29,13 @@ def test_an_ended_cgroup_that_did_not_know_its_net_figures_leaves_them_unknown_f
     known.add({"net_tx_bytes": 50}, {}, None)
     known.add({"net_tx_bytes": 25}, {}, None)
     assert known.figures["net_tx_bytes"] == 75
+
+
+def test_a_sum_of_seconds_never_shows_less_than_a_part_counted_in_nanoseconds():
+    # v1 cpuacct.usage and throttled_time count nanoseconds: an ended instance's 0.370199086 s
+    # plus a new one's 0 must stay 0.370199086, not round down to 0.370199 (the sampler's carry
+    # rounds the same way: test_churn's restarted container checks it on real cgroups)
+    for name in ("cpu_seconds", "runq_wait_seconds"):
+        total = sum_pod_figures([{name: 0.370199086}, {name: 0.0}, {name: 0.000000001}])
+        assert total[name] == 0.370199087, name
+        assert sum_pod_figures([{name: 0.1}, {name: 0.2}])[name] == 0.3  # and no float noise

@@ -20,15 +20,20 @@ GROUP_LOOPS = {
     "ia32": ("getppid", 10_000, "empty_ia32.bpf.o", "opens,ia32"),  # runs on every syscall: opt-in
     "io_uring": ("uringopen", 1_000, "empty_uring.bpf.o", "opens"),  # io_uring opens (a default route)
     "oom": ("signal", 1_000, "empty_oom.bpf.o", "oom"),  # its program runs on every signal generated
+    "tcp": ("tcprefused", 500, "empty_tcp.bpf.o", "tcp"),  # two socket state changes per connect refused
 }
 GROUP_WINDOW_SECONDS = 30.0  # 15 s left the floors of net, io_uring and oom unresolved
 
 
-def probe_group_windows(bins: Path, rng: random.Random, pod_cgroup: str) -> dict[str, Any]:
-    """Each optional probe group on the loop that pays for it, against the empty-program floor
-    on the same hooks, in on/off windows as the open storm (window_phase)."""
+def probe_group_windows(
+    bins: Path, rng: random.Random, pod_cgroup: str, groups: list[str] | None = None
+) -> dict[str, Any]:
+    """Each optional probe group (or only `groups`) on the loop that pays for it, against the
+    empty-program floor on the same hooks, in on/off windows as the open storm (window_phase)."""
     result: dict[str, Any] = {}
     for group, (loop, batch, empty_object, probes) in GROUP_LOOPS.items():
+        if groups and group not in groups:
+            continue
         w = window_phase(
             bins, loop, batch, GROUP_WINDOW_SECONDS, rng, pod_cgroup, empty_object=empty_object, probes=probes
         )

@@ -8,7 +8,7 @@ rounds, median reported: these machines are noisy (and shared).
      `pod-stats run --json --interval 1`, (d) a bpftrace one-liner, (e) opensnoop.
   2. other syscalls: the same arms on a getppid loop.
   3. sample cost: real kubelet-layout cgroups with real processes (250 and 1,000 pods)
-     vs the kernel floor (C reading memory.stat + cpu.stat) and the naive /proc walk;
+     vs the kernel floor (C reading the files a sample of pod-stats reads) and the naive /proc walk;
      the agent's CPU share at 1 s interval.
   4. startup and footprint: attach time, first sample, RSS, BPF map memory.
   5. zero loss: 8 cgroups × 250,000 opens on all cores, every one counted.
@@ -36,7 +36,7 @@ from .agent import agent_run, first_sample_times
 from .arms import ARMS, OPENSNOOP
 from .attach import attach_times
 from .common import PREEXISTING_TRACERS, ROOT, TOOL_CPU, log, sweep_stale, tracing_programs
-from .groups import GROUP_WINDOW_SECONDS, probe_group_windows
+from .groups import GROUP_LOOPS, GROUP_WINDOW_SECONDS, probe_group_windows
 from .overhead import bpf_stats_phase, overhead_rounds
 from .podfarm import PodFarm
 from .report import print_table, summarize
@@ -72,6 +72,7 @@ BUILT = (
     "empty_ia32.bpf.o",
     "empty_uring.bpf.o",
     "empty_oom.bpf.o",
+    "empty_tcp.bpf.o",
 )
 
 
@@ -95,6 +96,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PHASE",
         help=f"run only this phase (repeatable; one of {', '.join(PHASES)}) and print its raw results "
         "instead of writing --output",
+    )
+    parser.add_argument(
+        "--group",
+        action="append",
+        choices=tuple(GROUP_LOOPS),
+        metavar="GROUP",
+        help=f"probe_groups: only this group (repeatable; one of {', '.join(GROUP_LOOPS)})",
     )
     return parser.parse_args(argv)
 
@@ -151,7 +159,7 @@ def measure(
                     "the other probe groups on the loops that pay for them, "
                     f"{GROUP_WINDOW_SECONDS:.0f} s of windows each"
                 )
-                raw["probe_groups"] = probe_group_windows(bins, rng, loop_cgroup)
+                raw["probe_groups"] = probe_group_windows(bins, rng, loop_cgroup, args.group)
             if "bpf_stats" in phases:
                 log("1: in-program cost from kernel BPF stats")
                 raw["bpf_stats"] = bpf_stats_phase(bins, str(log_dir), args.open_iterations, 3, loop_cgroup)

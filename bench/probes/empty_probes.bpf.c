@@ -2,7 +2,7 @@
 /*
  * The floor of each optional probe group: EMPTY programs on exactly the hooks
  * pod-stats uses for it (same SEC names as csrc/bpf/pod_stats.bpf.c). Built once
- * per group, -DGROUP_PROC, -DGROUP_NET, -DGROUP_SCHED, -DGROUP_IA32, -DGROUP_URING or -DGROUP_OOM (the
+ * per group, -DGROUP_PROC, -DGROUP_NET, -DGROUP_SCHED, -DGROUP_IA32, -DGROUP_URING, -DGROUP_OOM or -DGROUP_TCP (the
  * last two: the opens group's syscall tracepoints too, which pod-stats attaches with them).
  */
 #include "vmlinux.h"
@@ -97,6 +97,19 @@ int BPF_PROG(empty_signal, int sig)
 }
 SEC("tp_btf/mark_victim")
 int BPF_PROG(empty_victim, struct task_struct *victim)
+{
+	return 0;
+}
+#endif
+
+#ifdef GROUP_TCP
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(empty_state, const struct sock *sk)
+{
+	return 0;
+}
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(empty_retransmit, const struct sock *sk)
 {
 	return 0;
 }

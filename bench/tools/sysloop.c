@@ -19,13 +19,18 @@
  *                file closed (opens: its io_uring route)
  *   signal:      SIGUSR1 sent to itself and handled: every signal the kernel
  *                generates runs the oom group's program                       (oom)
+ *   tcprefused:  a TCP connect to a loopback port bound but not listening, refused
+ *                (CLOSE -> SYN_SENT -> CLOSE: two socket state changes)       (tcp)
  *
  * With -t, it runs batches of BATCH iterations for SECONDS and then prints one
  * line per batch, "<CLOCK_MONOTONIC ns at its end> <ns per iteration>", for a
  * controller that switches tools on and off meanwhile to tell apart.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +44,7 @@
 #include <liburing.h>
 
 static int pair[2], there[2], back[2];
+static struct sockaddr_in closed_port;
 static struct io_uring ring;
 
 static double now_ns(void)
@@ -137,13 +143,38 @@ static void run_signal(long n)
 			die("kill");
 }
 
+static void run_tcprefused(long n)
+{
+	for (long i = 0; i < n; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		if (fd < 0 || connect(fd, (struct sockaddr *)&closed_port, sizeof(closed_port)) == 0 ||
+		    errno != ECONNREFUSED)
+			die("connect to a closed port");
+		close(fd);
+	}
+}
+
+/* A loopback port held by a socket that never listens: every connect to it is refused. */
+static void hold_closed_port(void)
+{
+	socklen_t size = sizeof(closed_port);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	closed_port.sin_family = AF_INET;
+	closed_port.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&closed_port, sizeof(closed_port)) ||
+	    getsockname(fd, (struct sockaddr *)&closed_port, &size))
+		die("bind a loopback port");
+}
+
 static const struct {
 	const char *name;
 	void (*run)(long);
 } loops[] = {
 	{ "open", run_open },		{ "getppid", run_getppid },	  { "openmissing", run_openmissing },
 	{ "forkexit", run_forkexit },	{ "socketpair", run_socketpair }, { "pingpong", run_pingpong },
-	{ "uringopen", run_uringopen }, { "signal", run_signal },
+	{ "uringopen", run_uringopen }, { "signal", run_signal },	  { "tcprefused", run_tcprefused },
 };
 
 /* The other end of pingpong, on the same CPU (inherited affinity). */
@@ -184,7 +215,7 @@ int main(int argc, char **argv)
 	if (argc != 5 && argc != 6) {
 		fprintf(stderr,
 			"usage: %s [-t SECONDS] "
-			"open|getppid|openmissing|forkexit|socketpair|pingpong|uringopen|signal "
+			"open|getppid|openmissing|forkexit|socketpair|pingpong|uringopen|signal|tcprefused "
 			"ITERATIONS REPS CPU [PROCS_FILE,...]\n",
 			argv[0]);
 		return 2;
@@ -216,6 +247,8 @@ int main(int argc, char **argv)
 		die("signal");
 	if (run == run_uringopen && io_uring_queue_init(8, &ring, 0))
 		die("io_uring_queue_init");
+	if (run == run_tcprefused)
+		hold_closed_port();
 	if (run == run_socketpair && socketpair(AF_UNIX, SOCK_STREAM, 0, pair))
 		die("socketpair");
 	if (run == run_pingpong) {

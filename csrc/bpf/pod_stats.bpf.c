@@ -525,6 +525,94 @@ int net_skb_ingress(struct __sk_buff *skb)
 }
 
 /*
+ * tcp: connections opened, failed and segments retransmitted, per socket. These run in softirq
+ * (a SYN-ACK, an RST, a retransmission timer) as often as in the socket owner's task, so the
+ * cgroup is the socket's: sk_cgrp_data, the cgroup v2 of the task that created the socket (an
+ * accepted socket inherits its listener's). Only a v2 id is there, as for the packet fallback:
+ * on hybrid hosts a cgroup keyed by its v1 memory cgroup gets none of its sockets' events
+ * (they count under the v2 root, and user space shows its tcp figures as unknown). Atomic
+ * adds: a run in softirq can interrupt another program's run on its CPU (see COUNT).
+ */
+#define IPPROTO_TCP 6
+
+/* Before 5.15, one word: the cgroup pointer, or with bit 0 or 1 set, net_cls/net_prio data. */
+struct sock_cgroup_data___before_5_15 {
+	__u64 val;
+} __attribute__((preserve_access_index));
+
+/* sk: a BTF pointer (tp_btf), read by direct loads where the layout allows (see have_task_btf). */
+static __always_inline __u64 socket_cgroup_key(const struct sock *sk)
+{
+	struct cgroup *cgrp;
+	__u64 val;
+
+	if (bpf_core_field_exists(struct sock_cgroup_data, cgroup)) {
+		cgrp = sk->sk_cgrp_data.cgroup;
+		return cgrp ? cgrp->kn->id : pod_stats_config.v2_root_cgroup_id;
+	}
+	val = BPF_CORE_READ((struct sock_cgroup_data___before_5_15 *)&sk->sk_cgrp_data, val);
+	/* the kernel's sock_cgroup_ptr(): tagged or empty means the v2 root */
+	if (!val || (val & 3))
+		return pod_stats_config.v2_root_cgroup_id;
+	return BPF_CORE_READ((struct cgroup *)val, kn, id);
+}
+
+/* Only the three transitions counted reach a map: a connection makes six or more. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	struct pod_stats_counters *c;
+
+	if (oldstate == TCP_SYN_SENT) {
+		if (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
+			return 0;
+	} else if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED) {
+		return 0;
+	}
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0; /* MPTCP's own sockets (their TCP subflows are counted) */
+	c = counters_of(socket_cgroup_key(sk));
+	if (!c)
+		return 0;
+	if (oldstate == TCP_SYN_RECV)
+		COUNT(c->tcp_accepts, 1, true);
+	else if (newstate == TCP_ESTABLISHED)
+		COUNT(c->tcp_connects, 1, true);
+	else
+		COUNT(c->tcp_connect_failures, 1, true);
+	return 0;
+}
+
+/* Segments, as the kernel's RetransSegs counts them: a TSO/GSO packet sent again is several. */
+static __always_inline int count_retransmit(const struct sock *sk, const struct sk_buff *skb)
+{
+	struct tcp_skb_cb *cb = (void *)skb->cb;
+	struct pod_stats_counters *c;
+	__u16 segs = BPF_CORE_READ(cb, tcp_gso_segs);
+
+	c = counters_of(socket_cgroup_key(sk));
+	if (c)
+		COUNT(c->tcp_retransmits, segs ? segs : 1, true);
+	return 0;
+}
+
+/* Linux 6.13+ passes the error too, and fires for retransmissions that failed as well. */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(tcp_retransmit, const struct sock *sk, const struct sk_buff *skb, int err)
+{
+	if (err)
+		return 0;
+	return count_retransmit(sk, skb);
+}
+
+/* Before: it fires for sent retransmissions only (the loader takes the one that fits). */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(tcp_retransmit_sent, const struct sock *sk, const struct sk_buff *skb)
+{
+	return count_retransmit(sk, skb);
+}
+
+/*
  * oom: kills counted as the kernel counts them (memory.events oom_kill, v1
  * memory.oom_control oom_kill). The kernel raises that count in one place,
  * __oom_kill_process() (mm/oom_kill.c): memcg_memory_event_mm(mm, MEMCG_OOM_KILL)

@@ -69,6 +69,11 @@ struct pod_stats_counters {
 	__u64 net_tx_bytes; /* net: payload bytes handed to sockets (sendmsg and friends) */
 	__u64 net_rx_bytes; /* net: payload bytes read from sockets, MSG_PEEK not counted */
 	__u64 oom_kills;    /* oom: OOM kills as the kernel counts them (memory.events), in the victim's cgroup */
+	/* tcp: counted in the cgroup v2 of the socket (its creator's; an accepted one's: the listener's) */
+	__u64 tcp_connects;	    /* tcp: active opens that reached ESTABLISHED (SYN_SENT -> ESTABLISHED) */
+	__u64 tcp_accepts;	    /* tcp: passive opens that reached ESTABLISHED (SYN_RECV -> ESTABLISHED) */
+	__u64 tcp_connect_failures; /* tcp: active opens that failed or were given up (SYN_SENT -> CLOSE) */
+	__u64 tcp_retransmits;	    /* tcp: segments retransmitted (sent again, as the kernel's RetransSegs) */
 };
 
 /*

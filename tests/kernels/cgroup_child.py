@@ -52,3 +52,37 @@ def remove_cgroup(directory: Path, strict: bool = False) -> None:
             time.sleep(0.02)
     if strict:
         directory.rmdir()
+
+
+def refused_connects(port: int, n: int) -> None:
+    """n TCP connects to a local port nothing listens on: each is refused (SYN_SENT -> CLOSE)."""
+    import socket
+
+    for _ in range(n):
+        with socket.socket() as s:
+            try:
+                s.connect(("127.0.0.1", port))
+            except ConnectionRefusedError:
+                continue
+            raise AssertionError(f"port {port} accepted a connection")
+
+
+def accept_all(listener, n: int, payload: int = 0) -> None:
+    """Accepts n connections on `listener`, reading each to its end (`payload` bytes expected)."""
+    for _ in range(n):
+        connection, _ = listener.accept()
+        with connection:
+            got = 0
+            while chunk := connection.recv(65536):
+                got += len(chunk)
+            if got != payload:
+                raise AssertionError(f"received {got} bytes, not {payload}")
+
+
+def connect_all(port: int, n: int, payload: int = 0) -> None:
+    """n TCP connections to a local port, each sending `payload` bytes and closing."""
+    import socket
+
+    for _ in range(n):
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(b"x" * payload)

@@ -24,6 +24,7 @@ ORDER = (
     "proc",
     "net",
     "oom",
+    "tcp",
     "sched",
     "files",
     "procs",

@@ -25,10 +25,12 @@ import traceback
 import uuid
 from pathlib import Path
 
-from cgroup_child import reap, remove_cgroup, run_in_cgroup, run_in_child  # beside this file, in the VM too
+# beside this file, in the VM too
+from cgroup_child import accept_all, connect_all, reap, refused_connects, remove_cgroup, run_in_cgroup, run_in_child
 
 MIB = 1024 * 1024
 OPENS = 1000
+TCP_REFUSED, TCP_CONNECTIONS = 50, 20  # connects to a closed port; connections made and accepted
 OPEN_ROUTE_N, OPEN_ROUTE_FAILING = 100, 20  # per run of the open-route helper
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LOG_DIR = Path("/var/log")
@@ -282,6 +284,52 @@ class Suite:
         if why_not is None and "fexit" not in (bpf.open_source or ""):
             raise AssertionError(f"the kernel has BPF trampolines but opens are counted by {bpf.open_source}")
         return f"{OPENS} opens counted exactly in a fresh cgroup, by {bpf.open_source}"
+
+    def check_tcp_exact(self) -> str:
+        """Refused connects in one cgroup, connections from a second to a server listening in a third:
+        each counted exactly in its own socket's cgroup, and no segment retransmitted on loopback."""
+        import socket
+
+        from pod_stats.bpf import HIERARCHY_V2, CgroupKey
+
+        bpf = self.need_sampler().bpf
+        if not bpf.attached("tcp"):
+            raise AssertionError(f"tcp not attached: {bpf.plan.unavailable().get('tcp')}")
+        refusing, client, server = (make_cgroup(v2_root() / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}") for _ in "abc")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed_port = probe.getsockname()[1]
+        run_in_cgroup(refusing, lambda: refused_connects(closed_port, TCP_REFUSED))
+        ready_r, ready_w = os.pipe()
+
+        def serve():
+            with socket.socket() as listener:
+                listener.bind(("127.0.0.1", 0))
+                listener.listen(TCP_CONNECTIONS)
+                os.write(ready_w, listener.getsockname()[1].to_bytes(2, "little"))
+                accept_all(listener, TCP_CONNECTIONS, 100)
+
+        serving = run_in_cgroup(server, serve, wait=False)
+        port = int.from_bytes(os.read(ready_r, 2), "little")
+        os.close(ready_r)
+        os.close(ready_w)
+        run_in_cgroup(client, lambda: connect_all(port, TCP_CONNECTIONS, 100))
+        reap(serving)
+        counters = bpf.read_counters()
+        fields = ("tcp_connects", "tcp_accepts", "tcp_connect_failures", "tcp_retransmits")
+        got = []
+        for cgroup in (refusing, client, server):
+            counted = counters.get(CgroupKey(HIERARCHY_V2, cgroup.stat().st_ino))
+            got.append(tuple(getattr(counted, name) for name in fields) if counted else None)
+            remove_cgroup(cgroup)
+        expected = [(0, 0, TCP_REFUSED, 0), (TCP_CONNECTIONS, 0, 0, 0), (0, TCP_CONNECTIONS, 0, 0)]
+        if got != expected:
+            raise AssertionError(f"counted (connects, accepts, failures, retransmits) {got}, expected {expected}")
+        programs = ", ".join(p.program for p in bpf.probes if p.group == "tcp" and p.attached)
+        return (
+            f"{TCP_REFUSED} refused connects, {TCP_CONNECTIONS} connections and accepts counted exactly, "
+            f"each in its socket's cgroup, 0 retransmits on loopback ({programs})"
+        )
 
     def check_drilldown_bounds(self) -> str:
         """files and procs keep one cgroup within its bounds (paths, processes) and canonical keys
@@ -955,6 +1003,7 @@ OPEN_ROUTE_CHECKS = ("open_route_syscalls", "open_route_ia32", "open_route_io_ur
 VM_CHECKS = (
     "load",
     "opens_exact",
+    "tcp_exact",
     "drilldown_bounds",
     "open_probes",
     *OPEN_ROUTE_CHECKS,
