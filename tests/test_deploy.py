@@ -40,7 +40,9 @@ K8S_VERSIONS = ("1.30.0", "1.37.0")
 # series, its pod's (pod_stats_pod_…), and the failed opens by errno; tests/test_figures.py checks
 # a real /metrics serves each of them.
 POD_METRICS = {name + ("_total" if counter else "") for name, _, _, counter in CONTAINER_METRICS + POD_FAMILIES} | {
-    "pod_stats_file_open_errors_by_errno_total"
+    "pod_stats_file_open_errors_by_errno_total",
+    "pod_stats_pod_info",
+    "pod_stats_pod_labels",
 }
 AGENT_METRICS = {
     "pod_stats_bpf_program_run_seconds_total",
@@ -517,6 +519,9 @@ def test_dashboard_uses_only_contract_metrics():
         "pod_stats_pod_io_pressure_some_seconds_total",
         "pod_stats_pod_block_io_read_bytes_total",
         "pod_stats_pod_block_io_write_bytes_total",
+        "pod_stats_tcp_connect_failures_total",
+        "pod_stats_tcp_retransmitted_segments_total",
+        "pod_stats_pod_info",
     } <= used
     assert {
         "pod_stats_sample_duration_seconds",
