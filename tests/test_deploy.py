@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pod_stats.exporter import CONTAINER_METRICS
+from pod_stats.exporter import POD_METRICS as POD_FAMILIES
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 MANIFESTS = DEPLOY / "daemonset.yaml"
@@ -33,22 +36,13 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 # schema kubernetes-validate ships.
 K8S_VERSIONS = ("1.30.0", "1.37.0")
 
-# The exporter's contract (pod-stats serve): every metric a rule or panel may use.
-POD_METRICS = {
-    "pod_stats_file_opens_total",
-    "pod_stats_file_open_errors_total",
-    "pod_stats_memory_rss_bytes",
-    "pod_stats_memory_working_set_bytes",
-    "pod_stats_memory_usage_bytes",
-    "pod_stats_memory_limit_bytes",
-    "pod_stats_cpu_seconds_total",
-    "pod_stats_processes",
-    "pod_stats_oom_kills_total",
-    "pod_stats_network_transmit_bytes_total",
-    "pod_stats_network_receive_bytes_total",
-    "pod_stats_process_forks_total",
-    "pod_stats_process_execs_total",
+# The exporter's contract (pod-stats serve): every metric a rule or panel may use. A figure's
+# series, its pod's (pod_stats_pod_…), and the failed opens by errno; tests/test_figures.py checks
+# a real /metrics serves each of them.
+POD_METRICS = {name + ("_total" if counter else "") for name, _, _, counter in CONTAINER_METRICS + POD_FAMILIES} | {
     "pod_stats_file_open_errors_by_errno_total",
+    "pod_stats_pod_info",
+    "pod_stats_pod_labels",
 }
 AGENT_METRICS = {
     "pod_stats_bpf_program_run_seconds_total",
@@ -500,8 +494,35 @@ def test_dashboard_uses_only_contract_metrics():
         assert names, f"no metric found in {expr!r}"
         assert names <= CONTRACT_METRICS, f"{expr!r} uses metrics outside the contract: {names - CONTRACT_METRICS}"
         used |= names
-    # the panels the dashboard promises: pods' opens, errors, memory, CPU, processes; the agents
-    assert POD_METRICS - {"pod_stats_memory_usage_bytes"} <= used
+    # the panels the dashboard promises: pods' opens, errors, memory, CPU, processes, the kernel's
+    # signals, throttling, pressure and block I/O; the agents
+    assert {
+        "pod_stats_file_opens_total",
+        "pod_stats_file_open_errors_total",
+        "pod_stats_file_open_errors_by_errno_total",
+        "pod_stats_memory_rss_bytes",
+        "pod_stats_memory_working_set_bytes",
+        "pod_stats_memory_limit_bytes",
+        "pod_stats_cpu_seconds_total",
+        "pod_stats_processes",
+        "pod_stats_process_forks_total",
+        "pod_stats_process_execs_total",
+        "pod_stats_network_transmit_bytes_total",
+        "pod_stats_network_receive_bytes_total",
+        "pod_stats_memory_oom_kills_total",
+        "pod_stats_memory_high_events_total",
+        "pod_stats_cpu_cfs_periods_total",
+        "pod_stats_cpu_cfs_throttled_periods_total",
+        "pod_stats_pod_cpu_cfs_throttled_seconds_total",
+        "pod_stats_pod_cpu_pressure_some_seconds_total",
+        "pod_stats_pod_memory_pressure_some_seconds_total",
+        "pod_stats_pod_io_pressure_some_seconds_total",
+        "pod_stats_pod_block_io_read_bytes_total",
+        "pod_stats_pod_block_io_write_bytes_total",
+        "pod_stats_tcp_connect_failures_total",
+        "pod_stats_tcp_retransmitted_segments_total",
+        "pod_stats_pod_info",
+    } <= used
     assert {
         "pod_stats_sample_duration_seconds",
         "pod_stats_bpf_map_entries",
