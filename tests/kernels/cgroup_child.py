@@ -1,9 +1,12 @@
 """Processes in cgroups, for the BPF tests (tests/) and the kernel matrix's smoke suite
 (smoke.py, which the VM gets beside this file, without the rest of tests/)."""
 
+import mmap
 import os
 import time
 from pathlib import Path
+
+MIB = 1024 * 1024
 
 
 def run_in_child(action, *, wait: bool = True) -> int:
@@ -52,3 +55,53 @@ def remove_cgroup(directory: Path, strict: bool = False) -> None:
             time.sleep(0.02)
     if strict:
         directory.rmdir()
+
+
+# -- workloads whose effect on a cgroup's own counters is known exactly ---------------------------
+
+
+def touch_memory_until_killed() -> None:
+    """Allocates memory 1 MiB at a time, every page written (bytearray(b"\\1" * n) stores each byte:
+    nothing a compiler could leave out), until the OOM killer ends the process."""
+    hog = []
+    while True:
+        hog.append(bytearray(b"\1" * MIB))
+
+
+def busy(seconds: float) -> tuple[float, float]:
+    """Runs on the CPU for `seconds` of wall time; returns (wall seconds, this thread's CPU seconds)."""
+    wall0, cpu0 = time.monotonic(), time.thread_time()
+    while time.monotonic() - wall0 < seconds:
+        pass
+    return time.monotonic() - wall0, time.thread_time() - cpu0
+
+
+def direct_io(path: str, count: int, size: int) -> None:
+    """`count` writes of `size` bytes at consecutive offsets of `path` with O_DIRECT, then the same
+    read back with O_DIRECT: each call one transfer the page cache does not absorb, so the block
+    layer sees exactly count × size bytes each way. The file's blocks must be allocated and written
+    already (see preallocate): an overwrite changes no block map, so no metadata I/O comes with it."""
+    buffer = mmap.mmap(-1, size)  # page-aligned, as O_DIRECT needs
+    buffer.write(b"\x5a" * size)
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+    try:
+        for i in range(count):
+            if os.pwrite(fd, buffer, i * size) != size:
+                raise AssertionError("a short direct write")
+    finally:
+        os.close(fd)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        for i in range(count):
+            if os.preadv(fd, [buffer], i * size) != size:
+                raise AssertionError("a short direct read")
+    finally:
+        os.close(fd)
+
+
+def preallocate(path: str, size: int) -> None:
+    """A file of `size` bytes whose blocks are written and on the device (for direct_io)."""
+    with open(path, "wb") as out:
+        out.write(b"\0" * size)
+        out.flush()
+        os.fsync(out.fileno())
