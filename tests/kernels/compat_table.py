@@ -28,6 +28,9 @@ ORDER = (
     "files",
     "procs",
     "memory_peak",
+    "psi",
+    "cpu_throttling",
+    "block_io",
 )
 HOST = "host"  # run_matrix.py's entry for the machine it ran on
 BEGIN, END = "<!-- compat-table:begin -->", "<!-- compat-table:end -->"
