@@ -25,6 +25,7 @@ from support import POD_STATS
 from support import sampled_container as _sampled
 
 from pod_stats.cgroups import discover_mounts
+from pod_stats.figures import COLUMNS
 from pod_stats.sampler import open_sampler
 from pod_stats_dev.mininode import MiniNode, cgroup_hierarchies
 
@@ -417,3 +418,15 @@ def test_pressure_figures_are_null_where_the_pressure_files_are_absent(mounts, t
         for line in ("some", "full"):
             assert figures[f"{resource}_pressure_{line}_seconds"] is None
     assert figures["memory_oom_kills"] == 0  # v1's own count is there
+
+
+# -- the live table ---------------------------------------------------------------------------------
+
+
+def test_the_tables_oom_column_is_the_kernels_count_and_throttled_the_intervals_ratio():
+    """OOM shows memory_oom_kills (cgroupfs: every kernel), not the BPF oom_kills (6.8+, since attach);
+    THROTTLED shows cpu_throttled_ratio as a percentage."""
+    by_header = {figure.column.header: figure for figure in COLUMNS if figure.column is not None}
+    assert by_header["OOM"].name == "memory_oom_kills"
+    assert by_header["THROTTLED"].name == "cpu_throttled_ratio"
+    assert all(figure.name != "oom_kills" for figure in COLUMNS)
