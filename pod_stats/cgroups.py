@@ -111,6 +111,27 @@ class CgroupMounts:
             return Hierarchy("v1-cpuacct", self.v1["cpuacct"], 1)
         return None
 
+    def throttle_hierarchy(self) -> Hierarchy | None:
+        """Where CPU quota throttling is counted (cpu.stat nr_periods, nr_throttled): the cpu
+        controller's hierarchy (on a hybrid host usually v1, while CPU time is v2's)."""
+        if self.unified is not None and "cpu" in self.unified_controllers:
+            return Hierarchy(V2, self.unified, 2)
+        if "cpu" in self.v1:
+            return Hierarchy("v1-cpu", self.v1["cpu"], 1)
+        return None
+
+    def io_hierarchy(self) -> Hierarchy | None:
+        """Where block I/O is counted: v2 io.stat (io controller), else v1 blkio."""
+        if self.unified is not None and "io" in self.unified_controllers:
+            return Hierarchy(V2, self.unified, 2)
+        if "blkio" in self.v1:
+            return Hierarchy("v1-blkio", self.v1["blkio"], 1)
+        return None
+
+    def pressure_hierarchy(self) -> Hierarchy | None:
+        """Where pressure (PSI) is kept: v2 only, any controller (files absent while PSI is off)."""
+        return Hierarchy(V2, self.unified, 2) if self.unified is not None else None
+
     def keyed_hierarchies(self) -> dict[str, Hierarchy]:
         """The hierarchies whose cgroup ids the BPF programs count under (bpf.KeyMode)."""
         keyed = {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 # Figure.source besides a probe group of pod_stats.plan.PROBE_GROUPS
-CGROUPFS = "cgroupfs"  # the cgroup's files (memory.stat, memory.current, cpu.stat, cgroup.procs ...)
+CGROUPFS = "cgroupfs"  # the cgroup's files (memory.stat, cpu.stat, memory.events, *.pressure, io.stat ...)
 AGENT = "agent"  # pod-stats' own accounting of what the kernel could not count
 
 # Figure.kind
@@ -30,12 +30,16 @@ SECONDS = "seconds"
 UNIX_TIME = "unix time"  # seconds since the epoch
 PER_SECOND = "per second"  # a rate: the unit of its figure per second
 CORES = "cores"  # CPU seconds per second
+RATIO = "ratio"  # a share, 0 to 1
 
 # Figure.pods: how a pod's figure is made of its containers' and its own cgroup's
 SUM = "sum"  # added up (what ended containers counted included); unknown if no part knows it
 OWN = "own"  # the pod cgroup's own (it holds its containers'); without one, the containers' sum
 OWN_ONLY = "own only"  # the pod cgroup's own; without one, unknown
 LATEST = "latest"  # the latest of its parts'
+# the pod cgroup's own where the kernel counts its descendants' events in it, even of a removed one
+# (v2 memory.events); where each cgroup counts only its own (v1), added up like SUM
+OWN_WHERE_HIERARCHICAL = "own where hierarchical"
 
 # Figure.exported: how its metric shows it
 SERIES = "series"  # one series per container (its metric) and per pod (pod_stats_pod_...)
@@ -47,6 +51,7 @@ FORMAT_COUNT = "count"  # 1,234
 FORMAT_RATE = "rate"  # 1,234.5
 FORMAT_BYTES = "bytes"  # 1.5MiB
 FORMAT_CORES = "cores"  # 0.25
+FORMAT_PERCENT = "percent"  # 25% (a RATIO)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,10 @@ class Figure:
     column: Optional[Column] = None
     rate_column: Optional[Column] = None  # its rate's column
     rate_of: Optional[str] = None  # a rate (derived below): the figure it is the rate of
+    rate_unit: str = PER_SECOND  # its rate's unit
+    # a RATIO of two counters' increases over the last interval (numerator, denominator): null
+    # when the denominator did not increase
+    ratio_of: Optional[tuple[str, str]] = None
 
     @property
     def since_attach(self) -> bool:
@@ -119,7 +128,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_process_forks",
         in_counters=True,
         rate="forks_per_second",
-        rate_column=Column("FORKS/s", FORMAT_RATE, 9),
+        rate_column=Column("FORKS/s", FORMAT_RATE, 10),
     ),
     Figure(
         "execs",
@@ -150,7 +159,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_network_transmit_bytes",
         in_counters=True,
         rate="net_tx_bytes_per_second",
-        rate_column=Column("NET TX/s", FORMAT_BYTES, 10),
+        rate_column=Column("NET TX/s", FORMAT_BYTES, 11),
     ),
     Figure(
         "net_rx_bytes",
@@ -161,7 +170,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_network_receive_bytes",
         in_counters=True,
         rate="net_rx_bytes_per_second",
-        rate_column=Column("NET RX/s", FORMAT_BYTES, 11),
+        rate_column=Column("NET RX/s", FORMAT_BYTES, 12),
     ),
     Figure(
         "oom_kills",
@@ -172,7 +181,6 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_oom_kills",
         in_counters=True,
         rate="oom_kills_per_second",
-        column=Column("OOM", FORMAT_COUNT, 12),
     ),
     # -- cgroupfs: memory, CPU and processes of the cgroup (a container's includes its nested ones) --
     Figure(
@@ -230,6 +238,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_cpu_seconds",
         pods=OWN,
         rate="cpu_cores",
+        rate_unit=CORES,
         rate_column=Column("CPU", FORMAT_CORES, 7),
     ),
     Figure(
@@ -239,7 +248,185 @@ TABLE: tuple[Figure, ...] = (
         COUNT,
         "Processes in the container.",
         metric="pod_stats_processes",
-        column=Column("PIDS", FORMAT_COUNT, 8),
+        column=Column("PIDS", FORMAT_COUNT, 9),
+    ),
+    # -- cgroupfs: CPU throttling (CFS bandwidth: cpu.stat of the cpu controller) ----------------
+    # A pod's are its own cgroup's (its quota's periods); they do not add up over containers.
+    Figure(
+        "cpu_periods",
+        CGROUPFS,
+        COUNTER,
+        COUNT,
+        "Enforcement periods of the container's CPU quota that elapsed while it ran (cpu.stat nr_periods).",
+        metric="pod_stats_cpu_cfs_periods",
+        pods=OWN_ONLY,
+    ),
+    Figure(
+        "cpu_throttled_periods",
+        CGROUPFS,
+        COUNTER,
+        COUNT,
+        "Periods in which the container used up its CPU quota and was throttled (cpu.stat nr_throttled).",
+        metric="pod_stats_cpu_cfs_throttled_periods",
+        pods=OWN_ONLY,
+    ),
+    Figure(
+        "cpu_throttled_seconds",
+        CGROUPFS,
+        COUNTER,
+        SECONDS,
+        "Time the container was throttled for, added up over CPUs (v2 cpu.stat throttled_usec, v1 throttled_time).",
+        metric="pod_stats_cpu_cfs_throttled_seconds",
+        pods=OWN_ONLY,
+        rate="cpu_throttled_seconds_per_second",
+    ),
+    Figure(
+        "cpu_throttled_ratio",
+        CGROUPFS,
+        GAUGE,
+        RATIO,
+        "Share of the last interval's quota periods in which the container was throttled (null: no period, "
+        "i.e. no quota or idle).",
+        pods=OWN_ONLY,
+        ratio_of=("cpu_throttled_periods", "cpu_periods"),
+        column=Column("THROTTLED", FORMAT_PERCENT, 8),
+    ),
+    # -- cgroupfs: memory events (v2 memory.events; v1 memory.oom_control, memory.failcnt) ------
+    Figure(
+        "memory_oom_kills",
+        CGROUPFS,
+        COUNTER,
+        COUNT,
+        "Processes of the container killed by the OOM killer (v2 memory.events oom_kill, v1 memory.oom_control "
+        "oom_kill, Linux 4.13+).",
+        metric="pod_stats_memory_oom_kills",
+        pods=OWN_WHERE_HIERARCHICAL,
+        column=Column("OOM", FORMAT_COUNT, 13),
+    ),
+    Figure(
+        "memory_oom_events",
+        CGROUPFS,
+        COUNTER,
+        COUNT,
+        "Times the container's memory limit was reached and the OOM killer invoked (v2 memory.events oom).",
+        metric="pod_stats_memory_oom_events",
+        pods=OWN_WHERE_HIERARCHICAL,
+    ),
+    Figure(
+        "memory_max_events",
+        CGROUPFS,
+        COUNTER,
+        COUNT,
+        "Times the container's memory usage was about to go over its limit (v2 memory.events max, v1 memory.failcnt).",
+        metric="pod_stats_memory_max_events",
+        pods=OWN_WHERE_HIERARCHICAL,
+    ),
+    Figure(
+        "memory_high_events",
+        CGROUPFS,
+        COUNTER,
+        COUNT,
+        "Times the container's memory usage went over its high boundary and was throttled (v2 memory.events high).",
+        metric="pod_stats_memory_high_events",
+        pods=OWN_WHERE_HIERARCHICAL,
+    ),
+    # -- cgroupfs: pressure stall information (v2 cpu/memory/io.pressure total=) ----------------
+    # Stall time does not add up over containers: a pod's is its own cgroup's.
+    Figure(
+        "cpu_pressure_some_seconds",
+        CGROUPFS,
+        COUNTER,
+        SECONDS,
+        "Time some of the container's tasks waited for a CPU (v2 cpu.pressure some).",
+        metric="pod_stats_cpu_pressure_some_seconds",
+        pods=OWN_ONLY,
+        rate="cpu_pressure_some_seconds_per_second",
+    ),
+    Figure(
+        "cpu_pressure_full_seconds",
+        CGROUPFS,
+        COUNTER,
+        SECONDS,
+        "Time all of the container's runnable tasks waited for a CPU at once (v2 cpu.pressure full).",
+        metric="pod_stats_cpu_pressure_full_seconds",
+        pods=OWN_ONLY,
+    ),
+    Figure(
+        "memory_pressure_some_seconds",
+        CGROUPFS,
+        COUNTER,
+        SECONDS,
+        "Time some of the container's tasks stalled on memory (reclaim, swap-in, refaults; v2 memory.pressure some).",
+        metric="pod_stats_memory_pressure_some_seconds",
+        pods=OWN_ONLY,
+        rate="memory_pressure_some_seconds_per_second",
+    ),
+    Figure(
+        "memory_pressure_full_seconds",
+        CGROUPFS,
+        COUNTER,
+        SECONDS,
+        "Time all of the container's non-idle tasks stalled on memory at once (v2 memory.pressure full).",
+        metric="pod_stats_memory_pressure_full_seconds",
+        pods=OWN_ONLY,
+    ),
+    Figure(
+        "io_pressure_some_seconds",
+        CGROUPFS,
+        COUNTER,
+        SECONDS,
+        "Time some of the container's tasks waited for I/O (v2 io.pressure some).",
+        metric="pod_stats_io_pressure_some_seconds",
+        pods=OWN_ONLY,
+        rate="io_pressure_some_seconds_per_second",
+    ),
+    Figure(
+        "io_pressure_full_seconds",
+        CGROUPFS,
+        COUNTER,
+        SECONDS,
+        "Time all of the container's non-idle tasks waited for I/O at once (v2 io.pressure full).",
+        metric="pod_stats_io_pressure_full_seconds",
+        pods=OWN_ONLY,
+    ),
+    # -- cgroupfs: block I/O (v2 io.stat, v1 blkio.throttle.*_recursive; summed over devices) ----
+    Figure(
+        "io_read_bytes",
+        CGROUPFS,
+        COUNTER,
+        BYTES,
+        "Bytes the container read from block devices (v2 io.stat rbytes, v1 blkio io_service_bytes Read).",
+        metric="pod_stats_block_io_read_bytes",
+        pods=OWN,
+        rate="io_read_bytes_per_second",
+    ),
+    Figure(
+        "io_write_bytes",
+        CGROUPFS,
+        COUNTER,
+        BYTES,
+        "Bytes the container wrote to block devices (v2 io.stat wbytes, v1 blkio io_service_bytes Write).",
+        metric="pod_stats_block_io_write_bytes",
+        pods=OWN,
+        rate="io_write_bytes_per_second",
+    ),
+    Figure(
+        "io_reads",
+        CGROUPFS,
+        COUNTER,
+        COUNT,
+        "Read operations of the container on block devices (v2 io.stat rios, v1 blkio io_serviced Read).",
+        metric="pod_stats_block_io_reads",
+        pods=OWN,
+    ),
+    Figure(
+        "io_writes",
+        CGROUPFS,
+        COUNTER,
+        COUNT,
+        "Write operations of the container on block devices (v2 io.stat wios, v1 blkio io_serviced Write).",
+        metric="pod_stats_block_io_writes",
+        pods=OWN,
     ),
     # -- sched (opt-in): the run queue ---------------------------------------------------------------
     Figure(
@@ -252,7 +439,7 @@ TABLE: tuple[Figure, ...] = (
         exported=HISTOGRAM_SUM,
         rate="runq_wait_seconds_per_second",
         # seconds waited for a CPU per second: how many of the cgroup's tasks wait, on average
-        rate_column=Column("RUNQ WAIT", FORMAT_CORES, 13, opt_in=True),
+        rate_column=Column("RUNQ WAIT", FORMAT_CORES, 14, opt_in=True),
     ),
     Figure(
         "runq_waits",
@@ -292,7 +479,7 @@ def _rate_figure(figure: Figure) -> Figure:
         figure.rate,
         figure.source,
         GAUGE,
-        CORES if figure.unit == SECONDS and figure.source == CGROUPFS else PER_SECOND,
+        figure.rate_unit,
         f"{figure.name} per second over the last interval.",
         pods=figure.pods,
         column=figure.rate_column,
@@ -325,9 +512,16 @@ SINCE_ATTACH: tuple[str, ...] = tuple(f.name for f in TABLE if f.since_attach)
 SCHED_COUNTERS: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == "sched" and f.kind == COUNTER)
 # The rates of what is counted since attach.
 COUNTER_RATES: tuple[str, ...] = tuple(f.name for f in RATE_FIGURES if BY_NAME[f.rate_of or ""].since_attach)
-# What the sampler reads from cgroupfs: memory (in bytes), CPU time and processes.
+# What the sampler reads from cgroupfs: memory, CPU time and throttling, memory events, pressure,
+# block I/O and processes.
 CGROUPFS_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == CGROUPFS)
-MEMORY_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == CGROUPFS and f.unit == BYTES)
+# Those counted since the cgroup was created: what a container's ended instances carry (see
+# pod_stats.sampler) so that a restart never makes them go down.
+CGROUPFS_COUNTERS: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == CGROUPFS and f.kind == COUNTER)
+# Ratios of two counters' increases: ratio -> (numerator, denominator).
+RATIOS: dict[str, tuple[str, str]] = {f.name: f.ratio_of for f in TABLE if f.ratio_of is not None}
+# A pod's figures that are its own cgroup's where the kernel counts descendants' in it (v2).
+OWN_WHERE_HIERARCHICAL_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.pods == OWN_WHERE_HIERARCHICAL)
 # Bytes the net probes count: under the packet fallback some cgroups' are unknown (see the sampler).
 NET_FIGURES: tuple[str, ...] = tuple(f.name for f in TABLE if f.source == "net" and f.kind == COUNTER)
 # When a task of the cgroup last got a CPU (Unix time).
@@ -338,7 +532,7 @@ UNCOUNTED = "uncounted_events"
 assert BY_NAME[LAST_ACTIVE].pods == LATEST and BY_NAME[UNCOUNTED].source == AGENT
 # What a pod sums of its parts; what it takes from its own cgroup instead (and a container's row
 # from its own cgroup, which includes its nested ones).
-POD_SUMMED: tuple[str, ...] = tuple(f.name for f in ALL_FIGURES if f.pods in (SUM, OWN))
+POD_SUMMED: tuple[str, ...] = tuple(f.name for f in ALL_FIGURES if f.pods in (SUM, OWN, OWN_WHERE_HIERARCHICAL))
 OWN_CGROUP: tuple[str, ...] = tuple(f.name for f in ALL_FIGURES if f.pods in (OWN, OWN_ONLY))
 # Sums of these are rounded (no float noise): seconds and rates.
 FLOAT_FIGURES: frozenset[str] = frozenset(f.name for f in ALL_FIGURES if f.unit == SECONDS or f.rate_of is not None)

@@ -1,4 +1,5 @@
-"""cgroupfs readers: memory (cAdvisor's meanings) and CPU time of one cgroup.
+"""cgroupfs readers: memory (cAdvisor's meanings), CPU time and throttling, memory events
+(OOM kills), pressure (PSI) and block I/O of one cgroup.
 
 A cgroup can vanish between listing and reading: every reader returns None
 for a figure it could not read instead of raising, and malformed lines are
@@ -175,50 +176,302 @@ def count_processes(cgroup_dir: str, read: ReadBytes = read_bytes) -> Optional[i
     return CgroupFiles(cgroup_dir, 1, cgroup_dir, 1, cgroup_dir).processes(read)
 
 
-class CgroupFiles:
-    """The files a sample reads of one cgroup, their paths worked out once.
+class Slot(NamedTuple):
+    """One file a sample reads of a cgroup: where it is and how it parses (csrc/ffi/cgroupfs_batch.h)."""
 
-    A cgroup's memory, CPU and process figures may come from three hierarchies on
-    a hybrid host (v1 memory, v2 or v1 cpuacct, the hierarchy it is keyed in).
+    path: Optional[str]  # None: this cgroup has no such file where pod-stats looks (an empty slot)
+    kind: int  # lib.CGFS_*
+    required: bool = False  # unreadable: the cgroup's figures are read the slow way (it may be gone)
+
+
+# The files of a cgroup, in the batch's slot order; CGFS_VALUES numbers out of each.
+(USAGE, STAT, PEAK, CPU, THROTTLE, EVENTS, FAILCNT, CPU_PRESSURE, MEMORY_PRESSURE, IO_PRESSURE, IO, IO_OPS) = range(12)
+SLOTS = 12
+_VALUES = lib.CGFS_VALUES
+_MISSING, _FAILED = lib.CGFS_MISSING, lib.CGFS_READ_FAILED
+# What CgroupFiles.live gives, in its order: every cgroupfs figure but the limit (read every
+# LIMIT_REFRESH_SECONDS), the process count (read on change) and what is derived from these.
+LIVE_FIGURES: tuple[str, ...] = (
+    "rss_bytes",
+    "memory_working_set_bytes",
+    "memory_usage_bytes",
+    "memory_peak_bytes",
+    "cpu_seconds",
+    "cpu_periods",
+    "cpu_throttled_periods",
+    "cpu_throttled_seconds",
+    "memory_oom_kills",
+    "memory_oom_events",
+    "memory_max_events",
+    "memory_high_events",
+    "cpu_pressure_some_seconds",
+    "cpu_pressure_full_seconds",
+    "memory_pressure_some_seconds",
+    "memory_pressure_full_seconds",
+    "io_pressure_some_seconds",
+    "io_pressure_full_seconds",
+    "io_read_bytes",
+    "io_write_bytes",
+    "io_reads",
+    "io_writes",
+)
+LiveFigures = tuple[Optional[float], ...]  # LIVE_FIGURES' values
+_PRESSURE_FILES = ((CPU_PRESSURE, "cpu.pressure"), (MEMORY_PRESSURE, "memory.pressure"), (IO_PRESSURE, "io.pressure"))
+_INT64_MAX = 2**63 - 1
+
+
+def _number(text: bytes) -> int:
+    """What csrc/ffi/cgroupfs_batch.c's cgfs_digits accepts: 1–19 ASCII digits, an int64; else missing."""
+    if not text.isdigit() or len(text) > 19:
+        return _MISSING
+    value = int(text)
+    return value if value <= _INT64_MAX else _MISSING
+
+
+def _device_rest(line: bytes) -> Optional[bytes]:
+    """What follows "MAJ:MIN " at the start of a device line; None when the line does not start so."""
+    major, colon, rest = line.partition(b":")
+    minor, space, rest = rest.partition(b" ")
+    if not colon or not space or _number(major) < 0 or _number(minor) < 0:
+        return None
+    return rest
+
+
+def _pressure_total(data: bytes, kind: bytes) -> int:
+    for line in data.split(b"\n"):
+        if line.startswith(kind):
+            at = line.find(b" total=")
+            return _MISSING if at < 0 else _number(line[at + 7 :])
+    return _MISSING
+
+
+_IO_KEYS = {b"rbytes": 0, b"wbytes": 1, b"rios": 2, b"wios": 3}
+
+
+def _io_stat(data: bytes) -> list[int]:
+    sums = [0, 0, 0, 0]
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        rest = _device_rest(line)
+        if rest is None:
+            return [_MISSING] * 4
+        for token in rest.split(b" "):
+            key, equals, text = token.partition(b"=")
+            index = _IO_KEYS.get(key) if equals else None
+            if index is None:
+                continue
+            value = _number(text)
+            if value < 0 or sums[index] > _INT64_MAX - value:
+                return [_MISSING] * 4
+            sums[index] += value
+    return sums
+
+
+def _blkio_rw(data: bytes) -> list[int]:
+    sums = [0, 0, _MISSING, _MISSING]
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        if line.startswith(b"Total "):  # the sum over devices and operations: not what is asked
+            if _number(line[6:]) < 0:
+                return [_MISSING] * 4
+            continue
+        rest = _device_rest(line)
+        if rest is None:
+            return [_MISSING] * 4
+        operation, space, text = rest.partition(b" ")
+        value = _number(text)
+        if not space or value < 0:
+            return [_MISSING] * 4
+        index = 0 if operation == b"Read" else 1 if operation == b"Write" else None
+        if index is not None:
+            if sums[index] > _INT64_MAX - value:
+                return [_MISSING] * 4
+            sums[index] += value
+    return sums
+
+
+def _keyed(data: bytes, *keys: bytes) -> list[int]:
+    values = [_MISSING] * 4
+    for index, key in enumerate(keys):
+        value = flat_keyed_value(data, b"\n" + key + b" ")
+        values[index] = _MISSING if value is None else value
+    return values
+
+
+def parse(kind: int, data: bytes) -> list[int]:
+    """The CGFS_VALUES numbers of a file of `kind` (lib.CGFS_*), lib.CGFS_MISSING where there is
+    none: what cgfs_read_batch makes of it, the slow way."""
+    if kind == lib.CGFS_MEMORY_STAT_V1:
+        return _keyed(data, b"total_rss", b"total_inactive_file")
+    if kind == lib.CGFS_MEMORY_STAT_V2:
+        return _keyed(data, b"anon", b"inactive_file")
+    if kind == lib.CGFS_CPU_STAT_V2:
+        return _keyed(data, b"usage_usec", b"nr_periods", b"nr_throttled", b"throttled_usec")
+    if kind == lib.CGFS_CPU_STAT_V1:
+        return _keyed(data, b"nr_periods", b"nr_throttled", b"throttled_time")
+    if kind == lib.CGFS_MEMORY_EVENTS:
+        return _keyed(data, b"oom_kill", b"oom", b"max", b"high")
+    if kind == lib.CGFS_OOM_CONTROL:
+        return _keyed(data, b"oom_kill")
+    if kind == lib.CGFS_PRESSURE:
+        return [_pressure_total(data, b"some "), _pressure_total(data, b"full "), _MISSING, _MISSING]
+    if kind == lib.CGFS_IO_STAT:
+        return _io_stat(data)
+    if kind == lib.CGFS_BLKIO_RW:
+        return _blkio_rw(data)
+    data = data.strip()
+    return [int(data) if data.isdigit() else _MISSING, _MISSING, _MISSING, _MISSING]
+
+
+def _known(value: int, divisor: Optional[float] = None) -> Optional[float]:
+    if value < 0:
+        return None
+    return value if divisor is None else value / divisor
+
+
+class CgroupFiles:
+    """The files a sample reads of one cgroup, their paths worked out once (see SLOTS).
+
+    A cgroup's figures may come from several hierarchies on a hybrid host: memory (v1 memory),
+    CPU time (v2 cpu.stat or v1 cpuacct), throttling (the cpu controller's cpu.stat), pressure
+    (v2 only), block I/O (v2 io, v1 blkio), processes (the hierarchy it is keyed in).
     """
 
     __slots__ = (
-        "usage",
-        "stat",
-        "peak",
+        "slots",
         "limit",
-        "needles",
         "memory_version",
         "cpu",
         "cpu_version",
         "procs",
         "directories",
+        "_throttle",
+        "_max_events",
+        "_io_ops",
     )
 
-    def __init__(self, memory_dir: str, memory_version: int, cpu_dir: Optional[str], cpu_version: int, procs_dir: str):
+    def __init__(
+        self,
+        memory_dir: str,
+        memory_version: int,
+        cpu_dir: Optional[str],
+        cpu_version: int,
+        procs_dir: str,
+        throttle_dir: Optional[str] = None,
+        throttle_version: int = 1,
+        pressure_dir: Optional[str] = None,
+        io_dir: Optional[str] = None,
+        io_version: int = 1,
+    ):
         usage_file, peak_file, _, _ = _MEMORY_FILES[memory_version]
-        self.usage = f"{memory_dir}/{usage_file}"
-        self.stat = f"{memory_dir}/memory.stat"
-        self.peak = f"{memory_dir}/{peak_file}"
-        self.limit = f"{memory_dir}/{'memory.max' if memory_version == 2 else 'memory.limit_in_bytes'}"
-        self.needles = _MEMORY_STAT_NEEDLES[memory_version]
+        v2_memory = memory_version == 2
         self.memory_version = memory_version
         self.cpu = None if cpu_dir is None else f"{cpu_dir}/{'cpu.stat' if cpu_version == 2 else 'cpuacct.usage'}"
         self.cpu_version = cpu_version
+        slots = [Slot(None, lib.CGFS_INTEGER)] * SLOTS
+        slots[USAGE] = Slot(f"{memory_dir}/{usage_file}", lib.CGFS_INTEGER, required=True)
+        slots[STAT] = Slot(f"{memory_dir}/memory.stat", _STAT_KIND[memory_version], required=True)
+        slots[PEAK] = Slot(f"{memory_dir}/{peak_file}", lib.CGFS_INTEGER)
+        slots[CPU] = Slot(self.cpu, _CPU_KIND[cpu_version], required=self.cpu is not None)
+        # throttling: (slot, first value, divisor to seconds); v2's cpu.stat holds CPU time and throttling
+        self._throttle: Optional[tuple[int, int, float]] = None
+        if throttle_dir is not None:
+            if throttle_version == 2 and cpu_version == 2 and throttle_dir == cpu_dir:
+                self._throttle = (CPU, 1, 1e6)
+            else:
+                v2 = throttle_version == 2
+                kind = lib.CGFS_CPU_STAT_V2 if v2 else lib.CGFS_CPU_STAT_V1
+                slots[THROTTLE] = Slot(f"{throttle_dir}/cpu.stat", kind)
+                self._throttle = (THROTTLE, 1 if v2 else 0, 1e6 if v2 else 1e9)
+        if v2_memory:
+            slots[EVENTS] = Slot(f"{memory_dir}/memory.events", lib.CGFS_MEMORY_EVENTS)
+        else:
+            slots[EVENTS] = Slot(f"{memory_dir}/memory.oom_control", lib.CGFS_OOM_CONTROL)
+            # times usage hit the limit: what v2 counts as `max` events (see the README)
+            slots[FAILCNT] = Slot(f"{memory_dir}/memory.failcnt", lib.CGFS_INTEGER)
+        self._max_events = _VALUES * EVENTS + 2 if v2_memory else _VALUES * FAILCNT
+        if pressure_dir is not None:
+            for slot, name in _PRESSURE_FILES:
+                slots[slot] = Slot(f"{pressure_dir}/{name}", lib.CGFS_PRESSURE)
+        self._io_ops = _VALUES * IO + 2
+        if io_dir is not None:
+            if io_version == 2:
+                slots[IO] = Slot(f"{io_dir}/io.stat", lib.CGFS_IO_STAT)
+            else:
+                slots[IO] = Slot(f"{io_dir}/blkio.throttle.io_service_bytes_recursive", lib.CGFS_BLKIO_RW)
+                slots[IO_OPS] = Slot(f"{io_dir}/blkio.throttle.io_serviced_recursive", lib.CGFS_BLKIO_RW)
+                self._io_ops = _VALUES * IO_OPS
+        self.slots: tuple[Slot, ...] = tuple(slots)
+        self.limit = f"{memory_dir}/{'memory.max' if v2_memory else 'memory.limit_in_bytes'}"
         self.procs = f"{procs_dir}/cgroup.procs"
-        self.directories = frozenset(d for d in (memory_dir, cpu_dir, procs_dir) if d is not None)
+        self.directories = frozenset(
+            d for d in (memory_dir, cpu_dir, procs_dir, throttle_dir, pressure_dir, io_dir) if d is not None
+        )
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file a sample reads of this cgroup (the limit and cgroup.procs only now and then)."""
+        return tuple(slot.path for slot in self.slots if slot.path is not None)
+
+    def values(self, read: ReadBytes, only: Optional[tuple[int, ...]] = None) -> list[int]:
+        """Every slot's numbers (or `only` these slots'), the slow way (lib.CGFS_READ_FAILED where
+        a file could not be read)."""
+        values: list[int] = []
+        for at, slot in enumerate(self.slots):
+            data = read(slot.path) if slot.path is not None and (only is None or at in only) else None
+            values += [_FAILED] * _VALUES if data is None else parse(slot.kind, data)
+        return values
+
+    def live(self, read: ReadBytes) -> LiveFigures:
+        """LIVE_FIGURES of the cgroup, read the slow way."""
+        return self.figures(self.values(read))
+
+    def figures(self, v: Sequence[int]) -> LiveFigures:
+        """LIVE_FIGURES out of every slot's numbers (from the batch, or from values()): one
+        meaning of each, whichever way the files were read."""
+        usage, peak = v[_VALUES * USAGE], v[_VALUES * PEAK]
+        rss, inactive_file = v[_VALUES * STAT], v[_VALUES * STAT + 1]
+        if usage < 0 or rss < 0:
+            memory: tuple[Optional[int], ...] = (None, None, None, None)
+        else:
+            memory = (rss, max(0, usage - max(inactive_file, 0)), usage, peak if peak >= 0 else None)
+        cpu = v[_VALUES * CPU]
+        cpu_seconds = cpu / _CPU_DIVISOR[self.cpu_version] if cpu >= 0 and self.cpu is not None else None
+        if self._throttle is None:
+            throttle: tuple[Optional[float], ...] = (None, None, None)
+        else:
+            slot, first, divisor = self._throttle
+            at = _VALUES * slot + first
+            throttle = (_known(v[at]), _known(v[at + 1]), _known(v[at + 2], divisor))
+        events = _VALUES * EVENTS
+        io = _VALUES * IO
+        return (
+            *memory,
+            cpu_seconds,
+            *throttle,
+            _known(v[events]),
+            _known(v[events + 1]),
+            _known(v[self._max_events]),
+            _known(v[events + 3]),
+            _known(v[_VALUES * CPU_PRESSURE], 1e6),
+            _known(v[_VALUES * CPU_PRESSURE + 1], 1e6),
+            _known(v[_VALUES * MEMORY_PRESSURE], 1e6),
+            _known(v[_VALUES * MEMORY_PRESSURE + 1], 1e6),
+            _known(v[_VALUES * IO_PRESSURE], 1e6),
+            _known(v[_VALUES * IO_PRESSURE + 1], 1e6),
+            _known(v[io]),
+            _known(v[io + 1]),
+            _known(v[self._io_ops]),
+            _known(v[self._io_ops + 1]),
+        )
 
     def memory(self, read: ReadBytes) -> Optional[MemoryFigures]:
-        usage = _read_int(self.usage, read)
-        stat = read(self.stat)
-        if usage is None or stat is None:
-            return None
-        rss_needle, inactive_file_needle = self.needles
-        rss = flat_keyed_value(stat, rss_needle)
+        rss, working_set, usage, peak = self.figures(self.values(read, (USAGE, STAT, PEAK)))[:4]
         if rss is None:
             return None
-        inactive_file = flat_keyed_value(stat, inactive_file_needle) or 0
-        return MemoryFigures(rss, max(0, usage - inactive_file), usage, _read_int(self.peak, read))
+        return MemoryFigures(int(rss), int(working_set or 0), int(usage or 0), None if peak is None else int(peak))
 
     def memory_limit(self, read: ReadBytes) -> Optional[int]:
         """None when unlimited ("max" in v2, the largest page-aligned value in v1) or unreadable."""
@@ -226,33 +479,25 @@ class CgroupFiles:
         return None if limit is None or limit >= _V1_UNLIMITED else limit
 
     def cpu_seconds(self, read: ReadBytes) -> Optional[float]:
-        if self.cpu is None:
-            return None
-        if self.cpu_version == 2:
-            data = read(self.cpu)
-            usec = flat_keyed_value(data, b"\nusage_usec ") if data is not None else None
-            return usec / 1e6 if usec is not None else None
-        nsec = _read_int(self.cpu, read)
-        return nsec / 1e9 if nsec is not None else None
+        return self.figures(self.values(read, (CPU,)))[4]
 
     def processes(self, read: ReadBytes) -> Optional[int]:
         data = read(self.procs)
         return None if data is None else len(data.split())
 
 
-# How the batch reader parses the file in each of a cgroup's four slots.
+# How the batch reader parses the memory.stat and the CPU time file of each cgroup version.
 _STAT_KIND = {1: lib.CGFS_MEMORY_STAT_V1, 2: lib.CGFS_MEMORY_STAT_V2}
 _CPU_KIND = {1: lib.CGFS_INTEGER, 2: lib.CGFS_CPU_STAT_V2}
-_SLOTS = 4  # usage, memory.stat, peak, cpu
 _CPU_DIVISOR = {1: 1e9, 2: 1e6}  # v1 cpuacct.usage is ns, v2 usage_usec µs
-LiveFigures = tuple[Optional[MemoryFigures], Optional[float]]
 
 
 class FigureBatch:
-    """Every tracked cgroup's memory and CPU figures in one C call (csrc/ffi/cgroupfs_batch.c):
-    the same figures CgroupFiles.memory and .cpu_seconds give, read through OpenFiles'
-    descriptors. A cgroup whose file could not be read comes back as None: the caller reads
-    it the slow way, which also tells a vanished cgroup from a failed read."""
+    """Every tracked cgroup's live figures in one C call (csrc/ffi/cgroupfs_batch.c): the same
+    figures CgroupFiles.live gives, read through OpenFiles' descriptors. A cgroup whose required
+    file could not be read comes back as None: the caller reads it the slow way, which also tells
+    a vanished cgroup from a failed read. An optional file (peak, events, pressure, I/O ...)
+    that cannot be read gives None figures."""
 
     def __init__(self, files: OpenFiles):
         self._files = files
@@ -261,7 +506,7 @@ class FigureBatch:
         self._count = 0
         self._fds = self._kinds = self._values = None
         self._slow: list[bool] = []  # read the slow way every time (no descriptor to spare)
-        self._no_peak: list[bool] = []  # no peak file (memory.peak is Linux 5.19+)
+        self._required: list[tuple[int, ...]] = []  # each cgroup's values that must not be READ_FAILED
 
     def read(self, cgroups: Sequence[CgroupFiles]) -> list[Optional[LiveFigures]]:
         if self._closed_at != self._files.closed or len(cgroups) != len(self._order) or cgroups != self._order:
@@ -269,53 +514,37 @@ class FigureBatch:
         if not self._count:
             return []
         lib.cgfs_read_batch(self._fds, self._kinds, self._count, self._values)
-        values = ffi.unpack(self._values, 2 * self._count)
-        failed = lib.CGFS_READ_FAILED
+        per_cgroup = _VALUES * SLOTS
+        values = ffi.unpack(self._values, per_cgroup * len(self._order))
+        failed = _FAILED
         figures: list[Optional[LiveFigures]] = []
         for i, cgroup in enumerate(self._order):
-            usage, _, rss, inactive_file, peak, _, cpu, _ = values[8 * i : 8 * i + 8]
-            if (
-                usage == failed
-                or rss == failed
-                or (peak == failed and not self._no_peak[i])
-                or (cpu == failed and cgroup.cpu is not None)
-                or self._slow[i]
-            ):
+            own = values[per_cgroup * i : per_cgroup * (i + 1)]
+            if self._slow[i] or any(own[at] == failed for at in self._required[i]):
                 figures.append(None)
-                continue
-            if usage < 0 or rss < 0:
-                memory = None
             else:
-                memory = MemoryFigures(rss, max(0, usage - max(inactive_file, 0)), usage, peak if peak >= 0 else None)
-            cpu_seconds = cpu / _CPU_DIVISOR[cgroup.cpu_version] if cpu >= 0 else None
-            figures.append((memory, cpu_seconds))
+                figures.append(cgroup.figures(own))
         return figures
+
+    def files(self) -> list[str]:
+        """The files the last batch read (descriptors it holds): what one sample reads."""
+        return [slot.path for cgroup in self._order for slot in cgroup.slots if slot.path is not None]
 
     def _prepare(self, cgroups: Sequence[CgroupFiles]) -> None:
         """Descriptors and kinds of every slot, worked out again when the cgroups or the open files changed."""
         self._order = list(cgroups)
-        self._count = _SLOTS * len(self._order)
+        self._count = SLOTS * len(self._order)
         fds: list[int] = []
         kinds: list[int] = []
-        self._slow, self._no_peak = [], []
+        self._slow, self._required = [], []
         descriptor = self._files.descriptor
         for cgroup in self._order:
-            own = (
-                descriptor(cgroup.usage),
-                descriptor(cgroup.stat),
-                descriptor(cgroup.peak),
-                descriptor(cgroup.cpu) if cgroup.cpu is not None else -1,
-            )
+            own = [descriptor(slot.path) if slot.path is not None else -1 for slot in cgroup.slots]
             self._slow.append(None in own)
-            self._no_peak.append(own[2] == -1)
+            self._required.append(tuple(_VALUES * at for at, slot in enumerate(cgroup.slots) if slot.required))
             fds += (-1 if fd is None else fd for fd in own)
-            kinds += (
-                lib.CGFS_INTEGER,
-                _STAT_KIND[cgroup.memory_version],
-                lib.CGFS_INTEGER,
-                _CPU_KIND[cgroup.cpu_version],
-            )
+            kinds += (slot.kind for slot in cgroup.slots)
         self._fds = ffi.new("int[]", fds or [0])
         self._kinds = ffi.new("unsigned char[]", kinds or [0])
-        self._values = ffi.new("int64_t[]", max(1, 2 * self._count))
+        self._values = ffi.new("int64_t[]", max(1, _VALUES * self._count))
         self._closed_at = self._files.closed

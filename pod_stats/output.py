@@ -10,7 +10,15 @@ import orjson
 from rich.table import Table
 from rich.text import Text
 
-from pod_stats.figures import COLUMNS, FORMAT_BYTES, FORMAT_CORES, FORMAT_COUNT, FORMAT_RATE, JSON_FIGURES
+from pod_stats.figures import (
+    COLUMNS,
+    FORMAT_BYTES,
+    FORMAT_CORES,
+    FORMAT_COUNT,
+    FORMAT_PERCENT,
+    FORMAT_RATE,
+    JSON_FIGURES,
+)
 from pod_stats.model import Errnos, PodSample, Snapshot
 from pod_stats.text import inert, json_escape_controls, put_text
 
@@ -186,11 +194,16 @@ def _cores(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
 _FORMATS: dict[str, Callable[[Optional[float]], str]] = {
     FORMAT_COUNT: _count,
     FORMAT_RATE: _rate,
     FORMAT_BYTES: human_bytes,
     FORMAT_CORES: _cores,
+    FORMAT_PERCENT: _percent,
 }
 # (header, figure, formatter, probe group: shown only while it counts; None: always shown)
 _COLUMNS = tuple(

@@ -37,21 +37,25 @@ from pod_stats.cgroups import (
     discover_mounts,
 )
 from pod_stats.figures import (
+    BY_NAME,
+    CGROUPFS_COUNTERS,
     CGROUPFS_FIGURES,
     COUNTER_FIELDS,
     COUNTER_RATES,
     FIELD_GROUPS,
     JSON_FIGURES,
     LAST_ACTIVE,
-    MEMORY_FIGURES,
     NET_FIGURES,
     OWN_CGROUP,
+    OWN_ONLY,
+    OWN_WHERE_HIERARCHICAL_FIGURES,
     RATES,
+    RATIOS,
     SCHED_COUNTERS,
     SINCE_ATTACH,
     UNCOUNTED,
 )
-from pod_stats.memory import CgroupFiles, FigureBatch, LiveFigures, OpenFiles
+from pod_stats.memory import LIVE_FIGURES, CgroupFiles, FigureBatch, LiveFigures, OpenFiles
 from pod_stats.model import (
     AgentStats,
     CgroupKey,
@@ -126,9 +130,10 @@ class _Tracked:
     at_rest: bool = False
     sample: Optional[ContainerSample] = None  # the last sample's, taken again while nothing changed
     net_unseen: bool = False  # its packets are not counted under it (see NET_FIGURES)
-    # its CPU time as last read: what its identity carries once it ends, if the final read failed
-    # (a restarted container's old cgroup removed between two reads, or only its v2 half on a hybrid host)
-    cpu_seconds_read: Optional[float] = None
+    # its cgroupfs counters (CPU time, throttling, memory events, pressure, I/O) as last read: what
+    # its identity carries once it ends, if the final read failed (a restarted container's old
+    # cgroup removed between two reads, or only its v2 half on a hybrid host)
+    cgroupfs_read: dict[str, float] = field(default_factory=dict)
 
 
 # What a tracked cgroup is to its pod.
@@ -148,9 +153,17 @@ class _Remembered:
 
 _NO_SCHED = dict.fromkeys(SCHED_COUNTERS + (LAST_ACTIVE,))
 _ZERO_COUNTS = (0,) * len(COUNTER_FIELDS)
-# The rates of an idle cgroup that can still change: cgroupfs' (cpu_cores).
-_CPU_RATE = tuple((rate, figure) for rate, figure in RATES.items() if figure in CGROUPFS_FIGURES)
+# The rates of an idle cgroup that can still change: cgroupfs' (cpu_cores ...).
+_CGROUPFS_RATES = tuple((rate, figure) for rate, figure in RATES.items() if figure in CGROUPFS_FIGURES)
 _NET_UNKNOWN = dict.fromkeys(NET_COUNTS)
+# A nested cgroup's memory, CPU, pressure and I/O are its container's (which includes them).
+_NESTED_UNKNOWN = dict.fromkeys(LIVE_FIGURES + ("memory_limit_bytes",) + tuple(RATIOS))
+# Where the counters are in LIVE_FIGURES.
+_LIVE_COUNTERS = tuple((at, name) for at, name in enumerate(LIVE_FIGURES) if name in CGROUPFS_COUNTERS)
+assert {name for _, name in _LIVE_COUNTERS} == set(CGROUPFS_COUNTERS)
+assert set(LIVE_FIGURES) == set(CGROUPFS_FIGURES) - {"memory_limit_bytes", "pids"} - set(RATIOS)
+# A pod's figures that only its own cgroup knows: unknown without one.
+_OWN_ONLY = tuple(name for name in OWN_CGROUP if BY_NAME[name].pods == OWN_ONLY)
 
 
 # The identity of a pod's own cgroup among its container identities (see Carry).
@@ -206,13 +219,29 @@ def _pod_of(tracked: _Tracked) -> PodRef:
     return pod
 
 
+def _ratio(figures: Figures, previous: Figures, numerator: str, denominator: str) -> Optional[float]:
+    """How much `numerator` went up for each of `denominator`'s increase since the last sample;
+    None without an increase (or where either is unknown)."""
+    top, top_before = figures.get(numerator), previous.get(numerator)
+    bottom, bottom_before = figures.get(denominator), previous.get(denominator)
+    if top is None or top_before is None or bottom is None or bottom_before is None or bottom <= bottom_before:
+        return None
+    return round(max(0.0, top - top_before) / (bottom - bottom_before), 4)
+
+
+# A container row's figures that are its own cgroup's, whichever hierarchy counts them.
+_CONTAINER_OWN = OWN_CGROUP + OWN_WHERE_HIERARCHICAL_FIGURES
+
+
 def _fold(carry: Carry, part: _Part) -> Carry:
-    """Adds the final counts of a cgroup that ended to its identity's carry (its CPU time too when
-    it is the container's own cgroup: a nested one's is in that already)."""
+    """Adds the final counts of a cgroup that ended to its identity's carry (its cgroupfs counters
+    too when it is the container's own cgroup: a nested one's are in that already)."""
     final: dict[str, Optional[float]] = {name: part.figures.get(name) for name in SINCE_ATTACH}
     if part.tracked.kind == CONTAINER:
-        cpu = part.figures.get("cpu_seconds")
-        final["cpu_seconds"] = cpu if cpu is not None else part.tracked.cpu_seconds_read
+        read = part.tracked.cgroupfs_read
+        for name in CGROUPFS_COUNTERS:
+            value = part.figures.get(name)
+            final[name] = value if value is not None else read.get(name)
     final[UNCOUNTED] = part.tracked.uncounted
     carry.add(final, part.tracked.errnos, part.tracked.runq_wait_slots)
     return carry
@@ -247,6 +276,12 @@ class Sampler:
         self._bpf = bpf
         self._mounts = mounts
         self._memory = mounts.memory_hierarchy()
+        self._throttle = mounts.throttle_hierarchy()
+        self._io = mounts.io_hierarchy()
+        self._pressure = mounts.pressure_hierarchy()
+        # what a pod takes from its own cgroup: on v2 also its memory events (which count its
+        # containers', even of one removed before it was read)
+        self._own_cgroup = OWN_CGROUP + (OWN_WHERE_HIERARCHICAL_FIGURES if self._memory.version == 2 else ())
         self._keyed = mounts.keyed_hierarchies()
         self._index = index
         self._names = names
@@ -673,10 +708,14 @@ class Sampler:
         own = remembered.pod_cgroup  # the pod cgroup's, or its last figures while the pod ends
         if own is not None:
             # memory, CPU and limit are the pod cgroup's own: what its limit applies to
-            for name in OWN_CGROUP:
-                figures[name] = own.get(name) if pod_part is not None or name not in RATES else 0.0
+            for name in self._own_cgroup:
+                if pod_part is not None or (name not in RATES and name not in RATIOS):
+                    figures[name] = own.get(name)
+                else:
+                    figures[name] = 0.0 if name in RATES else None
         else:
-            figures["memory_limit_bytes"] = None  # no pod cgroup (runc's unexpanded systemd names)
+            for name in _OWN_ONLY:  # no pod cgroup (runc's unexpanded systemd names)
+                figures[name] = None
         lost = [f.get(UNCOUNTED, 0) for f, _, _ in totals]
         if None in lost or self._all_uncounted:
             unknown_counts(figures, None)
@@ -774,17 +813,20 @@ class Sampler:
             known = [value for value in (part.figures.get(rate) for part in parts) if value is not None]
             figures[rate] = round(sum(known), 3) if known and figures[RATES[rate]] is not None else None
         if top is not None:
-            for name in OWN_CGROUP:
+            for name in _CONTAINER_OWN:
                 figures[name] = top.figures.get(name)
-            # CPU time of every live instance's own cgroup (nested ones are inside it): a restarted
-            # container's old cgroup can outlive its successor's start, and its time must not drop out
+            # cgroupfs counters of every live instance's own cgroup (nested ones are inside it),
+            # and what ended ones carried: a restarted container's old cgroup can outlive its
+            # successor's start, and what it counted must not drop out
             instances = [part for part in live if part.tracked.kind == CONTAINER]
-            if "cpu_seconds" in base or len(instances) > 1:
-                cpu = sum_known([part.figures.get("cpu_seconds") for part in instances])
-                figures["cpu_seconds"] = None if cpu is None else round((base.get("cpu_seconds") or 0) + cpu, 6)
+            for name in CGROUPFS_COUNTERS:
+                if name in base or len(instances) > 1:
+                    counted = sum_known([part.figures.get(name) for part in instances])
+                    figures[name] = None if counted is None else round((base.get(name) or 0) + counted, 6)
             if len(instances) > 1:
-                cores = sum_known([part.figures.get("cpu_cores") for part in instances])
-                figures["cpu_cores"] = None if cores is None else round(cores, 6)
+                for rate, _ in _CGROUPFS_RATES:
+                    summed = sum_known([part.figures.get(rate) for part in instances])
+                    figures[rate] = None if summed is None else round(summed, 6)
         pids = [part.figures.get("pids") for part in live]
         unread = top is not None and top.tracked.info.path in self._nested_unread
         figures["pids"] = None if unread or None in pids else sum(pids)  # type: ignore[arg-type]
@@ -829,12 +871,18 @@ class Sampler:
                 self._nested_unread.add(top)
                 return None
             cpu = self._mounts.cpu_hierarchy(info.path) if kind != NESTED else None
+            throttle, io, pressure = self._throttle, self._io, self._pressure
             files = CgroupFiles(
                 self._memory.directory(info.path),
                 self._memory.version,
                 cpu.directory(info.path) if cpu else None,
                 cpu.version if cpu else 1,
                 self._processes_directory(info),
+                throttle_dir=throttle.directory(info.path) if throttle and kind != NESTED else None,
+                throttle_version=throttle.version if throttle else 1,
+                pressure_dir=pressure.directory(info.path) if pressure and kind != NESTED else None,
+                io_dir=io.directory(info.path) if io and kind != NESTED else None,
+                io_version=io.version if io else 1,
             )
             tracked = self._tracked[info.path] = _Tracked(info, files, kind, top)
             # where the packet fallback counts: only under cgroups of the v2 hierarchy
@@ -860,7 +908,7 @@ class Sampler:
         live: Optional[LiveFigures],
     ) -> tuple[Figures, bool]:
         """This cgroup's figures now, and whether it has vanished (then its last known ones).
-        `live` is its memory and CPU figures read in the sample's batch; None: read them here."""
+        `live` is its cgroupfs figures (LIVE_FIGURES) read in the sample's batch; None: read them here."""
         files, previous = tracked.files, tracked.figures
         counts: tuple[int, ...]
         if len(bpf_counts) == 1:
@@ -897,10 +945,10 @@ class Sampler:
             else:
                 figures.update(_NO_SCHED)
         read = self._files.read_bytes
-        nested = tracked.kind == NESTED  # memory and CPU are its container's (it includes them)
-        memory = None if nested else files.memory(read) if live is None else live[0]
+        nested = tracked.kind == NESTED  # memory, CPU ... are its container's (it includes them)
+        values = None if nested else files.live(read) if live is None else live
         # a failed read is how a removed cgroup shows (ENODEV on the open file)
-        missing = (memory is None or nested) and not os.path.isdir(self._own_directory(tracked.info))
+        missing = (values is None or values[0] is None) and not os.path.isdir(self._own_directory(tracked.info))
         if self._events:
             # final only once known removed before its counters were read (see sample())
             dead_since = self._index.dead_since(tracked.info.hierarchy, tracked.info.cgroup_id)
@@ -910,32 +958,23 @@ class Sampler:
         if vanished or missing:
             for name in CGROUPFS_FIGURES:
                 figures[name] = previous.get(name)
-        elif nested:
-            for name in MEMORY_FIGURES + ("cpu_seconds",):
-                figures[name] = None
+        elif values is None:  # nested
+            figures.update(_NESTED_UNKNOWN)
             figures["pids"] = self._processes(tracked, figures, read, moved) if tracked.read_procs else None
         else:
-            if memory is None:
-                figures["rss_bytes"] = figures["memory_working_set_bytes"] = None
-                figures["memory_usage_bytes"] = figures["memory_peak_bytes"] = None
-            else:
-                (
-                    figures["rss_bytes"],
-                    figures["memory_working_set_bytes"],
-                    figures["memory_usage_bytes"],
-                    figures["memory_peak_bytes"],
-                ) = memory
+            figures.update(zip(LIVE_FIGURES, values))
+            known = tracked.cgroupfs_read
+            for at, name in _LIVE_COUNTERS:
+                if values[at] is not None:
+                    known[name] = values[at]  # type: ignore[assignment]
             if tracked.limit_read_at is None or now - tracked.limit_read_at >= LIMIT_REFRESH_SECONDS:
                 figures["memory_limit_bytes"] = files.memory_limit(read)
                 tracked.limit_read_at = now
             else:
                 figures["memory_limit_bytes"] = previous.get("memory_limit_bytes")
-            figures["cpu_seconds"] = files.cpu_seconds(read) if live is None else live[1]
-            if figures["cpu_seconds"] is not None:
-                tracked.cpu_seconds_read = figures["cpu_seconds"]
             figures["pids"] = self._processes(tracked, figures, read, moved)
 
-        for rate, cumulative in _CPU_RATE if idle else RATES.items():
+        for rate, cumulative in _CGROUPFS_RATES if idle else RATES.items():
             current, before = figures[cumulative], previous.get(cumulative)
             if before is None and cumulative in SINCE_ATTACH and self._samples > 1:
                 # BPF counters start at attach: all they hold was counted since. In the first
@@ -946,6 +985,8 @@ class Sampler:
                 figures[rate] = None
             else:
                 figures[rate] = 0.0 if current == before else round((current - before) / elapsed, 3)
+        for ratio, (numerator, denominator) in RATIOS.items():
+            figures[ratio] = _ratio(figures, previous, numerator, denominator)
         tracked.figures = figures
         tracked.live = live
         figures.setdefault(UNCOUNTED, 0)
@@ -953,7 +994,8 @@ class Sampler:
             idle
             and live is not None
             and not (vanished or missing)
-            and figures["cpu_cores"] in (0.0, None)
+            and all(figures[rate] in (0.0, None) for rate, _ in _CGROUPFS_RATES)
+            and all(figures[ratio] is None for ratio in RATIOS)
             and self._track_procs
             and tracked.procs_settled
             and not moved
@@ -986,6 +1028,11 @@ class Sampler:
     @property
     def open_files(self) -> int:
         return len(self._files)
+
+    def sample_files(self) -> list[str]:
+        """The cgroupfs files the last sample read of every tracked cgroup (each sample reads
+        them all; limits and cgroup.procs now and then): what bench/'s floor reads."""
+        return self._batch.files()
 
     # -- for the on-demand commands (drilldown.py) ---------------------------
 

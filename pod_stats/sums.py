@@ -93,7 +93,7 @@ class Carry:
     a pod's own cgroups: kept while the pod lives and added to what its live cgroups count, so
     that a restart or a nested cgroup going away never makes a cumulative figure go down."""
 
-    # SINCE_ATTACH, cpu_seconds, UNCOUNTED; NET_FIGURES None once an ended cgroup did not know them
+    # SINCE_ATTACH, CGROUPFS_COUNTERS, UNCOUNTED; NET_FIGURES None once an ended cgroup did not know them
     figures: dict[str, Optional[float]] = field(default_factory=dict)
     errnos: Errnos = field(default_factory=dict)
     slots: Optional[Slots] = None

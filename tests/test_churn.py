@@ -14,20 +14,27 @@ from kernels.cgroup_child import reap, remove_cgroup, run_in_child
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pod_stats.alerts import evaluate, parse_rule
 from pod_stats.cgroups import discover_mounts
 from pod_stats.exporter import SnapshotMetrics
-from pod_stats.output import to_json
+from pod_stats.figures import CGROUPFS_COUNTERS
+from pod_stats.memory import parse
+from pod_stats.output import render_table, to_json
 from pod_stats.sampler import NESTED_PROCS_LIMIT, open_sampler
 
 pytestmark = pytest.mark.bpf
 
 
 def _roots() -> list[str]:
-    """Where a runtime makes a container's cgroup: v2, and v1 memory where memory is v1."""
+    """Where a runtime makes a container's cgroup: v2, and the v1 hierarchies whose files pod-stats
+    reads (memory, cpu, cpuacct, blkio) where they are v1."""
     mounts = discover_mounts()
     roots = [mounts.unified] if mounts.unified else []
     if mounts.memory_hierarchy().version == 1:
         roots.append(mounts.v1["memory"])
+    for controller in ("cpu", "cpuacct", "blkio"):
+        if controller in mounts.v1 and mounts.v1[controller] not in roots:
+            roots.append(mounts.v1[controller])
     return roots
 
 
@@ -250,9 +257,11 @@ def test_an_ended_container_cgroup_whose_final_cpu_read_failed_carries_its_cpu_t
     from pod_stats.sampler import CONTAINER, Carry, _fold, _Part, _Tracked
 
     old = _Tracked(info=None, files=None, kind=CONTAINER)
-    old.cpu_seconds_read = 0.005084
-    carry = _fold(Carry(), _Part(old, {"cpu_seconds": None}, vanished=True))
+    old.cgroupfs_read = {"cpu_seconds": 0.005084, "io_read_bytes": 4096, "memory_oom_kills": 1}
+    carry = _fold(Carry(), _Part(old, {"cpu_seconds": None, "io_read_bytes": None}, vanished=True))
     assert carry.figures["cpu_seconds"] == 0.005084
+    # every cgroupfs counter the same way, not only CPU time
+    assert carry.figures["io_read_bytes"] == 4096 and carry.figures["memory_oom_kills"] == 1
     read = _fold(Carry(), _Part(old, {"cpu_seconds": 0.0061}, vanished=True))
     assert read.figures["cpu_seconds"] == 0.0061  # a final read that worked is the final figure
 
@@ -494,3 +503,144 @@ def test_cgroups_whose_events_the_full_ring_lost_are_found_by_a_walk(sampler, lo
         flood.remove()
         created.remove()
         removed.remove()
+
+
+# -- cgroupfs signals (issue #17): throttling, pressure, block I/O, memory events of real cgroups
+
+
+def _with_quota(path: str) -> Path:
+    """Gives the cgroup a CPU quota of 20% (2 ms per 10 ms period); its throttling file."""
+    throttle = discover_mounts().throttle_hierarchy()
+    if throttle is None:
+        pytest.skip("no cpu controller")
+    directory = Path(throttle.directory(path))
+    if throttle.version == 2:
+        if not (directory / "cpu.max").exists():
+            pytest.skip("the cpu controller is not enabled for this cgroup")
+        (directory / "cpu.max").write_text("2000 10000")
+    else:
+        (directory / "cpu.cfs_period_us").write_text("10000")
+        (directory / "cpu.cfs_quota_us").write_text("2000")
+    return directory / "cpu.stat"
+
+
+def _direct_io(mib: int) -> None:
+    """`mib` MiB written and read back with O_DIRECT: block I/O the page cache does not absorb."""
+    import mmap
+
+    buffer = mmap.mmap(-1, 1 << 20)  # page-aligned, as O_DIRECT wants
+    buffer.write(b"x" * (1 << 20))
+    path = f"/var/tmp/pod-stats-io-{os.getpid()}"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
+    try:
+        for _ in range(mib):
+            os.write(fd, buffer)
+        os.fsync(fd)
+        os.lseek(fd, 0, os.SEEK_SET)
+        for _ in range(mib):
+            os.readv(fd, [buffer])
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def _kernel(path: Path, kind) -> list[int]:
+    return parse(kind, path.read_bytes())
+
+
+def test_throttling_pressure_block_io_and_memory_events_of_a_real_container(sampler, log_dir):
+    from pod_stats._pod_stats_ffi import lib
+
+    mounts = discover_mounts()
+    pod = _Pod(log_dir, "signals-0")
+    try:
+        pod.container(None).run(then=lambda: time.sleep(30), wait=False)  # the sandbox
+        app = pod.container("app")
+        throttling = _with_quota(app.path)
+        before = _row(sampler.sample(), pod.uid, "app")
+        assert before is not None and before.figures["cpu_periods"] is not None
+        app.run(then=lambda: (_burn(0.2), _direct_io(2)))
+        snapshot = sampler.sample()
+        row = _row(snapshot, pod.uid, "app")
+        figures = row.figures
+        # the kernel's own numbers, read after the sample (its processes are gone: they stand still)
+        v2 = mounts.throttle_hierarchy().version == 2
+        periods, throttled, throttled_time = _kernel(throttling, lib.CGFS_CPU_STAT_V2 if v2 else lib.CGFS_CPU_STAT_V1)[
+            int(v2) : int(v2) + 3
+        ]
+        assert (figures["cpu_periods"], figures["cpu_throttled_periods"]) == (periods, throttled)
+        assert figures["cpu_throttled_seconds"] == throttled_time / (1e6 if v2 else 1e9)
+        assert throttled > 0 and figures["cpu_throttled_seconds"] > 0  # 0.2 s of CPU at 20%: throttled
+        # over the interval: the increase of throttled periods for each period that elapsed
+        expected = (throttled - before.figures["cpu_throttled_periods"]) / (periods - before.figures["cpu_periods"])
+        assert figures["cpu_throttled_ratio"] == round(expected, 4) and 0 < figures["cpu_throttled_ratio"] <= 1
+        # block I/O: at least what was done directly (the file system may add its own)
+        assert figures["io_write_bytes"] >= 2 << 20 and figures["io_read_bytes"] >= 2 << 20
+        assert figures["io_writes"] >= 2 and figures["io_reads"] >= 2
+        assert figures["io_write_bytes_per_second"] > 0
+        # no limit, no OOM: zero, not unknown
+        assert figures["memory_oom_kills"] == 0 and figures["memory_max_events"] == 0
+        # pressure only where v2 keeps it (here: the container's v2 cgroup), exactly the file's
+        pressure = mounts.pressure_hierarchy()
+        if pressure is not None and (Path(pressure.directory(app.path)) / "cpu.pressure").exists():
+            some, full = _kernel(Path(pressure.directory(app.path)) / "cpu.pressure", lib.CGFS_PRESSURE)[:2]
+            assert figures["cpu_pressure_some_seconds"] is not None
+            assert figures["cpu_pressure_some_seconds"] <= some / 1e6
+            assert figures["cpu_pressure_full_seconds"] <= full / 1e6
+        else:
+            assert figures["cpu_pressure_some_seconds"] is None
+        # the pod: its own cgroup's throttling (no quota of its own) and I/O (which holds its containers')
+        sampled_pod = _pod(snapshot, pod.uid)
+        assert sampled_pod.figures["cpu_periods"] == 0 and sampled_pod.figures["cpu_throttled_ratio"] is None
+        assert sampled_pod.figures["io_write_bytes"] >= figures["io_write_bytes"]
+        assert sampled_pod.figures["memory_oom_kills"] == 0
+        # served everywhere: JSON, the table, /metrics and --alert
+        document = to_json(snapshot)
+        json_row = next(
+            c for p in document["pods"] if p["uid"] == pod.uid for c in p["containers"] if c["name"] == "app"
+        )
+        assert json_row["cpu_throttled_ratio"] == figures["cpu_throttled_ratio"]
+        assert (
+            _value(
+                _scrape(snapshot),
+                "pod_stats_cpu_cfs_throttled_periods_total",
+                namespace="churn",
+                pod="signals-0",
+                container="app",
+            )
+            == throttled
+        )
+        header = [column.header for column in render_table(snapshot).columns]
+        assert "THROTTLED" in header and "OOM" in header
+        fired = evaluate([parse_rule("cpu_throttled_ratio > 0.25")], snapshot)
+        assert any(alert.container == "app" for alert in fired) == (figures["cpu_throttled_ratio"] > 0.25)
+    finally:
+        _stop_sandbox(pod)
+        pod.remove()
+
+
+def test_a_restarted_containers_cgroupfs_counters_never_drop(sampler, log_dir):
+    # every cgroupfs counter is carried like CPU time: an instance that ended leaves what it
+    # counted with its container's row (and pod), whichever file it came from
+    pod = _Pod(log_dir, "restart-io-0")
+    try:
+        pod.container(None).run(then=lambda: time.sleep(30), wait=False)  # the sandbox
+        first = pod.container("app", restart=0)
+        _with_quota(first.path)
+        first.run(then=lambda: (_burn(0.1), _direct_io(1)))
+        seen = [_row(sampler.sample(), pod.uid, "app").figures]
+        first.remove()
+        seen.append(_row(sampler.sample(), pod.uid, "app").figures)  # the first's final sample
+        second = pod.container("app", restart=1)
+        second.run(then=lambda: _burn(0.01))
+        seen += [_row(sampler.sample(), pod.uid, "app").figures for _ in range(2)]
+        assert seen[0]["cpu_periods"] > 0 and seen[0]["io_write_bytes"] >= 1 << 20
+        for name in CGROUPFS_COUNTERS:
+            values = [figures[name] for figures in seen]
+            if values[0] is None:
+                continue  # not kept on this host (PSI off, no such controller)
+            assert None not in values and values == sorted(values), f"{name} went down: {values}"
+        assert seen[-1]["io_write_bytes"] >= seen[0]["io_write_bytes"]
+    finally:
+        _stop_sandbox(pod)
+        pod.remove()

@@ -68,7 +68,97 @@ def test_rates_follow_their_figures_in_the_json_order():
             assert names.index(figure.rate) > names.index(figure.name)
             assert BY_NAME[figure.rate].rate_of == figure.name
     assert figures.RATES["cpu_cores"] == "cpu_seconds"
-    assert list(figures.RATES)[-1] == "cpu_cores"  # after the kernel's rates, as pod-stats/v1 has it
+    # after the kernel's rates, as pod-stats/v1 has it; cgroupfs' later rates after it
+    rates = list(figures.RATES)
+    assert rates[len(figures.COUNTER_RATES)] == "cpu_cores"
+
+
+# pod-stats/v1's figures before issue #17, in its order: later figures are additions only
+V1_FIGURES = [
+    "opens",
+    "open_errors",
+    "forks",
+    "execs",
+    "exits",
+    "net_tx_bytes",
+    "net_rx_bytes",
+    "oom_kills",
+    "rss_bytes",
+    "memory_working_set_bytes",
+    "memory_usage_bytes",
+    "memory_peak_bytes",
+    "memory_limit_bytes",
+    "cpu_seconds",
+    "pids",
+    "runq_wait_seconds",
+    "runq_waits",
+    "last_active_timestamp_seconds",
+    "uncounted_events",
+    "opens_per_second",
+    "open_errors_per_second",
+    "forks_per_second",
+    "execs_per_second",
+    "exits_per_second",
+    "net_tx_bytes_per_second",
+    "net_rx_bytes_per_second",
+    "oom_kills_per_second",
+    "runq_wait_seconds_per_second",
+    "runq_waits_per_second",
+    "cpu_cores",
+]
+
+
+def test_the_json_document_only_adds_figures_to_pod_stats_v1():
+    assert [name for name in figures.JSON_FIGURES if name in V1_FIGURES] == V1_FIGURES
+
+
+def test_a_ratio_is_a_gauge_of_two_counters_of_its_source_with_no_metric():
+    assert figures.RATIOS == {"cpu_throttled_ratio": ("cpu_throttled_periods", "cpu_periods")}
+    for ratio, parts in figures.RATIOS.items():
+        figure = BY_NAME[ratio]
+        assert figure.kind == figures.GAUGE and figure.unit == figures.RATIO and figure.rate is None
+        # derived over an interval, like a rate: PromQL derives it from the two counters
+        assert figure.metric is None
+        for part in parts:
+            assert BY_NAME[part].kind == COUNTER and BY_NAME[part].source == figure.source
+            assert BY_NAME[part].pods == figure.pods  # a pod's ratio is of its own figures
+
+
+def test_the_cgroupfs_counters_of_issue_17_have_their_contract_names():
+    contract = [
+        "memory_oom_kills",
+        "memory_oom_events",
+        "memory_max_events",
+        "memory_high_events",
+        "cpu_periods",
+        "cpu_throttled_periods",
+        "cpu_throttled_seconds",
+        "cpu_pressure_some_seconds",
+        "cpu_pressure_full_seconds",
+        "memory_pressure_some_seconds",
+        "memory_pressure_full_seconds",
+        "io_pressure_some_seconds",
+        "io_pressure_full_seconds",
+        "io_read_bytes",
+        "io_write_bytes",
+        "io_reads",
+        "io_writes",
+    ]
+    assert set(contract) <= set(figures.CGROUPFS_COUNTERS)
+    assert BY_NAME["cpu_throttled_ratio"].column.header == "THROTTLED"
+    assert BY_NAME["memory_oom_kills"].column.header == "OOM" and BY_NAME["oom_kills"].column is None
+    # a pod's OOM kills: its own cgroup's where v2 counts its containers' in it (even removed ones)
+    assert BY_NAME["memory_oom_kills"].pods == figures.OWN_WHERE_HIERARCHICAL
+    assert "memory_oom_kills" in figures.POD_SUMMED  # added up where each cgroup counts its own (v1)
+    for name in ("cpu_pressure_some_seconds", "cpu_periods", "cpu_throttled_ratio"):
+        assert BY_NAME[name].pods == figures.OWN_ONLY, name  # stall time and periods do not add up
+
+
+def test_every_column_format_has_a_formatter():
+    from pod_stats.output import _FORMATS
+
+    assert {column.format for column in (f.column for f in ALL_FIGURES) if column is not None} <= set(_FORMATS)
+    assert _FORMATS[figures.FORMAT_PERCENT](0.254) == "25%" and _FORMATS[figures.FORMAT_PERCENT](None) == "-"
 
 
 def test_columns_have_unique_headers_and_positions():

@@ -174,20 +174,27 @@ def test_a_removed_cgroups_open_file_reads_as_gone():
 # -- the batch reader (csrc/ffi/cgroupfs_batch.c): the same figures as the readers above
 
 
-def _both_ways(directory: str, memory_version: int, cpu_version: int, files=None):
-    """(batch figures, slow-path figures) of one cgroup directory."""
-    from pod_stats.memory import CgroupFiles, FigureBatch, OpenFiles
+def _both_ways(directory: str, memory_version: int, cpu_version: int, files=None, **where):
+    """(batch figures, slow-path figures) of one cgroup directory, as {figure: value}; None: the batch
+    left it to the slow path. `where`: CgroupFiles' throttle, pressure and I/O directories."""
+    from pod_stats.memory import LIVE_FIGURES, CgroupFiles, FigureBatch, OpenFiles
 
     files = OpenFiles(max_open=100) if files is None else files
-    cgroup = CgroupFiles(directory, memory_version, directory, cpu_version, directory)
+    cgroup = CgroupFiles(directory, memory_version, directory, cpu_version, directory, **where)
     [batch] = FigureBatch(files).read([cgroup])
-    return batch, (cgroup.memory(read_bytes_plain), cgroup.cpu_seconds(read_bytes_plain))
+    slow = dict(zip(LIVE_FIGURES, cgroup.live(read_bytes_plain)))
+    return (None if batch is None else dict(zip(LIVE_FIGURES, batch))), slow
 
 
 def read_bytes_plain(path):
     from pod_stats.memory import read_bytes
 
     return read_bytes(path)
+
+
+def _memory_and_cpu(figures):
+    memory = ("rss_bytes", "memory_working_set_bytes", "memory_usage_bytes", "memory_peak_bytes")
+    return tuple(figures[name] for name in memory), figures["cpu_seconds"]
 
 
 def test_batch_reads_the_node_formats_like_the_readers(tmp_path):
@@ -203,12 +210,179 @@ def test_batch_reads_the_node_formats_like_the_readers(tmp_path):
         },
     )
     batch, slow = _both_ways(str(v1), 1, 1)
-    assert batch == slow == ((RSS, 63123456 - INACTIVE_FILE, 63123456, 102117376), 64471760245 / 1e9)
+    assert batch == slow
+    assert _memory_and_cpu(batch) == ((RSS, 63123456 - INACTIVE_FILE, 63123456, 102117376), 64471760245 / 1e9)
     shutil.copy(FIXTURES / "v2-memory.stat", v2 / "memory.stat")
     shutil.copy(FIXTURES / "v2-cpu.stat", v2 / "cpu.stat")
     _cgroup_dir(v2, {"memory.current": "170000000\n"})  # no memory.peak before Linux 5.19
     batch, slow = _both_ways(str(v2), 2, 2)
-    assert batch == slow == ((44040192, 170000000 - 67076096, 170000000, None), 64889239 / 1e6)
+    assert batch == slow
+    assert _memory_and_cpu(batch) == ((44040192, 170000000 - 67076096, 170000000, None), 64889239 / 1e6)
+
+
+# What the fixture files hold, summed as the figures define (see tests/fixtures/cgroupfs).
+V2_EVENTS = {"memory_oom_kills": 2, "memory_oom_events": 3, "memory_max_events": 345, "memory_high_events": 12}
+V2_IO = {
+    "io_read_bytes": 1459200 + 90430464 + 4096,
+    "io_write_bytes": 314773504 + 299008000 + 8192,
+    "io_reads": 192 + 8950 + 1,
+    "io_writes": 353 + 1252 + 2,
+}
+V1_IO = {"io_read_bytes": 1048576 + 40960, "io_write_bytes": 1048576 + 8192, "io_reads": 16 + 10, "io_writes": 16 + 2}
+PRESSURE = {
+    "cpu_pressure_some_seconds": 2774.446762,
+    "cpu_pressure_full_seconds": 1.234567,
+    "memory_pressure_some_seconds": 0.058098,
+    "memory_pressure_full_seconds": 0.041021,
+}
+
+
+def _v2_cgroup(directory: Path) -> None:
+    shutil.copy(FIXTURES / "v2-memory.stat", directory / "memory.stat")
+    shutil.copy(FIXTURES / "v2-cpu.stat-quota", directory / "cpu.stat")
+    for name in ("memory.events", "cpu.pressure", "memory.pressure", "io.stat"):
+        shutil.copy(FIXTURES / f"v2-{name}", directory / name)
+    _cgroup_dir(directory, {"memory.current": "170000000\n", "memory.peak": "180000000\n"})
+
+
+def test_v2_throttling_memory_events_pressure_and_io_from_the_node_formats(tmp_path):
+    _v2_cgroup(tmp_path)  # no io.pressure: PSI's io file absent
+    directory = str(tmp_path)
+    batch, slow = _both_ways(
+        directory,
+        2,
+        2,
+        throttle_dir=directory,
+        throttle_version=2,
+        pressure_dir=directory,
+        io_dir=directory,
+        io_version=2,
+    )
+    assert batch == slow
+    assert batch["cpu_seconds"] == 64889239 / 1e6
+    # v2 cpu.stat holds CPU time and throttling: one file
+    assert (batch["cpu_periods"], batch["cpu_throttled_periods"], batch["cpu_throttled_seconds"]) == (
+        2409,
+        1205,
+        97131733 / 1e6,
+    )
+    assert {name: batch[name] for name in V2_EVENTS} == V2_EVENTS
+    assert {name: batch[name] for name in PRESSURE} == PRESSURE
+    assert batch["io_pressure_some_seconds"] is None and batch["io_pressure_full_seconds"] is None
+    assert {name: batch[name] for name in V2_IO} == V2_IO
+    assert all(isinstance(batch[name], int) for name in (*V2_EVENTS, *V2_IO, "cpu_periods"))
+
+
+def test_v1_throttling_oom_kills_failcnt_and_blkio_from_the_node_formats(tmp_path):
+    memory, cpu, blkio = tmp_path / "memory", tmp_path / "cpu", tmp_path / "blkio"
+    for directory in (memory, cpu, blkio):
+        directory.mkdir()
+    shutil.copy(FIXTURES / "v1-memory.stat", memory / "memory.stat")
+    shutil.copy(FIXTURES / "v1-memory.oom_control", memory / "memory.oom_control")
+    _cgroup_dir(memory, {"memory.usage_in_bytes": "63123456\n", "memory.failcnt": "17\n", "cpuacct.usage": "5\n"})
+    shutil.copy(FIXTURES / "v1-cpu.stat", cpu / "cpu.stat")
+    for name in ("blkio.throttle.io_service_bytes_recursive", "blkio.throttle.io_serviced_recursive"):
+        shutil.copy(FIXTURES / f"v1-{name}", blkio / name)
+    batch, slow = _both_ways(str(memory), 1, 1, throttle_dir=str(cpu), io_dir=str(blkio))
+    assert batch == slow
+    assert (batch["cpu_periods"], batch["cpu_throttled_periods"], batch["cpu_throttled_seconds"]) == (
+        1523,
+        377,
+        48839401123 / 1e9,
+    )
+    assert batch["memory_oom_kills"] == 4
+    assert batch["memory_max_events"] == 17  # memory.failcnt
+    assert batch["memory_oom_events"] is None and batch["memory_high_events"] is None  # v1 has none
+    assert {name: batch[name] for name in V1_IO} == V1_IO  # "Total" lines left out
+    assert all(batch[name] is None for name in LIVE_PRESSURE)  # v1 only: no PSI
+
+
+LIVE_PRESSURE = (*PRESSURE, "io_pressure_some_seconds", "io_pressure_full_seconds")
+
+
+def test_missing_files_and_hierarchies_read_as_null(tmp_path):
+    # a v2 cgroup without the cpu controller (cpu.stat without throttling keys), PSI off (no
+    # *.pressure), no io controller (no io.stat), no memory.events
+    _cgroup_dir(tmp_path, {"memory.current": "10\n", "memory.stat": "anon 5\n", "cpu.stat": "usage_usec 7\n"})
+    directory = str(tmp_path)
+    batch, slow = _both_ways(
+        directory,
+        2,
+        2,
+        throttle_dir=directory,
+        throttle_version=2,
+        pressure_dir=directory,
+        io_dir=directory,
+        io_version=2,
+    )
+    assert batch == slow
+    assert batch["cpu_seconds"] == 7e-06
+    unknown = ("cpu_periods", "cpu_throttled_periods", "cpu_throttled_seconds", *V2_EVENTS, *LIVE_PRESSURE, *V2_IO)
+    assert [name for name in unknown if batch[name] is not None] == []
+    # and without the hierarchies at all (none given)
+    batch, slow = _both_ways(directory, 2, 2)
+    assert batch == slow and [name for name in unknown if batch[name] is not None] == []
+
+
+@pytest.mark.parametrize(
+    "name, content, unknown",
+    [
+        # a line that is no device's, a value that is no number, a number too big for the kernel
+        ("io.stat", "8:0 rbytes=1 wbytes=2 rios=3 wios=4\nhello\n", V2_IO),
+        ("io.stat", "8:0 rbytes=x wbytes=2 rios=3 wios=4\n", V2_IO),
+        ("io.stat", "8:0 rbytes=99999999999999999999 wbytes=2 rios=3 wios=4\n", V2_IO),
+        ("io.stat", "8:0 rbytes=9223372036854775807 wbytes=0\n8:1 rbytes=1\n", V2_IO),  # the sum overflows
+        ("io.stat", "8:0\n", V2_IO),
+        ("cpu.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00\n", ("cpu_pressure_some_seconds",)),
+        ("cpu.pressure", "some avg10=0.00 total=12x\nfull total=5\n", ("cpu_pressure_some_seconds",)),
+        ("memory.events", "low 0\nhigh 1\nmax 2\noom 3\n", ("memory_oom_kills",)),  # no oom_kill: before 4.13
+        ("memory.events", "oom_kill -1\nhigh 1\nmax 2\noom 3\n", ("memory_oom_kills",)),
+        ("cpu.stat", "usage_usec 7\nnr_periods 5\nnr_throttled 1\n", ("cpu_throttled_seconds",)),
+    ],
+)
+def test_garbage_and_missing_keys_read_as_null_the_rest_stays(tmp_path, name, content, unknown):
+    _v2_cgroup(tmp_path)
+    (tmp_path / name).write_text(content)
+    directory = str(tmp_path)
+    batch, slow = _both_ways(
+        directory,
+        2,
+        2,
+        throttle_dir=directory,
+        throttle_version=2,
+        pressure_dir=directory,
+        io_dir=directory,
+        io_version=2,
+    )
+    assert batch == slow
+    assert [figure for figure in unknown if batch[figure] is not None] == []
+    assert batch["rss_bytes"] == 44040192 and batch["cpu_seconds"] == 64889239 / 1e6  # the rest stays
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["254:0 Read 1\nTotal\n", "254:0 Read one\nTotal 1\n", "Read 1\nTotal 1\n", "254:0 Read\n", "hello"],
+)
+def test_garbage_v1_blkio_reads_as_null(tmp_path, content):
+    (tmp_path / "blkio.throttle.io_service_bytes_recursive").write_text(content)
+    (tmp_path / "blkio.throttle.io_serviced_recursive").write_text("254:0 Read 3\n254:0 Write 4\nTotal 7\n")
+    _cgroup_dir(tmp_path, {"memory.usage_in_bytes": "10\n", "memory.stat": "total_rss 5\n", "cpuacct.usage": "1\n"})
+    batch, slow = _both_ways(str(tmp_path), 1, 1, io_dir=str(tmp_path))
+    assert batch == slow
+    assert (batch["io_read_bytes"], batch["io_write_bytes"], batch["io_reads"], batch["io_writes"]) == (
+        None,
+        None,
+        3,
+        4,
+    )
+
+
+def test_an_empty_io_file_is_zero_bytes_no_device_did_any(tmp_path):
+    (tmp_path / "io.stat").write_text("")
+    _cgroup_dir(tmp_path, {"memory.current": "10\n", "memory.stat": "anon 5\n", "cpu.stat": "usage_usec 7\n"})
+    batch, slow = _both_ways(str(tmp_path), 2, 2, io_dir=str(tmp_path), io_version=2)
+    assert batch == slow
+    assert [batch[name] for name in V2_IO] == [0, 0, 0, 0]
 
 
 _CONTENT = st.one_of(
@@ -216,10 +390,55 @@ _CONTENT = st.one_of(
     st.integers(min_value=0, max_value=2**63 - 1).map(lambda n: f"{n}\n".encode()),
     st.dictionaries(
         st.sampled_from(
-            ["anon", "anon_thp", "inactive_file", "total_rss", "total_inactive_file", "usage_usec", "file", "rss"]
+            [
+                "anon",
+                "anon_thp",
+                "inactive_file",
+                "total_rss",
+                "total_inactive_file",
+                "usage_usec",
+                "file",
+                "rss",
+                "nr_periods",
+                "nr_throttled",
+                "throttled_usec",
+                "throttled_time",
+                "oom",
+                "oom_kill",
+                "max",
+                "high",
+            ]
         ),
         st.one_of(st.integers(min_value=0, max_value=2**62), st.just("max"), st.just("")),
     ).map(lambda d: "".join(f"{k} {v}\n" for k, v in d.items()).encode()),
+    # PSI, io.stat and blkio lines, well-formed and not
+    st.lists(
+        st.tuples(
+            st.sampled_from(["some", "full", "some avg10=0.00", "full x"]),
+            st.one_of(st.integers(min_value=0, max_value=2**64), st.just("1.5"), st.just("")),
+        ),
+        max_size=3,
+    ).map(lambda lines: "".join(f"{kind} total={value}\n" for kind, value in lines).encode()),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["8:0", "254:16", "8:", "x:1", "99999999999999999999:0"]),
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["rbytes", "wbytes", "rios", "wios", "dbytes", "cost.vrate"]),
+                    st.one_of(st.integers(min_value=0, max_value=2**63), st.just("1.00"), st.just("")),
+                ),
+                max_size=6,
+            ),
+        ),
+        max_size=4,
+    ).map(lambda lines: "".join(f"{d} " + " ".join(f"{k}={v}" for k, v in kv) + "\n" for d, kv in lines).encode()),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["8:0 Read", "8:0 Write", "254:0 Sync", "254:0 Total", "Total", "8:0 Read extra"]),
+            st.one_of(st.integers(min_value=0, max_value=2**63), st.just("")),
+        ),
+        max_size=6,
+    ).map(lambda lines: "".join(f"{op} {value}\n" for op, value in lines).encode()),
 )
 
 
@@ -232,8 +451,17 @@ _CONTENT = st.one_of(
                 "memory.peak",
                 "memory.usage_in_bytes",
                 "memory.max_usage_in_bytes",
+                "memory.events",
+                "memory.oom_control",
+                "memory.failcnt",
                 "cpu.stat",
                 "cpuacct.usage",
+                "cpu.pressure",
+                "memory.pressure",
+                "io.pressure",
+                "io.stat",
+                "blkio.throttle.io_service_bytes_recursive",
+                "blkio.throttle.io_serviced_recursive",
             ]
         ),
         _CONTENT,
@@ -245,7 +473,17 @@ def test_batch_agrees_with_the_readers_on_any_content(tmp_path_factory, contents
     directory = tmp_path_factory.mktemp("cgroup")
     for name, content in contents.items():
         (directory / name).write_bytes(content)
-    batch, slow = _both_ways(str(directory), memory_version, cpu_version)
+    here = str(directory)
+    batch, slow = _both_ways(
+        here,
+        memory_version,
+        cpu_version,
+        throttle_dir=here,
+        throttle_version=cpu_version,
+        pressure_dir=here,
+        io_dir=here,
+        io_version=memory_version,
+    )
     if batch is not None:  # None: a file is missing, the caller reads the slow way
         assert batch == slow
 
@@ -255,7 +493,8 @@ def test_batch_leaves_unreadable_cgroups_to_the_slow_path(tmp_path):
 
     _cgroup_dir(tmp_path, {"memory.current": "10\n", "memory.stat": "anon 5\n", "cpu.stat": "usage_usec 7\n"})
     batch, slow = _both_ways(str(tmp_path), 2, 2)
-    assert batch == slow == ((5, 10, 10, None), 7e-06)
+    assert batch == slow
+    assert _memory_and_cpu(batch) == ((5, 10, 10, None), 7e-06)
     no_budget = OpenFiles(max_open=0)
     assert _both_ways(str(tmp_path), 2, 2, no_budget)[0] is None  # no descriptors to keep: read by path
     assert _both_ways(str(tmp_path / "gone"), 2, 2)[0] is None
@@ -274,9 +513,10 @@ def test_batch_reopens_after_a_file_was_closed(tmp_path):
     batch = FigureBatch(files)
     a = CgroupFiles(str(first), 2, str(first), 2, str(first))
     b = CgroupFiles(str(second), 2, str(second), 2, str(second))
-    assert [m.usage_bytes for m, _ in batch.read([a])] == [111]
+    usage = 2  # LIVE_FIGURES' memory_usage_bytes
+    assert [live[usage] for live in batch.read([a])] == [111]
     files.close_directory(str(first))
-    assert [m.usage_bytes for m, _ in batch.read([b])] == [222]
-    assert [m.usage_bytes for m, _ in batch.read([a, b])] == [111, 222]
+    assert [live[usage] for live in batch.read([b])] == [222]
+    assert [live[usage] for live in batch.read([a, b])] == [111, 222]
     (first / "memory.current").write_text("333\n")
-    assert [m.usage_bytes for m, _ in batch.read([a, b])] == [333, 222]
+    assert [live[usage] for live in batch.read([a, b])] == [333, 222]

@@ -4,22 +4,31 @@
 
 #include <stdint.h>
 
-/* What a file is, hence which numbers come out of it (two slots per file). */
+/* Numbers out of each file: its slots are values[CGFS_VALUES * i ...]. */
+#define CGFS_VALUES 4
+
+/* What a file is, hence which numbers come out of it (unused slots: CGFS_MISSING). */
 enum cgfs_kind {
-	CGFS_INTEGER = 0,    /* the whole file one integer: slot 0 */
+	CGFS_INTEGER = 0,    /* the whole file one integer */
 	CGFS_MEMORY_STAT_V1, /* total_rss, total_inactive_file */
 	CGFS_MEMORY_STAT_V2, /* anon, inactive_file */
-	CGFS_CPU_STAT_V2,    /* usage_usec */
+	CGFS_CPU_STAT_V2,    /* usage_usec, nr_periods, nr_throttled, throttled_usec */
+	CGFS_CPU_STAT_V1,    /* nr_periods, nr_throttled, throttled_time (v1 cpu controller) */
+	CGFS_MEMORY_EVENTS,  /* oom_kill, oom, max, high (v2 memory.events) */
+	CGFS_OOM_CONTROL,    /* oom_kill (v1 memory.oom_control) */
+	CGFS_PRESSURE,	     /* total= of the "some" line, of the "full" line (µs) */
+	CGFS_IO_STAT,	     /* rbytes, wbytes, rios, wios, each summed over the device lines */
+	CGFS_BLKIO_RW,	     /* Read, Write, summed over the device lines (v1 blkio; no Total lines) */
 };
 
 /* A slot's value when there is no number. */
 enum cgfs_no_value {
-	CGFS_MISSING = -1,     /* key absent or not a plain integer (e.g. "max") */
+	CGFS_MISSING = -1,     /* key absent or not a plain integer (e.g. "max"), or a malformed file */
 	CGFS_READ_FAILED = -2, /* no descriptor, or the read failed: Python reads it itself */
 };
 
 /* For each i < count: pread fds[i] from offset 0 and parse it as kinds[i] (enum cgfs_kind)
- * into values[2i], values[2i + 1]. Returns how many files could not be read. */
+ * into values[CGFS_VALUES * i ...]. Returns how many files could not be read. */
 int cgfs_read_batch(const int *fds, const unsigned char *kinds, int count, int64_t *values);
 
 #endif /* POD_STATS_CGROUPFS_BATCH_H */
