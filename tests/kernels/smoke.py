@@ -872,7 +872,7 @@ class Suite:
 
             run_in_cgroup(cgroup, two_busy)
             # a line the file lacks is null (cpu "full" is Linux 5.13+)
-            kernel = {
+            kernel: dict[str, float | None] = {
                 f"{resource}_pressure_{kind}_seconds": None
                 for resource in ("cpu", "memory", "io")
                 for kind in PSI_LINES
