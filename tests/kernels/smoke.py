@@ -285,27 +285,25 @@ class Suite:
         return "memory.oom_control" if "oom_kill " in oom_control.read_text() else None
 
     def _cgroupfs_features(self, mounts) -> None:
-        """FEATURE lines of the cgroupfs signals: which files a new cgroup has for them."""
+        """FEATURE lines of the cgroupfs signals: the files a new cgroup has for them (as
+        figure=file, the way compat_table.py shows a probe's tracepoints)."""
         if mounts.unified is None:
             return
-        v2 = self._files_of_a_new_cgroup(Path(mounts.unified))
-        psi = {"cpu.pressure", "memory.pressure", "io.pressure"} <= v2
-        line(
-            "FEATURE",
-            "psi",
-            "attached" if psi else "unavailable",
-            "cpu/memory/io.pressure of cgroup v2" if psi else "no *.pressure files (PSI is off: boot with psi=1)",
-        )
+        pressure = [f"{name}.pressure" for name in ("cpu", "memory", "io")]
+        if set(pressure) <= self._files_of_a_new_cgroup(Path(mounts.unified)):
+            line("FEATURE", "psi", "attached", ", ".join(f"psi=v2/{name}" for name in pressure))
+        else:
+            line("FEATURE", "psi", "unavailable", "no *.pressure files: PSI is off (boot with psi=1)")
         controllers = mounts.unified_controllers
-        sources = {
-            "cpu_throttling": ("cpu", "cpu.stat of cgroup v2", "cpu", "cpu.stat of the v1 cpu controller"),
-            "block_io": ("io", "io.stat of cgroup v2", "blkio", "blkio.throttle.* of cgroup v1"),
+        sources = {  # feature: (v2 controller, its file), (v1 controller, its file)
+            "cpu_throttling": (("cpu", "cpu.stat"), ("cpu", "cpu.stat")),
+            "block_io": (("io", "io.stat"), ("blkio", "blkio.throttle.io_service_bytes_recursive")),
         }
-        for feature, (v2_controller, v2_source, v1_controller, v1_source) in sources.items():
+        for feature, ((v2_controller, v2_file), (v1_controller, v1_file)) in sources.items():
             if v2_controller in controllers:
-                line("FEATURE", feature, "attached", v2_source)
+                line("FEATURE", feature, "attached", f"{feature}=v2/{v2_file}")
             elif v1_controller in mounts.v1:
-                line("FEATURE", feature, "attached", v1_source)
+                line("FEATURE", feature, "attached", f"{feature}=v1/{v1_controller}/{v1_file}")
             else:
                 line(
                     "FEATURE", feature, "unavailable", f"no {v2_controller} controller on v2, no {v1_controller} on v1"
