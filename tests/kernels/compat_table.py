@@ -41,7 +41,8 @@ def _version_key(name: str):
 
 
 def _point(where: str) -> str:
-    return where.replace("/", " ") if where.startswith("fexit/") else where.split("/")[-1]
+    """A tracepoint by its name; fexit (a kernel function) and a cgroupfs file (v1/…, v2/…) as such."""
+    return where.replace("/", " ") if where.startswith(("fexit/", "v1/", "v2/")) else where.split("/")[-1]
 
 
 def preemption_cell(feature) -> str:
@@ -71,7 +72,6 @@ def cell(feature) -> str:
     status, detail = feature["status"], feature["detail"]
     if status == "attached":
         attached = detail.split(" (not:")[0]
-        # a tracepoint by its name; fexit (a kernel function) as such
         points = sorted({_point(part.split("=", 1)[1].split(" (")[0]) for part in attached.split(", ") if "=" in part})
         refused = re.search(r"opens_fexit: ([^;(]*)", detail)  # why opens are not counted by fexit
         return (

@@ -280,9 +280,9 @@ class Suite:
         memory.oom_control (its oom_kill line is Linux 4.13+)."""
         memory = mounts.memory_hierarchy()
         if memory.version == 2:
-            return "memory.events"
+            return "v2/memory.events"
         oom_control = Path(memory.mount) / "memory.oom_control"
-        return "memory.oom_control" if "oom_kill " in oom_control.read_text() else None
+        return "v1/memory.oom_control" if "oom_kill " in oom_control.read_text() else None
 
     def _cgroupfs_features(self, mounts) -> None:
         """FEATURE lines of the cgroupfs signals: the files a new cgroup has for them (as
@@ -303,7 +303,7 @@ class Suite:
             if v2_controller in controllers:
                 line("FEATURE", feature, "attached", f"{feature}=v2/{v2_file}")
             elif v1_controller in mounts.v1:
-                line("FEATURE", feature, "attached", f"{feature}=v1/{v1_controller}/{v1_file}")
+                line("FEATURE", feature, "attached", f"{feature}=v1/{v1_file}")
             else:
                 line(
                     "FEATURE", feature, "unavailable", f"no {v2_controller} controller on v2, no {v1_controller} on v1"
