@@ -136,7 +136,8 @@ void pod_stats_cgroup_events_close(struct pod_stats_cgroup_events *reader);
 enum cgfs_kind { CGFS_INTEGER, CGFS_MEMORY_STAT_V1, CGFS_MEMORY_STAT_V2, CGFS_CPU_STAT_V2, CGFS_CPU_STAT_V1,
                  CGFS_MEMORY_EVENTS, CGFS_OOM_CONTROL, CGFS_PRESSURE, CGFS_IO_STAT, CGFS_BLKIO_RW, ... };
 enum cgfs_no_value { CGFS_MISSING, CGFS_READ_FAILED, ... };
-int cgfs_read_batch(const int *fds, const unsigned char *kinds, int count, int64_t *values);
+enum cgfs_no_descriptor { CGFS_NO_FILE, CGFS_BY_PATH, ... };
+int cgfs_read_batch(const int *fds, const char *const *paths, const unsigned char *kinds, int count, int64_t *values);
 """
 )
 

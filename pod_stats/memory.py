@@ -13,6 +13,7 @@ the file.
 
 import errno
 import os
+import time
 from collections.abc import Sequence
 from typing import Callable, NamedTuple, Optional
 
@@ -189,6 +190,7 @@ class Slot(NamedTuple):
 SLOTS = 12
 _VALUES = lib.CGFS_VALUES
 _MISSING, _FAILED = lib.CGFS_MISSING, lib.CGFS_READ_FAILED
+assert lib.CGFS_NO_FILE == -1  # what OpenFiles.descriptor answers for a file it cannot open
 # What CgroupFiles.live gives, in its order: every cgroupfs figure but the limit (read every
 # LIMIT_REFRESH_SECONDS), the process count (read on change) and what is derived from these.
 LIVE_FIGURES: tuple[str, ...] = (
@@ -492,43 +494,68 @@ _CPU_KIND = {1: lib.CGFS_INTEGER, 2: lib.CGFS_CPU_STAT_V2}
 _CPU_DIVISOR = {1: 1e9, 2: 1e6}  # v1 cpuacct.usage is ns, v2 usage_usec µs
 
 
+# How often files a cgroup lacked are looked for again: a runtime makes a container's cgroup in one
+# hierarchy after the other, and pod-stats may first see it in between.
+REOPEN_SECONDS = 30.0
+
+
 class FigureBatch:
     """Every tracked cgroup's live figures in one C call (csrc/ffi/cgroupfs_batch.c): the same
-    figures CgroupFiles.live gives, read through OpenFiles' descriptors. A cgroup whose required
+    figures CgroupFiles.live gives, read through OpenFiles' descriptors (beyond its budget of open
+    files, the C code opens the file for each read, as cheap as the floor). A cgroup whose required
     file could not be read comes back as None: the caller reads it the slow way, which also tells
     a vanished cgroup from a failed read. An optional file (peak, events, pressure, I/O ...)
     that cannot be read gives None figures."""
 
-    def __init__(self, files: OpenFiles):
+    def __init__(self, files: OpenFiles, clock: Callable[[], float] = time.monotonic):
         self._files = files
+        self._clock = clock
         self._order: list[CgroupFiles] = []
         self._closed_at = -1
+        self._lacking = False  # some cgroup's file could not be opened when last prepared ...
+        self._prepared_at = 0.0  # ... then
+        self._read: list[str] = []  # the files it reads
         self._count = 0
-        self._fds = self._kinds = self._values = None
-        self._slow: list[bool] = []  # read the slow way every time (no descriptor to spare)
+        self._fds = self._paths = self._kinds = self._values = None
+        self._path_buffers: list = []  # what self._paths points to
         self._required: list[tuple[int, ...]] = []  # each cgroup's values that must not be READ_FAILED
+        # each cgroup's numbers in the last read, and its figures then: most cgroups' files say the
+        # same from one sample to the next, and their figures are taken again as they were
+        self._last: list[tuple[Optional[list[int]], Optional[LiveFigures]]] = []
 
     def read(self, cgroups: Sequence[CgroupFiles]) -> list[Optional[LiveFigures]]:
-        if self._closed_at != self._files.closed or len(cgroups) != len(self._order) or cgroups != self._order:
+        if (
+            self._closed_at != self._files.closed
+            or len(cgroups) != len(self._order)
+            or cgroups != self._order
+            or (self._lacking and self._clock() - self._prepared_at >= REOPEN_SECONDS)
+        ):
             self._prepare(cgroups)
         if not self._count:
             return []
-        lib.cgfs_read_batch(self._fds, self._kinds, self._count, self._values)
+        lib.cgfs_read_batch(self._fds, self._paths, self._kinds, self._count, self._values)
         per_cgroup = _VALUES * SLOTS
         values = ffi.unpack(self._values, per_cgroup * len(self._order))
         failed = _FAILED
         figures: list[Optional[LiveFigures]] = []
+        last = self._last
         for i, cgroup in enumerate(self._order):
             own = values[per_cgroup * i : per_cgroup * (i + 1)]
-            if self._slow[i] or any(own[at] == failed for at in self._required[i]):
+            numbers, before = last[i]
+            if own == numbers:
+                figures.append(before)
+            elif any(own[at] == failed for at in self._required[i]):
                 figures.append(None)
+                last[i] = (None, None)
             else:
-                figures.append(cgroup.figures(own))
+                live = cgroup.figures(own)
+                figures.append(live)
+                last[i] = (own, live)
         return figures
 
     def files(self) -> list[str]:
         """The files the last batch read (descriptors it holds): what one sample reads."""
-        return [slot.path for cgroup in self._order for slot in cgroup.slots if slot.path is not None]
+        return list(self._read)
 
     def _prepare(self, cgroups: Sequence[CgroupFiles]) -> None:
         """Descriptors and kinds of every slot, worked out again when the cgroups or the open files changed."""
@@ -536,15 +563,32 @@ class FigureBatch:
         self._count = SLOTS * len(self._order)
         fds: list[int] = []
         kinds: list[int] = []
-        self._slow, self._required = [], []
+        self._required, self._read = [], []
+        self._last = [(None, None)] * len(self._order)
+        paths = self._paths = ffi.new("char *[]", max(1, self._count))
+        self._path_buffers = []
         descriptor = self._files.descriptor
+        lacking = False
+        for index, slot in enumerate(slot for cgroup in self._order for slot in cgroup.slots):
+            kinds.append(slot.kind)
+            if slot.path is None:
+                fds.append(lib.CGFS_NO_FILE)
+                continue
+            fd = descriptor(slot.path)
+            if fd is None:  # no descriptor to spare
+                fd = lib.CGFS_BY_PATH
+                buffer = ffi.new("char[]", os.fsencode(slot.path))
+                self._path_buffers.append(buffer)
+                paths[index] = buffer
+            if fd == lib.CGFS_NO_FILE:
+                lacking = True
+            else:
+                self._read.append(slot.path)
+            fds.append(fd)
         for cgroup in self._order:
-            own = [descriptor(slot.path) if slot.path is not None else -1 for slot in cgroup.slots]
-            self._slow.append(None in own)
             self._required.append(tuple(_VALUES * at for at, slot in enumerate(cgroup.slots) if slot.required))
-            fds += (-1 if fd is None else fd for fd in own)
-            kinds += (slot.kind for slot in cgroup.slots)
         self._fds = ffi.new("int[]", fds or [0])
         self._kinds = ffi.new("unsigned char[]", kinds or [0])
         self._values = ffi.new("int64_t[]", max(1, _VALUES * self._count))
         self._closed_at = self._files.closed
+        self._lacking, self._prepared_at = lacking, self._clock()

@@ -8,7 +8,7 @@ rounds, median reported: these machines are noisy (and shared).
      `pod-stats run --json --interval 1`, (d) a bpftrace one-liner, (e) opensnoop.
   2. other syscalls: the same arms on a getppid loop.
   3. sample cost: real kubelet-layout cgroups with real processes (250 and 1,000 pods)
-     vs the kernel floor (C reading memory.stat + cpu.stat) and the naive /proc walk;
+     vs the kernel floor (C reading the files a sample of pod-stats reads) and the naive /proc walk;
      the agent's CPU share at 1 s interval.
   4. startup and footprint: attach time, first sample, RSS, BPF map memory.
   5. zero loss: 8 cgroups × 250,000 opens on all cores, every one counted.

@@ -1,5 +1,5 @@
-"""Real kubelet-layout pods for the sample phases: cgroups in v2 and the v1 memory, cpu, cpuacct
-and pids hierarchies, sleeping processes in them (bench/podfarm), kubelet's log files for names."""
+"""Real kubelet-layout pods for the sample phases: cgroups in v2 and the v1 memory, cpu, cpuacct,
+blkio and pids hierarchies, sleeping processes in them (bench/podfarm), kubelet's log files for names."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from pod_stats import kubelet
 from .common import LOOP_POD_UID, UID_PREFIX, Tool, remove_dirs
 from .target import container_cgroup_path, discover_mounts, pod_cgroup_path
 
-POD_HIERARCHY_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+POD_HIERARCHY_CONTROLLERS = ("memory", "cpu", "cpuacct", "blkio", "pids")
 
 
 class PodFarm:
-    """Real kubelet-layout cgroups (v2 + v1 memory/cpu/cpuacct/pids) with real sleeping processes."""
+    """Real kubelet-layout cgroups (v2 + v1 memory/cpu/cpuacct/blkio/pids) with real sleeping processes."""
 
     def __init__(self, bins: Path, log_dir: Path, procs_per_pod: int = 10):
         mounts = discover_mounts()

@@ -255,8 +255,9 @@ METHOD = {
     "bpf_stats": "all four tools attached at once with BPF_ENABLE_STATS held by bench/attach --stats; "
     "run_time_ns delta of each tool's programs over the open loop / opens",
     "sample": "in this process: json.dumps(to_json(sampler.sample())) of open_sampler(), one sample per "
-    "~1 s like the agent; floor: bench/cgfloor (C) reads the v1 memory.stat and v2 cpu.stat of each "
-    "container and each pod cgroup (the cgroups whose figures pod-stats reports) once; "
+    "~1 s like the agent; floor: bench/cgfloor (C) reads every file a sample of pod-stats reads "
+    "(Sampler.sample_files()) of each container and each pod cgroup (the cgroups whose figures pod-stats "
+    "reports) once; "
     "naive: Python reading /proc/<pid>/cgroup + statm of every PID, grouped by pod "
     "uid, to JSON; interleaved, per-round ratios, median",
     "agent_cpu": "utime+stime of a real `pod-stats run --json --interval 1` from /proc/<pid>/stat over the "

@@ -1,5 +1,6 @@
 """Phase 3, sample cost: pod-stats' sample against the kernel floor (bench/cgfloor, C reading each
-cgroup's memory.stat and cpu.stat) and against the naive /proc walk, interleaved, on a pod farm."""
+cgroup's files that a sample of pod-stats reads, from its own list) and against the naive /proc
+walk, interleaved, on a pod farm."""
 
 from __future__ import annotations
 
@@ -46,6 +47,15 @@ def naive_sample() -> str:
     return json.dumps({"pods": pods})
 
 
+def farm_files(farm: PodFarm, files: list[str]) -> list[str]:
+    """Of the files a sample reads, those of the farm's cgroups (each container's and pod's)."""
+    cgroups = tuple(path for pod in farm.pods for path in (pod["path"], *pod["containers"].values()))
+    mine = [path for path in files if os.path.dirname(path).endswith(cgroups)]
+    if len(mine) < 4 * len(cgroups):
+        raise RuntimeError(f"pod-stats reads {len(mine)} files of {len(cgroups)} farm cgroups: not all of them")
+    return mine
+
+
 def floor_sample(bins: Path, list_file: str) -> float:
     out = subprocess.run(
         ["taskset", "-c", str(TOOL_CPU), str(bins / "cgfloor"), list_file], check=True, capture_output=True, text=True
@@ -57,9 +67,8 @@ def sample_rounds(farm: PodFarm, bins: Path, rounds: int, rng: random.Random) ->
     """pod-stats' sample vs the kernel floor vs the naive /proc walk, interleaved, ~1 s apart
     (the agent's cadence: its once-a-second and every-5-s work is in there as in real life)."""
     npods = len(farm.pods)
-    with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as listing:
-        for memory_dir, v2_dir in farm.cgroup_dirs():
-            listing.write(f"{memory_dir}/memory.stat\n{v2_dir}/cpu.stat\n")
+    listing = tempfile.NamedTemporaryFile("w", suffix=".list", delete=False)
+    listing.close()
     raw: dict[str, list[float]] = {"podstats": [], "floor": [], "naive": []}
     document: dict[str, Any] = {}
     try:
@@ -69,6 +78,9 @@ def sample_rounds(farm: PodFarm, bins: Path, rounds: int, rng: random.Random) ->
             for _ in range(2):
                 sample_json()
                 time.sleep(0.5)
+            # the floor reads exactly the files a sample of pod-stats reads, of the farm's cgroups
+            files = farm_files(farm, sampler.sample_files())
+            Path(listing.name).write_text("".join(f"{path}\n" for path in files))
             next_sample = time.monotonic()
             for _ in range(rounds):
                 order = ["podstats", "floor", "naive"]

@@ -3,7 +3,7 @@
  * cgfloor LISTFILE
  *
  * The kernel floor of a sample: reads every file named in LISTFILE (one path
- * per line: the v1 memory.stat and v2 cpu.stat of each container and pod cgroup) once, start to
+ * per line: the files a sample of pod-stats reads of each container and pod cgroup) once, start to
  * end, and prints "files=N bytes=N ms=X" (the list is loaded before timing).
  */
 #include <fcntl.h>

@@ -7,6 +7,7 @@
  * work. Python keeps the meaning of each figure (pod_stats/memory.py) and its slow path.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -216,14 +217,29 @@ static int64_t cgfs_integer(const char *data, size_t length)
 
 #define CGFS_KEY(name) "\n" name " ", sizeof("\n" name " ") - 1
 
-int cgfs_read_batch(const int *fds, const unsigned char *kinds, int count, int64_t *values)
+/* The file's first bytes into data: its descriptor's, or opened by path for this read only. */
+static ssize_t cgfs_read(int fd, const char *path, char *data, size_t size)
+{
+	if (fd >= 0)
+		return pread(fd, data, size, 0);
+	if (fd != CGFS_BY_PATH || !path)
+		return -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t length = pread(fd, data, size, 0);
+	close(fd);
+	return length;
+}
+
+int cgfs_read_batch(const int *fds, const char *const *paths, const unsigned char *kinds, int count, int64_t *values)
 {
 	char data[16384];
 	int failed = 0;
 
 	for (int i = 0; i < count; i++) {
 		int64_t *out = values + CGFS_VALUES * i;
-		ssize_t length = fds[i] >= 0 ? pread(fds[i], data, sizeof(data), 0) : -1;
+		ssize_t length = cgfs_read(fds[i], paths[i], data, sizeof(data));
 
 		for (int slot = 0; slot < CGFS_VALUES; slot++)
 			out[slot] = length < 0 ? CGFS_READ_FAILED : CGFS_MISSING;

@@ -27,8 +27,15 @@ enum cgfs_no_value {
 	CGFS_READ_FAILED = -2, /* no descriptor, or the read failed: Python reads it itself */
 };
 
-/* For each i < count: pread fds[i] from offset 0 and parse it as kinds[i] (enum cgfs_kind)
- * into values[CGFS_VALUES * i ...]. Returns how many files could not be read. */
-int cgfs_read_batch(const int *fds, const unsigned char *kinds, int count, int64_t *values);
+/* A file's descriptor when there is none to pread. */
+enum cgfs_no_descriptor {
+	CGFS_NO_FILE = -1, /* no such file: its slots CGFS_READ_FAILED */
+	CGFS_BY_PATH = -2, /* none kept open (beyond the budget of open files): open paths[i] each time */
+};
+
+/* For each i < count: pread fds[i] (or open paths[i], see CGFS_BY_PATH) from offset 0 and parse it
+ * as kinds[i] (enum cgfs_kind) into values[CGFS_VALUES * i ...]. Returns how many files could not
+ * be read. */
+int cgfs_read_batch(const int *fds, const char *const *paths, const unsigned char *kinds, int count, int64_t *values);
 
 #endif /* POD_STATS_CGROUPFS_BATCH_H */
