@@ -105,3 +105,43 @@ def preallocate(path: str, size: int) -> None:
         out.write(b"\0" * size)
         out.flush()
         os.fsync(out.fileno())
+
+
+# A scheduler tick at its longest (CONFIG_HZ is at least 100): how late the kernel may notice that a
+# running task used up its CFS quota, and so how far CPU time may overrun it before the throttle.
+TICK_S = 0.01
+
+
+def throttling_problems(
+    kernel: dict, cpu_seconds: float, busy: tuple[float, float], lifetime: float, period: float, quota: float
+) -> list[str]:
+    """What is wrong with a cgroup's CFS throttling counts (`kernel`: cpu_periods,
+    cpu_throttled_periods, cpu_throttled_seconds; `cpu_seconds`: its CPU time) for one thread that
+    was busy for `busy` = (wall, own CPU seconds) under `quota` per `period`, its process in the
+    cgroup for at most `lifetime` seconds (from before its fork to after it was reaped: its start
+    and end are throttled too, and slow under emulation)."""
+    wall, used = busy
+    periods, throttled_periods, throttled = (
+        kernel["cpu_periods"],
+        kernel["cpu_throttled_periods"],
+        kernel["cpu_throttled_seconds"],
+    )
+    problems = []
+    # The period timer runs while the cgroup is in use, and on for the period its last use ended
+    # in and one it finds idle: at least the busy loop's periods (but the one it began in), at
+    # most the lifetime's, a partial first one and the two after.
+    if not wall / period - 1 <= periods <= lifetime / period + 3:
+        problems.append(f"{periods} periods")
+    # A busy thread uses up the quota in every period wholly inside its loop.
+    if throttled_periods < wall / period - 2:
+        problems.append(f"{throttled_periods} throttled periods")
+    # Throttled from the quota's end to the period's: at least the rest of each period of the busy
+    # loop, but the boundary ones and a tick of overrun (paid back from the next period's quota,
+    # so overruns do not add up); at most the time its tasks did not run.
+    if not wall * (1 - quota / period) - 2 * period - TICK_S <= throttled <= lifetime - cpu_seconds + TICK_S:
+        problems.append(f"throttled {throttled:.3f}s")
+    # It ran what the quota let it: at least the thread's own CPU time and the quota of the busy
+    # loop's periods, at most a quota per period and a tick.
+    if not max(used, wall * quota / period - 2 * quota - TICK_S) <= cpu_seconds <= periods * quota + TICK_S:
+        problems.append(f"CPU {cpu_seconds:.3f}s")
+    return problems
