@@ -291,7 +291,7 @@ TABLE: tuple[Figure, ...] = (
         ratio_of=("cpu_throttled_periods", "cpu_periods"),
         column=Column("THROTTLED", FORMAT_PERCENT, 8),
     ),
-    # -- cgroupfs: memory events (v2 memory.events; v1 memory.oom_control, memory.failcnt) ------
+    # -- cgroupfs: memory events (v2 memory.events; v1 memory.oom_control: OOM kills only) ------
     Figure(
         "memory_oom_kills",
         CGROUPFS,
@@ -317,7 +317,7 @@ TABLE: tuple[Figure, ...] = (
         CGROUPFS,
         COUNTER,
         COUNT,
-        "Times the container's memory usage was about to go over its limit (v2 memory.events max, v1 memory.failcnt).",
+        "Times the container's memory usage was about to go over its limit (v2 memory.events max).",
         metric="pod_stats_memory_max_events",
         pods=OWN_WHERE_HIERARCHICAL,
     ),

@@ -186,8 +186,8 @@ class Slot(NamedTuple):
 
 
 # The files of a cgroup, in the batch's slot order; CGFS_VALUES numbers out of each.
-(USAGE, STAT, PEAK, CPU, THROTTLE, EVENTS, FAILCNT, CPU_PRESSURE, MEMORY_PRESSURE, IO_PRESSURE, IO, IO_OPS) = range(12)
-SLOTS = 12
+(USAGE, STAT, PEAK, CPU, THROTTLE, EVENTS, CPU_PRESSURE, MEMORY_PRESSURE, IO_PRESSURE, IO, IO_OPS) = range(11)
+SLOTS = 11
 _VALUES = lib.CGFS_VALUES
 _MISSING, _FAILED = lib.CGFS_MISSING, lib.CGFS_READ_FAILED
 assert lib.CGFS_NO_FILE == -1  # what OpenFiles.descriptor answers for a file it cannot open
@@ -350,7 +350,6 @@ class CgroupFiles:
         "procs",
         "directories",
         "_throttle",
-        "_max_events",
         "_io_ops",
     )
 
@@ -390,10 +389,10 @@ class CgroupFiles:
         if v2_memory:
             slots[EVENTS] = Slot(f"{memory_dir}/memory.events", lib.CGFS_MEMORY_EVENTS)
         else:
+            # only oom_kill: v1 keeps no oom, max or high events. (memory.failcnt is no `max`: it
+            # counts only charges refused by memory.limit_in_bytes, not by the memory+swap limit
+            # runc sets to the same value, and stays 0 through an OOM kill then.)
             slots[EVENTS] = Slot(f"{memory_dir}/memory.oom_control", lib.CGFS_OOM_CONTROL)
-            # times usage hit the limit: what v2 counts as `max` events (see the README)
-            slots[FAILCNT] = Slot(f"{memory_dir}/memory.failcnt", lib.CGFS_INTEGER)
-        self._max_events = _VALUES * EVENTS + 2 if v2_memory else _VALUES * FAILCNT
         if pressure_dir is not None:
             for slot, name in _PRESSURE_FILES:
                 slots[slot] = Slot(f"{pressure_dir}/{name}", lib.CGFS_PRESSURE)
@@ -455,7 +454,7 @@ class CgroupFiles:
             *throttle,
             _known(v[events]),
             _known(v[events + 1]),
-            _known(v[self._max_events]),
+            _known(v[events + 2]),
             _known(v[events + 3]),
             _known(v[_VALUES * CPU_PRESSURE], 1e6),
             _known(v[_VALUES * CPU_PRESSURE + 1], 1e6),

@@ -962,11 +962,15 @@ class Sampler:
             figures.update(_NESTED_UNKNOWN)
             figures["pids"] = self._processes(tracked, figures, read, moved) if tracked.read_procs else None
         else:
-            figures.update(zip(LIVE_FIGURES, values))
-            known = tracked.cgroupfs_read
-            for at, name in _LIVE_COUNTERS:
-                if values[at] is not None:
-                    known[name] = values[at]  # type: ignore[assignment]
+            # the batch hands on the last sample's tuple when no file changed: then an idle
+            # cgroup's copy of its last figures has them already, and they were remembered
+            if values is not tracked.live or not idle:
+                figures.update(zip(LIVE_FIGURES, values))
+            if values is not tracked.live:
+                known = tracked.cgroupfs_read
+                for at, name in _LIVE_COUNTERS:
+                    if values[at] is not None:
+                        known[name] = values[at]  # type: ignore[assignment]
             if tracked.limit_read_at is None or now - tracked.limit_read_at >= LIMIT_REFRESH_SECONDS:
                 figures["memory_limit_bytes"] = files.memory_limit(read)
                 tracked.limit_read_at = now
