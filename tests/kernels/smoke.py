@@ -33,6 +33,7 @@ from cgroup_child import (  # beside this file, in the VM too
     run_in_cgroup,
     run_in_child,
     throttling_problems,
+    touch_memory_until_killed,
 )
 
 MIB = 1024 * 1024
@@ -1163,15 +1164,9 @@ def _oom_in(cgroups, threads: int, bystanders: int = 0) -> None:
 
     def allocate():
         join()
-        hog = []
-
-        def touch():
-            while True:
-                hog.append(bytearray(b"\1" * MIB))
-
         for _ in range(threads - 1):
-            threading.Thread(target=touch, daemon=True).start()
-        touch()
+            threading.Thread(target=touch_memory_until_killed, daemon=True).start()
+        touch_memory_until_killed()
 
     pids = [run_in_child(idle, wait=False) for _ in range(bystanders)]
     time.sleep(0.2 if bystanders else 0)  # in the cgroup before the allocator runs out
