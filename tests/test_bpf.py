@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kernels.cgroup_child import reap, run_in_cgroup, run_in_child
+from kernels.cgroup_child import reap, run_in_cgroup, run_in_child, touch_memory_until_killed
 from pod_stats._pod_stats_ffi import ffi, lib
 from support import opens as _opens
 
@@ -665,9 +665,7 @@ def _oom_kill_once(limited: Path, cgroup: Path) -> None:
             (limited / "cgroup.procs").write_text("0")
             if limited != cgroup:
                 (cgroup / "cgroup.procs").write_text("0")
-            hog = []
-            for _ in range(256):  # touched 1 MiB at a time, far past the limit
-                hog.append(bytearray(b"\1" * (1024 * 1024)))
+            touch_memory_until_killed()
         finally:
             os._exit(0)
     _, status = os.waitpid(pid, 0)

@@ -1,9 +1,12 @@
 """Processes in cgroups, for the BPF tests (tests/) and the kernel matrix's smoke suite
 (smoke.py, which the VM gets beside this file, without the rest of tests/)."""
 
+import mmap
 import os
 import time
 from pathlib import Path
+
+MIB = 1024 * 1024
 
 
 def run_in_child(action, *, wait: bool = True) -> int:
@@ -86,3 +89,93 @@ def connect_all(port: int, n: int, payload: int = 0) -> None:
     for _ in range(n):
         with socket.create_connection(("127.0.0.1", port)) as connection:
             connection.sendall(b"x" * payload)
+
+
+# -- workloads whose effect on a cgroup's own counters is known exactly ---------------------------
+
+
+def touch_memory_until_killed() -> None:
+    """Allocates memory 1 MiB at a time, every page written (bytearray(b"\\1" * n) stores each byte:
+    nothing a compiler could leave out), until the OOM killer ends the process."""
+    hog = []
+    while True:
+        hog.append(bytearray(b"\1" * MIB))
+
+
+def busy(seconds: float) -> tuple[float, float]:
+    """Runs on the CPU for `seconds` of wall time; returns (wall seconds, this thread's CPU seconds)."""
+    wall0, cpu0 = time.monotonic(), time.thread_time()
+    while time.monotonic() - wall0 < seconds:
+        pass
+    return time.monotonic() - wall0, time.thread_time() - cpu0
+
+
+def direct_io(path: str, count: int, size: int) -> None:
+    """`count` writes of `size` bytes at consecutive offsets of `path` with O_DIRECT, then the same
+    read back with O_DIRECT: each call one transfer the page cache does not absorb, so the block
+    layer sees exactly count × size bytes each way. The file's blocks must be allocated and written
+    already (see preallocate): an overwrite changes no block map, so no metadata I/O comes with it."""
+    buffer = mmap.mmap(-1, size)  # page-aligned, as O_DIRECT needs
+    buffer.write(b"\x5a" * size)
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+    try:
+        for i in range(count):
+            if os.pwrite(fd, buffer, i * size) != size:
+                raise AssertionError("a short direct write")
+    finally:
+        os.close(fd)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        for i in range(count):
+            if os.preadv(fd, [buffer], i * size) != size:
+                raise AssertionError("a short direct read")
+    finally:
+        os.close(fd)
+
+
+def preallocate(path: str, size: int) -> None:
+    """A file of `size` bytes whose blocks are written and on the device (for direct_io)."""
+    with open(path, "wb") as out:
+        out.write(b"\0" * size)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+# A scheduler tick at its longest (CONFIG_HZ is at least 100): how late the kernel may notice that a
+# running task used up its CFS quota, and so how far CPU time may overrun it before the throttle.
+TICK_S = 0.01
+
+
+def throttling_problems(
+    kernel: dict, cpu_seconds: float, busy: tuple[float, float], lifetime: float, period: float, quota: float
+) -> list[str]:
+    """What is wrong with a cgroup's CFS throttling counts (`kernel`: cpu_periods,
+    cpu_throttled_periods, cpu_throttled_seconds; `cpu_seconds`: its CPU time) for one thread that
+    was busy for `busy` = (wall, own CPU seconds) under `quota` per `period`, its process in the
+    cgroup for at most `lifetime` seconds (from before its fork to after it was reaped: its start
+    and end are throttled too, and slow under emulation)."""
+    wall, used = busy
+    periods, throttled_periods, throttled = (
+        kernel["cpu_periods"],
+        kernel["cpu_throttled_periods"],
+        kernel["cpu_throttled_seconds"],
+    )
+    problems = []
+    # The period timer runs while the cgroup is in use, and on for the period its last use ended
+    # in and one it finds idle: at least the busy loop's periods (but the one it began in), at
+    # most the lifetime's, a partial first one and the two after.
+    if not wall / period - 1 <= periods <= lifetime / period + 3:
+        problems.append(f"{periods} periods")
+    # A busy thread uses up the quota in every period wholly inside its loop.
+    if throttled_periods < wall / period - 2:
+        problems.append(f"{throttled_periods} throttled periods")
+    # Throttled from the quota's end to the period's: at least the rest of each period of the busy
+    # loop, but the boundary ones and a tick of overrun (paid back from the next period's quota,
+    # so overruns do not add up); at most the time its tasks did not run.
+    if not wall * (1 - quota / period) - 2 * period - TICK_S <= throttled <= lifetime - cpu_seconds + TICK_S:
+        problems.append(f"throttled {throttled:.3f}s")
+    # It ran what the quota let it: at least the thread's own CPU time and the quota of the busy
+    # loop's periods, at most a quota per period and a tick.
+    if not max(used, wall * quota / period - 2 * quota - TICK_S) <= cpu_seconds <= periods * quota + TICK_S:
+        problems.append(f"CPU {cpu_seconds:.3f}s")
+    return problems

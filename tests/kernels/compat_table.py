@@ -29,6 +29,9 @@ ORDER = (
     "files",
     "procs",
     "memory_peak",
+    "psi",
+    "cpu_throttling",
+    "block_io",
 )
 HOST = "host"  # run_matrix.py's entry for the machine it ran on
 BEGIN, END = "<!-- compat-table:begin -->", "<!-- compat-table:end -->"
@@ -39,7 +42,8 @@ def _version_key(name: str):
 
 
 def _point(where: str) -> str:
-    return where.replace("/", " ") if where.startswith("fexit/") else where.split("/")[-1]
+    """A tracepoint by its name; fexit (a kernel function) and a cgroupfs file (v1/…, v2/…) as such."""
+    return where.replace("/", " ") if where.startswith(("fexit/", "v1/", "v2/")) else where.split("/")[-1]
 
 
 def preemption_cell(feature) -> str:
@@ -69,7 +73,6 @@ def cell(feature) -> str:
     status, detail = feature["status"], feature["detail"]
     if status == "attached":
         attached = detail.split(" (not:")[0]
-        # a tracepoint by its name; fexit (a kernel function) as such
         points = sorted({_point(part.split("=", 1)[1].split(" (")[0]) for part in attached.split(", ") if "=" in part})
         refused = re.search(r"opens_fexit: ([^;(]*)", detail)  # why opens are not counted by fexit
         return (

@@ -66,6 +66,7 @@ EXCLUDED = (
 )
 
 
+LOOP_MODULE = "drivers/block/loop.ko"  # of each kernel's package, kept for the guest
 HELPERS = ("open_routes", "open_routes32")  # tests/helpers/open_routes.c, 64- and 32-bit
 HOST = "host"  # results.json's entry for this machine's kernel (smoke.py --host)
 
@@ -149,7 +150,7 @@ def fetch_kernel(kernel, suites) -> Path:
     """build/kernels/<name>/root: the kernel package unpacked (cached by package name)."""
     target = OUT / kernel["name"]
     stamp = target / ".package"
-    if stamp.exists() and stamp.read_text() == kernel["package"]:
+    if stamp.exists() and stamp.read_text() == kernel["package"] and list((target / "root" / "boot").glob("loop-*")):
         return target / "root"
     debs = OUT / "debs"
     debs.mkdir(parents=True, exist_ok=True)
@@ -178,7 +179,11 @@ def fetch_kernel(kernel, suites) -> Path:
     configs = list((target / "root" / "boot").glob("config-*"))
     if not configs or "CONFIG_DEBUG_INFO_BTF=y" not in configs[0].read_text().splitlines():
         raise Failure(f"{kernel['package']} is not built with CONFIG_DEBUG_INFO_BTF=y: CO-RE cannot run on it")
-    for unused in ("lib", "usr"):  # modules: the guest runs on what is built in (initramfs, no disks)
+    # modules: the guest runs on what is built in (initramfs, no disks), and on the loop driver
+    # beside the kernel's config (the smoke suite's block I/O check makes its disk of it)
+    for module in (target / "root" / "lib" / "modules").glob(f"*/kernel/{LOOP_MODULE}"):
+        shutil.copy(module, target / "root" / "boot" / f"loop-{module.parts[-5]}.ko")
+    for unused in ("lib", "usr"):
         shutil.rmtree(target / "root" / unused, ignore_errors=True)
     stamp.write_text(kernel["package"])
     return target / "root"
@@ -214,8 +219,8 @@ def cpio(source: Path, paths, target: Path) -> None:
 
 def pack_initramfs(roots) -> Path:
     """build/kernels/initramfs.cpio: the chroot (cached until it changes) + init + smoke.py, its helper module,
-    the static open-route helpers, and each kernel's /boot/config-<release> (how the guest tells voluntary
-    from none)."""
+    the static open-route helpers, each kernel's /boot/config-<release> (how the guest tells voluntary
+    from none) and /boot/loop-<release>.ko (the block I/O check's disk)."""
     if not (CHROOT / ".ready").exists() or not (CHROOT / "opt" / "pod-stats" / "bin" / "pod-stats").exists():
         raise Failure("build/chroot with pod-stats in /opt/pod-stats is missing: run `make test-wheel` first")
     base = OUT / "chroot.cpio"
@@ -240,7 +245,14 @@ def pack_initramfs(roots) -> Path:
         shutil.copy(ROOT / "build" / "helpers" / helper, overlay_dir / helper)
     os.chmod(overlay_dir / "init", 0o755)
     (overlay_dir / "boot").mkdir()
-    configs = sorted({config.name: config for root in roots for config in (root / "boot").glob("config-*")}.values())
+    configs = sorted(
+        {
+            config.name: config
+            for root in roots
+            for pattern in ("config-*", "loop-*.ko")
+            for config in (root / "boot").glob(pattern)
+        }.values()
+    )
     for config in configs:
         shutil.copy(config, overlay_dir / "boot" / config.name)
     overlay = OUT / "overlay.cpio"

@@ -25,8 +25,19 @@ import traceback
 import uuid
 from pathlib import Path
 
-# beside this file, in the VM too
-from cgroup_child import accept_all, connect_all, reap, refused_connects, remove_cgroup, run_in_cgroup, run_in_child
+from cgroup_child import (  # beside this file, in the VM too
+    accept_all,
+    busy,
+    connect_all,
+    direct_io,
+    reap,
+    refused_connects,
+    remove_cgroup,
+    run_in_cgroup,
+    run_in_child,
+    throttling_problems,
+    touch_memory_until_killed,
+)
 
 MIB = 1024 * 1024
 OPENS = 1000
@@ -44,6 +55,15 @@ CHURN_OPENS = 20
 STRESS_FAILING_EVERY = 8
 CHURN_EVERY = 0.25  # seconds between churned cgroups; reads (map syscalls) fill the time between
 STRESS_REPORT = struct.Struct("=QQQ")  # a task's cgroup (index), opens made, of which failed
+# The cgroupfs signals' checks: OOM kills under memory.max; one busy thread under a CFS quota of
+# QUOTA_US per PERIOD_US for THROTTLE_SECONDS;
+# IO_COUNT direct writes and reads of IO_SIZE bytes; two busy processes on one CPU for PRESSURE_SECONDS.
+CGROUPFS_OOM_KILLS = 2
+PERIOD_US, QUOTA_US, THROTTLE_SECONDS = 100_000, 20_000, 1.0
+IO_COUNT, IO_SIZE = 64, 64 * 1024
+PRESSURE_SECONDS = 1.0
+PSI_LINES = ("some", "full")
+LOOP_CTL_GET_FREE, LOOP_SET_FD, LOOP_CLR_FD = 0x4C82, 0x4C00, 0x4C01  # linux/loop.h
 
 
 def line(*words) -> None:
@@ -203,12 +223,15 @@ class Suite:
                         net_source = bpf.net_source if group == "net" else net_source
                 except Exception as group_error:
                     failures[group] = explain_failure(group_error)
+        oom_file = self._oom_count_file(mounts)
         for group in everything:
             if group in failures:
                 line("FEATURE", group, "failed", failures[group])
                 continue
             mine = [p for p in probes if p.group == group]
             attached = [f"{p.program}={p.tracepoint}" for p in mine if p.attached]
+            if group == "oom" and oom_file:  # memory_oom_kills: the kernel's own count, on every kernel
+                attached.append(f"memory_oom_kills={oom_file}")
             skipped = sorted(
                 {
                     f"{p.program}: {p.reason}"
@@ -246,6 +269,8 @@ class Suite:
         else:
             line("FEATURE", "memory_peak", "attached", "memory.max_usage_in_bytes of cgroup v1")
 
+        self._cgroupfs_features(mounts)
+
         self.sampler = self.stack.enter_context(open_sampler(log_dir=str(LOG_DIR), include_non_pods=True))
         groups = self.sampler.bpf.probes
         on = sorted({p.group for p in groups if p.attached})
@@ -254,6 +279,41 @@ class Suite:
                 f"groups that failed to load: {', '.join(sorted(failures))}; default probes attached: {', '.join(on)}"
             )
         return f"all groups load; default probes attached: {', '.join(on)}; key mode {key_mode.name}"
+
+    @staticmethod
+    def _oom_count_file(mounts):
+        """Where the kernel counts a memory cgroup's OOM kills: v2 memory.events; v1
+        memory.oom_control (its oom_kill line is Linux 4.13+)."""
+        memory = mounts.memory_hierarchy()
+        if memory.version == 2:
+            return "v2/memory.events"
+        oom_control = Path(memory.mount) / "memory.oom_control"
+        return "v1/memory.oom_control" if "oom_kill " in oom_control.read_text() else None
+
+    def _cgroupfs_features(self, mounts) -> None:
+        """FEATURE lines of the cgroupfs signals: the files a new cgroup has for them (as
+        figure=file, the way compat_table.py shows a probe's tracepoints)."""
+        if mounts.unified is None:
+            return
+        pressure = [f"{name}.pressure" for name in ("cpu", "memory", "io")]
+        if set(pressure) <= self._files_of_a_new_cgroup(Path(mounts.unified)):
+            line("FEATURE", "psi", "attached", ", ".join(f"psi=v2/{name}" for name in pressure))
+        else:
+            line("FEATURE", "psi", "unavailable", "no *.pressure files: PSI is off (boot with psi=1)")
+        controllers = mounts.unified_controllers
+        sources = {  # feature: (v2 controller, its file), (v1 controller, its file)
+            "cpu_throttling": (("cpu", "cpu.stat"), ("cpu", "cpu.stat")),
+            "block_io": (("io", "io.stat"), ("blkio", "blkio.throttle.io_service_bytes_recursive")),
+        }
+        for feature, ((v2_controller, v2_file), (v1_controller, v1_file)) in sources.items():
+            if v2_controller in controllers:
+                line("FEATURE", feature, "attached", f"{feature}=v2/{v2_file}")
+            elif v1_controller in mounts.v1:
+                line("FEATURE", feature, "attached", f"{feature}=v1/{v1_file}")
+            else:
+                line(
+                    "FEATURE", feature, "unavailable", f"no {v2_controller} controller on v2, no {v1_controller} on v1"
+                )
 
     @staticmethod
     def _files_of_a_new_cgroup(root: Path):
@@ -690,6 +750,202 @@ class Suite:
             raise AssertionError("; ".join(problems) + f": {detail}")
         return detail
 
+    def _cgroup_figures(self, cgroup: Path) -> dict:
+        """A non-pod v2 cgroup's figures in a sample now (it must have counted something)."""
+        sampler = self.need_sampler()
+        sampler._index.refresh()  # as tests/test_pods.py: a new cgroup may be inside the rescan period
+        snapshot = sampler.sample()
+        path = "/" + str(cgroup.relative_to(CGROUP_ROOT))
+        sampled = next((c for c in snapshot.cgroups if c.cgroup_path == path), None)
+        if sampled is None:
+            raise AssertionError(f"{path} not in the sample")
+        return sampled.figures
+
+    @staticmethod
+    def _compare(figures: dict, kernel: dict, tolerance: float = 1e-6) -> None:
+        """pod-stats' figures against the kernel's files: the same (null where the kernel has none),
+        or a failure naming each."""
+
+        def same(got, value) -> bool:
+            if value is None or got is None:
+                return got is None and value is None
+            return isinstance(got, (int, float)) and abs(got - value) <= tolerance
+
+        wrong = [
+            f"{name} {figures.get(name, 'missing')} (kernel {value})"
+            for name, value in kernel.items()
+            if name not in figures or not same(figures[name], value)
+        ]
+        if wrong:
+            raise AssertionError("pod-stats differs from cgroupfs: " + "; ".join(wrong))
+
+    def check_oom_cgroupfs(self) -> str:
+        """OOM kills under memory.max counted as memory_oom_kills from memory.events, exactly, on
+        every kernel (the BPF oom probe need not be there)."""
+        cgroup = make_cgroup(CGROUP_ROOT / f"pod-stats-smoke-oomfs-{uuid.uuid4().hex[:8]}")
+        try:
+            (cgroup / "memory.max").write_text(str(32 * MIB))
+            for _ in range(CGROUPFS_OOM_KILLS):
+                _oom_in([cgroup], threads=1)
+            events = _flat_keyed(cgroup / "memory.events")
+            figures = self._cgroup_figures(cgroup)
+        finally:
+            remove_cgroup(cgroup)
+        if events["oom_kill"] != CGROUPFS_OOM_KILLS:
+            raise AssertionError(f"memory.events oom_kill {events['oom_kill']} after {CGROUPFS_OOM_KILLS} kills")
+        kernel = {
+            "memory_oom_kills": events["oom_kill"],
+            "memory_oom_events": events["oom"],
+            "memory_max_events": events["max"],
+            "memory_high_events": events["high"],
+        }
+        self._compare(figures, kernel)
+        return f"{CGROUPFS_OOM_KILLS} kills: " + ", ".join(f"{name} {value}" for name, value in kernel.items())
+
+    def check_cpu_throttling(self) -> str:
+        """One busy thread under cpu.max QUOTA_US/PERIOD_US for THROTTLE_SECONDS: throttled in every
+        period but the boundary ones, for the rest of each period; pod-stats gives cpu.stat's counts."""
+        cgroup = make_cgroup(CGROUP_ROOT / f"pod-stats-smoke-cpu-{uuid.uuid4().hex[:8]}")
+        report_r, report_w = os.pipe()
+        try:
+            (cgroup / "cpu.max").write_text(f"{QUOTA_US} {PERIOD_US}")
+            (cgroup / "cpu.weight").write_text("10000")  # nothing else delays it: only the quota does
+
+            def spin():
+                os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+                os.write(report_w, "{} {}".format(*busy(THROTTLE_SECONDS)).encode())
+
+            started = time.monotonic()  # the child is in the cgroup a little later, and throttled there
+            run_in_cgroup(cgroup, spin)
+            wall, used = map(float, os.read(report_r, 100).split())
+            lifetime = time.monotonic() - started
+            # the period timer runs on for the period of the cgroup's last use and one it finds idle
+            stat = _flat_keyed(cgroup / "cpu.stat")
+            while True:
+                time.sleep(3 * PERIOD_US / 1e6)
+                stat, before = _flat_keyed(cgroup / "cpu.stat"), stat
+                if stat == before:
+                    break
+            figures = self._cgroup_figures(cgroup)
+        finally:
+            os.close(report_r)
+            os.close(report_w)
+            remove_cgroup(cgroup)
+        period, quota = PERIOD_US / 1e6, QUOTA_US / 1e6
+        kernel = {
+            "cpu_periods": stat["nr_periods"],
+            "cpu_throttled_periods": stat["nr_throttled"],
+            "cpu_throttled_seconds": stat["throttled_usec"] / 1e6,
+        }
+        cpu_seconds = stat["usage_usec"] / 1e6
+        detail = f"{wall:.2f}s busy ({used:.2f}s CPU) of {lifetime:.2f}s: " + ", ".join(
+            f"{k} {v}" for k, v in kernel.items()
+        )
+        problems = throttling_problems(kernel, cpu_seconds, (wall, used), lifetime, period, quota)
+        if problems:
+            raise AssertionError(f"not what a quota of {quota}s per {period}s implies ({problems}): {detail}")
+        self._compare(figures, kernel | {"cpu_seconds": cpu_seconds})
+        return detail
+
+    def check_io_exact(self) -> str:
+        """IO_COUNT direct writes and reads of IO_SIZE bytes to a loop device over a tmpfs file (the
+        guest has no disk; nothing but these bios reaches a block device): io.stat and pod-stats'
+        io figures exact."""
+        import ctypes
+        import fcntl
+
+        if not Path("/dev/loop-control").exists():
+            module = Path(f"/boot/loop-{os.uname().release}.ko")
+            if not module.exists():
+                raise AssertionError(f"{module} is missing (run_matrix.py packs it)")
+            image = module.read_bytes()
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.syscall(175, image, ctypes.c_ulong(len(image)), b"") != 0:  # init_module
+                raise AssertionError(f"loading the loop driver: {os.strerror(ctypes.get_errno())}")
+        (CGROUP_ROOT / "cgroup.subtree_control").write_text("+io")
+        backing = Path(f"/tmp/pod-stats-smoke-loop-{uuid.uuid4().hex[:8]}")
+        with open(backing, "wb") as out:
+            out.truncate(IO_COUNT * IO_SIZE)
+        cgroup = make_cgroup(CGROUP_ROOT / f"pod-stats-smoke-io-{uuid.uuid4().hex[:8]}")
+        control = os.open("/dev/loop-control", os.O_RDWR)
+        loop = None
+        try:
+            device = f"/dev/loop{fcntl.ioctl(control, LOOP_CTL_GET_FREE)}"
+            for _ in range(100):  # devtmpfs makes the node
+                if Path(device).exists():
+                    break
+                time.sleep(0.02)
+            loop = os.open(device, os.O_RDWR)
+            with open(backing, "rb+") as file:
+                fcntl.ioctl(loop, LOOP_SET_FD, file.fileno())
+            run_in_cgroup(cgroup, lambda: direct_io(device, IO_COUNT, IO_SIZE))
+            stat = (cgroup / "io.stat").read_text()
+            figures = self._cgroup_figures(cgroup)
+        finally:
+            if loop is not None:
+                fcntl.ioctl(loop, LOOP_CLR_FD)
+                os.close(loop)
+            os.close(control)
+            backing.unlink()
+            remove_cgroup(cgroup)
+        kernel = dict.fromkeys(("io_read_bytes", "io_write_bytes", "io_reads", "io_writes"), 0)
+        for row in stat.splitlines():
+            fields = dict(word.split("=", 1) for word in row.split()[1:])
+            for name, key in zip(kernel, ("rbytes", "wbytes", "rios", "wios")):
+                kernel[name] += int(fields.get(key, 0))
+        expected = {
+            "io_read_bytes": IO_COUNT * IO_SIZE,
+            "io_write_bytes": IO_COUNT * IO_SIZE,
+            "io_reads": IO_COUNT,
+            "io_writes": IO_COUNT,
+        }
+        if kernel != expected:
+            raise AssertionError(f"io.stat {stat.strip()!r}, expected {expected}")
+        self._compare(figures, kernel)
+        return f"{IO_COUNT} x {IO_SIZE} bytes each way on {device}: " + ", ".join(f"{k} {v}" for k, v in kernel.items())
+
+    def check_pressure(self) -> str:
+        """Two busy processes on one CPU for PRESSURE_SECONDS: one always waits, so cpu 'some' stall
+        time grows by about that much; pod-stats gives the *.pressure totals."""
+        cgroup = make_cgroup(CGROUP_ROOT / f"pod-stats-smoke-psi-{uuid.uuid4().hex[:8]}")
+        try:
+            if not (cgroup / "cpu.pressure").exists():
+                raise Unavailable("no cpu.pressure: PSI is off on this kernel (psi=1 turns it on)")
+
+            def two_busy():
+                os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+                other = os.fork()
+                busy(PRESSURE_SECONDS)
+                if not other:
+                    os._exit(0)
+                os.waitpid(other, 0)
+
+            run_in_cgroup(cgroup, two_busy)
+            # a line the file lacks is null (cpu "full" is Linux 5.13+)
+            kernel: dict[str, float | None] = {
+                f"{resource}_pressure_{kind}_seconds": None
+                for resource in ("cpu", "memory", "io")
+                for kind in PSI_LINES
+            }
+            kernel.update(
+                {
+                    f"{resource}_pressure_{kind}_seconds": int(row.split()[-1].split("=")[1]) / 1e6
+                    for resource in ("cpu", "memory", "io")
+                    for row in (cgroup / f"{resource}.pressure").read_text().splitlines()
+                    for kind in row.split()[:1]
+                }
+            )
+            figures = self._cgroup_figures(cgroup)
+        finally:
+            remove_cgroup(cgroup)
+        if (kernel["cpu_pressure_some_seconds"] or 0) < PRESSURE_SECONDS / 2:
+            raise AssertionError(
+                f"cpu some {kernel['cpu_pressure_some_seconds']}s for {PRESSURE_SECONDS}s of two on one CPU"
+            )
+        # PSI's per-CPU state is folded in lazily: a little more may show after the read above
+        self._compare(figures, kernel, tolerance=0.05)
+        return ", ".join(f"{k} {v}" for k, v in kernel.items() if k.startswith("cpu"))
+
     def make_pod(self):
         """A systemd-driver kubelet layout (containerd) and kubelet's log entries for it."""
         uid = str(uuid.uuid4())
@@ -958,15 +1214,9 @@ def _oom_in(cgroups, threads: int, bystanders: int = 0) -> None:
 
     def allocate():
         join()
-        hog = []
-
-        def touch():
-            while True:
-                hog.append(bytearray(b"\1" * MIB))
-
         for _ in range(threads - 1):
-            threading.Thread(target=touch, daemon=True).start()
-        touch()
+            threading.Thread(target=touch_memory_until_killed, daemon=True).start()
+        touch_memory_until_killed()
 
     pids = [run_in_child(idle, wait=False) for _ in range(bystanders)]
     time.sleep(0.2 if bystanders else 0)  # in the cgroup before the allocator runs out
@@ -975,6 +1225,10 @@ def _oom_in(cgroups, threads: int, bystanders: int = 0) -> None:
         _, status = os.waitpid(pid, 0)
         if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9):
             raise AssertionError(f"a process in the limited cgroup was not OOM-killed (status {status})")
+
+
+def _flat_keyed(path: Path) -> dict:
+    return {key: int(value) for key, value in (row.split() for row in path.read_text().splitlines())}
 
 
 def v2_root() -> Path:
@@ -1010,13 +1264,18 @@ VM_CHECKS = (
     "cgroup_events",
     "oom_exact",
     "memory_v2",
+    "oom_cgroupfs",
+    "cpu_throttling",
+    "io_exact",
+    "pressure",
     "pod_resolution",
     "dump_json",
     "preempt_stress_fexit",
     "preempt_stress_tracepoint",
 )
 # this machine runs only the host-safe checks (run_matrix.py: smoke.py --host): not these
-VM_ONLY_CHECKS = ("memory_v2", "pod_resolution", "dump_json")
+# (the cgroupfs signals' checks need v2 controllers; tests/test_cgroupfs_signals.py covers a hybrid host)
+VM_ONLY_CHECKS = ("memory_v2", "oom_cgroupfs", "cpu_throttling", "io_exact", "pressure", "pod_resolution", "dump_json")
 HOST_CHECKS = tuple(check for check in VM_CHECKS if check not in VM_ONLY_CHECKS)
 
 
