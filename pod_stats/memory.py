@@ -333,6 +333,36 @@ def _known(value: int, divisor: Optional[float] = None) -> Optional[float]:
     return value if divisor is None else value / divisor
 
 
+def blkio_uncounted_disks(
+    blkio_root: str, diskstats: str = "/proc/diskstats", sys_dev_block: str = "/sys/dev/block"
+) -> Optional[list[str]]:
+    """The disks that did I/O but that cgroup v1's blkio does not count; None if it cannot tell.
+
+    From Linux 6.10 blk-throttle sets itself up for a disk only when a throttle rule is first
+    written for it: until then no cgroup's blkio.throttle.* counts that disk's I/O, and the disk is
+    missing from every such file (before, every disk was listed from its start). A disk that did
+    I/O (/proc/diskstats; partitions are their disk's) and is not listed in the root's file is one
+    whose I/O would read as a plausible 0.
+    """
+    counted = read_bytes(os.path.join(blkio_root, "blkio.throttle.io_serviced"))
+    stats = read_bytes(diskstats)
+    if counted is None or stats is None:
+        return None
+    listed = {line.split(b" ", 1)[0] for line in counted.splitlines() if _device_rest(line) is not None}
+    uncounted = []
+    for line in stats.splitlines():
+        fields = line.split()
+        if len(fields) < 8 or not (fields[3].isdigit() and fields[7].isdigit()):
+            continue
+        device = fields[0] + b":" + fields[1]
+        if int(fields[3]) + int(fields[7]) == 0 or device in listed:
+            continue
+        if os.path.exists(os.path.join(sys_dev_block, device.decode(), "partition")):
+            continue  # counted as its disk's
+        uncounted.append(fields[2].decode(errors="replace"))
+    return uncounted
+
+
 class CgroupFiles:
     """The files a sample reads of one cgroup, their paths worked out once (see SLOTS).
 

@@ -58,7 +58,7 @@ from pod_stats.figures import (
     TCP_FIGURES,
     UNCOUNTED,
 )
-from pod_stats.memory import LIVE_FIGURES, CgroupFiles, FigureBatch, LiveFigures, OpenFiles
+from pod_stats.memory import LIVE_FIGURES, CgroupFiles, FigureBatch, LiveFigures, OpenFiles, blkio_uncounted_disks
 from pod_stats.model import (
     AgentStats,
     CgroupKey,
@@ -281,6 +281,8 @@ class Sampler:
         self._memory = mounts.memory_hierarchy()
         self._throttle = mounts.throttle_hierarchy()
         self._io = mounts.io_hierarchy()
+        self._blkio_checked = -1  # the sample that last checked that v1 blkio counts every disk
+        self._blkio_counts: Optional[bool] = None
         self._pressure = mounts.pressure_hierarchy()
         # what a pod takes from its own cgroup: on v2 also its memory events (which count its
         # containers', even of one removed before it was read)
@@ -872,6 +874,26 @@ class Sampler:
             self._warned_errnos_full = True
             log.warning("the failed-opens-by-errno map is full: some errnos are not counted (errno_map_full_drops)")
 
+    def _io_counted(self) -> bool:
+        """Whether the block I/O of a cgroup tracked now can be read: on cgroup v1 only while blkio
+        counts every disk that does I/O (memory.blkio_uncounted_disks), checked once per sample
+        that tracks new cgroups. A cgroup tracked while it did not keeps null figures: what it did
+        before a disk began to be counted is not in its files."""
+        if self._io is None or self._io.version == 2:
+            return True
+        if self._blkio_checked != self._samples:
+            self._blkio_checked = self._samples
+            uncounted = blkio_uncounted_disks(self._io.directory("/"))
+            counts = uncounted == []
+            if not counts and self._blkio_counts is not False:
+                log.warning(
+                    "block I/O figures are null for cgroups seen from now on: cgroup v1 blkio does not count %s "
+                    "(Linux 6.10+ counts a disk only once a blkio.throttle rule was set for it)",
+                    "the I/O of " + ", ".join(uncounted) if uncounted else "every disk (cannot read what it counts)",
+                )
+            self._blkio_counts = counts
+        return bool(self._blkio_counts)
+
     def _track(self, info: CgroupInfo, idle: bool = False) -> Optional[_Tracked]:
         """The tracked cgroup at `info`'s path, tracked from now on if it is not yet. `idle`: it
         counted nothing; then a container's nested cgroups beyond NESTED_PROCS_LIMIT are not
@@ -898,7 +920,7 @@ class Sampler:
                 throttle_dir=throttle.directory(info.path) if throttle and kind != NESTED else None,
                 throttle_version=throttle.version if throttle else 1,
                 pressure_dir=pressure.directory(info.path) if pressure and kind != NESTED else None,
-                io_dir=io.directory(info.path) if io and kind != NESTED else None,
+                io_dir=io.directory(info.path) if io and kind != NESTED and self._io_counted() else None,
                 io_version=io.version if io else 1,
             )
             tracked = self._tracked[info.path] = _Tracked(info, files, kind, top)

@@ -17,6 +17,7 @@ import pytest
 from kernels.cgroup_child import (
     busy,
     direct_io,
+    loop_device,
     preallocate,
     remove_cgroup,
     run_in_child,
@@ -28,6 +29,7 @@ from support import sampled_container as _sampled
 
 from pod_stats.cgroups import discover_mounts
 from pod_stats.figures import COLUMNS
+from pod_stats.memory import blkio_uncounted_disks
 from pod_stats.sampler import open_sampler
 from pod_stats_dev.mininode import MiniNode, cgroup_hierarchies
 
@@ -342,6 +344,45 @@ def _whole_disk(path: Path) -> str:
     if (sysfs / "partition").exists():
         sysfs = sysfs.resolve().parent
     return (sysfs / "dev").read_text().strip()
+
+
+def _run(cgroup: "_Cgroup", action) -> None:
+    _, status = os.waitpid(cgroup.start(action), 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_block_io_the_kernel_does_not_count_is_null_not_zero(sampler, cgroup, mounts):
+    """A disk the kernel never had before (a new loop device over /dev/shm): on cgroup v1 from Linux
+    6.10 blkio counts nothing for it until a throttle rule is set for it, and I/O the test knows
+    happened must then read as null, never 0; once a rule is set, a cgroup seen from then on counts
+    it exactly. (Before 6.10, and on v2, it is counted from the start: exact both times.)"""
+    io_root = mounts.io_hierarchy()
+    assert io_root is not None, "no io/blkio hierarchy"
+    size = IO_COUNT * IO_SIZE
+    exact = {"io_read_bytes": size, "io_write_bytes": size, "io_reads": IO_COUNT, "io_writes": IO_COUNT}
+    with loop_device(Path(f"/dev/shm/pod-stats-test-loop-{uuid.uuid4().hex[:8]}"), size, new=True) as device:
+        _run(cgroup, lambda: direct_io(device, IO_COUNT, IO_SIZE))
+        kernel = _io_stat(cgroup.controller_dir("io"))
+        figures = _figures(sampler, cgroup)
+        if kernel == exact:
+            assert {name: figures[name] for name in kernel} == kernel
+            return
+        assert kernel == dict.fromkeys(kernel, 0), f"blkio counted part of the I/O: {kernel}"
+        assert Path(device).name in (blkio_uncounted_disks(io_root.directory("/")) or [])
+        assert {name: figures[name] for name in kernel} == dict.fromkeys(kernel), "a plausible 0, not null"
+        # a rule no workload reaches sets blk-throttle up for the disk: a cgroup seen from then on counts it
+        rdev = os.stat(device).st_rdev
+        rule = cgroup.controller_dir("io") / "blkio.throttle.read_bps_device"
+        rule.write_text(f"{os.major(rdev)}:{os.minor(rdev)} {1 << 40}")
+        assert Path(device).name not in (blkio_uncounted_disks(io_root.directory("/")) or [""])
+        later = _Cgroup(mounts)
+        try:
+            _run(later, lambda: direct_io(device, IO_COUNT, IO_SIZE))
+            assert _io_stat(later.controller_dir("io")) == exact
+            counted = _figures(sampler, later)
+            assert {name: counted[name] for name in exact} == exact
+        finally:
+            later.remove()
 
 
 def test_known_direct_io_is_counted_exactly(sampler, cgroup, tmp_path):

@@ -541,3 +541,32 @@ def test_a_file_a_cgroup_lacked_is_looked_for_again(tmp_path):
     now[0] += REOPEN_SECONDS
     assert batch.read([cgroup])[0][reads] == 3  # ... but again after a while
     assert str(tmp_path / "io.stat") in batch.files()
+
+
+def test_the_disks_v1_blkio_does_not_count_are_those_with_io_it_does_not_list(tmp_path):
+    from pod_stats.memory import blkio_uncounted_disks
+
+    root = tmp_path / "blkio"
+    root.mkdir()
+    sys_block = tmp_path / "dev-block"
+    (sys_block / "254:1").mkdir(parents=True)
+    (sys_block / "254:1" / "partition").write_text("1\n")
+    diskstats = tmp_path / "diskstats"
+    diskstats.write_text(
+        "   7       0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"  # no I/O: nothing to count
+        " 254       0 vda 9070 29 1236890 1532 24101 13085 9318536 17433 0 0 0 0 0 0 0 0 0\n"
+        " 254       1 vda1 9001 29 1230000 1500 24000 13000 9300000 17400 0 0 0 0 0 0 0 0 0\n"  # its disk's
+        " 254      16 vdb 12 0 96 3 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+    )
+    counted = root / "blkio.throttle.io_serviced"
+    counted.write_text(
+        "254:0 Read 9070\n254:0 Write 24101\n254:0 Sync 1\n254:0 Async 2\n254:0 Discard 0\n254:0 Total 3\nTotal 3\n"
+    )
+    check = lambda: blkio_uncounted_disks(str(root), str(diskstats), str(sys_block))  # noqa: E731
+    assert check() == ["vdb"]
+    counted.write_text(counted.read_text() + "254:16 Read 12\n254:16 Write 0\n")
+    assert check() == []
+    counted.write_text("Total 0\n")  # Linux 6.10+ with no throttle rule yet: no disk listed
+    assert check() == ["vda", "vdb"]
+    counted.unlink()
+    assert check() is None  # cannot tell: the figures stay null

@@ -1,6 +1,7 @@
 """Processes in cgroups, for the BPF tests (tests/) and the kernel matrix's smoke suite
 (smoke.py, which the VM gets beside this file, without the rest of tests/)."""
 
+import contextlib
 import mmap
 import os
 import time
@@ -131,6 +132,50 @@ def direct_io(path: str, count: int, size: int) -> None:
                 raise AssertionError("a short direct read")
     finally:
         os.close(fd)
+
+
+# linux/loop.h
+LOOP_SET_FD, LOOP_CLR_FD, LOOP_CTL_ADD, LOOP_CTL_REMOVE, LOOP_CTL_GET_FREE = 0x4C00, 0x4C01, 0x4C80, 0x4C81, 0x4C82
+
+
+@contextlib.contextmanager
+def loop_device(backing: Path, size: int, *, new: bool = False):
+    """A loop device over a `size`-byte file `backing` (on tmpfs: nothing but the bios sent to the
+    loop device reaches a block device), its path yielded. With `new`, a disk the kernel has not had
+    before (LOOP_CTL_ADD; removed after), so blk-throttle has no state for it yet."""
+    import fcntl
+
+    with open(backing, "wb") as out:
+        out.truncate(size)
+    control = os.open("/dev/loop-control", os.O_RDWR)
+    loop = number = None
+    try:
+        if new:
+            for candidate in range(4096 + os.getpid() % 4096, 1 << 20):
+                try:
+                    number = fcntl.ioctl(control, LOOP_CTL_ADD, candidate)
+                    break
+                except FileExistsError:
+                    continue
+        else:
+            number = fcntl.ioctl(control, LOOP_CTL_GET_FREE)
+        device = f"/dev/loop{number}"
+        for _ in range(100):  # devtmpfs makes the node
+            if Path(device).exists():
+                break
+            time.sleep(0.02)
+        loop = os.open(device, os.O_RDWR)
+        with open(backing, "rb+") as file:
+            fcntl.ioctl(loop, LOOP_SET_FD, file.fileno())
+        yield device
+    finally:
+        if loop is not None:
+            fcntl.ioctl(loop, LOOP_CLR_FD)
+            os.close(loop)
+        if new and number is not None:
+            fcntl.ioctl(control, LOOP_CTL_REMOVE, number)
+        os.close(control)
+        backing.unlink()
 
 
 def preallocate(path: str, size: int) -> None:

@@ -30,6 +30,7 @@ from cgroup_child import (  # beside this file, in the VM too
     busy,
     connect_all,
     direct_io,
+    loop_device,
     reap,
     refused_connects,
     remove_cgroup,
@@ -63,7 +64,6 @@ PERIOD_US, QUOTA_US, THROTTLE_SECONDS = 100_000, 20_000, 1.0
 IO_COUNT, IO_SIZE = 64, 64 * 1024
 PRESSURE_SECONDS = 1.0
 PSI_LINES = ("some", "full")
-LOOP_CTL_GET_FREE, LOOP_SET_FD, LOOP_CLR_FD = 0x4C82, 0x4C00, 0x4C01  # linux/loop.h
 
 
 def line(*words) -> None:
@@ -852,7 +852,6 @@ class Suite:
         guest has no disk; nothing but these bios reaches a block device): io.stat and pod-stats'
         io figures exact."""
         import ctypes
-        import fcntl
 
         if not Path("/dev/loop-control").exists():
             module = Path(f"/boot/loop-{os.uname().release}.ko")
@@ -864,29 +863,13 @@ class Suite:
                 raise AssertionError(f"loading the loop driver: {os.strerror(ctypes.get_errno())}")
         (CGROUP_ROOT / "cgroup.subtree_control").write_text("+io")
         backing = Path(f"/tmp/pod-stats-smoke-loop-{uuid.uuid4().hex[:8]}")
-        with open(backing, "wb") as out:
-            out.truncate(IO_COUNT * IO_SIZE)
         cgroup = make_cgroup(CGROUP_ROOT / f"pod-stats-smoke-io-{uuid.uuid4().hex[:8]}")
-        control = os.open("/dev/loop-control", os.O_RDWR)
-        loop = None
         try:
-            device = f"/dev/loop{fcntl.ioctl(control, LOOP_CTL_GET_FREE)}"
-            for _ in range(100):  # devtmpfs makes the node
-                if Path(device).exists():
-                    break
-                time.sleep(0.02)
-            loop = os.open(device, os.O_RDWR)
-            with open(backing, "rb+") as file:
-                fcntl.ioctl(loop, LOOP_SET_FD, file.fileno())
-            run_in_cgroup(cgroup, lambda: direct_io(device, IO_COUNT, IO_SIZE))
-            stat = (cgroup / "io.stat").read_text()
-            figures = self._cgroup_figures(cgroup)
+            with loop_device(backing, IO_COUNT * IO_SIZE) as device:
+                run_in_cgroup(cgroup, lambda: direct_io(device, IO_COUNT, IO_SIZE))
+                stat = (cgroup / "io.stat").read_text()
+                figures = self._cgroup_figures(cgroup)
         finally:
-            if loop is not None:
-                fcntl.ioctl(loop, LOOP_CLR_FD)
-                os.close(loop)
-            os.close(control)
-            backing.unlink()
             remove_cgroup(cgroup)
         kernel = dict.fromkeys(("io_read_bytes", "io_write_bytes", "io_reads", "io_writes"), 0)
         for row in stat.splitlines():
