@@ -96,3 +96,31 @@ def pod_list_api(pod_list: bytes) -> Iterator[tuple[str, list[str]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def whole_disk(path: object) -> str:
+    """major:minor of the disk under `path`'s filesystem (a partition's disk): where blkio rules go."""
+    device = os.stat(str(path)).st_dev
+    sysfs = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}")
+    assert sysfs.exists(), f"{path} is not on a block device: the I/O test needs one"
+    if (sysfs / "partition").exists():
+        sysfs = sysfs.resolve().parent
+    return (sysfs / "dev").read_text().strip()
+
+
+def count_block_io_on(path: object) -> None:
+    """Makes cgroup v1 blkio count the I/O of the disk under `path` (Linux 6.10+ counts a disk only
+    once a blkio.throttle rule was written for it, until the next boot): a rule no workload
+    reaches, in a cgroup made for it and removed. Nothing to do on v2."""
+    from pod_stats.cgroups import discover_mounts
+
+    io = discover_mounts().io_hierarchy()
+    assert io is not None, "no io/blkio hierarchy"
+    if io.version == 2:
+        return
+    cgroup = Path(io.directory(f"/pod-stats-test-blkio-{os.getpid()}"))
+    cgroup.mkdir(exist_ok=True)
+    try:
+        (cgroup / "blkio.throttle.read_bps_device").write_text(f"{whole_disk(path)} {1 << 40}")
+    finally:
+        cgroup.rmdir()

@@ -24,7 +24,7 @@ from kernels.cgroup_child import (
     throttling_problems,
     touch_memory_until_killed,
 )
-from support import POD_STATS, wait_for
+from support import POD_STATS, count_block_io_on, wait_for
 from support import sampled_container as _sampled
 
 from pod_stats.cgroups import discover_mounts
@@ -336,16 +336,6 @@ def test_no_period_in_an_interval_makes_the_throttled_ratio_null(sampler, cgroup
 # -- block I/O --------------------------------------------------------------------------------------
 
 
-def _whole_disk(path: Path) -> str:
-    """major:minor of the disk under `path`'s filesystem (a partition's disk): where blkio rules go."""
-    device = os.stat(path).st_dev
-    sysfs = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}")
-    assert sysfs.exists(), f"{path} is not on a block device: the I/O test needs one"
-    if (sysfs / "partition").exists():
-        sysfs = sysfs.resolve().parent
-    return (sysfs / "dev").read_text().strip()
-
-
 def _run(cgroup: "_Cgroup", action) -> None:
     _, status = os.waitpid(cgroup.start(action), 0)
     assert os.waitstatus_to_exitcode(status) == 0
@@ -395,10 +385,7 @@ def test_known_direct_io_is_counted_exactly(sampler, cgroup, tmp_path):
     data = tmp_path / "direct-io"
     preallocate(str(data), IO_COUNT * IO_SIZE)
     io = cgroup.controller_dir("io")
-    if not (io / "io.stat").exists():
-        # v1 blkio: blk-throttle counts a disk's I/O only once the disk has a throttle rule (it is
-        # not set up before, on recent kernels); a rule no workload reaches sets it up
-        (io / "blkio.throttle.read_bps_device").write_text(f"{_whole_disk(data)} {1 << 40}")
+    count_block_io_on(data)
     pid = cgroup.start(lambda: direct_io(str(data), IO_COUNT, IO_SIZE))
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from kernels.cgroup_child import reap, remove_cgroup, run_in_child
+from kernels.cgroup_child import MIB, direct_io, preallocate, reap, remove_cgroup, run_in_child
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from support import count_block_io_on
 
 from pod_stats.alerts import evaluate, parse_rule
 from pod_stats.cgroups import discover_mounts
@@ -526,21 +527,11 @@ def _with_quota(path: str) -> Path:
 
 def _direct_io(mib: int) -> None:
     """`mib` MiB written and read back with O_DIRECT: block I/O the page cache does not absorb."""
-    import mmap
-
-    buffer = mmap.mmap(-1, 1 << 20)  # page-aligned, as O_DIRECT wants
-    buffer.write(b"x" * (1 << 20))
     path = f"/var/tmp/pod-stats-io-{os.getpid()}"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
     try:
-        for _ in range(mib):
-            os.write(fd, buffer)
-        os.fsync(fd)
-        os.lseek(fd, 0, os.SEEK_SET)
-        for _ in range(mib):
-            os.readv(fd, [buffer])
+        preallocate(path, mib * MIB)
+        direct_io(path, mib, MIB)
     finally:
-        os.close(fd)
         os.unlink(path)
 
 
@@ -552,6 +543,7 @@ def test_throttling_pressure_block_io_and_memory_events_of_a_real_container(samp
     from pod_stats._pod_stats_ffi import lib
 
     mounts = discover_mounts()
+    count_block_io_on("/var/tmp")  # where _direct_io writes
     pod = _Pod(log_dir, "signals-0")
     try:
         pod.container(None).run(then=lambda: time.sleep(30), wait=False)  # the sandbox
@@ -633,6 +625,7 @@ def test_throttling_pressure_block_io_and_memory_events_of_a_real_container(samp
 def test_a_restarted_containers_cgroupfs_counters_never_drop(sampler, log_dir):
     # every cgroupfs counter is carried like CPU time: an instance that ended leaves what it
     # counted with its container's row (and pod), whichever file it came from
+    count_block_io_on("/var/tmp")  # where _direct_io writes
     pod = _Pod(log_dir, "restart-io-0")
     try:
         pod.container(None).run(then=lambda: time.sleep(30), wait=False)  # the sandbox
