@@ -82,6 +82,8 @@ def cell(feature) -> str:
         )
     if status == "fallback":
         return f"fallback: {detail.split(':')[0]}"
+    if status == "partial":
+        return f"partly: {detail}"
     if status == "unavailable":
         return "unavailable: " + re.sub(r"^\w+: ", "", detail.split("; ")[0])
     libbpf = re.search(r"\[libbpf: (?:libbpf: )?([^|\]]*)", detail)

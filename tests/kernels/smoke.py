@@ -309,7 +309,16 @@ class Suite:
             if v2_controller in controllers:
                 line("FEATURE", feature, "attached", f"{feature}=v2/{v2_file}")
             elif v1_controller in mounts.v1:
-                line("FEATURE", feature, "attached", f"{feature}=v1/{v1_file}")
+                uncounted = None
+                if feature == "block_io":
+                    from pod_stats.memory import blkio_uncounted_disks
+
+                    uncounted = blkio_uncounted_disks(mounts.v1[v1_controller])
+                if uncounted:  # Linux 6.10+: a disk without a blkio.throttle rule is not counted
+                    detail = ", ".join(uncounted)
+                    line("FEATURE", feature, "partial", f"v1 blkio counts no I/O of {detail} (no throttle rule): null")
+                else:
+                    line("FEATURE", feature, "attached", f"{feature}=v1/{v1_file}")
             else:
                 line(
                     "FEATURE", feature, "unavailable", f"no {v2_controller} controller on v2, no {v1_controller} on v1"
