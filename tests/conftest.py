@@ -8,10 +8,14 @@ use) that line is an error instead and the run fails.
 
 import os
 import shutil
+import uuid
+from pathlib import Path
 
 import pytest
+from kernels.cgroup_child import remove_cgroup
 
 from pod_stats.bpf import VMLINUX_BTF
+from pod_stats.cgroups import CgroupMounts, discover_mounts
 from pod_stats_dev.mininode import workload_path
 
 _REASON_KEY = pytest.StashKey[str]()
@@ -82,3 +86,25 @@ def pytest_sessionfinish(session, exitstatus):
             f"FAILED: {len(skipped)} BPF/container test(s) skipped under --require-bpf", red=True, bold=True
         )
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="module")
+def mounts() -> CgroupMounts:
+    """This machine's cgroup hierarchies (/proc/self/mountinfo)."""
+    return discover_mounts()
+
+
+@pytest.fixture
+def new_cgroup(mounts):
+    """Factory of fresh cgroups (in the v2 hierarchy unless given another base directory), removed
+    after the test."""
+    made: list[Path] = []
+
+    def make(base=None) -> Path:
+        made.append(Path(base or mounts.unified) / f"pod-stats-test-{uuid.uuid4().hex[:12]}")
+        made[-1].mkdir()
+        return made[-1]
+
+    yield make
+    for path in reversed(made):
+        remove_cgroup(path)

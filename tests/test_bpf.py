@@ -39,7 +39,6 @@ from pod_stats.bpf import (
     run_time_stats,
     trampolines_unavailable,
 )
-from pod_stats.cgroups import discover_mounts
 
 pytestmark = pytest.mark.bpf
 
@@ -61,35 +60,10 @@ _HOW = _OpenHow(os.O_RDONLY, 0, 0)
 
 
 @pytest.fixture(scope="module")
-def mounts():
-    return discover_mounts()
-
-
-@pytest.fixture(scope="module")
 def probes(mounts):
     root_id = os.stat(mounts.unified).st_ino
     with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, v2_root_cgroup_id=root_id) as bpf:
         yield bpf
-
-
-def _make_cgroup(base: str) -> Path:
-    path = Path(base) / f"pod-stats-test-{uuid.uuid4().hex[:12]}"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def new_cgroup(mounts):
-    """Factory of fresh cgroup v2 directories, removed after the test."""
-    made = []
-
-    def make(base=None) -> Path:
-        made.append(_make_cgroup(base or mounts.unified))
-        return made[-1]
-
-    yield make
-    for path in reversed(made):
-        path.rmdir()
 
 
 def _syscall_opens(n: int, number: int, *args) -> None:
@@ -592,25 +566,21 @@ def _kernel_oom_kills(limited: Path) -> int:
 
 
 @contextlib.contextmanager
-def _limited_memory(mounts, cgroup: Path, limit: int = 32 << 20):
+def _limited_memory(mounts, cgroup: Path, new_cgroup, limit: int = 32 << 20):
     """A memory cgroup limited to `limit` bytes: `cgroup` itself where memory is on cgroup v2,
     else a fresh v1 memory cgroup beside it (hybrid hosts)."""
     memory = mounts.memory_hierarchy()
-    limited = cgroup if memory.version == 2 else _make_cgroup(memory.mount)
-    try:
-        limit_file = "memory.max" if memory.version == 2 else "memory.limit_in_bytes"
-        (limited / limit_file).write_text(str(limit))
-        yield limited
-    finally:
-        if limited != cgroup:
-            limited.rmdir()
+    limited = cgroup if memory.version == 2 else new_cgroup(memory.mount)
+    limit_file = "memory.max" if memory.version == 2 else "memory.limit_in_bytes"
+    (limited / limit_file).write_text(str(limit))
+    yield limited
 
 
 def test_oom_kill_counted_in_the_victims_cgroup(probes, mounts, new_cgroup):
     if not probes.attached("oom"):
         pytest.fail("this kernel has tp_btf/signal_generate; the oom probe should be attached")
     cgroup = new_cgroup()
-    with _limited_memory(mounts, cgroup) as limited:
+    with _limited_memory(mounts, cgroup, new_cgroup) as limited:
         _oom_kill_once(limited, cgroup)
         assert probes.read_counters()[_key(cgroup)].oom_kills == _kernel_oom_kills(limited) == 1
 
@@ -642,7 +612,7 @@ def test_oom_kills_match_the_kernels_count_when_dying_threads_are_marked_too(pro
     source = Path(__file__).parent / "fixtures" / "oom_threads.c"
     subprocess.run(["gcc", "-O2", "-pthread", "-o", str(helper), str(source)], check=True)
     cgroup = new_cgroup()
-    with _limited_memory(mounts, cgroup) as limited, _mark_victim_trace() as marks:
+    with _limited_memory(mounts, cgroup, new_cgroup) as limited, _mark_victim_trace() as marks:
 
         def join():
             (limited / "cgroup.procs").write_text("0")
@@ -679,7 +649,7 @@ def test_a_kernel_sigkill_that_kills_no_oom_victim_counts_nothing_in_a_cgroup_wi
     it adds nothing; the next real kill adds one."""
     cgroup = new_cgroup()
     root_id = os.stat(mounts.unified).st_ino
-    with _limited_memory(mounts, cgroup) as limited:
+    with _limited_memory(mounts, cgroup, new_cgroup) as limited:
         _oom_kill_once(limited, cgroup)  # before attach: the kernel's count is 1
         with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, probes={"oom"}) as bpf:
 

@@ -12,16 +12,10 @@ from pod_stats._pod_stats_ffi import lib
 
 import pod_stats.bpf
 from pod_stats.bpf import HIERARCHY_V1_MEMORY, HIERARCHY_V2, CgroupEvent, CgroupKey, KeyMode, PodStatsBpf
-from pod_stats.cgroups import discover_mounts
 
 pytestmark = pytest.mark.bpf
 
 PATH_MAX = lib.POD_STATS_CGROUP_PATH_MAX  # bytes kept, NUL included
-
-
-@pytest.fixture(scope="module")
-def mounts():
-    return discover_mounts()
 
 
 @pytest.fixture(scope="module")

@@ -47,11 +47,6 @@ PRESSURE_SECONDS = 1.0
 CONTROLLERS = {"memory", "cpu", "cpuacct", "blkio", "io", "pids"}
 
 
-@pytest.fixture(scope="module")
-def mounts():
-    return discover_mounts()
-
-
 class _Cgroup:
     """One cgroup path made in the v2 hierarchy and in every v1 hierarchy of CONTROLLERS, as runc
     makes a container's; its processes join all of them."""

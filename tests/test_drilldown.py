@@ -5,7 +5,6 @@ import io
 import os
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from kernels.cgroup_child import reap, remove_cgroup, run_in_cgroup, run_in_child
+from kernels.cgroup_child import reap, run_in_cgroup, run_in_child
 from rich.console import Console
 from support import opens as _opens
 
@@ -28,7 +27,6 @@ from pod_stats.bpf import (
     KeyMode,
     PodStatsBpf,
 )
-from pod_stats.cgroups import discover_mounts
 from pod_stats.drilldown import DropRow, DropTotals, Where, drop_totals, read_process, statm_rss_bytes
 from pod_stats.output import files_json, processes_json, render_files, render_processes
 
@@ -80,11 +78,6 @@ _AT_FDCWD = -100
 MISSING = "/nonexistent/pod-stats-drilldown"
 
 
-@pytest.fixture(scope="module")
-def mounts():
-    return discover_mounts()
-
-
 def _probes(mounts, group):
     root_id = os.stat(mounts.unified).st_ino
     return PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, v2_root_cgroup_id=root_id, probes={group})
@@ -100,20 +93,6 @@ def files_probes(mounts):
 def procs_probes(mounts):
     with _probes(mounts, "procs") as bpf:
         yield bpf
-
-
-@pytest.fixture
-def new_cgroup(mounts):
-    made = []
-
-    def make() -> Path:
-        made.append(Path(mounts.unified) / f"pod-stats-test-{uuid.uuid4().hex[:12]}")
-        made[-1].mkdir()
-        return made[-1]
-
-    yield make
-    for path in reversed(made):
-        remove_cgroup(path)
 
 
 def _key(cgroup: Path) -> CgroupKey:

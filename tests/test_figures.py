@@ -218,3 +218,16 @@ def test_every_figure_is_in_the_json_document():
     names = [figure.name for figure in ALL_FIGURES]
     for sample in (document["pods"][0], document["pods"][0]["containers"][0]):
         assert [key for key in sample if key in BY_NAME] == names
+
+
+def test_the_readmes_figure_reference_is_the_tables_rendering():
+    """README.md's "Every figure" section is generated: edit pod_stats/figures.py, then run
+    python -m pod_stats_dev.figure_reference --readme README.md."""
+    from pathlib import Path
+
+    from pod_stats_dev.figure_reference import readme_section, render
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert readme_section(readme) == render(), (
+        "README.md's figure reference is out of date: run python -m pod_stats_dev.figure_reference --readme README.md"
+    )

@@ -14,7 +14,6 @@ from pod_stats._pod_stats_ffi import ffi, lib
 
 import pod_stats.bpf
 from pod_stats.bpf import HIERARCHY_V2, CgroupKey, KeyMode, PodStatsBpf, map_sizes
-from pod_stats.cgroups import discover_mounts
 
 DAEMONSET = Path(__file__).parent.parent / "deploy" / "daemonset.yaml"
 # The agent's own RSS at rest, without what map_sizes counts: the soak's measured RSS
@@ -92,11 +91,6 @@ def _close(formula: int, kernel: int) -> bool:
 def _memlock(map_fd: int) -> int:
     with open(f"/proc/self/fdinfo/{map_fd}") as info:
         return int(next(line.split()[1] for line in info if line.startswith("memlock:")))
-
-
-@pytest.fixture(scope="module")
-def mounts():
-    return discover_mounts()
 
 
 def _kernel_figures(bpf: PodStatsBpf):

@@ -30,7 +30,6 @@ from pod_stats.bpf import (
     PodStatsBpf,
     trampolines_unavailable,
 )
-from pod_stats.cgroups import discover_mounts
 
 pytestmark = pytest.mark.bpf
 
@@ -58,11 +57,6 @@ ROUTES = [
 OPEN_PROBES = ["tracepoint"] + (
     ["fexit"] if os.uname().machine == "x86_64" and trampolines_unavailable() is None else []
 )
-
-
-@pytest.fixture(scope="module")
-def mounts():
-    return discover_mounts()
 
 
 @pytest.fixture(scope="module", params=OPEN_PROBES)

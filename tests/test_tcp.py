@@ -14,7 +14,6 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from kernels.cgroup_child import accept_all, connect_all, reap, refused_connects
 from support import free_port
 
 from pod_stats.bpf import HIERARCHY_V2, CgroupKey, KeyMode, PodStatsBpf
-from pod_stats.cgroups import discover_mounts
 
 pytestmark = pytest.mark.bpf
 
@@ -35,32 +33,12 @@ LOSSY_PAYLOAD = 8 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def mounts():
-    return discover_mounts()
-
-
-@pytest.fixture(scope="module")
 def probes(mounts):
     root_id = os.stat(mounts.unified).st_ino
     with PodStatsBpf(KeyMode.V2_ELSE_V1_MEMORY, root_id, v2_root=mounts.unified) as bpf:
         if not bpf.attached("tcp"):
             pytest.fail(f"the tcp group is not attached here: {bpf.plan.unavailable().get('tcp')}")
         yield bpf
-
-
-@pytest.fixture
-def new_cgroup(mounts):
-    """Factory of fresh cgroup v2 directories, removed after the test."""
-    made = []
-
-    def make() -> Path:
-        made.append(Path(mounts.unified) / f"pod-stats-test-{uuid.uuid4().hex[:12]}")
-        made[-1].mkdir()
-        return made[-1]
-
-    yield make
-    for path in reversed(made):
-        path.rmdir()
 
 
 def _tcp(bpf: PodStatsBpf, cgroup: Path) -> dict:
