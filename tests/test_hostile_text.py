@@ -358,7 +358,9 @@ def hostile_cgroups():
         for directory in reversed(made):
             remove_cgroup(directory)
         for root in _roots():
-            remove_cgroup(root / parent)
+            # and the directories mkdir(parents=True) made for a name with a "/" in it
+            for directory, _, _ in reversed(list(os.walk(root / parent))):
+                remove_cgroup(Path(directory))
 
 
 @pytest.mark.bpf
