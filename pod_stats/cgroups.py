@@ -17,7 +17,7 @@ from typing import Callable
 from pod_stats.kubelet import PodRef, parse_kubelet_path
 
 V2 = "v2"
-V1_MEMORY = "v1-memory"
+V1_MEMORY = "v1-memory"  # the name controller_hierarchy gives it
 
 MOUNTINFO_PATH = "/proc/self/mountinfo"
 
@@ -89,12 +89,21 @@ class CgroupMounts:
             return "v1"
         return "hybrid" if self.v1 else "v2"
 
-    def memory_hierarchy(self) -> Hierarchy:
-        if self.unified is not None and "memory" in self.unified_controllers:
+    def controller_hierarchy(self, v2_controller: str, v1_controller: str) -> Hierarchy | None:
+        """Where a controller's files are: v2 where it is enabled there, else its v1 hierarchy."""
+        if self.unified is not None and v2_controller in self.unified_controllers:
             return Hierarchy(V2, self.unified, 2)
-        if "memory" in self.v1:
-            return Hierarchy(V1_MEMORY, self.v1["memory"], 1)
-        raise CgroupLayoutError("No cgroup memory controller is mounted (neither on cgroup v2 nor on a v1 hierarchy).")
+        if v1_controller in self.v1:
+            return Hierarchy(f"v1-{v1_controller}", self.v1[v1_controller], 1)
+        return None
+
+    def memory_hierarchy(self) -> Hierarchy:
+        memory = self.controller_hierarchy("memory", "memory")
+        if memory is None:
+            raise CgroupLayoutError(
+                "No cgroup memory controller is mounted (neither on cgroup v2 nor on a v1 hierarchy)."
+            )
+        return memory
 
     def cpu_hierarchy(self, cgroup_path: str = "/") -> Hierarchy | None:
         """Where `cgroup_path`'s CPU usage is kept: v2 `cpu.stat`, else v1 cpuacct.
@@ -114,19 +123,11 @@ class CgroupMounts:
     def throttle_hierarchy(self) -> Hierarchy | None:
         """Where CPU quota throttling is counted (cpu.stat nr_periods, nr_throttled): the cpu
         controller's hierarchy (on a hybrid host usually v1, while CPU time is v2's)."""
-        if self.unified is not None and "cpu" in self.unified_controllers:
-            return Hierarchy(V2, self.unified, 2)
-        if "cpu" in self.v1:
-            return Hierarchy("v1-cpu", self.v1["cpu"], 1)
-        return None
+        return self.controller_hierarchy("cpu", "cpu")
 
     def io_hierarchy(self) -> Hierarchy | None:
         """Where block I/O is counted: v2 io.stat (io controller), else v1 blkio."""
-        if self.unified is not None and "io" in self.unified_controllers:
-            return Hierarchy(V2, self.unified, 2)
-        if "blkio" in self.v1:
-            return Hierarchy("v1-blkio", self.v1["blkio"], 1)
-        return None
+        return self.controller_hierarchy("io", "blkio")
 
     def pressure_hierarchy(self) -> Hierarchy | None:
         """Where pressure (PSI) is kept: v2 only, any controller (files absent while PSI is off)."""
@@ -147,11 +148,7 @@ class CgroupMounts:
         Processes can also be counted from `cgroup.procs`, which every cgroup
         of every hierarchy has (e.g. the memory hierarchy's).
         """
-        if self.unified is not None and "pids" in self.unified_controllers:
-            return Hierarchy(V2, self.unified, 2)
-        if "pids" in self.v1:
-            return Hierarchy("v1-pids", self.v1["pids"], 1)
-        return None
+        return self.controller_hierarchy("pids", "pids")
 
 
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
