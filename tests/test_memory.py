@@ -186,6 +186,20 @@ def _both_ways(directory: str, memory_version: int, cpu_version: int, files=None
     return (None if batch is None else dict(zip(LIVE_FIGURES, batch))), slow
 
 
+def _both_ways_v2(directory: str):
+    """_both_ways of a pure v2 cgroup: memory, CPU, throttling, pressure and I/O files all in `directory`."""
+    return _both_ways(
+        directory,
+        2,
+        2,
+        throttle_dir=directory,
+        throttle_version=2,
+        pressure_dir=directory,
+        io_dir=directory,
+        io_version=2,
+    )
+
+
 def read_bytes_plain(path):
     from pod_stats.memory import read_bytes
 
@@ -248,16 +262,7 @@ def _v2_cgroup(directory: Path) -> None:
 def test_v2_throttling_memory_events_pressure_and_io_from_the_node_formats(tmp_path):
     _v2_cgroup(tmp_path)  # no io.pressure: PSI's io file absent
     directory = str(tmp_path)
-    batch, slow = _both_ways(
-        directory,
-        2,
-        2,
-        throttle_dir=directory,
-        throttle_version=2,
-        pressure_dir=directory,
-        io_dir=directory,
-        io_version=2,
-    )
+    batch, slow = _both_ways_v2(directory)
     assert batch == slow
     assert batch["cpu_seconds"] == 64889239 / 1e6
     # v2 cpu.stat holds CPU time and throttling: one file
@@ -305,16 +310,7 @@ def test_missing_files_and_hierarchies_read_as_null(tmp_path):
     # *.pressure), no io controller (no io.stat), no memory.events
     _cgroup_dir(tmp_path, {"memory.current": "10\n", "memory.stat": "anon 5\n", "cpu.stat": "usage_usec 7\n"})
     directory = str(tmp_path)
-    batch, slow = _both_ways(
-        directory,
-        2,
-        2,
-        throttle_dir=directory,
-        throttle_version=2,
-        pressure_dir=directory,
-        io_dir=directory,
-        io_version=2,
-    )
+    batch, slow = _both_ways_v2(directory)
     assert batch == slow
     assert batch["cpu_seconds"] == 7e-06
     unknown = ("cpu_periods", "cpu_throttled_periods", "cpu_throttled_seconds", *V2_EVENTS, *LIVE_PRESSURE, *V2_IO)
@@ -344,16 +340,7 @@ def test_garbage_and_missing_keys_read_as_null_the_rest_stays(tmp_path, name, co
     _v2_cgroup(tmp_path)
     (tmp_path / name).write_text(content)
     directory = str(tmp_path)
-    batch, slow = _both_ways(
-        directory,
-        2,
-        2,
-        throttle_dir=directory,
-        throttle_version=2,
-        pressure_dir=directory,
-        io_dir=directory,
-        io_version=2,
-    )
+    batch, slow = _both_ways_v2(directory)
     assert batch == slow
     assert [figure for figure in unknown if batch[figure] is not None] == []
     assert batch["rss_bytes"] == 44040192 and batch["memory_working_set_bytes"] is not None  # the rest stays
