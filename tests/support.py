@@ -6,6 +6,7 @@ import contextlib
 import http.server
 import os
 import socket
+import stat
 import sys
 import threading
 import time
@@ -99,8 +100,10 @@ def pod_list_api(pod_list: bytes) -> Iterator[tuple[str, list[str]]]:
 
 
 def whole_disk(path: object) -> str:
-    """major:minor of the disk under `path`'s filesystem (a partition's disk): where blkio rules go."""
-    device = os.stat(str(path)).st_dev
+    """major:minor of the disk `path` is (a block device node) or is on (a file: its filesystem's;
+    a partition's disk): where blkio rules go."""
+    status = os.stat(str(path))
+    device = status.st_rdev if stat.S_ISBLK(status.st_mode) else status.st_dev
     sysfs = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}")
     assert sysfs.exists(), f"{path} is not on a block device: the I/O test needs one"
     if (sysfs / "partition").exists():
@@ -109,7 +112,7 @@ def whole_disk(path: object) -> str:
 
 
 def count_block_io_on(path: object) -> None:
-    """Makes cgroup v1 blkio count the I/O of the disk under `path` (Linux 6.10+ counts a disk only
+    """Makes cgroup v1 blkio count the I/O of the disk `path` is or is on (Linux 6.10+ counts a disk only
     once a blkio.throttle rule was written for it, until the next boot): a rule no workload
     reaches, in a cgroup made for it and removed. Nothing to do on v2."""
     from pod_stats.cgroups import discover_mounts

@@ -356,9 +356,7 @@ def test_block_io_the_kernel_does_not_count_is_null_not_zero(sampler, cgroup, mo
         assert Path(device).name in (blkio_uncounted_disks(io_root.directory("/")) or [])
         assert {name: figures[name] for name in kernel} == dict.fromkeys(kernel), "a plausible 0, not null"
         # a rule no workload reaches sets blk-throttle up for the disk: a cgroup seen from then on counts it
-        rdev = os.stat(device).st_rdev
-        rule = cgroup.controller_dir("io") / "blkio.throttle.read_bps_device"
-        rule.write_text(f"{os.major(rdev)}:{os.minor(rdev)} {1 << 40}")
+        count_block_io_on(device)
         assert Path(device).name not in (blkio_uncounted_disks(io_root.directory("/")) or [""])
         later = _Cgroup(mounts)
         try:
