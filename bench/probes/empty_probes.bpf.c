@@ -2,8 +2,8 @@
 /*
  * The floor of each optional probe group: EMPTY programs on exactly the hooks
  * pod-stats uses for it (same SEC names as csrc/bpf/pod_stats.bpf.c). Built once
- * per group, -DGROUP_PROC, -DGROUP_NET, -DGROUP_SCHED, -DGROUP_IA32, -DGROUP_URING, -DGROUP_OOM or -DGROUP_TCP (the
- * last two: the opens group's syscall tracepoints too, which pod-stats attaches with them).
+ * per group, -DGROUP_PROC, -DGROUP_NET, -DGROUP_SCHED, -DGROUP_OOM, -DGROUP_TCP, -DGROUP_IA32 or -DGROUP_URING
+ * (the last two: the opens group's syscall tracepoints too, which pod-stats attaches with them).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
