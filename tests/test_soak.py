@@ -37,6 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import POD_STATS, free_port, serve_command
 
 from pod_stats.cgroups import discover_mounts
+from pod_stats.figures import COUNTER, TABLE
 
 pytestmark = pytest.mark.bpf
 
@@ -49,18 +50,9 @@ RESTART_OPENS = (25, 10)  # container `app`'s first and second instance
 NESTED_OPENS = (5, 20, 8)  # the container's own process, its `container` cgroup, its later `worker-<n>`
 # Beside each simple pod, one of these in turn.
 EXTRAS = ("non-pod", "restart", "nested", "short", "non-pod")
-# Cumulative figures of the JSON contract: never smaller while their pod or container lives.
-CUMULATIVE = (
-    "opens",
-    "open_errors",
-    "forks",
-    "execs",
-    "exits",
-    "net_tx_bytes",
-    "net_rx_bytes",
-    "oom_kills",
-    "cpu_seconds",
-)
+# Cumulative figures of the JSON contract (every counter of pod_stats.figures: the kernel's and
+# cgroupfs'): never smaller while their pod or container lives.
+CUMULATIVE = tuple(figure.name for figure in TABLE if figure.kind == COUNTER)
 AGENT_FIGURES = (
     "pod_stats_bpf_map_entries",
     "pod_stats_cgroup_index_entries",
