@@ -98,6 +98,27 @@ vmlinux:
 	@mkdir -p vmlinux/$(ARCH)
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h
 
+## vmlinux-arm64: regenerate vmlinux/arm64/vmlinux.h from the BTF in Debian's arm64 cloud kernel
+## (the kernel of `make kernels`' arm64 row), downloaded with a private apt configuration
+VMLINUX_ARM64_PACKAGE := linux-image-6.1.0-50-cloud-arm64
+VMLINUX_ARM64_APT := $(BUILD)/vmlinux-arm64/apt
+.PHONY: vmlinux-arm64
+vmlinux-arm64:
+	rm -rf $(BUILD)/vmlinux-arm64 && mkdir -p $(VMLINUX_ARM64_APT)/lists/partial \
+		$(VMLINUX_ARM64_APT)/cache/archives/partial $(VMLINUX_ARM64_APT)/sources.list.d
+	: > $(VMLINUX_ARM64_APT)/sources.list
+	printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm' 'Components: main' \
+		'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' > $(VMLINUX_ARM64_APT)/sources.list.d/kernel.sources
+	apt_options="-q -o Dir::Etc::SourceList=$(abspath $(VMLINUX_ARM64_APT))/sources.list \
+		-o Dir::Etc::SourceParts=$(abspath $(VMLINUX_ARM64_APT))/sources.list.d \
+		-o Dir::State::Lists=$(abspath $(VMLINUX_ARM64_APT))/lists -o Dir::Cache=$(abspath $(VMLINUX_ARM64_APT))/cache \
+		-o APT::Sandbox::User=root -o Debug::NoLocking=1 -o APT::Architectures::=arm64"; \
+	apt-get $$apt_options update >/dev/null && \
+	cd $(BUILD)/vmlinux-arm64 && apt-get $$apt_options download $(VMLINUX_ARM64_PACKAGE):arm64
+	$(PYTHON) packaging/btf_from_deb.py $(BUILD)/vmlinux-arm64/$(VMLINUX_ARM64_PACKAGE)_*.deb $(BUILD)/vmlinux-arm64/vmlinux.btf
+	@mkdir -p vmlinux/arm64
+	$(BPFTOOL) btf dump file $(BUILD)/vmlinux-arm64/vmlinux.btf format c > vmlinux/arm64/vmlinux.h
+
 ## build: the cffi extension (skeleton + libbpf) and the package, editable, in the venv
 build: $(FFI_EXT) $(DEVTOOLS_STAMP) $(WORKLOAD) $(HELPERS)
 
