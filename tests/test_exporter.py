@@ -4,6 +4,7 @@ miniature node runs; plus the HTTP surface under load, TLS and basic auth."""
 import base64
 import contextlib
 import json
+import os
 import random
 import shutil
 import signal
@@ -35,8 +36,9 @@ def _get(url: str, timeout: float = 5.0, **kwargs):
 
 
 class Served:
-    def __init__(self, process: subprocess.Popen, url: str):
+    def __init__(self, process: subprocess.Popen, url: str, started: tuple[float, float]):
         self.process, self.url = process, url
+        self.started = started  # time.time() just before and after the process was started
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -45,13 +47,14 @@ class Served:
 
 def _serve(log_dir: Path, *extra: str, scheme: str = "http", prefix: Sequence[str] = ()) -> Served:
     port = free_port()
+    before = time.time()
     process = subprocess.Popen(
         [*prefix, *serve_command(port, log_dir, INTERVAL, *extra)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    served = Served(process, f"{scheme}://127.0.0.1:{port}")
+    served = Served(process, f"{scheme}://127.0.0.1:{port}", (before, time.time()))
     return served
 
 
@@ -292,6 +295,49 @@ def test_listen_address_forms():
             parse_listen_address(bad)
 
 
+def test_process_metrics_describe_the_serving_process(exporter):
+    pid = exporter.process.pid
+    families = {f.name: f for f in text_string_to_metric_families(_get(exporter.url + "/metrics")[1])}
+    value = {name: families[name].samples[0].value for name in families if name.startswith("process_")}
+    rss_now = _proc_status(pid)["rss_mib"] * 1024 * 1024
+    fds_now = len(list(Path(f"/proc/{pid}/fd").iterdir()))
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu_now = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    soft_limit = next(
+        line.split()[3] for line in Path(f"/proc/{pid}/limits").read_text().splitlines() if line.startswith("Max open")
+    )
+
+    assert set(value) == {
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    }
+    assert families["process_cpu_seconds"].type == "counter"
+    # rendered at the last sample (at most one interval ago): near what /proc says now
+    assert 0.75 * rss_now <= value["process_resident_memory_bytes"] <= 1.25 * rss_now
+    assert value["process_virtual_memory_bytes"] > value["process_resident_memory_bytes"]
+    assert 0 < value["process_cpu_seconds"] <= cpu_now
+    assert 0 < value["process_open_fds"] <= value["process_max_fds"] == float(soft_limit)
+    assert abs(value["process_open_fds"] - fds_now) <= 8  # connections come and go
+    # /proc/stat's boot time is whole seconds
+    before, after = exporter.started
+    assert before - 2 <= value["process_start_time_seconds"] <= after + 1
+
+
+def test_metrics_exclude_drops_process_families_like_any(node):
+    served = _serve(node.log_dir, "--metrics-exclude", "process_*,pod_stats_samples_total")
+    try:
+        wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
+        names = {f.name for f in text_string_to_metric_families(_get(served.url + "/metrics")[1])}
+    finally:
+        assert served.stop() == 0
+    assert not any(name.startswith("process_") for name in names)
+    assert "pod_stats_samples" not in names and "pod_stats_process_forks" in names
+
+
 def _daemonset_capabilities() -> list:
     """The capabilities deploy/daemonset.yaml grants the agent (lower case, as setpriv takes them)."""
     import yaml
@@ -318,6 +364,7 @@ def test_serves_with_only_the_daemonsets_capabilities(node):
         _, metrics = _get(served.url + "/metrics")
         for group in ("opens", "errno", "proc", "net", "oom"):  # every default probe attached
             assert f'pod_stats_probe_group_enabled{{group="{group}"}} 1.0' in metrics
+        assert "\nprocess_open_fds " in metrics  # its own /proc/self/fd, without any capability
     finally:
         assert served.stop() == 0
     # BPF run-time statistics need CAP_SYS_ADMIN: one warning, not a failure
