@@ -326,7 +326,7 @@ def test_daemonset_args_match_mounts_and_ports():
     assert options["--cgroup-root"] in mount_paths
     assert {f"{options['--log-dir']}/pods", f"{options['--log-dir']}/containers"} <= mount_paths
     assert "/sys/kernel/tracing" in mount_paths
-    port = int(options["--listen-address"].rsplit(":", 1)[1])
+    port = int(options["--web.listen-address"].rsplit(":", 1)[1])
     assert port == 9808
     assert agent_container()["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
 
@@ -374,7 +374,7 @@ def test_network_policy_admits_only_the_monitoring_namespace_to_the_metrics_port
     assert source["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
     (port,) = agent_container()["ports"]
     assert rule["ports"] == [{"port": port["containerPort"], "protocol": port["protocol"]}]
-    assert rule["ports"][0]["port"] == int(_args()["--listen-address"].rsplit(":", 1)[1])
+    assert rule["ports"][0]["port"] == int(_args()["--web.listen-address"].rsplit(":", 1)[1])
 
 
 def test_service_monitor_scrapes_the_service():

@@ -247,7 +247,7 @@ def test_tls_and_basic_auth_from_a_web_config(node, tmp_path):
     config.write_text(
         f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\nbasic_auth_users:\n  prometheus: '{hashed}'\n"
     )
-    served = _serve(node.log_dir, "--web-config-file", str(config), scheme="https")
+    served = _serve(node.log_dir, "--web.config.file", str(config), scheme="https")
     context = ssl.create_default_context(cafile=str(cert))
     try:
         wait_for("https /healthz", lambda: _get(served.url + "/healthz", context=context)[0] == 200)
@@ -280,7 +280,7 @@ def test_bad_web_config_is_one_line(tmp_path, content, phrase):
     config = tmp_path / "web.yml"
     config.write_text(content)
     result = subprocess.run(
-        [POD_STATS, "serve", "--web-config-file", str(config)], capture_output=True, text=True, timeout=30
+        [POD_STATS, "serve", "--web.config.file", str(config)], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and phrase in result.stderr and "Traceback" not in result.stderr
@@ -293,6 +293,35 @@ def test_listen_address_forms():
     for bad in ("9808", "host:", "host:99999", "host:x"):
         with pytest.raises(ValueError):
             parse_listen_address(bad)
+
+
+def test_the_old_flag_spellings_still_work_with_one_warning_each(node, tmp_path):
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    port = free_port()
+    process = subprocess.Popen(
+        [POD_STATS, "serve", "--listen-address", f"127.0.0.1:{port}", "--web-config-file", str(config)]
+        + ["--interval", str(INTERVAL), "--log-dir", str(node.log_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    served = Served(process, f"http://127.0.0.1:{port}", (0.0, 0.0))
+    try:
+        wait_for("/healthz on the old --listen-address", lambda: _get(served.url + "/healthz")[0] == 200)
+        with pytest.raises(urllib.error.HTTPError) as refused:  # the old --web-config-file's auth
+            _get(served.url + "/metrics")
+        assert refused.value.code == 401
+    finally:
+        assert served.stop() == 0
+    warnings = [line for line in process.stderr.read().splitlines() if "deprecated" in line]
+    assert warnings == [
+        "pod-stats: warning: --listen-address is deprecated and goes in the next release: use --web.listen-address",
+        "pod-stats: warning: --web-config-file is deprecated and goes in the next release: use --web.config.file",
+    ]
 
 
 def test_process_metrics_describe_the_serving_process(exporter):
@@ -374,7 +403,7 @@ def test_serves_with_only_the_daemonsets_capabilities(node):
 @pytest.mark.parametrize("granted, missing", [(["bpf"], "CAP_PERFMON"), (["perfmon"], "CAP_BPF")])
 def test_with_fewer_capabilities_serve_says_which_one_line(granted, missing):
     result = subprocess.run(
-        _with_only(granted) + [POD_STATS, "serve", "--listen-address", f"127.0.0.1:{free_port()}"],
+        _with_only(granted) + [POD_STATS, "serve", "--web.listen-address", f"127.0.0.1:{free_port()}"],
         capture_output=True,
         text=True,
         timeout=60,
