@@ -11,6 +11,7 @@ import pytest
 from support import POD_STATS, pod_list_api
 
 from pod_stats import __version__
+from pod_stats.cli import DEFAULT_PORT
 from pod_stats_dev.mininode import MiniNode
 
 CONTAINER_FIELDS = {
@@ -78,6 +79,7 @@ def test_help_says_what_each_exit_code_means():
 def test_serve_help_spells_the_web_flags_as_prometheus_exporters_do():
     text = pod_stats("serve", "--help").stdout
     assert "--web.listen-address" in text and "--web.config.file" in text
+    assert f"[default: :{DEFAULT_PORT}]" in " ".join(text.split())
     # the old spellings still work for one release (tests/test_exporter.py) but are not offered
     assert "--listen-address" not in text and "--web-config-file" not in text
 

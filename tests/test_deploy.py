@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pod_stats.cli import DEFAULT_PORT
 from pod_stats.exporter import CONTAINER_METRICS
 from pod_stats.exporter import POD_METRICS as POD_FAMILIES
 
@@ -327,7 +328,7 @@ def test_daemonset_args_match_mounts_and_ports():
     assert {f"{options['--log-dir']}/pods", f"{options['--log-dir']}/containers"} <= mount_paths
     assert "/sys/kernel/tracing" in mount_paths
     port = int(options["--web.listen-address"].rsplit(":", 1)[1])
-    assert port == 9808
+    assert port == DEFAULT_PORT
     assert agent_container()["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
 
 
@@ -342,7 +343,7 @@ def test_probes_use_healthz():
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         http = container[probe]["httpGet"]
         assert http["path"] == "/healthz", probe
-        assert ports.get(http["port"], http["port"]) == 9808, probe
+        assert ports.get(http["port"], http["port"]) == DEFAULT_PORT, probe
 
 
 def test_daemonset_runs_on_every_node():
@@ -356,7 +357,9 @@ def test_service_selects_the_agents():
     template_labels = manifests()["DaemonSet"]["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["selector"].items() <= template_labels.items()
-    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9808, "targetPort": "metrics", "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": DEFAULT_PORT, "targetPort": "metrics", "protocol": "TCP"}
+    ]
     # prometheus-operator's job label is the Service name; PodStatsAgentDown expects job="pod-stats"
     assert service["metadata"]["name"] == "pod-stats"
 

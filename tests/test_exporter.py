@@ -24,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import POD_STATS, free_port, serve_command, wait_for
 
+from pod_stats.cli import DEFAULT_PORT
 from pod_stats.web import parse_listen_address
 from pod_stats_dev.mininode import MiniNode
 
@@ -287,10 +288,10 @@ def test_bad_web_config_is_one_line(tmp_path, content, phrase):
 
 
 def test_listen_address_forms():
-    assert parse_listen_address(":9808") == ("0.0.0.0", 9808)
+    assert parse_listen_address(f":{DEFAULT_PORT}") == ("0.0.0.0", DEFAULT_PORT)
     assert parse_listen_address("127.0.0.1:80") == ("127.0.0.1", 80)
-    assert parse_listen_address("[::1]:9808") == ("::1", 9808)
-    for bad in ("9808", "host:", "host:99999", "host:x"):
+    assert parse_listen_address(f"[::1]:{DEFAULT_PORT}") == ("::1", DEFAULT_PORT)
+    for bad in (str(DEFAULT_PORT), "host:", "host:99999", "host:x"):
         with pytest.raises(ValueError):
             parse_listen_address(bad)
 
