@@ -19,18 +19,32 @@ want="$arch $suite $include"
 
 say() { printf 'rootfs: %s\n' "$*" >&2; }
 
+# One maker per DIR at a time (make targets and helpers may ask for the same base at once).
+mkdir -p "$(dirname "$dir")"
+exec {lock}>"$dir.lock"
+flock "$lock"
 if [ -f "$dir/.rootfs" ] && [ "$(cat "$dir/.rootfs")" = "$want" ]; then
     exit 0
 fi
+# A debootstrap that failed may have left /proc or /sys mounted inside DIR: never delete
+# through a mount.
+unmount_under() {
+    local target
+    for target in $(findmnt -rn -o TARGET | grep -F "$(realpath -m "$1")/" | sort -r); do
+        umount -l "$target"
+    done
+}
 "$here/foreign_arch.sh" "$arch"
 dpkg -s debootstrap >/dev/null 2>&1 || { apt-get update -qq && \
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap; }
 
-rm -rf "$dir" && mkdir -p "$(dirname "$dir")"
+unmount_under "$dir"
+rm -rf --one-file-system "$dir"
 log="$dir.debootstrap.log"
 say "debootstrap $suite/$arch (minbase${include:+ + $include}) into $dir"
 if ! debootstrap --variant=minbase --arch="$arch" ${include:+--include="$include"} "$suite" "$dir" "$mirror" >"$log" 2>&1; then
     tail -20 "$log" >&2
+    unmount_under "$dir"
     say "FAILED: debootstrap $suite/$arch (log: $log)"
     exit 1
 fi
