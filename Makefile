@@ -178,13 +178,19 @@ kernel_arch_arm64 := arm64
 machine_amd64 := x86_64
 machine_arm64 := aarch64
 LIBBPF_TARBALL := $(BUILD)/libbpf-src/libbpf_$(LIBBPF_VERSION).orig.tar.gz
+# what goes into a wheel (README.md: its long description); the stamp keeps `make kernels`
+# after `make test` from building both again
+WHEEL_INPUTS := pyproject.toml setup.py constraints.txt README.md $(wildcard pod_stats/*.py) $(FFI_SOURCES) \
+	csrc/bpf/pod_stats.h packaging/build_wheel.sh packaging/wheelhouse.sh packaging/rootfs.sh
 .PHONY: $(addprefix wheel-,$(WHEEL_ARCHES))
-wheel: $(addprefix wheel-,$(WHEEL_ARCHES))
-wheel-amd64: bpf-x86
-wheel-arm64: bpf-arm64
-$(addprefix wheel-,$(WHEEL_ARCHES)): wheel-%: deps $(LIBBPF_A)
-	rm -f dist/pod_stats-*_$(machine_$*).whl
+wheel: deps $(addprefix wheel-,$(WHEEL_ARCHES))
+$(addprefix wheel-,$(WHEEL_ARCHES)): wheel-%: deps $(BUILD)/wheel-%.built
+$(BUILD)/wheel-amd64.built: $(BUILD)/bpf-x86/pod_stats.skel.h
+$(BUILD)/wheel-arm64.built: $(BUILD)/bpf-arm64/pod_stats.skel.h
+$(BUILD)/wheel-%.built: $(WHEEL_INPUTS) $(LIBBPF_A) $(VENV_STAMP)
+	rm -f $@ dist/pod_stats-*_$(machine_$*).whl
 	$(SUDO) packaging/build_wheel.sh $* $(BUILD)/bpf-$(kernel_arch_$*) $(LIBBPF_TARBALL) dist
+	touch $@
 
 ## test-wheel: the x86_64 wheel installed offline, with constraints.txt, into debootstrap'd Debian 11
 ## (Python 3.9) and Debian 12 (Python 3.11) chroots with no compiler, bpftool, libbpf or libelf,
@@ -234,7 +240,7 @@ demo: deps build
 	$(SUDO) $(VENV)/bin/python -m pod_stats_dev.demo $(DEMO_ARGS)
 
 clean:
-	rm -rf $(BUILD)/pod_stats.* $(BUILD)/cffi $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.* dist \
+	rm -rf $(BUILD)/pod_stats.* $(BUILD)/bpf-* $(BUILD)/wheel-*.built $(BUILD)/cffi $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.* dist \
 		$(FFI_EXT) $(WORKLOAD) pod_stats/_pod_stats_ffi.c
 
 distclean: clean
