@@ -169,7 +169,7 @@ test: deps build lint
 	$(SUDO) $(VENV)/bin/pytest -q --require-bpf
 
 ## wheel: dist/pod_stats-<version>-cp39-abi3-manylinux_*_{x86_64,aarch64}.whl, one per architecture:
-## the BPF object, skeleton and static libbpf in the extension, libelf and zlib vendored
+## the BPF object, skeleton and static libbpf in the extension, libelf grafted in by auditwheel
 ## (packaging/build_wheel.sh: built in a Debian 11 chroot of that architecture, arm64 under qemu)
 WHEEL_ARCHES := amd64 arm64
 # Debian's architecture names → the kernel's (vmlinux/, bpf-%) and the machine's (wheel tags)
@@ -196,8 +196,8 @@ $(BUILD)/wheel-%.built: $(WHEEL_INPUTS) $(LIBBPF_A) $(VENV_STAMP)
 ## (Python 3.9) and Debian 12 (Python 3.11) chroots with no compiler, bpftool, libbpf or libelf,
 ## and run there as root. build/chroot (Debian 12, the wheel in /opt/pod-stats) is `make kernels`' guest.
 test-wheel: wheel
-	$(SUDO) tests/wheel_in_chroot.sh bullseye $(BUILD)/chroot-bullseye dist/pod_stats-*_x86_64.whl
-	$(SUDO) tests/wheel_in_chroot.sh bookworm $(BUILD)/chroot dist/pod_stats-*_x86_64.whl
+	$(SUDO) tests/wheel_in_chroot.sh bullseye $(BUILD)/chroot-bullseye dist/pod_stats-*_$(machine_amd64).whl
+	$(SUDO) tests/wheel_in_chroot.sh bookworm $(BUILD)/chroot dist/pod_stats-*_$(machine_amd64).whl
 
 ## kernels: the VM smoke suite on each kernel of tests/kernels/matrix.tsv (Debian 5.10, 6.1, 6.1 booted
 ## with preempt=full, 6.1 PREEMPT_RT under qemu) and this machine's, then the README's compatibility
