@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The manylinux wheel of one architecture, dist/pod_stats-<v>-cp39-abi3-manylinux_*_<machine>.whl,
-# built in a debootstrap'd Debian 11 (bullseye) chroot of that architecture: its glibc 2.31 is
-# the wheel's floor and its Python 3.9 headers with Py_LIMITED_API make it one wheel for every
-# CPython from 3.9. A foreign architecture's chroot runs under qemu-user-static.
+# built in a debootstrap'd Debian 11 (bullseye) chroot of that architecture: its glibc 2.31 bounds
+# the symbols the wheel can need (auditwheel tags it with the oldest glibc it really needs), and
+# its Python 3.9 headers with Py_LIMITED_API make it one wheel for every CPython from 3.9. A
+# foreign architecture's chroot runs under qemu-user-static.
 #
 #   packaging/build_wheel.sh ARCH SKEL_DIR LIBBPF_TARBALL DIST      (as root; `make wheel` does it)
 #
@@ -10,8 +11,9 @@
 # this machine by clang and bpftool: `make bpf-x86`, `make bpf-arm64`). LIBBPF_TARBALL is the
 # pinned, hash-checked upstream tarball of the Makefile's libbpf: compiled static and PIC in the
 # chroot. The chroot (build/rootfs/build-bullseye-ARCH), its venv and libbpf are cached; the
-# sources are copied in afresh. auditwheel repairs the wheel there: libelf and zlib, which no
-# manylinux policy allows, are vendored into it (pod_stats.libs/).
+# sources are copied in afresh. auditwheel repairs the wheel there: libelf, which no manylinux
+# policy allows, is grafted into it (pod_stats.libs/); zlib is in the policy (every glibc
+# distribution has it) and stays the node's.
 set -euo pipefail
 if [ $# -ne 4 ]; then
     echo "usage: $0 ARCH SKEL_DIR LIBBPF_TARBALL DIST" >&2
@@ -56,14 +58,18 @@ fi
 
 # libbpf, static and PIC, compiled against the chroot's libelf and zlib headers; with its copy
 # of the kernel's UAPI headers (linux/bpf.h): Debian 11's are 5.10's, older than what csrc/ffi uses.
-libbpf_stamp=$(sha256sum "$tarball" | cut -d' ' -f1)
+# -U_FILE_OFFSET_BITS after libbpf's own -D_FILE_OFFSET_BITS=64: on these 64-bit machines it
+# changes no type, only makes fcntl() glibc 2.28's fcntl64 symbol, which would raise the
+# wheel's floor to manylinux_2_28 (libbpf's fmemopen, glibc 2.22, sets it at manylinux_2_24).
+libbpf_cflags='-fPIC -O2 -U_FILE_OFFSET_BITS'
+libbpf_stamp="$(sha256sum "$tarball" | cut -d' ' -f1) $libbpf_cflags"
 if [ "$(cat "$root/build/libbpf/.source" 2>/dev/null)" != "$libbpf_stamp" ]; then
     say "libbpf from $(basename "$tarball")"
     rm -rf "$root/build/libbpf" "$root/build/libbpf-src" "$root/build/libbpf-obj"
     mkdir -p "$root/build/libbpf-src" "$root/build/libbpf-obj"
     tar -xzf "$tarball" -C "$root/build/libbpf-src"
     source_dir=$(cd "$root/build/libbpf-src" && echo libbpf-*/src)
-    in_chroot make -s -j"$(nproc)" -C "/build/libbpf-src/$source_dir" BUILD_STATIC_ONLY=1 EXTRA_CFLAGS='-fPIC -O2' \
+    in_chroot make -s -j"$(nproc)" -C "/build/libbpf-src/$source_dir" BUILD_STATIC_ONLY=1 EXTRA_CFLAGS="$libbpf_cflags" \
         OBJDIR=/build/libbpf-obj DESTDIR=/build/libbpf PREFIX=/usr LIBDIR=/usr/lib install install_uapi_headers >/dev/null
     echo "$libbpf_stamp" > "$root/build/libbpf/.source"
 fi
