@@ -1,6 +1,7 @@
 """The `pod-stats` command line (click)."""
 
 import contextlib
+import functools
 import gc
 import logging
 import signal
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from typing import Callable, Optional
 
 import click
+from click.core import ParameterSource
 
 log = logging.getLogger("pod_stats")
 
@@ -290,6 +292,36 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_o
         sys.exit(EXIT_ALERT)
 
 
+# Not taken in Prometheus' default-port allocations list (9100-9999 is full). The one definition
+# of the port: the manifests and the tests follow it.
+DEFAULT_PORT = 10305
+
+_WEB_CONFIG_FILE = click.Path(exists=True, dir_okay=False)
+
+
+def _old_spelling(old: str, new: str, name: str, **attrs) -> Callable[[Callable], Callable]:
+    """`old`, option `new`'s spelling before it was spelled as every Prometheus exporter does
+    (exporter-toolkit's `--web.…` flags): kept for one release, it still sets parameter `name`,
+    is hidden from --help and prints one warning. Giving both spellings is a usage error."""
+    hidden_name = "old_" + name
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def with_new_spelling(*args, **kwargs):
+            value = kwargs.pop(hidden_name)
+            if value is not None:
+                ctx = click.get_current_context()
+                if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
+                    raise click.UsageError(f"{old} is the old spelling of {new}: give one of them", ctx)
+                click.echo(f"pod-stats: warning: {old} is deprecated and goes in the next release: use {new}", err=True)
+                kwargs[name] = value
+            return command(*args, **kwargs)
+
+        return click.option(old, hidden_name, default=None, hidden=True, **attrs)(with_new_spelling)
+
+    return decorate
+
+
 def _parse_metrics_exclude(ctx, param, values) -> tuple[str, ...]:
     from types import SimpleNamespace
 
@@ -307,12 +339,14 @@ def _parse_metrics_exclude(ctx, param, values) -> tuple[str, ...]:
 
 @cli.command()
 @click.option(
-    "--listen-address",
-    default=":9808",
+    "--web.listen-address",
+    "listen_address",
+    default=f":{DEFAULT_PORT}",
     show_default=True,
     metavar="HOST:PORT",
     help="Where to serve /metrics and /healthz (`:PORT` is every interface).",
 )
+@_old_spelling("--listen-address", "--web.listen-address", "listen_address", metavar="HOST:PORT")
 @click.option(
     "--interval",
     default=15.0,
@@ -321,12 +355,14 @@ def _parse_metrics_exclude(ctx, param, values) -> tuple[str, ...]:
     help="Seconds between samples (scrapes read the latest sample, never the kernel).",
 )
 @click.option(
-    "--web-config-file",
+    "--web.config.file",
+    "web_config_file",
     default=None,
-    type=click.Path(exists=True, dir_okay=False),
+    type=_WEB_CONFIG_FILE,
     help="TLS, headers and basic auth, in the Prometheus exporter-toolkit web-config format "
     "(exit 78 on a key pod-stats does not implement; see the README).",
 )
+@_old_spelling("--web-config-file", "--web.config.file", "web_config_file", type=_WEB_CONFIG_FILE)
 @click.option(
     "--bpf-stats/--no-bpf-stats",
     default=True,

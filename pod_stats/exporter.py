@@ -5,7 +5,8 @@ Snapshot (never a kernel or cgroupfs read), so scrapes cost the same however
 often they come and cannot slow sampling down. Series of a container that is
 gone disappear after its last sample, because every scrape is built from the
 latest Snapshot alone. Which figures are served, as which metric, is pod_stats.figures'; the
-HTTP server, TLS and auth are pod_stats.web's.
+HTTP server, TLS and auth are pod_stats.web's. Beside them /metrics has the process_* families every
+exporter has (CPU, memory, file descriptors and start time of the serving process).
 """
 
 import fnmatch
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Callable, Optional, Union
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -374,9 +375,15 @@ class Excluding(Collector):
                 yield family
 
 
+def _process_metrics() -> Collector:
+    """process_* of this process, as every exporter serves them (client_python's collector, not
+    registered on its global registry: pod-stats serves its own)."""
+    return ProcessCollector(registry=None)
+
+
 def family_names(*collectors: Collector) -> set[str]:
     """Every name --metrics-exclude may match: the families SnapshotMetrics yields when every
-    optional family is present, and those of `collectors`."""
+    optional family is present, those of `collectors` and the process_* families."""
     metrics = SnapshotMetrics("")
     metrics.update(
         Snapshot(
@@ -406,7 +413,7 @@ def family_names(*collectors: Collector) -> set[str]:
     )
     return {
         name
-        for collector in (metrics, *collectors)
+        for collector in (metrics, *collectors, _process_metrics())
         for family in collector.collect()
         for name in _exposed_names(family)
     }
@@ -431,15 +438,16 @@ def make_app(
     metrics: SnapshotMetrics, healthy: Callable[[], bool], *collectors: Collector, exclude: Sequence[str] = ()
 ):
     """WSGI app: /metrics, /healthz and / — and nothing else (basic auth is the server's).
-    Families whose name matches a glob of `exclude` are left out of /metrics.
+    /metrics has `metrics`, `collectors` and the process_* families; those whose name matches a
+    glob of `exclude` are left out.
 
     /metrics is rendered once per sample and Accept/Accept-Encoding/query, then served from
     that rendering until the next sample: a flood of scrapes costs copies, not renders. The
-    other collectors (the server's self-metrics) are rendered with it, so they lag by at most
-    one interval.
+    other collectors (the server's self-metrics, process_*) are rendered with it, so they lag
+    by at most one interval.
     """
     registry = CollectorRegistry(auto_describe=False)
-    for collector in (metrics, *collectors):
+    for collector in (metrics, *collectors, _process_metrics()):
         registry.register(Excluding(collector, exclude) if exclude else collector)
     metrics_app = make_wsgi_app(registry)
     rendered: dict[tuple, tuple[str, list, bytes]] = {}

@@ -140,7 +140,7 @@ def load_web_config(path: str) -> WebConfig:
         import bcrypt  # noqa: F401  (checked here so a missing extra fails at start, not at the first scrape)
         import yaml
     except ImportError:
-        raise WebConfigError("--web-config-file needs the web extra: pip install 'pod-stats[web]'") from None
+        raise WebConfigError("--web.config.file needs the web extra: pip install 'pod-stats[web]'") from None
     try:
         with open(path) as handle:
             document = yaml.safe_load(handle) or {}

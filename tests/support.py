@@ -29,7 +29,7 @@ def serve_command(port: int, log_dir: object, interval: float, *extra: str) -> l
     return [
         POD_STATS,
         "serve",
-        "--listen-address",
+        "--web.listen-address",
         f"127.0.0.1:{port}",
         "--interval",
         str(interval),

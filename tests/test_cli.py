@@ -11,6 +11,7 @@ import pytest
 from support import POD_STATS, pod_list_api
 
 from pod_stats import __version__
+from pod_stats.cli import DEFAULT_PORT
 from pod_stats_dev.mininode import MiniNode
 
 CONTAINER_FIELDS = {
@@ -73,6 +74,22 @@ def test_help_says_what_each_exit_code_means():
         text = " ".join(pod_stats(*args).stdout.split())
         assert "3" in text and "alert" in text
     assert "0 ok, 1 runtime error, 2 usage error, 3 an --alert fired" in " ".join(pod_stats("--help").stdout.split())
+
+
+def test_serve_help_spells_the_web_flags_as_prometheus_exporters_do():
+    text = pod_stats("serve", "--help").stdout
+    assert "--web.listen-address" in text and "--web.config.file" in text
+    assert f"[default: :{DEFAULT_PORT}]" in " ".join(text.split())
+    # the old spellings still work for one release (tests/test_exporter.py) but are not offered
+    assert "--listen-address" not in text and "--web-config-file" not in text
+
+
+@pytest.mark.parametrize(
+    "old, new, value",
+    [("--listen-address", "--web.listen-address", "127.0.0.1:1"), ("--web-config-file", "--web.config.file", __file__)],
+)
+def test_an_option_given_in_both_spellings_is_one_line(old, new, value):
+    assert_one_line_error(pod_stats("serve", old, value, new, value), 2, old, new)
 
 
 @pytest.mark.parametrize(

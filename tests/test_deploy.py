@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pod_stats.cli import DEFAULT_PORT
 from pod_stats.exporter import CONTAINER_METRICS
 from pod_stats.exporter import POD_METRICS as POD_FAMILIES
 
@@ -326,8 +327,8 @@ def test_daemonset_args_match_mounts_and_ports():
     assert options["--cgroup-root"] in mount_paths
     assert {f"{options['--log-dir']}/pods", f"{options['--log-dir']}/containers"} <= mount_paths
     assert "/sys/kernel/tracing" in mount_paths
-    port = int(options["--listen-address"].rsplit(":", 1)[1])
-    assert port == 9808
+    port = int(options["--web.listen-address"].rsplit(":", 1)[1])
+    assert port == DEFAULT_PORT
     assert agent_container()["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
 
 
@@ -342,7 +343,7 @@ def test_probes_use_healthz():
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         http = container[probe]["httpGet"]
         assert http["path"] == "/healthz", probe
-        assert ports.get(http["port"], http["port"]) == 9808, probe
+        assert ports.get(http["port"], http["port"]) == DEFAULT_PORT, probe
 
 
 def test_daemonset_runs_on_every_node():
@@ -356,7 +357,9 @@ def test_service_selects_the_agents():
     template_labels = manifests()["DaemonSet"]["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["selector"].items() <= template_labels.items()
-    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9808, "targetPort": "metrics", "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": DEFAULT_PORT, "targetPort": "metrics", "protocol": "TCP"}
+    ]
     # prometheus-operator's job label is the Service name; PodStatsAgentDown expects job="pod-stats"
     assert service["metadata"]["name"] == "pod-stats"
 
@@ -374,7 +377,7 @@ def test_network_policy_admits_only_the_monitoring_namespace_to_the_metrics_port
     assert source["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
     (port,) = agent_container()["ports"]
     assert rule["ports"] == [{"port": port["containerPort"], "protocol": port["protocol"]}]
-    assert rule["ports"][0]["port"] == int(_args()["--listen-address"].rsplit(":", 1)[1])
+    assert rule["ports"][0]["port"] == int(_args()["--web.listen-address"].rsplit(":", 1)[1])
 
 
 def test_service_monitor_scrapes_the_service():

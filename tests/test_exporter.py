@@ -4,6 +4,7 @@ miniature node runs; plus the HTTP surface under load, TLS and basic auth."""
 import base64
 import contextlib
 import json
+import os
 import random
 import shutil
 import signal
@@ -23,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import POD_STATS, free_port, serve_command, wait_for
 
+from pod_stats.cli import DEFAULT_PORT
 from pod_stats.web import parse_listen_address
 from pod_stats_dev.mininode import MiniNode
 
@@ -35,8 +37,9 @@ def _get(url: str, timeout: float = 5.0, **kwargs):
 
 
 class Served:
-    def __init__(self, process: subprocess.Popen, url: str):
+    def __init__(self, process: subprocess.Popen, url: str, started: tuple[float, float]):
         self.process, self.url = process, url
+        self.started = started  # time.time() just before and after the process was started
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -45,13 +48,14 @@ class Served:
 
 def _serve(log_dir: Path, *extra: str, scheme: str = "http", prefix: Sequence[str] = ()) -> Served:
     port = free_port()
+    before = time.time()
     process = subprocess.Popen(
         [*prefix, *serve_command(port, log_dir, INTERVAL, *extra)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    served = Served(process, f"{scheme}://127.0.0.1:{port}")
+    served = Served(process, f"{scheme}://127.0.0.1:{port}", (before, time.time()))
     return served
 
 
@@ -244,7 +248,7 @@ def test_tls_and_basic_auth_from_a_web_config(node, tmp_path):
     config.write_text(
         f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\nbasic_auth_users:\n  prometheus: '{hashed}'\n"
     )
-    served = _serve(node.log_dir, "--web-config-file", str(config), scheme="https")
+    served = _serve(node.log_dir, "--web.config.file", str(config), scheme="https")
     context = ssl.create_default_context(cafile=str(cert))
     try:
         wait_for("https /healthz", lambda: _get(served.url + "/healthz", context=context)[0] == 200)
@@ -277,19 +281,91 @@ def test_bad_web_config_is_one_line(tmp_path, content, phrase):
     config = tmp_path / "web.yml"
     config.write_text(content)
     result = subprocess.run(
-        [POD_STATS, "serve", "--web-config-file", str(config)], capture_output=True, text=True, timeout=30
+        [POD_STATS, "serve", "--web.config.file", str(config)], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and phrase in result.stderr and "Traceback" not in result.stderr
 
 
 def test_listen_address_forms():
-    assert parse_listen_address(":9808") == ("0.0.0.0", 9808)
+    assert parse_listen_address(f":{DEFAULT_PORT}") == ("0.0.0.0", DEFAULT_PORT)
     assert parse_listen_address("127.0.0.1:80") == ("127.0.0.1", 80)
-    assert parse_listen_address("[::1]:9808") == ("::1", 9808)
-    for bad in ("9808", "host:", "host:99999", "host:x"):
+    assert parse_listen_address(f"[::1]:{DEFAULT_PORT}") == ("::1", DEFAULT_PORT)
+    for bad in (str(DEFAULT_PORT), "host:", "host:99999", "host:x"):
         with pytest.raises(ValueError):
             parse_listen_address(bad)
+
+
+def test_the_old_flag_spellings_still_work_with_one_warning_each(node, tmp_path):
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    port = free_port()
+    process = subprocess.Popen(
+        [POD_STATS, "serve", "--listen-address", f"127.0.0.1:{port}", "--web-config-file", str(config)]
+        + ["--interval", str(INTERVAL), "--log-dir", str(node.log_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    served = Served(process, f"http://127.0.0.1:{port}", (0.0, 0.0))
+    try:
+        wait_for("/healthz on the old --listen-address", lambda: _get(served.url + "/healthz")[0] == 200)
+        with pytest.raises(urllib.error.HTTPError) as refused:  # the old --web-config-file's auth
+            _get(served.url + "/metrics")
+        assert refused.value.code == 401
+    finally:
+        assert served.stop() == 0
+    warnings = [line for line in process.stderr.read().splitlines() if "deprecated" in line]
+    assert warnings == [
+        "pod-stats: warning: --listen-address is deprecated and goes in the next release: use --web.listen-address",
+        "pod-stats: warning: --web-config-file is deprecated and goes in the next release: use --web.config.file",
+    ]
+
+
+def test_process_metrics_describe_the_serving_process(exporter):
+    pid = exporter.process.pid
+    families = {f.name: f for f in text_string_to_metric_families(_get(exporter.url + "/metrics")[1])}
+    value = {name: families[name].samples[0].value for name in families if name.startswith("process_")}
+    rss_now = _proc_status(pid)["rss_mib"] * 1024 * 1024
+    fds_now = len(list(Path(f"/proc/{pid}/fd").iterdir()))
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu_now = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    soft_limit = next(
+        line.split()[3] for line in Path(f"/proc/{pid}/limits").read_text().splitlines() if line.startswith("Max open")
+    )
+
+    assert set(value) == {
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    }
+    assert families["process_cpu_seconds"].type == "counter"
+    # rendered at the last sample (at most one interval ago): near what /proc says now
+    assert 0.75 * rss_now <= value["process_resident_memory_bytes"] <= 1.25 * rss_now
+    assert value["process_virtual_memory_bytes"] > value["process_resident_memory_bytes"]
+    assert 0 < value["process_cpu_seconds"] <= cpu_now
+    assert 0 < value["process_open_fds"] <= value["process_max_fds"] == float(soft_limit)
+    assert abs(value["process_open_fds"] - fds_now) <= 8  # connections come and go
+    # /proc/stat's boot time is whole seconds
+    before, after = exporter.started
+    assert before - 2 <= value["process_start_time_seconds"] <= after + 1
+
+
+def test_metrics_exclude_drops_process_families_like_any(node):
+    served = _serve(node.log_dir, "--metrics-exclude", "process_*,pod_stats_samples_total")
+    try:
+        wait_for("/healthz", lambda: _get(served.url + "/healthz")[0] == 200)
+        names = {f.name for f in text_string_to_metric_families(_get(served.url + "/metrics")[1])}
+    finally:
+        assert served.stop() == 0
+    assert not any(name.startswith("process_") for name in names)
+    assert "pod_stats_samples" not in names and "pod_stats_process_forks" in names
 
 
 def _daemonset_capabilities() -> list:
@@ -318,6 +394,7 @@ def test_serves_with_only_the_daemonsets_capabilities(node):
         _, metrics = _get(served.url + "/metrics")
         for group in ("opens", "errno", "proc", "net", "oom"):  # every default probe attached
             assert f'pod_stats_probe_group_enabled{{group="{group}"}} 1.0' in metrics
+        assert "\nprocess_open_fds " in metrics  # its own /proc/self/fd, without any capability
     finally:
         assert served.stop() == 0
     # BPF run-time statistics need CAP_SYS_ADMIN: one warning, not a failure
@@ -327,7 +404,7 @@ def test_serves_with_only_the_daemonsets_capabilities(node):
 @pytest.mark.parametrize("granted, missing", [(["bpf"], "CAP_PERFMON"), (["perfmon"], "CAP_BPF")])
 def test_with_fewer_capabilities_serve_says_which_one_line(granted, missing):
     result = subprocess.run(
-        _with_only(granted) + [POD_STATS, "serve", "--listen-address", f"127.0.0.1:{free_port()}"],
+        _with_only(granted) + [POD_STATS, "serve", "--web.listen-address", f"127.0.0.1:{free_port()}"],
         capture_output=True,
         text=True,
         timeout=60,

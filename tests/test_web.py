@@ -308,7 +308,7 @@ def test_http_server_config_headers_and_no_server_banner(tmp_path):
 def test_keys_pod_stats_does_not_implement_refuse_to_start_in_one_line(tmp_path, content, phrase):
     (tmp_path / "web.yml").write_text(content)
     result = subprocess.run(
-        [POD_STATS, "serve", "--web-config-file", str(tmp_path / "web.yml")], capture_output=True, text=True, timeout=30
+        [POD_STATS, "serve", "--web.config.file", str(tmp_path / "web.yml")], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 78, result.stderr
     assert result.stderr.count("\n") == 1 and phrase in result.stderr and "not supported" in result.stderr
@@ -339,7 +339,7 @@ def test_keys_pod_stats_does_not_implement_refuse_to_start_in_one_line(tmp_path,
 def test_malformed_web_config_is_a_one_line_usage_error(tmp_path, content, phrase):
     (tmp_path / "web.yml").write_text(content)
     result = subprocess.run(
-        [POD_STATS, "serve", "--web-config-file", str(tmp_path / "web.yml")], capture_output=True, text=True, timeout=30
+        [POD_STATS, "serve", "--web.config.file", str(tmp_path / "web.yml")], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and phrase in result.stderr and "Traceback" not in result.stderr

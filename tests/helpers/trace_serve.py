@@ -37,7 +37,7 @@ def main() -> None:
                 *sys.argv[1:],
                 POD_STATS,
                 "serve",
-                "--listen-address",
+                "--web.listen-address",
                 f"127.0.0.1:{port}",
                 "--interval",
                 "0.5",
