@@ -160,6 +160,46 @@ test-wheel: wheel
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends debootstrap; }
 	$(SUDO) tests/wheel_in_chroot.sh dist/pod_stats-*.whl
 
+## image: the node agent's OCI image for amd64 and arm64 as one OCI index, nothing pulled from a
+## registry: a debootstrap'd Debian root file system per architecture (arm64 under qemu-user) with
+## the wheel and its dependencies installed offline, packed by umoci (packaging/image.sh,
+## image_index.py). $(IMAGE_LAYOUT) is an OCI layout tagged <version> (the index) and
+## <version>-<arch>; $(IMAGE_LAYOUT).tar the same as an oci-archive. Push both architectures with
+##   skopeo copy --all oci:$(IMAGE_LAYOUT):<version> docker://REGISTRY/pod-stats:<version>
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+IMAGE_ARCHES ?= amd64 arm64
+IMAGE_DIR := $(BUILD)/image
+IMAGE_LAYOUT := $(IMAGE_DIR)/pod-stats-$(VERSION).oci
+IMAGE_APT_PACKAGES := umoci skopeo debootstrap
+# exact pins of the dependencies, for the image and CI (the wheel's metadata has ranges)
+CONSTRAINTS := constraints.txt
+.PHONY: image image-test
+image: wheel
+	@dpkg -s $(IMAGE_APT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(IMAGE_APT_PACKAGES); }
+	rm -rf $(IMAGE_LAYOUT) $(IMAGE_LAYOUT).tar
+	for arch in $(IMAGE_ARCHES); do \
+		machine=$$(case $$arch in arm64) echo aarch64 ;; *) echo x86_64 ;; esac); \
+		wheel=$$(ls dist/pod_stats-$(VERSION)-*_$$machine.whl 2>/dev/null | head -1); \
+		[ -n "$$wheel" ] || { echo "image: no $$machine wheel in dist/ (make wheel)" >&2; exit 1; }; \
+		$(SUDO) packaging/image.sh $$arch $$wheel $(IMAGE_LAYOUT) $(wildcard $(CONSTRAINTS)) || exit 1; \
+	done
+	$(PYTHON) packaging/image_index.py $(IMAGE_LAYOUT) $(VERSION) $(IMAGE_DIR)/compressed-bytes.json \
+		$(addprefix $(VERSION)-,$(IMAGE_ARCHES))
+	skopeo copy -q --all oci:$(IMAGE_LAYOUT):$(VERSION) oci-archive:$(IMAGE_LAYOUT).tar:$(VERSION)
+	@$(PYTHON) -c 'import json, sys; packed = json.load(open(sys.argv[1])); \
+		[print(f"image {sys.argv[2]} {a}: {packed[a] / 1e6:.1f} MB compressed, " \
+		f"{int(open(f\"$(IMAGE_DIR)/{a}/unpacked-bytes\").read()) / 1e6:.1f} MB unpacked") for a in sys.argv[3:]]' \
+		$(IMAGE_DIR)/compressed-bytes.json $(VERSION) $(IMAGE_ARCHES)
+
+## image-test: the amd64 image run by runc under deploy/daemonset.yaml's securityContext, mounts,
+## args and env (tests/test_image.py derives them from the manifest) beside miniature-node pods:
+## /healthz, exact opens and names on /metrics, `run`, `files` and `procs` exec'ed inside it; the
+## arm64 image's config and ELF files, and its `pod-stats --version` under qemu-user
+image-test: deps build image
+	$(SUDO) env POD_STATS_IMAGE=$(IMAGE_LAYOUT) POD_STATS_IMAGE_TAG=$(VERSION) \
+		$(VENV)/bin/pytest -q --require-bpf -m image tests/test_image.py
+
 ## kernels: the VM smoke suite on each kernel of tests/kernels/matrix.tsv (Debian 5.10, 6.1, 6.1 booted
 ## with preempt=full, 6.1 PREEMPT_RT under qemu) and this machine's, then the README's compatibility
 ## table from that run
