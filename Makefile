@@ -184,13 +184,8 @@ image: wheel
 		[ -n "$$wheel" ] || { echo "image: no $$machine wheel in dist/ (make wheel)" >&2; exit 1; }; \
 		$(SUDO) packaging/image.sh $$arch $$wheel $(IMAGE_LAYOUT) $(wildcard $(CONSTRAINTS)) || exit 1; \
 	done
-	$(PYTHON) packaging/image_index.py $(IMAGE_LAYOUT) $(VERSION) $(IMAGE_DIR)/compressed-bytes.json \
-		$(addprefix $(VERSION)-,$(IMAGE_ARCHES))
+	$(PYTHON) packaging/image_index.py $(IMAGE_LAYOUT) $(VERSION) $(IMAGE_DIR) $(addprefix $(VERSION)-,$(IMAGE_ARCHES))
 	skopeo copy -q --all oci:$(IMAGE_LAYOUT):$(VERSION) oci-archive:$(IMAGE_LAYOUT).tar:$(VERSION)
-	@$(PYTHON) -c 'import json, sys; packed = json.load(open(sys.argv[1])); \
-		[print(f"image {sys.argv[2]} {a}: {packed[a] / 1e6:.1f} MB compressed, " \
-		f"{int(open(f\"$(IMAGE_DIR)/{a}/unpacked-bytes\").read()) / 1e6:.1f} MB unpacked") for a in sys.argv[3:]]' \
-		$(IMAGE_DIR)/compressed-bytes.json $(VERSION) $(IMAGE_ARCHES)
 
 ## image-test: the amd64 image run by runc under deploy/daemonset.yaml's securityContext, mounts,
 ## args and env (tests/test_image.py derives them from the manifest) beside miniature-node pods:
