@@ -204,19 +204,14 @@ IMAGE_ARCHES ?= amd64 arm64
 IMAGE_DIR := $(BUILD)/image
 IMAGE_LAYOUT := $(IMAGE_DIR)/pod-stats-$(VERSION).oci
 IMAGE_APT_PACKAGES := umoci skopeo debootstrap
-# exact pins of the dependencies, for the image and CI (the wheel's metadata has ranges)
-CONSTRAINTS := constraints.txt
 .PHONY: image image-test
 image: wheel
 	@dpkg -s $(IMAGE_APT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(IMAGE_APT_PACKAGES); }
 	rm -rf $(IMAGE_LAYOUT) $(IMAGE_LAYOUT).tar
-	for arch in $(IMAGE_ARCHES); do \
-		machine=$$(case $$arch in arm64) echo aarch64 ;; *) echo x86_64 ;; esac); \
-		wheel=$$(ls dist/pod_stats-$(VERSION)-*_$$machine.whl 2>/dev/null | head -1); \
-		[ -n "$$wheel" ] || { echo "image: no $$machine wheel in dist/ (make wheel)" >&2; exit 1; }; \
-		$(SUDO) packaging/image.sh $$arch $$wheel $(IMAGE_LAYOUT) $(wildcard $(CONSTRAINTS)) || exit 1; \
-	done
+	$(foreach arch,$(IMAGE_ARCHES),$(SUDO) packaging/image.sh $(arch) \
+		$(firstword $(wildcard dist/pod_stats-$(VERSION)-*_$(machine_$(arch)).whl) dist/no-$(machine_$(arch))-wheel) \
+		$(IMAGE_LAYOUT) &&) true
 	$(PYTHON) packaging/image_index.py $(IMAGE_LAYOUT) $(VERSION) $(IMAGE_DIR) $(addprefix $(VERSION)-,$(IMAGE_ARCHES))
 	skopeo copy -q --all oci:$(IMAGE_LAYOUT):$(VERSION) oci-archive:$(IMAGE_LAYOUT).tar:$(VERSION)
 

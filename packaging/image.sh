@@ -4,16 +4,16 @@
 # offline into a venv, trimmed, and packed by umoci as one layer. Nothing comes from a container
 # registry. packaging/image_index.py then joins the architectures into one OCI index.
 #
-#   packaging/image.sh ARCH WHEEL LAYOUT [CONSTRAINTS]      (as root; ARCH: amd64, arm64)
+#   packaging/image.sh ARCH WHEEL LAYOUT      (as root; ARCH: amd64, arm64)
 #
-# The layout's tag is VERSION-ARCH (VERSION: the wheel's). CONSTRAINTS (exact pins) decides
-# the dependencies' versions where given; without it, the wheel's own requirements do.
+# The layout's tag is VERSION-ARCH (VERSION: the wheel's). The dependencies' versions are
+# constraints.txt's exact pins.
 set -euo pipefail
-if [ $# -lt 3 ]; then
-    echo "usage: $0 ARCH WHEEL LAYOUT [CONSTRAINTS]" >&2
+if [ $# -ne 3 ]; then
+    echo "usage: $0 ARCH WHEEL LAYOUT" >&2
     exit 2
 fi
-arch=$1 wheel=$2 layout=$3 constraints=${4:-}
+arch=$1 wheel=$2 layout=$3
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 suite=bookworm
@@ -25,8 +25,7 @@ venv=/opt/pod-stats
 # Debian's python3 in $suite: the wheelhouse is for this interpreter
 python_version=3.11
 case "$arch" in
-    amd64) machine=x86_64 ;;
-    arm64) machine=aarch64 ;;
+    amd64 | arm64) ;;
     *) echo "image: no image for $arch (amd64, arm64)" >&2; exit 2 ;;
 esac
 
@@ -45,34 +44,27 @@ rm -rf "$work" && mkdir -p "$work"
 cp -a "$base" "$root"
 rm -f "$root/.rootfs"
 
-# libbpf is linked into the extension; libelf and zlib are the node's libraries it needs
-# (packaging's decision: auditwheel --exclude), so the image brings Debian's.
-say "libelf1 and zlib1g from Debian"
-in_root apt-get update -qq
-in_root apt-get install -y -qq --no-install-recommends libelf1 zlib1g >/dev/null
-
-# Dependencies as wheels for this architecture and Python, fetched by the host's pip (the
-# chroot installs offline from them): binary wheels only, never a source build in the image.
+# Dependencies as wheels for this architecture and Python, fetched by the host's pip and pinned
+# by constraints.txt (packaging/wheelhouse.sh); the chroot installs offline from them. Bookworm's
+# glibc (2.36) is the floor here, not the wheel's.
 wheelhouse=$work/wheelhouse
 mkdir -p "$wheelhouse"
 cp "$wheel" "$wheelhouse/"
-say "wheelhouse for cp${python_version/./} $machine"
-"$top/.venv/bin/pip" download -q --disable-pip-version-check --only-binary=:all: --dest "$wheelhouse" \
-    --python-version "$python_version" --implementation cp \
-    --platform "manylinux2014_$machine" --platform "manylinux_2_28_$machine" --platform "manylinux_2_34_$machine" \
-    --platform "linux_$machine" ${constraints:+--constraint "$constraints"} "$wheelhouse/$wheel_name[web]"
+say "wheelhouse for Python $python_version"
+POD_STATS_GLIBC=2.36 "$here/wheelhouse.sh" "$python_version" "$arch" "$wheelhouse" "$wheelhouse/$wheel_name[web]"
 
 say "venv $venv"
 mkdir -p "$root/tmp/wheelhouse"
 cp "$wheelhouse"/*.whl "$root/tmp/wheelhouse/"
-[ -z "$constraints" ] || cp "$constraints" "$root/tmp/wheelhouse/constraints.txt"
+cp "$top/constraints.txt" "$root/tmp/wheelhouse/constraints.txt"
 in_root python3 -m venv "$venv"
 in_root "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links /tmp/wheelhouse \
-    ${constraints:+--constraint /tmp/wheelhouse/constraints.txt} "/tmp/wheelhouse/$wheel_name[web]"
+    --constraint /tmp/wheelhouse/constraints.txt "/tmp/wheelhouse/$wheel_name[web]"
 # pip and setuptools only install: the image never does
 in_root "$venv/bin/pip" uninstall -q -y --disable-pip-version-check pip setuptools
 ln -s "$venv/bin/pod-stats" "$root/usr/local/bin/pod-stats"
-# the extension loads (libelf, zlib, glibc present) on this architecture, under qemu-user if foreign
+# the extension loads (its vendored libelf and zlib, the glibc here) on this architecture, under
+# qemu-user if foreign
 in_root pod-stats --version >&2
 
 say "trim"
