@@ -169,7 +169,7 @@ test: deps build lint
 	$(SUDO) $(VENV)/bin/pytest -q --require-bpf
 
 ## wheel: dist/pod_stats-<version>-cp39-abi3-manylinux_*_{x86_64,aarch64}.whl, one per architecture:
-## the BPF object, skeleton and static libbpf in the extension, libelf and zlib vendored
+## the BPF object, skeleton and static libbpf in the extension, libelf grafted in by auditwheel
 ## (packaging/build_wheel.sh: built in a Debian 11 chroot of that architecture, arm64 under qemu)
 WHEEL_ARCHES := amd64 arm64
 # Debian's architecture names → the kernel's (vmlinux/, bpf-%) and the machine's (wheel tags)
@@ -178,20 +178,26 @@ kernel_arch_arm64 := arm64
 machine_amd64 := x86_64
 machine_arm64 := aarch64
 LIBBPF_TARBALL := $(BUILD)/libbpf-src/libbpf_$(LIBBPF_VERSION).orig.tar.gz
+# what goes into a wheel (README.md: its long description); the stamp keeps `make kernels`
+# after `make test` from building both again
+WHEEL_INPUTS := pyproject.toml setup.py constraints.txt README.md $(wildcard pod_stats/*.py) $(FFI_SOURCES) \
+	csrc/bpf/pod_stats.h packaging/build_wheel.sh packaging/wheelhouse.sh packaging/rootfs.sh
 .PHONY: $(addprefix wheel-,$(WHEEL_ARCHES))
-wheel: $(addprefix wheel-,$(WHEEL_ARCHES))
-wheel-amd64: bpf-x86
-wheel-arm64: bpf-arm64
-$(addprefix wheel-,$(WHEEL_ARCHES)): wheel-%: deps $(LIBBPF_A)
-	rm -f dist/pod_stats-*_$(machine_$*).whl
+wheel: deps $(addprefix wheel-,$(WHEEL_ARCHES))
+$(addprefix wheel-,$(WHEEL_ARCHES)): wheel-%: deps $(BUILD)/wheel-%.built
+$(BUILD)/wheel-amd64.built: $(BUILD)/bpf-x86/pod_stats.skel.h
+$(BUILD)/wheel-arm64.built: $(BUILD)/bpf-arm64/pod_stats.skel.h
+$(BUILD)/wheel-%.built: $(WHEEL_INPUTS) $(LIBBPF_A) $(VENV_STAMP)
+	rm -f $@ dist/pod_stats-*_$(machine_$*).whl
 	$(SUDO) packaging/build_wheel.sh $* $(BUILD)/bpf-$(kernel_arch_$*) $(LIBBPF_TARBALL) dist
+	touch $@
 
 ## test-wheel: the x86_64 wheel installed offline, with constraints.txt, into debootstrap'd Debian 11
 ## (Python 3.9) and Debian 12 (Python 3.11) chroots with no compiler, bpftool, libbpf or libelf,
 ## and run there as root. build/chroot (Debian 12, the wheel in /opt/pod-stats) is `make kernels`' guest.
 test-wheel: wheel
-	$(SUDO) tests/wheel_in_chroot.sh bullseye $(BUILD)/chroot-bullseye dist/pod_stats-*_x86_64.whl
-	$(SUDO) tests/wheel_in_chroot.sh bookworm $(BUILD)/chroot dist/pod_stats-*_x86_64.whl
+	$(SUDO) tests/wheel_in_chroot.sh bullseye $(BUILD)/chroot-bullseye dist/pod_stats-*_$(machine_amd64).whl
+	$(SUDO) tests/wheel_in_chroot.sh bookworm $(BUILD)/chroot dist/pod_stats-*_$(machine_amd64).whl
 
 ## image: the node agent's OCI image for amd64 and arm64 as one OCI index, nothing pulled from a
 ## registry: a debootstrap'd Debian root file system per architecture (arm64 under qemu-user) with
@@ -264,7 +270,7 @@ demo: deps build
 	$(SUDO) $(VENV)/bin/python -m pod_stats_dev.demo $(DEMO_ARGS)
 
 clean:
-	rm -rf $(BUILD)/pod_stats.* $(BUILD)/cffi $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.* dist \
+	rm -rf $(BUILD)/pod_stats.* $(BUILD)/bpf-* $(BUILD)/wheel-*.built $(BUILD)/cffi $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.* dist \
 		$(FFI_EXT) $(WORKLOAD) pod_stats/_pod_stats_ffi.c
 
 distclean: clean

@@ -48,7 +48,9 @@ if [ "$(cat "$root/build/venv/.pod-stats" 2>/dev/null)" != "$stamp" ]; then
     cp constraints.txt "$root/build/constraints.txt"
     packaging/wheelhouse.sh 3.9 "$arch" "$root/build/wheelhouse" "${build_requirements[@]}"
     in_chroot python3 -m venv /build/venv
-    in_chroot pip install -q --no-index --find-links /build/wheelhouse -c /build/constraints.txt "${build_requirements[@]}"
+    # (no byte-compiling: slow under emulation, and the venv is used a few times at most)
+    in_chroot pip install -q --no-compile --no-index --find-links /build/wheelhouse -c /build/constraints.txt \
+        "${build_requirements[@]}"
     echo "$stamp" > "$root/build/venv/.pod-stats"
 fi
 
@@ -61,7 +63,7 @@ if [ "$(cat "$root/build/libbpf/.source" 2>/dev/null)" != "$libbpf_stamp" ]; the
     mkdir -p "$root/build/libbpf-src" "$root/build/libbpf-obj"
     tar -xzf "$tarball" -C "$root/build/libbpf-src"
     source_dir=$(cd "$root/build/libbpf-src" && echo libbpf-*/src)
-    in_chroot make -s -C "/build/libbpf-src/$source_dir" BUILD_STATIC_ONLY=1 EXTRA_CFLAGS='-fPIC -O2' \
+    in_chroot make -s -j"$(nproc)" -C "/build/libbpf-src/$source_dir" BUILD_STATIC_ONLY=1 EXTRA_CFLAGS='-fPIC -O2' \
         OBJDIR=/build/libbpf-obj DESTDIR=/build/libbpf PREFIX=/usr LIBDIR=/usr/lib install install_uapi_headers >/dev/null
     echo "$libbpf_stamp" > "$root/build/libbpf/.source"
 fi

@@ -7,7 +7,8 @@
 #   packaging/wheelhouse.sh PYTHON_VERSION ARCH DIR REQUIREMENT...
 #   e.g. packaging/wheelhouse.sh 3.11 arm64 build/wheelhouse-arm64 dist/pod_stats-*_aarch64.whl
 #
-# REQUIREMENT is anything pip takes (a name, a wheel file); a wheel file is copied into DIR too.
+# REQUIREMENT is anything pip takes: a name, a wheel file (pip puts a copy in DIR), with extras
+# ("dist/pod_stats-…_aarch64.whl[web]").
 # Wheels up to manylinux_2_31 are taken (glibc 2.31: Debian 11, the oldest target); override
 # with POD_STATS_GLIBC=2.36. The project's .venv (else python3) runs pip.
 set -euo pipefail
@@ -59,9 +60,6 @@ for line in open(path):
 PY
 
 mkdir -p "$dir"
-for requirement in "$@"; do
-    if [ -f "$requirement" ]; then cp "$requirement" "$dir/"; fi
-done
 # (this machine's pip configuration names local indexes that may be absent: not an error)
 "$python" -m pip download -q --disable-pip-version-check --only-binary=:all: --implementation cp \
     --python-version "$python_version" "${platforms[@]}" -c "$target_constraints" -d "$dir" "$@" \

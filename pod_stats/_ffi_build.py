@@ -3,7 +3,8 @@
 The C lives in csrc/ffi/ (one header per unit; pod_stats_ffi.h includes them all for the
 generated module); this file only declares to cffi what Python calls, and lists the sources.
 The BPF object travels inside the skeleton header, so the extension is all a
-node needs: it depends at run time only on libc, libelf and zlib.
+node needs: it depends at run time only on libc, libelf and zlib (the manylinux wheels carry
+their libelf, grafted in by auditwheel; zlib is in every manylinux policy).
 
 Inputs (built by `make bpf libbpf`), overridable through the environment, per build:
   POD_STATS_SKEL_DIR        holds pod_stats.skel.h (default build/; the wheels' are per

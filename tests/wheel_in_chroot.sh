@@ -63,15 +63,15 @@ say "ok: no compiler, bpftool, libbpf or libelf in the chroot (Python $python_ve
 # The dependencies, as wheels for the chroot's Python, fetched here: the chroot stays offline.
 wheelhouse="$root/tmp/wheelhouse"
 rm -rf "$wheelhouse"
-packaging/wheelhouse.sh "$python_version" amd64 "$wheelhouse" "$wheel"
+packaging/wheelhouse.sh "$python_version" amd64 "$wheelhouse" "$wheel[web]"
 cp constraints.txt "$wheelhouse/"
 
 rm -rf "$root/opt/pod-stats"
 in_chroot python3 -m venv /opt/pod-stats
 # Debian's own pip (20.3 on Debian 11), the constraints' markers evaluated by the target Python
 in_chroot /opt/pod-stats/bin/pip install -q --no-index --find-links /tmp/wheelhouse -c /tmp/wheelhouse/constraints.txt \
-    "/tmp/wheelhouse/$(basename "$wheel")" || fail "pip install of the wheel"
-say "ok: installed $(basename "$wheel") offline"
+    "/tmp/wheelhouse/$(basename "$wheel")[web]" || fail "pip install of the wheel"
+say "ok: installed $(basename "$wheel")[web] offline"
 
 extension=$(in_chroot /opt/pod-stats/bin/python -c 'import pod_stats._pod_stats_ffi as m; print(m.__file__)')
 needed=$(in_chroot /opt/pod-stats/bin/python - "$extension" <<'EOF'
@@ -113,3 +113,42 @@ assert document["agent"]["probes"]["opens"] == "on"
 assert isinstance(document["pods"], list) and document.get("cgroups"), "nothing counted"
 EOF
 say "ok: pod-stats dump --json in the chroot gave a valid pod-stats/v1 document"
+
+# The exporter with basic auth (the [web] extra: bcrypt, pyyaml), scraped from outside the chroot.
+hash=$(in_chroot /opt/pod-stats/bin/python -c 'import bcrypt; print(bcrypt.hashpw(b"wheel-test", bcrypt.gensalt(4)).decode())')
+printf 'basic_auth_users:\n  probe: %s\n' "$hash" > "$root/tmp/web.yml"
+port=$("$venv_python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# (exec: $! is then pod-stats itself, which SIGINT stops)
+(exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
+    /opt/pod-stats/bin/pod-stats serve --listen-address "127.0.0.1:$port" --interval 0.5 \
+    --web-config-file /tmp/web.yml) > "build/chroot-serve-$suite.log" 2>&1 &
+serve=$!
+scraped=$("$venv_python" - "http://127.0.0.1:$port" <<'EOF'
+import base64, sys, time, urllib.error, urllib.request
+
+def get(path, auth=None):
+    request = urllib.request.Request(sys.argv[1] + path)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+for _ in range(100):
+    try:
+        get("/healthz")
+        break
+    except OSError:
+        time.sleep(0.1)
+status, _ = get("/metrics")
+assert status == 401, f"/metrics without the password answered {status}"
+status, text = get("/metrics", "probe:wheel-test")
+samples = [line for line in text.splitlines() if line.startswith("pod_stats_")]
+assert status == 200 and samples, f"/metrics with the password answered {status}, no pod_stats_ sample"
+print(len(samples))
+EOF
+) || { kill -INT "$serve"; cat "build/chroot-serve-$suite.log"; fail "pod-stats serve with basic auth"; }
+kill -INT "$serve" && wait "$serve" || true
+say "ok: pod-stats serve with basic auth: 401 without the password, $scraped pod_stats_ samples with it"
