@@ -199,6 +199,36 @@ test-wheel: wheel
 	$(SUDO) tests/wheel_in_chroot.sh bullseye $(BUILD)/chroot-bullseye dist/pod_stats-*_$(machine_amd64).whl
 	$(SUDO) tests/wheel_in_chroot.sh bookworm $(BUILD)/chroot dist/pod_stats-*_$(machine_amd64).whl
 
+## image: the node agent's OCI image for amd64 and arm64 as one OCI index, nothing pulled from a
+## registry: a debootstrap'd Debian root file system per architecture (arm64 under qemu-user) with
+## the wheel and its dependencies installed offline, packed by umoci (packaging/image.sh,
+## image_index.py). $(IMAGE_LAYOUT) is an OCI layout tagged <version> (the index) and
+## <version>-<arch>; $(IMAGE_LAYOUT).tar the same as an oci-archive. Push both architectures with
+##   skopeo copy --all oci:$(IMAGE_LAYOUT):<version> docker://REGISTRY/pod-stats:<version>
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+IMAGE_ARCHES ?= amd64 arm64
+IMAGE_DIR := $(BUILD)/image
+IMAGE_LAYOUT := $(IMAGE_DIR)/pod-stats-$(VERSION).oci
+IMAGE_APT_PACKAGES := umoci skopeo debootstrap
+.PHONY: image image-test
+image: wheel
+	@dpkg -s $(IMAGE_APT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(IMAGE_APT_PACKAGES); }
+	rm -rf $(IMAGE_LAYOUT) $(IMAGE_LAYOUT).tar
+	$(foreach arch,$(IMAGE_ARCHES),$(SUDO) packaging/image.sh $(arch) \
+		$(firstword $(wildcard dist/pod_stats-$(VERSION)-*_$(machine_$(arch)).whl) dist/no-$(machine_$(arch))-wheel) \
+		$(IMAGE_LAYOUT) &&) true
+	$(PYTHON) packaging/image_index.py $(IMAGE_LAYOUT) $(VERSION) $(IMAGE_DIR) $(addprefix $(VERSION)-,$(IMAGE_ARCHES))
+	skopeo copy -q --all oci:$(IMAGE_LAYOUT):$(VERSION) oci-archive:$(IMAGE_LAYOUT).tar:$(VERSION)
+
+## image-test: the amd64 image run by runc under deploy/daemonset.yaml's securityContext, mounts,
+## args and env (tests/test_image.py derives them from the manifest) beside miniature-node pods:
+## /healthz, exact opens and names on /metrics, `run`, `files` and `procs` exec'ed inside it; the
+## arm64 image's config and ELF files, and its `pod-stats --version` under qemu-user
+image-test: deps build image
+	$(SUDO) env POD_STATS_IMAGE=$(IMAGE_LAYOUT) POD_STATS_IMAGE_TAG=$(VERSION) \
+		$(VENV)/bin/pytest -q --require-bpf -m image tests/test_image.py
+
 ## kernels: the VM smoke suite on each kernel of tests/kernels/matrix.tsv (Debian 5.10, 6.1, 6.1 booted
 ## with preempt=full, 6.1 PREEMPT_RT under qemu) and this machine's, then the README's compatibility
 ## table from that run

@@ -117,6 +117,9 @@ def _identity_options(command: Callable) -> Callable:
         click.option(
             "--cgroup-root",
             default=None,
+            # from the environment too: a container's (the DaemonSet's) is every exec'd command's
+            envvar="POD_STATS_CGROUP_ROOT",
+            show_envvar=True,
             type=click.Path(exists=True, file_okay=False),
             help="The host's cgroup filesystem, if mounted elsewhere (e.g. /host/sys/fs/cgroup).",
         ),
@@ -511,19 +514,42 @@ def files(top, duration, as_json, namespaces, pod_glob, **identity_options) -> N
 
 @cli.command()
 @click.option("--sort", default="rss", show_default=True, type=click.Choice(["rss", "opens"]), help="Largest first.")
+@click.option(
+    "--proc-root",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="The host's /proc, where a container mounts it (the kernel's pids are the host's). "
+    "Default: /host/proc if it is mounted there, else /proc.",
+)
 @_selection_options
 @_identity_options
-def procs(sort, duration, as_json, namespaces, pod_glob, **identity_options) -> None:
+def procs(sort, proc_root, duration, as_json, namespaces, pod_glob, **identity_options) -> None:
     """Every process of each container: pid, command, RSS now, opens over --duration seconds.
 
     Opens are counted for at most 1,024 processes per cgroup; the rest are shown as drops.
     """
-    from pod_stats.drilldown import drop_rows, drop_totals, process_rows, sort_processes
+    from pod_stats.drilldown import (
+        default_proc_root,
+        drop_rows,
+        drop_totals,
+        in_initial_pid_namespace,
+        process_rows,
+        same_pid_namespace,
+        sort_processes,
+    )
     from pod_stats.output import processes_json, render_processes
 
+    proc_root = proc_root or default_proc_root()
+    if same_pid_namespace(proc_root) and not in_initial_pid_namespace():
+        log.warning(
+            "%s shows this container's PID namespace, not the host's pids the kernel counts: other "
+            "pods' processes are not listed (mount the host's /proc, e.g. at /host/proc)",
+            proc_root,
+        )
     started = time.monotonic()
     with _watch_window("procs", duration, namespaces, pod_glob, **identity_options) as (sampler, snapshot):
-        rows = sort_processes(process_rows(sampler, snapshot, sampler.bpf.read_process_opens()), sort)
+        opens = sampler.bpf.read_process_opens()
+        rows = sort_processes(process_rows(sampler, snapshot, opens, proc_root), sort)
         drops = drop_rows(sampler, snapshot, sampler.bpf.read_drilldown_drops("procs"))
         totals = drop_totals("procs", sampler.bpf.drops())
         window = time.monotonic() - started

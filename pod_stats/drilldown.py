@@ -206,16 +206,90 @@ def read_process(proc_root: str, pid: int) -> Optional[tuple[str, Optional[int]]
     return comm[:-1] if comm.endswith("\n") else comm, statm_rss_bytes(statm)
 
 
+# Where the DaemonSet mounts the host's /proc (deploy/daemonset.yaml, volume host-proc).
+HOST_PROC = "/host/proc"
+
+
+def default_proc_root() -> str:
+    """The host's /proc where it is mounted (a container with a PID namespace of its own: the
+    kernel counts host pids, which its own /proc does not show), else /proc."""
+    return HOST_PROC if os.path.isdir(f"{HOST_PROC}/1") else "/proc"
+
+
+# The initial PID namespace's inode number (PROC_PID_INIT_INO, include/linux/proc_ns.h).
+_INITIAL_PID_NAMESPACE = 0xEFFFFFFC
+
+
+def in_initial_pid_namespace() -> bool:
+    """Whether this process sees the kernel's own pids (not in a container's PID namespace)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino == _INITIAL_PID_NAMESPACE
+    except OSError:
+        return True  # no way to tell: assume the common case outside containers
+
+
+def same_pid_namespace(proc_root: str) -> bool:
+    """Whether `proc_root` shows pids as this process sees them (its `self` is our pid)."""
+    try:
+        return os.readlink(f"{proc_root}/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
+class HostProcesses:
+    """The processes of each cgroup, from a procfs of another PID namespace (the host's /proc
+    in a container). cgroup.procs cannot say: it lists pids as the reader's namespace sees them
+    (v2 writes 0 for processes outside it, v1 leaves them out). /proc/<pid>/cgroup names a
+    process's cgroups relative to the reader's cgroup namespace: from its root, "/.." for each
+    level up to the common ancestor, then down. The part below that ancestor always ends in the
+    process's own cgroup directory, and a container's cgroup directory is named by its
+    container id (a pod's by its uid), unique on the node: so that part, matched as a suffix of
+    the cgroup's path, finds the container. Read once, when made."""
+
+    def __init__(self, proc_root: str) -> None:
+        # (path below the common ancestor, whether it was relative) -> pids
+        self._pids: dict[tuple[str, bool], set[int]] = {}
+        try:
+            names = os.listdir(proc_root)
+        except OSError:
+            names = []
+        for name in names:
+            if not name.isdigit():
+                continue
+            text = _read(f"{proc_root}/{name}/cgroup")
+            if text is None:
+                continue  # exited
+            for line in text.splitlines():
+                path = line.split(":", 2)[-1]
+                relative = path.startswith("/..")
+                while path.startswith("/.."):
+                    path = path[3:]
+                if path.strip("/"):
+                    self._pids.setdefault((path, relative), set()).add(int(name))
+
+    def pids(self, cgroup_path: str) -> list[int]:
+        found = set(self._pids.get((cgroup_path, False), ())) | self._pids.get((cgroup_path, True), set())
+        parts = cgroup_path.split("/")
+        for start in range(2, len(parts)):
+            found |= self._pids.get(("/" + "/".join(parts[start:]), True), set())
+        return sorted(found)
+
+
 def process_rows(
     owners: Owners, snapshot: Snapshot, opens: Mapping[int, ProcessCounts], proc_root: str = "/proc"
 ) -> list[ProcessRow]:
     """Every process of the snapshot's containers, with RSS now and its opens over the window;
-    processes that opened files and exited during the window are listed too."""
+    processes that opened files and exited during the window are listed too. Pids are the
+    kernel's (the initial PID namespace's): `proc_root` must show those, as /proc does outside
+    a container and the host's /proc mounted in one does."""
+    process_ids = owners.process_ids if same_pid_namespace(proc_root) else HostProcesses(proc_root).pids
     rows: list[ProcessRow] = []
     seen = set()
     for pod in snapshot.pods:
         for container in pod.containers:
-            for pid in owners.process_ids(container.cgroup_path):
+            for pid in process_ids(container.cgroup_path):
+                if pid in seen:
+                    continue  # a process whose cgroups of two hierarchies are two containers
                 process = read_process(proc_root, pid)
                 if process is None:
                     continue  # vanished between listing and reading

@@ -27,7 +27,16 @@ from pod_stats.bpf import (
     KeyMode,
     PodStatsBpf,
 )
-from pod_stats.drilldown import DropRow, DropTotals, Where, drop_totals, read_process, statm_rss_bytes
+from pod_stats.drilldown import (
+    DropRow,
+    DropTotals,
+    HostProcesses,
+    Where,
+    drop_totals,
+    read_process,
+    same_pid_namespace,
+    statm_rss_bytes,
+)
 from pod_stats.output import files_json, processes_json, render_files, render_processes
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -62,6 +71,53 @@ def test_a_process_that_vanished_or_half_vanished_is_skipped(tmp_path):
     assert read_process(str(tmp_path), 13) is None
     command, rss = read_process(str(tmp_path), 12)
     assert rss is None and command.endswith("bin")
+
+
+SHOP = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/cri-containerd-c0ffee.scope"
+AGENT = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5678.slice/cri-containerd-a9e17.scope"
+
+
+def _proc(root: Path, pid: int, cgroup: str) -> None:
+    (root / str(pid)).mkdir()
+    (root / str(pid) / "cgroup").write_text(cgroup)
+
+
+def test_host_processes_are_found_by_the_part_of_their_cgroup_below_the_common_ancestor(tmp_path):
+    """The host's /proc read from the agent's container (its cgroup namespace rooted at AGENT):
+    each process's cgroup is relative to that root."""
+    _proc(tmp_path, 4100, "0::/../../kubepods-burstable-pod1234.slice/cri-containerd-c0ffee.scope\n")
+    # hybrid: a v1 line of the same process and one of a v2-only nested cgroup below it
+    _proc(tmp_path, 4101, "4:memory:/../../kubepods-burstable-pod1234.slice/cri-containerd-c0ffee.scope\n")
+    _proc(tmp_path, 4102, "0::/../../kubepods-burstable-pod1234.slice/cri-containerd-c0ffee.scope/nested\n")
+    _proc(tmp_path, 1, "0::/../../../../init.scope\n")
+    _proc(tmp_path, 4200, "0::/\n")  # the agent itself
+    _proc(tmp_path, 4300, "0::/../../../../system.slice/cri-containerd-c0ffee.scope\n")  # another tree
+    (tmp_path / "self").symlink_to("4200")
+    listing = HostProcesses(str(tmp_path))
+    assert listing.pids(SHOP) == [4100, 4101]
+    assert listing.pids(AGENT) == []  # "/": the agent's own namespace root, not found by path
+    assert listing.pids(SHOP + "/nested") == [4102]
+    # no cgroup namespace (or the host's): the paths are whole
+    absolute = tmp_path / "absolute"
+    absolute.mkdir()
+    _proc(absolute, 7, f"0::{SHOP}\n")
+    _proc(absolute, 8, "0::/cri-containerd-c0ffee.scope\n")  # a suffix, but not relative: another cgroup
+    assert HostProcesses(str(absolute)).pids(SHOP) == [7]
+
+
+def test_vanished_or_garbled_proc_entries_are_skipped(tmp_path):
+    (tmp_path / "31").mkdir()  # exited: no cgroup file
+    _proc(tmp_path, 32, "garbage without colons\n")
+    (tmp_path / "net").mkdir()
+    assert HostProcesses(str(tmp_path)).pids(SHOP) == []
+    assert HostProcesses(str(tmp_path / "missing")).pids(SHOP) == []
+
+
+def test_this_process_s_proc_is_its_pid_namespace(tmp_path):
+    assert same_pid_namespace("/proc")
+    (tmp_path / "self").symlink_to("1")
+    assert not same_pid_namespace(str(tmp_path))
+    # inside a container's PID namespace it is false: tests/test_image.py's procs with /proc
 
 
 def test_this_process_reads_back():
