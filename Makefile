@@ -143,35 +143,20 @@ $(BUILD)/helpers/open_routes32: tests/helpers/open_routes.c
 	@mkdir -p $(@D)
 	gcc -m32 -static -O2 -Wall -Wextra -o $@ $<
 
-# The kernel matrix's arm64 guest: open_routes for aarch64, by Debian's cross compiler, with
-# liburing from Debian's arm64 package (downloaded with a private apt configuration, unpacked,
-# never installed). No 32-bit twin: ia32 compat syscalls are x86-64's.
+# The kernel matrix's arm64 guest: open_routes for aarch64, compiled in a debootstrap'd arm64
+# build chroot under qemu-user-static (Debian's cross gcc cannot be installed beside
+# gcc-multilib, which open_routes32 needs). No 32-bit twin: ia32 compat syscalls are x86-64's.
+ARM64_BUILD_ROOT := $(BUILD)/rootfs/build-bookworm-arm64
 ARM64_HELPERS := $(BUILD)/helpers/arm64/open_routes
-ARM64_SYSROOT := $(BUILD)/sysroot-arm64
-ARM64_CC := aarch64-linux-gnu-gcc
-ARM64_SYSROOT_PACKAGES := liburing-dev
 
-$(ARM64_SYSROOT)/.ready:
-	@dpkg -s gcc-aarch64-linux-gnu >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu; }
-	rm -rf $(ARM64_SYSROOT) && mkdir -p $(ARM64_SYSROOT)/apt/lists/partial \
-		$(ARM64_SYSROOT)/apt/cache/archives/partial $(ARM64_SYSROOT)/apt/sources.list.d $(ARM64_SYSROOT)/debs
-	: > $(ARM64_SYSROOT)/apt/sources.list
-	printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm' 'Components: main' \
-		'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' > $(ARM64_SYSROOT)/apt/sources.list.d/bookworm.sources
-	apt_options="-q -o Dir::Etc::SourceList=$(abspath $(ARM64_SYSROOT))/apt/sources.list \
-		-o Dir::Etc::SourceParts=$(abspath $(ARM64_SYSROOT))/apt/sources.list.d \
-		-o Dir::State::Lists=$(abspath $(ARM64_SYSROOT))/apt/lists -o Dir::Cache=$(abspath $(ARM64_SYSROOT))/apt/cache \
-		-o APT::Sandbox::User=root -o Debug::NoLocking=1 -o APT::Architectures::=arm64"; \
-	apt-get $$apt_options update >/dev/null && \
-	cd $(ARM64_SYSROOT)/debs && apt-get $$apt_options download $(addsuffix :arm64,$(ARM64_SYSROOT_PACKAGES))
-	for deb in $(ARM64_SYSROOT)/debs/*.deb; do dpkg-deb -x $$deb $(ARM64_SYSROOT); done
-	touch $@
+$(ARM64_BUILD_ROOT)/.rootfs:
+	$(SUDO) packaging/rootfs.sh arm64 bookworm $(ARM64_BUILD_ROOT) gcc,libc6-dev,liburing-dev
 
-$(BUILD)/helpers/arm64/open_routes: tests/helpers/open_routes.c $(ARM64_SYSROOT)/.ready
+$(BUILD)/helpers/arm64/open_routes: tests/helpers/open_routes.c $(ARM64_BUILD_ROOT)/.rootfs
 	@mkdir -p $(@D)
-	$(ARM64_CC) -static -O2 -Wall -Wextra -I $(ARM64_SYSROOT)/usr/include -o $@ $< \
-		-L $(ARM64_SYSROOT)/usr/lib/aarch64-linux-gnu -luring
+	cp $< $(ARM64_BUILD_ROOT)/tmp/open_routes.c
+	$(SUDO) chroot $(ARM64_BUILD_ROOT) gcc -static -O2 -Wall -Wextra -o /tmp/open_routes /tmp/open_routes.c -luring
+	mv $(ARM64_BUILD_ROOT)/tmp/open_routes $@
 
 ## test: lint, the wheel on a bare node, then every test, BPF and container tests included (needs root)
 test: deps build lint
