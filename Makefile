@@ -176,10 +176,10 @@ test-wheel: wheel
 	$(SUDO) tests/wheel_in_chroot.sh dist/pod_stats-*.whl
 
 ## kernels: the VM smoke suite on each kernel of tests/kernels/matrix.tsv (Debian 5.10, 6.1, 6.1 booted
-## with preempt=full, 6.1 PREEMPT_RT under qemu) and this machine's, then the README's compatibility
-## table from that run
+## with preempt=full, 6.1 PREEMPT_RT under qemu-system-x86_64, 6.1 arm64 under qemu-system-aarch64 with
+## the aarch64 wheel) and this machine's, then the README's compatibility table from that run
 .PHONY: kernels
-kernels: test-wheel
+kernels: test-wheel $(ARM64_HELPERS)
 	$(SUDO) $(PYTHON) tests/kernels/run_matrix.py
 	$(PYTHON) tests/kernels/compat_table.py --readme README.md
 

@@ -86,6 +86,8 @@ def cell(feature) -> str:
         return f"partly: {detail}"
     if status == "unavailable":
         return "unavailable: " + re.sub(r"^\w+: ", "", detail.split("; ")[0])
+    if status == "n/a":  # the architecture has no such thing
+        return f"n/a: {detail}"
     libbpf = re.search(r"\[libbpf: (?:libbpf: )?([^|\]]*)", detail)
     return "**fails to load**: " + (libbpf.group(1).strip() if libbpf else detail.split(" (")[0])
 
@@ -99,7 +101,9 @@ def table(results) -> str:
 
     def heading(kernel):
         uname = results[kernel].get("uname") or "?"
-        return f"this machine (`{uname}`)" if kernel == HOST else f"{kernel} (`{uname}`, VM)"
+        if kernel == HOST:
+            return f"this machine (`{uname}`)"
+        return f"{kernel} (`{uname}`, {results[kernel].get('arch', 'amd64')} VM)"
 
     rows = [
         "| feature | " + " | ".join(heading(k) for k in kernels) + " |",
