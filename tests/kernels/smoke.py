@@ -67,11 +67,11 @@ IO_COUNT, IO_SIZE = 64, 64 * 1024
 PRESSURE_SECONDS = 1.0
 PSI_LINES = ("some", "full")
 MACHINE = os.uname().machine
-# Opens by syscall number (ctypes): openat and openat2 everywhere; open and creat where the
-# syscall table has them (x86-64: arm64's generic table has neither).
-OPEN_SYSCALLS = {
-    "x86_64": {"openat": 257, "openat2": 437, "open": 2, "creat": 85},
-    "aarch64": {"openat": 56, "openat2": 437},
+# Syscalls by number (ctypes): openat and openat2 everywhere; open and creat where the syscall
+# table has them (x86-64: arm64's generic table has neither); init_module (the loop driver).
+SYSCALLS = {
+    "x86_64": {"openat": 257, "openat2": 437, "open": 2, "creat": 85, "init_module": 175},
+    "aarch64": {"openat": 56, "openat2": 437, "init_module": 105},
 }[MACHINE]
 IA32 = MACHINE == "x86_64"  # ia32 compat syscalls: 32-bit x86 code on an x86-64 kernel
 NO_IA32 = f"ia32 compat syscalls are x86-64's: none on {MACHINE}"
@@ -454,7 +454,7 @@ class Suite:
 
         def hostile():
             for i in range(rounds):  # a longer path first leaves its bytes in the program's scratch
-                openat = OPEN_SYSCALLS["openat"]
+                openat = SYSCALLS["openat"]
                 libc.syscall(openat, -100, f"/nonexistent/{i:02d}-{'x' * 100}".encode(), os.O_RDONLY)
                 libc.syscall(
                     openat, -100, ctypes.create_string_buffer(short + b"\0" + os.urandom(8).hex().encode()), os.O_RDONLY
@@ -504,7 +504,7 @@ class Suite:
         libc = ctypes.CDLL(None, use_errno=True)
         how = (ctypes.c_uint64 * 3)(os.O_RDONLY, 0, 0)
         created = f"/tmp/pod-stats-smoke-{uuid.uuid4().hex[:8]}".encode()
-        numbers = OPEN_SYSCALLS
+        numbers = SYSCALLS
         kinds = [
             lambda: libc.syscall(numbers["openat2"], -100, b"/dev/null", ctypes.byref(how), 24),
             lambda: libc.syscall(numbers["openat"], -100, b"/nonexistent/smoke", os.O_RDONLY),  # fails: ENOENT
@@ -572,7 +572,7 @@ class Suite:
         runs = [
             (route, helper, name)
             for route, helper, name in self.OPEN_ROUTE_RUNS
-            if (route != "ia32" or IA32) and (name not in ("open", "creat") or "open" in OPEN_SYSCALLS)
+            if (route != "ia32" or IA32) and (name not in ("open", "creat") or "open" in SYSCALLS)
         ]
         helpers = {}
         for name in sorted({helper for _, helper, _ in runs}):
@@ -922,7 +922,7 @@ class Suite:
                 raise AssertionError(f"{module} is missing (run_matrix.py packs it)")
             image = module.read_bytes()
             libc = ctypes.CDLL(None, use_errno=True)
-            if libc.syscall(175, image, ctypes.c_ulong(len(image)), b"") != 0:  # init_module
+            if libc.syscall(SYSCALLS["init_module"], image, ctypes.c_ulong(len(image)), b"") != 0:
                 raise AssertionError(f"loading the loop driver: {os.strerror(ctypes.get_errno())}")
         (CGROUP_ROOT / "cgroup.subtree_control").write_text("+io")
         backing = Path(f"/tmp/pod-stats-smoke-loop-{uuid.uuid4().hex[:8]}")
