@@ -74,7 +74,7 @@ SYSCALLS = {
     "aarch64": {"openat": 56, "openat2": 437, "init_module": 105},
 }[MACHINE]
 IA32 = MACHINE == "x86_64"  # ia32 compat syscalls: 32-bit x86 code on an x86-64 kernel
-NO_IA32 = f"ia32 compat syscalls are x86-64's: none on {MACHINE}"
+NO_IA32 = f"ia32 compat syscalls exist on x86-64 only, not on {MACHINE}"
 
 
 def line(*words) -> None:
