@@ -56,11 +56,14 @@ apt-deps:
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): pyproject.toml
+# Every install takes its versions from constraints.txt (pyproject.toml has ranges).
+PIP_INSTALL := $(VENV)/bin/pip install -q -c constraints.txt
+
+$(VENV_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip==25.3
+	$(PIP_INSTALL) --upgrade pip
 	# build requirements too: the extension is built without isolation, against this venv
-	$(VENV)/bin/pip install -q setuptools==75.8.0 wheel==0.45.1 cffi==2.1.1
+	$(PIP_INSTALL) setuptools wheel cffi
 	touch $@
 
 ## libbpf: PIC static libbpf from Debian's source package
@@ -80,18 +83,35 @@ $(LIBBPF_A):
 		EXTRA_CFLAGS='-fPIC -O2' OBJDIR=$(abspath $(BUILD)/libbpf-obj) \
 		DESTDIR=$(abspath $(BUILD)/libbpf) PREFIX=/usr LIBDIR=/usr/lib install
 
-## bpf: the BPF object and its skeleton
+## bpf: the BPF object and its skeleton, for this machine (the editable build);
+## bpf-x86, bpf-arm64: for the wheel of that architecture, in build/bpf-<arch>/
 bpf: $(SKEL)
 
-$(BPF_OBJ): csrc/bpf/pod_stats.bpf.c csrc/bpf/pod_stats.h vmlinux/$(ARCH)/vmlinux.h $(LIBBPF_A)
-	@mkdir -p $(BUILD)
-	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
-		-I vmlinux/$(ARCH) -I csrc/bpf -I $(LIBBPF_PREFIX)/include -c $< -o $@
+# $(call compile_bpf,ARCH): the BPF object of kernel architecture ARCH (vmlinux/ARCH), $< → $@
+define compile_bpf
+	@mkdir -p $(@D)
+	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(1) \
+		-I vmlinux/$(1) -I csrc/bpf -I $(LIBBPF_PREFIX)/include -c $< -o $@
 	# keep BTF (CO-RE needs it), drop DWARF
 	$(LLVM_STRIP) -g $@
+endef
+
+$(BPF_OBJ): csrc/bpf/pod_stats.bpf.c csrc/bpf/pod_stats.h vmlinux/$(ARCH)/vmlinux.h $(LIBBPF_A)
+	$(call compile_bpf,$(ARCH))
+
+$(BUILD)/bpf-%/pod_stats.bpf.o: csrc/bpf/pod_stats.bpf.c csrc/bpf/pod_stats.h vmlinux/%/vmlinux.h $(LIBBPF_A)
+	$(call compile_bpf,$*)
 
 $(SKEL): $(BPF_OBJ)
 	$(BPFTOOL) gen skeleton $< name pod_stats > $@
+
+$(BUILD)/bpf-%/pod_stats.skel.h: $(BUILD)/bpf-%/pod_stats.bpf.o
+	$(BPFTOOL) gen skeleton $< name pod_stats > $@
+
+.PHONY: bpf-x86 bpf-arm64
+bpf-x86 bpf-arm64: bpf-%: $(BUILD)/bpf-%/pod_stats.skel.h
+# kept beside the skeleton (which embeds it): the object is what bpftool and llvm-objdump read
+.PRECIOUS: $(BUILD)/bpf-%/pod_stats.bpf.o
 
 ## vmlinux: regenerate the checked-in vmlinux.h from this machine's BTF
 vmlinux:
@@ -123,7 +143,7 @@ vmlinux-arm64:
 build: $(FFI_EXT) $(DEVTOOLS_STAMP) $(WORKLOAD) $(HELPERS)
 
 $(FFI_EXT): $(SKEL) $(LIBBPF_A) pod_stats/_ffi_build.py $(FFI_SOURCES) csrc/bpf/pod_stats.h $(VENV_STAMP)
-	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test]'
+	$(PIP_INSTALL) --no-build-isolation -e '.[test]'
 	@touch $@
 
 $(DEVTOOLS_STAMP): devtools/pyproject.toml $(VENV_STAMP)
@@ -163,17 +183,36 @@ test: deps build lint
 	$(MAKE) test-wheel
 	$(SUDO) $(VENV)/bin/pytest -q --require-bpf
 
-## wheel: dist/pod_stats-<version>-*.whl: the BPF object, skeleton and static libbpf in the extension
-wheel: deps bpf
-	# setuptools does not see the skeleton (an #include) change: build the extension afresh
-	rm -rf dist $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.*
-	$(VENV)/bin/pip wheel -q --no-deps --no-build-isolation -w dist .
+## wheel: dist/pod_stats-<version>-cp39-abi3-manylinux_*_{x86_64,aarch64}.whl, one per architecture:
+## the BPF object, skeleton and static libbpf in the extension, libelf and zlib vendored
+## (packaging/build_wheel.sh: built in a Debian 11 chroot of that architecture, arm64 under qemu)
+WHEEL_ARCHES := amd64 arm64
+# Debian's architecture names → the kernel's (vmlinux/, bpf-%) and the machine's (wheel tags)
+kernel_arch_amd64 := x86
+kernel_arch_arm64 := arm64
+machine_amd64 := x86_64
+machine_arm64 := aarch64
+LIBBPF_TARBALL := $(BUILD)/libbpf-src/libbpf_$(LIBBPF_VERSION).orig.tar.gz
+# what goes into a wheel (README.md: its long description); the stamp keeps `make kernels`
+# after `make test` from building both again
+WHEEL_INPUTS := pyproject.toml setup.py constraints.txt README.md $(wildcard pod_stats/*.py) $(FFI_SOURCES) \
+	csrc/bpf/pod_stats.h packaging/build_wheel.sh packaging/wheelhouse.sh packaging/rootfs.sh
+.PHONY: $(addprefix wheel-,$(WHEEL_ARCHES))
+wheel: deps $(addprefix wheel-,$(WHEEL_ARCHES))
+$(addprefix wheel-,$(WHEEL_ARCHES)): wheel-%: deps $(BUILD)/wheel-%.built
+$(BUILD)/wheel-amd64.built: $(BUILD)/bpf-x86/pod_stats.skel.h
+$(BUILD)/wheel-arm64.built: $(BUILD)/bpf-arm64/pod_stats.skel.h
+$(BUILD)/wheel-%.built: $(WHEEL_INPUTS) $(LIBBPF_A) $(VENV_STAMP)
+	rm -f $@ dist/pod_stats-*_$(machine_$*).whl
+	$(SUDO) packaging/build_wheel.sh $* $(BUILD)/bpf-$(kernel_arch_$*) $(LIBBPF_TARBALL) dist
+	touch $@
 
-## test-wheel: that wheel installed offline into a debootstrap'd Debian chroot with no compiler, run as root
+## test-wheel: the x86_64 wheel installed offline, with constraints.txt, into debootstrap'd Debian 11
+## (Python 3.9) and Debian 12 (Python 3.11) chroots with no compiler, bpftool, libbpf or libelf,
+## and run there as root. build/chroot (Debian 12, the wheel in /opt/pod-stats) is `make kernels`' guest.
 test-wheel: wheel
-	@dpkg -s debootstrap >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends debootstrap; }
-	$(SUDO) tests/wheel_in_chroot.sh dist/pod_stats-*.whl
+	$(SUDO) tests/wheel_in_chroot.sh bullseye $(BUILD)/chroot-bullseye dist/pod_stats-*_x86_64.whl
+	$(SUDO) tests/wheel_in_chroot.sh bookworm $(BUILD)/chroot dist/pod_stats-*_x86_64.whl
 
 ## kernels: the VM smoke suite on each kernel of tests/kernels/matrix.tsv (Debian 5.10, 6.1, 6.1 booted
 ## with preempt=full, 6.1 PREEMPT_RT under qemu-system-x86_64, 6.1 arm64 under qemu-system-aarch64 with
@@ -216,7 +255,7 @@ demo: deps build
 	$(SUDO) $(VENV)/bin/python -m pod_stats_dev.demo $(DEMO_ARGS)
 
 clean:
-	rm -rf $(BUILD)/pod_stats.* $(BUILD)/cffi $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.* dist \
+	rm -rf $(BUILD)/pod_stats.* $(BUILD)/bpf-* $(BUILD)/wheel-*.built $(BUILD)/cffi $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.* dist \
 		$(FFI_EXT) $(WORKLOAD) pod_stats/_pod_stats_ffi.c
 
 distclean: clean

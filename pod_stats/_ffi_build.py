@@ -5,8 +5,10 @@ generated module); this file only declares to cffi what Python calls, and lists 
 The BPF object travels inside the skeleton header, so the extension is all a
 node needs: it depends at run time only on libc, libelf and zlib.
 
-Inputs (built by `make bpf libbpf`), overridable through the environment:
-  POD_STATS_BUILD_DIR   holds pod_stats.skel.h and libbpf/usr/{include,lib}
+Inputs (built by `make bpf libbpf`), overridable through the environment, per build:
+  POD_STATS_SKEL_DIR        holds pod_stats.skel.h (default build/; the wheels' are per
+                            architecture, packaging/build_wheel.sh)
+  POD_STATS_LIBBPF_PREFIX   holds include/bpf/*.h and lib/libbpf.a (default build/libbpf/usr)
 """
 
 import os
@@ -16,10 +18,14 @@ from pathlib import Path
 from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD = Path(os.environ.get("POD_STATS_BUILD_DIR", ROOT / "build"))
+BUILD = ROOT / "build"
+SKEL_DIR = Path(os.environ.get("POD_STATS_SKEL_DIR", BUILD))
+LIBBPF_PREFIX = Path(os.environ.get("POD_STATS_LIBBPF_PREFIX", BUILD / "libbpf" / "usr"))
 SHARED_HEADER = ROOT / "csrc" / "bpf" / "pod_stats.h"
 FFI_SOURCE_DIR = ROOT / "csrc" / "ffi"
-LIBBPF_PREFIX = BUILD / "libbpf" / "usr"
+# The oldest Python whose stable ABI the extension keeps to (setup.py tags the wheel cp39-abi3);
+# cffi would otherwise define a bare Py_LIMITED_API, the ABI of 3.2.
+LIMITED_API = "0x03090000"
 
 
 def shared_header_cdef() -> str:
@@ -153,16 +159,17 @@ ffibuilder.set_source(
     "pod_stats._pod_stats_ffi",
     '#include "pod_stats_ffi.h"',
     sources=SOURCES,
-    include_dirs=[str(LIBBPF_PREFIX / "include"), str(SHARED_HEADER.parent), str(FFI_SOURCE_DIR), str(BUILD)],
+    include_dirs=[str(LIBBPF_PREFIX / "include"), str(SHARED_HEADER.parent), str(FFI_SOURCE_DIR), str(SKEL_DIR)],
     extra_objects=[str(LIBBPF_PREFIX / "lib" / "libbpf.a")],
     libraries=["elf", "z"],
+    define_macros=[("Py_LIMITED_API", LIMITED_API)],
     # keep libbpf's symbols private to this extension
     extra_link_args=["-Wl,--exclude-libs,ALL"],
     # as strict as the BPF side's; the units' non-static functions stay private to the module
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"],
     # setuptools rebuilds only when a source is newer than the extension: the headers, and the
     # skeleton (the BPF object itself), change without any .c (a stale wheel after `make build`)
-    depends=[str(BUILD / "pod_stats.skel.h"), str(SHARED_HEADER)]
+    depends=[str(SKEL_DIR / "pod_stats.skel.h"), str(SHARED_HEADER)]
     + [str(path) for path in sorted(FFI_SOURCE_DIR.glob("*.h"))],
 )
 

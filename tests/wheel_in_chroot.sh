@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# The wheel on a bare node: a Debian bookworm chroot made by debootstrap from Debian's
-# packages (python3, libelf1; no clang, no bpftool, no libbpf, no kernel headers), the wheel
-# and its dependencies installed offline into a venv there, then `pod-stats dump --json` as
-# root against this machine's kernel. Prints one line per check; exits non-zero on failure.
+# The wheel on a bare node: a Debian chroot made by debootstrap from Debian's packages
+# (python3 and python3-venv only: no clang, no bpftool, no libbpf, no kernel headers, no
+# libelf), the wheel and its dependencies installed offline into a venv there with
+# constraints.txt, then `pod-stats --version` and `pod-stats dump --json` as root against this
+# machine's kernel. Prints one line per check; exits non-zero on failure.
 #
-#   tests/wheel_in_chroot.sh dist/pod_stats-*.whl      (make test-wheel does it)
+#   tests/wheel_in_chroot.sh SUITE DIR WHEEL      (make test-wheel does it, for each suite)
+#   e.g. tests/wheel_in_chroot.sh bullseye build/chroot-bullseye dist/pod_stats-*_x86_64.whl
 #
-# The chroot is cached in build/chroot (remove it to start over).
+# SUITE is Debian's (bullseye: Python 3.9, bookworm: 3.11). DIR is a copy of the pristine
+# build/rootfs/SUITE-amd64 (packaging/rootfs.sh), kept while that base is the same; the wheel
+# is installed in DIR/opt/pod-stats (build/chroot, the bookworm one, is `make kernels`' guest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-wheel=$(realpath "$1")
-root=$(realpath -m build/chroot)
+if [ $# -ne 3 ]; then
+    echo "usage: $0 SUITE DIR WHEEL" >&2
+    exit 2
+fi
+suite=$1 root=$(realpath -m "$2") wheel=$(realpath "$3")
+base=build/rootfs/$suite-amd64
 venv_python=.venv/bin/python
 
-say() { printf 'wheel-in-chroot: %s\n' "$*"; }
+say() { printf 'wheel-in-chroot %s: %s\n' "$suite" "$*"; }
 fail() { say "FAILED: $*"; exit 1; }
 
 # The agent ships; its test and demo tooling (devtools/pod_stats_dev: the miniature node, the
@@ -27,21 +35,12 @@ EOF
 [ -z "$tooling" ] || fail "test or demo tooling in the wheel: $tooling"
 say "ok: no test or demo tooling in $(basename "$wheel")"
 
-if [ ! -f "$root/.ready" ]; then
-    rm -rf "$root"
-    say "debootstrap bookworm (minbase + python3, python3-venv, libelf1) into $root"
-    debootstrap --variant=minbase --include=python3,python3-venv,libelf1 bookworm "$root" \
-        http://deb.debian.org/debian > build/debootstrap.log 2>&1 || { tail -20 build/debootstrap.log; fail "debootstrap"; }
-    touch "$root/.ready"
+packaging/rootfs.sh amd64 "$suite" "$base" python3,python3-venv
+if [ ! -f "$root/.ready" ] || ! cmp -s "$root/.ready" "$base/.rootfs"; then
+    say "$root: a copy of $base"
+    rm -rf "$root" && cp -a "$base" "$root"
+    cp "$base/.rootfs" "$root/.ready"
 fi
-
-# The dependencies, as wheels for the chroot's Python, fetched here: the chroot stays offline.
-wheelhouse="$root/tmp/wheelhouse"
-rm -rf "$wheelhouse" && mkdir -p "$wheelhouse"
-cp "$wheel" "$wheelhouse/"
-"$venv_python" -m pip download -q --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
-    --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform linux_x86_64 \
-    -d "$wheelhouse" "$wheel"
 
 mounted=()
 cleanup() {
@@ -50,17 +49,27 @@ cleanup() {
 trap cleanup EXIT
 mount -t proc proc "$root/proc" && mounted+=("$root/proc")
 mount --rbind /sys "$root/sys" && mounted+=("$root/sys")
-in_chroot() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
+in_chroot() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 "$@"; }
 
 for tool in clang clang-19 bpftool gcc cc; do
     in_chroot sh -c "command -v $tool" >/dev/null 2>&1 && fail "$tool is in the chroot"
 done
 [ -e "$root/usr/include/bpf/libbpf.h" ] && fail "libbpf headers are in the chroot"
-say "ok: no compiler, bpftool or libbpf in the chroot ($(in_chroot python3 --version))"
+# the wheel carries its libelf (auditwheel vendors it): the node need not have one
+in_chroot sh -c 'ldconfig -p | grep -q "libelf\.so"' && fail "a libelf is installed in the chroot"
+python_version=$(in_chroot python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+say "ok: no compiler, bpftool, libbpf or libelf in the chroot (Python $python_version)"
+
+# The dependencies, as wheels for the chroot's Python, fetched here: the chroot stays offline.
+wheelhouse="$root/tmp/wheelhouse"
+rm -rf "$wheelhouse"
+packaging/wheelhouse.sh "$python_version" amd64 "$wheelhouse" "$wheel"
+cp constraints.txt "$wheelhouse/"
 
 rm -rf "$root/opt/pod-stats"
 in_chroot python3 -m venv /opt/pod-stats
-in_chroot /opt/pod-stats/bin/pip install -q --no-index --find-links /tmp/wheelhouse \
+# Debian's own pip (20.3 on Debian 11), the constraints' markers evaluated by the target Python
+in_chroot /opt/pod-stats/bin/pip install -q --no-index --find-links /tmp/wheelhouse -c /tmp/wheelhouse/constraints.txt \
     "/tmp/wheelhouse/$(basename "$wheel")" || fail "pip install of the wheel"
 say "ok: installed $(basename "$wheel") offline"
 
@@ -68,18 +77,35 @@ extension=$(in_chroot /opt/pod-stats/bin/python -c 'import pod_stats._pod_stats_
 needed=$(in_chroot /opt/pod-stats/bin/python - "$extension" <<'EOF'
 import subprocess, sys
 out = subprocess.run(["ldd", sys.argv[1]], capture_output=True, text=True).stdout
-print(" ".join(sorted(line.split()[0] for line in out.splitlines() if "=>" in line)))
+print(" ".join(sorted(f"{line.split()[0]}={line.split()[2]}" for line in out.splitlines() if "=>" in line)))
 EOF
 )
 for library in $needed; do
-    case "$library" in libc.so.*|libelf.so.*|libz.so.*) ;; *) fail "the extension needs $library" ;; esac
+    case "$library" in
+        libc.so.*|libz.so.*|libpthread.so.*) ;;
+        libelf-*=*/pod_stats.libs/*) ;;
+        *) fail "the extension needs $library" ;;
+    esac
 done
 say "ok: the extension needs only: $needed"
 
+# every module imports on this Python (annotations, dataclasses, syntax of the oldest supported)
+in_chroot /opt/pod-stats/bin/python - <<'EOF' || fail "a module does not import on Python $python_version"
+import importlib, pkgutil
+import pod_stats
+for module in pkgutil.iter_modules(pod_stats.__path__):
+    if module.name != "_ffi_build":  # the build script: needs cffi's compiler side only at build time
+        importlib.import_module("pod_stats." + module.name)
+EOF
+say "ok: every module of pod_stats imports"
+
 in_chroot /opt/pod-stats/bin/pod-stats --version
-in_chroot /opt/pod-stats/bin/pod-stats dump --json --duration 0.5 --all > build/chroot-dump.json \
+for command in dump run files procs serve; do
+    in_chroot /opt/pod-stats/bin/pod-stats "$command" --help >/dev/null || fail "pod-stats $command --help"
+done
+in_chroot /opt/pod-stats/bin/pod-stats dump --json --duration 0.5 --all > "build/chroot-dump-$suite.json" \
     || fail "pod-stats dump --json in the chroot"
-"$venv_python" - build/chroot-dump.json <<'EOF' || fail "the document"
+"$venv_python" - "build/chroot-dump-$suite.json" <<'EOF' || fail "the document"
 import json, sys
 document = json.load(open(sys.argv[1]))
 assert document["schema"] == "pod-stats/v1", document.get("schema")
