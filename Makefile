@@ -218,7 +218,7 @@ test-wheel: wheel
 ## with preempt=full, 6.1 PREEMPT_RT under qemu-system-x86_64, 6.1 arm64 under qemu-system-aarch64 with
 ## the aarch64 wheel) and this machine's, then the README's compatibility table from that run
 .PHONY: kernels
-kernels: test-wheel $(ARM64_HELPERS)
+kernels: test-wheel wheel-arm64 $(ARM64_HELPERS)
 	$(SUDO) $(PYTHON) tests/kernels/run_matrix.py
 	$(PYTHON) tests/kernels/compat_table.py --readme README.md
 

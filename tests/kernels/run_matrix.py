@@ -76,9 +76,8 @@ ARCHES = {
         "aarch64-linux-gnu",
     ),
 }
-# The arm64 guest: Debian's pristine root file system (packaging/rootfs.sh), copied; the wheel
-# and its dependencies' wheels for its Python; libelf1 (the extension's one library minbase
-# lacks, unless the wheel carries it) from Debian's arm64 package.
+# The arm64 guest: Debian's pristine root file system (packaging/rootfs.sh), copied, with the
+# wheel and its dependencies' wheels for its Python.
 GUEST_SUITE, GUEST_PYTHON = "bookworm", "3.11"
 # Not needed in the guest: they only make the initramfs bigger and slower to unpack.
 EXCLUDED = (
@@ -288,28 +287,28 @@ def wheel_for(machine: str) -> Path:
     return wheels[0]
 
 
-def make_guest(arch: str, suites) -> None:
+def make_guest(arch: str) -> None:
     """build/kernels/guest-<arch>: Debian's pristine root file system of that architecture
     (packaging/rootfs.sh, cached in build/rootfs), copied, with dist/'s wheel installed offline
-    into /opt/pod-stats by the guest's own pip (under qemu-user-static). Remade when the wheel
-    changes."""
+    into /opt/pod-stats by the guest's own pip (under qemu-user-static), its dependencies from a
+    wheelhouse pinned by constraints.txt. Remade when the wheel or the constraints change."""
     guest = ARCHES[arch].guest
     machine = {"amd64": "x86_64", "arm64": "aarch64"}[arch]
     wheel = wheel_for(machine)
     base = ROOT / "build" / "rootfs" / f"{GUEST_SUITE}-{arch}"
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]
-    want = f"{wheel.name} {digest} {(base / '.rootfs').read_text().strip() if (base / '.rootfs').exists() else ''}"
+    started = time.monotonic()
+    # the shared convention: a pristine base with exactly python3 and python3-venv (cached)
+    run([str(ROOT / "packaging" / "rootfs.sh"), arch, GUEST_SUITE, str(base), "python3,python3-venv"])
+    digest = hashlib.sha256(wheel.read_bytes() + (ROOT / "constraints.txt").read_bytes()).hexdigest()[:16]
+    want = f"{wheel.name} {digest} {(base / '.rootfs').read_text().strip()}"
     if (guest / ".guest").exists() and (guest / ".guest").read_text() == want:
         return
-    started = time.monotonic()
     say(f"{arch} guest: {GUEST_SUITE} root file system with {wheel.name}")
-    # the shared convention: a pristine base with exactly python3 and python3-venv
-    run([str(ROOT / "packaging" / "rootfs.sh"), arch, GUEST_SUITE, str(base), "python3,python3-venv"])
-    want = f"{wheel.name} {digest} {(base / '.rootfs').read_text().strip()}"
     shutil.rmtree(guest, ignore_errors=True)
     run(["cp", "-a", str(base), str(guest)])
     wheelhouse = guest / "tmp" / "wheelhouse"
     run([str(ROOT / "packaging" / "wheelhouse.sh"), GUEST_PYTHON, arch, str(wheelhouse), str(wheel)])
+    shutil.copy(ROOT / "constraints.txt", wheelhouse / "constraints.txt")
 
     def in_guest(*command):
         return run(
@@ -324,21 +323,14 @@ def make_guest(arch: str, suites) -> None:
         "--no-index",
         "--find-links",
         "/tmp/wheelhouse",
+        "-c",
+        "/tmp/wheelhouse/constraints.txt",
         f"/tmp/wheelhouse/{wheel.name}",
     )
     shutil.rmtree(wheelhouse)
     missing = missing_libraries(guest, in_guest)
-    if missing:
-        # the wheel leaves libelf to the node (DESIGN: present on practically every distribution)
-        debs = OUT / "debs" / arch
-        if not sorted(debs.glob("libelf1_*.deb")):
-            apt_download(arch, suites, ["libelf1"], debs)
-        shutil.copy(sorted(debs.glob("libelf1_*.deb"))[-1], guest / "tmp" / "libelf1.deb")
-        in_guest("dpkg", "-i", "/tmp/libelf1.deb")
-        (guest / "tmp" / "libelf1.deb").unlink()
-        missing = missing_libraries(guest, in_guest)
-        if missing:
-            raise Failure(f"the {arch} guest lacks {', '.join(missing)} for pod-stats' extension")
+    if missing:  # the wheel vendors libelf and zlib (auditwheel): a bare Debian has all the rest
+        raise Failure(f"pod-stats' extension needs {', '.join(missing)}, which the {arch} guest lacks")
     (guest / ".guest").write_text(want)
     say(f"{arch} guest ready in {time.monotonic() - started:.0f}s")
 
@@ -538,7 +530,7 @@ def main(argv) -> int:
     install_host_packages()
     suites: dict[str, set[str]] = {}  # by architecture: the archives its apt configuration reads
     for kernel in read_matrix([]):
-        suites.setdefault(kernel["arch"], {GUEST_SUITE}).add(kernel["suite"])
+        suites.setdefault(kernel["arch"], set()).add(kernel["suite"])
     timings = {}
     roots = {}
     for kernel in kernels:
@@ -549,7 +541,7 @@ def main(argv) -> int:
     for arch in sorted({kernel["arch"] for kernel in kernels}):
         started = time.monotonic()
         if arch != "amd64":  # amd64's guest is `make test-wheel`'s chroot
-            make_guest(arch, suites[arch])
+            make_guest(arch)
         initramfs[arch] = pack_initramfs(arch, [roots[k["name"]] for k in kernels if k["arch"] == arch])
         pack_seconds[arch] = round(time.monotonic() - started, 1)
         say(f"{arch} initramfs {initramfs[arch].stat().st_size >> 20} MiB (made in {pack_seconds[arch]}s)")
