@@ -93,7 +93,10 @@ def cell(feature) -> str:
 
 
 def table(results) -> str:
-    kernels = sorted((k for k in results if k != HOST), key=_version_key) + ([HOST] if HOST in results else [])
+    # amd64's kernels by version, then arm64's, then this machine
+    kernels = sorted(
+        (k for k in results if k != HOST), key=lambda k: (results[k].get("arch", "amd64") != "amd64", _version_key(k))
+    ) + ([HOST] if HOST in results else [])
     features = sorted(
         {f for k in kernels for f in results[k].get("features", {})},
         key=lambda f: (ORDER.index(f) if f in ORDER else len(ORDER), f),
