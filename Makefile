@@ -163,6 +163,21 @@ $(BUILD)/helpers/open_routes32: tests/helpers/open_routes.c
 	@mkdir -p $(@D)
 	gcc -m32 -static -O2 -Wall -Wextra -o $@ $<
 
+# The kernel matrix's arm64 guest: open_routes for aarch64, compiled in a debootstrap'd arm64
+# build chroot under qemu-user-static (Debian's cross gcc cannot be installed beside
+# gcc-multilib, which open_routes32 needs). No 32-bit twin: ia32 compat syscalls are x86-64's.
+ARM64_BUILD_ROOT := $(BUILD)/rootfs/build-bookworm-arm64
+ARM64_HELPERS := $(BUILD)/helpers/arm64/open_routes
+
+$(ARM64_BUILD_ROOT)/.rootfs:
+	$(SUDO) packaging/rootfs.sh arm64 bookworm $(ARM64_BUILD_ROOT) gcc,libc6-dev,liburing-dev
+
+$(BUILD)/helpers/arm64/open_routes: tests/helpers/open_routes.c $(ARM64_BUILD_ROOT)/.rootfs
+	@mkdir -p $(@D)
+	cp $< $(ARM64_BUILD_ROOT)/tmp/open_routes.c
+	$(SUDO) chroot $(ARM64_BUILD_ROOT) gcc -static -O2 -Wall -Wextra -o /tmp/open_routes /tmp/open_routes.c -luring
+	mv $(ARM64_BUILD_ROOT)/tmp/open_routes $@
+
 ## test: lint, the wheel on a bare node, then every test, BPF and container tests included (needs root)
 test: deps build lint
 	$(MAKE) test-wheel
@@ -230,10 +245,10 @@ image-test: deps build image
 		$(VENV)/bin/pytest -q --require-bpf -m image tests/test_image.py
 
 ## kernels: the VM smoke suite on each kernel of tests/kernels/matrix.tsv (Debian 5.10, 6.1, 6.1 booted
-## with preempt=full, 6.1 PREEMPT_RT under qemu) and this machine's, then the README's compatibility
-## table from that run
+## with preempt=full, 6.1 PREEMPT_RT under qemu-system-x86_64, 6.1 arm64 under qemu-system-aarch64 with
+## the aarch64 wheel) and this machine's, then the README's compatibility table from that run
 .PHONY: kernels
-kernels: test-wheel
+kernels: test-wheel wheel-arm64 $(ARM64_HELPERS)
 	$(SUDO) $(PYTHON) tests/kernels/run_matrix.py
 	$(PYTHON) tests/kernels/compat_table.py --readme README.md
 

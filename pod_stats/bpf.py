@@ -39,6 +39,7 @@ from pod_stats.kernel import (
     misses_counted,
     missing_for_tracing,
     preemption_model,
+    trampolines_unsupported,
 )
 from pod_stats.mapsizes import MapSizes, array_map_bytes, hash_map_bytes, ringbuf_map_bytes
 from pod_stats.model import (
@@ -353,8 +354,10 @@ def trampolines_unavailable() -> Optional[str]:
     loading one (None: it likely can; if it then refuses, the load is retried without).
     BPF trampolines are patched in through ftrace: a kernel without ftrace has none, and
     one that will not show ftrace's function list to root has so far refused them too."""
-    if os.uname().machine != "x86_64":
-        return f"no BPF trampolines for fexit on {os.uname().machine} in the kernels pod-stats supports"
+    system = os.uname()
+    unsupported = trampolines_unsupported(system.machine, system.release)
+    if unsupported is not None:
+        return unsupported
     try:
         path = os.path.join(tracing_dir(), "available_filter_functions")
         os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))

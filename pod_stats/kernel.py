@@ -24,6 +24,11 @@ CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CA
 # kernel counts their skipped runs (5.12+ fexit, 6.1+ tp_btf) or never skips them (before).
 CLASSIC_TRACEPOINT_MISSES_COUNTED_SINCE = (6, 7)
 
+# fexit on a kernel function needs a BPF trampoline patched in by ftrace's direct calls: on
+# x86-64 since Linux 5.5; on arm64 since 6.4 (6.0's arm64 trampolines reach BPF programs only:
+# Debian's 6.1 arm64 kernels have no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS). Others: none known.
+TRAMPOLINES_ON_KERNEL_FUNCTIONS_SINCE = {"x86_64": (5, 5), "aarch64": (6, 4)}
+
 
 class Preemption(NamedTuple):
     """How the running kernel preempts kernel code, as far as it shows (preemption_model)."""
@@ -78,6 +83,17 @@ def kernel_version(release: str) -> tuple[int, int]:
         return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
     except (IndexError, ValueError):
         return 0, 0
+
+
+def trampolines_unsupported(machine: str, release: str) -> Optional[str]:
+    """Why a kernel of this architecture and release cannot attach fexit programs to kernel
+    functions (None: it may; whether this one does, ftrace and the kernel itself tell)."""
+    since = TRAMPOLINES_ON_KERNEL_FUNCTIONS_SINCE.get(machine)
+    if since is None:
+        return f"BPF trampolines for kernel functions on {machine} are not known to pod-stats"
+    if kernel_version(release) < since:
+        return f"{machine} attaches BPF trampolines to kernel functions from Linux {since[0]}.{since[1]} on"
+    return None
 
 
 def misses_counted(section: str, release: Optional[str] = None) -> bool:

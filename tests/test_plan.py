@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pod_stats.kernel import KernelFeatures, Preemption, detect
+from pod_stats.kernel import KernelFeatures, Preemption, detect, trampolines_unsupported
 from pod_stats.mapsizes import MapSizes
 from pod_stats.plan import (
     DEFAULT_PROBES,
@@ -135,7 +135,7 @@ ARM64_6_1 = dataclasses.replace(
     release="6.1.0-50-cloud-arm64",
     arch="aarch64",
     tracepoints=TRACEPOINTS - NO_OPEN_CREAT,
-    trampolines_unusable="no BPF trampolines for fexit on aarch64 in the kernels pod-stats supports",
+    trampolines_unusable=trampolines_unsupported("aarch64", "6.1.0-50-cloud-arm64"),
 )
 PREEMPTIBLE_AFTER_6_7 = dataclasses.replace(
     THIS_MACHINE, preemption=Preemption("full", "preempt= boot option"), trampolines_unusable=None
@@ -300,7 +300,7 @@ CASES = [
         {"opens_openat", "opens_openat2", "opens_uring"} | PROC | PACKETS | OOM_BEFORE_6_8 | TCP_SENT_ONLY | CHANGES,
         programs=PROGRAMS_ARM64,
         open_source=OPENS_BY_TRACEPOINTS,
-        open_source_reason="--open-probe auto: no BPF trampolines for fexit on aarch64 in the kernels pod-stats supports",
+        open_source_reason="--open-probe auto: aarch64 attaches BPF trampolines to kernel functions from Linux 6.4 on",
         skipped={"opens_open": "tracepoint not in this kernel", "opens_creat": "tracepoint not in this kernel"},
         routes={
             "syscalls": OpenRoute(True, OPENS_BY_TRACEPOINTS),
@@ -536,6 +536,21 @@ def test_fexit_asked_for_without_trampolines_is_one_clear_error(features):
     with pytest.raises(Unplannable, match="^--open-probe fexit: ") as raised:
         plan(PROGRAMS_X86, DEFAULT_PROBES, features, dataclasses.replace(OPTIONS, open_probe="fexit"))
     assert raised.value.hint == "use --open-probe auto or tracepoint"
+
+
+@pytest.mark.parametrize(
+    ("machine", "release", "why_not"),
+    [
+        ("x86_64", "5.10.0-32-cloud-amd64", None),
+        ("x86_64", "5.4.0-200-generic", "x86_64 attaches BPF trampolines to kernel functions from Linux 5.5 on"),
+        # Debian 12's arm64 kernels: trampolines for BPF programs only, no ftrace direct calls
+        ("aarch64", "6.1.0-50-cloud-arm64", "aarch64 attaches BPF trampolines to kernel functions from Linux 6.4 on"),
+        ("aarch64", "6.12.57+deb13-cloud-arm64", None),
+        ("riscv64", "6.12.0", "BPF trampolines for kernel functions on riscv64 are not known to pod-stats"),
+    ],
+)
+def test_trampolines_for_kernel_functions_by_architecture_and_release(machine, release, why_not):
+    assert trampolines_unsupported(machine, release) == why_not
 
 
 def test_an_unknown_group_is_refused():

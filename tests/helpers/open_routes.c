@@ -6,8 +6,9 @@
  *     open_routes ROUTE N PATH
  *
  * ROUTE: openat, open, creat, openat2 (raw syscalls: built with -m32 they are ia32 compat
- * syscalls), uring-openat, uring-openat2 (io_uring, 64-bit build only), and the same with
- * -async (IOSQE_ASYNC: the open runs in an io-wq worker). Failed opens are expected (a
+ * syscalls; arm64 has no open or creat), uring-openat, uring-openat2 (io_uring, 64-bit builds
+ * only: x86-64 and arm64), and the same with -async (IOSQE_ASYNC: the open runs in an io-wq
+ * worker). Failed opens are expected (a
  * missing PATH); only a failure of the route itself exits non-zero. Built static: the
  * kernel matrix's guests have no libraries for it, and a static binary opens nothing of
  * its own, so the opens counted are exactly these.
@@ -22,12 +23,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifdef __x86_64__
+#if defined(__x86_64__) || defined(__aarch64__)
+#define WITH_URING
 #include <liburing.h>
 #endif
 
 #ifndef SYS_openat2
-#define SYS_openat2 437 /* the same number in both x86 tables */
+#define SYS_openat2 437 /* the same number in both x86 tables and arm64's */
 #endif
 
 struct how {
@@ -40,16 +42,18 @@ static long one_syscall(const char *route, const char *path)
 
 	if (!strcmp(route, "openat"))
 		return syscall(SYS_openat, AT_FDCWD, path, O_RDONLY);
+#ifdef SYS_open /* not on arm64: the generic syscall table has openat only */
 	if (!strcmp(route, "open"))
 		return syscall(SYS_open, path, O_RDONLY);
 	if (!strcmp(route, "creat"))
 		return syscall(SYS_creat, path, 0600);
+#endif
 	if (!strcmp(route, "openat2"))
 		return syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
 	return -2;
 }
 
-#ifdef __x86_64__
+#ifdef WITH_URING
 static int uring_opens(const char *route, long n, const char *path)
 {
 	struct open_how how = { .flags = O_RDONLY };
@@ -98,7 +102,7 @@ int main(int argc, char **argv)
 	}
 	n = atol(argv[2]);
 	if (!strncmp(argv[1], "uring-", 6)) {
-#ifdef __x86_64__
+#ifdef WITH_URING
 		return uring_opens(argv[1], n, argv[3]);
 #else
 		fprintf(stderr, "open_routes: io_uring routes are in the 64-bit build only\n");

@@ -86,12 +86,17 @@ def cell(feature) -> str:
         return f"partly: {detail}"
     if status == "unavailable":
         return "unavailable: " + re.sub(r"^\w+: ", "", detail.split("; ")[0])
+    if status == "n/a":  # the architecture has no such thing
+        return f"n/a: {detail}"
     libbpf = re.search(r"\[libbpf: (?:libbpf: )?([^|\]]*)", detail)
     return "**fails to load**: " + (libbpf.group(1).strip() if libbpf else detail.split(" (")[0])
 
 
 def table(results) -> str:
-    kernels = sorted((k for k in results if k != HOST), key=_version_key) + ([HOST] if HOST in results else [])
+    # amd64's kernels by version, then arm64's, then this machine
+    kernels = sorted(
+        (k for k in results if k != HOST), key=lambda k: (results[k].get("arch", "amd64") != "amd64", _version_key(k))
+    ) + ([HOST] if HOST in results else [])
     features = sorted(
         {f for k in kernels for f in results[k].get("features", {})},
         key=lambda f: (ORDER.index(f) if f in ORDER else len(ORDER), f),
@@ -99,7 +104,9 @@ def table(results) -> str:
 
     def heading(kernel):
         uname = results[kernel].get("uname") or "?"
-        return f"this machine (`{uname}`)" if kernel == HOST else f"{kernel} (`{uname}`, VM)"
+        if kernel == HOST:
+            return f"this machine (`{uname}`)"
+        return f"{kernel} (`{uname}`, {results[kernel].get('arch', 'amd64')} VM)"
 
     rows = [
         "| feature | " + " | ".join(heading(k) for k in kernels) + " |",

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """The kernel matrix: pod-stats' smoke suite in qemu (TCG) on each kernel of matrix.tsv.
 
-    python3 tests/kernels/run_matrix.py [NAME ...]     (as root; after `make test-wheel`)
+    python3 tests/kernels/run_matrix.py [NAME ...]     (as root; after `make test-wheel`, and for
+                                                        arm64 `make wheel` and build/helpers/arm64)
 
-Each kernel is a Debian kernel package (cloud, and RT), downloaded with a private apt configuration
-under build/kernels/apt (the host's apt sources stay as they are) and unpacked, never
-installed. The guest is build/chroot (the bookworm chroot with the wheel installed, made by
-`make test-wheel`) packed as an initramfs, plus tests/kernels/init and smoke.py. The smoke
-suite's `SMOKE <check> <status> <detail>` lines come back over the serial console. A row of
+Each kernel is a Debian kernel package (cloud, and RT; amd64 and arm64, the architecture is the
+package name's last word), downloaded with a private apt configuration under build/kernels/apt
+(the host's apt sources stay as they are) and unpacked, never installed. The guest is a bookworm
+root file system of the kernel's architecture with the wheel installed offline, packed as an
+initramfs, plus tests/kernels/init, smoke.py and the static open-route helpers: for amd64
+build/chroot (made by `make test-wheel`), for arm64 build/kernels/guest-arm64 (made here: the
+pristine build/rootfs/bookworm-arm64 of packaging/rootfs.sh, copied, with dist/'s aarch64 wheel
+installed by pip under qemu-user-static from a wheelhouse of packaging/wheelhouse.sh). The
+smoke suite's `SMOKE <check> <status> <detail>` lines come back over the serial console. A row of
 matrix.tsv may give its VM more than one CPU and extra kernel arguments (`preempt=full`): the
 VMs share this machine's CPUs, each taking as many as it has vCPUs.
 Writes build/kernels/results.json; exits non-zero if a check failed or a VM did not report.
@@ -15,6 +20,7 @@ Stdlib only: runs with the system python3.
 """
 
 import concurrent.futures
+import hashlib
 import json
 import os
 import shutil
@@ -23,19 +29,56 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 OUT = ROOT / "build" / "kernels"
 CHROOT = ROOT / "build" / "chroot"
-APT_DIR = OUT / "apt"
-APT_PACKAGES = ("qemu-system-x86", "cpio")
+APT_DIR = OUT / "apt"  # one configuration per architecture below it
+APT_PACKAGES = ("qemu-system-x86", "qemu-system-arm", "cpio")
 MIRROR = "http://deb.debian.org/debian"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-# Under TCG a boot takes seconds and the suite about a minute; a hung guest must not hang CI.
+# Under TCG an x86 boot takes seconds and the suite a few minutes; a hung guest must not hang CI.
 VM_TIMEOUT = int(os.environ.get("POD_STATS_VM_TIMEOUT", "420"))
 VM_MEMORY = os.environ.get("POD_STATS_VM_MEMORY", "2G")
-APPEND = "console=ttyS0 rdinit=/init panic=-1 quiet mitigations=off"
+APPEND = "rdinit=/init panic=-1 quiet mitigations=off"  # and the architecture's console=
+
+
+class Arch(NamedTuple):
+    """How a kernel of one Debian architecture boots, and the guest it boots."""
+
+    qemu: tuple[str, ...]  # the emulator, machine and CPU
+    console: str  # the serial console's device
+    guest: Path  # the root file system with pod-stats in /opt/pod-stats
+    helpers: dict[str, Path]  # the static open-route helpers, by their name in the guest
+    slowdown: int  # VM_TIMEOUT times this: arm64 boots slower under TCG (21 s to the suite, x86 8-16 s)
+    libraries: str  # the guest's library directory (its gconv and perl-base are not needed)
+
+
+ARCHES = {
+    "amd64": Arch(
+        ("qemu-system-x86_64", "-cpu", "max"),
+        "ttyS0",
+        CHROOT,
+        {name: ROOT / "build" / "helpers" / name for name in ("open_routes", "open_routes32")},
+        1,
+        "x86_64-linux-gnu",
+    ),
+    # -cpu max emulates pointer authentication's QARMA (slow under TCG); impdef is a cheaper
+    # algorithm the guest cannot tell apart. No open_routes32: ia32 compat syscalls are x86-64's.
+    "arm64": Arch(
+        ("qemu-system-aarch64", "-M", "virt", "-cpu", "max,pauth-impdef=on"),
+        "ttyAMA0",
+        OUT / "guest-arm64",
+        {"open_routes": ROOT / "build" / "helpers" / "arm64" / "open_routes"},
+        2,
+        "aarch64-linux-gnu",
+    ),
+}
+# The arm64 guest: Debian's pristine root file system (packaging/rootfs.sh), copied, with the
+# wheel and its dependencies' wheels for its Python.
+GUEST_SUITE, GUEST_PYTHON = "bookworm", "3.11"
 # Not needed in the guest: they only make the initramfs bigger and slower to unpack.
 EXCLUDED = (
     "./usr/share/doc",
@@ -58,16 +101,17 @@ EXCLUDED = (
     "./opt/pod-stats/lib/python3.11/site-packages/_distutils_hack",
     "./opt/pod-stats/lib/python3.11/site-packages/distutils-precedence.pth",
     "./usr/share/python-wheels",
-    "./usr/lib/x86_64-linux-gnu/gconv",
-    "./usr/lib/x86_64-linux-gnu/perl-base",
     "./usr/share/perl5",
     "./usr/share/common-licenses",
     "./var/lib/dpkg",
+    "./.rootfs",
+    "./.guest",
 )
 
 
 LOOP_MODULE = "drivers/block/loop.ko"  # of each kernel's package, kept for the guest
-HELPERS = ("open_routes", "open_routes32")  # tests/helpers/open_routes.c, 64- and 32-bit
+# a check's statuses that are no failure: the kernel or the architecture lacks what it checks
+PASSING = ("ok", "unavailable", "n/a")
 HOST = "host"  # results.json's entry for this machine's kernel (smoke.py --host)
 
 
@@ -103,11 +147,18 @@ def read_matrix(names):
             )
         if name in {k["name"] for k in kernels}:
             raise Failure(f"matrix.tsv line {number}: the name {name} is taken (one name per row)")
+        arch = package.rsplit("-", 1)[-1]
+        if arch not in ARCHES:
+            raise Failure(
+                f"matrix.tsv line {number}: {package} does not end in an architecture the matrix boots "
+                f"({', '.join(ARCHES)})"
+            )
         kernels.append(
             {
                 "name": name,
                 "suite": suite,
                 "package": package,
+                "arch": arch,
                 "cpus": int(os.environ.get("POD_STATS_VM_SMP", "1")) if cpus == "-" else int(cpus),
                 "cmdline": "" if cmdline == "-" else cmdline,
             }
@@ -127,16 +178,19 @@ def install_host_packages() -> None:
     run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES], env=env)
 
 
-def apt_options():
+def apt_options(arch: str):
+    apt_dir = APT_DIR / arch
     return [
         "-o",
-        f"Dir::Etc::SourceList={APT_DIR}/sources.list",
+        f"Dir::Etc::SourceList={apt_dir}/sources.list",
         "-o",
-        f"Dir::Etc::SourceParts={APT_DIR}/sources.list.d",
+        f"Dir::Etc::SourceParts={apt_dir}/sources.list.d",
         "-o",
-        f"Dir::State::Lists={APT_DIR}/lists",
+        f"Dir::State::Lists={apt_dir}/lists",
         "-o",
-        f"Dir::Cache={APT_DIR}/cache",
+        f"Dir::Cache={apt_dir}/cache",
+        "-o",
+        f"APT::Architectures::={arch}",
         # downloads land in root-owned build dirs; the _apt sandbox user could not write there
         "-o",
         "APT::Sandbox::User=root",
@@ -144,6 +198,22 @@ def apt_options():
         "Debug::NoLocking=1",
         "-q",
     ]
+
+
+def apt_download(arch: str, suites, packages, target: Path) -> None:
+    """Debian packages of `arch` from the suites' own archives into `target` (every package in
+    matrix.tsv is from a point release)."""
+    apt_dir = APT_DIR / arch
+    (apt_dir / "sources.list.d").mkdir(parents=True, exist_ok=True)
+    (apt_dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (apt_dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (apt_dir / "sources.list").write_text("")
+    (apt_dir / "sources.list.d" / "kernels.sources").write_text(
+        f"Types: deb\nURIs: {MIRROR}\nSuites: {' '.join(sorted(suites))}\nComponents: main\nSigned-By: {KEYRING}\n"
+    )
+    run(["apt-get", *apt_options(arch), "update"])
+    target.mkdir(parents=True, exist_ok=True)
+    run(["apt-get", *apt_options(arch), "download", *(f"{package}:{arch}" for package in packages)], cwd=target)
 
 
 def fetch_kernel(kernel, suites) -> Path:
@@ -156,18 +226,9 @@ def fetch_kernel(kernel, suites) -> Path:
     debs.mkdir(parents=True, exist_ok=True)
     cached = sorted(debs.glob(f"{kernel['package']}_*.deb"))
     if not cached:
-        # Only the suites' own archives: every package in matrix.tsv is from a point release.
-        (APT_DIR / "sources.list.d").mkdir(parents=True, exist_ok=True)
-        (APT_DIR / "lists" / "partial").mkdir(parents=True, exist_ok=True)
-        (APT_DIR / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-        (APT_DIR / "sources.list").write_text("")
-        (APT_DIR / "sources.list.d" / "kernels.sources").write_text(
-            f"Types: deb\nURIs: {MIRROR}\nSuites: {' '.join(sorted(suites))}\nComponents: main\nSigned-By: {KEYRING}\n"
-        )
         say(f"{kernel['name']}: apt-get download {kernel['package']} ({kernel['suite']})")
-        run(["apt-get", *apt_options(), "update"])
         try:
-            run(["apt-get", *apt_options(), "download", kernel["package"]], cwd=debs)
+            apt_download(kernel["arch"], suites, [kernel["package"]], debs)
         except Failure as failure:
             raise Failure(
                 f"{kernel['package']} is not in {kernel['suite']} any more? update matrix.tsv ({failure})"
@@ -217,32 +278,101 @@ def cpio(source: Path, paths, target: Path) -> None:
     partial.rename(target)
 
 
-def pack_initramfs(roots) -> Path:
-    """build/kernels/initramfs.cpio: the chroot (cached until it changes) + init + smoke.py, its helper module,
-    the static open-route helpers, each kernel's /boot/config-<release> (how the guest tells voluntary
-    from none) and /boot/loop-<release>.ko (the block I/O check's disk)."""
-    if not (CHROOT / ".ready").exists() or not (CHROOT / "opt" / "pod-stats" / "bin" / "pod-stats").exists():
-        raise Failure("build/chroot with pod-stats in /opt/pod-stats is missing: run `make test-wheel` first")
-    base = OUT / "chroot.cpio"
-    if not base.exists() or base.stat().st_mtime < max(newest_mtime(CHROOT), Path(__file__).stat().st_mtime):
-        say("packing build/chroot into an initramfs")
+def wheel_for(machine: str) -> Path:
+    """dist/'s wheel for this machine (`make wheel`): exactly one."""
+    wheels = sorted((ROOT / "dist").glob(f"pod_stats-*_{machine}.whl"))
+    if len(wheels) != 1:
+        found = ", ".join(w.name for w in wheels) or "none"
+        raise Failure(f"expected one dist/pod_stats-*_{machine}.whl (found {found}): run `make wheel`")
+    return wheels[0]
+
+
+def make_guest(arch: str) -> None:
+    """build/kernels/guest-<arch>: Debian's pristine root file system of that architecture
+    (packaging/rootfs.sh, cached in build/rootfs), copied, with dist/'s wheel installed offline
+    into /opt/pod-stats by the guest's own pip (under qemu-user-static), its dependencies from a
+    wheelhouse pinned by constraints.txt. Remade when the wheel or the constraints change."""
+    guest = ARCHES[arch].guest
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}[arch]
+    wheel = wheel_for(machine)
+    base = ROOT / "build" / "rootfs" / f"{GUEST_SUITE}-{arch}"
+    started = time.monotonic()
+    # the shared convention: a pristine base with exactly python3 and python3-venv (cached)
+    run([str(ROOT / "packaging" / "rootfs.sh"), arch, GUEST_SUITE, str(base), "python3,python3-venv"])
+    digest = hashlib.sha256(wheel.read_bytes() + (ROOT / "constraints.txt").read_bytes()).hexdigest()[:16]
+    want = f"{wheel.name} {digest} {(base / '.rootfs').read_text().strip()}"
+    if (guest / ".guest").exists() and (guest / ".guest").read_text() == want:
+        return
+    say(f"{arch} guest: {GUEST_SUITE} root file system with {wheel.name}")
+    shutil.rmtree(guest, ignore_errors=True)
+    run(["cp", "-a", str(base), str(guest)])
+    wheelhouse = guest / "tmp" / "wheelhouse"
+    run([str(ROOT / "packaging" / "wheelhouse.sh"), GUEST_PYTHON, arch, str(wheelhouse), str(wheel)])
+    shutil.copy(ROOT / "constraints.txt", wheelhouse / "constraints.txt")
+
+    def in_guest(*command):
+        return run(
+            ["chroot", str(guest), "/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", *command]
+        )
+
+    in_guest("python3", "-m", "venv", "/opt/pod-stats")
+    in_guest(
+        "/opt/pod-stats/bin/pip",
+        "install",
+        "-q",
+        "--no-index",
+        "--find-links",
+        "/tmp/wheelhouse",
+        "-c",
+        "/tmp/wheelhouse/constraints.txt",
+        f"/tmp/wheelhouse/{wheel.name}",
+    )
+    shutil.rmtree(wheelhouse)
+    missing = missing_libraries(guest, in_guest)
+    if missing:  # the wheel vendors libelf and zlib (auditwheel): a bare Debian has all the rest
+        raise Failure(f"pod-stats' extension needs {', '.join(missing)}, which the {arch} guest lacks")
+    (guest / ".guest").write_text(want)
+    say(f"{arch} guest ready in {time.monotonic() - started:.0f}s")
+
+
+def missing_libraries(guest: Path, in_guest) -> list[str]:
+    """The libraries pod-stats' extension needs that the guest does not have (its ldd, emulated)."""
+    extension = next((guest / "opt" / "pod-stats").glob("lib/python3*/site-packages/pod_stats/_pod_stats_ffi*.so"))
+    listing = in_guest("ldd", "/" + str(extension.relative_to(guest))).stdout
+    return sorted(line.split()[0] for line in listing.splitlines() if "not found" in line)
+
+
+def pack_initramfs(arch: str, roots) -> Path:
+    """build/kernels/initramfs-<arch>.cpio: the architecture's guest (cached until it changes) + init +
+    smoke.py, its helper module, the static open-route helpers, each kernel's /boot/config-<release>
+    (how the guest tells voluntary from none) and /boot/loop-<release>.ko (the block I/O check's disk)."""
+    spec = ARCHES[arch]
+    guest = spec.guest
+    if not (guest / "opt" / "pod-stats" / "bin" / "pod-stats").exists():
+        raise Failure(f"{guest.relative_to(ROOT)} has no pod-stats in /opt/pod-stats: run `make test-wheel` first")
+    base = OUT / f"guest-{arch}.cpio"
+    if not base.exists() or base.stat().st_mtime < max(newest_mtime(guest), Path(__file__).stat().st_mtime):
+        say(f"packing {guest.relative_to(ROOT)} into an initramfs")
+        excluded = [*EXCLUDED, f"./usr/lib/{spec.libraries}/gconv", f"./usr/lib/{spec.libraries}/perl-base"]
         listing = run(
-            ["find", ".", "(", *sum((["-path", p, "-o"] for p in EXCLUDED), [])[:-1], ")", "-prune", "-o", "-print"],
-            cwd=CHROOT,
+            ["find", ".", "(", *sum((["-path", p, "-o"] for p in excluded), [])[:-1], ")", "-prune", "-o", "-print"],
+            cwd=guest,
         ).stdout.splitlines()
         listing += ["./tmp", "./proc", "./sys", "./dev", "./run"]  # empty mount points
-        cpio(CHROOT, listing, base)
-    overlay_dir = OUT / "overlay"
+        cpio(guest, listing, base)
+    overlay_dir = OUT / f"overlay-{arch}"
     shutil.rmtree(overlay_dir, ignore_errors=True)
     overlay_dir.mkdir(parents=True)
     shutil.copy(HERE / "init", overlay_dir / "init")
     for script in ("smoke.py", "cgroup_child.py"):
         shutil.copy(HERE / script, overlay_dir / script)
-    # the open-route checks' static helpers (make build), beside smoke.py
-    for helper in HELPERS:
-        if not (ROOT / "build" / "helpers" / helper).exists():
-            raise Failure(f"build/helpers/{helper} is missing: run `make build` first")
-        shutil.copy(ROOT / "build" / "helpers" / helper, overlay_dir / helper)
+    # the open-route checks' static helpers (make build; build/helpers/arm64 for arm64), beside smoke.py
+    for helper, built in spec.helpers.items():
+        if not built.exists():
+            raise Failure(
+                f"{built.relative_to(ROOT)} is missing: run `make build` (arm64: `make {built.relative_to(ROOT)}`)"
+            )
+        shutil.copy(built, overlay_dir / helper)
     os.chmod(overlay_dir / "init", 0o755)
     (overlay_dir / "boot").mkdir()
     configs = sorted(
@@ -255,15 +385,15 @@ def pack_initramfs(roots) -> Path:
     )
     for config in configs:
         shutil.copy(config, overlay_dir / "boot" / config.name)
-    overlay = OUT / "overlay.cpio"
+    overlay = OUT / f"overlay-{arch}.cpio"
     cpio(
         overlay_dir,
-        ["./init", "./smoke.py", "./cgroup_child.py", *(f"./{h}" for h in HELPERS), "./boot"]
+        ["./init", "./smoke.py", "./cgroup_child.py", *(f"./{h}" for h in spec.helpers), "./boot"]
         + [f"./boot/{config.name}" for config in configs],
         overlay,
     )
     # The kernel unpacks concatenated archives in order; later files win.
-    initramfs = OUT / "initramfs.cpio"
+    initramfs = OUT / f"initramfs-{arch}.cpio"
     with open(initramfs, "wb") as out:
         for part in (base, overlay):
             with open(part, "rb") as source:
@@ -277,15 +407,16 @@ def boot(kernel, root: Path, initramfs: Path):
     if vmlinuz is None:
         raise Failure(f"{kernel['package']} has no /boot/vmlinuz-*")
     log_path = OUT / kernel["name"] / "console.log"
+    spec = ARCHES[kernel["arch"]]
+    timeout = VM_TIMEOUT * spec.slowdown
     smp = kernel["cpus"]
     # several vCPUs: one host thread each (MTTCG), or they would take turns on one
     accel = "tcg,thread=multi" if smp > 1 else "tcg"
+    append = os.environ.get("POD_STATS_VM_APPEND", f"console={spec.console} {APPEND}")
     command = [
-        "qemu-system-x86_64",
+        *spec.qemu,
         "-accel",
         accel,
-        "-cpu",
-        "max",
         "-m",
         VM_MEMORY,
         "-smp",
@@ -305,13 +436,13 @@ def boot(kernel, root: Path, initramfs: Path):
         str(initramfs),
         # panic=-1 + -no-reboot: a panic ends qemu at once instead of waiting for the timeout
         "-append",
-        " ".join(filter(None, (os.environ.get("POD_STATS_VM_APPEND", APPEND), kernel["cmdline"]))),
+        " ".join(filter(None, (append, kernel["cmdline"]))),
     ]
     start = time.monotonic()
     began = None
     lines = []
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    timer = threading.Timer(VM_TIMEOUT, process.kill)
+    timer = threading.Timer(timeout, process.kill)
     timer.start()
     with open(log_path, "wb") as log:
         assert process.stdout is not None  # stdout=PIPE
@@ -324,7 +455,7 @@ def boot(kernel, root: Path, initramfs: Path):
     process.wait()
     timed_out = not timer.is_alive() and process.returncode < 0
     timer.cancel()
-    ended = f"timed out after {VM_TIMEOUT}s" if timed_out else f"qemu exited {process.returncode}"
+    ended = f"timed out after {timeout}s" if timed_out else f"qemu exited {process.returncode}"
     return lines, began, time.monotonic() - start, ended
 
 
@@ -350,8 +481,9 @@ def parse(lines):
 
 def boot_all(kernels, roots, initramfs, host_cpus: int):
     """Boots every kernel, as many at once as this machine's CPUs allow (a VM takes one per vCPU,
-    all of them at most), the many-CPU VMs first: they are the longest. Results in matrix order."""
-    pending = sorted(kernels, key=lambda kernel: -kernel["cpus"])
+    all of them at most), the many-CPU VMs first, then the slowest architecture's: they are the
+    longest. `initramfs` by architecture. Results in matrix order."""
+    pending = sorted(kernels, key=lambda kernel: (-kernel["cpus"], -ARCHES[kernel["arch"]].slowdown))
     free = host_cpus
     running: dict[concurrent.futures.Future, dict] = {}
     results = {}
@@ -361,7 +493,8 @@ def boot_all(kernels, roots, initramfs, host_cpus: int):
             if startable is not None:
                 pending.remove(startable)
                 free -= min(startable["cpus"], host_cpus)
-                running[pool.submit(boot, startable, roots[startable["name"]], initramfs)] = startable
+                future = pool.submit(boot, startable, roots[startable["name"]], initramfs[startable["arch"]])
+                running[future] = startable
                 continue
             done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
@@ -395,17 +528,23 @@ def main(argv) -> int:
     kernels = read_matrix(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     install_host_packages()
-    suites = {k["suite"] for k in read_matrix([])}
+    suites: dict[str, set[str]] = {}  # by architecture: the archives its apt configuration reads
+    for kernel in read_matrix([]):
+        suites.setdefault(kernel["arch"], set()).add(kernel["suite"])
     timings = {}
     roots = {}
     for kernel in kernels:
         started = time.monotonic()
-        roots[kernel["name"]] = fetch_kernel(kernel, suites)
+        roots[kernel["name"]] = fetch_kernel(kernel, suites[kernel["arch"]])
         timings[kernel["name"]] = {"fetch_seconds": round(time.monotonic() - started, 1)}
-    started = time.monotonic()
-    initramfs = pack_initramfs(roots.values())
-    pack_seconds = round(time.monotonic() - started, 1)
-    say(f"initramfs {initramfs.stat().st_size >> 20} MiB (packed in {pack_seconds}s)")
+    initramfs, pack_seconds = {}, {}
+    for arch in sorted({kernel["arch"] for kernel in kernels}):
+        started = time.monotonic()
+        if arch != "amd64":  # amd64's guest is `make test-wheel`'s chroot
+            make_guest(arch)
+        initramfs[arch] = pack_initramfs(arch, [roots[k["name"]] for k in kernels if k["arch"] == arch])
+        pack_seconds[arch] = round(time.monotonic() - started, 1)
+        say(f"{arch} initramfs {initramfs[arch].stat().st_size >> 20} MiB (made in {pack_seconds[arch]}s)")
 
     # A run of some kernels keeps the others' last results; kernels gone from the matrix go.
     results_path = OUT / "results.json"
@@ -428,7 +567,7 @@ def main(argv) -> int:
     report = parse(lines)
     for check, outcome in report["checks"].items():
         print(f"kernel host: {check} {outcome['status']} {outcome['detail']}".rstrip(), flush=True)
-        failed |= outcome["status"] not in ("ok", "unavailable")
+        failed |= outcome["status"] not in PASSING
     if not report["ended"]:
         print(f"kernel host: the smoke suite did not finish: {' | '.join(lines[-3:])}", flush=True)
         failed = True
@@ -445,7 +584,7 @@ def main(argv) -> int:
         report = parse(lines)
         timing = dict(
             timings[name],
-            pack_seconds=pack_seconds,
+            pack_seconds=pack_seconds[kernel["arch"]],
             cpus=kernel["cpus"],
             cmdline=kernel["cmdline"],
             boot_to_smoke_seconds=round(began, 1) if began is not None else None,
@@ -453,7 +592,7 @@ def main(argv) -> int:
         )
         for check, outcome in report["checks"].items():
             print(f"kernel {name}: {check} {outcome['status']} {outcome['detail']}".rstrip(), flush=True)
-            failed |= outcome["status"] not in ("ok", "unavailable")
+            failed |= outcome["status"] not in PASSING
         if not report["ended"]:
             why = panic_line(lines) or ended
             print(
@@ -473,6 +612,7 @@ def main(argv) -> int:
         )
         results[name] = {
             "package": kernel["package"],
+            "arch": kernel["arch"],
             "uname": report["uname"],
             "checks": report["checks"],
             "features": report["features"],

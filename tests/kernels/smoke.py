@@ -3,15 +3,17 @@ installed wheel (/opt/pod-stats/bin/python). One line per check on stdout (the s
 
     SMOKE-BEGIN <uname -r>
     FEATURE preemption none|voluntary|full|lazy|rt|unknown <how it is known>
-    FEATURE <probe group> attached|fallback|unavailable|failed <detail>
-    SMOKE <check> ok|fail|unavailable <detail>
+    FEATURE <probe group> attached|fallback|unavailable|n/a|failed <detail>
+    SMOKE <check> ok|fail|unavailable|n/a <detail>
     SMOKE-END
 
-A check that raises is reported as failed; the others still run. The guest has no runc, so
+A check that raises is reported as failed; the others still run. unavailable: this kernel lacks
+what the check needs; n/a: the architecture has no such thing (ia32 compat syscalls on arm64). The guest has no runc, so
 the kubelet layout is made by hand: cgroup directories, log dir, forked children that join them.
 """
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -64,6 +66,15 @@ PERIOD_US, QUOTA_US, THROTTLE_SECONDS = 100_000, 20_000, 1.0
 IO_COUNT, IO_SIZE = 64, 64 * 1024
 PRESSURE_SECONDS = 1.0
 PSI_LINES = ("some", "full")
+MACHINE = os.uname().machine
+# Syscalls by number (ctypes): openat and openat2 everywhere; open and creat where the syscall
+# table has them (x86-64: arm64's generic table has neither); init_module (the loop driver).
+SYSCALLS = {
+    "x86_64": {"openat": 257, "openat2": 437, "open": 2, "creat": 85, "init_module": 175},
+    "aarch64": {"openat": 56, "openat2": 437, "init_module": 105},
+}[MACHINE]
+IA32 = MACHINE == "x86_64"  # ia32 compat syscalls: 32-bit x86 code on an x86-64 kernel
+NO_IA32 = f"ia32 compat syscalls exist on x86-64 only, not on {MACHINE}"
 
 
 def line(*words) -> None:
@@ -72,6 +83,32 @@ def line(*words) -> None:
 
 class Unavailable(Exception):
     """The kernel lacks what the check needs: reported, not failed."""
+
+
+class NotApplicable(Exception):
+    """The architecture has no such thing: reported as n/a, not failed."""
+
+
+@functools.cache  # one answer per run: in the VM, asking the kernel is a load of the object
+def fexit_unavailable() -> "str | None":
+    """Why fexit cannot count opens here (None: it must). On this machine (--host) the loader's
+    word; in the VM the kernel is asked too, past the loader's check: the check's reason stands
+    only where the kernel itself refuses opens_fexit (AssertionError where it would attach)."""
+    import pod_stats.bpf as loader
+
+    why_not = loader.trampolines_unavailable()
+    if why_not is None or "--host" in sys.argv:
+        return why_not
+    checked = loader.trampolines_unavailable
+    loader.trampolines_unavailable = lambda: None  # what detect_features() consults
+    try:
+        with loader.PodStatsBpf(loader.KeyMode.V2, os.stat(v2_root()).st_ino, probes={"opens"}, open_probe="fexit"):
+            pass
+    except loader.BpfError as refused:
+        return f"{why_not}; this kernel refuses it too ({refused})"
+    finally:
+        loader.trampolines_unavailable = checked
+    raise AssertionError(f"the loader says no fexit here ({why_not}), but this kernel attaches opens_fexit")
 
 
 class LibbpfLog(logging.Handler):
@@ -250,6 +287,8 @@ class Suite:
                 p.group == "opens" and p.program.endswith("fexit") and p.attached for p in probes
             ):
                 status, detail = "attached", "counted by opens_fexit, without a program of its own"
+            elif group == "ia32" and not IA32:
+                status, detail = "n/a", NO_IA32
             elif not attached:
                 status, detail = "unavailable", "; ".join(skipped) or "no programs"
             elif group == "net" and net_source == NET_PACKETS:
@@ -338,7 +377,7 @@ class Suite:
         return self.sampler
 
     def check_opens_exact(self) -> str:
-        from pod_stats.bpf import HIERARCHY_V2, CgroupKey, trampolines_unavailable
+        from pod_stats.bpf import HIERARCHY_V2, CgroupKey
 
         bpf = self.need_sampler().bpf
         cgroup = make_cgroup(v2_root() / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
@@ -349,7 +388,7 @@ class Suite:
         if got != (OPENS, 0):
             raise AssertionError(f"counted (opens, errors) {got}, expected ({OPENS}, 0)")
         # auto must take fexit wherever the kernel offers trampolines
-        why_not = trampolines_unavailable()
+        why_not = fexit_unavailable()
         if why_not is None and "fexit" not in (bpf.open_source or ""):
             raise AssertionError(f"the kernel has BPF trampolines but opens are counted by {bpf.open_source}")
         return f"{OPENS} opens counted exactly in a fresh cgroup, by {bpf.open_source}"
@@ -415,9 +454,10 @@ class Suite:
 
         def hostile():
             for i in range(rounds):  # a longer path first leaves its bytes in the program's scratch
-                libc.syscall(257, -100, f"/nonexistent/{i:02d}-{'x' * 100}".encode(), os.O_RDONLY)
+                openat = SYSCALLS["openat"]
+                libc.syscall(openat, -100, f"/nonexistent/{i:02d}-{'x' * 100}".encode(), os.O_RDONLY)
                 libc.syscall(
-                    257, -100, ctypes.create_string_buffer(short + b"\0" + os.urandom(8).hex().encode()), os.O_RDONLY
+                    openat, -100, ctypes.create_string_buffer(short + b"\0" + os.urandom(8).hex().encode()), os.O_RDONLY
                 )
             for i in range(flood):
                 with contextlib.suppress(FileNotFoundError):
@@ -453,29 +493,33 @@ class Suite:
 
     def check_open_probes(self) -> str:
         """fexit and the tracepoints, both attached at once, count the same opens of every kind
-        (open, openat, openat2, creat; failing ones too) exactly."""
+        (openat, openat2, and open, creat where the architecture has them; failing ones too) exactly."""
         import ctypes
 
-        from pod_stats.bpf import HIERARCHY_V2, CgroupKey, KeyMode, PodStatsBpf, trampolines_unavailable
+        from pod_stats.bpf import HIERARCHY_V2, CgroupKey, KeyMode, PodStatsBpf
 
-        why_not = trampolines_unavailable()
+        why_not = fexit_unavailable()
         if why_not is not None:
-            if "--host" in sys.argv:
-                raise Unavailable(f"fexit: {why_not}")
-            raise AssertionError(f"the matrix's kernels offer fexit, this one says: {why_not}")
+            raise Unavailable(f"fexit: {why_not}")
         libc = ctypes.CDLL(None, use_errno=True)
         how = (ctypes.c_uint64 * 3)(os.O_RDONLY, 0, 0)
         created = f"/tmp/pod-stats-smoke-{uuid.uuid4().hex[:8]}".encode()
+        numbers = SYSCALLS
+        kinds = [
+            lambda: libc.syscall(numbers["openat2"], -100, b"/dev/null", ctypes.byref(how), 24),
+            lambda: libc.syscall(numbers["openat"], -100, b"/nonexistent/smoke", os.O_RDONLY),  # fails: ENOENT
+        ]
+        if "open" in numbers:
+            kinds += [
+                lambda: libc.syscall(numbers["open"], b"/dev/null", os.O_RDONLY),
+                lambda: libc.syscall(numbers["creat"], created, 0o600),
+            ]
+        expected = (100 * (1 + len(kinds)), 100)  # with opens(1): openat
 
         def every_kind():
             for _ in range(100):
                 opens(1)  # openat
-                for fd in (
-                    libc.syscall(437, -100, b"/dev/null", ctypes.byref(how), 24),  # openat2
-                    libc.syscall(2, b"/dev/null", os.O_RDONLY),  # open
-                    libc.syscall(85, created, 0o600),  # creat
-                    libc.syscall(2, b"/nonexistent/smoke", os.O_RDONLY),
-                ):  # fails: ENOENT
+                for fd in (kind() for kind in kinds):
                     if fd >= 0:
                         os.close(fd)
 
@@ -495,9 +539,10 @@ class Suite:
             with contextlib.suppress(OSError):
                 os.unlink(created)
         got = {source: (c.opens, c.open_errors) if c else None for source, c in counted.items()}
-        if set(got.values()) != {(500, 100)}:
-            raise AssertionError(f"(opens, errors) by source {got}, expected (500, 100) from each")
-        return "fexit and syscall tracepoints both count 500 opens (100 failed) of open, openat, openat2, creat"
+        if set(got.values()) != {expected}:
+            raise AssertionError(f"(opens, errors) by source {got}, expected {expected} from each")
+        named = ", ".join(["openat", "openat2", *(["open", "creat"] if "open" in numbers else [])])
+        return f"fexit and syscall tracepoints both count {expected[0]} opens ({expected[1]} failed) of {named}"
 
     # (route, helper, helper's route name): every route to an open (bpf.OPEN_ROUTES), each call
     # of the static helper tests/helpers/open_routes.c (beside this file in the VM)
@@ -517,19 +562,25 @@ class Suite:
 
     def _measure_open_routes(self):
         """Each route's runs in a fresh cgroup each, with fexit and the tracepoints attached side by
-        side (where fexit works): {route: {open probe: (OpenRoute, [(run, counted, errnos)])}}."""
+        side (where fexit works): {route: {open probe: (OpenRoute, [(run, counted, errnos)])}}. The
+        runs this architecture has: no ia32 helper, open or creat on arm64."""
         if getattr(self, "_open_routes", None) is not None:
             return self._open_routes
-        from pod_stats.bpf import HIERARCHY_V2, CgroupKey, KeyMode, PodStatsBpf, trampolines_unavailable
+        from pod_stats.bpf import HIERARCHY_V2, CgroupKey, KeyMode, PodStatsBpf
 
         here = Path(__file__).resolve().parent
+        runs = [
+            (route, helper, name)
+            for route, helper, name in self.OPEN_ROUTE_RUNS
+            if (route != "ia32" or IA32) and (name not in ("open", "creat") or "open" in SYSCALLS)
+        ]
         helpers = {}
-        for name in ("open_routes", "open_routes32"):
+        for name in sorted({helper for _, helper, _ in runs}):
             found = [p for p in (here / name, here.parent.parent / "build" / "helpers" / name) if p.exists()]
             if not found:
                 raise AssertionError(f"the static helper {name} is missing (make build; run_matrix.py packs it)")
             helpers[name] = str(found[0])
-        modes = ("fexit", "tracepoint") if trampolines_unavailable() is None else ("tracepoint",)
+        modes = ("fexit", "tracepoint") if fexit_unavailable() is None else ("tracepoint",)
         root = v2_root()
         created = f"/tmp/pod-stats-smoke-{uuid.uuid4().hex[:8]}"
         measured = {}
@@ -540,7 +591,7 @@ class Suite:
                 )
                 for mode in modes
             }
-            for route, helper, name in self.OPEN_ROUTE_RUNS:
+            for route, helper, name in runs:
                 cgroup = make_cgroup(root / f"pod-stats-smoke-{uuid.uuid4().hex[:8]}")
                 try:
                     for n, path in (
@@ -565,6 +616,9 @@ class Suite:
     def _open_route(self, route: str) -> str:
         """One route: exact (N opens, M failed with ENOENT) by every open probe that counts it; a
         probe that does not count it says why (FEATURE open_route_<route>)."""
+        if route == "ia32" and not IA32:
+            line("FEATURE", f"open_route_{route}", "n/a", NO_IA32)
+            raise NotApplicable(NO_IA32)
         measured = self._measure_open_routes()[route]
         expected = (OPEN_ROUTE_N + OPEN_ROUTE_FAILING, OPEN_ROUTE_FAILING)
         problems, counted_by, not_counted = [], [], []
@@ -868,7 +922,7 @@ class Suite:
                 raise AssertionError(f"{module} is missing (run_matrix.py packs it)")
             image = module.read_bytes()
             libc = ctypes.CDLL(None, use_errno=True)
-            if libc.syscall(175, image, ctypes.c_ulong(len(image)), b"") != 0:  # init_module
+            if libc.syscall(SYSCALLS["init_module"], image, ctypes.c_ulong(len(image)), b"") != 0:
                 raise AssertionError(f"loading the loop driver: {os.strerror(ctypes.get_errno())}")
         (CGROUP_ROOT / "cgroup.subtree_control").write_text("+io")
         backing = Path(f"/tmp/pod-stats-smoke-loop-{uuid.uuid4().hex[:8]}")
@@ -1029,15 +1083,13 @@ class Suite:
         retired, freed and claimed again). Fails if any cgroup is counted above what it did (a
         claim or reuse race: counts landing under another key), or if the opens, errors and
         errnos missing are more than the programs' recursion_misses grew by."""
-        from pod_stats.bpf import HIERARCHY_V2, CgroupKey, KeyMode, PodStatsBpf, trampolines_unavailable
+        from pod_stats.bpf import HIERARCHY_V2, CgroupKey, KeyMode, PodStatsBpf
 
         model, _ = preemption_model()
         if open_probe == "fexit":
-            why_not = trampolines_unavailable()
+            why_not = fexit_unavailable()
             if why_not is not None:
-                if "--host" in sys.argv:
-                    raise Unavailable(f"fexit: {why_not}")
-                raise AssertionError(f"the matrix's kernels offer fexit, this one says: {why_not}")
+                raise Unavailable(f"fexit: {why_not}")
         # this check's programs alone: the suite's sampler would add its own runs (and misses)
         self.stack.close()
         self.sampler = None
@@ -1291,6 +1343,8 @@ def main() -> int:
             status, detail = "ok", getattr(suite, f"check_{check}")()
         except Unavailable as why:
             status, detail = "unavailable", str(why)
+        except NotApplicable as why:
+            status, detail = "n/a", str(why)
         except Exception as error:
             status, detail = "fail", explain_failure(error) if libbpf_log.lines else f"{type(error).__name__}: {error}"
             for text in traceback.format_exc().splitlines()[-6:]:
