@@ -32,6 +32,8 @@ import pytest
 import yaml
 from support import container_named, wait_for
 
+from pod_stats_dev.mininode import RUNTIME_MASKED_PATHS, RUNTIME_READONLY_PATHS
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 MANIFEST = DEPLOY / "daemonset.yaml"
@@ -64,19 +66,6 @@ BASE_MOUNTS = [
         "options": ["nosuid", "noexec", "nodev", "ro"],
     },
 ]
-MASKED_PATHS = [
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-]
-READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 CAPABILITY_BITS = {"CAP_PERFMON": 38, "CAP_BPF": 39, "CAP_SYS_RESOURCE": 24}
 
@@ -161,8 +150,8 @@ def runtime_spec(
     linux: dict = {
         "namespaces": namespaces,
         "cgroupsPath": cgroups_path,
-        "maskedPaths": MASKED_PATHS,
-        "readonlyPaths": READONLY_PATHS,
+        "maskedPaths": RUNTIME_MASKED_PATHS,
+        "readonlyPaths": RUNTIME_READONLY_PATHS,
         "resources": {},
     }
     limits = container.get("resources", {}).get("limits", {})
@@ -207,15 +196,19 @@ def test_the_manifest_becomes_a_runtime_spec_of_its_restrictions(tmp_path):
     """No image or root needed: what the runs below are run under, checked against the manifest."""
     pod = daemonset_pod()
     image_config = {"Entrypoint": ["pod-stats"], "Cmd": ["serve"], "Env": ["PATH=/usr/bin"]}
-    spec = runtime_spec(
-        pod,
-        image_config,
-        rootfs=tmp_path,
-        host_path=lambda path: tmp_path,
-        scratch=tmp_path / "scratch",
-        cgroups_path="/test",
-        mount_options={"rro"},
-    )
+
+    def spec_of(**changes):
+        return runtime_spec(
+            pod,
+            image_config,
+            rootfs=tmp_path,
+            host_path=lambda path: tmp_path,
+            scratch=tmp_path / "scratch",
+            cgroups_path="/test",
+            **changes,
+        )
+
+    spec = spec_of(mount_options={"rro"})
     process = spec["process"]
     assert process["capabilities"]["bounding"] == ["CAP_BPF", "CAP_PERFMON"]
     assert process["noNewPrivileges"] is True and spec["root"]["readonly"] is True
@@ -231,16 +224,7 @@ def test_the_manifest_becomes_a_runtime_spec_of_its_restrictions(tmp_path):
     assert {ns["type"] for ns in spec["linux"]["namespaces"]} == {"mount", "cgroup", "pid", "network", "uts", "ipc"}
     assert spec["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
     assert spec["linux"]["resources"]["memory"]["limit"] == 128 * 2**20
-    without = runtime_spec(
-        pod,
-        image_config,
-        rootfs=tmp_path,
-        host_path=lambda path: tmp_path,
-        scratch=tmp_path / "scratch",
-        cgroups_path="/test",
-        mount_options=set(),
-        without_capability="CAP_BPF",
-    )
+    without = spec_of(mount_options=set(), without_capability="CAP_BPF")
     assert without["process"]["capabilities"]["bounding"] == ["CAP_PERFMON"]
     assert "rro" not in {o for m in without["mounts"] for o in m["options"]}  # IfPossible, runc without it
     assert the_port(pod) > 0

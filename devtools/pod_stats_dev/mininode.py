@@ -75,6 +75,21 @@ DATA_FILES = {
     "index.html": "<html><body>mininode</body></html>\n",
 }
 
+# What container runtimes mask and make read-only in /proc and /sys (runc's defaults, as
+# containerd and CRI-O apply them): the mini node's containers and the image test run under them.
+RUNTIME_MASKED_PATHS = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+]
+RUNTIME_READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 START_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -378,19 +393,8 @@ class Container:
                 "cgroupsPath": self.cgroup_path,
                 "resources": resources,
                 "namespaces": namespaces,
-                "maskedPaths": [
-                    "/proc/acpi",
-                    "/proc/asound",
-                    "/proc/kcore",
-                    "/proc/keys",
-                    "/proc/latency_stats",
-                    "/proc/timer_list",
-                    "/proc/timer_stats",
-                    "/proc/sched_debug",
-                    "/sys/firmware",
-                    "/proc/scsi",
-                ],
-                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+                "maskedPaths": RUNTIME_MASKED_PATHS,
+                "readonlyPaths": RUNTIME_READONLY_PATHS,
             },
         }
         if self.is_sandbox:
