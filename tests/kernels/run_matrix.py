@@ -112,6 +112,7 @@ EXCLUDED = (
 LOOP_MODULE = "drivers/block/loop.ko"  # of each kernel's package, kept for the guest
 # a check's statuses that are no failure: the kernel or the architecture lacks what it checks
 PASSING = ("ok", "unavailable", "n/a")
+SECCOMP_PARTS = (ROOT / "deploy" / "pod-stats.seccomp.json", ROOT / "tests" / "helpers" / "seccomp_exec.py")
 HOST = "host"  # results.json's entry for this machine's kernel (smoke.py --host)
 
 
@@ -366,6 +367,9 @@ def pack_initramfs(arch: str, roots) -> Path:
     shutil.copy(HERE / "init", overlay_dir / "init")
     for script in ("smoke.py", "cgroup_child.py"):
         shutil.copy(HERE / script, overlay_dir / script)
+    # the seccomp_serve check: the shipped profile, loaded as runc loads it
+    for part in SECCOMP_PARTS:
+        shutil.copy(part, overlay_dir / part.name)
     # the open-route checks' static helpers (make build; build/helpers/arm64 for arm64), beside smoke.py
     for helper, built in spec.helpers.items():
         if not built.exists():
@@ -388,7 +392,8 @@ def pack_initramfs(arch: str, roots) -> Path:
     overlay = OUT / f"overlay-{arch}.cpio"
     cpio(
         overlay_dir,
-        ["./init", "./smoke.py", "./cgroup_child.py", *(f"./{h}" for h in spec.helpers), "./boot"]
+        ["./init", "./smoke.py", "./cgroup_child.py", *(f"./{p.name}" for p in SECCOMP_PARTS)]
+        + [*(f"./{h}" for h in spec.helpers), "./boot"]
         + [f"./boot/{config.name}" for config in configs],
         overlay,
     )
