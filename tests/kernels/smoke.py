@@ -22,6 +22,7 @@ import select
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import uuid
@@ -1084,7 +1085,13 @@ class Suite:
             port = probe.getsockname()[1]
         command = [sys.executable, str(here / "seccomp_exec.py"), str(here / "pod-stats.seccomp.json"), "--"]
         command += ["/opt/pod-stats/bin/pod-stats", "serve", f"--web.listen-address=127.0.0.1:{port}", "--interval=0.5"]
-        serve = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # stderr to a file: a pipe nobody reads while it runs could fill and stall it
+        log = self.stack.enter_context(tempfile.TemporaryFile("w+"))
+        serve = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
+
+        def last_words() -> str:
+            log.seek(0)
+            return log.read().strip()[-300:]
 
         def scrape(path: str) -> str:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
@@ -1095,14 +1102,14 @@ class Suite:
             metrics = ""
             while "pod_stats_samples_total" not in metrics:
                 if serve.poll() is not None:
-                    raise AssertionError(f"serve exited {serve.returncode}: {serve.stderr.read().strip()[-300:]}")
+                    raise AssertionError(f"serve exited {serve.returncode}: {last_words()}")
                 if time.monotonic() > deadline:
                     raise AssertionError("no sample on /metrics within 180 s")
                 time.sleep(0.5)
                 with contextlib.suppress(OSError):
                     if scrape("/healthz"):
                         metrics = scrape("/metrics")
-            samples = float(re.search(r"^pod_stats_samples_total (\S+)$", metrics, re.MULTILINE).group(1))
+            samples = re.search(r"^pod_stats_samples_total (\S+)$", metrics, re.MULTILINE)
             # the filter is really on (2: SECCOMP_MODE_FILTER), not a run that merely survived its absence
             mode = re.search(r"^Seccomp:\s*(\d+)", Path(f"/proc/{serve.pid}/status").read_text(), re.MULTILINE)
             if not mode or mode.group(1) != "2":
@@ -1120,8 +1127,8 @@ class Suite:
                 serve.kill()
                 serve.wait()
         if serve.returncode != 0:
-            raise AssertionError(f"serve exited {serve.returncode} on SIGTERM: {serve.stderr.read().strip()[-300:]}")
-        return f"under the filter: {samples:.0f} sample(s) served, the smoke pod on /metrics, exit 0 on SIGTERM ({os.uname().machine})"
+            raise AssertionError(f"serve exited {serve.returncode} on SIGTERM: {last_words()}")
+        return f"under the filter: {samples and samples.group(1)} sample(s) served, the smoke pod on /metrics, exit 0 on SIGTERM ({os.uname().machine})"
 
     def check_preempt_stress_fexit(self) -> str:
         return self._preempt_stress("fexit")
