@@ -44,22 +44,10 @@ rm -rf "$work" && mkdir -p "$work"
 cp -a "$base" "$root"
 rm -f "$root/.rootfs"
 
-# Dependencies as wheels for this architecture and Python, fetched by the host's pip and pinned
-# by constraints.txt (packaging/wheelhouse.sh); the chroot installs offline from them. Bookworm's
-# glibc (2.36) is the floor here, not the wheel's.
-wheelhouse=$work/wheelhouse
-mkdir -p "$wheelhouse"
-cp "$wheel" "$wheelhouse/"
-say "wheelhouse for Python $python_version"
-POD_STATS_GLIBC=2.36 "$here/wheelhouse.sh" "$python_version" "$arch" "$wheelhouse" "$wheelhouse/$wheel_name[web]"
-
-say "venv $venv"
-mkdir -p "$root/tmp/wheelhouse"
-cp "$wheelhouse"/*.whl "$root/tmp/wheelhouse/"
-cp "$top/constraints.txt" "$root/tmp/wheelhouse/constraints.txt"
-in_root python3 -m venv "$venv"
-in_root "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links /tmp/wheelhouse \
-    --constraint /tmp/wheelhouse/constraints.txt "/tmp/wheelhouse/$wheel_name[web]"
+# The wheel and its dependencies, offline, pinned by constraints.txt (packaging/install_wheel.sh).
+# Bookworm's glibc (2.36) is the dependencies' floor here, not the wheel's.
+say "venv $venv (Python $python_version)"
+POD_STATS_GLIBC=2.36 "$here/install_wheel.sh" "$root" "$arch" "$python_version" "$wheel[web]"
 # pip and setuptools only install: the image never does
 in_root "$venv/bin/pip" uninstall -q -y --disable-pip-version-check pip setuptools
 ln -s "$venv/bin/pod-stats" "$root/usr/local/bin/pod-stats"
@@ -68,7 +56,7 @@ ln -s "$venv/bin/pod-stats" "$root/usr/local/bin/pod-stats"
 in_root pod-stats --version >&2
 
 say "trim"
-rm -rf "$root/tmp/wheelhouse" "$root"/tmp/* "$root"/var/tmp/*
+rm -rf "$root"/tmp/* "$root"/var/tmp/*
 # documentation, locales, apt's package lists and caches, the venv module's bundled wheels
 rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/* \
     "$root"/usr/share/python-wheels "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* \

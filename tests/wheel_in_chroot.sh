@@ -61,16 +61,8 @@ python_version=$(in_chroot python3 -c 'import sys; print("%d.%d" % sys.version_i
 say "ok: no compiler, bpftool, libbpf or libelf in the chroot (Python $python_version)"
 
 # The dependencies, as wheels for the chroot's Python, fetched here: the chroot stays offline.
-wheelhouse="$root/tmp/wheelhouse"
-rm -rf "$wheelhouse"
-packaging/wheelhouse.sh "$python_version" amd64 "$wheelhouse" "$wheel[web]"
-cp constraints.txt "$wheelhouse/"
-
-rm -rf "$root/opt/pod-stats"
-in_chroot python3 -m venv /opt/pod-stats
 # Debian's own pip (20.3 on Debian 11), the constraints' markers evaluated by the target Python
-in_chroot /opt/pod-stats/bin/pip install -q --no-index --find-links /tmp/wheelhouse -c /tmp/wheelhouse/constraints.txt \
-    "/tmp/wheelhouse/$(basename "$wheel")[web]" || fail "pip install of the wheel"
+packaging/install_wheel.sh "$root" amd64 "$python_version" "$wheel[web]" || fail "pip install of the wheel"
 say "ok: installed $(basename "$wheel")[web] offline"
 
 extension=$(in_chroot /opt/pod-stats/bin/python -c 'import pod_stats._pod_stats_ffi as m; print(m.__file__)')

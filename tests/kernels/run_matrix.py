@@ -291,8 +291,8 @@ def wheel_for(machine: str) -> Path:
 def make_guest(arch: str) -> None:
     """build/kernels/guest-<arch>: Debian's pristine root file system of that architecture
     (packaging/rootfs.sh, cached in build/rootfs), copied, with dist/'s wheel installed offline
-    into /opt/pod-stats by the guest's own pip (under qemu-user-static), its dependencies from a
-    wheelhouse pinned by constraints.txt. Remade when the wheel or the constraints change."""
+    into /opt/pod-stats by the guest's own pip (under qemu-user-static) as packaging/install_wheel.sh
+    installs it. Remade when the wheel or the constraints change."""
     guest = ARCHES[arch].guest
     machine = {"amd64": "x86_64", "arm64": "aarch64"}[arch]
     wheel = wheel_for(machine)
@@ -307,28 +307,13 @@ def make_guest(arch: str) -> None:
     say(f"{arch} guest: {GUEST_SUITE} root file system with {wheel.name}")
     shutil.rmtree(guest, ignore_errors=True)
     run(["cp", "-a", str(base), str(guest)])
-    wheelhouse = guest / "tmp" / "wheelhouse"
-    run([str(ROOT / "packaging" / "wheelhouse.sh"), GUEST_PYTHON, arch, str(wheelhouse), str(wheel)])
-    shutil.copy(ROOT / "constraints.txt", wheelhouse / "constraints.txt")
+    run([str(ROOT / "packaging" / "install_wheel.sh"), str(guest), arch, GUEST_PYTHON, str(wheel)])
 
     def in_guest(*command):
         return run(
             ["chroot", str(guest), "/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", *command]
         )
 
-    in_guest("python3", "-m", "venv", "/opt/pod-stats")
-    in_guest(
-        "/opt/pod-stats/bin/pip",
-        "install",
-        "-q",
-        "--no-index",
-        "--find-links",
-        "/tmp/wheelhouse",
-        "-c",
-        "/tmp/wheelhouse/constraints.txt",
-        f"/tmp/wheelhouse/{wheel.name}",
-    )
-    shutil.rmtree(wheelhouse)
     missing = missing_libraries(guest, in_guest)
     if missing:  # the wheel vendors libelf and zlib (auditwheel): a bare Debian has all the rest
         raise Failure(f"pod-stats' extension needs {', '.join(missing)}, which the {arch} guest lacks")
