@@ -291,7 +291,7 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_o
         sampler.sample()  # baseline: rates cover exactly the duration
         time.sleep(duration)
         snapshot = select(sampler.sample(), namespaces, pod_glob)
-    if _print_snapshot(snapshot, as_json, sort, None, alert_rules):
+    if _print_snapshot(snapshot, as_json, sort, alert_rules):
         sys.exit(EXIT_ALERT)
 
 
@@ -575,15 +575,12 @@ class _user_errors:
         return False
 
 
-def _print_snapshot(snapshot, as_json: bool, sort: str, live, alert_rules=()) -> list:
+def _print_snapshot(snapshot, as_json: bool, sort: str, alert_rules=(), view=None) -> list:
     """Prints one sample (and its firing alerts, one line each); returns the alerts."""
     from pod_stats.alerts import evaluate
-    from pod_stats.output import render_table, to_json
+    from pod_stats.output import View, render_table, to_json
 
     alerts = evaluate(alert_rules, snapshot)
-    if live is not None:  # stderr lines would tear the live table: alerts go in its caption
-        live.update(render_table(snapshot, sort, alerts), refresh=True)
-        return alerts
     for alert in alerts:
         click.echo(f"pod-stats: {alert.line()}", err=True)
     if as_json:
@@ -592,7 +589,7 @@ def _print_snapshot(snapshot, as_json: bool, sort: str, live, alert_rules=()) ->
             document["alerts"] = [alert.to_json() for alert in alerts]
         _print_json(document)
     else:
-        _print_table(render_table(snapshot, sort))
+        _print_table(render_table(snapshot, sort, view=view or View()))
     return alerts
 
 
@@ -606,9 +603,8 @@ def _sample_loop(
     alert_rules=(),
     **sampler_options,
 ) -> None:
-    """Samples every interval until --count, Ctrl-C or SIGTERM; the final sample is always printed."""
-    from rich.live import Live
-
+    """Samples every interval until --count, Ctrl-C or SIGTERM; the final sample is always printed.
+    On a terminal (not --json) the samples go to the interactive screen (pod_stats.screen)."""
     from pod_stats.output import select
     from pod_stats.sampler import open_sampler
 
@@ -617,24 +613,61 @@ def _sample_loop(
         with _user_errors(), open_sampler(**sampler_options) as sampler:
             _drop_privileges()
             _steady_heap()
-            live = None if as_json or not sys.stdout.isatty() else Live(auto_refresh=False)
-            with live or contextlib.nullcontext():
-                taken = 0
-                deadline = time.monotonic()
-                try:
-                    while True:
-                        snapshot = select(sampler.sample(), namespaces, pod_glob)
-                        taken += 1
-                        _print_snapshot(snapshot, as_json, sort, live, alert_rules)
-                        if count is not None and taken >= count:
-                            return
-                        deadline += interval
-                        time.sleep(max(0.0, deadline - time.monotonic()))
-                except (KeyboardInterrupt, _Stop):
-                    # what was counted since the last sample is not lost
-                    _print_snapshot(select(sampler.sample(), namespaces, pod_glob), as_json, sort, live, alert_rules)
+
+            def sample():
+                return select(sampler.sample(), namespaces, pod_glob)
+
+            if as_json or not sys.stdout.isatty():
+                _print_samples(sample, interval, count, as_json, sort, alert_rules)
+            else:
+                _screen_samples(sample, interval, count, sort, alert_rules)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _print_samples(sample, interval: float, count: Optional[int], as_json: bool, sort: str, alert_rules) -> None:
+    taken = 0
+    deadline = time.monotonic()
+    try:
+        while True:
+            snapshot = sample()
+            taken += 1
+            _print_snapshot(snapshot, as_json, sort, alert_rules)
+            if count is not None and taken >= count:
+                return
+            deadline += interval
+            time.sleep(max(0.0, deadline - time.monotonic()))
+    except (KeyboardInterrupt, _Stop):
+        # what was counted since the last sample is not lost
+        _print_snapshot(sample(), as_json, sort, alert_rules)
+
+
+def _screen_samples(sample, interval: float, count: Optional[int], sort: str, alert_rules) -> None:
+    """The interactive screen until q, --count, Ctrl-C or SIGTERM; then the last sample is
+    printed as the screen showed it (columns, filter, expansions), every row."""
+    from pod_stats.alerts import evaluate
+    from pod_stats.screen import Screen, State
+
+    screen = Screen(State(sort=sort))
+    snapshot = None
+    try:
+        with screen:
+            taken = 0
+            deadline = time.monotonic()
+            while True:
+                snapshot = sample()
+                taken += 1
+                screen.show(snapshot, evaluate(alert_rules, snapshot))
+                if count is not None and taken >= count:
+                    break
+                deadline += interval
+                if screen.wait(deadline - time.monotonic()):
+                    snapshot = sample()  # q: what was counted since the last sample is not lost
+                    break
+    except (KeyboardInterrupt, _Stop):
+        snapshot = sample()
+    if snapshot is not None:
+        _print_snapshot(snapshot, False, screen.state.sort, alert_rules, screen.final())
 
 
 def _drop_privileges() -> None:
