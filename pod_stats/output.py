@@ -238,7 +238,7 @@ class View:
     sets the rest."""
 
     width: Optional[int] = None  # fit the columns into this many characters; None: every column
-    rows: Optional[int] = None  # at most this many pod/container/cgroup rows (around the cursor)
+    height: Optional[int] = None  # lines the table may take, title and caption included (rows around the cursor)
     reverse: bool = False  # the sort reversed
     filter: str = ""  # only pods whose namespace, name or a container's name holds it (any case)
     expand_all: bool = True  # containers shown beneath every pod ...
@@ -337,10 +337,8 @@ def fit_columns(snapshot: Snapshot, pods: Sequence[PodSample], view: View = View
     )
 
 
-def _window(rows: list, cursor_row: Optional[int], limit: Optional[int]) -> tuple[int, int]:
-    """The rows shown out of `rows`: all, or `limit` of them with the cursor's in the top third."""
-    if limit is None or len(rows) <= limit:
-        return 0, len(rows)
+def _window(rows: list, cursor_row: Optional[int], limit: int) -> tuple[int, int]:
+    """`limit` of the rows with the cursor's in the top third."""
     limit = max(1, limit)
     start = max(0, min((cursor_row or 0) - limit // 3, len(rows) - limit))
     return start, start + limit
@@ -422,9 +420,6 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
     for cgroup in snapshot.cgroups:
         if not wanted or _matches(wanted, cgroup.cgroup_path):
             rows.append(([Text("-", style="dim"), Text(inert(cgroup.cgroup_path), style="dim"), *cells(cgroup)], None))
-    start, end = _window(rows, cursor_row, view.rows)
-    for row, style in rows[start:end]:
-        table.add_row(*row, style=style)
     if not snapshot.pods and not snapshot.cgroups:
         table.caption = Text(
             "no pods on this node (kubelet cgroups not found); "
@@ -445,8 +440,6 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
         table.caption = Text("\n".join(notes), style="bold red")
         table.caption_justify = "left"
     views = []
-    if (start, end) != (0, len(rows)):
-        views.append(f"rows {start + 1}–{end} of {len(rows)} (↑/↓)")
     if fit.hidden:
         views.append(f"{fit.hidden} column{'s' * (fit.hidden > 1)} hidden (a wider terminal shows them)")
     if sandboxes_hidden:
@@ -455,11 +448,37 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
         views.append(f"sorted by {sort}")
     if view.filter:
         views.append(f"filter: {inert(view.filter)}")
+    start, end = 0, len(rows)
+    # rich wraps the caption at the table's width
+    width = sum(widths.values()) + 2 * (len(widths) - 1) if widths else 10_000
+    if view.height is not None:
+        above = -(-len(table.title.plain if isinstance(table.title, Text) else "") // width) + 1  # title, header
+        caption = table.caption.plain.count("\n") + 1 if isinstance(table.caption, Text) else 0
+        limit = view.height - above - caption - len(_pack(views, width))
+        if len(rows) > limit:
+            views.insert(0, f"rows {len(rows)}–{len(rows)} of {len(rows)} (↑/↓)")  # as long as it gets
+            limit = view.height - above - caption - len(_pack(views, width))
+            start, end = _window(rows, cursor_row, limit)
+            views[0] = f"rows {start + 1}–{end} of {len(rows)} (↑/↓)"
+    for row, style in rows[start:end]:
+        table.add_row(*row, style=style)
     if views:
         lines = [table.caption] if isinstance(table.caption, Text) else []
-        table.caption = Text("\n").join([*lines, Text(" · ".join(views), style="dim")])
+        packed = [Text(line, style="dim") for line in _pack(views, width)]
+        table.caption = Text("\n").join([*lines, *packed])
         table.caption_justify = "left"
     return table
+
+
+def _pack(parts: Sequence[str], width: int) -> list[str]:
+    """`parts` joined with " · " into lines of at most `width` (a longer part: a line of its own)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return lines
 
 
 # -- the on-demand views (drilldown.py) ------------------------------------------------

@@ -132,8 +132,7 @@ def view(state: State, width: Optional[int] = None, height: Optional[int] = None
     """The table's View of a State on a terminal of that size."""
     return View(
         width=width,
-        # the title, the header, two caption lines and the key hint are not rows
-        rows=None if height is None else max(3, height - 6),
+        height=None if height is None else height - 1,  # the key hint's line
         reverse=state.reverse,
         filter=state.filter,
         expand_all=state.expand_all,
@@ -322,4 +321,4 @@ class Screen:
     def final(self) -> View:
         """The View for printing the last sample after the screen is gone: this one's columns,
         filter and expansions, every row, no cursor."""
-        return replace(view(self.state, self.console.width), rows=None, cursor=None)
+        return replace(view(self.state, self.console.width), height=None, cursor=None)

@@ -77,8 +77,8 @@ def _header(text: str) -> str:
 # -- keys -------------------------------------------------------------------------------------
 
 
-def _seen(state: State = State(), pods: int = 5) -> State:
-    return seen(state, _snapshot(pods), 80)
+def _seen(pods: int = 5) -> State:
+    return seen(State(), _snapshot(pods), 80)
 
 
 def test_the_cursor_moves_over_pods_and_stops_at_the_ends():
@@ -171,7 +171,9 @@ def test_columns_fit_the_width_by_priority_and_figures_are_never_cut(width):
     shown = set(fit.figures)
     priorities = {f.name: f.column.priority for f in COLUMNS}
     # what is hidden is what has the lowest priority (the highest numbers)
-    assert all(priorities[name] < min((priorities[h] for h in priorities if h not in shown), default=99) for name in shown)
+    assert all(
+        priorities[name] < min((priorities[h] for h in priorities if h not in shown), default=99) for name in shown
+    )
     assert all(priorities[name] <= ESSENTIAL or name not in shown or True for name in priorities)
     assert {name for name, priority in priorities.items() if priority <= ESSENTIAL} <= shown
     # every figure shown in full: the busiest pod's values appear as formatted
@@ -220,7 +222,9 @@ def test_the_filter_matches_namespace_pod_and_container_names():
 
 def test_the_sorted_column_is_marked_and_reverse_keeps_unknown_last():
     snapshot = _snapshot(4)
-    unknown = replace(snapshot.pods[0], uid="uid-x", name="unknown", figures={**snapshot.pods[0].figures, "cpu_cores": None})
+    unknown = replace(
+        snapshot.pods[0], uid="uid-x", name="unknown", figures={**snapshot.pods[0].figures, "cpu_cores": None}
+    )
     snapshot = replace(snapshot, pods=[*snapshot.pods, unknown])
     state = seen(State(sort="cpu_cores"), snapshot, 120)
     assert "CPU▼" in _header(_text(frame(state, snapshot, (), 120, 50), 120))
