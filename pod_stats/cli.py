@@ -295,6 +295,104 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_o
         sys.exit(EXIT_ALERT)
 
 
+def _parse_at(ctx, param, value):
+    from pod_stats.when import parse_time
+
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
+@cli.command()
+@click.option(
+    "--store",
+    "store_path",
+    default=None,
+    metavar="PATH",
+    help="The recording to read (pod-stats record's --store). Default: /var/lib/pod-stats/pod-stats.db.",
+)
+@click.option(
+    "--at",
+    default=None,
+    callback=_parse_at,
+    metavar="WHEN",
+    help="The sample taken then or the last before it: '2026-11-30 03:10' (local time unless it says Z), "
+    "'03:10' (today), '2h ago'. Default: the latest sample.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the sample's JSON document (schema pod-stats/v1).")
+@_sort_option
+@click.option("--all", "include_non_pods", is_flag=True, help="Also show recorded cgroups that are not a pod's.")
+@click.option(
+    "--namespace", "-n", "namespaces", multiple=True, metavar="NS", help="Only pods of this namespace (repeatable)."
+)
+@click.option("--pod", "pod_glob", default=None, metavar="GLOB", help="Only pods whose name matches.")
+def replay(store_path, at, as_json, sort, include_non_pods, namespaces, pod_glob) -> None:
+    """The table as it was at --at, from a recording (pod-stats record).
+
+    On a terminal: the screen of `run`, stepping through the samples with ←/→ (one), [ and ]
+    (ten), Home/End (the first/last). Otherwise, or with --json: that one sample, printed.
+    """
+    from dataclasses import replace
+
+    from pod_stats.output import View, select
+    from pod_stats.store import DEFAULT_STORE, Recording, StoreError
+
+    def selected(snapshot):
+        snapshot = select(snapshot, namespaces, pod_glob)
+        return snapshot if include_non_pods else replace(snapshot, cgroups=[])
+
+    try:
+        with Recording(store_path or DEFAULT_STORE) as recording:
+            if at is None:
+                span = recording.span()
+                if span is None:
+                    return _fail(f"{recording.path}: {recording.describe_span()}")
+                at = span[1]
+            snapshot = selected(recording.snapshot(at))
+            if as_json or not sys.stdout.isatty():
+                _print_snapshot(snapshot, as_json, sort, view=View(replay="recorded"))
+                return
+            _replay_screen(recording, snapshot, sort, selected)
+    except StoreError as error:
+        _fail(str(error))
+
+
+def _replay_screen(recording, snapshot, sort: str, selected) -> None:
+    """The screen over a recording's samples, from `snapshot`'s; q prints the one shown."""
+    import bisect
+    from dataclasses import replace
+
+    from pod_stats.screen import Screen, State, handle
+
+    times = recording.times()
+    position = max(0, bisect.bisect_right(times, snapshot.time) - 1)
+    screen = Screen(State(sort=sort, position=position, samples=len(times)))
+    shown = {position: snapshot}
+    with contextlib.suppress(KeyboardInterrupt, _Stop), screen:
+        previous = signal.signal(signal.SIGTERM, _raise_stop)
+        try:
+            screen.show(snapshot)
+            while not screen.state.quit:
+                for key in screen.keys(None):
+                    if key == "end":  # the recording may have grown since
+                        times = recording.times()
+                        screen.state = replace(screen.state, samples=len(times))
+                    screen.state = handle(screen.state, key)
+                    if screen.state.quit:
+                        break
+                    at = screen.state.position or 0
+                    if at not in shown:
+                        shown.clear()  # one sample held: a week of them is not kept in memory
+                        shown[at] = selected(recording.snapshot(times[at]))
+                    screen.show(shown[at])
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    _print_snapshot(next(iter(shown.values())), False, screen.state.sort, view=screen.final())
+
+
 # Prometheus' default-port allocations have filled 9100-9999 (9808 is another exporter's) and go on
 # above 10000; 10305 is in none we know of and clear of Kubernetes' 10248-10259 (register it with a
 # release). The one definition of the port: the manifests and the tests follow it.

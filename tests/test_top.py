@@ -2,6 +2,7 @@
 reads the screen from. The terminal's settings must come back whatever ends the screen."""
 
 import fcntl
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import termios
 import threading
 import time
+from datetime import datetime, timedelta
 from typing import Optional
 
 import pytest
@@ -187,6 +189,122 @@ def test_sigterm_on_the_screen_restores_the_terminal_and_prints_the_final_sample
         time.sleep(0.2)
         final = _ESCAPES.sub("", terminal.output[terminal.output.rfind(LEAVE_ALTERNATE_SCREEN) :])
         assert "web-7d4b9c-k2x8p" in final and "report.daily-0" in final
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        terminal.close()
+
+
+# -- replay ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recording(node, tmp_path_factory):
+    """Four real samples of the miniature node, recorded; their JSON documents as `run --json` had them."""
+    from pod_stats.output import encode, to_json
+    from pod_stats.sampler import open_sampler
+    from pod_stats.store import Recorder
+
+    path = tmp_path_factory.mktemp("store") / "pod-stats.db"
+    documents = []
+    with open_sampler(log_dir=str(node.log_dir)) as sampler:
+        recorder = Recorder(str(path))
+        try:
+            for _ in range(4):
+                time.sleep(0.3)
+                snapshot = sampler.sample()
+                assert recorder.append(snapshot)
+                documents.append(json.loads(encode(to_json(snapshot))))
+        finally:
+            recorder.close()
+    return path, documents
+
+
+def _replay(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([POD_STATS, "replay", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_replay_json_at_a_time_is_the_recorded_samples_document(recording):
+    path, documents = recording
+    for index in (1, 3):
+        at = documents[index]["time"]  # ISO, Z: the sample's own time
+        result = _replay("--store", str(path), "--at", at, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == documents[index]
+    # a time between two samples: the one before it
+    between = documents[2]["time"].replace("Z", "") + "+00:00"
+    later = (datetime.fromisoformat(between) + timedelta(milliseconds=100)).isoformat()
+    assert json.loads(_replay("--store", str(path), "--at", later, "--json").stdout) == documents[2]
+    # no --at: the latest
+    assert json.loads(_replay("--store", str(path), "--json").stdout) == documents[-1]
+    # the selection of run: -n, --pod
+    only = json.loads(_replay("--store", str(path), "--json", "-n", "top-batch").stdout)
+    assert [pod["name"] for pod in only["pods"]] == ["report.daily-0"]
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_replay_into_a_pipe_prints_the_table_of_that_sample(recording):
+    path, documents = recording
+    result = _replay("--store", str(path), "--at", documents[0]["time"], *_OURS)
+    assert result.returncode == 0, result.stderr
+    when = datetime.fromisoformat(documents[0]["time"].replace("Z", "+00:00"))
+    assert "pod-stats replay · " in result.stdout and f"{when:%Y-%m-%d %H:%M:%S} UTC · recorded" in result.stdout
+    assert "web-7d4b9c-k2x8p" in result.stdout and "└ nginx" in result.stdout
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_replay_errors_are_one_line(recording, tmp_path):
+    path, documents = recording
+    missing = _replay("--store", str(tmp_path / "nothing.db"))
+    assert missing.returncode == 1 and missing.stderr.startswith("pod-stats: error: ")
+    assert len(missing.stderr.splitlines()) == 1 and "no such recording" in missing.stderr
+    (tmp_path / "text.db").write_text("not a database\n" * 100)
+    other = _replay("--store", str(tmp_path / "text.db"))
+    assert other.returncode == 1 and len(other.stderr.splitlines()) == 1 and "not a pod-stats recording" in other.stderr
+    before = _replay("--store", str(path), "--at", "2001-01-01T00:00:00Z")
+    assert before.returncode == 1 and len(before.stderr.splitlines()) == 1
+    assert "no sample at or before 2001-01-01 00:00:00 UTC" in before.stderr and "the recording covers" in before.stderr
+    bad = _replay("--store", str(path), "--at", "yesterday-ish")
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1 and "--at" in bad.stderr
+    assert "Traceback" not in missing.stderr + other.stderr + before.stderr + bad.stderr
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_replay_on_a_terminal_steps_through_the_samples(recording):
+    path, documents = recording
+    times = [datetime.fromisoformat(d["time"].replace("Z", "+00:00")) for d in documents]
+    terminal = Terminal(width=120)
+    process = _popen(terminal, "replay", "--store", str(path), "--at", documents[1]["time"], *_OURS)
+
+    def at(index: int) -> str:
+        return terminal.wait_for(
+            lambda f: f"{times[index]:%Y-%m-%d %H:%M:%S} UTC · sample {index + 1} of 4" in f, f"sample {index + 1}"
+        )
+
+    try:
+        frame = at(1)
+        assert "pod-stats replay" in frame and "←→ sample" in frame and "web-7d4b9c-k2x8p" in frame
+        terminal.type("\x1b[C")  # →
+        at(2)
+        terminal.type("\x1b[D\x1b[D")  # ← ←
+        at(0)
+        terminal.type("\x1b[D")  # nothing before the first
+        terminal.type("\x1b[F")  # End
+        at(3)
+        terminal.type("\x1b[H")  # Home
+        at(0)
+        terminal.type("]")
+        at(3)
+        terminal.type(">")  # the run keys work the same: sorted by the next column
+        terminal.wait_for(lambda f: "ERR/s▼" in _header(f) and "sample 4 of 4" in f, "the sort moved on")
+        _quit(process, terminal, "q")
+        assert termios.tcgetattr(terminal.slave) == terminal.settings
     finally:
         if process.poll() is None:
             process.kill()
