@@ -346,16 +346,14 @@ def replay(store_path, at, as_json, sort, include_non_pods, namespaces, pod_glob
 
     try:
         with Recording(store_path or DEFAULT_STORE) as recording:
-            if at is None:
-                span = recording.span()
-                if span is None:
-                    return _fail(f"{recording.path}: {recording.describe_span()}")
-                at = span[1]
-            snapshot = selected(recording.snapshot(at))
+            span = recording.span()
+            if span is None:
+                raise StoreError(f"{recording.path}: {recording.describe_span()}")
+            snapshot = selected(recording.snapshot(span[1] if at is None else at))
             if as_json or not sys.stdout.isatty():
                 _print_snapshot(snapshot, as_json, sort, view=View(replay="recorded"))
-                return
-            _replay_screen(recording, snapshot, sort, selected)
+            else:
+                _replay_screen(recording, snapshot, sort, selected)
     except StoreError as error:
         _fail(str(error))
 

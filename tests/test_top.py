@@ -269,6 +269,11 @@ def test_replay_errors_are_one_line(recording, tmp_path):
     before = _replay("--store", str(path), "--at", "2001-01-01T00:00:00Z")
     assert before.returncode == 1 and len(before.stderr.splitlines()) == 1
     assert "no sample at or before 2001-01-01 00:00:00 UTC" in before.stderr and "the recording covers" in before.stderr
+    from pod_stats.store import Recorder
+
+    Recorder(str(tmp_path / "empty.db")).close()
+    empty = _replay("--store", str(tmp_path / "empty.db"), "--json")
+    assert empty.returncode == 1 and len(empty.stderr.splitlines()) == 1 and "no samples" in empty.stderr
     bad = _replay("--store", str(path), "--at", "yesterday-ish")
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1 and "--at" in bad.stderr
     assert "Traceback" not in missing.stderr + other.stderr + before.stderr + bad.stderr
