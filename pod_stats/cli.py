@@ -363,7 +363,7 @@ def _replay_screen(recording, snapshot, sort: str, selected) -> None:
     import bisect
     from dataclasses import replace
 
-    from pod_stats.screen import Screen, State, handle
+    from pod_stats.screen import RESIZE_CHECK, Screen, State, handle
 
     times = recording.times()
     position = max(0, bisect.bisect_right(times, snapshot.time) - 1)
@@ -374,7 +374,9 @@ def _replay_screen(recording, snapshot, sort: str, selected) -> None:
         try:
             screen.show(snapshot)
             while not screen.state.quit:
-                for key in screen.keys(None):
+                keys = screen.keys(RESIZE_CHECK)
+                screen.redraw_if_resized()
+                for key in keys:
                     if key == "end":  # the recording may have grown since
                         times = recording.times()
                         screen.state = replace(screen.state, samples=len(times))

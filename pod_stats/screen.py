@@ -24,6 +24,7 @@ from pod_stats.model import Snapshot
 from pod_stats.output import DEFAULT_SORT, View, fit_columns, render_table, shown_pods
 from pod_stats.text import inert
 
+RESIZE_CHECK = 0.5  # seconds between looks at the terminal's size while no key is pressed
 PAGE = 10  # pods a PgUp/PgDn moves the cursor; samples `[`/`]` step in a replay
 NAME_FIELDS = ("namespace", "name")
 
@@ -217,19 +218,21 @@ def hint(state: State) -> Text:
 
 HELP = """\
 keys
-  ↑ ↓  PgUp PgDn   move the cursor over pods
-  Enter, space     expand/collapse the pod's containers
-  e                expand/collapse every pod
-  p                show/hide unnamed (sandbox/pause) container rows; the pod's figures include them
-  < >              sort by the column to the left/right (its header is marked ▼ or ▲)
-  r                reverse the sort
-  /                filter: type text found in a namespace, pod or container name; Enter applies, Esc clears
-  Esc              clear the filter
-  q, Ctrl-C        quit (run: the final sample is printed)
+  ↑ ↓ PgUp PgDn  move the cursor over pods
+  Enter, space   expand/collapse the pod's containers
+  e              expand/collapse every pod
+  p              show/hide unnamed (sandbox/pause) container rows
+                 (a pod's figures always include them)
+  < >            sort by the column to the left/right (its header is marked ▼ or ▲)
+  r              reverse the sort
+  /              filter: text in a namespace, pod or container name (any case);
+                 Enter keeps it, Esc clears it
+  Esc            clear the filter
+  q, Ctrl-C      quit (run: the final sample is printed)
 replay
-  ← →              one sample back/forward
-  [ ]              ten samples back/forward
-  Home End         the first/last sample
+  ← →            one sample back/forward
+  [ ]            ten samples back/forward
+  Home End       the first/last sample
 any key closes this help"""
 
 
@@ -255,6 +258,7 @@ class Screen:
         self._saved: Optional[list] = None
         self._live = Live(console=self.console, auto_refresh=False, screen=True, redirect_stderr=False)
         self._shown: Optional[tuple[Snapshot, Sequence]] = None
+        self._size = self.console.size
 
     def __enter__(self) -> "Screen":
         if os.isatty(self.stdin):
@@ -281,6 +285,7 @@ class Screen:
     def show(self, snapshot: Snapshot, alerts: Sequence = ()) -> None:
         """Draws `snapshot` (and remembers it: keys redraw it until the next one)."""
         self._shown = (snapshot, alerts)
+        self._size = self.console.size
         self.state = seen(self.state, snapshot, self.console.width)
         self._live.update(frame(self.state, snapshot, alerts, self.console.width, self.console.height), refresh=True)
 
@@ -299,6 +304,11 @@ class Screen:
             return []
         return decode(data)
 
+    def redraw_if_resized(self) -> None:
+        """Draws what is shown again if the terminal's size changed since (no key needed)."""
+        if self._shown is not None and self.console.size != self._size:
+            self.show(*self._shown)
+
     def press(self, key: str) -> None:
         """Handles one key and redraws what is shown."""
         self.state = handle(self.state, key)
@@ -312,7 +322,9 @@ class Screen:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            for key in self.keys(left):
+            keys = self.keys(min(left, RESIZE_CHECK))
+            self.redraw_if_resized()
+            for key in keys:
                 self.press(key)
                 if self.state.quit:
                     break

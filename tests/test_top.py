@@ -12,7 +12,6 @@ import termios
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Optional
 
 import pytest
 from rich.console import Console
@@ -64,12 +63,22 @@ class Terminal:
             time.sleep(0.05)
         raise AssertionError(f"no frame with {what} within {timeout}s; last frame:\n{self.screen()}")
 
+    def resize(self, width: int, height: int = 24) -> None:
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
     def type(self, keys: str) -> None:
         os.write(self.master, keys.encode())
 
     def close(self) -> None:
         os.close(self.slave)
         os.close(self.master)
+
+
+def _controlling_terminal() -> None:
+    """In the child: its own session with the pseudo-terminal (its stdin) as controlling
+    terminal, so that Ctrl-C typed into it is a SIGINT."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def _popen(terminal: Terminal, *args: str) -> subprocess.Popen:
@@ -80,6 +89,7 @@ def _popen(terminal: Terminal, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "", "LINES": ""},
+        preexec_fn=_controlling_terminal,
     )
 
 
@@ -118,11 +128,8 @@ def node(tmp_path_factory):
 _OURS = ("-n", "top-shop", "-n", "top-batch")
 
 
-def _quit(process: subprocess.Popen, terminal: Terminal, keys: Optional[str] = "q") -> str:
-    if keys:
-        terminal.type(keys)
-    else:
-        process.send_signal(signal.SIGTERM)
+def _ended(process: subprocess.Popen) -> str:
+    """Its stderr, once it exited 0 with no traceback."""
     _, errors = process.communicate(timeout=30)
     assert process.returncode == 0, errors
     assert "Traceback" not in errors
@@ -162,7 +169,8 @@ def test_run_on_a_terminal_sorts_filters_expands_and_restores_the_terminal_after
         assert "report.daily-0" not in frame and "filter: nginx" in frame
         terminal.type("\r")
         terminal.wait_for(lambda f: "q quit" in f and "1 of 2 pods" in f, "the filter kept after Enter")
-        _quit(process, terminal, "q")
+        terminal.type("q")
+        _ended(process)
         assert termios.tcgetattr(terminal.slave) == terminal.settings
         time.sleep(0.2)
         # the final sample stays on the terminal as the screen showed it
@@ -184,11 +192,32 @@ def test_sigterm_on_the_screen_restores_the_terminal_and_prints_the_final_sample
     try:
         frame = terminal.wait_for(lambda f: "web-7d4b9c-k2x8p" in f, "the first sample")
         assert "TOP ERRNO" in _header(frame) and "hidden (a wider" not in frame  # 200 columns: all
-        _quit(process, terminal, None)
+        process.send_signal(signal.SIGTERM)
+        _ended(process)
         assert termios.tcgetattr(terminal.slave) == terminal.settings
         time.sleep(0.2)
         final = _ESCAPES.sub("", terminal.output[terminal.output.rfind(LEAVE_ALTERNATE_SCREEN) :])
         assert "web-7d4b9c-k2x8p" in final and "report.daily-0" in final
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        terminal.close()
+
+
+@pytest.mark.containers
+@pytest.mark.bpf
+def test_ctrl_c_on_the_screen_restores_the_terminal_and_prints_the_final_sample(node):
+    terminal = Terminal()
+    process = _popen(terminal, "run", "--interval", "30", *_OURS, "--log-dir", str(node.log_dir))
+    try:
+        terminal.wait_for(lambda f: "web-7d4b9c-k2x8p" in f, "the first sample")
+        terminal.type("\x03")  # Ctrl-C
+        _ended(process)
+        assert termios.tcgetattr(terminal.slave) == terminal.settings
+        time.sleep(0.2)
+        final = _ESCAPES.sub("", terminal.output[terminal.output.rfind(LEAVE_ALTERNATE_SCREEN) :])
+        assert "web-7d4b9c-k2x8p" in final and "over " in final  # a sample after the first: with rates
     finally:
         if process.poll() is None:
             process.kill()
@@ -308,7 +337,10 @@ def test_replay_on_a_terminal_steps_through_the_samples(recording):
         at(3)
         terminal.type(">")  # the run keys work the same: sorted by the next column
         terminal.wait_for(lambda f: "ERR/s▼" in _header(f) and "sample 4 of 4" in f, "the sort moved on")
-        _quit(process, terminal, "q")
+        terminal.resize(80)  # redrawn to the new width with no key pressed
+        terminal.wait_for(lambda f: "columns hidden" in f and "sample 4 of 4" in f, "the frame at 80 columns")
+        terminal.type("q")
+        _ended(process)
         assert termios.tcgetattr(terminal.slave) == terminal.settings
     finally:
         if process.poll() is None:
