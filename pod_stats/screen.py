@@ -223,7 +223,7 @@ keys
   e              expand/collapse every pod
   p              show/hide unnamed (sandbox/pause) container rows
                  (a pod's figures always include them)
-  < >            sort by the column to the left/right (its header is marked ▼ or ▲)
+  < >            sort by the next column left/right (its header marked ▼ or ▲)
   r              reverse the sort
   /              filter: text in a namespace, pod or container name (any case);
                  Enter keeps it, Esc clears it

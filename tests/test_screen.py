@@ -11,7 +11,7 @@ from pod_stats.figures import ALL_FIGURES, COLUMNS, ESSENTIAL
 from pod_stats.model import AgentStats, ContainerSample, PodSample, Snapshot
 from pod_stats.output import View, fit_columns, render_table, shown_pods
 from pod_stats.plan import PROBE_GROUPS
-from pod_stats.screen import State, decode, frame, handle, seen, view
+from pod_stats.screen import HELP, State, decode, frame, handle, seen, view
 
 # What a busy pod of a real node shows: six-digit rates, GiB of memory, many cores.
 BUSY = {
@@ -174,7 +174,6 @@ def test_columns_fit_the_width_by_priority_and_figures_are_never_cut(width):
     assert all(
         priorities[name] < min((priorities[h] for h in priorities if h not in shown), default=99) for name in shown
     )
-    assert all(priorities[name] <= ESSENTIAL or name not in shown or True for name in priorities)
     assert {name for name, priority in priorities.items() if priority <= ESSENTIAL} <= shown
     # every figure shown in full: the busiest pod's values appear as formatted
     for value in ("123,456.7", "12,345.6", "15.75", "7.2GiB"):
@@ -254,3 +253,11 @@ def test_the_plain_table_is_unchanged_by_the_view_machinery():
     assert "▼" not in header and "▸" not in text and "TOP ERRNO" in header
     assert all(f.column.header in header for f in COLUMNS)
     assert text.count("└ (") == 2 and "hidden" not in text
+
+
+def test_the_help_lists_every_key_and_fits_80_columns():
+    snapshot = _snapshot(2)
+    text = _text(frame(handle(seen(State(), snapshot, 80), "?"), snapshot, (), 80, 24))
+    assert all(len(line) <= 80 for line in HELP.splitlines()) and text.rstrip().endswith("any key closes this help")
+    for key in ("PgUp", "Enter", " e ", " p ", "< >", " r ", " / ", "Esc", "q, Ctrl-C", "← →", "[ ]", "Home End"):
+        assert key in text, key
