@@ -560,6 +560,111 @@ def procs(sort, proc_root, duration, as_json, namespaces, pod_glob, **identity_o
             _print_table(render_processes(rows, snapshot, window, drops, totals))
 
 
+def _store_option(command: Callable) -> Callable:
+    """The recorder's store: record writes it; replay and report read it."""
+    from pod_stats.store import DEFAULT_STORE
+
+    return click.option(
+        "--store",
+        default=DEFAULT_STORE,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="The recording (one SQLite file; see `pod-stats record`).",
+    )(command)
+
+
+def _parse_with(parse: Callable) -> Callable:
+    """A click callback from a pod_stats.when parser: its ValueError is a usage error."""
+
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+    return callback
+
+
+def _parse_retain(value: str) -> Optional[float]:
+    from pod_stats.when import parse_duration
+
+    return None if value == "forever" else parse_duration(value)
+
+
+def _parse_max_size(value: str) -> Optional[int]:
+    from pod_stats.store import MIN_MAX_BYTES
+    from pod_stats.when import parse_size
+
+    if value == "unlimited":
+        return None
+    size = parse_size(value)
+    if size < MIN_MAX_BYTES:
+        raise ValueError(f"{value!r}: at least {MIN_MAX_BYTES >> 20}M (a sample of a large node is hundreds of KiB)")
+    return size
+
+
+@cli.command()
+@_store_option
+@click.option(
+    "--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds between samples."
+)
+@click.option(
+    "--retain",
+    default="7d",
+    show_default=True,
+    callback=_parse_with(_parse_retain),
+    metavar="DURATION",
+    help="Remove samples older than this (e.g. 36h, 7d, 2w; 'forever' keeps them).",
+)
+@click.option(
+    "--max-size",
+    default="500M",
+    show_default=True,
+    callback=_parse_with(_parse_max_size),
+    metavar="SIZE",
+    help="Remove the oldest samples while the store is larger (K, M, G: powers of 1024; 'unlimited').",
+)
+@click.option("--count", default=None, type=click.IntRange(min=1), help="Stop after this many samples.")
+@click.option(
+    "--all", "include_non_pods", is_flag=True, help="Also record cgroups that are not a pod's but did something."
+)
+@_source_options
+def record(store, interval, retain, max_size, count, **sampler_options) -> None:
+    """Record every pod's figures every --interval into a local store, for `replay` and `report`.
+
+    Every figure of the JSON document, names included; one transaction per sample (a crash or a
+    power loss loses at most the sample being written); a full disk pauses recording with one
+    warning, and it resumes when there is space. SIGINT/SIGTERM record a final sample and exit 0.
+    """
+    from pod_stats.sampler import open_sampler
+    from pod_stats.store import Recorder
+
+    previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        with _user_errors(), Recorder(store, retain, max_size) as recorder, open_sampler(**sampler_options) as sampler:
+            _drop_privileges()
+            _steady_heap()
+            log.info("recording to %s every %ss", store, interval)
+            taken = 0
+            deadline = time.monotonic()
+            try:
+                while True:
+                    snapshot = sampler.sample()
+                    if recorder.append(snapshot):
+                        log.debug("recorded the sample of %s", snapshot.time.isoformat(timespec="milliseconds"))
+                    taken += 1
+                    if count is not None and taken >= count:
+                        return
+                    deadline += interval
+                    time.sleep(max(0.0, deadline - time.monotonic()))
+            except (KeyboardInterrupt, _Stop):
+                recorder.append(sampler.sample())  # what was counted since the last sample is not lost
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
 class _user_errors:
     """Turns the errors a user can cause into one line and a non-zero exit."""
 
@@ -569,8 +674,9 @@ class _user_errors:
     def __exit__(self, exc_type, exc, tb):
         from pod_stats.bpf import BpfError
         from pod_stats.cgroups import CgroupLayoutError
+        from pod_stats.store import StoreError
 
-        if exc_type is not None and issubclass(exc_type, (BpfError, CgroupLayoutError)):
+        if exc_type is not None and issubclass(exc_type, (BpfError, CgroupLayoutError, StoreError)):
             _fail(str(exc))
         return False
 
