@@ -295,6 +295,76 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_o
         sys.exit(EXIT_ALERT)
 
 
+def _store_option(command: Callable) -> Callable:
+    """The recorder's store: record writes it; replay and report read it."""
+    from pod_stats.store import DEFAULT_STORE
+
+    return click.option(
+        "--store",
+        default=DEFAULT_STORE,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="The recording (one SQLite file; see `pod-stats record`).",
+    )(command)
+
+
+def _parse_with(parse: Callable) -> Callable:
+    """A click callback from a pod_stats.when parser: its ValueError is a usage error."""
+
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+    return callback
+
+
+def _parse_retain(value: str) -> Optional[float]:
+    from pod_stats.when import parse_duration
+
+    return None if value == "forever" else parse_duration(value)
+
+
+def _parse_max_size(value: str) -> Optional[int]:
+    from pod_stats.store import MIN_MAX_BYTES
+    from pod_stats.when import parse_size
+
+    if value == "unlimited":
+        return None
+    size = parse_size(value)
+    if size < MIN_MAX_BYTES:
+        raise ValueError(f"{value!r}: at least {MIN_MAX_BYTES >> 20}M (a sample of a large node is hundreds of KiB)")
+    return size
+
+
+def _retention_options(command: Callable) -> Callable:
+    """How much a recording keeps (record, serve --record)."""
+    options = [
+        click.option(
+            "--retain",
+            default="7d",
+            show_default=True,
+            callback=_parse_with(_parse_retain),
+            metavar="DURATION",
+            help="Remove recorded samples older than this (e.g. 36h, 7d, 2w; 'forever' keeps them).",
+        ),
+        click.option(
+            "--max-size",
+            default="500M",
+            show_default=True,
+            callback=_parse_with(_parse_max_size),
+            metavar="SIZE",
+            help="Remove the oldest recorded samples while the store is larger (K, M, G: powers of 1024; 'unlimited').",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 # Prometheus' default-port allocations have filled 9100-9999 (9808 is another exporter's) and go on
 # above 10000; 10305 is in none we know of and clear of Kubernetes' 10248-10259 (register it with a
 # release). The one definition of the port: the manifests and the tests follow it.
@@ -383,12 +453,32 @@ def _parse_metrics_exclude(ctx, param, values) -> tuple[str, ...]:
     "'pod_stats_pod_*,pod_stats_runq_wait_seconds'; repeatable), to bound the series per node. "
     "A name that matches no family is a usage error.",
 )
+@click.option(
+    "--record",
+    "record_store",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="STORE",
+    help="Also record every sample into this store, as `pod-stats record` does (for replay and report).",
+)
+@_retention_options
 @_source_options
-def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude, **source_options) -> None:
+def serve(
+    listen_address,
+    interval,
+    web_config_file,
+    bpf_stats,
+    metrics_exclude,
+    record_store,
+    retain,
+    max_size,
+    **source_options,
+) -> None:
     """Prometheus exporter: sample every --interval, serve the latest sample on /metrics."""
     from pod_stats.bpf import BpfError, run_time_stats
     from pod_stats.exporter import SnapshotMetrics, make_app, sample_forever
     from pod_stats.sampler import open_sampler
+    from pod_stats.store import Recorder
     from pod_stats.web import HttpStats, parse_listen_address, start_http
     from pod_stats.webconfig import WebConfig, WebConfigError, WebConfigUnsupported, load_web_config
 
@@ -399,6 +489,11 @@ def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude,
         _fail(str(error), EXIT_WEB_CONFIG_UNSUPPORTED)
     except (ValueError, WebConfigError) as error:
         _fail(str(error), EXIT_USAGE)
+    ctx = click.get_current_context()
+    if record_store is None and any(
+        ctx.get_parameter_source(name) is not ParameterSource.DEFAULT for name in ("retain", "max_size")
+    ):
+        _fail("--retain and --max-size apply to a recording: give --record STORE too", EXIT_USAGE)
     metrics = SnapshotMetrics(_libbpf_version())
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -408,7 +503,9 @@ def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude,
         return sampled_at is not None and time.time() - sampled_at < 3 * interval + 5
 
     try:
-        with _user_errors(), open_sampler(**source_options) as sampler, contextlib.ExitStack() as stack:
+        with _user_errors(), contextlib.ExitStack() as stack:
+            recorder = stack.enter_context(Recorder(record_store, retain, max_size)) if record_store else None
+            sampler = stack.enter_context(open_sampler(**source_options))
             if bpf_stats:
                 try:
                     stack.enter_context(run_time_stats())
@@ -427,7 +524,9 @@ def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude,
             # Sampling reads hundreds of files, taking the GIL back after each read; with the HTTP
             # thread busy (a scrape flood) every take waits a switch interval: 5 ms by default.
             sys.setswitchinterval(0.0005)
-            sample_forever(sampler.sample, metrics, interval, stop)
+            sample_forever(sampler.sample, metrics, interval, stop, [recorder.append] if recorder else [])
+            if recorder is not None:
+                recorder.append(sampler.sample())  # what was counted since the last sample is recorded
             server.shutdown()
     finally:
         for sig, handler in previous.items():
@@ -560,72 +659,12 @@ def procs(sort, proc_root, duration, as_json, namespaces, pod_glob, **identity_o
             _print_table(render_processes(rows, snapshot, window, drops, totals))
 
 
-def _store_option(command: Callable) -> Callable:
-    """The recorder's store: record writes it; replay and report read it."""
-    from pod_stats.store import DEFAULT_STORE
-
-    return click.option(
-        "--store",
-        default=DEFAULT_STORE,
-        show_default=True,
-        type=click.Path(dir_okay=False),
-        help="The recording (one SQLite file; see `pod-stats record`).",
-    )(command)
-
-
-def _parse_with(parse: Callable) -> Callable:
-    """A click callback from a pod_stats.when parser: its ValueError is a usage error."""
-
-    def callback(ctx, param, value):
-        if value is None:
-            return None
-        try:
-            return parse(value)
-        except ValueError as error:
-            raise click.BadParameter(str(error), ctx=ctx, param=param) from None
-
-    return callback
-
-
-def _parse_retain(value: str) -> Optional[float]:
-    from pod_stats.when import parse_duration
-
-    return None if value == "forever" else parse_duration(value)
-
-
-def _parse_max_size(value: str) -> Optional[int]:
-    from pod_stats.store import MIN_MAX_BYTES
-    from pod_stats.when import parse_size
-
-    if value == "unlimited":
-        return None
-    size = parse_size(value)
-    if size < MIN_MAX_BYTES:
-        raise ValueError(f"{value!r}: at least {MIN_MAX_BYTES >> 20}M (a sample of a large node is hundreds of KiB)")
-    return size
-
-
 @cli.command()
 @_store_option
 @click.option(
     "--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds between samples."
 )
-@click.option(
-    "--retain",
-    default="7d",
-    show_default=True,
-    callback=_parse_with(_parse_retain),
-    metavar="DURATION",
-    help="Remove samples older than this (e.g. 36h, 7d, 2w; 'forever' keeps them).",
-)
-@click.option(
-    "--max-size",
-    default="500M",
-    show_default=True,
-    callback=_parse_with(_parse_max_size),
-    metavar="SIZE",
-    help="Remove the oldest samples while the store is larger (K, M, G: powers of 1024; 'unlimited').",
-)
+@_retention_options
 @click.option("--count", default=None, type=click.IntRange(min=1), help="Stop after this many samples.")
 @click.option(
     "--all", "include_non_pods", is_flag=True, help="Also record cgroups that are not a pod's but did something."

@@ -317,3 +317,69 @@ def test_sigterm_records_a_final_sample_and_exits_0(node, tmp_path):
     pod = lambda snapshot: next(p for p in snapshot.pods if p.name == "cart-0")  # noqa: E731
     sidecar = lambda snapshot: next(c for c in pod(snapshot).containers if c.name == "sidecar")  # noqa: E731
     assert sidecar(last).figures["opens"] - sidecar(first).figures["opens"] >= 7, "counted before the stop: recorded"
+
+
+# -- the systemd unit (deploy/pod-stats-record.service) ---------------------------------------------
+
+UNIT = Path(__file__).resolve().parent.parent / "deploy" / "pod-stats-record.service"
+
+
+def _unit_service() -> dict[str, str]:
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # systemd's keys are case-sensitive
+    parser.read_string(UNIT.read_text())
+    return dict(parser["Service"])
+
+
+def test_the_systemd_unit_verifies(tmp_path):
+    unit = tmp_path / UNIT.name
+    unit.write_text(UNIT.read_text().replace("/opt/pod-stats/bin/pod-stats", POD_STATS))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def test_the_unit_s_command_records_under_the_unit_s_capabilities(node, tmp_path):
+    """ExecStart as systemd would run it: only CapabilityBoundingSet's capabilities, no_new_privs."""
+    import shlex
+
+    service = _unit_service()
+    command = shlex.split(service["ExecStart"])
+    assert command[0] == "/opt/pod-stats/bin/pod-stats" and command[1] == "record"
+    options = dict(zip(command[2::2], command[3::2]))
+    assert options == {
+        "--store": "/var/lib/pod-stats/pod-stats.db",
+        "--interval": "5",
+        "--retain": "7d",
+        "--max-size": "500M",
+    }
+    assert options["--store"].startswith("/var/lib/" + service["StateDirectory"] + "/")
+    capabilities = service["CapabilityBoundingSet"].split()
+    assert capabilities == ["CAP_BPF", "CAP_PERFMON"] and service["NoNewPrivileges"] == "yes"
+    store = tmp_path / "pod-stats.db"
+    options.update({"--store": str(store), "--interval": "0.5"})
+    wrapper = [
+        "setpriv",
+        "--bounding-set=-all," + ",".join("+" + c.removeprefix("CAP_").lower() for c in capabilities),
+        "--inh-caps=-all",
+        "--no-new-privs",
+        "--",
+    ]
+    run = [*wrapper, POD_STATS, "record", *(part for item in options.items() for part in item)]
+    result = subprocess.run(
+        [*run, "--count", "3", "--log-dir", str(node.log_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    with Recording(str(store)) as recording:
+        snapshots = list(recording.snapshots())
+    assert len(snapshots) == 3
+    assert {p.name for p in snapshots[-1].pods} >= {"cart-0", "cart-1", "cart-2"}
+    # the negative control: without CAP_BPF it cannot attach, and says so in one line
+    result = subprocess.run(
+        [*run[:1], "--bounding-set=-all,+perfmon", *wrapper[2:], *run[len(wrapper) :], "--count", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and result.stderr.startswith("pod-stats: error:"), result.stderr
