@@ -295,29 +295,88 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_o
         sys.exit(EXIT_ALERT)
 
 
-def _parse_at(ctx, param, value):
+def _store_option(command: Callable) -> Callable:
+    """The recorder's store: record writes it; replay and report read it."""
+    from pod_stats.store import DEFAULT_STORE
+
+    return click.option(
+        "--store",
+        default=DEFAULT_STORE,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="The recording (one SQLite file; see `pod-stats record`).",
+    )(command)
+
+
+def _parse_with(parse: Callable) -> Callable:
+    """A click callback from a pod_stats.when parser: its ValueError is a usage error."""
+
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+    return callback
+
+
+def _parse_retain(value: str) -> Optional[float]:
+    from pod_stats.when import parse_duration
+
+    return None if value == "forever" else parse_duration(value)
+
+
+def _parse_max_size(value: str) -> Optional[int]:
+    from pod_stats.store import MIN_MAX_BYTES
+    from pod_stats.when import parse_size
+
+    if value == "unlimited":
+        return None
+    size = parse_size(value)
+    if size < MIN_MAX_BYTES:
+        raise ValueError(f"{value!r}: at least {MIN_MAX_BYTES >> 20}M (a sample of a large node is hundreds of KiB)")
+    return size
+
+
+def _retention_options(command: Callable) -> Callable:
+    """How much a recording keeps (record, serve --record)."""
+    options = [
+        click.option(
+            "--retain",
+            default="7d",
+            show_default=True,
+            callback=_parse_with(_parse_retain),
+            metavar="DURATION",
+            help="Remove recorded samples older than this (e.g. 36h, 7d, 2w; 'forever' keeps them).",
+        ),
+        click.option(
+            "--max-size",
+            default="500M",
+            show_default=True,
+            callback=_parse_with(_parse_max_size),
+            metavar="SIZE",
+            help="Remove the oldest recorded samples while the store is larger (K, M, G: powers of 1024; 'unlimited').",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _parse_at(value: str):
     from pod_stats.when import parse_time
 
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+    return parse_time(value)
 
 
 @cli.command()
-@click.option(
-    "--store",
-    "store_path",
-    default=None,
-    metavar="PATH",
-    help="The recording to read (pod-stats record's --store). Default: /var/lib/pod-stats/pod-stats.db.",
-)
+@_store_option
 @click.option(
     "--at",
     default=None,
-    callback=_parse_at,
+    callback=_parse_with(_parse_at),
     metavar="WHEN",
     help="The sample taken then or the last before it: '2026-11-30 03:10' (local time unless it says Z), "
     "'03:10' (today), '2h ago'. Default: the latest sample.",
@@ -329,7 +388,7 @@ def _parse_at(ctx, param, value):
     "--namespace", "-n", "namespaces", multiple=True, metavar="NS", help="Only pods of this namespace (repeatable)."
 )
 @click.option("--pod", "pod_glob", default=None, metavar="GLOB", help="Only pods whose name matches.")
-def replay(store_path, at, as_json, sort, include_non_pods, namespaces, pod_glob) -> None:
+def replay(store, at, as_json, sort, include_non_pods, namespaces, pod_glob) -> None:
     """The table as it was at --at, from a recording (pod-stats record).
 
     On a terminal: the screen of `run`, stepping through the samples with ←/→ (one), [ and ]
@@ -338,14 +397,14 @@ def replay(store_path, at, as_json, sort, include_non_pods, namespaces, pod_glob
     from dataclasses import replace
 
     from pod_stats.output import View, select
-    from pod_stats.store import DEFAULT_STORE, Recording, StoreError
+    from pod_stats.store import Recording, StoreError
 
     def selected(snapshot):
         snapshot = select(snapshot, namespaces, pod_glob)
         return snapshot if include_non_pods else replace(snapshot, cgroups=[])
 
     try:
-        with Recording(store_path or DEFAULT_STORE) as recording:
+        with Recording(store) as recording:
             span = recording.span()
             if span is None:
                 raise StoreError(f"{recording.path}: {recording.describe_span()}")
@@ -481,12 +540,32 @@ def _parse_metrics_exclude(ctx, param, values) -> tuple[str, ...]:
     "'pod_stats_pod_*,pod_stats_runq_wait_seconds'; repeatable), to bound the series per node. "
     "A name that matches no family is a usage error.",
 )
+@click.option(
+    "--record",
+    "record_store",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="STORE",
+    help="Also record every sample into this store, as `pod-stats record` does (for replay and report).",
+)
+@_retention_options
 @_source_options
-def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude, **source_options) -> None:
+def serve(
+    listen_address,
+    interval,
+    web_config_file,
+    bpf_stats,
+    metrics_exclude,
+    record_store,
+    retain,
+    max_size,
+    **source_options,
+) -> None:
     """Prometheus exporter: sample every --interval, serve the latest sample on /metrics."""
     from pod_stats.bpf import BpfError, run_time_stats
     from pod_stats.exporter import SnapshotMetrics, make_app, sample_forever
     from pod_stats.sampler import open_sampler
+    from pod_stats.store import Recorder
     from pod_stats.web import HttpStats, parse_listen_address, start_http
     from pod_stats.webconfig import WebConfig, WebConfigError, WebConfigUnsupported, load_web_config
 
@@ -497,6 +576,11 @@ def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude,
         _fail(str(error), EXIT_WEB_CONFIG_UNSUPPORTED)
     except (ValueError, WebConfigError) as error:
         _fail(str(error), EXIT_USAGE)
+    ctx = click.get_current_context()
+    if record_store is None and any(
+        ctx.get_parameter_source(name) is not ParameterSource.DEFAULT for name in ("retain", "max_size")
+    ):
+        _fail("--retain and --max-size apply to a recording: give --record STORE too", EXIT_USAGE)
     metrics = SnapshotMetrics(_libbpf_version())
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -506,7 +590,9 @@ def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude,
         return sampled_at is not None and time.time() - sampled_at < 3 * interval + 5
 
     try:
-        with _user_errors(), open_sampler(**source_options) as sampler, contextlib.ExitStack() as stack:
+        with _user_errors(), contextlib.ExitStack() as stack:
+            recorder = stack.enter_context(Recorder(record_store, retain, max_size)) if record_store else None
+            sampler = stack.enter_context(open_sampler(**source_options))
             if bpf_stats:
                 try:
                     stack.enter_context(run_time_stats())
@@ -525,7 +611,9 @@ def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude,
             # Sampling reads hundreds of files, taking the GIL back after each read; with the HTTP
             # thread busy (a scrape flood) every take waits a switch interval: 5 ms by default.
             sys.setswitchinterval(0.0005)
-            sample_forever(sampler.sample, metrics, interval, stop)
+            sample_forever(sampler.sample, metrics, interval, stop, [recorder.append] if recorder else [])
+            if recorder is not None:
+                recorder.append(sampler.sample())  # what was counted since the last sample is recorded
             server.shutdown()
     finally:
         for sig, handler in previous.items():
@@ -658,6 +746,51 @@ def procs(sort, proc_root, duration, as_json, namespaces, pod_glob, **identity_o
             _print_table(render_processes(rows, snapshot, window, drops, totals))
 
 
+@cli.command()
+@_store_option
+@click.option(
+    "--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds between samples."
+)
+@_retention_options
+@click.option("--count", default=None, type=click.IntRange(min=1), help="Stop after this many samples.")
+@click.option(
+    "--all", "include_non_pods", is_flag=True, help="Also record cgroups that are not a pod's but did something."
+)
+@_source_options
+def record(store, interval, retain, max_size, count, **sampler_options) -> None:
+    """Record every pod's figures every --interval into a local store, for `replay` and `report`.
+
+    Every figure of the JSON document, names included; one transaction per sample (a crash or a
+    power loss loses at most the sample being written); a full disk pauses recording with one
+    warning, and it resumes when there is space. SIGINT/SIGTERM record a final sample and exit 0.
+    """
+    from pod_stats.sampler import open_sampler
+    from pod_stats.store import Recorder
+
+    previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        with _user_errors(), Recorder(store, retain, max_size) as recorder, open_sampler(**sampler_options) as sampler:
+            _drop_privileges()
+            _steady_heap()
+            log.info("recording to %s every %ss", store, interval)
+            taken = 0
+            deadline = time.monotonic()
+            try:
+                while True:
+                    snapshot = sampler.sample()
+                    if recorder.append(snapshot):
+                        log.debug("recorded the sample of %s", snapshot.time.isoformat(timespec="milliseconds"))
+                    taken += 1
+                    if count is not None and taken >= count:
+                        return
+                    deadline += interval
+                    time.sleep(max(0.0, deadline - time.monotonic()))
+            except (KeyboardInterrupt, _Stop):
+                recorder.append(sampler.sample())  # what was counted since the last sample is not lost
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
 class _user_errors:
     """Turns the errors a user can cause into one line and a non-zero exit."""
 
@@ -667,8 +800,9 @@ class _user_errors:
     def __exit__(self, exc_type, exc, tb):
         from pod_stats.bpf import BpfError
         from pod_stats.cgroups import CgroupLayoutError
+        from pod_stats.store import StoreError
 
-        if exc_type is not None and issubclass(exc_type, (BpfError, CgroupLayoutError)):
+        if exc_type is not None and issubclass(exc_type, (BpfError, CgroupLayoutError, StoreError)):
             _fail(str(exc))
         return False
 

@@ -21,6 +21,7 @@ kept frame as a keyframe so that everything kept stays readable.
 Standard library and orjson only: an output of the sampler's Snapshot (no libbpf here).
 """
 
+import fcntl
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 DEFAULT_STORE = "/var/lib/pod-stats/pod-stats.db"
 FORMAT = 1
 APPLICATION_ID = 0x706F6473  # "pods": `file` and sqlite3 tell a pod-stats store from another database
+MIN_MAX_BYTES = 1 << 20  # --max-size: below it one sample of a large node would not fit
 KEYFRAME_EVERY = 120  # samples (10 minutes at 5 s): how far a reader decodes to reach any sample
 _WINDOW = 32 * 1024  # deflate's window: the most of the previous frame a dictionary can use
 _LEVEL = 6
@@ -512,12 +514,25 @@ class Recorder(_Reading):
         directory = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(directory, mode=0o750, exist_ok=True)
+            # One writer per store. flock, not SQLite's POSIX locks (which this descriptor would
+            # drop if closed early: it is closed after the connection).
+            self._lock = open(path, "ab")
+        except OSError as error:
+            raise StoreError(f"{path}: cannot record there ({error.strerror})") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise StoreError(f"{path}: another pod-stats is recording to it") from None
+        try:
             self.connection = _connect(path, readonly=False)
             self._prepare()
         except sqlite3.Error as error:
+            self._lock.close()
             raise StoreError(f"{path}: cannot record there ({error})") from None
-        except OSError as error:
-            raise StoreError(f"{path}: cannot record there ({error.strerror})") from None
+        except StoreError:
+            self._lock.close()
+            raise
         self._frames = _Frames(len(self.figure_names))
         position = {name: at for at, name in enumerate(self.figure_names)}
         self._order = [position[name] for name in JSON_FIGURES]
@@ -549,6 +564,11 @@ class Recorder(_Reading):
             )
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = FULL")  # a power loss keeps every committed sample
+        # The log is checkpointed into the database every few samples' worth and kept short, so
+        # that it counts little against --max-size.
+        wal_pages = 1000 if self.max_bytes is None else max(16, min(1000, self.max_bytes // 16 // 4096))
+        connection.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
+        connection.execute(f"PRAGMA journal_size_limit = {wal_pages * 4096}")
         self._load_meta()
         missing = [name for name in JSON_FIGURES if name not in self.figure_names]
         if missing:  # figures of a newer pod-stats: appended, older frames have them unknown
@@ -561,6 +581,7 @@ class Recorder(_Reading):
         except sqlite3.Error:
             pass
         self.connection.close()
+        self._lock.close()
 
     def __enter__(self) -> "Recorder":
         return self
