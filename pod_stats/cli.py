@@ -261,7 +261,12 @@ def _sort_option(command: Callable) -> Callable:
 @_view_options
 @_source_options
 def run(interval, count, as_json, sort, **sampler_options) -> None:
-    """Live table of every pod on this node (or NDJSON with --json). Ctrl-C prints the final sample."""
+    """Live table of every pod on this node (or NDJSON with --json). Ctrl-C prints the final sample.
+
+    On a terminal it is a top: keys sort (<, >, r), filter (/), expand pods (up, down, Enter), show
+    sandbox rows (p) and quit (q, the final sample printed); ? lists them all. Into a pipe: the
+    table of each sample, as before.
+    """
     _sample_loop(interval, count, as_json, sort, **sampler_options)
 
 
