@@ -398,6 +398,9 @@ def replay(store, at, as_json, sort, include_non_pods, namespaces, pod_glob) -> 
 
     On a terminal: the screen of `run`, stepping through the samples with ←/→ (one), [ and ]
     (ten), Home/End (the first/last). Otherwise, or with --json: that one sample, printed.
+
+    Exits 1 when the store is missing, not a recording, or has no sample at or before --at (the
+    line says what it covers); 2 on a --at it cannot read.
     """
     from dataclasses import replace
 
