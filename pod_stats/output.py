@@ -306,7 +306,8 @@ def fit_columns(snapshot: Snapshot, pods: Sequence[PodSample], view: View = View
         for header, name, fmt, *_ in columns
     }
     widths["TOP ERRNO"] = max([9, *(len(top_errno(s.open_errors_by_errno)) for s in samples)])
-    namespace_need = min(20, max([9, *(len(inert(p.namespace) or "?") for p in pods)]))
+    narrowest = len("NAMESPACE") + (sort == "namespace")  # its header whole, the sort marker too
+    namespace_need = min(20, max([narrowest, *(len(inert(p.namespace) or "?") for p in pods)]))
     pod_need = max(
         [16, *(len(inert(p.name or p.uid)) + 2 * view.interactive for p in pods)]
         + [len(_container_label(c)) for pod in pods for c in _shown_containers(pod, view)]
@@ -320,15 +321,15 @@ def fit_columns(snapshot: Snapshot, pods: Sequence[PodSample], view: View = View
 
     # a pod's name is what a row is for: up to POD_NAME_FLOOR of it is kept before optional figures
     pod_floor = min(pod_need, POD_NAME_FLOOR)
-    while total(9, pod_floor) > view.width:
+    while total(narrowest, pod_floor) > view.width:
         droppable = [name for name, priority in shown.items() if priority > ESSENTIAL]
         if not droppable:
             break
         del shown[max(droppable, key=lambda name: shown[name])]
-    spare = max(0, view.width - total(9, 16))
+    spare = max(0, view.width - total(narrowest, 16))
     pod = 16 + min(spare, pod_floor - 16)
-    namespace = 9 + min(spare - (pod - 16), namespace_need - 9)
-    pod += min(spare - (pod - 16) - (namespace - 9), pod_need - pod)
+    namespace = narrowest + min(spare - (pod - 16), namespace_need - narrowest)
+    pod += min(spare - (pod - 16) - (namespace - narrowest), pod_need - pod)
     return Fit(
         tuple(c[1] for c in columns if c[1] in shown),
         len(columns) + 1 - len(shown),

@@ -261,3 +261,9 @@ def test_the_help_lists_every_key_and_fits_80_columns():
     assert all(len(line) <= 80 for line in HELP.splitlines()) and text.rstrip().endswith("any key closes this help")
     for key in ("PgUp", "Enter", " e ", " p ", "< >", " r ", " / ", "Esc", "q, Ctrl-C", "← →", "[ ]", "Home End"):
         assert key in text, key
+
+
+def test_the_namespace_header_keeps_its_sort_marker_at_80_columns():
+    snapshot = _snapshot(3)
+    state = seen(State(sort="namespace"), snapshot, 80)
+    assert _header(_text(frame(state, snapshot, (), 80, 24))).startswith("NAMESPACE▲ ")
