@@ -282,6 +282,9 @@ def _connect(path: str, readonly: bool) -> sqlite3.Connection:
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.OperationalError as error:  # permissions, a read-only directory for its -shm
+        connection.close()
+        raise StoreError(f"{path}: cannot open it ({error})") from None
     except sqlite3.DatabaseError as error:
         connection.close()
         raise StoreError(f"{path}: not a pod-stats recording ({error})") from None
