@@ -20,7 +20,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Optional
 
-from pod_stats.report import BASELINE_SECONDS, BY_FIGURE, FIGURES, OOM_COUNTERS, PodReport, Report, format_value
+from pod_stats.report import (
+    BASELINE_SECONDS,
+    BY_FIGURE,
+    FIGURES,
+    OOM_COUNTERS,
+    SPIKES_SHOWN,
+    PodReport,
+    Report,
+    format_value,
+)
 from pod_stats.text import inert
 
 PLOT_BUCKETS = 200
@@ -42,10 +51,15 @@ _ERROR_HOOK = """
 (function () {
   var root = document.documentElement;
   function note(text) { root.setAttribute("data-errors", (root.getAttribute("data-errors") || "") + text + "\\n"); }
-  window.addEventListener("error", function (e) { note("error: " + (e.message || (e.target && e.target.tagName))); }, true);
+  window.addEventListener("error", function (e) {
+    note("error: " + (e.message || (e.target && e.target.tagName)));
+  }, true);
   window.addEventListener("securitypolicyviolation", function (e) { note("blocked: " + e.blockedURI); });
   var original = console.error;
-  console.error = function () { note("console: " + Array.prototype.join.call(arguments, " ")); original.apply(console, arguments); };
+  console.error = function () {
+    note("console: " + Array.prototype.join.call(arguments, " "));
+    original.apply(console, arguments);
+  };
 })();
 """
 _PAGE_SCRIPT = """
@@ -62,6 +76,12 @@ _PAGE_SCRIPT = """
   for (var j = 0; j < lines.length; j++) {
     var box = lines[j].getBBox();
     if (box.width > 0) drawn++;
+  }
+  var first = document.querySelector("svg.plot");
+  if (first) {
+    var r = first.getBoundingClientRect();
+    document.documentElement.setAttribute("data-first-plot",
+      [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height].map(Math.round).join(","));
   }
   document.documentElement.setAttribute("data-lines", String(lines.length));
   document.documentElement.setAttribute("data-lines-drawn", String(drawn));
@@ -104,17 +124,30 @@ def _when(moment: Optional[datetime], long: bool) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}" if long else f"{moment:%H:%M:%S}"
 
 
-def _nice(top: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 × 10^k at or above `top` (a y axis' end)."""
+def _nice(top: float, unit: str) -> float:
+    """The smallest 1, 2, 2.5 or 5 × 10^k at or above `top` (a y axis' end); of KiB, MiB or GiB
+    for bytes."""
     if top <= 0:
         return 1.0
-    scale = 10.0 ** len(str(int(top))) / 10 if top >= 1 else 1.0
-    while scale > top:
+    base = 1.0
+    if unit.startswith("bytes"):
+        while top >= 1024 * base and base < 1 << 30:
+            base *= 1024
+    scale = 1.0
+    while scale * base > top:
         scale /= 10
+    while scale * 10 * base <= top:
+        scale *= 10
     for step in (1, 2, 2.5, 5, 10):
-        if step * scale >= top:
-            return step * scale
-    return 10 * scale  # pragma: no cover
+        if step * scale * base >= top:
+            return step * scale * base
+    return 10 * scale * base  # pragma: no cover
+
+
+def _tick(unit: str, value: float) -> str:
+    if unit.startswith("bytes"):
+        return format_value(unit, value).replace(".0", "")
+    return f"{value:g}"
 
 
 class _Axis:
@@ -190,13 +223,13 @@ def _plot(pod: PodReport, title: str, names: tuple[str, ...], axis: _Axis, repor
     unit = BY_FIGURE[names[0]].unit
     peaks = [pod.stats[name].peak for name in names]
     known = [p for p in peaks if p is not None]
-    top = _nice(max(known)) if known and max(known) > 0 else 1.0
+    top = _nice(max(known), unit) if known and max(known) > 0 else 1.0
     inner_height = HEIGHT - TOP - BOTTOM
     svg = [f'<svg class="plot" viewBox="0 0 {WIDTH} {HEIGHT}" role="img"><title>{_h(title)}</title>']
     for share in (0.0, 0.5, 1.0):  # y grid and labels
         y = round(TOP + inner_height * (1 - share))
         svg.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y}" y2="{y}"/>')
-        svg.append(f'<text x="{LEFT - 4}" y="{y + 3}" text-anchor="end">{_h(format_value(unit, top * share))}</text>')
+        svg.append(f'<text x="{LEFT - 4}" y="{y + 3}" text-anchor="end">{_h(_tick(unit, top * share))}</text>')
     for tick in range(5):  # x grid and labels
         at = axis.start + axis.span * tick / 4
         x = axis.x(at)
@@ -214,15 +247,22 @@ def _plot(pod: PodReport, title: str, names: tuple[str, ...], axis: _Axis, repor
                 f"at {_when(spike.peak_time, True)} UTC, baseline {_h(format_value(unit, spike.baseline))}"
                 "</title></rect>"
             )
+    drawn = False
     for name, color in zip(names, COLORS):
         path = _path(_points(pod.series.values[name], axis), axis, top)
         if path:
+            drawn = True
             stat = pod.stats[name]
             svg.append(
                 f'<path class="line" stroke="{color}" d="{path}"><title>{_h(BY_FIGURE[name].title)}: peak '
                 f"{_h(format_value(unit, stat.peak))} at {_when(stat.peak_time, True)} UTC, average "
                 f"{_h(format_value(unit, stat.average))}</title></path>"
             )
+    if not drawn:
+        svg.append(
+            f'<text x="{LEFT + (WIDTH - LEFT - RIGHT) // 2}" y="{TOP + inner_height // 2}" text-anchor="middle">'
+            "unknown: not counted on this node</text>"
+        )
     for killed_at, count in pod.oom_times:
         x = axis.x(killed_at.timestamp())
         svg.append(
@@ -267,9 +307,16 @@ def _top_tables(report: Report, anchors: dict[str, str], long: bool) -> str:
             "<h2>OOM kills</h2><table><tr><th class=t>pod</th><th>kernel</th><th>cgroup</th>"
             f"<th>last (UTC)</th></tr>{rows}</table>"
         )
-    spikes = report.spikes()
+    spikes = report.spikes(SPIKES_SHOWN)
+    total = len(report.spikes())
     out.append(
-        f"<h2>spikes: above {report.spike_factor:g}× the median of the previous {BASELINE_SECONDS / 60:g} minutes</h2>"
+        f"<h2>spikes: above {report.spike_factor:g}× the median of the previous {BASELINE_SECONDS / 60:g} minutes"
+        + (
+            f" (the {len(spikes)} largest of {total}; every pod's are shaded in its plots)"
+            if total > len(spikes)
+            else ""
+        )
+        + "</h2>"
     )
     if spikes:
         rows = "".join(
