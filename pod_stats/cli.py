@@ -296,14 +296,84 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_o
         sys.exit(EXIT_ALERT)
 
 
+def _store_option(command: Callable) -> Callable:
+    """The recorder's store: record writes it; replay and report read it."""
+    from pod_stats.store import DEFAULT_STORE
+
+    return click.option(
+        "--store",
+        default=DEFAULT_STORE,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="The recording (one SQLite file; see `pod-stats record`).",
+    )(command)
+
+
+def _parse_with(parse: Callable) -> Callable:
+    """A click callback from a pod_stats.when parser: its ValueError is a usage error."""
+
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+    return callback
+
+
+def _parse_retain(value: str) -> Optional[float]:
+    from pod_stats.when import parse_duration
+
+    return None if value == "forever" else parse_duration(value)
+
+
+def _parse_max_size(value: str) -> Optional[int]:
+    from pod_stats.store import MIN_MAX_BYTES
+    from pod_stats.when import parse_size
+
+    if value == "unlimited":
+        return None
+    size = parse_size(value)
+    if size < MIN_MAX_BYTES:
+        raise ValueError(f"{value!r}: at least {MIN_MAX_BYTES >> 20}M (a sample of a large node is hundreds of KiB)")
+    return size
+
+
+def _retention_options(command: Callable) -> Callable:
+    """How much a recording keeps (record, serve --record)."""
+    options = [
+        click.option(
+            "--retain",
+            default="7d",
+            show_default=True,
+            callback=_parse_with(_parse_retain),
+            metavar="DURATION",
+            help="Remove recorded samples older than this (e.g. 36h, 7d, 2w; 'forever' keeps them).",
+        ),
+        click.option(
+            "--max-size",
+            default="500M",
+            show_default=True,
+            callback=_parse_with(_parse_max_size),
+            metavar="SIZE",
+            help="Remove the oldest recorded samples while the store is larger (K, M, G: powers of 1024; 'unlimited').",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _parse_until(value: str):
+    from pod_stats.when import parse_time
+
+    return parse_time(value)
+
+
 @cli.command()
-@click.option(
-    "--store",
-    "store_path",
-    default=None,
-    metavar="PATH",
-    help="The recording to read (pod-stats record's --store). Default: /var/lib/pod-stats/pod-stats.db.",
-)
+@_store_option
 @click.option(
     "--since",
     default="24h",
@@ -316,6 +386,7 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_o
     default="now",
     show_default=True,
     metavar="WHEN",
+    callback=_parse_with(_parse_until),
     help="The window's end: a time ('2026-11-30 04:00', '03:10' today, '1h ago'; local time unless it says Z).",
 )
 @click.option(
@@ -338,9 +409,10 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_o
     metavar="FILE",
     help="Write the report as one self-contained HTML file with plots per pod (opens offline) instead of the table.",
 )
-def report(store_path, since, until, namespaces, pod_glob, top, spike_factor, as_json, html_path) -> None:
+def report(store, since, until, namespaces, pod_glob, top, spike_factor, as_json, html_path) -> None:
     """What happened on this node over a window of a recording: per pod the peak and average of
-    memory, CPU, opens/s, failed opens/s and network, OOM kills, the top pods by each, and spikes.
+    memory, CPU, opens/s, failed opens/s and network, OOM kills, the top pods by each figure's
+    peak, and spikes. --html FILE writes one self-contained page with plots per pod.
 
     \b
     Averages are weighted by each sample's interval; a figure unknown in every sample is shown
@@ -352,17 +424,14 @@ def report(store_path, since, until, namespaces, pod_glob, top, spike_factor, as
     consecutive samples above it are one spike. The window's first minute has no baseline.
     Times are shown in UTC. Exits 4 when the window holds no sample or no pod asked for.
     """
-    from datetime import datetime, timezone
+    from pod_stats.store import Recording, StoreError
+    from pod_stats.when import parse_since
 
-    from pod_stats.store import DEFAULT_STORE, Recording, StoreError
-    from pod_stats.when import parse_since, parse_time
-
-    now = datetime.now(timezone.utc)
+    end = until
     try:
-        end = parse_time(until, now)
-        start = parse_since(since, end)
+        start = parse_since(since, end)  # a duration is counted back from --until
     except ValueError as error:
-        _fail(str(error), EXIT_USAGE)
+        raise click.BadParameter(str(error), param_hint="'--since'") from None
     if start >= end:
         _fail(
             f"--since ({start:%Y-%m-%d %H:%M:%S} UTC) is not before --until ({end:%Y-%m-%d %H:%M:%S} UTC)", EXIT_USAGE
@@ -370,7 +439,7 @@ def report(store_path, since, until, namespaces, pod_glob, top, spike_factor, as
     from pod_stats.report import EmptyWindow, from_recording, render_table, to_json
 
     try:
-        with Recording(store_path or DEFAULT_STORE) as recording:
+        with Recording(store) as recording:
             result = from_recording(recording, start, end, namespaces, pod_glob, top, spike_factor)
     except EmptyWindow as error:
         _fail(str(error), EXIT_NO_SAMPLES)
@@ -492,12 +561,32 @@ def _parse_metrics_exclude(ctx, param, values) -> tuple[str, ...]:
     "'pod_stats_pod_*,pod_stats_runq_wait_seconds'; repeatable), to bound the series per node. "
     "A name that matches no family is a usage error.",
 )
+@click.option(
+    "--record",
+    "record_store",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="STORE",
+    help="Also record every sample into this store, as `pod-stats record` does (for replay and report).",
+)
+@_retention_options
 @_source_options
-def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude, **source_options) -> None:
+def serve(
+    listen_address,
+    interval,
+    web_config_file,
+    bpf_stats,
+    metrics_exclude,
+    record_store,
+    retain,
+    max_size,
+    **source_options,
+) -> None:
     """Prometheus exporter: sample every --interval, serve the latest sample on /metrics."""
     from pod_stats.bpf import BpfError, run_time_stats
     from pod_stats.exporter import SnapshotMetrics, make_app, sample_forever
     from pod_stats.sampler import open_sampler
+    from pod_stats.store import Recorder
     from pod_stats.web import HttpStats, parse_listen_address, start_http
     from pod_stats.webconfig import WebConfig, WebConfigError, WebConfigUnsupported, load_web_config
 
@@ -508,6 +597,11 @@ def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude,
         _fail(str(error), EXIT_WEB_CONFIG_UNSUPPORTED)
     except (ValueError, WebConfigError) as error:
         _fail(str(error), EXIT_USAGE)
+    ctx = click.get_current_context()
+    if record_store is None and any(
+        ctx.get_parameter_source(name) is not ParameterSource.DEFAULT for name in ("retain", "max_size")
+    ):
+        _fail("--retain and --max-size apply to a recording: give --record STORE too", EXIT_USAGE)
     metrics = SnapshotMetrics(_libbpf_version())
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -517,7 +611,9 @@ def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude,
         return sampled_at is not None and time.time() - sampled_at < 3 * interval + 5
 
     try:
-        with _user_errors(), open_sampler(**source_options) as sampler, contextlib.ExitStack() as stack:
+        with _user_errors(), contextlib.ExitStack() as stack:
+            recorder = stack.enter_context(Recorder(record_store, retain, max_size)) if record_store else None
+            sampler = stack.enter_context(open_sampler(**source_options))
             if bpf_stats:
                 try:
                     stack.enter_context(run_time_stats())
@@ -536,7 +632,9 @@ def serve(listen_address, interval, web_config_file, bpf_stats, metrics_exclude,
             # Sampling reads hundreds of files, taking the GIL back after each read; with the HTTP
             # thread busy (a scrape flood) every take waits a switch interval: 5 ms by default.
             sys.setswitchinterval(0.0005)
-            sample_forever(sampler.sample, metrics, interval, stop)
+            sample_forever(sampler.sample, metrics, interval, stop, [recorder.append] if recorder else [])
+            if recorder is not None:
+                recorder.append(sampler.sample())  # what was counted since the last sample is recorded
             server.shutdown()
     finally:
         for sig, handler in previous.items():
@@ -669,6 +767,51 @@ def procs(sort, proc_root, duration, as_json, namespaces, pod_glob, **identity_o
             _print_table(render_processes(rows, snapshot, window, drops, totals))
 
 
+@cli.command()
+@_store_option
+@click.option(
+    "--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds between samples."
+)
+@_retention_options
+@click.option("--count", default=None, type=click.IntRange(min=1), help="Stop after this many samples.")
+@click.option(
+    "--all", "include_non_pods", is_flag=True, help="Also record cgroups that are not a pod's but did something."
+)
+@_source_options
+def record(store, interval, retain, max_size, count, **sampler_options) -> None:
+    """Record every pod's figures every --interval into a local store, for `replay` and `report`.
+
+    Every figure of the JSON document, names included; one transaction per sample (a crash or a
+    power loss loses at most the sample being written); a full disk pauses recording with one
+    warning, and it resumes when there is space. SIGINT/SIGTERM record a final sample and exit 0.
+    """
+    from pod_stats.sampler import open_sampler
+    from pod_stats.store import Recorder
+
+    previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        with _user_errors(), Recorder(store, retain, max_size) as recorder, open_sampler(**sampler_options) as sampler:
+            _drop_privileges()
+            _steady_heap()
+            log.info("recording to %s every %ss", store, interval)
+            taken = 0
+            deadline = time.monotonic()
+            try:
+                while True:
+                    snapshot = sampler.sample()
+                    if recorder.append(snapshot):
+                        log.debug("recorded the sample of %s", snapshot.time.isoformat(timespec="milliseconds"))
+                    taken += 1
+                    if count is not None and taken >= count:
+                        return
+                    deadline += interval
+                    time.sleep(max(0.0, deadline - time.monotonic()))
+            except (KeyboardInterrupt, _Stop):
+                recorder.append(sampler.sample())  # what was counted since the last sample is not lost
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
 class _user_errors:
     """Turns the errors a user can cause into one line and a non-zero exit."""
 
@@ -678,8 +821,9 @@ class _user_errors:
     def __exit__(self, exc_type, exc, tb):
         from pod_stats.bpf import BpfError
         from pod_stats.cgroups import CgroupLayoutError
+        from pod_stats.store import StoreError
 
-        if exc_type is not None and issubclass(exc_type, (BpfError, CgroupLayoutError)):
+        if exc_type is not None and issubclass(exc_type, (BpfError, CgroupLayoutError, StoreError)):
             _fail(str(exc))
         return False
 

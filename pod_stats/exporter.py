@@ -498,7 +498,7 @@ def sample_forever(
     metrics: SnapshotMetrics,
     interval: float,
     stop: threading.Event,
-    on_sample: Iterable[Callable[[Snapshot], None]] = (),
+    on_sample: Iterable[Callable[[Snapshot], object]] = (),
 ) -> None:
     """Samples every interval until `stop` is set; a failed sample is logged, never fatal."""
     deadline = time.monotonic()

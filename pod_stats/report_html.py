@@ -210,12 +210,13 @@ def _path(points: list[Optional[tuple[float, float]]], axis: _Axis, top: float) 
         if run is not None:
             parts.append(f"{run[0]} {run[1]}")
             run = None
-        parts.append(("M" if move else "L") + f"{xy[0]} {xy[1]}")
+        parts.append(("M" if move else "") + f"{xy[0]} {xy[1]}")
         move = False
         last = xy
     if run is not None:
         parts.append(f"{run[0]} {run[1]}")
-    return "".join(part if part[0] in "ML" else "L" + part for part in parts)
+    # after a moveto, further pairs are linetos: no "L" needed
+    return " ".join(parts).replace(" M", "M")
 
 
 def _plot(pod: PodReport, title: str, names: tuple[str, ...], axis: _Axis, report: Report, long: bool) -> str:

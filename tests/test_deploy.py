@@ -332,6 +332,47 @@ def test_daemonset_args_match_mounts_and_ports():
     assert agent_container()["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
 
 
+RECORD_PATCH = DEPLOY / "daemonset-record.patch.json"
+
+
+def recording_daemonset() -> dict:
+    """The DaemonSet with deploy/daemonset-record.patch.json applied (`kubectl patch --type json`)."""
+    import jsonpatch
+
+    return jsonpatch.apply_patch(manifests()["DaemonSet"], json.loads(RECORD_PATCH.read_text()))
+
+
+def test_the_daemonset_does_not_record_by_default():
+    assert not any(arg.startswith("--record") for arg in agent_container()["args"])
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_recording_patch_makes_a_valid_daemonset_that_records_into_its_host_path(version):
+    import click
+    import kubernetes_validate
+
+    from pod_stats.cli import cli
+
+    daemonset = recording_daemonset()
+    kubernetes_validate.validate(daemonset, version, strict=True)
+    (container,) = daemonset["spec"]["template"]["spec"]["containers"]
+    serve = cli.commands["serve"]
+    context = click.Context(serve)
+    serve.parse_args(context, list(container["args"][1:]))
+    store = context.params["record_store"]
+    volumes = {volume["name"]: volume for volume in daemonset["spec"]["template"]["spec"]["volumes"]}
+    writable = [
+        mount
+        for mount in container["volumeMounts"]
+        if not mount.get("readOnly") and "hostPath" in volumes[mount["name"]]
+    ]
+    assert len(writable) == 1, "the recording's directory is the one writable host path"
+    (mount,) = writable
+    assert store.startswith(mount["mountPath"] + "/")
+    assert volumes[mount["name"]]["hostPath"] == {"path": mount["mountPath"], "type": "DirectoryOrCreate"}
+    assert manifests()["DaemonSet"] != daemonset and "recording" not in {v["name"] for v in pod_spec()["volumes"]}
+
+
 def _env() -> dict[str, dict]:
     return {item["name"]: item for item in agent_container()["env"]}
 

@@ -70,9 +70,15 @@ BASE_MOUNTS = [
 CAPABILITY_BITS = {"CAP_PERFMON": 38, "CAP_BPF": 39, "CAP_SYS_RESOURCE": 24}
 
 
-def daemonset_pod() -> dict:
+def daemonset_pod(patch: Optional[Path] = None) -> dict:
+    """The manifest's pod; with `patch`, after that JSON patch (as `kubectl patch --type json`)."""
+    import jsonpatch
+
     documents = [doc for doc in yaml.safe_load_all(MANIFEST.read_text()) if doc]
-    return next(doc for doc in documents if doc["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+    daemonset = next(doc for doc in documents if doc["kind"] == "DaemonSet")
+    if patch is not None:
+        daemonset = jsonpatch.apply_patch(daemonset, json.loads(patch.read_text()))
+    return daemonset["spec"]["template"]["spec"]
 
 
 def quantity(value: object) -> float:
@@ -342,7 +348,9 @@ def node(tmp_path_factory) -> Iterator:
         yield mini
 
 
-def start_agent(node, rootfs: Path, image_config: dict, scratch: Path, without_capability=None) -> tuple[Agent, str]:
+def start_agent(
+    node, rootfs: Path, image_config: dict, scratch: Path, without_capability=None, pod=None, host_paths=None
+) -> tuple[Agent, str]:
     from pod_stats.kubelet import kubelet_container_path
 
     # the agent's own pod cgroup, kubelet-shaped: a burstable pod like the cart, so that its
@@ -350,9 +358,13 @@ def start_agent(node, rootfs: Path, image_config: dict, scratch: Path, without_c
     cgroups_path = kubelet_container_path(
         "systemd-containerd", "burstable", secrets.token_hex(8), secrets.token_hex(32)
     )
-    host_paths = {"/var/log/pods": node.log_dir / "pods", "/var/log/containers": node.log_dir / "containers"}
+    host_paths = {
+        "/var/log/pods": node.log_dir / "pods",
+        "/var/log/containers": node.log_dir / "containers",
+        **(host_paths or {}),
+    }
     spec = runtime_spec(
-        daemonset_pod(),
+        pod or daemonset_pod(),
         image_config,
         rootfs=rootfs,
         host_path=lambda path: host_paths.get(path, Path(path)),
@@ -518,6 +530,41 @@ def test_without_either_capability_the_agent_fails(node, amd64_rootfs, tmp_path,
         _remove_cgroup_parents(cgroups_path)
     assert code == 1, running.log()
     assert "pod-stats: error:" in running.log() and "Traceback" not in running.log()
+
+
+@pytest.mark.image
+@pytest.mark.bpf
+@pytest.mark.containers
+def test_the_recording_option_records_under_the_manifest_s_restrictions(node, amd64_rootfs, tmp_path):
+    """deploy/daemonset-record.patch.json: serve --record into the one writable host path, under the
+    same capabilities, seccomp profile and read-only root; what it recorded reads back on the host."""
+    from pod_stats.store import Recording
+
+    rootfs, image_config = amd64_rootfs
+    recording = tmp_path / "var-lib-pod-stats"  # DirectoryOrCreate
+    pod = daemonset_pod(DEPLOY / "daemonset-record.patch.json")
+    running, cgroups_path = start_agent(
+        node, rootfs, image_config, tmp_path, pod=pod, host_paths={"/var/lib/pod-stats": recording}
+    )
+    store = recording / "pod-stats.db"
+    try:
+        port = the_port(pod)
+        wait_for(
+            f"/healthz of the recording agent (log: {running.output})",
+            lambda: running.process.poll() is None and running.http_get(port, "/healthz")[0] == 200,
+            timeout=120,
+        )
+        assert container_named(node, "cart").command("open /data/config.yaml 13") == "ok 13 0"
+    finally:
+        code = running.stop()  # SIGTERM: the final sample, with the opens, is recorded
+        _remove_cgroup_parents(cgroups_path)
+    assert code in (0, 143) and "Traceback" not in running.log(), running.log()
+    assert "disk is full" not in running.log() and "cannot record" not in running.log(), running.log()
+    with Recording(str(store)) as recorded:
+        *_, last = recorded.snapshots()
+    (cart_pod,) = [p for p in last.pods if p.name == "cart-0"]
+    (cart,) = [c for c in cart_pod.containers if c.name == "cart"]
+    assert cart_pod.namespace == "shop" and cart.figures["opens"] == 13
 
 
 # -- the arm64 image -------------------------------------------------------------------------------

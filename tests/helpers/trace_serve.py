@@ -1,6 +1,6 @@
-"""Which system calls `pod-stats serve` makes: runs it under `strace -f` while a MiniNode's
-pods come and go and /metrics is scraped, then prints the sorted names (for TRACED in
-tests/test_seccomp.py). Root, runc and strace (Debian's package) needed; slow (minutes):
+"""Which system calls `pod-stats serve` makes: runs it under `strace -f`, recording too (the
+DaemonSet's optional --record), while a MiniNode's pods come and go and /metrics is scraped, then
+prints the sorted names (for TRACED in tests/test_seccomp.py). Root, runc and strace (Debian's package) needed; slow (minutes):
 strace stops the agent at every call.
 
     .venv/bin/python tests/helpers/trace_serve.py [WRAPPER ARGS...]   # e.g. setpriv ... --
@@ -26,6 +26,7 @@ def main() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    store = Path(tempfile.mkdtemp()) / "pod-stats.db"
     with MiniNode(Path(tempfile.mkdtemp())) as node:
         process = subprocess.Popen(
             [
@@ -43,6 +44,8 @@ def main() -> None:
                 "0.5",
                 "--log-dir",
                 str(node.log_dir),
+                "--record",
+                str(store),
             ]
         )
         url = f"http://127.0.0.1:{port}"
