@@ -457,6 +457,7 @@ def test_the_html_report_loads_without_errors_and_draws_its_plots(tmp_path):
     lines = int(root.split('data-lines="')[1].split('"')[0])
     drawn = int(root.split('data-lines-drawn="')[1].split('"')[0])
     assert lines == drawn == 6 + 2 + 1  # every known figure's line has an extent
+    assert dom.count('class="oom"') == 4 and dom.count('class="spike"') == 1  # cart's kill in each plot; its spike
     assert _page_requests(netlog) == []
 
     # the tenant's markup is text: the title is the report's, the img never made
@@ -520,3 +521,17 @@ def test_a_day_of_100_busy_pods_makes_a_bounded_page():
     size = len(page.encode())
     print(f"\n100 pods, 24 h at 5 s: report and page in {elapsed:.1f} s, page {size / MiB:.2f} MiB")
     assert size < 6 * MiB
+
+
+def test_names_that_are_not_utf8_survive_json_and_show_escaped_in_html():
+    times = [T0 + timedelta(seconds=5 * i) for i in range(3)]
+    values: dict[str, list[Optional[float]]] = {name: [None] * 3 for name in SERIES_FIGURES}
+    values["memory_working_set_bytes"] = [1.0 * MiB, 2.0 * MiB, 3.0 * MiB]
+    name = "caf\udce9-\u202eevil"  # a byte that is not UTF-8 (kept as a surrogate), a bidi override
+    series = Series(times, [None, 5.0, 5.0], [PodSeries("u-1", "ns", name, None, None, values)])
+    report = build(series, times[0], times[-1], "node-a")
+    document = to_json(report)
+    pod = document["pods"][0]
+    assert pod["name"] == "caf\ufffd-\u202eevil" and pod["name_b64"]  # the exact bytes beside the text
+    page = render(report).encode()  # UTF-8 throughout
+    assert b"caf\\xe9-\\u202eevil" in page
