@@ -114,6 +114,10 @@ def _csp_hash(script: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
 
 
+def _many(count: int, what: str) -> str:
+    return f"{count} {what}" if count == 1 else f"{count} {what}s"
+
+
 def _label(pod: PodReport) -> str:
     return f"{pod.namespace or '?'}/{pod.name or pod.uid}"
 
@@ -150,6 +154,9 @@ def _tick(unit: str, value: float) -> str:
     return f"{value:g}"
 
 
+_TICK_STEPS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
+
+
 class _Axis:
     """The window's time axis, shared by every plot."""
 
@@ -161,6 +168,12 @@ class _Axis:
         # bucket b holds the samples from edges[b] to edges[b + 1]
         self.edges = [bisect_left(seconds, self.start + self.span * b / PLOT_BUCKETS) for b in range(PLOT_BUCKETS)]
         self.edges.append(len(seconds))
+
+    def ticks(self) -> list[float]:
+        """Round times across the window, at most six."""
+        step = next((s for s in _TICK_STEPS if self.span / s <= 6), _TICK_STEPS[-1])
+        first = -(-self.start // step) * step
+        return [first + step * k for k in range(int((self.start + self.span - first) // step) + 1)]
 
     def x(self, at: float) -> int:
         return round(LEFT + self.inner * (at - self.start) / self.span)
@@ -231,14 +244,12 @@ def _plot(pod: PodReport, title: str, names: tuple[str, ...], axis: _Axis, repor
         y = round(TOP + inner_height * (1 - share))
         svg.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y}" y2="{y}"/>')
         svg.append(f'<text x="{LEFT - 4}" y="{y + 3}" text-anchor="end">{_h(_tick(unit, top * share))}</text>')
-    for tick in range(5):  # x grid and labels
-        at = axis.start + axis.span * tick / 4
+    for at in axis.ticks():  # x grid and labels, at round times
         x = axis.x(at)
         svg.append(f'<line class="grid" x1="{x}" x2="{x}" y1="{TOP}" y2="{HEIGHT - BOTTOM}"/>')
         moment = datetime.fromtimestamp(at, report.since.tzinfo)
-        label = f"{moment:%m-%d %H:%M}" if long else f"{moment:%H:%M:%S}"
-        anchor = "start" if tick == 0 else "end" if tick == 4 else "middle"
-        svg.append(f'<text x="{x}" y="{HEIGHT - 6}" text-anchor="{anchor}">{label}</text>')
+        label = f"{moment:%m-%d %H:%M}" if long else f"{moment:%H:%M}" if at % 60 == 0 else f"{moment:%H:%M:%S}"
+        svg.append(f'<text x="{x}" y="{HEIGHT - 6}" text-anchor="middle">{label}</text>')
     for spike in pod.spikes:
         if spike.figure in names:
             x1, x2 = axis.x(spike.start.timestamp()), axis.x(spike.end.timestamp())
@@ -349,7 +360,7 @@ def render(report: Report) -> str:
         f"{len(report.times)} samples from {report.times[0]:%Y-%m-%d %H:%M:%S} to {report.times[-1]:%Y-%m-%d %H:%M:%S}"
         f" UTC"
         + (f", every {report.interval_seconds:g} s" if report.interval_seconds else "")
-        + f" · {len(report.pods)} pods · {kills} OOM kills · {len(report.spikes())} spikes"
+        + f" · {_many(len(report.pods), 'pod')} · {_many(kills, 'OOM kill')} · {_many(len(report.spikes()), 'spike')}"
     )
     sections = []
     for pod in report.pods:
