@@ -184,7 +184,8 @@ def _increases(values: list[Optional[float]], intervals: list[Optional[float]], 
     previous: Optional[float] = None
     for index, value in enumerate(values):
         if value is None:
-            previous = None if intervals[index] is None else previous
+            # a counter since attach restarts with the run; the cgroup's own goes on
+            previous = None if intervals[index] is None and since_attach else previous
             continue
         new_run = intervals[index] is None
         if new_run and since_attach:

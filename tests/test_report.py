@@ -100,14 +100,20 @@ def test_oom_kills_are_increases_never_negative_nor_doubled_across_an_agent_rest
     kernel = [0, 0, 2, 2, 0, 1, 1]
     cgroup = [5, 5, 7, 7, 7, 8, 8]  # 5 from before the window
     intervals = [5.0, 5.0, 5.0, 5.0, None, 5.0, 5.0]
-    samples = [
-        (5.0 * i, interval, [_pod("u-1", "batch", "job", oom_kills=k, memory_oom_kills=c)])
-        for i, (k, c, interval) in enumerate(zip(kernel, cgroup, intervals))
-    ]
+    # a second pod, missing from the new run's first sample: its cgroup's count is not new
+    kernel_2 = [0, 0, 1, 1, None, 0, 0]
+    cgroup_2 = [3, 3, 4, 4, None, 4, 4]
+    samples = []
+    for i, interval in enumerate(intervals):
+        pods = [_pod("u-1", "batch", "job", oom_kills=kernel[i], memory_oom_kills=cgroup[i])]
+        if kernel_2[i] is not None:
+            pods.append(_pod("u-2", "batch", "other", oom_kills=kernel_2[i], memory_oom_kills=cgroup_2[i]))
+        samples.append((5.0 * i, interval, pods))
     report = _report(_record(tmp_path / "r.db", samples))
-    (pod,) = report.pods
+    pod, other = sorted(report.pods, key=lambda p: p.uid)
     assert pod.oom_kills == {"oom_kills": 3, "memory_oom_kills": 3}
     assert pod.oom_times == [(T0 + timedelta(seconds=10), 2), (T0 + timedelta(seconds=25), 1)]
+    assert other.oom_kills == {"oom_kills": 1, "memory_oom_kills": 1} and other.samples == 6
 
 
 def _steady(samples: int, interval: float = 5.0) -> list[float]:
