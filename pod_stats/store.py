@@ -498,6 +498,18 @@ class Recording(_Reading):
             return self._snapshot(ms, frame)
         raise StoreError(f"the sample at {_time(row[0]):%Y-%m-%d %H:%M:%S} UTC was removed while reading; try again")
 
+    def _series_target(
+        self, eid: int, seen: dict[str, tuple[dict[str, Any], list[tuple[int, dict[int, Any]]]]]
+    ) -> list[tuple[int, dict[int, Any]]]:
+        """The samples list of the pod an entity is (by uid: a pod named later is one pod)."""
+        identity = self._entity(eid)[1]
+        found = seen.get(identity["uid"])
+        if found is None:
+            found = seen[identity["uid"]] = (identity, [])
+        elif identity["name"] is not None:
+            seen[identity["uid"]] = (identity, found[1])  # the latest name known
+        return found[1]
+
     def series(
         self, figures: Sequence[str], since: Optional[datetime] = None, until: Optional[datetime] = None
     ) -> Series:
@@ -513,6 +525,9 @@ class Recording(_Reading):
         states: dict[int, dict[int, Any]] = {}
         # uid -> its identity, [(sample index, values)]
         seen: dict[str, tuple[dict[str, Any], list[tuple[int, dict[int, Any]]]]] = {}
+        # pod entity -> the samples list of its uid (one per pod, whatever its entities)
+        targets: dict[int, list[tuple[int, dict[int, Any]]]] = {}
+        wanted_set = frozenset(indices)
         frames = self._frames
         started = False
         for ms, keyframe, blob in self._rows(low, high):
@@ -531,22 +546,19 @@ class Recording(_Reading):
                     state = dict.fromkeys(indices)
                 changes = entry[1] if len(entry) > 1 else None
                 if changes:
-                    changed = dict(zip(changes[::2], changes[1::2]))
-                    if any(at in changed for at in indices):
+                    hit = wanted_set.intersection(changes[::2])
+                    if hit:
+                        changed = dict(zip(changes[::2], changes[1::2]))
                         state = state.copy()
-                        for at in indices:
-                            if at in changed:
-                                value, old = changed[at], state[at]
-                                state[at] = old + value if type(value) is int and type(old) is int else value
+                        for at in hit:
+                            value, old = changed[at], state[at]
+                            state[at] = old + value if type(value) is int and type(old) is int else value
                 states[eid] = state
                 if keep:
-                    identity = self._entity(eid)[1]
-                    found = seen.get(identity["uid"])
-                    if found is None:
-                        found = seen[identity["uid"]] = (identity, [])
-                    elif identity["name"] is not None and found[0] is not identity:
-                        found = seen[identity["uid"]] = (identity, found[1])  # the latest name known
-                    found[1].append((index, state))
+                    target = targets.get(eid)
+                    if target is None:
+                        target = targets[eid] = self._series_target(eid, seen)
+                    target.append((index, state))
             if keep:
                 times.append(_time(ms))
                 intervals.append(frame[0])
