@@ -882,7 +882,12 @@ def record(store, interval, retain, max_size, count, **sampler_options) -> None:
         with _user_errors(), Recorder(store, retain, max_size) as recorder, open_sampler(**sampler_options) as sampler:
             _drop_privileges()
             _steady_heap()
-            log.info("recording to %s every %ss", store, interval)
+            click.echo(
+                f"pod-stats: recording to {store} every {interval:g}s, keeping "
+                + ("every sample" if retain is None else f"{retain / 86400:g} days")
+                + ("" if max_size is None else f", at most {max_size / (1 << 20):g} MiB"),
+                err=True,
+            )
             taken = 0
             deadline = time.monotonic()
             try:
