@@ -23,6 +23,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # a runtime error (privileges, kernel, cgroup layout, …)
 EXIT_USAGE = 2  # a usage error (click's own code for it)
 EXIT_ALERT = 3  # dump: an --alert fired
+EXIT_NO_SAMPLES = 4  # report: the window asked for holds no sample (or no pod asked for)
 EXIT_WEB_CONFIG_UNSUPPORTED = 78  # serve: a web-config key pod-stats does not implement (sysexits' EX_CONFIG)
 
 
@@ -363,6 +364,112 @@ def _retention_options(command: Callable) -> Callable:
     for option in reversed(options):
         command = option(command)
     return command
+@cli.command()
+@click.option(
+    "--store",
+    "store_path",
+    default=None,
+    metavar="PATH",
+    help="The recording to read (pod-stats record's --store). Default: /var/lib/pod-stats/pod-stats.db.",
+)
+@click.option(
+    "--since",
+    default="24h",
+    show_default=True,
+    metavar="WHEN",
+    help="The window's start: a duration back from --until (6h, 7d) or a time ('2026-11-30 03:10', '2h ago').",
+)
+@click.option(
+    "--until",
+    default="now",
+    show_default=True,
+    metavar="WHEN",
+    help="The window's end: a time ('2026-11-30 04:00', '03:10' today, '1h ago'; local time unless it says Z).",
+)
+@click.option(
+    "--namespace", "-n", "namespaces", multiple=True, metavar="NS", help="Only pods of this namespace (repeatable)."
+)
+@click.option("--pod", "pod_glob", default=None, metavar="GLOB", help="Only pods whose name matches.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1), help="Pods listed by each figure.")
+@click.option(
+    "--spike-factor",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0, min_open=True),
+    help="A spike: a figure above this many times its pod's own baseline (the median of the previous 10 minutes).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document (schema pod-stats/report/v1).")
+@click.option(
+    "--html",
+    "html_path",
+    default=None,
+    metavar="FILE",
+    help="Write the report as one self-contained HTML file with plots per pod (opens offline) instead of the table.",
+)
+def report(store_path, since, until, namespaces, pod_glob, top, spike_factor, as_json, html_path) -> None:
+    """What happened on this node over a window of a recording: per pod the peak and average of
+    memory, CPU, opens/s, failed opens/s and network, OOM kills, the top pods by each, and spikes.
+
+    \b
+    Averages are weighted by each sample's interval; a figure unknown in every sample is shown
+    as "-" (null), never 0. OOM kills are the increases of the kernel's counter and of the
+    cgroup's (memory.events), each on its own; a restart of the agent never makes one negative.
+    A spike is a figure above --spike-factor times its pod's rolling baseline: the median of
+    the previous 10 minutes (of one-minute medians), at least 32 MiB of memory, 0.1 cores,
+    50 opens/s, 10 failed opens/s or 256 KiB/s of network, so that 0 to a trickle is not one;
+    consecutive samples above it are one spike. The window's first minute has no baseline.
+    Times are shown in UTC. Exits 4 when the window holds no sample or no pod asked for.
+    """
+    from datetime import datetime, timezone
+
+    from pod_stats.store import DEFAULT_STORE, Recording, StoreError
+    from pod_stats.when import parse_since, parse_time
+
+    now = datetime.now(timezone.utc)
+    try:
+        end = parse_time(until, now)
+        start = parse_since(since, end)
+    except ValueError as error:
+        _fail(str(error), EXIT_USAGE)
+    if start >= end:
+        _fail(
+            f"--since ({start:%Y-%m-%d %H:%M:%S} UTC) is not before --until ({end:%Y-%m-%d %H:%M:%S} UTC)", EXIT_USAGE
+        )
+    from pod_stats.report import EmptyWindow, from_recording, render_table, to_json
+
+    try:
+        with Recording(store_path or DEFAULT_STORE) as recording:
+            result = from_recording(recording, start, end, namespaces, pod_glob, top, spike_factor)
+    except EmptyWindow as error:
+        _fail(str(error), EXIT_NO_SAMPLES)
+    except StoreError as error:
+        _fail(str(error))
+    if html_path is not None:
+        _write_html(html_path, result)
+    if as_json:
+        _print_json(to_json(result))
+    elif html_path is None:
+        _print_table(render_table(result))
+
+
+def _write_html(path: str, result) -> None:
+    """The page in one piece: written beside the target and renamed, never half a file."""
+    import os
+    import tempfile
+
+    from pod_stats.report_html import render
+
+    page = render(result).encode()
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=".pod-stats-report-", suffix=".html", dir=directory)
+        with os.fdopen(fd, "wb") as out:
+            out.write(page)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except OSError as error:
+        _fail(f"cannot write {path}: {error.strerror or error}")
+    click.echo(f"pod-stats: wrote {path} ({len(page) / 1024:,.0f} KiB)", err=True)
 
 
 # Prometheus' default-port allocations have filled 9100-9999 (9808 is another exporter's) and go on
