@@ -262,7 +262,12 @@ def _sort_option(command: Callable) -> Callable:
 @_view_options
 @_source_options
 def run(interval, count, as_json, sort, **sampler_options) -> None:
-    """Live table of every pod on this node (or NDJSON with --json). Ctrl-C prints the final sample."""
+    """Live table of every pod on this node (or NDJSON with --json). Ctrl-C prints the final sample.
+
+    On a terminal it is a top: keys sort (<, >, r), filter (/), expand pods (up, down, Enter), show
+    sandbox rows (p) and quit (q, the final sample printed); ? lists them all. Into a pipe: the
+    table of each sample, as before.
+    """
     _sample_loop(interval, count, as_json, sort, **sampler_options)
 
 
@@ -292,7 +297,7 @@ def dump(as_json, duration, sort, namespaces, pod_glob, alert_rules, **sampler_o
         sampler.sample()  # baseline: rates cover exactly the duration
         time.sleep(duration)
         snapshot = select(sampler.sample(), namespaces, pod_glob)
-    if _print_snapshot(snapshot, as_json, sort, None, alert_rules):
+    if _print_snapshot(snapshot, as_json, sort, alert_rules):
         sys.exit(EXIT_ALERT)
 
 
@@ -470,6 +475,96 @@ def _write_html(path: str, result) -> None:
     except OSError as error:
         _fail(f"cannot write {path}: {error.strerror or error}")
     click.echo(f"pod-stats: wrote {path} ({len(page) / 1024:,.0f} KiB)", err=True)
+
+
+def _parse_at(value: str):
+    from pod_stats.when import parse_time
+
+    return parse_time(value)
+
+
+@cli.command()
+@_store_option
+@click.option(
+    "--at",
+    default=None,
+    callback=_parse_with(_parse_at),
+    metavar="WHEN",
+    help="The sample taken then or the last before it: '2026-11-30 03:10' (local time unless it says Z), "
+    "'03:10' (today), '2h ago'. Default: the latest sample.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the sample's JSON document (schema pod-stats/v1).")
+@_sort_option
+@click.option("--all", "include_non_pods", is_flag=True, help="Also show recorded cgroups that are not a pod's.")
+@click.option(
+    "--namespace", "-n", "namespaces", multiple=True, metavar="NS", help="Only pods of this namespace (repeatable)."
+)
+@click.option("--pod", "pod_glob", default=None, metavar="GLOB", help="Only pods whose name matches.")
+def replay(store, at, as_json, sort, include_non_pods, namespaces, pod_glob) -> None:
+    """The table as it was at --at, from a recording (pod-stats record).
+
+    On a terminal: the screen of `run`, stepping through the samples with ←/→ (one), [ and ]
+    (ten), Home/End (the first/last). Otherwise, or with --json: that one sample, printed.
+
+    Exits 1 when the store is missing, not a recording, or has no sample at or before --at (the
+    line says what it covers); 2 on a --at it cannot read.
+    """
+    from dataclasses import replace
+
+    from pod_stats.output import View, select
+    from pod_stats.store import Recording, StoreError
+
+    def selected(snapshot):
+        snapshot = select(snapshot, namespaces, pod_glob)
+        return snapshot if include_non_pods else replace(snapshot, cgroups=[])
+
+    try:
+        with Recording(store) as recording:
+            span = recording.span()
+            if span is None:
+                raise StoreError(f"{recording.path}: {recording.describe_span()}")
+            snapshot = selected(recording.snapshot(span[1] if at is None else at))
+            if as_json or not sys.stdout.isatty():
+                _print_snapshot(snapshot, as_json, sort, view=View(replay="recorded"))
+            else:
+                _replay_screen(recording, snapshot, sort, selected)
+    except StoreError as error:
+        _fail(str(error))
+
+
+def _replay_screen(recording, snapshot, sort: str, selected) -> None:
+    """The screen over a recording's samples, from `snapshot`'s; q prints the one shown."""
+    import bisect
+    from dataclasses import replace
+
+    from pod_stats.screen import RESIZE_CHECK, Screen, State, handle
+
+    times = recording.times()
+    position = max(0, bisect.bisect_right(times, snapshot.time) - 1)
+    screen = Screen(State(sort=sort, position=position, samples=len(times)))
+    shown = {position: snapshot}
+    with contextlib.suppress(KeyboardInterrupt, _Stop), screen:
+        previous = signal.signal(signal.SIGTERM, _raise_stop)
+        try:
+            screen.show(snapshot)
+            while not screen.state.quit:
+                keys = screen.keys(RESIZE_CHECK)
+                screen.redraw_if_resized()
+                for key in keys:
+                    if key == "end":  # the recording may have grown since
+                        times = recording.times()
+                        screen.state = replace(screen.state, samples=len(times))
+                    screen.state = handle(screen.state, key)
+                    if screen.state.quit:
+                        break
+                    at = screen.state.position or 0
+                    if at not in shown:
+                        shown.clear()  # one sample held: a week of them is not kept in memory
+                        shown[at] = selected(recording.snapshot(times[at]))
+                    screen.show(shown[at])
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    _print_snapshot(next(iter(shown.values())), False, screen.state.sort, view=screen.final())
 
 
 # Prometheus' default-port allocations have filled 9100-9999 (9808 is another exporter's) and go on
@@ -827,15 +922,12 @@ class _user_errors:
         return False
 
 
-def _print_snapshot(snapshot, as_json: bool, sort: str, live, alert_rules=()) -> list:
+def _print_snapshot(snapshot, as_json: bool, sort: str, alert_rules=(), view=None) -> list:
     """Prints one sample (and its firing alerts, one line each); returns the alerts."""
     from pod_stats.alerts import evaluate
-    from pod_stats.output import render_table, to_json
+    from pod_stats.output import View, render_table, to_json
 
     alerts = evaluate(alert_rules, snapshot)
-    if live is not None:  # stderr lines would tear the live table: alerts go in its caption
-        live.update(render_table(snapshot, sort, alerts), refresh=True)
-        return alerts
     for alert in alerts:
         click.echo(f"pod-stats: {alert.line()}", err=True)
     if as_json:
@@ -844,7 +936,7 @@ def _print_snapshot(snapshot, as_json: bool, sort: str, live, alert_rules=()) ->
             document["alerts"] = [alert.to_json() for alert in alerts]
         _print_json(document)
     else:
-        _print_table(render_table(snapshot, sort))
+        _print_table(render_table(snapshot, sort, view=view or View()))
     return alerts
 
 
@@ -858,9 +950,8 @@ def _sample_loop(
     alert_rules=(),
     **sampler_options,
 ) -> None:
-    """Samples every interval until --count, Ctrl-C or SIGTERM; the final sample is always printed."""
-    from rich.live import Live
-
+    """Samples every interval until --count, Ctrl-C or SIGTERM; the final sample is always printed.
+    On a terminal (not --json) the samples go to the interactive screen (pod_stats.screen)."""
     from pod_stats.output import select
     from pod_stats.sampler import open_sampler
 
@@ -869,24 +960,61 @@ def _sample_loop(
         with _user_errors(), open_sampler(**sampler_options) as sampler:
             _drop_privileges()
             _steady_heap()
-            live = None if as_json or not sys.stdout.isatty() else Live(auto_refresh=False)
-            with live or contextlib.nullcontext():
-                taken = 0
-                deadline = time.monotonic()
-                try:
-                    while True:
-                        snapshot = select(sampler.sample(), namespaces, pod_glob)
-                        taken += 1
-                        _print_snapshot(snapshot, as_json, sort, live, alert_rules)
-                        if count is not None and taken >= count:
-                            return
-                        deadline += interval
-                        time.sleep(max(0.0, deadline - time.monotonic()))
-                except (KeyboardInterrupt, _Stop):
-                    # what was counted since the last sample is not lost
-                    _print_snapshot(select(sampler.sample(), namespaces, pod_glob), as_json, sort, live, alert_rules)
+
+            def sample():
+                return select(sampler.sample(), namespaces, pod_glob)
+
+            if as_json or not sys.stdout.isatty():
+                _print_samples(sample, interval, count, as_json, sort, alert_rules)
+            else:
+                _screen_samples(sample, interval, count, sort, alert_rules)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _print_samples(sample, interval: float, count: Optional[int], as_json: bool, sort: str, alert_rules) -> None:
+    taken = 0
+    deadline = time.monotonic()
+    try:
+        while True:
+            snapshot = sample()
+            taken += 1
+            _print_snapshot(snapshot, as_json, sort, alert_rules)
+            if count is not None and taken >= count:
+                return
+            deadline += interval
+            time.sleep(max(0.0, deadline - time.monotonic()))
+    except (KeyboardInterrupt, _Stop):
+        # what was counted since the last sample is not lost
+        _print_snapshot(sample(), as_json, sort, alert_rules)
+
+
+def _screen_samples(sample, interval: float, count: Optional[int], sort: str, alert_rules) -> None:
+    """The interactive screen until q, --count, Ctrl-C or SIGTERM; then the last sample is
+    printed as the screen showed it (columns, filter, expansions), every row."""
+    from pod_stats.alerts import evaluate
+    from pod_stats.screen import Screen, State
+
+    screen = Screen(State(sort=sort))
+    snapshot = None
+    try:
+        with screen:
+            taken = 0
+            deadline = time.monotonic()
+            while True:
+                snapshot = sample()
+                taken += 1
+                screen.show(snapshot, evaluate(alert_rules, snapshot))
+                if count is not None and taken >= count:
+                    break
+                deadline += interval
+                if screen.wait(deadline - time.monotonic()):
+                    snapshot = sample()  # q: what was counted since the last sample is not lost
+                    break
+    except (KeyboardInterrupt, _Stop):
+        snapshot = sample()
+    if snapshot is not None:
+        _print_snapshot(snapshot, False, screen.state.sort, alert_rules, screen.final())
 
 
 def _drop_privileges() -> None:

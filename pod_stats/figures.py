@@ -61,6 +61,9 @@ class Column:
     header: str
     format: str  # FORMAT_*
     position: int  # columns go left to right by position
+    # Which columns give way on a narrow terminal: the highest numbers first. Those up to
+    # ESSENTIAL never do (they fit an 80-column terminal with the names).
+    priority: int
     opt_in: bool = False  # shown only while its probe group counts (one that is off by default)
 
 
@@ -105,8 +108,8 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_file_opens",
         in_counters=True,
         rate="opens_per_second",
-        column=Column("OPENS", FORMAT_COUNT, 1),
-        rate_column=Column("OPENS/s", FORMAT_RATE, 2),
+        column=Column("OPENS", FORMAT_COUNT, 1, priority=12),
+        rate_column=Column("OPENS/s", FORMAT_RATE, 2, priority=1),
     ),
     Figure(
         "open_errors",
@@ -117,8 +120,8 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_file_open_errors",
         in_counters=True,
         rate="open_errors_per_second",
-        column=Column("ERRORS", FORMAT_COUNT, 3),
-        rate_column=Column("ERR/s", FORMAT_RATE, 4),
+        column=Column("ERRORS", FORMAT_COUNT, 3, priority=13),
+        rate_column=Column("ERR/s", FORMAT_RATE, 4, priority=2),
     ),
     Figure(
         "forks",
@@ -129,7 +132,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_process_forks",
         in_counters=True,
         rate="forks_per_second",
-        rate_column=Column("FORKS/s", FORMAT_RATE, 10),
+        rate_column=Column("FORKS/s", FORMAT_RATE, 10, priority=14),
     ),
     Figure(
         "execs",
@@ -160,7 +163,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_network_transmit_bytes",
         in_counters=True,
         rate="net_tx_bytes_per_second",
-        rate_column=Column("NET TX/s", FORMAT_BYTES, 11),
+        rate_column=Column("NET TX/s", FORMAT_BYTES, 11, priority=10),
     ),
     Figure(
         "net_rx_bytes",
@@ -171,7 +174,7 @@ TABLE: tuple[Figure, ...] = (
         metric="pod_stats_network_receive_bytes",
         in_counters=True,
         rate="net_rx_bytes_per_second",
-        rate_column=Column("NET RX/s", FORMAT_BYTES, 12),
+        rate_column=Column("NET RX/s", FORMAT_BYTES, 12, priority=9),
     ),
     Figure(
         "oom_kills",
@@ -235,7 +238,7 @@ TABLE: tuple[Figure, ...] = (
         "Anonymous memory (cAdvisor's RSS).",
         metric="pod_stats_memory_rss_bytes",
         pods=OWN,
-        column=Column("RSS", FORMAT_BYTES, 5),
+        column=Column("RSS", FORMAT_BYTES, 5, priority=5),
         cadvisor="container_memory_rss",
     ),
     Figure(
@@ -246,7 +249,7 @@ TABLE: tuple[Figure, ...] = (
         "Memory usage minus inactive file cache (cAdvisor's working set).",
         metric="pod_stats_memory_working_set_bytes",
         pods=OWN,
-        column=Column("WORKING SET", FORMAT_BYTES, 6),
+        column=Column("WORKING SET", FORMAT_BYTES, 6, priority=4),
         cadvisor="container_memory_working_set_bytes",
     ),
     Figure(
@@ -288,7 +291,7 @@ TABLE: tuple[Figure, ...] = (
         pods=OWN,
         rate="cpu_cores",
         rate_unit=CORES,
-        rate_column=Column("CPU", FORMAT_CORES, 7),
+        rate_column=Column("CPU", FORMAT_CORES, 7, priority=3),
         cadvisor="container_cpu_usage_seconds_total",
     ),
     Figure(
@@ -298,7 +301,7 @@ TABLE: tuple[Figure, ...] = (
         COUNT,
         "Processes in the container.",
         metric="pod_stats_processes",
-        column=Column("PIDS", FORMAT_COUNT, 9),
+        column=Column("PIDS", FORMAT_COUNT, 9, priority=11),
         cadvisor="container_processes",
     ),
     # -- cgroupfs: CPU throttling (CFS bandwidth: cpu.stat of the cpu controller) ----------------
@@ -343,7 +346,7 @@ TABLE: tuple[Figure, ...] = (
         "i.e. no quota or idle).",
         pods=OWN_ONLY,
         ratio_of=("cpu_throttled_periods", "cpu_periods"),
-        column=Column("THROTTLED", FORMAT_PERCENT, 8),
+        column=Column("THROTTLED", FORMAT_PERCENT, 8, priority=7),
     ),
     # -- cgroupfs: memory events (v2 memory.events; v1 memory.oom_control: OOM kills only) ------
     Figure(
@@ -355,7 +358,7 @@ TABLE: tuple[Figure, ...] = (
         "oom_kill, Linux 4.13+).",
         metric="pod_stats_memory_oom_kills",
         pods=OWN_WHERE_HIERARCHICAL,
-        column=Column("OOM", FORMAT_COUNT, 13),
+        column=Column("OOM", FORMAT_COUNT, 13, priority=6),
         cadvisor="container_oom_events_total",
     ),
     Figure(
@@ -504,7 +507,7 @@ TABLE: tuple[Figure, ...] = (
         exported=HISTOGRAM_SUM,
         rate="runq_wait_seconds_per_second",
         # seconds waited for a CPU per second: how many of the cgroup's tasks wait, on average
-        rate_column=Column("RUNQ WAIT", FORMAT_CORES, 14, opt_in=True),
+        rate_column=Column("RUNQ WAIT", FORMAT_CORES, 14, priority=8, opt_in=True),
         cadvisor="container_cpu_schedstat_run_queue_seconds_total",
     ),
     Figure(
@@ -616,6 +619,8 @@ def _position(figure: Figure) -> int:
     return figure.column.position if figure.column is not None else 0
 
 
+# Columns of this priority or a more urgent one (a lower number) always show.
+ESSENTIAL = 4
 # The figures the terminal table shows, left to right (their Column says how).
 COLUMNS: tuple[Figure, ...] = tuple(sorted((f for f in ALL_FIGURES if f.column is not None), key=_position))
 # The exporter's series: (metric, figure, help, counter?) of a container; a pod's are derived there.

@@ -3,7 +3,7 @@
 import errno
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 import orjson
@@ -12,6 +12,7 @@ from rich.text import Text
 
 from pod_stats.figures import (
     COLUMNS,
+    ESSENTIAL,
     FORMAT_BYTES,
     FORMAT_CORES,
     FORMAT_COUNT,
@@ -52,11 +53,15 @@ def select(snapshot: Snapshot, namespaces: Sequence[str] = (), pod_glob: Optiona
     return replace(snapshot, pods=pods, cgroups=[] if filtered else snapshot.cgroups)
 
 
-def sort_pods(pods: list[PodSample], field: str) -> list[PodSample]:
-    """Text fields ascending; figures descending (busiest first), unknown figures last."""
+def sort_pods(pods: list[PodSample], field: str, reverse: bool = False) -> list[PodSample]:
+    """Text fields ascending; figures descending (busiest first), unknown figures last, also
+    when `reverse`d."""
     if field in ("namespace", "name"):
-        return sorted(pods, key=lambda p: (getattr(p, field) or "", p.name or "", p.uid))
-    return sorted(pods, key=lambda p: (p.figures.get(field) is None, -(p.figures.get(field) or 0), p.name or p.uid))
+        return sorted(pods, key=lambda p: (getattr(p, field) or "", p.name or "", p.uid), reverse=reverse)
+    known = [p for p in pods if p.figures.get(field) is not None]
+    unknown = sorted((p for p in pods if p.figures.get(field) is None), key=lambda p: (p.name or p.uid, p.uid))
+    by_value = sorted(known, key=lambda p: (-(p.figures.get(field) or 0), p.name or p.uid))
+    return (by_value[::-1] if reverse else by_value) + unknown
 
 
 def errno_name(number: int) -> str:
@@ -208,12 +213,14 @@ _FORMATS: dict[str, Callable[[Optional[float]], str]] = {
     FORMAT_CORES: _cores,
     FORMAT_PERCENT: _percent,
 }
-# (header, figure, formatter, probe group: shown only while it counts; None: always shown)
+# (header, figure, formatter, probe group: shown only while it counts; None: always shown, priority)
 _COLUMNS = tuple(
-    (f.column.header, f.name, _FORMATS[f.column.format], f.source if f.column.opt_in else None)
+    (f.column.header, f.name, _FORMATS[f.column.format], f.source if f.column.opt_in else None, f.column.priority)
     for f in COLUMNS
     if f.column is not None
 )
+# TOP ERRNO is no figure's: it gives way before every figure column.
+_TOP_ERRNO_PRIORITY = max(priority for *_, priority in _COLUMNS) + 1
 
 
 def top_errno(errnos: Errnos) -> str:
@@ -224,12 +231,131 @@ def top_errno(errnos: Errnos) -> str:
     return f"{errno_name(number)} {100 * count / sum(errnos.values()):.0f}%"
 
 
-def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence = ()) -> Table:
+@dataclass(frozen=True)
+class View:
+    """How the table shows a sample. The defaults are the plain table (dump, and run into a pipe):
+    every column, every pod and container, no cursor. The interactive screen (pod_stats.screen)
+    sets the rest."""
+
+    width: Optional[int] = None  # fit the columns into this many characters; None: every column
+    height: Optional[int] = None  # lines the table may take, title and caption included (rows around the cursor)
+    reverse: bool = False  # the sort reversed
+    filter: str = ""  # only pods whose namespace, name or a container's name holds it (any case)
+    expand_all: bool = True  # containers shown beneath every pod ...
+    toggled: frozenset[str] = frozenset()  # ... but for these pods (uid), which are the other way
+    sandboxes: bool = True  # rows of containers without a name (sandbox/pause) shown
+    cursor: Optional[str] = None  # the selected pod (uid), highlighted
+    interactive: bool = False  # expand markers (▸ ▾) and the sort column marked in its header
+    replay: Optional[str] = None  # a recorded sample: what the title says of it ("sample 3 of 40")
+
+    def expanded(self, pod: PodSample) -> bool:
+        return self.expand_all != (pod.uid in self.toggled)
+
+
+def _matches(text: str, *names: Optional[str]) -> bool:
+    return any(text in name.lower() for name in names if name)
+
+
+def shown_pods(snapshot: Snapshot, sort: str = DEFAULT_SORT, view: View = View()) -> list[PodSample]:
+    """The pods the table shows, in its order."""
+    text = view.filter.lower()
+    pods = [
+        pod
+        for pod in snapshot.pods
+        if not text or _matches(text, pod.namespace, pod.name or pod.uid, *(c.name for c in pod.containers))
+    ]
+    return sort_pods(pods, sort, view.reverse)
+
+
+def _shown_containers(pod: PodSample, view: View) -> list:
+    if not view.expanded(pod):
+        return []
+    return [c for c in pod.containers if view.sandboxes or c.name is not None]
+
+
+def _container_label(container) -> str:
+    name = inert(container.name) or "(" + inert(container.id or "?")[:12] + ")"
+    return f"  └ {name}"
+
+
+POD_NAME_FLOOR = 24
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The columns a table shows at a width."""
+
+    figures: tuple[str, ...]  # the figure columns shown, left to right
+    hidden: int  # columns left out for the width
+    top_errno: bool  # TOP ERRNO shown
+    widths: Optional[dict[str, int]] = None  # every shown column's width (NAMESPACE, POD, figures, TOP ERRNO)
+
+
+def fit_columns(snapshot: Snapshot, pods: Sequence[PodSample], view: View = View(), sort: str = "") -> Fit:
+    """The columns that fit view.width: figure columns give way by priority (the highest number
+    first; never those up to figures.ESSENTIAL), TOP ERRNO before them all; figures are never
+    cut short, the names take what is left."""
+    groups = snapshot.agent.probe_groups
+    columns = [c for c in _COLUMNS if c[3] is None or groups.get(c[3])]
+    if view.width is None:
+        return Fit(tuple(c[1] for c in columns), 0, True)
+    samples: list = [*pods, *snapshot.cgroups]
+    samples += [c for pod in pods for c in _shown_containers(pod, view)]
+    widths = {
+        name: max([len(header) + (name == sort), 7, *(len(fmt(s.figures.get(name))) for s in samples)])
+        for header, name, fmt, *_ in columns
+    }
+    widths["TOP ERRNO"] = max([9, *(len(top_errno(s.open_errors_by_errno)) for s in samples)])
+    narrowest = len("NAMESPACE") + (sort == "namespace")  # its header whole, the sort marker too
+    namespace_need = min(20, max([narrowest, *(len(inert(p.namespace) or "?") for p in pods)]))
+    pod_need = max(
+        [16, *(len(inert(p.name or p.uid)) + 2 * view.interactive for p in pods)]
+        + [len(_container_label(c)) for pod in pods for c in _shown_containers(pod, view)]
+        + [len(inert(c.cgroup_path)) for c in snapshot.cgroups]
+    )
+    shown = {name: priority for _, name, _, _, priority in columns}
+    shown["TOP ERRNO"] = _TOP_ERRNO_PRIORITY
+
+    def total(namespace: int, pod: int) -> int:  # a space either side of each column but the edges'
+        return namespace + pod + sum(widths[name] for name in shown) + 2 * (len(shown) + 1)
+
+    # a pod's name is what a row is for: up to POD_NAME_FLOOR of it is kept before optional figures
+    pod_floor = min(pod_need, POD_NAME_FLOOR)
+    while total(narrowest, pod_floor) > view.width:
+        droppable = [name for name, priority in shown.items() if priority > ESSENTIAL]
+        if not droppable:
+            break
+        del shown[max(droppable, key=lambda name: shown[name])]
+    spare = max(0, view.width - total(narrowest, 16))
+    pod = 16 + min(spare, pod_floor - 16)
+    namespace = narrowest + min(spare - (pod - 16), namespace_need - narrowest)
+    pod += min(spare - (pod - 16) - (namespace - narrowest), pod_need - pod)
+    return Fit(
+        tuple(c[1] for c in columns if c[1] in shown),
+        len(columns) + 1 - len(shown),
+        "TOP ERRNO" in shown,
+        {"NAMESPACE": namespace, "POD": pod, **{name: widths[name] for name in shown}},
+    )
+
+
+def _window(rows: list, cursor_row: Optional[int], limit: int) -> tuple[int, int]:
+    """`limit` of the rows with the cursor's in the top third."""
+    limit = max(1, limit)
+    start = max(0, min((cursor_row or 0) - limit // 3, len(rows) - limit))
+    return start, start + limit
+
+
+def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence = (), view: View = View()) -> Table:
     """One row per pod with its containers beneath; firing alerts in the caption."""
+    pods = shown_pods(snapshot, sort, view)
+    fit = fit_columns(snapshot, pods, view, sort if view.interactive else "")
+    when = f"{snapshot.time:%Y-%m-%d %H:%M:%S}" if view.replay else f"{snapshot.time:%H:%M:%S}"
     table = Table(
         title=Text(
-            f"pod-stats · {inert(snapshot.node)} · {snapshot.time:%H:%M:%S} UTC · "
-            f"{len(snapshot.pods)} pods · "
+            ("pod-stats replay" if view.replay else "pod-stats")
+            + f" · {inert(snapshot.node)} · {when} UTC · "
+            + (f"{view.replay} · " if view.replay else "")
+            + (f"{len(pods)} of {len(snapshot.pods)} pods · " if view.filter else f"{len(snapshot.pods)} pods · ")
             + (f"over {snapshot.interval_seconds:.1f}s" if snapshot.interval_seconds is not None else "first sample")
         ),
         title_justify="left",
@@ -237,27 +363,64 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
         header_style="bold",
         pad_edge=False,
     )
+    widths = fit.widths or {}
+    arrow = "▲" if (sort in ("namespace", "name")) != view.reverse else "▼"
+
+    def header(text: str, field: str) -> str:
+        return text + arrow if view.interactive and field == sort else text
+
     # Figures are never cut short: on a narrow terminal the names give way.
-    table.add_column("NAMESPACE", no_wrap=True, overflow="ellipsis", max_width=20)
-    table.add_column("POD / CONTAINER", no_wrap=True, overflow="ellipsis", min_width=16)
-    groups = snapshot.agent.probe_groups
-    columns = [(header, name, fmt) for header, name, fmt, group in _COLUMNS if group is None or groups.get(group)]
-    for header, _, _ in columns:
-        table.add_column(header, justify="right", no_wrap=True, min_width=max(len(header), 7))
-    table.add_column("TOP ERRNO", no_wrap=True, min_width=9)
+    table.add_column(
+        header("NAMESPACE", "namespace"),
+        no_wrap=True,
+        overflow="ellipsis",
+        max_width=20,
+        width=widths.get("NAMESPACE"),
+    )
+    table.add_column(
+        header("POD / CONTAINER", "name"), no_wrap=True, overflow="ellipsis", min_width=16, width=widths.get("POD")
+    )
+    columns = [(h, name, fmt) for h, name, fmt, *_ in _COLUMNS if name in fit.figures]
+    for text, name, _ in columns:
+        table.add_column(
+            header(text, name),
+            justify="right",
+            no_wrap=True,
+            min_width=max(len(text), 7),
+            width=widths.get(name),
+        )
+    if fit.top_errno:
+        table.add_column("TOP ERRNO", no_wrap=True, min_width=9, width=widths.get("TOP ERRNO"))
 
     def cells(sample) -> list:
-        return [fmt(sample.figures.get(name)) for _, name, fmt in columns] + [top_errno(sample.open_errors_by_errno)]
-
-    for pod in sort_pods(snapshot.pods, sort):
-        table.add_row(
-            Text(inert(pod.namespace) or "?", style="cyan"), Text(inert(pod.name or pod.uid), style="bold"), *cells(pod)
+        return [fmt(sample.figures.get(name)) for _, name, fmt in columns] + (
+            [top_errno(sample.open_errors_by_errno)] if fit.top_errno else []
         )
-        for container in pod.containers:
-            label = inert(container.name) or f"({inert(container.id or '?')[:12]})"
-            table.add_row("", Text(f"  └ {label}", style="dim" if container.name is None else ""), *cells(container))
+
+    rows: list[tuple[list, Optional[str]]] = []  # (cells, style)
+    cursor_row = None
+    sandboxes_hidden = 0
+    for pod in pods:
+        label = inert(pod.name or pod.uid)
+        if view.interactive:
+            label = ("▾ " if view.expanded(pod) else "▸ ") + label
+        if pod.uid == view.cursor:
+            cursor_row = len(rows)
+        rows.append(
+            (
+                [Text(inert(pod.namespace) or "?", style="cyan"), Text(label, style="bold"), *cells(pod)],
+                "reverse" if pod.uid == view.cursor else None,
+            )
+        )
+        if view.expanded(pod) and not view.sandboxes:
+            sandboxes_hidden += sum(c.name is None for c in pod.containers)
+        for container in _shown_containers(pod, view):
+            label_text = Text(_container_label(container), style="dim" if container.name is None else "")
+            rows.append((["", label_text, *cells(container)], None))
+    wanted = view.filter.lower()
     for cgroup in snapshot.cgroups:
-        table.add_row(Text("-", style="dim"), Text(inert(cgroup.cgroup_path), style="dim"), *cells(cgroup))
+        if not wanted or _matches(wanted, cgroup.cgroup_path):
+            rows.append(([Text("-", style="dim"), Text(inert(cgroup.cgroup_path), style="dim"), *cells(cgroup)], None))
     if not snapshot.pods and not snapshot.cgroups:
         table.caption = Text(
             "no pods on this node (kubelet cgroups not found); "
@@ -277,7 +440,46 @@ def render_table(snapshot: Snapshot, sort: str = DEFAULT_SORT, alerts: Sequence 
     if notes:
         table.caption = Text("\n".join(notes), style="bold red")
         table.caption_justify = "left"
+    views = []
+    if fit.hidden:
+        views.append(f"{fit.hidden} column{'s' * (fit.hidden > 1)} hidden (a wider terminal shows them)")
+    if sandboxes_hidden:
+        views.append(f"{sandboxes_hidden} unnamed/sandbox row{'s' * (sandboxes_hidden > 1)} hidden (p)")
+    if view.interactive and sort not in ("namespace", "name", *fit.figures):
+        views.append(f"sorted by {sort}")
+    if view.filter:
+        views.append(f"filter: {inert(view.filter)}")
+    start, end = 0, len(rows)
+    # rich wraps the caption at the table's width
+    width = sum(widths.values()) + 2 * (len(widths) - 1) if widths else 10_000
+    if view.height is not None:
+        above = -(-len(table.title.plain if isinstance(table.title, Text) else "") // width) + 1  # title, header
+        caption = table.caption.plain.count("\n") + 1 if isinstance(table.caption, Text) else 0
+        limit = view.height - above - caption - len(_pack(views, width))
+        if len(rows) > limit:
+            views.insert(0, f"rows {len(rows)}–{len(rows)} of {len(rows)} (↑/↓)")  # as long as it gets
+            limit = view.height - above - caption - len(_pack(views, width))
+            start, end = _window(rows, cursor_row, limit)
+            views[0] = f"rows {start + 1}–{end} of {len(rows)} (↑/↓)"
+    for row, style in rows[start:end]:
+        table.add_row(*row, style=style)
+    if views:
+        lines = [table.caption] if isinstance(table.caption, Text) else []
+        packed = [Text(line, style="dim") for line in _pack(views, width)]
+        table.caption = Text("\n").join([*lines, *packed])
+        table.caption_justify = "left"
     return table
+
+
+def _pack(parts: Sequence[str], width: int) -> list[str]:
+    """`parts` joined with " · " into lines of at most `width` (a longer part: a line of its own)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return lines
 
 
 # -- the on-demand views (drilldown.py) ------------------------------------------------

@@ -51,6 +51,7 @@ _POD, _CONTAINER, _CGROUP = 0, 1, 2
 _POD_IDENTITY = ("uid", "namespace", "name", "qos", "owner_kind", "owner_name", "owner_source", "labels")
 _CONTAINER_IDENTITY = ("id", "name", "runtime", "cgroup_id", "cgroup_path")
 _CGROUP_IDENTITY = ("cgroup_id", "cgroup_path")
+_FIELDS_OF = {_POD: _POD_IDENTITY, _CONTAINER: _CONTAINER_IDENTITY, _CGROUP: _CGROUP_IDENTITY}
 # AgentStats: numbers recorded with every frame; settings recorded once per change (configs)
 _AGENT_SKIPPED = ("probes", "programs")  # what pod-stats' own checks show live; not recorded
 _AGENT_CONFIG = ("node", "probe_groups", "net_source", "open_source", "open_source_reason", "open_routes")
@@ -102,24 +103,36 @@ def _text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
 
 
-def _changes(before: Sequence, after: Sequence) -> list:
+def _changes(before: list, after: list) -> list:
     """[index, value, ...] where `after` differs from `before`. An integer that follows an
     integer is written as the difference: counters then take a digit or two."""
+    if before == after and list(map(type, before)) == list(map(type, after)):
+        return []  # most entities, most samples (compared in C)
     out: list = []
-    for index, (old, new) in enumerate(zip(before, after)):
-        if new is not old and (new != old or type(new) is not type(old)):
-            out.append(index)
-            out.append(new - old if type(new) is int and type(old) is int else new)
+    for index, old, new in zip(range(len(after)), before, after):
+        if new != old or type(new) is not type(old):
+            out += (index, new - old if type(new) is int and type(old) is int else new)
     return out
 
 
 def _apply(before: list, changes: list) -> list:
     after = before.copy()
-    for at in range(0, len(changes), 2):
-        index, value = changes[at], changes[at + 1]
-        old = after[index]
-        after[index] = old + value if type(value) is int and type(old) is int else value
+    for index, value in zip(changes[::2], changes[1::2]):
+        if type(value) is int:
+            old = after[index]
+            if type(old) is int:
+                value += old
+        after[index] = value
     return after
+
+
+def _hashable(value: Any) -> Any:
+    """An identity field as a dict key (labels are a dict)."""
+    return tuple(sorted(value.items())) if isinstance(value, dict) else value
+
+
+def _identity_key(kind: int, identity: dict[str, Any]) -> tuple:
+    return (kind, *(_hashable(identity[name]) for name in _FIELDS_OF[kind]))
 
 
 def _flat_errnos(errnos: dict[int, int]) -> list[int]:
@@ -162,20 +175,30 @@ class _Frames:
 
     def _entry(self, eid: int, state: _State, previous: Optional[_State], new: dict[int, _State]) -> list:
         new[eid] = state
+        if previous is state:
+            return [eid]
         before = previous or _empty(self.width)
         changes = _changes(before.values, state.values)
         errnos = _UNCHANGED if state.errnos == before.errnos else _flat_errnos(state.errnos)
         slots = _UNCHANGED if state.slots == before.slots and previous is not None else state.slots
         return [eid, changes, errnos, slots]
 
-    def encode(self, pods: list, cgroups: list, header: list) -> bytes:
-        """pods: [(eid, state, [(container eid, state)])], cgroups: [(eid, state)]. Returns the raw frame."""
+    def encode(
+        self, pods: list[tuple[int, _State, list[tuple[int, _State]]]], cgroups: list[tuple[int, _State]], header: list
+    ) -> bytes:
+        """pods: [(eid, state, [(container eid, state)])], cgroups: [(eid, state)]. Returns the raw
+        frame. A state that is the previous frame's object (the sampler handed the same sample on)
+        is written as [eid] alone."""
         new: dict[int, _State] = {}
         states = self.states
         pod_entries = []
         for eid, state, containers in pods:
-            previous = states.get(eid)
-            entry = self._entry(eid, state, previous, new)
+            if states.get(eid) is state and all(states.get(ceid) is cstate for ceid, cstate in containers):
+                new[eid] = state
+                new.update(containers)
+                pod_entries.append([eid])
+                continue
+            entry = self._entry(eid, state, states.get(eid), new)
             entry.append(int(state.final))
             entry.append([self._entry(ceid, cstate, states.get(ceid), new) for ceid, cstate in containers])
             pod_entries.append(entry)
@@ -196,20 +219,30 @@ class _Frames:
 
     # -- decoding --------------------------------------------------------------------------------
 
-    def decode(self, blob: bytes, keyframe: bool) -> list:
+    def inflate(self, blob: bytes, keyframe: bool) -> list:
+        """The frame as written (entries of changes); the next frame's dictionary kept."""
         if keyframe:
-            self.reset()
             decompressor = zlib.decompressobj(-15)
         else:
             decompressor = zlib.decompressobj(-15, zdict=self.raw[-_WINDOW:])
         raw = decompressor.decompress(blob) + decompressor.flush()
         self.raw = raw
-        frame = orjson.loads(raw)
-        *header, pod_entries, cgroup_entries = frame
+        return orjson.loads(raw)
+
+    def decode(self, blob: bytes, keyframe: bool) -> list:
+        """[header, pod ids, cgroup ids]; the entities' states after the frame in self.states."""
+        if keyframe:
+            self.reset()
+        *header, pod_entries, cgroup_entries = self.inflate(blob, keyframe)
         states = self.states
         new: dict[int, _State] = {}
         pods = []
         for entry in pod_entries:
+            if len(entry) == 1:  # as in the previous frame, containers included
+                state = new[entry[0]] = states[entry[0]]
+                new.update((ceid, states[ceid]) for ceid in state.children)
+                pods.append(entry[0])
+                continue
             state = self._decoded(entry, states, new)
             state.final = bool(entry[4])
             for container in entry[5]:
@@ -224,6 +257,9 @@ class _Frames:
         return [header, pods, cgroups]
 
     def _decoded(self, entry: list, states: dict[int, _State], new: dict[int, _State]) -> _State:
+        if len(entry) == 1:
+            state = new[entry[0]] = states[entry[0]]
+            return state
         eid, changes, errnos, slots = entry[:4]
         previous = states.get(eid)
         before = previous or _empty(self.width)
@@ -246,6 +282,9 @@ def _connect(path: str, readonly: bool) -> sqlite3.Connection:
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.OperationalError as error:  # permissions, a read-only directory for its -shm
+        connection.close()
+        raise StoreError(f"{path}: cannot open it ({error})") from None
     except sqlite3.DatabaseError as error:
         connection.close()
         raise StoreError(f"{path}: not a pod-stats recording ({error})") from None
@@ -462,34 +501,65 @@ class Recording(_Reading):
     def series(
         self, figures: Sequence[str], since: Optional[datetime] = None, until: Optional[datetime] = None
     ) -> Series:
-        """Pods' figures over a window, columnar: no Snapshot is made per sample."""
+        """Pods' figures over a window, columnar. Decodes only the pods' entries and only the
+        figures asked for (each figure's changes chain on their own): no Snapshot per sample."""
         position = {name: at for at, name in enumerate(self.figure_names)}
-        wanted = [(name, position.get(name)) for name in figures]
+        wanted = [position.get(name) for name in figures]
+        indices = [at for at in wanted if at is not None]
+        low, high = self._range(since, until)
         times: list[datetime] = []
         intervals: list[Optional[float]] = []
-        seen: dict[str, tuple[dict[str, Any], list[tuple[int, list]]]] = {}  # uid -> identity, [(sample, values)]
-        for ms, frame in self._decoded(*self._range(since, until)):
+        # pod entity -> its wanted figures' values after the last frame
+        states: dict[int, dict[int, Any]] = {}
+        # uid -> its identity, [(sample index, values)]
+        seen: dict[str, tuple[dict[str, Any], list[tuple[int, dict[int, Any]]]]] = {}
+        frames = self._frames
+        started = False
+        for ms, keyframe, blob in self._rows(low, high):
+            if not keyframe and not started:
+                continue
+            started = True
+            frame = frames.inflate(blob, bool(keyframe))
+            previous = {} if keyframe else states
+            states = {}
             index = len(times)
-            times.append(_time(ms))
-            intervals.append(frame[0][0])
-            states = self._frames.states
-            for eid in frame[1]:
-                identity = self._entity(eid)[1]
-                entry = seen.get(identity["uid"])
-                if entry is None:
-                    entry = seen[identity["uid"]] = (identity, [])
-                elif identity["name"] is not None:
-                    seen[identity["uid"]] = entry = (identity, entry[1])  # the latest name known
-                entry[1].append((index, states[eid].values))
+            keep = ms >= low
+            for entry in frame[-2]:
+                eid = entry[0]
+                state = previous.get(eid)
+                if state is None:
+                    state = dict.fromkeys(indices)
+                changes = entry[1] if len(entry) > 1 else None
+                if changes:
+                    changed = dict(zip(changes[::2], changes[1::2]))
+                    if any(at in changed for at in indices):
+                        state = state.copy()
+                        for at in indices:
+                            if at in changed:
+                                value, old = changed[at], state[at]
+                                state[at] = old + value if type(value) is int and type(old) is int else value
+                states[eid] = state
+                if keep:
+                    identity = self._entity(eid)[1]
+                    found = seen.get(identity["uid"])
+                    if found is None:
+                        found = seen[identity["uid"]] = (identity, [])
+                    elif identity["name"] is not None and found[0] is not identity:
+                        found = seen[identity["uid"]] = (identity, found[1])  # the latest name known
+                    found[1].append((index, state))
+            if keep:
+                times.append(_time(ms))
+                intervals.append(frame[0])
+        frames.reset()  # self._frames' states are not this path's: the next read starts at a keyframe
         count = len(times)
         pods = []
         for identity, samples in seen.values():
             values: dict[str, list[Optional[float]]] = {}
-            for name, at in wanted:
+            for name, figure_at in zip(figures, wanted):
                 column: list[Optional[float]] = [None] * count
-                if at is not None:
-                    for index, state_values in samples:
-                        column[index] = state_values[at]
+                if figure_at is not None:
+                    for index, pod_values in samples:
+                        column[index] = pod_values[figure_at]
                 values[name] = column
             pods.append(
                 PodSeries(
@@ -534,16 +604,17 @@ class Recorder(_Reading):
             self._lock.close()
             raise
         self._frames = _Frames(len(self.figure_names))
-        position = {name: at for at, name in enumerate(self.figure_names)}
-        self._order = [position[name] for name in JSON_FIGURES]
-        self._identities: dict[tuple[int, str], int] = {
-            (kind, identity): eid
+        self._identities: dict[tuple, int] = {
+            _identity_key(kind, json.loads(identity)): eid
             for eid, kind, identity in self.connection.execute("SELECT id, kind, identity FROM entities")
         }
         self._config_ids: dict[str, int] = {
             text: cid for cid, text in self.connection.execute("SELECT id, config FROM configs")
         }
         self._present: set[int] = set()  # entities of the last frame written
+        # The last frame's pods by the PodSample they were made of: one the sampler hands on
+        # unchanged (the same object) is written as [eid]
+        self._last_pods: dict[int, tuple[PodSample, int, _State, list]] = {}
         self._since_keyframe = KEYFRAME_EVERY  # the first frame is a keyframe
         self._last_ms = self.connection.execute("SELECT max(time) FROM samples").fetchone()[0] or 0
         self.paused_since: Optional[datetime] = None
@@ -592,21 +663,19 @@ class Recorder(_Reading):
     # -- one sample -------------------------------------------------------------------------------
 
     def _state(self, sample) -> _State:
-        figures = sample.figures
-        values = [None] * len(self.figure_names)
-        for name, at in zip(JSON_FIGURES, self._order):
-            values[at] = figures.get(name)
+        values = list(map(sample.figures.get, self.figure_names))
         return _State(values, sample.open_errors_by_errno, sample.runq_wait_slots)
 
     def _eid(self, kind: int, sample, names: tuple[str, ...], ms: int, new: list) -> int:
-        identity = _text({name: getattr(sample, name) for name in names})
-        eid = self._identities.get((kind, identity))
+        key = (kind, *map(_hashable, (getattr(sample, name) for name in names)))
+        eid = self._identities.get(key)
         if eid is None:
+            identity = _text({name: getattr(sample, name) for name in names})
             cursor = self.connection.execute(
                 "INSERT INTO entities (kind, identity, run_start) VALUES (?, ?, ?)", (kind, identity, ms)
             )
             eid = int(cursor.lastrowid or 0)
-            new.append(((kind, identity), eid))
+            new.append((key, eid))
         elif eid not in self._present:
             self.connection.execute("UPDATE entities SET run_start = ? WHERE id = ?", (ms, eid))
         return eid
@@ -645,16 +714,23 @@ class Recorder(_Reading):
         try:
             connection.execute("BEGIN IMMEDIATE")
             pods = []
+            last, made = self._last_pods, {}
             for pod in snapshot.pods:
-                eid = self._eid(_POD, pod, _POD_IDENTITY, ms, new_entities)
-                state = self._state(pod)
-                state.final = pod.final
-                containers = [
-                    (self._eid(_CONTAINER, c, _CONTAINER_IDENTITY, ms, new_entities), self._state(c))
-                    for c in pod.containers
-                ]
+                kept = last.get(id(pod))
+                if kept is not None and kept[0] is pod:  # handed on unchanged by the sampler
+                    _, eid, state, containers = kept
+                else:
+                    eid = self._eid(_POD, pod, _POD_IDENTITY, ms, new_entities)
+                    containers = [
+                        (self._eid(_CONTAINER, c, _CONTAINER_IDENTITY, ms, new_entities), self._state(c))
+                        for c in pod.containers
+                    ]
+                    state = self._state(pod)
+                    state.final = pod.final
+                    state.children = tuple(ceid for ceid, _ in containers)
+                made[id(pod)] = (pod, eid, state, containers)
                 present.add(eid)
-                present.update(ceid for ceid, _ in containers)
+                present.update(state.children)
                 pods.append((eid, state, containers))
             cgroups = [
                 (self._eid(_CGROUP, c, _CGROUP_IDENTITY, ms, new_entities), self._state(c)) for c in snapshot.cgroups
@@ -671,6 +747,7 @@ class Recorder(_Reading):
                 connection.execute("ROLLBACK")
             frames.states, frames.raw = saved_states, saved_raw
             self._present = set()
+            self._last_pods = {}
             self._since_keyframe = KEYFRAME_EVERY  # the next frame written stands alone
             if not _full(error):
                 raise StoreError(f"{self.path}: cannot record ({error})") from None
@@ -687,6 +764,7 @@ class Recorder(_Reading):
         self._identities.update(new_entities)
         self._config_ids.update(new_configs)
         self._present = present
+        self._last_pods = made
         self._last_ms = ms
         self._since_keyframe = 1 if keyframe else self._since_keyframe + 1
         if self.paused_since is not None:
@@ -801,7 +879,10 @@ class Recorder(_Reading):
         states = reader.states
         frame = orjson.loads(old_raw)
         header = frame[:-2]
-        pods = [(entry[0], states[entry[0]], [(c[0], states[c[0]]) for c in entry[5]]) for entry in frame[-2]]
+        pods = [
+            (entry[0], states[entry[0]], [(ceid, states[ceid]) for ceid in states[entry[0]].children])
+            for entry in frame[-2]
+        ]
         cgroups = [(entry[0], states[entry[0]]) for entry in frame[-1]]
         writer = _Frames(len(self.figure_names))
         raw = writer.encode(pods, cgroups, header)

@@ -64,7 +64,7 @@ def test_version():
 def test_help_lists_the_commands():
     result = pod_stats("--help")
     assert result.returncode == 0
-    for command in ("run", "dump", "serve", "files", "procs"):
+    for command in ("run", "dump", "serve", "files", "procs", "record", "replay"):
         assert f"  {command} " in result.stdout
     assert "  demo " not in result.stdout  # development tooling (devtools/pod_stats_dev), not in the wheel
 

@@ -6,6 +6,7 @@ strace stops the agent at every call.
     .venv/bin/python tests/helpers/trace_serve.py [WRAPPER ARGS...]   # e.g. setpriv ... --
 """
 
+import os
 import re
 import signal
 import socket
@@ -62,7 +63,9 @@ def main() -> None:
             urllib.request.urlopen(url + "/metrics", timeout=30).read()
             pod.stop()
             time.sleep(1.2)
-        process.send_signal(signal.SIGTERM)
+        # the agent, not strace (which would detach and leave it running)
+        (agent,) = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        os.kill(int(agent), signal.SIGTERM)
         process.wait(timeout=300)
     names = set()
     for line in trace.read_text(errors="replace").splitlines():

@@ -1072,9 +1072,9 @@ class Suite:
         )
 
     def check_seccomp_serve(self) -> str:
-        """`serve` under deploy/'s seccomp profile, loaded as runc loads a Localhost profile
+        """`serve --record` under deploy/'s seccomp profile, loaded as runc loads a Localhost profile
         (tests/helpers/seccomp_exec.py): /healthz, samples with the smoke pod on /metrics, a clean
-        exit on SIGTERM. The profile's names were traced on x86-64; on another architecture its
+        exit on SIGTERM, every sample recorded and read back. The profile's names were traced on x86-64; on another architecture its
         libc calls other variants (the *at and p* calls), which the same list must cover."""
         import socket
         import urllib.request
@@ -1084,7 +1084,9 @@ class Suite:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         command = [sys.executable, str(here / "seccomp_exec.py"), str(here / "pod-stats.seccomp.json"), "--"]
+        store = Path(self.stack.enter_context(tempfile.TemporaryDirectory())) / "recording" / "pod-stats.db"
         command += ["/opt/pod-stats/bin/pod-stats", "serve", f"--web.listen-address=127.0.0.1:{port}", "--interval=0.5"]
+        command += [f"--record={store}"]  # the DaemonSet's opt-in recording: SQLite's calls too
         # stderr to a file: a pipe nobody reads while it runs could fill and stall it
         log = self.stack.enter_context(tempfile.TemporaryFile("w+"))
         serve = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
@@ -1128,7 +1130,16 @@ class Suite:
                 serve.wait()
         if serve.returncode != 0:
             raise AssertionError(f"serve exited {serve.returncode} on SIGTERM: {last_words()}")
-        return f"under the filter: {samples and samples.group(1)} sample(s) served, the smoke pod on /metrics, exit 0 on SIGTERM ({os.uname().machine})"
+        from pod_stats.store import Recording
+
+        with Recording(str(store)) as recording:
+            recorded = list(recording.snapshots())
+        if not recorded or (self.pod and not any(p.name == self.pod[2] for p in recorded[-1].pods)):
+            raise AssertionError(f"{len(recorded)} sample(s) recorded, the last without the smoke pod")
+        return (
+            f"under the filter: {samples and samples.group(1)} sample(s) served and {len(recorded)} recorded, "
+            f"the smoke pod on /metrics and in the recording, exit 0 on SIGTERM ({os.uname().machine})"
+        )
 
     def check_preempt_stress_fexit(self) -> str:
         return self._preempt_stress("fexit")
