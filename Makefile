@@ -16,9 +16,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # On a host run by systemd its package also enables and starts a Prometheus server on :9090;
 # no test uses that server (`systemctl disable --now prometheus` if you do not want it).
 # nftables: the tcp tests' packet loss in a network namespace (tc netem is not in every kernel).
+# chromium (and a font): the HTML report's tests open it headless.
 APT_PACKAGES := clang-19 llvm-19 bpftool libelf-dev zlib1g-dev pkg-config dpkg-dev \
 	gcc libc6-dev make python3 python3-venv python3-dev runc busybox-static \
-	prometheus openssl gcc-multilib liburing-dev clang-format-19 nftables
+	prometheus openssl gcc-multilib liburing-dev clang-format-19 nftables \
+	chromium fonts-dejavu-core
 
 # The libbpf we compile against is the one that runs (statically linked):
 # Debian bookworm's source package, upstream tarball pinned by hash.

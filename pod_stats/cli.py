@@ -369,14 +369,16 @@ def _retention_options(command: Callable) -> Callable:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _parse_until(value: str):
+    from pod_stats.when import parse_time
+
+    return parse_time(value)
+
+
 @cli.command()
-@click.option(
-    "--store",
-    "store_path",
-    default=None,
-    metavar="PATH",
-    help="The recording to read (pod-stats record's --store). Default: /var/lib/pod-stats/pod-stats.db.",
-)
+@_store_option
 @click.option(
     "--since",
     default="24h",
@@ -389,6 +391,7 @@ def _retention_options(command: Callable) -> Callable:
     default="now",
     show_default=True,
     metavar="WHEN",
+    callback=_parse_with(_parse_until),
     help="The window's end: a time ('2026-11-30 04:00', '03:10' today, '1h ago'; local time unless it says Z).",
 )
 @click.option(
@@ -411,9 +414,10 @@ def _retention_options(command: Callable) -> Callable:
     metavar="FILE",
     help="Write the report as one self-contained HTML file with plots per pod (opens offline) instead of the table.",
 )
-def report(store_path, since, until, namespaces, pod_glob, top, spike_factor, as_json, html_path) -> None:
+def report(store, since, until, namespaces, pod_glob, top, spike_factor, as_json, html_path) -> None:
     """What happened on this node over a window of a recording: per pod the peak and average of
-    memory, CPU, opens/s, failed opens/s and network, OOM kills, the top pods by each, and spikes.
+    memory, CPU, opens/s, failed opens/s and network, OOM kills, the top pods by each figure's
+    peak, and spikes. --html FILE writes one self-contained page with plots per pod.
 
     \b
     Averages are weighted by each sample's interval; a figure unknown in every sample is shown
@@ -425,17 +429,14 @@ def report(store_path, since, until, namespaces, pod_glob, top, spike_factor, as
     consecutive samples above it are one spike. The window's first minute has no baseline.
     Times are shown in UTC. Exits 4 when the window holds no sample or no pod asked for.
     """
-    from datetime import datetime, timezone
+    from pod_stats.store import Recording, StoreError
+    from pod_stats.when import parse_since
 
-    from pod_stats.store import DEFAULT_STORE, Recording, StoreError
-    from pod_stats.when import parse_since, parse_time
-
-    now = datetime.now(timezone.utc)
+    end = until
     try:
-        end = parse_time(until, now)
-        start = parse_since(since, end)
+        start = parse_since(since, end)  # a duration is counted back from --until
     except ValueError as error:
-        _fail(str(error), EXIT_USAGE)
+        raise click.BadParameter(str(error), param_hint="'--since'") from None
     if start >= end:
         _fail(
             f"--since ({start:%Y-%m-%d %H:%M:%S} UTC) is not before --until ({end:%Y-%m-%d %H:%M:%S} UTC)", EXIT_USAGE
@@ -443,7 +444,7 @@ def report(store_path, since, until, namespaces, pod_glob, top, spike_factor, as
     from pod_stats.report import EmptyWindow, from_recording, render_table, to_json
 
     try:
-        with Recording(store_path or DEFAULT_STORE) as recording:
+        with Recording(store) as recording:
             result = from_recording(recording, start, end, namespaces, pod_glob, top, spike_factor)
     except EmptyWindow as error:
         _fail(str(error), EXIT_NO_SAMPLES)
@@ -475,6 +476,14 @@ def _write_html(path: str, result) -> None:
     except OSError as error:
         _fail(f"cannot write {path}: {error.strerror or error}")
     click.echo(f"pod-stats: wrote {path} ({len(page) / 1024:,.0f} KiB)", err=True)
+
+
+# Prometheus' default-port allocations have filled 9100-9999 (9808 is another exporter's) and go on
+# above 10000; 10305 is in none we know of and clear of Kubernetes' 10248-10259 (register it with a
+# release). The one definition of the port: the manifests and the tests follow it.
+DEFAULT_PORT = 10305
+
+_WEB_CONFIG_FILE = click.Path(exists=True, dir_okay=False)
 
 
 def _parse_at(value: str):

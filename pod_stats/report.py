@@ -10,7 +10,9 @@ null in every sample of a pod is null here, never 0.
 """
 
 import fnmatch
+import operator
 import statistics
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,6 +38,7 @@ DEFAULT_SPIKE_FACTOR = 3.0
 BASELINE_SECONDS = 600.0
 BASELINE_BUCKETS = 10
 BASELINE_MIN_SAMPLES = 3
+SPIKES_SHOWN = 30  # the table's and the page's list: the largest (JSON has them all)
 
 
 class EmptyWindow(StoreError):
@@ -126,8 +129,13 @@ class Report:
         ranked = [p for p in self.pods if p.stats[figure].peak]
         return sorted(ranked, key=lambda p: (-(p.stats[figure].peak or 0.0), _label(p)))[: self.top]
 
-    def spikes(self) -> list[tuple[PodReport, Spike]]:
-        return sorted(((p, s) for p in self.pods for s in p.spikes), key=lambda ps: (ps[1].start, _label(ps[0])))
+    def spikes(self, limit: Optional[int] = None) -> list[tuple[PodReport, Spike]]:
+        """Every spike in time order; with a limit, the largest (peak over baseline) that many."""
+        spikes = [(p, s) for p in self.pods for s in p.spikes]
+        if limit is not None:
+            spikes = sorted(spikes, key=lambda ps: -ps[1].peak / max(ps[1].baseline, BY_FIGURE[ps[1].figure].floor))
+            spikes = spikes[:limit]
+        return sorted(spikes, key=lambda ps: (ps[1].start, _label(ps[0])))
 
 
 def _label(pod: PodReport) -> str:
@@ -137,16 +145,35 @@ def _label(pod: PodReport) -> str:
 # -- the figures ------------------------------------------------------------------------------------
 
 
-def _stat(values: list[Optional[float]], weights: list[float], times: list[datetime]) -> Stat:
+class _Window:
+    """What every pod of a Series shares: the samples' times, weights and baseline buckets."""
+
+    def __init__(self, series: Series):
+        self.times = series.times
+        self.intervals = series.interval_seconds
+        self.weights = [w or 0.0 for w in series.interval_seconds]
+        self.total_weight = sum(self.weights)
+        self.new_run = None in series.interval_seconds
+        seconds = [t.timestamp() for t in series.times]
+        # the baselines' buckets: bucket b holds samples edges[b] to edges[b + 1]
+        width = BASELINE_SECONDS / BASELINE_BUCKETS
+        count = int((seconds[-1] - seconds[0]) // width) + 1 if seconds else 0
+        self.edges = [bisect_left(seconds, seconds[0] + width * b) for b in range(count)] + [len(seconds)]
+
+
+def _stat(values: list[Optional[float]], window: _Window) -> Stat:
     known = [v for v in values if v is not None]
     if not known:
         return Stat(None, None, None)
     peak = max(known)
-    weighted = [(v, w) for v, w in zip(values, weights) if v is not None and w]
-    total = sum(w for _, w in weighted)
+    if len(known) == len(values):
+        weights, total = window.weights, window.total_weight
+    else:
+        weights = [w for v, w in zip(values, window.weights) if v is not None]
+        total = sum(weights)
     # a window of first-of-run samples only has no interval to weigh by: their plain mean
-    average = sum(v * w for v, w in weighted) / total if total else sum(known) / len(known)
-    return Stat(peak, times[values.index(peak)], average)
+    average = sum(map(operator.mul, known, weights)) / total if total else sum(known) / len(known)
+    return Stat(peak, window.times[values.index(peak)], average)
 
 
 def _increases(values: list[Optional[float]], intervals: list[Optional[float]], since_attach: bool) -> list[float]:
@@ -157,7 +184,8 @@ def _increases(values: list[Optional[float]], intervals: list[Optional[float]], 
     previous: Optional[float] = None
     for index, value in enumerate(values):
         if value is None:
-            previous = None if intervals[index] is None else previous
+            # a counter since attach restarts with the run; the cgroup's own goes on
+            previous = None if intervals[index] is None and since_attach else previous
             continue
         new_run = intervals[index] is None
         if new_run and since_attach:
@@ -171,37 +199,31 @@ def _increases(values: list[Optional[float]], intervals: list[Optional[float]], 
     return out
 
 
-def _baselines(values: list[Optional[float]], seconds: list[float]) -> list[Optional[float]]:
+def _baselines(values: list[Optional[float]], window: _Window) -> list[Optional[float]]:
     """Each sample's rolling baseline: the median of the one-minute medians of the previous
     BASELINE_SECONDS (None: too few values there yet)."""
-    width = BASELINE_SECONDS / BASELINE_BUCKETS
-    start = seconds[0]
-    buckets: dict[int, list[float]] = {}
-    for value, at in zip(values, seconds):
-        if value is not None:
-            buckets.setdefault(int((at - start) // width), []).append(value)
-    medians = {bucket: statistics.median(vs) for bucket, vs in buckets.items()}
-    counts = {bucket: len(vs) for bucket, vs in buckets.items()}
+    medians: list[Optional[float]] = []
+    counts: list[int] = []
     out: list[Optional[float]] = []
-    memo: dict[int, Optional[float]] = {}
-    for at in seconds:
-        bucket = int((at - start) // width)
-        if bucket not in memo:
-            previous = [b for b in range(bucket - BASELINE_BUCKETS, bucket) if b in medians]
-            enough = sum(counts[b] for b in previous) >= BASELINE_MIN_SAMPLES
-            memo[bucket] = statistics.median(medians[b] for b in previous) if enough else None
-        out.append(memo[bucket])
+    edges = window.edges
+    for bucket in range(len(edges) - 1):
+        known = [v for v in values[edges[bucket] : edges[bucket + 1]] if v is not None]
+        medians.append(statistics.median(known) if known else None)
+        counts.append(len(known))
+        previous = [m for m in medians[max(0, bucket - BASELINE_BUCKETS) : bucket] if m is not None]
+        enough = sum(counts[max(0, bucket - BASELINE_BUCKETS) : bucket]) >= BASELINE_MIN_SAMPLES
+        out.extend([statistics.median(previous) if enough else None] * (edges[bucket + 1] - edges[bucket]))
     return out
 
 
 def _spikes(
-    figure: ReportFigure, values: list[Optional[float]], times: list[datetime], seconds: list[float], factor: float
+    figure: ReportFigure, values: list[Optional[float]], peak: Optional[float], window: _Window, factor: float
 ) -> list[Spike]:
     # a figure never above factor × floor has no spike under any baseline: most, skipped cheaply
-    least = factor * figure.floor
-    if not any(v is not None and v > least for v in values):
+    if peak is None or peak <= factor * figure.floor:
         return []
-    baselines = _baselines(values, seconds)
+    times = window.times
+    baselines = _baselines(values, window)
     spikes: list[Spike] = []
     current: Optional[list[Any]] = None  # [start, end, peak, peak index, baseline]
     for index, (value, baseline) in enumerate(zip(values, baselines)):
@@ -215,34 +237,51 @@ def _spikes(
                 if value > current[2]:
                     current[2], current[3] = value, index
         elif current is not None:  # below again, or absent: the spike ended at its last sample
-            start, end, peak, at, base = current
-            spikes.append(Spike(figure.name, times[start], times[end], peak, times[at], base))
+            start, end, top, at, base = current
+            spikes.append(Spike(figure.name, times[start], times[end], top, times[at], base))
             current = None
     if current is not None:
-        start, end, peak, at, base = current
-        spikes.append(Spike(figure.name, times[start], times[end], peak, times[at], base))
+        start, end, top, at, base = current
+        spikes.append(Spike(figure.name, times[start], times[end], top, times[at], base))
     return spikes
 
 
-def _pod_report(pod: PodSeries, series: Series, weights: list[float], seconds: list[float], factor: float):
-    times = series.times
-    present = [i for i in range(len(times)) if any(pod.values[name][i] is not None for name in SERIES_FIGURES)]
+def _present(pod: PodSeries) -> list[int]:
+    """The samples the pod is in: where any of its figures is known."""
+    columns = [pod.values[name] for name in SERIES_FIGURES]
+    if any(None not in column for column in columns):
+        return list(range(len(columns[0])))
+    return [i for i, row in enumerate(zip(*columns)) if row.count(None) < len(row)]
+
+
+def _kills(values: list[Optional[float]], window: _Window, since_attach: bool) -> Optional[list[float]]:
+    """A counter's increases per sample (None: unknown throughout)."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return None
+    if len(known) == len(values) and min(known) == max(known) and not (known[0] and window.new_run):
+        return [0.0] * len(values)  # unchanged: what most pods' OOM counters do all day
+    return _increases(values, window.intervals, since_attach)
+
+
+def _pod_report(pod: PodSeries, window: _Window, factor: float) -> Optional[PodReport]:
+    times = window.times
+    present = _present(pod)
     if not present:
         return None
-    stats = {f.name: _stat(pod.values[f.name], weights, times) for f in FIGURES}
+    stats = {f.name: _stat(pod.values[f.name], window) for f in FIGURES}
     kills: dict[str, Optional[int]] = {}
-    per_sample = [0.0] * len(times)
+    per_sample: Optional[list[float]] = None
     for name in OOM_COUNTERS:
-        values = pod.values[name]
-        if all(v is None for v in values):
-            kills[name] = None
-            continue
-        increases = _increases(values, series.interval_seconds, name in SINCE_ATTACH)
-        kills[name] = round(sum(increases))
-        per_sample = [max(a, b) for a, b in zip(per_sample, increases)]
-    oom_times = [(times[i], round(n)) for i, n in enumerate(per_sample) if n > 0]
+        increases = _kills(pod.values[name], window, name in SINCE_ATTACH)
+        kills[name] = None if increases is None else round(sum(increases))
+        if increases is not None and kills[name]:
+            per_sample = increases if per_sample is None else list(map(max, per_sample, increases))
+    oom_times = [(times[i], round(n)) for i, n in enumerate(per_sample or ()) if n > 0]
     spikes = [
-        spike for name in SPIKE_FIGURES for spike in _spikes(BY_FIGURE[name], pod.values[name], times, seconds, factor)
+        spike
+        for name in SPIKE_FIGURES
+        for spike in _spikes(BY_FIGURE[name], pod.values[name], stats[name].peak, window, factor)
     ]
     return PodReport(
         pod.uid,
@@ -273,15 +312,14 @@ def build(
 ) -> Report:
     """The report of a window's Series (Recording.series(SERIES_FIGURES, since, until))."""
     times = series.times
-    weights = [w or 0.0 for w in series.interval_seconds]
-    seconds = [t.timestamp() for t in times]
+    window = _Window(series)
     pods = []
     for pod in series.pods:
         if namespaces and pod.namespace not in namespaces:
             continue
         if pod_glob is not None and not fnmatch.fnmatchcase(pod.name or pod.uid, pod_glob):
             continue
-        report = _pod_report(pod, series, weights, seconds, spike_factor)
+        report = _pod_report(pod, window, spike_factor)
         if report is not None:
             pods.append(report)
     memory = "memory_working_set_bytes"
@@ -469,10 +507,12 @@ def render_table(report: Report) -> Group:
                 _when(pod.oom_times[-1][0] if pod.oom_times else None, report),
             )
         parts.append(table)
-    spikes = report.spikes()
+    spikes = report.spikes(SPIKES_SHOWN)
     if spikes:
+        total = len(report.spikes())
         table = _table(
-            f"\nspikes (above {report.spike_factor:g}× the median of the previous {BASELINE_SECONDS / 60:g} minutes)",
+            f"\nspikes (above {report.spike_factor:g}× the median of the previous {BASELINE_SECONDS / 60:g} minutes)"
+            + (f": the {len(spikes)} largest of {total}" if total > len(spikes) else ""),
             "NAMESPACE",
             "POD",
             "FIGURE",

@@ -20,7 +20,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Optional
 
-from pod_stats.report import BASELINE_SECONDS, BY_FIGURE, FIGURES, OOM_COUNTERS, PodReport, Report, format_value
+from pod_stats.report import (
+    BASELINE_SECONDS,
+    BY_FIGURE,
+    FIGURES,
+    OOM_COUNTERS,
+    SPIKES_SHOWN,
+    PodReport,
+    Report,
+    format_value,
+)
 from pod_stats.text import inert
 
 PLOT_BUCKETS = 200
@@ -42,10 +51,15 @@ _ERROR_HOOK = """
 (function () {
   var root = document.documentElement;
   function note(text) { root.setAttribute("data-errors", (root.getAttribute("data-errors") || "") + text + "\\n"); }
-  window.addEventListener("error", function (e) { note("error: " + (e.message || (e.target && e.target.tagName))); }, true);
+  window.addEventListener("error", function (e) {
+    note("error: " + (e.message || (e.target && e.target.tagName)));
+  }, true);
   window.addEventListener("securitypolicyviolation", function (e) { note("blocked: " + e.blockedURI); });
   var original = console.error;
-  console.error = function () { note("console: " + Array.prototype.join.call(arguments, " ")); original.apply(console, arguments); };
+  console.error = function () {
+    note("console: " + Array.prototype.join.call(arguments, " "));
+    original.apply(console, arguments);
+  };
 })();
 """
 _PAGE_SCRIPT = """
@@ -62,6 +76,12 @@ _PAGE_SCRIPT = """
   for (var j = 0; j < lines.length; j++) {
     var box = lines[j].getBBox();
     if (box.width > 0) drawn++;
+  }
+  var first = document.querySelector("svg.plot");
+  if (first) {
+    var r = first.getBoundingClientRect();
+    document.documentElement.setAttribute("data-first-plot",
+      [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height].map(Math.round).join(","));
   }
   document.documentElement.setAttribute("data-lines", String(lines.length));
   document.documentElement.setAttribute("data-lines-drawn", String(drawn));
@@ -94,6 +114,10 @@ def _csp_hash(script: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
 
 
+def _many(count: int, what: str) -> str:
+    return f"{count} {what}" if count == 1 else f"{count} {what}s"
+
+
 def _label(pod: PodReport) -> str:
     return f"{pod.namespace or '?'}/{pod.name or pod.uid}"
 
@@ -104,17 +128,33 @@ def _when(moment: Optional[datetime], long: bool) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}" if long else f"{moment:%H:%M:%S}"
 
 
-def _nice(top: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 × 10^k at or above `top` (a y axis' end)."""
+def _nice(top: float, unit: str) -> float:
+    """The smallest 1, 2, 2.5 or 5 × 10^k at or above `top` (a y axis' end); of KiB, MiB or GiB
+    for bytes."""
     if top <= 0:
         return 1.0
-    scale = 10.0 ** len(str(int(top))) / 10 if top >= 1 else 1.0
-    while scale > top:
+    base = 1.0
+    if unit.startswith("bytes"):
+        while top >= 1024 * base and base < 1 << 30:
+            base *= 1024
+    scale = 1.0
+    while scale * base > top:
         scale /= 10
+    while scale * 10 * base <= top:
+        scale *= 10
     for step in (1, 2, 2.5, 5, 10):
-        if step * scale >= top:
-            return step * scale
-    return 10 * scale  # pragma: no cover
+        if step * scale * base >= top:
+            return step * scale * base
+    return 10 * scale * base  # pragma: no cover
+
+
+def _tick(unit: str, value: float) -> str:
+    if unit.startswith("bytes"):
+        return format_value(unit, value).replace(".0", "")
+    return f"{value:g}"
+
+
+_TICK_STEPS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
 
 
 class _Axis:
@@ -128,6 +168,12 @@ class _Axis:
         # bucket b holds the samples from edges[b] to edges[b + 1]
         self.edges = [bisect_left(seconds, self.start + self.span * b / PLOT_BUCKETS) for b in range(PLOT_BUCKETS)]
         self.edges.append(len(seconds))
+
+    def ticks(self) -> list[float]:
+        """Round times across the window, at most six."""
+        step = next((s for s in _TICK_STEPS if self.span / s <= 6), _TICK_STEPS[-1])
+        first = -(-self.start // step) * step
+        return [first + step * k for k in range(int((self.start + self.span - first) // step) + 1)]
 
     def x(self, at: float) -> int:
         return round(LEFT + self.inner * (at - self.start) / self.span)
@@ -177,12 +223,13 @@ def _path(points: list[Optional[tuple[float, float]]], axis: _Axis, top: float) 
         if run is not None:
             parts.append(f"{run[0]} {run[1]}")
             run = None
-        parts.append(("M" if move else "L") + f"{xy[0]} {xy[1]}")
+        parts.append(("M" if move else "") + f"{xy[0]} {xy[1]}")
         move = False
         last = xy
     if run is not None:
         parts.append(f"{run[0]} {run[1]}")
-    return "".join(part if part[0] in "ML" else "L" + part for part in parts)
+    # after a moveto, further pairs are linetos: no "L" needed
+    return " ".join(parts).replace(" M", "M")
 
 
 def _plot(pod: PodReport, title: str, names: tuple[str, ...], axis: _Axis, report: Report, long: bool) -> str:
@@ -190,21 +237,19 @@ def _plot(pod: PodReport, title: str, names: tuple[str, ...], axis: _Axis, repor
     unit = BY_FIGURE[names[0]].unit
     peaks = [pod.stats[name].peak for name in names]
     known = [p for p in peaks if p is not None]
-    top = _nice(max(known)) if known and max(known) > 0 else 1.0
+    top = _nice(max(known), unit) if known and max(known) > 0 else 1.0
     inner_height = HEIGHT - TOP - BOTTOM
     svg = [f'<svg class="plot" viewBox="0 0 {WIDTH} {HEIGHT}" role="img"><title>{_h(title)}</title>']
     for share in (0.0, 0.5, 1.0):  # y grid and labels
         y = round(TOP + inner_height * (1 - share))
         svg.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y}" y2="{y}"/>')
-        svg.append(f'<text x="{LEFT - 4}" y="{y + 3}" text-anchor="end">{_h(format_value(unit, top * share))}</text>')
-    for tick in range(5):  # x grid and labels
-        at = axis.start + axis.span * tick / 4
+        svg.append(f'<text x="{LEFT - 4}" y="{y + 3}" text-anchor="end">{_h(_tick(unit, top * share))}</text>')
+    for at in axis.ticks():  # x grid and labels, at round times
         x = axis.x(at)
         svg.append(f'<line class="grid" x1="{x}" x2="{x}" y1="{TOP}" y2="{HEIGHT - BOTTOM}"/>')
         moment = datetime.fromtimestamp(at, report.since.tzinfo)
-        label = f"{moment:%m-%d %H:%M}" if long else f"{moment:%H:%M:%S}"
-        anchor = "start" if tick == 0 else "end" if tick == 4 else "middle"
-        svg.append(f'<text x="{x}" y="{HEIGHT - 6}" text-anchor="{anchor}">{label}</text>')
+        label = f"{moment:%m-%d %H:%M}" if long else f"{moment:%H:%M}" if at % 60 == 0 else f"{moment:%H:%M:%S}"
+        svg.append(f'<text x="{x}" y="{HEIGHT - 6}" text-anchor="middle">{label}</text>')
     for spike in pod.spikes:
         if spike.figure in names:
             x1, x2 = axis.x(spike.start.timestamp()), axis.x(spike.end.timestamp())
@@ -214,15 +259,22 @@ def _plot(pod: PodReport, title: str, names: tuple[str, ...], axis: _Axis, repor
                 f"at {_when(spike.peak_time, True)} UTC, baseline {_h(format_value(unit, spike.baseline))}"
                 "</title></rect>"
             )
+    drawn = False
     for name, color in zip(names, COLORS):
         path = _path(_points(pod.series.values[name], axis), axis, top)
         if path:
+            drawn = True
             stat = pod.stats[name]
             svg.append(
                 f'<path class="line" stroke="{color}" d="{path}"><title>{_h(BY_FIGURE[name].title)}: peak '
                 f"{_h(format_value(unit, stat.peak))} at {_when(stat.peak_time, True)} UTC, average "
                 f"{_h(format_value(unit, stat.average))}</title></path>"
             )
+    if not drawn:
+        svg.append(
+            f'<text x="{LEFT + (WIDTH - LEFT - RIGHT) // 2}" y="{TOP + inner_height // 2}" text-anchor="middle">'
+            "unknown: not counted on this node</text>"
+        )
     for killed_at, count in pod.oom_times:
         x = axis.x(killed_at.timestamp())
         svg.append(
@@ -267,9 +319,16 @@ def _top_tables(report: Report, anchors: dict[str, str], long: bool) -> str:
             "<h2>OOM kills</h2><table><tr><th class=t>pod</th><th>kernel</th><th>cgroup</th>"
             f"<th>last (UTC)</th></tr>{rows}</table>"
         )
-    spikes = report.spikes()
+    spikes = report.spikes(SPIKES_SHOWN)
+    total = len(report.spikes())
     out.append(
-        f"<h2>spikes: above {report.spike_factor:g}× the median of the previous {BASELINE_SECONDS / 60:g} minutes</h2>"
+        f"<h2>spikes: above {report.spike_factor:g}× the median of the previous {BASELINE_SECONDS / 60:g} minutes"
+        + (
+            f" (the {len(spikes)} largest of {total}; every pod's are shaded in its plots)"
+            if total > len(spikes)
+            else ""
+        )
+        + "</h2>"
     )
     if spikes:
         rows = "".join(
@@ -301,7 +360,7 @@ def render(report: Report) -> str:
         f"{len(report.times)} samples from {report.times[0]:%Y-%m-%d %H:%M:%S} to {report.times[-1]:%Y-%m-%d %H:%M:%S}"
         f" UTC"
         + (f", every {report.interval_seconds:g} s" if report.interval_seconds else "")
-        + f" · {len(report.pods)} pods · {kills} OOM kills · {len(report.spikes())} spikes"
+        + f" · {_many(len(report.pods), 'pod')} · {_many(kills, 'OOM kill')} · {_many(len(report.spikes()), 'spike')}"
     )
     sections = []
     for pod in report.pods:

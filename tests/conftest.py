@@ -1,9 +1,10 @@
 """Test session policy: BPF and container tests never skip silently.
 
 Tests marked `bpf` load real programs into the running kernel; tests marked
-`containers` start real runc containers. Where the machine cannot run them,
-the run says why in one line. With --require-bpf (what `make test` and CI
-use) that line is an error instead and the run fails.
+`containers` start real runc containers; tests marked `browser` open pages in
+headless chromium. Where the machine cannot run them, the run says why in one
+line. With --require-bpf (what `make test` and CI use) that line is an error
+instead and the run fails.
 """
 
 import os
@@ -48,6 +49,12 @@ def _why_containers_cannot_run() -> str:
     return ""
 
 
+def _why_browser_cannot_run() -> str:
+    if not shutil.which("chromium"):
+        return "browser tests need chromium (apt-get install chromium)"
+    return ""
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "image: runs the image of `make image` (make image-test sets POD_STATS_IMAGE)")
 
@@ -59,7 +66,11 @@ def pytest_collection_modifyitems(config, items):
         if image_tests:
             config.hook.pytest_deselected(items=image_tests)
             items[:] = [item for item in items if "image" not in item.keywords]
-    reasons = {"bpf": _why_bpf_cannot_run(), "containers": _why_containers_cannot_run()}
+    reasons = {
+        "bpf": _why_bpf_cannot_run(),
+        "containers": _why_containers_cannot_run(),
+        "browser": _why_browser_cannot_run(),
+    }
     wanted = {marker for marker in reasons if any(marker in item.keywords for item in items)}
     blocking = sorted({reasons[m] for m in wanted if reasons[m]})
     if not blocking:
@@ -89,11 +100,13 @@ def pytest_sessionfinish(session, exitstatus):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = [
-        r for r in (reporter.stats.get("skipped", []) if reporter else []) if {"bpf", "containers"} & set(r.keywords)
+        r
+        for r in (reporter.stats.get("skipped", []) if reporter else [])
+        if {"bpf", "containers", "browser"} & set(r.keywords)
     ]
     if skipped:
         reporter.write_line(
-            f"FAILED: {len(skipped)} BPF/container test(s) skipped under --require-bpf", red=True, bold=True
+            f"FAILED: {len(skipped)} BPF/container/browser test(s) skipped under --require-bpf", red=True, bold=True
         )
         session.exitstatus = 1
 
