@@ -175,13 +175,14 @@ def print_table(results: dict[str, Any]) -> None:
             b = rec[which]
             print(
                 f"  store, {which}: {b['bytes_per_pod_hour']:,} bytes per pod per hour ({b['store_bytes']:,} bytes, "
-                f"{b['pods']} pods × {b['samples']} samples); a week of 100 pods: {b['week_100_pods_mib']:,} MiB"
+                f"{b['pods']} pods × {b['samples']} samples; growth {b['growth_bytes_per_pod_hour']:,}); "
+                f"a week of 100 pods: {b['week_100_pods_mib']:,} MiB"
             )
         html = day["report_html"]
         print(
             f"  a busy {day['pods']}-pod day ({day['samples']:,} samples, {day['store_bytes'] / 2**20:,.0f} MiB): "
             f"report --since 24h --json {day['report_json']['seconds_median']} s "
-            f"({len(day['report_json']['seconds_runs'])} runs)"
+            f"(runs: {len(day['report_json']['seconds_runs'])})"
             + ("" if html is None else f", --html {html['seconds_median']} s ({html['page_bytes'] / 1024:,.0f} KiB)")
         )
     at = results["raw"]["attach"]
