@@ -176,7 +176,7 @@ def print_table(results: dict[str, Any]) -> None:
             print(
                 f"  store, {which}: {b['bytes_per_pod_hour']:,} bytes per pod per hour ({b['store_bytes']:,} bytes, "
                 f"{b['pods']} pods × {b['samples']} samples; growth {b['growth_bytes_per_pod_hour']:,}); "
-                f"a week of 100 pods: {b['week_100_pods_mib']:,} MiB"
+                f"a week of 100 pods: {b['week_100_pods_mib']:,} MiB; Recorder.append {b['append_ms_mean']} ms"
             )
         html = day["report_html"]
         print(
@@ -272,6 +272,10 @@ def recorder_figures(rec: dict[str, Any]) -> dict[str, Any]:
         "record_added_cpu_percent_250_pods": cpu["record_added_cpu_percent"],
         "report_24h_html_seconds_100_pods": (day["report_html"] or {}).get("seconds_median"),
         "day_store_mib_100_pods": rnd(day["store_bytes"] / 2**20, 1),
+        # Recorder.append's own time per sample, in this process: beside a sample's (phase 3) and
+        # finer than the agents' difference, which the noise of 20 s windows can hide
+        "record_append_ms_250_pods_idle": rec["idle"]["append_ms_mean"],
+        "record_append_ms_250_pods_busy": rec["busy"]["append_ms_mean"],
     }
 
 
