@@ -12,6 +12,8 @@ rounds, median reported: these machines are noisy (and shared).
      the agent's CPU share at 1 s interval.
   4. startup and footprint: attach time, first sample, RSS, BPF map memory.
   5. zero loss: 8 cgroups × 250,000 opens on all cores, every one counted.
+  6. the recorder: `pod-stats record` at 5 s vs `pod-stats run --json` at 5 s (CPU), the store's
+     bytes per pod per hour (idle pods, busy bound), `pod-stats report --since 24h` on a 100-pod day.
 
 Run as root from the Makefile (`make bench`), which builds the helpers into build/bench.
 """
@@ -39,6 +41,7 @@ from .common import PREEXISTING_TRACERS, ROOT, TOOL_CPU, log, sweep_stale, traci
 from .groups import GROUP_LOOPS, GROUP_WINDOW_SECONDS, probe_group_windows
 from .overhead import bpf_stats_phase, overhead_rounds
 from .podfarm import PodFarm
+from .recorder import CPU_ROUNDS, CPU_SECONDS, DAY_PODS, INTERVAL, recorder_phase
 from .report import print_table, summarize
 from .sample import sample_rounds
 from .storm import zero_loss
@@ -54,6 +57,7 @@ PHASES = (
     "attach",
     "sample_small",
     "agent_small",
+    "recorder",
     "sample_large",
     "agent_large",
 )
@@ -169,7 +173,7 @@ def measure(
             if "attach" in phases:
                 log("4: attach time (fresh interpreter)")
                 raw["attach"] = attach_times(5)
-            if phases & {"sample_small", "agent_small", "sample_large", "agent_large"}:
+            if phases & {"sample_small", "agent_small", "recorder", "sample_large", "agent_large"}:
                 log(f"3: {pods_small} pods (10 processes each)")
                 farm.add_pods(pods_small)
             if "sample_small" in phases:
@@ -185,6 +189,12 @@ def measure(
                 raw["first_sample_ms_raw"] = [raw["agent_small"]["first_sample_ms"]] + [
                     round(x, 1) for x in first_sample_times(str(log_dir), 4)
                 ]
+            if "recorder" in phases:
+                log(
+                    f"recorder: record vs run --json at {INTERVAL:g} s, {pods_small} pods, {CPU_ROUNDS} rounds × 2 "
+                    f"arms × {CPU_SECONDS:.0f} s; store bytes idle and busy; report over a {DAY_PODS}-pod day"
+                )
+                raw["recorder"] = recorder_phase(farm, Path(tmp), rng)
             if phases & {"sample_large", "agent_large"}:
                 log(f"3: {pods_large} pods")
                 farm.add_pods(pods_large - pods_small)

@@ -42,6 +42,14 @@ GOALS: list[tuple[str, str, Callable[[Any], bool] | None, str]] = [
     ("tcp_overhead_vs_floor", "≤ 1.2", lambda v: v <= 1.2, "×"),
     ("sched_overhead_vs_floor", "(info: opt-in)", None, "×"),
     ("ia32_overhead_vs_floor", "(info: opt-in)", None, "×"),
+    # the recorder: record's CPU at 5 s beside run --json's, the store's size, report over a day
+    ("record_cpu_percent_250_pods", "(info)", None, "%"),
+    ("record_vs_run_cpu_250_pods", "(info)", None, "×"),
+    ("store_bytes_per_pod_hour_idle", "(info)", None, " B"),
+    ("store_bytes_per_pod_hour_busy", "(info)", None, " B"),
+    ("store_week_mib_100_pods_idle", "(info)", None, " MiB"),
+    ("store_week_mib_100_pods_busy", "(info)", None, " MiB"),
+    ("report_24h_seconds_100_pods", "(info)", None, " s"),
 ]
 
 
@@ -61,7 +69,7 @@ def print_table(results: dict[str, Any]) -> None:
             verdict, text = "n/a", "—"
         else:
             verdict = "info" if check is None else ("PASS" if check(value) else "MISS")
-            text = f"{value:,.2f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+            text = f"{value:,.2f}{unit}" if isinstance(value, float) else f"{value:,}{unit}"
         rows.append((key, text, goal, verdict))
     width = max(len(r[0]) for r in rows)
     print()
@@ -154,6 +162,29 @@ def print_table(results: dict[str, Any]) -> None:
         f"RSS {a['rss_mib']} MiB, "
         f"BPF maps {a['bpf_map_memlock_bytes']:,} bytes memlock"
     )
+    rec = results["raw"].get("recorder")
+    if rec:
+        cpu, day = rec["cpu"], rec["day"]
+        print(
+            f"recorder at {rec['pods']} pods, {rec['interval_seconds']:g} s: "
+            f"record {cpu['cpu_percent_median']['record']} % CPU, run --json {cpu['cpu_percent_median']['run']} % "
+            f"(medians of {len(cpu['runs']['record'])} "
+            f"interleaved runs each; record − run = {cpu['record_added_cpu_percent']} points)"
+        )
+        for which in ("idle", "busy"):
+            b = rec[which]
+            print(
+                f"  store, {which}: {b['bytes_per_pod_hour']:,} bytes per pod per hour ({b['store_bytes']:,} bytes, "
+                f"{b['pods']} pods × {b['samples']} samples; growth {b['growth_bytes_per_pod_hour']:,}); "
+                f"a week of 100 pods: {b['week_100_pods_mib']:,} MiB; Recorder.append {b['append_ms_mean']} ms"
+            )
+        html = day["report_html"]
+        print(
+            f"  a busy {day['pods']}-pod day ({day['samples']:,} samples, {day['store_bytes'] / 2**20:,.0f} MiB): "
+            f"report --since 24h --json {day['report_json']['seconds_median']} s "
+            f"(runs: {len(day['report_json']['seconds_runs'])})"
+            + ("" if html is None else f", --html {html['seconds_median']} s ({html['page_bytes'] / 1024:,.0f} KiB)")
+        )
     at = results["raw"]["attach"]
     print(
         f"attach: {at['attach_ms_median']} ms from spawn (imports {at['import_ms_median']} ms, "
@@ -212,6 +243,7 @@ def summarize(raw: dict[str, Any], pods_small: int, pods_large: int, quick: bool
         "in_program_ns_per_open_host_task": raw["bpf_stats"]["in_program_ns_per_open_host_task"],
         "bpf_map_memlock_bytes": agent["bpf_map_memlock_bytes"],
         "agent_cpu_percent_1000_pods": raw["agent_large"]["cpu_percent"],
+        **recorder_figures(raw["recorder"]),
         "pods_small": pods_small,
         "pods_large": pods_large,
         "quick": quick,
@@ -222,6 +254,28 @@ def summarize(raw: dict[str, Any], pods_small: int, pods_large: int, quick: bool
         "duration_seconds": round(time.monotonic() - started, 1),
         "method": METHOD,
         "raw": raw,
+    }
+
+
+def recorder_figures(rec: dict[str, Any]) -> dict[str, Any]:
+    """The recorder phase's headline figures (first) and extras."""
+    cpu, day = rec["cpu"], rec["day"]
+    return {
+        "record_cpu_percent_250_pods": cpu["cpu_percent_median"]["record"],
+        "record_vs_run_cpu_250_pods": cpu["record_vs_run"],
+        "store_bytes_per_pod_hour_idle": rec["idle"]["bytes_per_pod_hour"],
+        "store_bytes_per_pod_hour_busy": rec["busy"]["bytes_per_pod_hour"],
+        "store_week_mib_100_pods_idle": rec["idle"]["week_100_pods_mib"],
+        "store_week_mib_100_pods_busy": rec["busy"]["week_100_pods_mib"],
+        "report_24h_seconds_100_pods": day["report_json"]["seconds_median"],
+        "run_cpu_percent_5s_250_pods": cpu["cpu_percent_median"]["run"],
+        "record_added_cpu_percent_250_pods": cpu["record_added_cpu_percent"],
+        "report_24h_html_seconds_100_pods": (day["report_html"] or {}).get("seconds_median"),
+        "day_store_mib_100_pods": rnd(day["store_bytes"] / 2**20, 1),
+        # Recorder.append's own time per sample, in this process: beside a sample's (phase 3) and
+        # finer than the agents' difference, which the noise of 20 s windows can hide
+        "record_append_ms_250_pods_idle": rec["idle"]["append_ms_mean"],
+        "record_append_ms_250_pods_busy": rec["busy"]["append_ms_mean"],
     }
 
 
@@ -269,6 +323,16 @@ METHOD = {
     "bytecode compiled first, as pip installs a wheel",
     "first_sample_ms": "spawn of `pod-stats run --json --interval 1` → first NDJSON line, 250 pods present, "
     "median of 5",
+    "recorder": "at 250 pods: `pod-stats record --interval 5 --store <tmp>` vs `pod-stats run --json --interval 5` "
+    "(its output read and dropped), 2 rounds, arm order random per round; each agent's utime+stime over 30 s "
+    "from half an interval after its first sample (6 samples), medians; both record arms append to one store. "
+    "Bytes: the store's size after close (database + WAL) / (pods × samples × 5 s), 240 samples at 250 pods: "
+    "idle = real samples of the farm (sleeping processes) taken back to back, times set 5 s apart; busy = the "
+    "farm's snapshot with every known figure changed every sample (counters + random amounts, gauges "
+    "random-walk, rates, ratios and cores random). Day: 100 of the farm's pods, busy, one keyframe cycle "
+    "(120 samples) appended by Recorder, its rows copied forward to 17,280 samples (24 h at 5 s); "
+    "`pod-stats report --since 24h --until <last sample> --json` wall time, median of up to 3 runs (fewer "
+    "once they took 60 s), --html the same when the JSON report's 3 runs fit in 60 s; on the tools' CPU",
     "zero_loss": "bench/storm: 8 children, each in its own cgroup (4 v2, 4 v1-memory-only: the hybrid key), "
     "released together, 250,000 opens each, unpinned; PodStatsBpf.read_counters() per cgroup",
 }

@@ -3,7 +3,7 @@ imported here, and only here.
 
 At the top, the loader's names (bench/attach_time.py times this import in a fresh interpreter:
 what the agent imports before it attaches). In functions, imported when first called: the JSON
-encoder and the miniature node's kubelet path builders, which attaching does not need.
+encoder, the kubelet path builders, the store and the figure table, which attaching does not need.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ __all__ = [
     "PodStatsBpf",
     "container_cgroup_path",
     "discover_mounts",
+    "figure_kinds",
     "ffi",
     "json_sampler",
     "key_mode_for",
     "lib",
     "open_sampler",
     "pod_cgroup_path",
+    "store",
 ]
 
 
@@ -56,3 +58,18 @@ def container_cgroup_path(layout: str, qos: str, uid: str, container_id: str) ->
     from pod_stats.kubelet import kubelet_container_path as build
 
     return build(layout, qos, uid, container_id)
+
+
+def store() -> Any:
+    """pod_stats.store (Recorder, Recording): the recorder phase's store, imported when first called."""
+    from pod_stats import store as module
+
+    return module
+
+
+def figure_kinds() -> dict[str, tuple[str, str]]:
+    """Each JSON figure's (kind, unit) from pod_stats.figures: how the recorder phase's busy
+    snapshots change it."""
+    from pod_stats.figures import BY_NAME, JSON_FIGURES
+
+    return {name: (BY_NAME[name].kind, BY_NAME[name].unit) for name in JSON_FIGURES}
