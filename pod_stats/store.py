@@ -103,25 +103,54 @@ def _text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
 
 
+_INT64, _UINT64 = 2**63, 2**64
+_REPLACE = "="  # a value, or an errno list, that replaces the previous one (not a difference)
+_NANO = 1e9
+_SMALL_STEP = 10**7  # ns: a float that moved less than this (seconds counters) is written as its step
+_FINITE = 9e15  # beyond it (or NaN) a float is written as it is
+
+
+def _float_step(old: float, new: float) -> Any:
+    """A float that follows a float: [its step in billionths] where that is short and decodes to
+    exactly `new` (see _apply); else `new` itself. Seconds counters (9 decimals at most) then
+    take a few digits instead of a dozen."""
+    if -_FINITE < old < _FINITE and -_FINITE < new < _FINITE:
+        base = round(old * _NANO)
+        step = round(new * _NANO) - base
+        if -_SMALL_STEP < step < _SMALL_STEP and (base + step) / _NANO == new:
+            return [step]
+    return new
+
+
 def _changes(before: list, after: list) -> list:
     """[index, value, ...] where `after` differs from `before`. An integer that follows an
-    integer is written as the difference: counters then take a digit or two."""
+    integer is written as the difference (counters then take a digit or two), a float that
+    follows a float maybe as its step (_float_step)."""
     if before == after and list(map(type, before)) == list(map(type, after)):
         return []  # most entities, most samples (compared in C)
     out: list = []
     for index, old, new in zip(range(len(after)), before, after):
         if new != old or type(new) is not type(old):
-            out += (index, new - old if type(new) is int and type(old) is int else new)
+            kind = type(new)
+            if kind is int and type(old) is int:
+                # the difference, if a JSON number of orjson's holds it; else the value, marked
+                new = new - old if -_INT64 <= new - old < _UINT64 else [_REPLACE, new]
+            elif kind is float and type(old) is float:
+                new = _float_step(old, new)
+            out += (index, new)
     return out
 
 
 def _apply(before: list, changes: list) -> list:
     after = before.copy()
     for index, value in zip(changes[::2], changes[1::2]):
-        if type(value) is int:
+        kind = type(value)
+        if kind is int:
             old = after[index]
             if type(old) is int:
                 value += old
+        elif kind is list:
+            value = value[1] if len(value) == 2 else (round(after[index] * _NANO) + value[0]) / _NANO
         after[index] = value
     return after
 
@@ -135,12 +164,30 @@ def _identity_key(kind: int, identity: dict[str, Any]) -> tuple:
     return (kind, *(_hashable(identity[name]) for name in _FIELDS_OF[kind]))
 
 
-def _flat_errnos(errnos: dict[int, int]) -> list[int]:
-    return [number for item in sorted(errnos.items()) for number in item]
+def _errno_changes(before: dict[int, int], after: dict[int, int]) -> Any:
+    """_UNCHANGED; [errno, increase, ...] (counts only grow while a cgroup lives); or, when one
+    went down or away, ["=", errno, count, ...]."""
+    if after == before:
+        return _UNCHANGED
+    if all(after.get(number, -1) >= count for number, count in before.items()):
+        return [
+            n
+            for number, count in sorted(after.items())
+            if count != before.get(number)
+            for n in (number, count - before.get(number, 0))
+        ]
+    return [_REPLACE, *(n for item in sorted(after.items()) for n in item)]
 
 
-def _errnos(flat: list[int]) -> dict[int, int]:
-    return dict(zip(flat[::2], flat[1::2]))
+def _apply_errnos(before: dict[int, int], changes: Any) -> dict[int, int]:
+    if changes == _UNCHANGED:
+        return before
+    if changes[:1] == [_REPLACE]:
+        return dict(zip(changes[1::2], changes[2::2]))
+    after = dict(before)
+    for number, increase in zip(changes[::2], changes[1::2]):
+        after[number] = after.get(number, 0) + increase
+    return after
 
 
 @dataclass
@@ -173,14 +220,20 @@ class _Frames:
 
     # -- encoding --------------------------------------------------------------------------------
 
-    def _entry(self, eid: int, state: _State, previous: Optional[_State], new: dict[int, _State]) -> list:
+    def _entry(
+        self, eid: int, state: _State, previous: Optional[_State], new: dict[int, _State], pod: bool = False
+    ) -> list:
+        """An entity's entry: [eid] when it is as it was (not for a pod, whose [eid] also means
+        its containers are), else [eid, changes, errnos, slots]."""
         new[eid] = state
-        if previous is state:
+        if previous is state and not pod:
             return [eid]
         before = previous or _empty(self.width)
         changes = _changes(before.values, state.values)
-        errnos = _UNCHANGED if state.errnos == before.errnos else _flat_errnos(state.errnos)
+        errnos = _errno_changes(before.errnos, state.errnos)
         slots = _UNCHANGED if state.slots == before.slots and previous is not None else state.slots
+        if not pod and previous is not None and not changes and errnos == _UNCHANGED and slots == _UNCHANGED:
+            return [eid]
         return [eid, changes, errnos, slots]
 
     def encode(
@@ -198,7 +251,7 @@ class _Frames:
                 new.update(containers)
                 pod_entries.append([eid])
                 continue
-            entry = self._entry(eid, state, states.get(eid), new)
+            entry = self._entry(eid, state, states.get(eid), new, pod=True)
             entry.append(int(state.final))
             entry.append([self._entry(ceid, cstate, states.get(ceid), new) for ceid, cstate in containers])
             pod_entries.append(entry)
@@ -265,7 +318,7 @@ class _Frames:
         before = previous or _empty(self.width)
         state = _State(
             _apply(before.values, changes) if changes else before.values,
-            before.errnos if errnos == _UNCHANGED else _errnos(errnos),
+            _apply_errnos(before.errnos, errnos),
             (before.slots if slots == _UNCHANGED else (tuple(slots) if slots is not None else None)),
         )
         new[eid] = state
@@ -551,8 +604,7 @@ class Recording(_Reading):
                         changed = dict(zip(changes[::2], changes[1::2]))
                         state = state.copy()
                         for at in hit:
-                            value, old = changed[at], state[at]
-                            state[at] = old + value if type(value) is int and type(old) is int else value
+                            state[at] = _apply([state[at]], [0, changed[at]])[0]
                 states[eid] = state
                 if keep:
                     target = targets.get(eid)
