@@ -33,6 +33,7 @@ from pod_stats.report import (
 from pod_stats.text import inert
 
 PLOT_BUCKETS = 200
+OOM_MARKS_TITLED = 24  # more OOM kill marks in one plot are drawn as one path with one title
 WIDTH, HEIGHT = 560, 150  # an SVG plot's box (scaled to the page)
 LEFT, RIGHT, TOP, BOTTOM = 62, 8, 10, 20  # its margins: the axis labels
 COLORS = ("#1f6fd1", "#d1561f")  # first and second line of a plot
@@ -99,7 +100,7 @@ section.pod{border-top:1px solid #ccc;padding:10px 0}
 .plots figure{margin:0}.plots figcaption{font-size:12px;color:#444}
 svg.plot{width:100%;height:auto;display:block}
 svg.plot text{font:10px sans-serif;fill:#555}svg.plot .grid{stroke:#e4e4e4}
-svg.plot .line{fill:none;stroke-width:1.2}svg.plot .oom{stroke:#c00;stroke-width:1.5}
+svg.plot .line{fill:none;stroke-width:1.2}svg.plot .oom{stroke:#c00;stroke-width:1.5;fill:none}
 svg.plot .spike{fill:#f5a623;fill-opacity:.25}
 .key{display:inline-block;width:10px;height:3px;vertical-align:middle;margin:0 3px 0 8px}
 #filter{margin:8px 0;padding:3px 6px;width:260px}
@@ -250,9 +251,13 @@ def _plot(pod: PodReport, title: str, names: tuple[str, ...], axis: _Axis, repor
         moment = datetime.fromtimestamp(at, report.since.tzinfo)
         label = f"{moment:%m-%d %H:%M}" if long else f"{moment:%H:%M}" if at % 60 == 0 else f"{moment:%H:%M:%S}"
         svg.append(f'<text x="{x}" y="{HEIGHT - 6}" text-anchor="middle">{label}</text>')
-    for spike in pod.spikes:
+    shaded_to = -1  # spikes and OOM kills: one mark per pixel column, however many fall in it
+    for spike in sorted(pod.spikes, key=lambda spike: spike.start):
         if spike.figure in names:
             x1, x2 = axis.x(spike.start.timestamp()), axis.x(spike.end.timestamp())
+            if x2 <= shaded_to:
+                continue
+            shaded_to = x2
             svg.append(
                 f'<rect class="spike" x="{x1 - 1}" y="{TOP}" width="{x2 - x1 + 2}" height="{inner_height}">'
                 f"<title>spike of {_h(BY_FIGURE[spike.figure].title)}: {_h(format_value(unit, spike.peak))} "
@@ -275,8 +280,16 @@ def _plot(pod: PodReport, title: str, names: tuple[str, ...], axis: _Axis, repor
             f'<text x="{LEFT + (WIDTH - LEFT - RIGHT) // 2}" y="{TOP + inner_height // 2}" text-anchor="middle">'
             "unknown: not counted on this node</text>"
         )
+    kills: dict[int, tuple[int, datetime]] = {}  # x → kills there, the last one's time
     for killed_at, count in pod.oom_times:
         x = axis.x(killed_at.timestamp())
+        kills[x] = (kills.get(x, (0, killed_at))[0] + count, killed_at)
+    if len(kills) > OOM_MARKS_TITLED:  # a crash-looping pod: one path, one title, a bounded page
+        marks = "".join(f"M{x} {TOP}V{HEIGHT - BOTTOM}" for x in kills)
+        total = sum(count for count, _ in kills.values())
+        svg.append(f'<path class="oom" d="{marks}"><title>{total} OOM kills (see the OOM kills table)</title></path>')
+        kills = {}
+    for x, (count, killed_at) in kills.items():
         svg.append(
             f'<line class="oom" x1="{x}" x2="{x}" y1="{TOP}" y2="{HEIGHT - BOTTOM}">'
             f"<title>{count} OOM kill{'s' if count > 1 else ''} by {_when(killed_at, True)} UTC</title></line>"

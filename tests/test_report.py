@@ -508,7 +508,7 @@ def _day_series(pods: int, hours: float, interval: float) -> Series:
     times = [T0 + timedelta(seconds=interval * i) for i in range(count)]
     # a few noisy columns shared between pods and figures: a day of 100 pods' own would take GBs here
     noise = [[rng.random() * (1 + k) for _ in range(count)] for k in range(8)]
-    kills = [float(i // 5000) for i in range(count)]
+    kills = [float(i) for i in range(count)]  # an OOM kill every sample: a crash-looping pod's day
     series = []
     for p in range(pods):
         values: dict[str, list[Optional[float]]] = {}
