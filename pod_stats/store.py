@@ -551,17 +551,15 @@ class Recording(_Reading):
             return self._snapshot(ms, frame)
         raise StoreError(f"the sample at {_time(row[0]):%Y-%m-%d %H:%M:%S} UTC was removed while reading; try again")
 
-    def _series_target(
-        self, eid: int, seen: dict[str, tuple[dict[str, Any], list[tuple[int, dict[int, Any]]]]]
-    ) -> list[tuple[int, dict[int, Any]]]:
-        """The samples list of the pod an entity is (by uid: a pod named later is one pod)."""
+    def _series_target(self, eid: int, seen: dict[str, "_Columns"], width: int) -> "_Columns":
+        """The columns of the pod an entity is (by uid: a pod named later is one pod)."""
         identity = self._entity(eid)[1]
         found = seen.get(identity["uid"])
         if found is None:
-            found = seen[identity["uid"]] = (identity, [])
+            found = seen[identity["uid"]] = _Columns(identity, width)
         elif identity["name"] is not None:
-            seen[identity["uid"]] = (identity, found[1])  # the latest name known
-        return found[1]
+            found.identity = identity  # the latest name known
+        return found
 
     def series(
         self, figures: Sequence[str], since: Optional[datetime] = None, until: Optional[datetime] = None
@@ -576,10 +574,9 @@ class Recording(_Reading):
         intervals: list[Optional[float]] = []
         # pod entity -> its wanted figures' values after the last frame
         states: dict[int, dict[int, Any]] = {}
-        # uid -> its identity, [(sample index, values)]
-        seen: dict[str, tuple[dict[str, Any], list[tuple[int, dict[int, Any]]]]] = {}
-        # pod entity -> the samples list of its uid (one per pod, whatever its entities)
-        targets: dict[int, list[tuple[int, dict[int, Any]]]] = {}
+        seen: dict[str, _Columns] = {}  # uid -> its columns
+        targets: dict[int, _Columns] = {}  # pod entity -> its uid's columns
+
         wanted_set = frozenset(indices)
         frames = self._frames
         started = False
@@ -609,22 +606,21 @@ class Recording(_Reading):
                 if keep:
                     target = targets.get(eid)
                     if target is None:
-                        target = targets[eid] = self._series_target(eid, seen)
-                    target.append((index, state))
+                        target = targets[eid] = self._series_target(eid, seen, len(indices))
+                    target.put(index, [state[at] for at in indices])
             if keep:
                 times.append(_time(ms))
                 intervals.append(frame[0])
         frames.reset()  # self._frames' states are not this path's: the next read starts at a keyframe
         count = len(times)
         pods = []
-        for identity, samples in seen.values():
-            values: dict[str, list[Optional[float]]] = {}
-            for name, figure_at in zip(figures, wanted):
-                column: list[Optional[float]] = [None] * count
-                if figure_at is not None:
-                    for index, pod_values in samples:
-                        column[index] = pod_values[figure_at]
-                values[name] = column
+        for columns in seen.values():
+            identity = columns.identity
+            columns.put(count, None)  # every column padded to the window's samples
+            by_index = dict(zip(indices, columns.columns))
+            values: dict[str, list[Optional[float]]] = {
+                name: by_index[at] if at is not None else [None] * count for name, at in zip(figures, wanted)
+            }
             pods.append(
                 PodSeries(
                     identity["uid"],
@@ -636,6 +632,29 @@ class Recording(_Reading):
                 )
             )
         return Series(times, intervals, pods)
+
+
+class _Columns:
+    """One pod's figures over the samples of a window, filled as they are decoded."""
+
+    def __init__(self, identity: dict[str, Any], width: int):
+        self.identity = identity
+        self.columns: list[list[Optional[float]]] = [[] for _ in range(width)]
+        self.length = 0  # samples filled
+
+    def put(self, index: int, values: Optional[list]) -> None:
+        """The pod's values in sample `index` (None: only pad to it); samples it missed are None."""
+        if index < self.length:  # a second entry of the pod in one sample: the later wins
+            for column, value in zip(self.columns, values or ()):
+                column[index] = value
+            return
+        gap = index - self.length
+        for at, column in enumerate(self.columns):
+            if gap:
+                column.extend([None] * gap)
+            if values is not None:
+                column.append(values[at])
+        self.length = index + (values is not None)
 
 
 class Recorder(_Reading):
