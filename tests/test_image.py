@@ -133,6 +133,8 @@ def runtime_spec(
         volume = volumes[mount["name"]]
         if "hostPath" in volume:
             source = host_path(volume["hostPath"]["path"])
+            if volume["hostPath"].get("type") == "DirectoryOrCreate":
+                source.mkdir(mode=0o755, parents=True, exist_ok=True)  # as kubelet makes it
             assert volume["hostPath"].get("type") != "Directory" or source.is_dir(), source
         elif "emptyDir" in volume:
             source = scratch / mount["name"]
@@ -541,7 +543,7 @@ def test_the_recording_option_records_under_the_manifest_s_restrictions(node, am
     from pod_stats.store import Recording
 
     rootfs, image_config = amd64_rootfs
-    recording = tmp_path / "var-lib-pod-stats"  # DirectoryOrCreate
+    recording = tmp_path / "var-lib-pod-stats"  # DirectoryOrCreate: made by runtime_spec, as kubelet would
     pod = daemonset_pod(DEPLOY / "daemonset-record.patch.json")
     running, cgroups_path = start_agent(
         node, rootfs, image_config, tmp_path, pod=pod, host_paths={"/var/lib/pod-stats": recording}
