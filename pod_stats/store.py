@@ -600,8 +600,16 @@ class Recording(_Reading):
                     if hit:
                         changed = dict(zip(changes[::2], changes[1::2]))
                         state = state.copy()
-                        for at in hit:
-                            state[at] = _apply([state[at]], [0, changed[at]])[0]
+                        for at in hit:  # _apply's rules, inline: this loop is a report's time
+                            value = changed[at]
+                            kind = type(value)
+                            if kind is int:
+                                old = state[at]
+                                if type(old) is int:
+                                    value += old
+                            elif kind is list:
+                                value = value[1] if len(value) == 2 else (round(state[at] * _NANO) + value[0]) / _NANO
+                            state[at] = value
                 states[eid] = state
                 if keep:
                     target = targets.get(eid)
@@ -649,11 +657,13 @@ class _Columns:
                 column[index] = value
             return
         gap = index - self.length
-        for at, column in enumerate(self.columns):
-            if gap:
-                column.extend([None] * gap)
-            if values is not None:
-                column.append(values[at])
+        if gap:
+            padding = [None] * gap
+            for column in self.columns:
+                column.extend(padding)
+        if values is not None:
+            for column, value in zip(self.columns, values):
+                column.append(value)
         self.length = index + (values is not None)
 
 
