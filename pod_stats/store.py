@@ -933,10 +933,11 @@ class Recorder(_Reading):
         connection.execute("BEGIN IMMEDIATE")
         kept = self._rekey(first_ms, bool(first_is_keyframe))
         connection.execute("DELETE FROM samples WHERE time < ?", (first_ms,))
-        placeholders = ",".join("?" * len(kept))
-        connection.execute(
-            f"DELETE FROM entities WHERE run_start < ? AND id NOT IN ({placeholders})", (first_ms, *kept)
-        )
+        # the kept frame's entities in a table, not as parameters: SQLite before 3.32 takes 999
+        connection.execute("CREATE TEMP TABLE IF NOT EXISTS kept (id INTEGER PRIMARY KEY)")
+        connection.execute("DELETE FROM kept")
+        connection.executemany("INSERT INTO kept VALUES (?)", ((eid,) for eid in kept))
+        connection.execute("DELETE FROM entities WHERE run_start < ? AND id NOT IN (SELECT id FROM kept)", (first_ms,))
         connection.execute("COMMIT")
         remaining = {eid for (eid,) in connection.execute("SELECT id FROM entities")}
         self._identities = {key: eid for key, eid in self._identities.items() if eid in remaining}
