@@ -141,17 +141,20 @@ def _changes(before: list, after: list) -> list:
     return out
 
 
+def _decode(old: Any, value: Any) -> Any:
+    """A figure's new value from its old one and what _changes wrote for it."""
+    kind = type(value)
+    if kind is int:
+        return old + value if type(old) is int else value
+    if kind is list:
+        return value[1] if len(value) == 2 else (round(old * _NANO) + value[0]) / _NANO
+    return value
+
+
 def _apply(before: list, changes: list) -> list:
     after = before.copy()
     for index, value in zip(changes[::2], changes[1::2]):
-        kind = type(value)
-        if kind is int:
-            old = after[index]
-            if type(old) is int:
-                value += old
-        elif kind is list:
-            value = value[1] if len(value) == 2 else (round(after[index] * _NANO) + value[0]) / _NANO
-        after[index] = value
+        after[index] = _decode(after[index], value)
     return after
 
 
@@ -600,16 +603,8 @@ class Recording(_Reading):
                     if hit:
                         changed = dict(zip(changes[::2], changes[1::2]))
                         state = state.copy()
-                        for at in hit:  # _apply's rules, inline: this loop is a report's time
-                            value = changed[at]
-                            kind = type(value)
-                            if kind is int:
-                                old = state[at]
-                                if type(old) is int:
-                                    value += old
-                            elif kind is list:
-                                value = value[1] if len(value) == 2 else (round(state[at] * _NANO) + value[0]) / _NANO
-                            state[at] = value
+                        for at in hit:
+                            state[at] = _decode(state[at], changed[at])
                 states[eid] = state
                 if keep:
                     target = targets.get(eid)
