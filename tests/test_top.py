@@ -1,6 +1,7 @@
 """`pod-stats run` (and `replay`) on a real terminal: a pseudo-terminal the test types keys into and
 reads the screen from. The terminal's settings must come back whatever ends the screen."""
 
+import contextlib
 import fcntl
 import json
 import os
@@ -115,6 +116,18 @@ def test_the_terminal_is_restored_when_an_exception_leaves_the_screen():
         terminal.close()
 
 
+@contextlib.contextmanager
+def _stopped(terminal, process):
+    """The test's pod-stats killed if it still runs, and its terminal closed, however the test ends."""
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        terminal.close()
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     with MiniNode(tmp_path_factory.mktemp("log")) as node:
@@ -141,7 +154,7 @@ def _ended(process: subprocess.Popen) -> str:
 def test_run_on_a_terminal_sorts_filters_expands_and_restores_the_terminal_after_q(node):
     terminal = Terminal()
     process = _popen(terminal, "run", "--interval", "0.5", *_OURS, "--log-dir", str(node.log_dir))
-    try:
+    with _stopped(terminal, process):
         frame = terminal.wait_for(lambda f: "web-7d4b9c-k2x8p" in f and "over 0.5s" in f, "a sample with rates")
         header = _header(frame)
         for column in ("NAMESPACE", "POD", "OPENS/s▼", "ERR/s", "CPU", "WORKING SET"):
@@ -177,11 +190,6 @@ def test_run_on_a_terminal_sorts_filters_expands_and_restores_the_terminal_after
         final = terminal.output[terminal.output.rfind(LEAVE_ALTERNATE_SCREEN) :]
         final = _ESCAPES.sub("", final)
         assert "web-7d4b9c-k2x8p" in final and "└ nginx" in final and "report.daily-0" not in final
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-        terminal.close()
 
 
 @pytest.mark.containers
@@ -189,7 +197,7 @@ def test_run_on_a_terminal_sorts_filters_expands_and_restores_the_terminal_after
 def test_sigterm_on_the_screen_restores_the_terminal_and_prints_the_final_sample(node):
     terminal = Terminal(width=200)
     process = _popen(terminal, "run", "--interval", "30", *_OURS, "--log-dir", str(node.log_dir))
-    try:
+    with _stopped(terminal, process):
         frame = terminal.wait_for(lambda f: "web-7d4b9c-k2x8p" in f, "the first sample")
         assert "TOP ERRNO" in _header(frame) and "hidden (a wider" not in frame  # 200 columns: all
         process.send_signal(signal.SIGTERM)
@@ -198,11 +206,6 @@ def test_sigterm_on_the_screen_restores_the_terminal_and_prints_the_final_sample
         time.sleep(0.2)
         final = _ESCAPES.sub("", terminal.output[terminal.output.rfind(LEAVE_ALTERNATE_SCREEN) :])
         assert "web-7d4b9c-k2x8p" in final and "report.daily-0" in final
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-        terminal.close()
 
 
 @pytest.mark.containers
@@ -210,7 +213,7 @@ def test_sigterm_on_the_screen_restores_the_terminal_and_prints_the_final_sample
 def test_ctrl_c_on_the_screen_restores_the_terminal_and_prints_the_final_sample(node):
     terminal = Terminal()
     process = _popen(terminal, "run", "--interval", "30", *_OURS, "--log-dir", str(node.log_dir))
-    try:
+    with _stopped(terminal, process):
         terminal.wait_for(lambda f: "web-7d4b9c-k2x8p" in f, "the first sample")
         terminal.type("\x03")  # Ctrl-C
         _ended(process)
@@ -218,11 +221,6 @@ def test_ctrl_c_on_the_screen_restores_the_terminal_and_prints_the_final_sample(
         time.sleep(0.2)
         final = _ESCAPES.sub("", terminal.output[terminal.output.rfind(LEAVE_ALTERNATE_SCREEN) :])
         assert "web-7d4b9c-k2x8p" in final and "over " in final  # a sample after the first: with rates
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-        terminal.close()
 
 
 # -- replay ----------------------------------------------------------------------------------
@@ -321,7 +319,7 @@ def test_replay_on_a_terminal_steps_through_the_samples(recording):
             lambda f: f"{times[index]:%Y-%m-%d %H:%M:%S} UTC · sample {index + 1} of 4" in f, f"sample {index + 1}"
         )
 
-    try:
+    with _stopped(terminal, process):
         frame = at(1)
         assert "pod-stats replay" in frame and "←→ sample" in frame and "web-7d4b9c-k2x8p" in frame
         terminal.type("\x1b[C")  # →
@@ -342,8 +340,3 @@ def test_replay_on_a_terminal_steps_through_the_samples(recording):
         terminal.type("q")
         _ended(process)
         assert termios.tcgetattr(terminal.slave) == terminal.settings
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-        terminal.close()
